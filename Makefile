@@ -1,0 +1,191 @@
+# mprpc — plain GNU make. See README.md for the quick start.
+#
+# Layout conventions the rules below rely on (add files, not rules):
+#   src/{core,rt,registry,util}/*.c  -> libmprpc.{a,so}
+#   src/proto/*.proto                -> compiled into the library
+#   examples/<dir>/*.proto           -> compiled into every program of <dir>
+#   examples/<dir>/*.c               -> one program each, build/bin/<name>
+#   sim/*.c (main.c has main)        -> build/bin/mprpc-sim
+#   tests/test_*.c                   -> one cmocka binary each (ASan+UBSan)
+#   tests/support/*.c                -> linked into every test
+#   tests/bench/*.c                  -> one program each, build/bin/<name>
+#   fuzz/fuzz_*.c                    -> harnesses (LLVMFuzzerTestOneInput)
+
+SHELL := /bin/bash
+CC ?= cc
+BUILD ?= build
+PREFIX ?= /usr/local
+DESTDIR ?=
+VERSION := 0.1.0
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wpointer-arith -Wstrict-prototypes \
+        -Wmissing-prototypes -Wno-missing-field-initializers -Wvla
+CSTD := -std=c11 -D_GNU_SOURCE -DTHREADED
+INCS := -Iinclude -Isrc -I$(BUILD)/gen
+OPT ?= -O2
+CFLAGS_COMMON := $(CSTD) $(INCS) -g -fPIC -pthread
+SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+LIBS := -lprotobuf-c -lev -lzookeeper_mt -lpthread -lm
+
+LIB_SRC := $(sort $(wildcard src/core/*.c src/rt/*.c src/registry/*.c src/util/*.c))
+LIB_PROTO := $(sort $(wildcard src/proto/*.proto))
+LIB_GEN_C := $(patsubst src/proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(LIB_PROTO))
+LIB_GEN_H := $(LIB_GEN_C:.c=.h)
+
+EX_DIRS := $(sort $(patsubst examples/%/,%,$(dir $(wildcard examples/*/*.c))))
+EX_PROTO := $(sort $(wildcard examples/*/*.proto))
+EX_GEN_C := $(patsubst examples/%.proto,$(BUILD)/gen/examples/%.pb-c.c,$(EX_PROTO))
+EX_GEN_H := $(EX_GEN_C:.c=.h)
+EX_PROGS := $(foreach f,$(wildcard examples/*/*.c),$(BUILD)/bin/$(basename $(notdir $(f))))
+
+SIM_SRC := $(filter-out sim/main.c,$(sort $(wildcard sim/*.c)))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_SUPPORT := $(sort $(wildcard tests/support/*.c))
+BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+
+ALL_GEN_H := $(LIB_GEN_H) $(EX_GEN_H)
+
+# --- object lists per flavour: rel (release, -O2) and asan (tests) ---------
+obj = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(2))
+LIB_OBJ_rel := $(call obj,rel,$(LIB_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/rel/gen/%.o,$(LIB_GEN_C))
+LIB_OBJ_asan := $(call obj,asan,$(LIB_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(LIB_GEN_C))
+EXGEN_OBJ_rel := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/rel/gen/%.o,$(EX_GEN_C))
+EXGEN_OBJ_asan := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(EX_GEN_C))
+SIM_OBJ_rel := $(call obj,rel,$(SIM_SRC))
+SIM_OBJ_asan := $(call obj,asan,$(SIM_SRC))
+TEST_BINS := $(patsubst tests/%.c,$(BUILD)/asan/tests/%,$(TEST_SRC))
+SUPPORT_OBJ := $(call obj,asan,$(TEST_SUPPORT))
+BENCH_PROGS := $(patsubst tests/bench/%.c,$(BUILD)/bin/%,$(BENCH_SRC))
+FUZZ_REPLAY := $(patsubst fuzz/%.c,$(BUILD)/asan/fuzz/%,$(FUZZ_SRC))
+
+FLAGS_rel := $(CFLAGS_COMMON) $(OPT)
+FLAGS_asan := $(CFLAGS_COMMON) -O1 $(SAN)
+
+.PHONY: all lib test sim fuzz demo bench lint install clean deps check-deps tests-build sim-build
+.DEFAULT_GOAL := all
+.SECONDARY:
+.DELETE_ON_ERROR:
+
+all: check-deps lib $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BENCH_PROGS)
+
+lib: $(BUILD)/libmprpc.a $(BUILD)/libmprpc.so
+
+# --- dependencies: install missing Debian packages on demand --------------
+check-deps:
+	@bash ci/install-deps.sh --check-or-install
+
+deps:
+	@bash ci/install-deps.sh
+
+# --- code generation ------------------------------------------------------
+$(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: src/proto/%.proto
+	@mkdir -p $(@D)
+	protoc-c --proto_path=src/proto --c_out=$(BUILD)/gen $<
+
+$(BUILD)/gen/examples/%.pb-c.c $(BUILD)/gen/examples/%.pb-c.h: examples/%.proto
+	@mkdir -p $(@D)
+	protoc-c --proto_path=$(dir $<) --c_out=$(@D) $<
+
+# --- compilation ----------------------------------------------------------
+# Our code gets the full warning set; generated code only the defaults.
+define flavour
+$(BUILD)/$(1)/%.o: %.c | $(ALL_GEN_H)
+	@mkdir -p $$(@D)
+	$$(CC) $$(FLAGS_$(1)) $$(WARN) $$(EXTRA_CFLAGS) -MMD -MP -c $$< -o $$@
+
+$(BUILD)/$(1)/examples/%.o: examples/%.c | $(ALL_GEN_H)
+	@mkdir -p $$(@D)
+	$$(CC) $$(FLAGS_$(1)) $$(WARN) $$(EXTRA_CFLAGS) -I$(BUILD)/gen/examples/$$(firstword $$(subst /, ,$$*)) -MMD -MP -c $$< -o $$@
+
+$(BUILD)/$(1)/gen/%.o: $(BUILD)/gen/%.c | $(ALL_GEN_H)
+	@mkdir -p $$(@D)
+	$$(CC) $$(FLAGS_$(1)) -c $$< -o $$@
+endef
+$(eval $(call flavour,rel))
+$(eval $(call flavour,asan))
+
+# Test, sim and fuzz code may include any example's generated headers.
+EX_INCS := $(addprefix -I$(BUILD)/gen/examples/,$(EX_DIRS))
+$(BUILD)/asan/tests/%.o $(BUILD)/asan/sim/%.o $(BUILD)/rel/sim/%.o $(BUILD)/asan/fuzz/%.o $(BUILD)/rel/tests/%.o: EXTRA_CFLAGS += $(EX_INCS)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# --- libraries ------------------------------------------------------------
+$(BUILD)/libmprpc.a: $(LIB_OBJ_rel)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/libmprpc.so: $(LIB_OBJ_rel)
+	$(CC) -shared -pthread -Wl,-soname,libmprpc.so.0 -o $@ $^ $(LIBS)
+
+$(BUILD)/asan/libmprpc.a: $(LIB_OBJ_asan)
+	@rm -f $@
+	ar rcs $@ $^
+
+# --- programs -------------------------------------------------------------
+# examples/<dir>/<prog>.c links with <dir>'s generated protos.
+define example_prog
+$(BUILD)/bin/$(basename $(notdir $(1))): $(BUILD)/rel/$(basename $(1)).o $(patsubst examples/%.proto,$(BUILD)/rel/gen/examples/%.pb-c.o,$(wildcard $(dir $(1))*.proto)) $(BUILD)/libmprpc.a
+	@mkdir -p $$(@D)
+	$$(CC) -pthread -o $$@ $$^ $$(LIBS)
+endef
+$(foreach f,$(wildcard examples/*/*.c),$(eval $(call example_prog,$(f))))
+
+$(BUILD)/bin/mprpc-sim: $(if $(wildcard sim/main.c),$(BUILD)/rel/sim/main.o) $(SIM_OBJ_rel) $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
+	@mkdir -p $(@D)
+	@if [ -f sim/main.c ]; then $(CC) -pthread -o $@ $^ $(LIBS); \
+	 else printf '#!/bin/sh\necho "mprpc-sim: not built yet" >&2; exit 2\n' > $@; chmod +x $@; fi
+
+$(BUILD)/asan/bin/mprpc-sim: $(if $(wildcard sim/main.c),$(BUILD)/asan/sim/main.o) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
+	@mkdir -p $(@D)
+	@if [ -f sim/main.c ]; then $(CC) $(SAN) -pthread -o $@ $^ $(LIBS); \
+	 else printf '#!/bin/sh\necho "mprpc-sim: not built yet" >&2; exit 2\n' > $@; chmod +x $@; fi
+
+$(BUILD)/bin/%: $(BUILD)/rel/tests/bench/%.o $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
+	@mkdir -p $(@D)
+	$(CC) -pthread -o $@ $^ $(LIBS)
+
+$(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -pthread -o $@ $^ $(LIBS) -lcmocka
+
+# Fuzz harnesses replayed over their corpora by `make test`.
+$(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
+	@mkdir -p $(@D)
+	$(CC) $(SAN) -pthread -o $@ $^ $(LIBS)
+
+# --- top-level targets ----------------------------------------------------
+tests-build: check-deps $(TEST_BINS) $(FUZZ_REPLAY) $(BUILD)/asan/bin/mprpc-sim
+
+lint: check-deps
+	@bash ci/lint.sh
+
+test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim
+	@bash ci/run-tests.sh $(BUILD)
+
+sim: check-deps $(BUILD)/bin/mprpc-sim
+	@if [ -f sim/main.c ]; then $(BUILD)/bin/mprpc-sim --all --seeds $${SIM_SEEDS:-100}; \
+	 else echo "make sim: the simulator is not built yet"; fi
+
+fuzz: check-deps
+	@if [ -f ci/fuzz.sh ]; then bash ci/fuzz.sh; else echo "make fuzz: not built yet"; fi
+
+demo: check-deps all
+	@if [ -f ci/demo.sh ]; then bash ci/demo.sh $(REGISTRY); else echo "make demo: not built yet"; fi
+
+bench: check-deps all
+	@if [ -f ci/bench.sh ]; then bash ci/bench.sh; else echo "make bench: not built yet"; fi
+
+install: lib
+	install -d $(DESTDIR)$(PREFIX)/include/mprpc $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 644 include/mprpc/*.h $(DESTDIR)$(PREFIX)/include/mprpc/
+	install -m 644 $(BUILD)/libmprpc.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 755 $(BUILD)/libmprpc.so $(DESTDIR)$(PREFIX)/lib/libmprpc.so.$(VERSION)
+	ln -sf libmprpc.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libmprpc.so.0
+	ln -sf libmprpc.so.0 $(DESTDIR)$(PREFIX)/lib/libmprpc.so
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' ci/mprpc.pc.in \
+	  > $(DESTDIR)$(PREFIX)/lib/pkgconfig/mprpc.pc
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,109 @@
+/*
+ * Registry seam: service discovery.
+ *
+ * A provider registers one instance (host:port plus metadata) per service it
+ * publishes; a consumer subscribes to a service and is handed the full list
+ * of instances on its own loop whenever the list or the registry's health
+ * changes. Implementations: ZooKeeper (zk://), a fixed list (static://), a
+ * watched file (file://) in src/registry/, and the simulator's virtual
+ * ZooKeeper in sim/.
+ *
+ * Conventions:
+ * - register/unregister return once the request is accepted; the registry
+ *   keeps the registration alive itself (re-creating it after a ZooKeeper
+ *   session expiry, for instance). Failures after acceptance are logged and
+ *   reflected in mprpc_registry_health().
+ * - Watch callbacks run on the loop given to subscribe, never on a registry
+ *   thread. The items array and its strings are valid only during the call.
+ * - unsubscribe is called on the subscriber's loop thread; once it returns
+ *   the callback never runs again.
+ * - An implementation delivers what it knows; the consumer side applies
+ *   empty protection: an empty list while health != MPRPC_REG_HEALTHY must
+ *   not wipe a non-empty cache.
+ */
+#ifndef MPRPC_REGISTRY_H
+#define MPRPC_REGISTRY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mprpc/loop.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MPRPC_DEFAULT_WEIGHT 100
+
+/* One provider instance of one service. All strings are owned by whoever
+ * built the struct; registries copy what they keep. */
+typedef struct mprpc_instance {
+  const char *service; /* full name, package.Service */
+  const char *host;    /* numeric address or name the consumer can connect to */
+  uint16_t port;
+  uint32_t weight;     /* relative share for weighted balancers; 0 = default */
+  const char *methods; /* comma-separated method names; may be NULL */
+  const char *version; /* free-form; may be NULL */
+  uint64_t start_time_ms; /* wall clock, ms since the epoch */
+} mprpc_instance_t;
+
+typedef enum mprpc_registry_health {
+  MPRPC_REG_HEALTHY = 0,      /* connected; lists are authoritative */
+  MPRPC_REG_CONNECTING = 1,   /* never connected yet, or reconnecting */
+  MPRPC_REG_DISCONNECTED = 2, /* connection lost; lists may be stale */
+  MPRPC_REG_EXPIRED = 3,      /* session expired; a new one is being opened */
+  MPRPC_REG_CLOSED = 4,
+} mprpc_registry_health_t;
+
+const char *mprpc_registry_health_name(int health);
+
+typedef void (*mprpc_registry_watch_cb)(void *ud, const mprpc_instance_t *items, size_t n,
+                                        int health);
+
+typedef struct mprpc_registry_ops {
+  int (*register_instance)(void *ctx, const mprpc_instance_t *inst);
+  int (*unregister_instance)(void *ctx, const char *service, const char *host, uint16_t port);
+  int (*subscribe)(void *ctx, const char *service, mprpc_loop_t loop, mprpc_registry_watch_cb cb,
+                   void *ud, uint64_t *sub_id);
+  void (*unsubscribe)(void *ctx, uint64_t sub_id);
+  int (*health)(void *ctx);
+  /* Unregisters everything still registered and frees the registry. */
+  void (*close)(void *ctx);
+} mprpc_registry_ops_t;
+
+typedef struct mprpc_registry {
+  const mprpc_registry_ops_t *vt;
+  void *ctx;
+} mprpc_registry_t;
+
+static inline int mprpc_registry_register(mprpc_registry_t r, const mprpc_instance_t *inst) {
+  return r.vt->register_instance(r.ctx, inst);
+}
+static inline int mprpc_registry_unregister(mprpc_registry_t r, const char *service,
+                                            const char *host, uint16_t port) {
+  return r.vt->unregister_instance(r.ctx, service, host, port);
+}
+static inline int mprpc_registry_subscribe(mprpc_registry_t r, const char *service,
+                                           mprpc_loop_t loop, mprpc_registry_watch_cb cb, void *ud,
+                                           uint64_t *sub_id) {
+  return r.vt->subscribe(r.ctx, service, loop, cb, ud, sub_id);
+}
+static inline void mprpc_registry_unsubscribe(mprpc_registry_t r, uint64_t sub_id) {
+  r.vt->unsubscribe(r.ctx, sub_id);
+}
+static inline int mprpc_registry_health(mprpc_registry_t r) { return r.vt->health(r.ctx); }
+static inline void mprpc_registry_close(mprpc_registry_t r) {
+  if (r.vt)
+    r.vt->close(r.ctx);
+}
+
+/* Opens a registry from a URI: zk://host:port[,host:port...][/chroot],
+ * static://host:port[,host:port...], file:///path. Defined in
+ * src/registry/. Errors: MPRPC_EINVAL (bad URI, with text in errbuf),
+ * MPRPC_EREGISTRY (could not start). */
+int mprpc_registry_open(const char *uri, mprpc_registry_t *out, char *errbuf, size_t errlen);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
