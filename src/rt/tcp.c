@@ -91,6 +91,8 @@ struct mprpc_listener {
   int fd;
   uint16_t port;
   bool started; /* ev_io started (on the loop thread) */
+  bool start_posted; /* listener_start is queued on the loop */
+  bool orphan;       /* closed while the start was queued: it frees us */
   bool dead;    /* fd closed by close or loop shutdown */
   ev_io io;
   ev_timer retry; /* accept paused after EMFILE/ENFILE */
@@ -712,9 +714,20 @@ static void listener_kill(mprpc_listener_t *l) {
   }
 }
 
+static void listener_free(mprpc_listener_t *l) {
+  actx_unref(l->actx);
+  free(l->loops);
+  free(l);
+}
+
 static void listener_start(void *arg) {
   mprpc_listener_t *l = arg;
   mprpc__evloop_t *L = l->loop;
+  l->start_posted = false;
+  if (l->orphan) {
+    listener_free(l);
+    return;
+  }
   if (l->dead || l->started)
     return;
   if (L->stopping) {
@@ -788,6 +801,7 @@ static int op_listen(void *ctx, const mprpc_listen_opts_t *o, mprpc_listener_t *
   if (mprpc__evloop_in_loop(l->loop) || !atomic_load(&l->loop->threaded)) {
     listener_start(l); /* no thread runs the loop: nothing to race with */
   } else {
+    l->start_posted = true;
     rc = mprpc__evloop_post(l->loop, listener_start, l);
     if (rc != 0) {
       MPRPC_LOG_ERROR("listen(%s): the acceptor loop is stopped", name);
@@ -843,9 +857,13 @@ static void op_listener_close(void *ctx, mprpc_listener_t *l) {
     loop.vt->waiter_free(loop.ctx, s.waiter);
   }
   listener_kill(l);
-  actx_unref(l->actx);
-  free(l->loops);
-  free(l);
+  if (l->start_posted) {
+    /* Closed on the loop thread before the queued start ran: that post
+     * still holds the pointer and frees it. */
+    l->orphan = true;
+    return;
+  }
+  listener_free(l);
 }
 
 static const mprpc_transport_ops_t tcp_ops = {
