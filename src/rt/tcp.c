@@ -73,14 +73,15 @@ struct mprpc_conn {
   char peer[64];
 };
 
-/* What a listener shares with connections it handed to other loops: the
- * callback must not run after listener_close returned, so in-flight handoffs
- * check `closed` (set on the acceptor thread before close returns; read on
- * the target thread, hence atomic). Refcounted: the listener holds one
- * reference, each in-flight handoff one. */
+/* What a listener shares with connections it handed to other loops. No
+ * on_accept may start after listener_close returned, so a handoff checks
+ * `closed` and calls on_accept under `mu`, and closing sets `closed` under
+ * `mu` (recursive: on_accept on loops[0] may close its own listener).
+ * Refcounted: the listener holds one reference, each in-flight handoff one. */
 typedef struct accept_ctx {
   atomic_int refs;
-  atomic_bool closed;
+  pthread_mutex_t mu;
+  bool closed; /* (mu) */
   mprpc_accept_cb on_accept;
   void *ud;
   mprpc_conn_opts_t opts;
@@ -92,7 +93,9 @@ struct mprpc_listener {
   uint16_t port;
   bool started; /* ev_io started (on the loop thread) */
   bool start_posted; /* listener_start is queued on the loop */
-  bool orphan;       /* closed while the start was queued: it frees us */
+  bool in_accept;    /* accept_some is running (on_accept may close us) */
+  bool orphan;       /* closed while start_posted or in_accept: whoever
+                        holds the pointer frees it when done */
   bool dead;    /* fd closed by close or loop shutdown */
   ev_io io;
   ev_timer retry; /* accept paused after EMFILE/ENFILE */
@@ -593,13 +596,26 @@ static const char *op_peer_name(void *ctx, mprpc_conn_t *c) {
 /* ---- listeners --------------------------------------------------------- */
 
 static void actx_unref(accept_ctx_t *a) {
-  if (atomic_fetch_sub(&a->refs, 1) == 1)
+  if (atomic_fetch_sub(&a->refs, 1) == 1) {
+    pthread_mutex_destroy(&a->mu);
     free(a);
+  }
 }
 
 /* Creates the connection for an accepted fd on its loop and hands it over. */
+static void adopt_locked(mprpc__evloop_t *L, accept_ctx_t *a, int fd, const char *peer);
+
 static void adopt(mprpc__evloop_t *L, accept_ctx_t *a, int fd, const char *peer) {
-  if (L->stopping || atomic_load(&a->closed)) {
+  /* on_accept may close the listener, dropping its reference: hold one. */
+  atomic_fetch_add(&a->refs, 1);
+  pthread_mutex_lock(&a->mu);
+  adopt_locked(L, a, fd, peer);
+  pthread_mutex_unlock(&a->mu);
+  actx_unref(a);
+}
+
+static void adopt_locked(mprpc__evloop_t *L, accept_ctx_t *a, int fd, const char *peer) {
+  if (L->stopping || a->closed) {
     close(fd);
     return;
   }
@@ -679,10 +695,17 @@ static void accept_some(mprpc_listener_t *l) {
   }
 }
 
+static void listener_free(mprpc_listener_t *l);
+
 static void on_accept_io(struct ev_loop *ev, ev_io *w, int revents) {
   (void)ev;
   (void)revents;
-  accept_some((mprpc_listener_t *)((char *)w - offsetof(mprpc_listener_t, io)));
+  mprpc_listener_t *l = (mprpc_listener_t *)((char *)w - offsetof(mprpc_listener_t, io));
+  l->in_accept = true;
+  accept_some(l);
+  l->in_accept = false;
+  if (l->orphan)
+    listener_free(l);
 }
 
 static void on_accept_retry(struct ev_loop *ev, ev_timer *w, int revents) {
@@ -698,7 +721,9 @@ static void listener_kill(mprpc_listener_t *l) {
     return;
   mprpc__evloop_t *L = l->loop;
   l->dead = true;
-  atomic_store(&l->actx->closed, true);
+  pthread_mutex_lock(&l->actx->mu);
+  l->actx->closed = true;
+  pthread_mutex_unlock(&l->actx->mu);
   ev_io_stop(L->ev, &l->io);
   ev_timer_stop(L->ev, &l->retry);
   close(l->fd);
@@ -763,14 +788,25 @@ static int op_listen(void *ctx, const mprpc_listen_opts_t *o, mprpc_listener_t *
   if (!l)
     goto fail;
   l->loops = malloc(o->nloops * sizeof *l->loops);
-  l->actx = malloc(sizeof *l->actx);
-  if (!l->loops || !l->actx)
+  if (!l->loops)
     goto fail;
   memcpy(l->loops, o->loops, o->nloops * sizeof *l->loops);
   l->nloops = o->nloops;
   l->loop = mprpc__evloop_from(o->loops[0]);
-  atomic_init(&l->actx->refs, 1);
-  atomic_init(&l->actx->closed, false);
+  accept_ctx_t *ac = calloc(1, sizeof *ac);
+  if (!ac)
+    goto fail;
+  pthread_mutexattr_t ma;
+  pthread_mutexattr_init(&ma);
+  pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_RECURSIVE);
+  int mrc = pthread_mutex_init(&ac->mu, &ma);
+  pthread_mutexattr_destroy(&ma);
+  if (mrc != 0) {
+    free(ac);
+    goto fail;
+  }
+  atomic_init(&ac->refs, 1);
+  l->actx = ac;
   l->actx->on_accept = o->on_accept;
   l->actx->ud = o->ud;
   l->actx->opts = o->conn;
@@ -817,8 +853,9 @@ fail:
   if (fd >= 0)
     close(fd);
   if (l) {
+    if (l->actx)
+      actx_unref(l->actx);
     free(l->loops);
-    free(l->actx);
     free(l);
   }
   return rc;
@@ -857,9 +894,10 @@ static void op_listener_close(void *ctx, mprpc_listener_t *l) {
     loop.vt->waiter_free(loop.ctx, s.waiter);
   }
   listener_kill(l);
-  if (l->start_posted) {
-    /* Closed on the loop thread before the queued start ran: that post
-     * still holds the pointer and frees it. */
+  if (l->start_posted || l->in_accept) {
+    /* Closed on the loop thread before the queued start ran, or from an
+     * on_accept: the caller up the stack still holds the pointer and frees
+     * it when done. */
     l->orphan = true;
     return;
   }
