@@ -38,7 +38,7 @@
 #include "rt/rt_internal.h"
 
 #define READ_BUDGET (256u * 1024u)
-#define READ_CHUNK (64u * 1024u)
+#define READ_CHUNK (16u * 1024u) /* least free room per read; grows with the rbuf */
 #define DEFAULT_HWM ((size_t)64 << 20)
 #define DEFAULT_CONNECT_TIMEOUT_NS (3 * MPRPC_NS_PER_S)
 #define LINGER_NS (5 * MPRPC_NS_PER_S)
@@ -328,8 +328,18 @@ static void io_error(mprpc_conn_t *c, const char *op, int e) {
 }
 
 static void linger_done(mprpc_conn_t *c) {
-  /* Everything went out: let the peer see a clean FIN before the close. */
+  /* Everything went out: send a clean FIN, and drop what the peer sent that
+   * we will never read, since closing a socket with unread input sends a
+   * RST, which may make the peer discard our last bytes. (Input arriving
+   * after this instant still can; a peer writing after our close asked for
+   * it.) */
   shutdown(c->fd, SHUT_WR);
+  uint8_t sink[4096];
+  for (int i = 0; i < 64; i++) {
+    ssize_t n = recv(c->fd, sink, sizeof sink, MSG_DONTWAIT);
+    if (n <= 0 && !(n < 0 && errno == EINTR))
+      break;
+  }
   conn_finish(c, MPRPC_CLOSE_LOCAL, 0);
 }
 
@@ -579,8 +589,12 @@ static void op_close(void *ctx, mprpc_conn_t *c, bool flush) {
   (void)ctx;
   if (c->state == C_CLOSED || c->state == C_LINGER)
     return;
-  if (!flush || c->olen == 0 || c->state != C_OPEN) {
+  if (!flush || c->state != C_OPEN) {
     conn_finish(c, MPRPC_CLOSE_LOCAL, 0);
+    return;
+  }
+  if (c->olen == 0) {
+    linger_done(c);
     return;
   }
   c->state = C_LINGER;
