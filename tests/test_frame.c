@@ -608,7 +608,6 @@ static void test_frame_meta_rejects_invalid(void **state) {
   expect_bad_meta("\x0a\x05" "ab", 4);             /* length beyond the end */
   expect_bad_meta("\x0a\xff\xff\xff\xff\x0f", 6);   /* huge length */
   expect_bad_meta("\x0a", 1);                      /* length missing */
-  expect_bad_meta("\x00\x01", 2);                  /* field number 0 */
   expect_bad_meta("\x06\x01", 2);                  /* wire type 6 */
   expect_bad_meta("\x07\x01", 2);                  /* wire type 7 */
   expect_bad_meta("\x4c", 1);                      /* stray end group (field 9) */
@@ -617,7 +616,8 @@ static void test_frame_meta_rejects_invalid(void **state) {
   expect_bad_meta("\x49\x01\x02\x03", 4);          /* fixed64 truncated */
   expect_bad_meta("\x4d\x01\x02\x03", 4);          /* fixed32 truncated */
   expect_bad_meta("\x80", 1);                      /* tag truncated */
-  expect_bad_meta("\xf8\xff\xff\xff\xff\x01\x00", 7); /* tag wider than 32 bits */
+  expect_bad_meta("\xf8\xff\xff\xff\xff\x01\x00", 7); /* key longer than 5 bytes */
+  expect_bad_meta("\x80\x80\x80\x80\x80\x00", 6);     /* key longer than 5 bytes */
   expect_bad_meta("\x0a\x02\x08\x80", 4);          /* bad field inside request */
   expect_bad_meta("\x12\x02\x08\x80", 4);          /* bad field inside response */
   expect_bad_meta("\x0a\x01\x0c", 3);              /* stray end group inside request */
@@ -636,6 +636,14 @@ static void test_frame_meta_rejects_invalid(void **state) {
   mprpc_meta_t m;
   assert_int_equal(mprpc_meta_decode(b.p, b.n, &m), 0);
   bfree(&b);
+  /* field number 0 and 32-bit field numbers are skipped like any unknown
+   * field (protobuf-c accepts both) */
+  assert_int_equal(mprpc_meta_decode((const uint8_t *)"\x00\x01\x20\x05", 4, &m), 0);
+  assert_true(m.correlation_id == 5);
+  assert_int_equal(mprpc_meta_decode((const uint8_t *)"\x80\x00\x01", 3, &m), 0);
+  assert_int_equal(mprpc_meta_decode((const uint8_t *)"\xf8\xff\xff\xff\x7f\x01", 6, &m), 0);
+  assert_int_equal(mprpc_meta_decode((const uint8_t *)"\xa0\x80\x80\x80\x10\x07", 6, &m), 0);
+  assert_true(m.correlation_id == 0); /* field 4 + 2^32 is not field 4 */
 
   /* every prefix of a valid meta either decodes or is EBADMETA, and never
    * reads past its end */

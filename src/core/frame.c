@@ -21,7 +21,7 @@
 /* Wire types. */
 enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_EGROUP = 4, WT_I32 = 5 };
 
-#define TAG(field, wt) (((uint32_t)(field) << 3) | (uint32_t)(wt))
+#define TAG(field, wt) (((uint64_t)(field) << 3) | (uint64_t)(wt))
 
 /* Nesting bound for unknown groups; Google's runtime allows 100 levels of
  * recursion, but no field mprpc understands lives inside a group, so a small
@@ -66,14 +66,14 @@ static inline const uint8_t *get_varint(const uint8_t *p, const uint8_t *end, ui
   return NULL;
 }
 
-/* A tag: varint no wider than 32 bits, field number not 0. */
-static inline const uint8_t *get_tag(const uint8_t *p, const uint8_t *end, uint32_t *tag) {
-  uint64_t v;
-  p = get_varint(p, end, &v);
-  if (!p || v > UINT32_MAX || (v >> 3) == 0)
-    return NULL;
-  *tag = (uint32_t)v;
-  return p;
+/* A field key, (field_number << 3) | wire_type: a varint of at most 5 bytes,
+ * so the field number has at most 32 bits (as in protobuf-c and Google's
+ * runtime, which both stop at 5 bytes). Field number 0 is not rejected here:
+ * it is skipped like any unknown field (protobuf-c does the same for a
+ * non-minimally encoded 0), so nothing protobuf-c accepts is refused. */
+static inline const uint8_t *get_key(const uint8_t *p, const uint8_t *end, uint64_t *key) {
+  const uint8_t *q = get_varint(p, end, key);
+  return (q && q - p <= 5) ? q : NULL;
 }
 
 /* A length-delimited field's bytes. */
@@ -89,7 +89,7 @@ static inline const uint8_t *get_bytes(const uint8_t *p, const uint8_t *end, mpr
 
 /* Skips the value of an unknown field whose tag was just read. For a start
  * group, skips through the matching end group. */
-static const uint8_t *skip_field(const uint8_t *p, const uint8_t *end, uint32_t tag, int depth) {
+static const uint8_t *skip_field(const uint8_t *p, const uint8_t *end, uint64_t tag, int depth) {
   uint64_t v;
   mprpc_bytes_t b;
   switch (tag & 7) {
@@ -105,8 +105,8 @@ static const uint8_t *skip_field(const uint8_t *p, const uint8_t *end, uint32_t 
     if (depth >= MAX_GROUP_DEPTH)
       return NULL;
     for (;;) {
-      uint32_t t;
-      p = get_tag(p, end, &t);
+      uint64_t t;
+      p = get_key(p, end, &t);
       if (!p)
         return NULL;
       if ((t & 7) == WT_EGROUP)
@@ -122,9 +122,8 @@ static const uint8_t *skip_field(const uint8_t *p, const uint8_t *end, uint32_t 
 
 static int decode_request(const uint8_t *p, const uint8_t *end, mprpc_meta_t *m) {
   while (p < end) {
-    uint32_t tag;
-    uint64_t v;
-    p = get_tag(p, end, &tag);
+    uint64_t tag, v;
+    p = get_key(p, end, &tag);
     if (!p)
       return MPRPC_EBADMETA;
     switch (tag) {
@@ -161,9 +160,8 @@ static int decode_request(const uint8_t *p, const uint8_t *end, mprpc_meta_t *m)
 
 static int decode_response(const uint8_t *p, const uint8_t *end, mprpc_meta_t *m) {
   while (p < end) {
-    uint32_t tag;
-    uint64_t v;
-    p = get_tag(p, end, &tag);
+    uint64_t tag, v;
+    p = get_key(p, end, &tag);
     if (!p)
       return MPRPC_EBADMETA;
     switch (tag) {
@@ -184,11 +182,10 @@ int mprpc_meta_decode(const uint8_t *p, size_t n, mprpc_meta_t *m) {
   memset(m, 0, sizeof *m);
   const uint8_t *end = p + n;
   while (p < end) {
-    uint32_t tag;
-    uint64_t v;
+    uint64_t tag, v;
     mprpc_bytes_t sub;
     int rc = 0;
-    p = get_tag(p, end, &tag);
+    p = get_key(p, end, &tag);
     if (!p)
       return MPRPC_EBADMETA;
     switch (tag) {
