@@ -929,7 +929,10 @@ static void test_tcp_group_stop_with_open_connections_100_times(void **state) {
       assert_int_equal(atomic_load(&connected), STOP_CLIENTS);
     }
     assert_int_equal(atomic_load(&s.closed), atomic_load(&s.accepted));
-    mprpc_listener_close(s.tp, l);
+    /* Either close the listener after the stop, or let the group's free
+     * release it: both must be clean (LSan checks the latter). */
+    if (round % 4 < 2)
+      mprpc_listener_close(s.tp, l);
     rig_free(&r);
   }
 }
