@@ -45,6 +45,13 @@ volatile int mprpc__log_level = MPRPC_LOG_LEVEL_WARN;
 
 enum { MODE_LAZY = 0, MODE_SYNC, MODE_ASYNC };
 
+/* The writer either works, sleeps until the first line arrives (producers
+ * must wake it), or lingers a few ms to let a small batch grow (producers
+ * wake it only once the batch is worth writing). Fewer wake-ups, fewer
+ * write(2) calls; a line reaches the file within BATCH_WAIT_MS anyway. */
+enum { WRITER_BUSY = 0, WRITER_IDLE, WRITER_LINGER };
+#define BATCH_WAIT_MS 10
+
 typedef struct sink {
   int fd;            /* 2 for stderr */
   bool is_file;      /* regular file we opened: rotation applies */
@@ -68,7 +75,8 @@ static struct {
   /* ASYNC */
   char *front, *back;
   size_t front_len, cap;
-  bool writer_waiting, stopping, running;
+  int writer_state;       /* WRITER_* below */
+  bool flush_req, stopping, running;
   pthread_t writer;
   uint64_t queued, written; /* lines queued / written (flush targets) */
   uint64_t pending_drops;   /* dropped, not yet reported in the stream */
@@ -140,13 +148,39 @@ static long thread_id(void) {
   return tl_tid;
 }
 
-static void format_day(int64_t sec, char out[24]) {
+static void put_digits(char *p, unsigned v, int n) {
+  for (int i = n - 1; i >= 0; i--, v /= 10)
+    p[i] = (char)('0' + v % 10);
+}
+
+/* "YYYY-MM-DD" (10 bytes, no NUL) for broken-down UTC time; years clamp to 0..9999. */
+static void put_date(char *p, const struct tm *tm) {
+  int y = tm->tm_year + 1900;
+  put_digits(p, (unsigned)(y < 0 ? 0 : y > 9999 ? 9999 : y), 4);
+  p[4] = '-';
+  put_digits(p + 5, (unsigned)(tm->tm_mon + 1), 2);
+  p[7] = '-';
+  put_digits(p + 8, (unsigned)tm->tm_mday, 2);
+}
+
+static void utc(int64_t sec, struct tm *tm) {
   time_t t = (time_t)sec;
+  if (!gmtime_r(&t, tm))
+    memset(tm, 0, sizeof *tm);
+}
+
+/* "YYYY-MM-DDTHH:MM:SS" NUL-terminated. */
+static void format_day(int64_t sec, char out[24]) {
   struct tm tm;
-  if (!gmtime_r(&t, &tm))
-    memset(&tm, 0, sizeof tm);
-  snprintf(out, 24, "%04d-%02d-%02dT%02d:%02d:%02d", tm.tm_year + 1900, tm.tm_mon + 1,
-           tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  utc(sec, &tm);
+  put_date(out, &tm);
+  out[10] = 'T';
+  put_digits(out + 11, (unsigned)tm.tm_hour, 2);
+  out[13] = ':';
+  put_digits(out + 14, (unsigned)tm.tm_min, 2);
+  out[16] = ':';
+  put_digits(out + 17, (unsigned)tm.tm_sec, 2);
+  out[19] = 0;
 }
 
 static const char *base_name(const char *file) {
@@ -154,32 +188,57 @@ static const char *base_name(const char *file) {
   return s ? s + 1 : (file ? file : "?");
 }
 
-/* Copies msg into out (capacity cap > 0) escaping bytes that would break
- * the one-record-one-line rule. Returns bytes written (no NUL). */
+static bool needs_escape(unsigned char c) { return (c < 0x20 && c != '\t') || c == 0x7f; }
+
+/* Copies msg into out (capacity cap) escaping bytes that would break the
+ * one-record-one-line rule: \n, \r, other control bytes as \xHH. Sets *cut
+ * when it ran out of room. Returns bytes written (no NUL). */
 static size_t escape_into(char *out, size_t cap, const char *msg, size_t n, bool *cut) {
   static const char hex[] = "0123456789abcdef";
-  size_t o = 0;
-  for (size_t i = 0; i < n; i++) {
-    unsigned char c = (unsigned char)msg[i];
-    char esc[4];
-    size_t el = 0;
-    if (c == '\n') {
-      esc[0] = '\\', esc[1] = 'n', el = 2;
-    } else if (c == '\r') {
-      esc[0] = '\\', esc[1] = 'r', el = 2;
-    } else if ((c < 0x20 && c != '\t') || c == 0x7f) {
-      esc[0] = '\\', esc[1] = 'x', esc[2] = hex[c >> 4], esc[3] = hex[c & 15], el = 4;
-    } else {
-      esc[0] = (char)c, el = 1;
+  size_t o = 0, i = 0;
+  while (i < n) {
+    size_t j = i;
+    while (j < n && !needs_escape((unsigned char)msg[j]))
+      j++;
+    size_t run = j - i;
+    if (o + run > cap) {
+      memcpy(out + o, msg + i, cap - o);
+      *cut = true;
+      return cap;
+    }
+    memcpy(out + o, msg + i, run);
+    o += run;
+    i = j;
+    if (i == n)
+      break;
+    unsigned char c = (unsigned char)msg[i++];
+    char esc[4] = {'\\', 'x', hex[c >> 4], hex[c & 15]};
+    size_t el = 4;
+    if (c == '\n' || c == '\r') {
+      esc[1] = c == '\n' ? 'n' : 'r';
+      el = 2;
     }
     if (o + el > cap) {
       *cut = true;
-      break;
+      return o;
     }
     memcpy(out + o, esc, el);
     o += el;
   }
   return o;
+}
+
+/* Decimal digits of v at p; returns how many. */
+static size_t put_uint(char *p, unsigned long v) {
+  char tmp[24];
+  size_t n = 0;
+  do {
+    tmp[n++] = (char)('0' + v % 10);
+    v /= 10;
+  } while (v);
+  for (size_t i = 0; i < n; i++)
+    p[i] = tmp[n - 1 - i];
+  return n;
 }
 
 static const char trunc_mark[] = "...(truncated)";
@@ -196,14 +255,30 @@ static size_t format_line(char *out, uint64_t ns, int level, const char *file, i
   }
   if (level < 0 || level > MPRPC_LOG_LEVEL_OFF)
     level = MPRPC_LOG_LEVEL_OFF;
-  int h = snprintf(out, LINE_MAX_BYTES, "%s.%06uZ %s %ld %s:%d ", tl_secbuf, usec, tags[level],
-                   thread_id(), base_name(file), line);
-  if (h < 0)
-    h = 0;
-  size_t hl = (size_t)h;
+  /* "YYYY-MM-DDTHH:MM:SS.uuuuuuZ LEVEL tid file:line " by hand: this is the
+   * hot path and the pieces are fixed or bounded. */
+  char *p = out;
+  memcpy(p, tl_secbuf, 19);
+  p[19] = '.';
+  put_digits(p + 20, usec, 6);
+  p[26] = 'Z';
+  p[27] = ' ';
+  memcpy(p + 28, tags[level], 5);
+  p[33] = ' ';
+  p += 34;
+  p += put_uint(p, (unsigned long)thread_id());
+  *p++ = ' ';
+  const char *bn = base_name(file);
+  size_t bl = strlen(bn);
+  if (bl > 256)
+    bl = 256;
+  memcpy(p, bn, bl);
+  p += bl;
+  *p++ = ':';
+  p += put_uint(p, (unsigned long)(line < 0 ? 0 : line));
+  *p++ = ' ';
+  size_t hl = (size_t)(p - out);
   size_t room = LINE_MAX_BYTES - 1 - sizeof trunc_mark; /* keep room for mark + '\n' */
-  if (hl > room)
-    hl = room;
   int m = vsnprintf(tl_msg, sizeof tl_msg, fmt, ap);
   size_t ml = m < 0 ? 0 : (size_t)m;
   bool cut = ml >= sizeof tl_msg;
@@ -285,11 +360,8 @@ static void sink_put(sink_t *s, const char *p, size_t n) {
 
 static void day_of_time(time_t t, char day[10]) {
   struct tm tm;
-  char buf[24];
-  if (!gmtime_r(&t, &tm))
-    memset(&tm, 0, sizeof tm);
-  snprintf(buf, sizeof buf, "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
-  memcpy(day, buf, 10);
+  utc((int64_t)t, &tm);
+  put_date(day, &tm);
 }
 
 /* Opens s->path for appending. 0 or a negative errno-style MPRPC code; on
@@ -420,12 +492,25 @@ static void *writer_main(void *arg) {
   pthread_mutex_lock(&g.mu);
   for (;;) {
     while (g.front_len == 0 && !g.stopping) {
-      g.writer_waiting = true;
+      g.writer_state = WRITER_IDLE;
       pthread_cond_wait(&g.work, &g.mu);
-      g.writer_waiting = false;
+      g.writer_state = WRITER_BUSY;
     }
     if (g.front_len == 0 && g.stopping)
       break;
+    if (!g.stopping && !g.flush_req && g.front_len < g.cap / 4) {
+      struct timespec dl;
+      clock_gettime(CLOCK_REALTIME, &dl); /* the condition variable's clock */
+      dl.tv_nsec += BATCH_WAIT_MS * 1000000L;
+      if (dl.tv_nsec >= 1000000000L) {
+        dl.tv_sec++;
+        dl.tv_nsec -= 1000000000L;
+      }
+      g.writer_state = WRITER_LINGER;
+      pthread_cond_timedwait(&g.work, &g.mu, &dl);
+      g.writer_state = WRITER_BUSY;
+    }
+    g.flush_req = false;
     char *batch = g.front;
     size_t len = g.front_len;
     uint64_t upto = g.queued;
@@ -448,10 +533,12 @@ static void flush_locked(void) {
   if (g.mode != MODE_ASYNC || !g.running || pthread_equal(pthread_self(), g.writer))
     return;
   uint64_t target = g.queued;
-  if (g.writer_waiting)
-    pthread_cond_signal(&g.work);
-  while (g.written < target && g.running)
+  while (g.written < target && g.running) {
+    g.flush_req = true;
+    if (g.writer_state != WRITER_BUSY)
+      pthread_cond_signal(&g.work);
     pthread_cond_wait(&g.done, &g.mu);
+  }
 }
 
 void mprpc_log_flush(void) {
@@ -507,7 +594,7 @@ void mprpc__log_write(int level, const char *file, int line, const char *func, c
   memcpy(g.front + g.front_len, tl_line, n);
   g.front_len += n;
   g.queued++;
-  if (g.writer_waiting)
+  if (g.writer_state == WRITER_IDLE || (g.writer_state == WRITER_LINGER && g.front_len >= g.cap / 4))
     pthread_cond_signal(&g.work);
   if (g.sync_errors && level >= MPRPC_LOG_LEVEL_ERROR)
     flush_locked();
