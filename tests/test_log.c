@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "mprpc/errors.h"
@@ -627,6 +628,63 @@ static void test_log_flush_makes_lines_visible(void **state) {
   mprpc_log_close();
 }
 
+/* A forked child has no writer thread: it must log synchronously to the
+ * same file and close without waiting for a thread it does not have. */
+static void test_log_fork_child_logs_synchronously(void **state) {
+  (void)state;
+  char path[256];
+  path_in(path, sizeof path, "fork.log");
+  mprpc_log_opts_t o = opts_for(path, MPRPC_LOG_LEVEL_INFO);
+  assert_int_equal(mprpc_log_open(&o), 0);
+  MPRPC_LOG_INFO("parent before fork");
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    MPRPC_LOG_INFO("child line");
+    mprpc_log_flush();
+    mprpc_log_close();
+    _exit(0);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  MPRPC_LOG_INFO("parent after fork");
+  mprpc_log_close();
+  char *b = read_all(path, NULL);
+  assert_non_null(b);
+  assert_int_equal(count_substr(b, "parent before fork\n"), 1); /* not written twice */
+  assert_int_equal(count_substr(b, "child line\n"), 1);
+  assert_int_equal(count_substr(b, "parent after fork\n"), 1);
+  free(b);
+}
+
+/* Lines still queued at a normal exit() are written by the atexit handler. */
+static void test_log_exit_flushes_queue(void **state) {
+  (void)state;
+  char path[256];
+  path_in(path, sizeof path, "exit.log");
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    mprpc_log_opts_t o = opts_for(path, MPRPC_LOG_LEVEL_INFO);
+    o.queue_bytes = 16 << 20; /* nothing dropped */
+    if (mprpc_log_open(&o) != 0)
+      _exit(3);
+    for (int i = 0; i < 20000; i++)
+      MPRPC_LOG_INFO("exit line %d", i);
+    exit(mprpc_log_dropped() == 0 ? 0 : 4);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  char *b = read_all(path, NULL);
+  assert_non_null(b);
+  assert_int_equal(count_substr(b, "exit line "), 20000);
+  assert_non_null(strstr(b, "exit line 19999\n"));
+  free(b);
+}
+
 static void test_log_open_rejects_bad_options(void **state) {
   (void)state;
   mprpc_log_opts_t o;
@@ -660,6 +718,9 @@ int main(void) {
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(test_log_flush_makes_lines_visible, setup_dir,
                                       teardown_dir),
+      cmocka_unit_test_setup_teardown(test_log_fork_child_logs_synchronously, setup_dir,
+                                      teardown_dir),
+      cmocka_unit_test_setup_teardown(test_log_exit_flushes_queue, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_log_open_rejects_bad_options, setup_dir, teardown_dir),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

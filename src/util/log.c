@@ -644,6 +644,34 @@ void mprpc_log_close(void) {
 
 static void at_exit_flush(void) { mprpc_log_close(); }
 
+/* fork(): the child has no writer thread. Hold both locks across the fork so
+ * the child inherits them in a known state, then turn the child's logger
+ * synchronous on the same sink. Lines still queued belong to the parent,
+ * whose writer will write them. */
+static void fork_prepare(void) {
+  pthread_mutex_lock(&g.ctl_mu);
+  pthread_mutex_lock(&g.mu);
+}
+static void fork_parent(void) {
+  pthread_mutex_unlock(&g.mu);
+  pthread_mutex_unlock(&g.ctl_mu);
+}
+static void fork_child(void) {
+  if (g.mode == MODE_ASYNC) {
+    free(g.front);
+    free(g.back);
+    g.front = g.back = NULL;
+    g.front_len = g.cap = 0;
+    g.running = false;
+    g.stopping = false;
+    g.writer_state = WRITER_BUSY;
+    g.pending_drops = 0;
+    g.mode = MODE_SYNC;
+  }
+  pthread_mutex_unlock(&g.mu);
+  pthread_mutex_unlock(&g.ctl_mu);
+}
+
 void mprpc_log_opts_init(mprpc_log_opts_t *o) {
   memset(o, 0, sizeof *o);
   o->level = mprpc__log_level;
@@ -659,6 +687,7 @@ int mprpc_log_open(const mprpc_log_opts_t *o) {
   shutdown_locked_ctl();
   if (!g.atexit_done) {
     atexit(at_exit_flush);
+    pthread_atfork(fork_prepare, fork_parent, fork_child);
     g.atexit_done = true;
   }
   int rc = 0;
