@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -746,7 +747,13 @@ int mprpc_log_open(const mprpc_log_opts_t *o) {
     g.stopping = false;
     g.running = true;
     g.mode = MODE_ASYNC;
+    /* The writer blocks every signal so that handlers (and sigwait-style
+     * designs) only ever see the application's own threads. */
+    sigset_t all, prev;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &prev);
     int e = pthread_create(&g.writer, NULL, writer_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &prev, NULL);
     if (e) {
       g.running = false;
       g.mode = MODE_SYNC;
