@@ -131,9 +131,11 @@ void mprpc_server_stop_async(mprpc_server_t *s);
  * registry, stop listening, answer new requests with ELOGOFF, wait for calls
  * in flight up to drain_timeout_ms, flush and close every connection, and
  * (production) stop the server's own loops. Idempotent (0 when already
- * stopped or never started). Needs blocking loops (MPRPC_EUNSUPPORTED
- * otherwise: use mprpc_server_shutdown). Calls whose handler never called the
- * closure stay allocated until mprpc_server_destroy. */
+ * stopped or never started; a call made while another thread is stopping the
+ * server returns 0 at once). Must not be called on one of the server's loop
+ * threads (MPRPC_ESTATE). Needs blocking loops (MPRPC_EUNSUPPORTED otherwise:
+ * use mprpc_server_shutdown). Calls whose handler never called the closure
+ * stay allocated until mprpc_server_destroy. */
 int mprpc_server_stop(mprpc_server_t *s);
 
 /* The same graceful stop, non-blocking (for the simulator and loop threads):

@@ -783,6 +783,12 @@ int mprpc_server_stop(mprpc_server_t *s) {
   }
   if (!mprpc_loop_can_block(s->loops[0]))
     return MPRPC_EUNSUPPORTED;
+  for (size_t i = 0; i < s->nloops; i++)
+    if (mprpc_loop_in_loop(s->loops[i])) {
+      MPRPC_LOG_ERROR("server: mprpc_server_stop called on a loop thread; "
+                      "use mprpc_server_shutdown there");
+      return MPRPC_ESTATE;
+    }
   void *w = s->loops[0].vt->waiter_new(s->loops[0].ctx);
   if (!w)
     return MPRPC_ENOMEM;
@@ -791,10 +797,12 @@ int mprpc_server_stop(mprpc_server_t *s) {
   if (rc == 0)
     s->loops[0].vt->waiter_wait(s->loops[0].ctx, w);
   s->loops[0].vt->waiter_free(s->loops[0].ctx, w);
+  if (rc == MPRPC_ESTATE)
+    return 0; /* another thread is stopping it; that thread finishes the job */
   if (s->group)
     mprpc_loop_group_stop(s->group);
   wake_run(s);
-  return rc == MPRPC_ESTATE ? 0 : rc;
+  return rc;
 }
 
 void mprpc_server_stop_async(mprpc_server_t *s) {
@@ -805,9 +813,12 @@ void mprpc_server_stop_async(mprpc_server_t *s) {
 static void run_poll(void *arg) {
   mprpc_server_t *s = arg;
   s->run_timer = 0;
-  if (atomic_load(&s->run_woken) || atomic_load(&s->state) != SRV_RUNNING)
-    return; /* whoever stops wakes run() */
-  if (atomic_load(&s->stop_requested)) {
+  if (atomic_load(&s->run_woken))
+    return;
+  int st = atomic_load(&s->state);
+  /* STOPPED: a stop finished before run() published its waiter. STOPPING by
+   * another thread: keep polling, that thread wakes run() when done. */
+  if (st == SRV_STOPPED || (st == SRV_RUNNING && atomic_load(&s->stop_requested))) {
     wake_run(s);
     return;
   }
