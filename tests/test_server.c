@@ -150,6 +150,7 @@ static tclient_req_t echo_req(int64_t cid, Example__EchoRequest *m, const char *
 /* ---- fake registry ------------------------------------------------------ */
 
 typedef struct freg {
+  int fail_after; /* register fails once nreg reaches it; -1 = never */
   int nreg, nunreg;
   char service[64], host[64], methods[128];
   uint16_t port;
@@ -159,6 +160,8 @@ typedef struct freg {
 
 static int freg_register(void *ctx, const mprpc_instance_t *i) {
   freg_t *r = ctx;
+  if (r->fail_after >= 0 && r->nreg >= r->fail_after)
+    return MPRPC_EREGISTRY;
   r->nreg++;
   snprintf(r->service, sizeof r->service, "%s", i->service);
   snprintf(r->host, sizeof r->host, "%s", i->host);
@@ -201,6 +204,7 @@ struct mprpc_conn {
   uint8_t *out;
   size_t olen, ocap, opos;
   int close_posted, closed;
+  int refuse_writes; /* writev answers MPRPC_EHWM */
 };
 
 #define FPOSTS 65536
@@ -271,6 +275,8 @@ static void f_setup(void *ctx, mprpc_conn_t *c, const mprpc_conn_handler_t *h, v
 }
 static int f_writev(void *ctx, mprpc_conn_t *c, const struct iovec *iov, int n) {
   (void)ctx;
+  if (c->refuse_writes)
+    return MPRPC_EHWM;
   for (int i = 0; i < n; i++) {
     if (c->olen + iov[i].iov_len > c->ocap) {
       size_t nc = (c->ocap ? c->ocap * 2 : 4096) + iov[i].iov_len;
@@ -900,6 +906,7 @@ static void test_server_core_graceful_stop(void **state) {
   fsrv_t f;
   fsrv_opts(&o);
   freg_t *reg = calloc(1, sizeof *reg);
+  reg->fail_after = -1;
   o.registry = (mprpc_registry_t){&freg_ops, reg};
   o.advertise_host = "10.1.2.3";
   o.version = "v9";
@@ -1001,6 +1008,136 @@ static void test_server_core_stats_log_timer(void **state) {
   assert_int_equal(mprpc__timerq_len(&f.e->tq), 0);
   fsrv_free(&f);
 }
+
+static void test_server_core_decode_memory_cap_and_hwm(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  fsrv_t f;
+  fsrv_opts(&o);
+  o.max_decode_bytes = 64;
+  fsrv_start(&f, &o);
+  mprpc_conn_t *c = fconn_new(f.e);
+  Example__EchoRequest m;
+  char big[200];
+  memset(big, 'z', sizeof big - 1);
+  big[sizeof big - 1] = 0;
+  tclient_req_t r = echo_req(1, &m, big); /* decoding needs > 64 bytes */
+  fconn_send(c, &r);
+  fexpect(c, 1, MPRPC_EREQUEST, NULL, 0);
+  r = echo_req(2, &m, "small");
+  fconn_send(c, &r);
+  fexpect(c, 2, 0, NULL, 0);
+  /* a peer that does not read: the transport refuses the response */
+  c->refuse_writes = 1;
+  r = echo_req(3, &m, "x");
+  fconn_send(c, &r);
+  assert_true(c->closed);
+  fsrv_shutdown(&f);
+  fsrv_free(&f);
+  fconn_free(c);
+}
+
+static void test_server_core_register_failure_fails_start(void **state) {
+  (void)state;
+  fenv_t *e = fenv_new();
+  freg_t reg = {.fail_after = 0};
+  mprpc_server_opts_t o;
+  fsrv_opts(&o);
+  o.transport = e->tr;
+  o.loops = &e->loop;
+  o.nloops = 1;
+  o.registry = (mprpc_registry_t){&freg_ops, &reg};
+  mprpc_server_t *s;
+  assert_int_equal(mprpc_server_new(&o, &s), 0);
+  assert_int_equal(mprpc_server_add_service(s, &echo_svc.base), 0);
+  assert_int_equal(mprpc_server_start(s), MPRPC_EREGISTRY);
+  fenv_run(e);
+  assert_true(e->listener_closed);
+  assert_int_equal(mprpc_server_start(s), MPRPC_ESTATE);
+  mprpc_server_destroy(s);
+  /* listening on 0.0.0.0 with a registry needs an address to publish */
+  o.host = "0.0.0.0";
+  reg.fail_after = -1;
+  assert_int_equal(mprpc_server_new(&o, &s), 0);
+  assert_int_equal(mprpc_server_start(s), MPRPC_ECONFIG);
+  mprpc_server_destroy(s);
+  fenv_free(e);
+}
+
+/* Many services with hand-made descriptors (copies of EchoService under other
+ * names) all dispatch through the hash tables to the right one. */
+#define NSVC 40
+static ProtobufCServiceDescriptor svc_desc[NSVC];
+static char svc_names[NSVC][32];
+static Example__EchoService_Service svc_many[NSVC];
+static int svc_hits[NSVC];
+
+static void many_echo(Example__EchoService_Service *svc, const Example__EchoRequest *in,
+                      Example__EchoResponse_Closure closure, void *data) {
+  svc_hits[svc - svc_many]++;
+  Example__EchoResponse out = EXAMPLE__ECHO_RESPONSE__INIT;
+  out.message = in->message;
+  closure(&out, data);
+}
+
+static void test_server_core_many_services(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  fsrv_t f;
+  fsrv_opts(&o);
+  fsrv_start(&f, &o); /* EchoService is already added and started: */
+  mprpc_server_t *started = f.s;
+  for (int i = 0; i < NSVC; i++) {
+    snprintf(svc_names[i], sizeof svc_names[i], "pkg%d.Service%d", i % 7, i);
+    svc_desc[i] = example__echo_service__descriptor;
+    svc_desc[i].name = svc_names[i];
+    svc_many[i].base = (ProtobufCService){&svc_desc[i], protobuf_c_service_invoke_internal, NULL};
+    svc_many[i].echo = many_echo;
+    svc_hits[i] = 0;
+  }
+  assert_int_equal(mprpc_server_add_service(started, &svc_many[0].base), MPRPC_ESTATE);
+  fsrv_shutdown(&f);
+  fsrv_free(&f);
+
+  fenv_t *e = fenv_new();
+  o.transport = e->tr;
+  o.loops = &e->loop;
+  o.nloops = 1;
+  mprpc_server_t *s;
+  assert_int_equal(mprpc_server_new(&o, &s), 0);
+  for (int i = 0; i < NSVC; i++)
+    assert_int_equal(mprpc_server_add_service(s, &svc_many[i].base), 0);
+  assert_int_equal(mprpc_server_method_count(s), NSVC);
+  assert_int_equal(mprpc_server_start(s), 0);
+  fenv_run(e);
+  mprpc_conn_t *c = fconn_new(e);
+  for (int i = NSVC - 1; i >= 0; i--) {
+    Example__EchoRequest m;
+    tclient_req_t r = echo_req(i, &m, "x");
+    r.service = svc_names[i];
+    fconn_send(c, &r);
+    fexpect(c, i, 0, NULL, 0);
+    assert_int_equal(svc_hits[i], 1);
+  }
+  Example__EchoRequest m;
+  tclient_req_t r = echo_req(99, &m, "x");
+  r.service = "pkg1.Service"; /* a prefix of real names */
+  fconn_send(c, &r);
+  fexpect(c, 99, MPRPC_ENOSERVICE, NULL, 0);
+  mprpc_method_stats_t ms;
+  assert_int_equal(mprpc_server_method_stats_at(s, NSVC - 1, &ms), 0);
+  assert_string_equal(ms.service, svc_names[NSVC - 1]);
+  assert_int_equal(ms.requests, 1);
+  assert_int_equal(mprpc_server_method_stats_at(s, NSVC, &ms), MPRPC_ERANGE);
+  int done = 0;
+  assert_int_equal(mprpc_server_shutdown(s, done_cb, &done), 0);
+  fenv_advance(e, 1000);
+  assert_int_equal(done, 1);
+  mprpc_server_destroy(s);
+  fenv_free(e);
+  fconn_free(c);
+}
+
 
 /* ======================================================================
  * tcp group: a real provider on the libev runtime.
@@ -1318,7 +1455,7 @@ static void test_server_tcp_logoff_during_stop(void **state) {
   (void)state;
   mprpc_server_opts_t o;
   mprpc_server_opts_init(&o);
-  freg_t reg = {0};
+  freg_t reg = {.fail_after = -1};
   o.registry = (mprpc_registry_t){&freg_ops, &reg};
   o.drain_timeout_ms = 20000;
   mprpc_server_t *s = tsrv_start(&o);
@@ -1427,6 +1564,55 @@ static void test_server_tcp_run_until_stop_async(void **state) {
   mprpc_server_destroy(s);
 }
 
+typedef struct twice_arg {
+  Example__EchoResponse_Closure cl;
+  void *data;
+} twice_arg_t;
+
+static void *call_twice_thread(void *arg) {
+  twice_arg_t *a = arg;
+  Example__EchoResponse out = EXAMPLE__ECHO_RESPONSE__INIT;
+  out.message = "once";
+  a->cl(&out, a->data);
+  usleep(20000); /* the first answer has been written and the call released */
+  out.message = "twice";
+  a->cl(&out, a->data);
+  return NULL;
+}
+
+static void test_server_tcp_late_second_closure_call(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  mprpc_server_t *s = tsrv_start(&o);
+  tclient_t c;
+  assert_int_equal(tclient_connect(&c, mprpc_server_port(s)), 0);
+  Example__EchoRequest m;
+  tclient_req_t r = echo_req(1, &m, "hold");
+  assert_int_equal(tclient_send(&c, &r), 0);
+  wait_held(1);
+  pthread_mutex_lock(&held.mu);
+  twice_arg_t a = {held.cl[0], held.data[0]};
+  held.n = 0;
+  pthread_mutex_unlock(&held.mu);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, call_twice_thread, &a), 0);
+  pthread_join(th, NULL);
+  char text[16];
+  tclient_resp_t resp;
+  assert_int_equal(tclient_recv(&c, &resp, GUARD_MS), 0);
+  assert_int_equal(resp.cid, 1);
+  assert_int_equal(tclient_echo_decode(&resp, text, sizeof text), 0);
+  assert_string_equal(text, "once");
+  tclient_resp_free(&resp);
+  tcall(&c, 2, "next", 0, NULL, 0); /* nothing else arrived in between */
+  mprpc_server_stats_t st;
+  mprpc_server_stats(s, &st);
+  assert_int_equal(st.closures_twice, 1);
+  tclient_close(&c);
+  mprpc_server_destroy(s);
+}
+
 int main(void) {
   mprpc_log_set_level(MPRPC_LOG_LEVEL_ERROR);
   const struct CMUnitTest tests[] = {
@@ -1443,6 +1629,9 @@ int main(void) {
       cmocka_unit_test(test_server_core_graceful_stop),
       cmocka_unit_test(test_server_core_pipelined_thousands),
       cmocka_unit_test(test_server_core_stats_log_timer),
+      cmocka_unit_test(test_server_core_decode_memory_cap_and_hwm),
+      cmocka_unit_test(test_server_core_register_failure_fails_start),
+      cmocka_unit_test(test_server_core_many_services),
       cmocka_unit_test(test_server_tcp_echo_attachment_splits),
       cmocka_unit_test(test_server_tcp_pipelined_5000),
       cmocka_unit_test(test_server_tcp_async_out_of_order_and_limit),
@@ -1451,6 +1640,7 @@ int main(void) {
       cmocka_unit_test(test_server_tcp_logoff_during_stop),
       cmocka_unit_test(test_server_tcp_never_called_closure),
       cmocka_unit_test(test_server_tcp_run_until_stop_async),
+      cmocka_unit_test(test_server_tcp_late_second_closure_call),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
