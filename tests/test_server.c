@@ -1139,6 +1139,42 @@ static void test_server_core_many_services(void **state) {
 }
 
 
+/* Simulator crash: destroy a running server on non-blocking loops. Its
+ * connections' on_close events are still queued; they and the posted tasks
+ * must find the server alive (ASan), and everything is freed after them. */
+static void test_server_core_destroy_while_running(void **state) {
+  (void)state;
+  for (int variant = 0; variant < 2; variant++) {
+    mprpc_server_opts_t o;
+    fsrv_t f;
+    fsrv_opts(&o);
+    o.idle_timeout_ms = 100;
+    o.stats_log_period_ms = 10;
+    fsrv_start(&f, &o);
+    mprpc_conn_t *a = fconn_new(f.e);
+    mprpc_conn_t *b = fconn_new(f.e);
+    Example__EchoRequest m;
+    tclient_req_t r = echo_req(1, &m, "hold");
+    fconn_send(a, &r);
+    if (variant == 1) { /* stuck in its graceful stop */
+      int done = 0;
+      assert_int_equal(mprpc_server_shutdown(f.s, done_cb, &done), 0);
+      fenv_advance(f.e, 20);
+      assert_int_equal(done, 0);
+    }
+    held_forget(); /* the handler's process "died" too */
+    mprpc_server_destroy(f.s);
+    assert_true(f.e->listener_closed);
+    fenv_advance(f.e, 10000); /* on_close events, no timer of the server left */
+    assert_true(a->closed);
+    assert_true(b->closed);
+    assert_int_equal(mprpc__timerq_len(&f.e->tq), 0);
+    fenv_free(f.e);
+    fconn_free(a);
+    fconn_free(b);
+  }
+}
+
 /* ======================================================================
  * tcp group: a real provider on the libev runtime.
  * ==================================================================== */
@@ -1632,6 +1668,7 @@ int main(void) {
       cmocka_unit_test(test_server_core_decode_memory_cap_and_hwm),
       cmocka_unit_test(test_server_core_register_failure_fails_start),
       cmocka_unit_test(test_server_core_many_services),
+      cmocka_unit_test(test_server_core_destroy_while_running),
       cmocka_unit_test(test_server_tcp_echo_attachment_splits),
       cmocka_unit_test(test_server_tcp_pipelined_5000),
       cmocka_unit_test(test_server_tcp_async_out_of_order_and_limit),

@@ -242,6 +242,30 @@ int mprpc_server_set_method_limit(mprpc_server_t *s, const char *service, const 
 
 uint16_t mprpc_server_port(const mprpc_server_t *s) { return s ? s->port : 0; }
 
+/* ---- posted tasks ----------------------------------------------------------- */
+
+static void free_all(mprpc_server_t *s);
+
+/* Every task the server posts is counted, so a server destroyed while its
+ * loops keep running (simulator) is freed only after the last one ran. */
+int mprpc__srv_post(mprpc_server_t *s, mprpc_loop_t loop, mprpc_post_cb fn, void *arg) {
+  atomic_fetch_add(&s->tasks, 1);
+  int rc = mprpc_loop_post(loop, fn, arg);
+  if (rc < 0)
+    atomic_fetch_sub(&s->tasks, 1);
+  return rc;
+}
+
+static void maybe_free_zombie(mprpc_server_t *s) {
+  if (s->zombie && atomic_load(&s->tasks) == 0 && atomic_load(&s->open_conns) == 0)
+    free_all(s);
+}
+
+void mprpc__srv_task_done(mprpc_server_t *s) {
+  atomic_fetch_sub(&s->tasks, 1);
+  maybe_free_zombie(s);
+}
+
 /* ---- connections -------------------------------------------------------- */
 
 static void conn_idle_fire(void *arg);
@@ -505,8 +529,10 @@ static void conn_on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
   mprpc_timer_cancel(conn->l->loop, conn->idle_timer);
   conn->idle_timer = 0;
   mprpc_rbuf_free(&conn->in);
-  atomic_fetch_sub(&conn->s->open_conns, 1);
+  mprpc_server_t *s = conn->s;
+  atomic_fetch_sub(&s->open_conns, 1);
   mprpc__srv_conn_maybe_free(conn);
+  maybe_free_zombie(s);
 }
 
 static const mprpc_conn_handler_t conn_handler = {
@@ -601,8 +627,7 @@ static int register_all(mprpc_server_t *s) {
   return 0;
 }
 
-static void arm_stats(void *arg) {
-  mprpc_server_t *s = arg;
+static void arm_stats(mprpc_server_t *s) {
   if (atomic_load(&s->state) != SRV_RUNNING)
     return;
   s->stats_timer = mprpc_timer_start(s->loops[0], s->o.stats_log_period_ms * MPRPC_NS_PER_MS,
@@ -618,12 +643,24 @@ void mprpc__srv_stats_tick(void *arg) {
   arm_stats(s);
 }
 
-static void listener_close_task(void *arg) {
+static void arm_stats_task(void *arg) {
   mprpc_server_t *s = arg;
+  if (!s->zombie)
+    arm_stats(s);
+  mprpc__srv_task_done(s);
+}
+
+static void listener_close_now(mprpc_server_t *s) {
   if (s->listener) {
     mprpc_listener_close(s->t, s->listener);
     s->listener = NULL;
   }
+}
+
+static void listener_close_task(void *arg) {
+  mprpc_server_t *s = arg;
+  listener_close_now(s);
+  mprpc__srv_task_done(s);
 }
 
 int mprpc_server_start(mprpc_server_t *s) {
@@ -662,9 +699,9 @@ int mprpc_server_start(mprpc_server_t *s) {
     rc = register_all(s);
     if (rc < 0) {
       if (mprpc_loop_in_loop(s->loops[0]))
-        listener_close_task(s);
+        listener_close_now(s);
       else if (!s->group)
-        mprpc_loop_post(s->loops[0], listener_close_task, s);
+        mprpc__srv_post(s, s->loops[0], listener_close_task, s);
       /* an owned group closes the listener when it stops */
       goto fail;
     }
@@ -672,7 +709,7 @@ int mprpc_server_start(mprpc_server_t *s) {
   MPRPC_LOG_INFO("server: listening on %s:%u with %zu loop(s), %zu service(s)", s->host,
                  (unsigned)s->port, s->nloops, s->nservices);
   if (s->o.stats_log_period_ms)
-    mprpc_loop_post(s->loops[0], arm_stats, s);
+    mprpc__srv_post(s, s->loops[0], arm_stats_task, s);
   return 0;
 fail:
   if (s->group)
@@ -686,11 +723,18 @@ fail:
 
 enum { SD_DRAIN = 1, SD_CLOSING, SD_DONE };
 
-static void close_all_task(void *arg) {
-  srv_loop_t *l = arg;
+static void close_all(srv_loop_t *l) {
   for (srv_conn_t *c = l->conns; c; c = c->next)
     mprpc__srv_conn_close(c, true);
   atomic_fetch_sub(&l->s->closeall_pending, 1);
+}
+
+static void close_all_task(void *arg) {
+  srv_loop_t *l = arg;
+  mprpc_server_t *s = l->s;
+  if (!s->zombie)
+    close_all(l);
+  mprpc__srv_task_done(s);
 }
 
 static void sd_tick(void *arg) {
@@ -708,9 +752,9 @@ static void sd_tick(void *arg) {
     s->sd_phase = SD_CLOSING;
     atomic_store(&s->closeall_pending, (int)s->nloops);
     for (size_t i = 1; i < s->nloops; i++)
-      if (mprpc_loop_post(s->loops[i], close_all_task, &s->sl[i]) < 0)
+      if (mprpc__srv_post(s, s->loops[i], close_all_task, &s->sl[i]) < 0)
         atomic_fetch_sub(&s->closeall_pending, 1);
-    close_all_task(&s->sl[0]);
+    close_all(&s->sl[0]);
   }
   if (s->sd_phase == SD_CLOSING) {
     if (atomic_load(&s->open_conns) > 0 || atomic_load(&s->closeall_pending) > 0) {
@@ -727,14 +771,20 @@ static void sd_tick(void *arg) {
   }
 }
 
-static void sd_begin(void *arg) {
-  mprpc_server_t *s = arg;
-  listener_close_task(s);
+static void sd_begin(mprpc_server_t *s) {
+  listener_close_now(s);
   mprpc_timer_cancel(s->loops[0], s->stats_timer);
   s->stats_timer = 0;
   s->sd_phase = SD_DRAIN;
   s->sd_deadline = mprpc_loop_now(s->loops[0]) + s->o.drain_timeout_ms * MPRPC_NS_PER_MS;
   sd_tick(s);
+}
+
+static void sd_begin_task(void *arg) {
+  mprpc_server_t *s = arg;
+  if (!s->zombie)
+    sd_begin(s);
+  mprpc__srv_task_done(s);
 }
 
 int mprpc_server_shutdown(mprpc_server_t *s, mprpc_server_done_cb done, void *ud) {
@@ -754,7 +804,7 @@ int mprpc_server_shutdown(mprpc_server_t *s, mprpc_server_done_cb done, void *ud
     sd_begin(s);
     return 0;
   }
-  int rc = mprpc_loop_post(s->loops[0], sd_begin, s);
+  int rc = mprpc__srv_post(s, s->loops[0], sd_begin_task, s);
   if (rc < 0) {
     s->sd_done = NULL;
     atomic_store(&s->state, SRV_STOPPED);
@@ -813,6 +863,8 @@ void mprpc_server_stop_async(mprpc_server_t *s) {
 static void run_poll(void *arg) {
   mprpc_server_t *s = arg;
   s->run_timer = 0;
+  if (s->zombie)
+    return;
   if (atomic_load(&s->run_woken))
     return;
   int st = atomic_load(&s->state);
@@ -823,6 +875,12 @@ static void run_poll(void *arg) {
     return;
   }
   s->run_timer = mprpc_timer_start(s->loops[0], RUN_POLL_NS, run_poll, s);
+}
+
+static void run_poll_task(void *arg) {
+  mprpc_server_t *s = arg;
+  run_poll(s);
+  mprpc__srv_task_done(s);
 }
 
 int mprpc_server_run(mprpc_server_t *s) {
@@ -841,7 +899,7 @@ int mprpc_server_run(mprpc_server_t *s) {
   if (!s->run_waiter)
     return MPRPC_ENOMEM;
   atomic_store(&s->run_woken, 0);
-  int rc = mprpc_loop_post(s->loops[0], run_poll, s);
+  int rc = mprpc__srv_post(s, s->loops[0], run_poll_task, s);
   if (rc == 0)
     s->loops[0].vt->waiter_wait(s->loops[0].ctx, s->run_waiter);
   void *w = s->run_waiter;
@@ -854,18 +912,48 @@ int mprpc_server_run(mprpc_server_t *s) {
 
 /* ---- destroy --------------------------------------------------------------- */
 
+/* Non-blocking loops (simulator) and a server still running: the process
+ * "dies" without a goodbye (no unregister, no drain): timers are cancelled,
+ * the listener and every connection closed, and the memory is freed once the
+ * last on_close and posted task have run (at once when none is pending).
+ * Single-threaded environments only, which is what non-blocking loops are. */
+static void abandon(mprpc_server_t *s) {
+  MPRPC_LOG_WARN("server: destroyed while running (port %u): closing without a graceful stop",
+                 (unsigned)s->port);
+  atomic_store(&s->stopping, 1);
+  atomic_store(&s->state, SRV_STOPPED);
+  s->sd_done = NULL;
+  mprpc_timer_cancel(s->loops[0], s->sd_timer);
+  mprpc_timer_cancel(s->loops[0], s->stats_timer);
+  mprpc_timer_cancel(s->loops[0], s->run_timer);
+  s->sd_timer = s->stats_timer = s->run_timer = 0;
+  listener_close_now(s);
+  for (size_t i = 0; i < s->nloops; i++)
+    for (srv_conn_t *c = s->sl[i].conns; c; c = c->next)
+      mprpc__srv_conn_close(c, false);
+  if (atomic_load(&s->tasks) > 0 || atomic_load(&s->open_conns) > 0)
+    s->zombie = true;
+}
+
 void mprpc_server_destroy(mprpc_server_t *s) {
   if (!s)
     return;
-  if (atomic_load(&s->state) == SRV_RUNNING || atomic_load(&s->state) == SRV_STOPPING) {
-    if (mprpc_loop_can_block(s->loops[0]))
+  int st = atomic_load(&s->state);
+  if (st == SRV_RUNNING || st == SRV_STOPPING) {
+    if (mprpc_loop_can_block(s->loops[0])) {
       mprpc_server_stop(s);
-    else
-      MPRPC_LOG_ERROR("server: destroyed while running on non-blocking loops; "
-                      "call mprpc_server_shutdown and wait for its callback first");
+    } else {
+      abandon(s);
+      if (s->zombie)
+        return;
+    }
   }
   if (s->group)
     mprpc_loop_group_stop(s->group);
+  free_all(s);
+}
+
+static void free_all(mprpc_server_t *s) {
   for (size_t i = 0; i < s->nloops; i++) {
     srv_loop_t *l = &s->sl[i];
     srv_conn_t *c = l->conns;

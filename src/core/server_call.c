@@ -118,8 +118,17 @@ static void encode_response(mprpc_server_call_t *call, const ProtobufCMessage *m
 }
 
 /* On the connection's loop thread. */
-static void complete(void *arg) {
+static void complete_now(mprpc_server_call_t *call);
+
+/* Posted from another thread. */
+static void complete_task(void *arg) {
   mprpc_server_call_t *call = arg;
+  mprpc_server_t *s = call->s;
+  complete_now(call);
+  mprpc__srv_task_done(s);
+}
+
+static void complete_now(mprpc_server_call_t *call) {
   srv_conn_t *conn = call->conn;
   mprpc_server_t *s = conn->s;
   srv_method_t *m = call->m;
@@ -158,10 +167,10 @@ void mprpc__srv_closure(const ProtobufCMessage *msg, void *closure_data) {
   encode_response(call, msg);
   mprpc_loop_t loop = call->conn->l->loop;
   if (mprpc_loop_in_loop(loop)) {
-    complete(call);
+    complete_now(call);
     return;
   }
-  int rc = mprpc_loop_post(loop, complete, call);
+  int rc = mprpc__srv_post(call->s, loop, complete_task, call);
   if (rc < 0)
     /* The loop is gone (server stopped): the response is dropped and the
      * call is freed by mprpc_server_destroy. */

@@ -121,6 +121,8 @@ struct mprpc_server {
   atomic_uint_fast64_t inflight;
   atomic_uint_fast64_t open_conns;
   atomic_int closeall_pending;
+  atomic_int tasks; /* posted tasks not yet run (see mprpc__srv_post) */
+  bool zombie;      /* destroyed while running: freed by the last callback */
 
   /* shutdown state machine (loops[0]) */
   int sd_phase;
@@ -135,6 +137,10 @@ struct mprpc_server {
   atomic_uint_fast64_t st_accepted, st_idle_closed, st_malformed, st_noservice, st_nomethod,
       st_unrouted, st_twice, st_dropped;
 };
+
+/* server.c */
+int mprpc__srv_post(mprpc_server_t *s, mprpc_loop_t loop, mprpc_post_cb fn, void *arg);
+void mprpc__srv_task_done(mprpc_server_t *s);
 
 /* server_call.c */
 void mprpc__srv_closure(const ProtobufCMessage *msg, void *closure_data);
