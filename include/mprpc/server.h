@@ -143,8 +143,12 @@ int mprpc_server_stop(mprpc_server_t *s);
  * MPRPC_ESTATE when not running (done is not called). */
 int mprpc_server_shutdown(mprpc_server_t *s, mprpc_server_done_cb done, void *ud);
 
-/* Stops if needed, then frees everything, including calls whose handler
- * never called its closure (their closure must not be called afterwards). */
+/* Stops if needed (graceful, with blocking loops), then frees everything,
+ * including calls whose handler never called its closure (their closure must
+ * not be called afterwards). On non-blocking loops (simulator) a server that
+ * is still running is abandoned like a crashed process: no unregister, no
+ * drain; the listener and connections are closed and the memory is freed
+ * after the last pending on_close / posted task has run on the loops. */
 void mprpc_server_destroy(mprpc_server_t *s);
 
 /* ---- per-call context (from a handler's closure_data) ------------------- */
