@@ -322,7 +322,7 @@ void mprpc__srv_conn_maybe_free(srv_conn_t *conn) {
 }
 
 static void malformed(srv_conn_t *conn, int err, const char *what) {
-  MPRPC_LOG_WARN("server: closing connection from %s: malformed frame: %s", conn->peer,
+  MPRPC_LOG_WARN("server: closing %s: %s: %s", conn->peer, mprpc_err_name(err),
                  what ? what : mprpc_strerror(err));
   atomic_fetch_add(&conn->s->st_malformed, 1);
   mprpc__srv_conn_close(conn, false);
