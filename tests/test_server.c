@@ -16,7 +16,9 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/timerq.h"
@@ -1649,6 +1651,78 @@ static void test_server_tcp_late_second_closure_call(void **state) {
   mprpc_server_destroy(s);
 }
 
+/* The example program: serves, answers, and exits 0 after SIGTERM. Skipped
+ * when build/bin/echo_server was not built (make test builds it first). */
+static void test_server_tcp_echo_server_program(void **state) {
+  (void)state;
+  const char *bin = "build/bin/echo_server";
+  if (access(bin, X_OK) != 0)
+    skip();
+  int out[2];
+  assert_int_equal(pipe(out), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    dup2(out[1], 1);
+    close(out[0]);
+    close(out[1]);
+    execl(bin, bin, "--listen", "127.0.0.1:0", "--threads", "2", (char *)NULL);
+    _exit(127);
+  }
+  close(out[1]);
+  char line[256] = {0};
+  size_t n = 0;
+  for (int guard = 0; guard < 1000 && n < sizeof line - 1 && !strchr(line, '\n'); guard++) {
+    ssize_t r = read(out[0], line + n, sizeof line - 1 - n);
+    if (r <= 0)
+      break;
+    n += (size_t)r;
+  }
+  unsigned port = 0;
+  const char *p = strstr(line, "127.0.0.1:");
+  if (p)
+    port = (unsigned)atoi(p + 10);
+  if (port == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    close(out[0]);
+    fail_msg("echo_server printed no port: '%s'", line);
+  }
+  tclient_t c;
+  assert_int_equal(tclient_connect(&c, (uint16_t)port), 0);
+  Example__EchoRequest m;
+  tclient_req_t r = echo_req(5, &m, "from the test");
+  r.att = "blob";
+  r.att_len = 4;
+  tclient_resp_t resp;
+  int rc = tclient_call(&c, &r, &resp, GUARD_MS);
+  char text[64] = "";
+  if (rc == 0)
+    tclient_echo_decode(&resp, text, sizeof text);
+  kill(pid, SIGTERM);
+  int status = 0;
+  for (int i = 0; i < 2000; i++) { /* hang guard: 10 s */
+    if (waitpid(pid, &status, WNOHANG) == pid)
+      break;
+    if (i == 1999) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      fail_msg("echo_server did not stop on SIGTERM");
+    }
+    usleep(5000);
+  }
+  close(out[0]);
+  assert_int_equal(rc, 0);
+  assert_string_equal(text, "from the test");
+  assert_int_equal(resp.att_len, 4);
+  assert_memory_equal(resp.att, "blob", 4);
+  tclient_resp_free(&resp);
+  assert_int_equal(tclient_wait_closed(&c, GUARD_MS), 0);
+  tclient_close(&c);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
 int main(void) {
   mprpc_log_set_level(MPRPC_LOG_LEVEL_ERROR);
   const struct CMUnitTest tests[] = {
@@ -1678,6 +1752,7 @@ int main(void) {
       cmocka_unit_test(test_server_tcp_never_called_closure),
       cmocka_unit_test(test_server_tcp_run_until_stop_async),
       cmocka_unit_test(test_server_tcp_late_second_closure_call),
+      cmocka_unit_test(test_server_tcp_echo_server_program),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
