@@ -69,6 +69,12 @@ struct mprpc__ep {
   mprpc_conn_t *conn;
   mprpc_rbuf_t rbuf;
   uint64_t bytes_accepted;
+  uint64_t bytes_flushed; /* accepted and known handed to the network */
+  /* Lowest end offset of a request answered ELOGOFF on this connection, 0
+   * if none. A stopping provider answers everything it reads from then on
+   * with ELOGOFF without running it, so a request further along the stream
+   * that is unanswered when the connection closes surely did not run. */
+  uint64_t logoff_off;
   int last_err;
   mprpc__backoff_t backoff;
   uint64_t backoff_timer;

@@ -171,6 +171,8 @@ static void attempt_write(mprpc__ep_t *ep, mprpc__attempt_t *a) {
     return;
   }
   ep->bytes_accepted += total;
+  if (mprpc_conn_out_pending(ch->tr, ep->conn) == 0)
+    ep->bytes_flushed = ep->bytes_accepted;
   a->end_off = ep->bytes_accepted;
   a->written = true;
   a->sent_ns = mprpc_loop_now(ch->loop);
@@ -211,7 +213,7 @@ static void on_connect(mprpc_conn_t *c, void *ud) {
   mprpc__ep_t *ep = ud;
   mprpc_channel_t *ch = ep->ch;
   ep->cstate = EP_UP;
-  ep->bytes_accepted = 0;
+  ep->bytes_accepted = ep->bytes_flushed = ep->logoff_off = 0;
   mprpc__backoff_reset(&ep->backoff);
   mprpc__breaker_on_conn_ok(&ep->br, mprpc_loop_now(ch->loop));
   /* Write what waited for the connection, oldest first. A failed write
@@ -243,6 +245,9 @@ static void handle_frame(mprpc__ep_t *ep, const mprpc_frame_t *f) {
   ep->ewma_ns = ep->ewma_ns ? ep->ewma_ns - ep->ewma_ns / 8 + lat / 8 : lat;
   node_sync(ep);
   if (f->meta.error_code != 0) {
+    if (mprpc_err_from_wire(f->meta.error_code) == MPRPC_ELOGOFF &&
+        (ep->logoff_off == 0 || a->end_off < ep->logoff_off))
+      ep->logoff_off = a->end_off;
     char text[MPRPC__CTL_TEXT];
     int len = f->meta.error_text.len > 200 ? 200 : (int)f->meta.error_text.len;
     snprintf(text, sizeof text, "%s: %.*s", ep->name, len,
@@ -298,6 +303,12 @@ static void on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
   }
 }
 
+static void on_writable(mprpc_conn_t *c, void *ud) {
+  (void)c;
+  mprpc__ep_t *ep = ud;
+  ep->bytes_flushed = ep->bytes_accepted; /* the backlog drained */
+}
+
 static void backoff_fire(void *arg) {
   mprpc__ep_t *ep = arg;
   ep->backoff_timer = 0;
@@ -315,7 +326,11 @@ static void on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
   uint64_t now = mprpc_loop_now(ch->loop);
   bool connecting = ep->cstate == EP_CONNECTING || reason == MPRPC_CLOSE_CONNECT_FAILED;
   uint64_t pending = mprpc_conn_out_pending(ch->tr, c);
+  /* Requests entirely handed to the network may have run; the rest surely
+   * did not (a partial frame is never dispatched). */
   uint64_t flushed = ep->bytes_accepted > pending ? ep->bytes_accepted - pending : 0;
+  if (pending == 0 && flushed > ep->bytes_flushed)
+    flushed = ep->bytes_flushed; /* a closed transport reports 0 pending */
   ep->conn = NULL;
   mprpc_rbuf_consume(&ep->rbuf, mprpc_rbuf_len(&ep->rbuf));
   int cerr = err ? err : (connecting ? MPRPC_ECONNREFUSED : MPRPC_EFAILEDSOCKET);
@@ -348,7 +363,8 @@ static void on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
   while (ep->al[AL_DYING].head) {
     mprpc__attempt_t *a = ep->al[AL_DYING].head;
     list_unlink(ep, a);
-    bool ran = a->written && a->end_off <= flushed;
+    bool ran = a->written && a->end_off <= flushed &&
+               !(ep->logoff_off && a->end_off > ep->logoff_off);
     char text[MPRPC__CTL_TEXT];
     if (connecting)
       snprintf(text, sizeof text, "connect(%s): %s", ep->name, mprpc_err_name(cerr));
@@ -365,7 +381,7 @@ static void on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
   mprpc__ep_unref(ep); /* the connection's */
 }
 
-static const mprpc_conn_handler_t conn_handler = {on_connect, on_data, NULL, on_close};
+static const mprpc_conn_handler_t conn_handler = {on_connect, on_data, on_writable, on_close};
 
 static void ep_connect(mprpc__ep_t *ep) {
   mprpc_channel_t *ch = ep->ch;
@@ -399,6 +415,13 @@ static void ep_connect(mprpc__ep_t *ep) {
 }
 
 /* ---- the endpoint list ---------------------------------------------------- */
+
+/* Local, so the channel does not need the registry module linked in. */
+static const char *health_name(int h) {
+  static const char *const names[] = {"healthy", "connecting", "disconnected", "expired",
+                                      "closed"};
+  return h >= 0 && h <= 4 ? names[h] : "unknown";
+}
 
 /* Replaces ch's list by `fresh` (ownership of the array moves to ch);
  * endpoints of the old list not in fresh are unlisted and retire. */
@@ -530,7 +553,7 @@ void mprpc__ep_registry_cb(void *ud, const mprpc_instance_t *items, size_t n, in
     return;
   if (n == 0 && health != MPRPC_REG_HEALTHY && ch->neps > 0) {
     MPRPC_LOG_WARN("channel %s: registry %s sent an empty list; keeping %zu cached endpoints",
-                   ch->sd->name, mprpc_registry_health_name(health), ch->neps);
+                   ch->sd->name, health_name(health), ch->neps);
     return;
   }
   mprpc__ep_t **fresh = n ? calloc(n, sizeof *fresh) : NULL;
@@ -574,7 +597,7 @@ void mprpc__ep_registry_cb(void *ud, const mprpc_instance_t *items, size_t n, in
   }
   ch->have_list = true;
   MPRPC_LOG_INFO("channel %s: %zu endpoints (registry %s)", ch->sd->name, m,
-                 mprpc_registry_health_name(health));
+                 health_name(health));
   mprpc__channel_eps_changed(ch);
 }
 
