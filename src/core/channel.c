@@ -92,30 +92,32 @@ static void stat_failure(mprpc_channel_t *ch, int err) {
 static void deliver(mprpc__call_t *c) {
   mprpc_channel_t *ch = c->ch;
   mprpc_controller_t *ctl = c->ctl;
-  ctl->response = c->resp;
+  ctl->resp_slot = &c->resp;
   ch->cb_depth++;
   mprpc_controller_t *prev = mprpc__controller_set_current(ctl);
   if (c->done)
     c->done(c->resp, c->arg);
   mprpc__controller_set_current(prev);
   ch->cb_depth--;
-  if (ctl->response)
-    protobuf_c_message_free_unpacked(ctl->response, NULL);
-  ctl->response = NULL;
+  if (ctl->resp_slot == &c->resp)
+    ctl->resp_slot = NULL;
+  if (c->resp)
+    protobuf_c_message_free_unpacked(c->resp, NULL);
   call_free(c);
 }
 
 /* The same for a sync call, on the caller's thread once woken. */
 static void deliver_sync(mprpc__call_t *c) {
   mprpc_controller_t *ctl = c->ctl;
-  ctl->response = c->resp;
+  ctl->resp_slot = &c->resp;
   mprpc_controller_t *prev = mprpc__controller_set_current(ctl);
   if (c->done)
     c->done(c->resp, c->arg);
   mprpc__controller_set_current(prev);
-  if (ctl->response)
-    protobuf_c_message_free_unpacked(ctl->response, NULL);
-  ctl->response = NULL;
+  if (ctl->resp_slot == &c->resp)
+    ctl->resp_slot = NULL;
+  if (c->resp)
+    protobuf_c_message_free_unpacked(c->resp, NULL);
   call_free(c);
 }
 

@@ -21,7 +21,7 @@ void mprpc__controller_clear_outputs(mprpc_controller_t *c) {
   free(c->resp_att);
   c->resp_att = NULL;
   c->resp_att_len = 0;
-  c->response = NULL;
+  c->resp_slot = NULL;
 }
 
 void mprpc_controller_free(mprpc_controller_t *c) {
@@ -88,8 +88,10 @@ const void *mprpc_controller_response_attachment(const mprpc_controller_t *c, si
 }
 
 ProtobufCMessage *mprpc_controller_take_response(mprpc_controller_t *c) {
-  ProtobufCMessage *m = c->response;
-  c->response = NULL;
+  if (!c->resp_slot)
+    return NULL;
+  ProtobufCMessage *m = *c->resp_slot;
+  *c->resp_slot = NULL;
   return m;
 }
 

@@ -28,7 +28,10 @@ struct mprpc_controller {
   uint64_t latency_us;
   uint8_t *resp_att;
   size_t resp_att_len;
-  ProtobufCMessage *response; /* during the closure, until taken */
+  /* During the closure: the call's response slot (take_response empties
+   * it). The call keeps the slot, so reusing the controller for a new call
+   * inside the closure neither leaks nor double-frees the response. */
+  ProtobufCMessage **resp_slot;
   /* link to the pending call, for cancel (set by the invoking thread) */
   struct mprpc_channel *ch;
   uint64_t call_id;
