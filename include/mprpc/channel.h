@@ -126,7 +126,9 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
  * connection reports closed. No call may be started after it. */
 void mprpc_channel_destroy(mprpc_channel_t *ch);
 
-/* The service view for protoc-c stubs; owned by the channel. */
+/* The service view for protoc-c stubs; owned by the channel.
+ * protobuf_c_service_destroy() on it destroys the channel (so use one or
+ * the other, not both). */
 ProtobufCService *mprpc_channel_service(mprpc_channel_t *ch);
 
 /* Declares a method idempotent (by name) after creation. Before the first

@@ -17,7 +17,9 @@
  *   controller (the user's or the private one), for sync and async calls.
  *
  * One controller serves one call at a time: do not reuse it before that
- * call's closure has run. mprpc_controller_reset() clears it for reuse.
+ * call's closure has started. Reusing it for the next call from inside the
+ * closure is fine (read its outputs first: the new call clears them).
+ * mprpc_controller_reset() also clears the inputs.
  * Functions returning int give 0 or a negative MPRPC_E* code.
  */
 #ifndef MPRPC_CONTROLLER_H
