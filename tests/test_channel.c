@@ -26,6 +26,7 @@
 #include "echo.pb-c.h"
 #include "mprpc/channel.h"
 #include "mprpc/errors.h"
+#include "mprpc/frame.h"
 #include "mprpc/log.h"
 #include "mprpc/rt.h"
 #include "mprpc/server.h"
@@ -1065,6 +1066,161 @@ static void test_channel_bad_input_never_calls_back(void **state) {
   env_stop(&e);
 }
 
+/* ---- a raw provider that answers with a wrong correlation id first ------- */
+
+typedef struct raw_srv {
+  int lfd;
+  uint16_t port;
+  pthread_t th;
+} raw_srv_t;
+
+static bool read_full(int fd, uint8_t *p, size_t n) {
+  for (size_t got = 0; got < n;) {
+    ssize_t r = read(fd, p + got, n - got);
+    if (r <= 0)
+      return false;
+    got += (size_t)r;
+  }
+  return true;
+}
+
+static void send_response(int fd, int64_t cid, const char *text) {
+  Example__EchoResponse resp = EXAMPLE__ECHO_RESPONSE__INIT;
+  resp.message = (char *)text;
+  uint8_t pl[128];
+  size_t pn = protobuf_c_message_pack(&resp.base, pl);
+  mprpc_meta_t m;
+  memset(&m, 0, sizeof m);
+  m.has_response = true;
+  m.correlation_id = cid;
+  mprpc_frame_out_t out;
+  assert_int_equal(mprpc_frame_encode(&out, &m, pl, pn, NULL, 0), 0);
+  for (int i = 0; i < out.iovcnt; i++)
+    if (out.iov[i].iov_len)
+      assert_int_equal(write(fd, out.iov[i].iov_base, out.iov[i].iov_len),
+                       (ssize_t)out.iov[i].iov_len);
+  mprpc_frame_out_free(&out);
+}
+
+/* Serves one connection: for each request, first an answer with an id that
+ * was never issued, then the right one. */
+static void *raw_thread(void *arg) {
+  raw_srv_t *r = arg;
+  int fd = accept(r->lfd, NULL, NULL);
+  if (fd < 0)
+    return NULL;
+  for (;;) {
+    uint8_t hdr[12];
+    if (!read_full(fd, hdr, 12))
+      break;
+    uint32_t body = ((uint32_t)hdr[4] << 24) | ((uint32_t)hdr[5] << 16) | ((uint32_t)hdr[6] << 8) | hdr[7];
+    uint8_t *buf = malloc(12 + body);
+    memcpy(buf, hdr, 12);
+    if (!read_full(fd, buf + 12, body)) {
+      free(buf);
+      break;
+    }
+    mprpc_frame_t f;
+    long n = mprpc_frame_parse(buf, 12 + body, 0, &f);
+    assert_true(n > 0);
+    send_response(fd, f.meta.correlation_id + 1000000, "bogus");
+    send_response(fd, f.meta.correlation_id, "right");
+    free(buf);
+  }
+  close(fd);
+  return NULL;
+}
+
+static void raw_start(raw_srv_t *r) {
+  r->lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  assert_int_equal(bind(r->lfd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(r->lfd, 4), 0);
+  socklen_t l = sizeof a;
+  getsockname(r->lfd, (struct sockaddr *)&a, &l);
+  r->port = ntohs(a.sin_port);
+  assert_int_equal(pthread_create(&r->th, NULL, raw_thread, r), 0);
+}
+
+static void test_channel_unknown_ids_ignored_and_counted(void **state) {
+  (void)state;
+  raw_srv_t rs;
+  raw_start(&rs);
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(&rs.port, 1));
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  enum { N = 5 };
+  rec_t recs[N];
+  memset(recs, 0, sizeof recs);
+  tally_t t = {0};
+  for (int i = 0; i < N; i++) {
+    recs[i].t = &t;
+    call_async(ch, "q", NULL, &recs[i]);
+    wait_done(&t, i + 1, 10);
+    assert_int_equal(recs[i].err, 0);
+    assert_string_equal(recs[i].msg, "right");
+  }
+  assert_once(recs, N);
+  mprpc_channel_stats_t st;
+  mprpc_channel_stats(ch, &st);
+  assert_int_equal(st.unknown_ids, N);
+  assert_int_equal(st.late_responses, 0);
+  mprpc_channel_destroy(ch); /* closes the connection: the thread ends */
+  pthread_join(rs.th, NULL);
+  close(rs.lfd);
+  env_stop(&e);
+}
+
+static void test_channel_all_isolated_still_tried(void **state) {
+  (void)state;
+  uint16_t ports[2] = {dead_port(), dead_port()};
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(ports, 2));
+  o.max_retry = 3;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t r[3];
+  memset(r, 0, sizeof r);
+  tally_t t = {0};
+  for (int i = 0; i < 3; i++) {
+    r[i].t = &t;
+    call_async(ch, "dead", NULL, &r[i]);
+    wait_done(&t, i + 1, 10);
+    /* every endpoint is isolated, yet the call is tried (not ENOENDPOINT) */
+    assert_int_equal(r[i].err, MPRPC_ECONNREFUSED);
+    assert_int_equal(r[i].attempts, 4);
+  }
+  assert_once(r, 3);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+}
+
+static void test_channel_default_loop_and_transport(void **state) {
+  (void)state;
+  prov_t p;
+  prov_start(&p, MODE_ECHO, 0);
+  mprpc_channel_options_t o;
+  mprpc_channel_options_init(&o); /* no loop, no transport: the defaults */
+  o.servers = servers_str(&p.port, 1);
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t s = {0};
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = "default";
+  example__echo_service__echo(mprpc_channel_service(ch), &req,
+                              (Example__EchoResponse_Closure)on_done, &s);
+  assert_int_equal(atomic_load(&s.called), 1);
+  assert_int_equal(s.err, 0);
+  assert_string_equal(s.msg, "default");
+  protobuf_c_service_destroy(mprpc_channel_service(ch)); /* = mprpc_channel_destroy */
+  prov_stop(&p);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   mprpc_log_set_level(MPRPC_LOG_LEVEL_WARN);
@@ -1082,6 +1238,10 @@ int main(void) {
       cmocka_unit_test(test_channel_cancel_and_destroy_with_pending),
       cmocka_unit_test(test_channel_ejection_and_readmission),
       cmocka_unit_test(test_channel_registry_list_and_empty_protection),
+      cmocka_unit_test(test_channel_unknown_ids_ignored_and_counted),
+      cmocka_unit_test(test_channel_all_isolated_still_tried),
+      /* last: it starts the process-wide default loop, which stays */
+      cmocka_unit_test(test_channel_default_loop_and_transport),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
