@@ -33,7 +33,7 @@
 
 /* ---- a test provider ------------------------------------------------------ */
 
-enum { MODE_ECHO = 0, MODE_SLOW, MODE_HOLD, MODE_LOGOFF };
+enum { MODE_ECHO = 0, MODE_SLOW, MODE_HOLD, MODE_LOGOFF, MODE_BIZERR };
 
 typedef struct held {
   Example__EchoResponse_Closure closure;
@@ -53,6 +53,9 @@ typedef struct prov {
   size_t nheld, capheld;
   size_t hold_until; /* MODE_HOLD: release everything once this many wait */
   bool is_child;
+  /* what the last request's meta carried */
+  atomic_llong last_log_id, last_trace_id;
+  atomic_int last_timeout_ms;
 } prov_t;
 
 static void reply(Example__EchoResponse_Closure closure, void *data, const char *msg) {
@@ -99,6 +102,15 @@ static void echo_impl(Example__EchoService_Service *service, const Example__Echo
     mprpc_server_call_set_attachment(call, att, alen);
   if (p->is_child && strcmp(in->message, "exit") == 0)
     _exit(0); /* dies holding the request: the connection breaks after it */
+  const mprpc_server_call_meta_t *meta = mprpc_server_call_meta(call);
+  atomic_store(&p->last_log_id, meta->log_id);
+  atomic_store(&p->last_trace_id, meta->trace_id);
+  atomic_store(&p->last_timeout_ms, meta->timeout_ms);
+  if (p->mode == MODE_BIZERR) { /* an application error: never retried */
+    mprpc_server_call_set_error(call, 5000, "no such user");
+    reply(closure, data, in->message);
+    return;
+  }
   if (p->mode == MODE_LOGOFF) { /* answers like a provider that is stopping */
     mprpc_server_call_set_error(call, MPRPC_ELOGOFF, "stopping");
     reply(closure, data, in->message);
@@ -137,6 +149,14 @@ static void echo_impl(Example__EchoService_Service *service, const Example__Echo
 /* EXAMPLE__ECHO_SERVICE__INIT(echo_) wants a function named echo_echo. */
 #define echo_echo echo_impl
 
+static int check_auth(void *ud, const uint8_t *data, size_t len, const char *peer) {
+  (void)ud;
+  (void)peer;
+  return len == 6 && memcmp(data, "secret", 6) == 0 ? 0 : MPRPC_ERPCAUTH;
+}
+
+static bool g_need_auth; /* the next prov_start installs the authenticator */
+
 static void prov_start(prov_t *p, int mode, uint16_t port) {
   memset(p, 0, sizeof *p);
   Example__EchoService_Service init = EXAMPLE__ECHO_SERVICE__INIT(echo_);
@@ -149,6 +169,9 @@ static void prov_start(prov_t *p, int mode, uint16_t port) {
   o.port = port;
   o.threads = 1;
   o.drain_timeout_ms = 2000;
+  if (g_need_auth)
+    o.authenticate = check_auth;
+  g_need_auth = false;
   assert_int_equal(mprpc_server_new(&o, &p->srv), 0);
   assert_int_equal(mprpc_server_add_service(p->srv, &p->svc.base), 0);
   assert_int_equal(mprpc_server_start(p->srv), 0);
@@ -1221,6 +1244,76 @@ static void test_channel_default_loop_and_transport(void **state) {
   prov_stop(&p);
 }
 
+static void test_channel_meta_auth_and_errors_not_retried(void **state) {
+  (void)state;
+  g_need_auth = true;
+  prov_t a;
+  prov_start(&a, MODE_ECHO, 0);
+  prov_t b;
+  prov_start(&b, MODE_ECHO, 0);
+  uint16_t ports[2] = {a.port, b.port};
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(ports, 2));
+  o.idempotent_methods = "*"; /* even idempotent: ERPCAUTH is never retried */
+  o.auth_data = "wrong!";
+  o.auth_len = 6;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t r = {0};
+  tally_t t = {0};
+  r.t = &t;
+  call_async(ch, "a", NULL, &r); /* rr: to the authenticating provider */
+  wait_done(&t, 1, 10);
+  assert_int_equal(r.err, MPRPC_ERPCAUTH);
+  assert_int_equal(r.attempts, 1);
+  assert_int_equal(atomic_load(&b.execs), 0);
+  mprpc_channel_destroy(ch);
+
+  o.auth_data = "secret";
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  mprpc_controller_t *ctl = mprpc_controller_new();
+  mprpc_controller_set_log_id(ctl, 4242);
+  mprpc_controller_set_trace_id(ctl, 77, 1);
+  mprpc_controller_set_timeout_ms(ctl, 5000);
+  rec_t r2 = {0};
+  tally_t t2 = {0};
+  r2.t = &t2;
+  call_async(ch, "b", ctl, &r2);
+  wait_done(&t2, 1, 10);
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(atomic_load(&a.last_log_id), 4242);
+  assert_int_equal(atomic_load(&a.last_trace_id), 77);
+  int tmo = atomic_load(&a.last_timeout_ms); /* the remaining time, <= 5000 */
+  assert_true(tmo > 0 && tmo <= 5000);
+  mprpc_controller_free(ctl);
+  mprpc_channel_destroy(ch);
+  prov_stop(&a);
+  prov_stop(&b);
+
+  /* a business error is an answer: never retried */
+  prov_t biz, ok;
+  prov_start(&biz, MODE_BIZERR, 0);
+  prov_start(&ok, MODE_ECHO, 0);
+  uint16_t p2[2] = {biz.port, ok.port};
+  opts_for(&o, &e, servers_str(p2, 2));
+  o.idempotent_methods = "*";
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t r3 = {0};
+  tally_t t3 = {0};
+  r3.t = &t3;
+  call_async(ch, "c", NULL, &r3);
+  wait_done(&t3, 1, 10);
+  assert_int_equal(r3.err, -5000);
+  assert_int_equal(r3.attempts, 1);
+  assert_int_equal(atomic_load(&ok.execs), 0);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+  prov_stop(&biz);
+  prov_stop(&ok);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   mprpc_log_set_level(MPRPC_LOG_LEVEL_WARN);
@@ -1239,6 +1332,7 @@ int main(void) {
       cmocka_unit_test(test_channel_ejection_and_readmission),
       cmocka_unit_test(test_channel_registry_list_and_empty_protection),
       cmocka_unit_test(test_channel_unknown_ids_ignored_and_counted),
+      cmocka_unit_test(test_channel_meta_auth_and_errors_not_retried),
       cmocka_unit_test(test_channel_all_isolated_still_tried),
       /* last: it starts the process-wide default loop, which stays */
       cmocka_unit_test(test_channel_default_loop_and_transport),
