@@ -14,6 +14,7 @@
 
 #include "mprpc/errors.h"
 #include "mprpc/registry.h"
+#include "registry/internal.h"
 #include "support/regtest_loop.h"
 
 static void write_file(const char *path, const char *text) {
@@ -371,6 +372,65 @@ static void test_registry_unsubscribe_stops_callbacks(void **state) {
   cleanup_file(path);
 }
 
+static void test_registry_zk_node_data_round_trip(void **state) {
+  (void)state;
+  mprpc_instance_t inst = {.service = "a.S", .host = "10.0.0.1", .port = 8000, .weight = 7,
+                           .methods = "Echo,Ping", .version = "2.1", .start_time_ms = 99};
+  char *d = mprpc__zk_data_format(&inst);
+  assert_non_null(d);
+  assert_true(strncmp(d, "address=10.0.0.1:8000\nweight=7\nmethods=Echo,Ping\nversion=2.1\n"
+                         "start_time_ms=99\npid=",
+                      strlen("address=10.0.0.1:8000\nweight=7\nmethods=Echo,Ping\nversion=2.1\n"
+                             "start_time_ms=99\npid=")) == 0);
+  mprpc__reg_list_t l = {0};
+  assert_int_equal(mprpc__zk_data_parse("a.S", "10.0.0.1:8000", d, &l), 0);
+  assert_int_equal(l.n, 1);
+  assert_string_equal(l.items[0].host, "10.0.0.1");
+  assert_int_equal(l.items[0].port, 8000);
+  assert_int_equal(l.items[0].weight, 7);
+  assert_string_equal(l.items[0].methods, "Echo,Ping");
+  assert_string_equal(l.items[0].version, "2.1");
+  assert_int_equal(l.items[0].start_time_ms, 99);
+  free(d);
+  /* the seeds wrote a bare host:port; unknown keys are ignored; bad weight -> default */
+  char seed[] = "127.0.0.1:9000";
+  assert_int_equal(mprpc__zk_data_parse("a.S", "whatever", seed, &l), 0);
+  char newer[] = "zone=eu\r\nweight=abc\r\n";
+  assert_int_equal(mprpc__zk_data_parse("a.S", "[::1]:9001", newer, &l), 0);
+  char none[] = "weight=5\n";
+  assert_int_equal(mprpc__zk_data_parse("a.S", "no-address", none, &l), 0); /* skipped */
+  assert_int_equal(l.n, 3);
+  assert_string_equal(l.items[1].host, "127.0.0.1");
+  assert_int_equal(l.items[1].port, 9000);
+  assert_string_equal(l.items[2].host, "::1");
+  assert_int_equal(l.items[2].weight, MPRPC_DEFAULT_WEIGHT);
+  mprpc__reg_list_clear(&l);
+}
+
+static void test_registry_line_format_round_trip(void **state) {
+  (void)state;
+  mprpc_instance_t inst = {.service = "a.S", .host = "::1", .port = 80, .weight = 3,
+                           .version = "v1"};
+  char line[256];
+  int n = mprpc__reg_format_line(&inst, line, sizeof line);
+  assert_string_equal(line, "a.S [::1]:80 weight=3 version=v1\n");
+  assert_int_equal(n, (int)strlen(line));
+  mprpc__reg_list_t l = {0};
+  char err[200];
+  assert_int_equal(mprpc__reg_parse_text("# c\r\n\n  a.S [::1]:80 weight=3 version=v1 # tail\r\n",
+                                         "x", &l, err, sizeof err),
+                   0);
+  assert_int_equal(l.n, 1);
+  assert_string_equal(l.items[0].host, "::1");
+  assert_string_equal(l.items[0].version, "v1");
+  mprpc__reg_list_clear(&l);
+  assert_int_equal(mprpc__reg_parse_text("a.S ::1:80\n", "f", &l, err, sizeof err), MPRPC_EINVAL);
+  assert_non_null(strstr(err, "f:1: "));
+  assert_non_null(strstr(err, "brackets"));
+  /* a line too small for the buffer reports the size it needs */
+  assert_int_equal(mprpc__reg_format_line(&inst, line, 8), n);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_registry_uri_errors),
@@ -381,6 +441,8 @@ int main(void) {
       cmocka_unit_test(test_registry_file_register_unregister),
       cmocka_unit_test(test_registry_file_concurrent_register_keeps_both),
       cmocka_unit_test(test_registry_unsubscribe_stops_callbacks),
+      cmocka_unit_test(test_registry_zk_node_data_round_trip),
+      cmocka_unit_test(test_registry_line_format_round_trip),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

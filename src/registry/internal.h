@@ -119,6 +119,14 @@ int mprpc__file_open(const char *path, const mprpc__reg_kv_t *opts, size_t nopts
 int mprpc__zk_open(const char *hosts, const char *chroot, const mprpc__reg_kv_t *opts,
                    size_t nopts, mprpc_registry_t *out, char *err, size_t errlen);
 
+/* ZooKeeper node data (zk_data.c). _format returns a malloc'd text (NULL on
+ * ENOMEM). _parse appends the instance described by node `child` (host:port)
+ * with `data` (modified in place) to out; a node without a usable address
+ * is logged and skipped (returns 0). */
+char *mprpc__zk_data_format(const mprpc_instance_t *inst);
+int mprpc__zk_data_parse(const char *service, const char *child, char *data,
+                         mprpc__reg_list_t *out);
+
 /* Parses an unsigned decimal option value in [lo, hi]. */
 int mprpc__reg_opt_uint(const char *uri_kind, const char *key, const char *value, uint64_t lo,
                         uint64_t hi, uint64_t *out, char *err, size_t errlen);
