@@ -6,6 +6,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -78,6 +79,7 @@ static void test_registry_uri_errors(void **state) {
   expect_uri_error("file://", "no path");
   expect_uri_error("file:///tmp/x?bogus=1", "unknown file:// option 'bogus'");
   expect_uri_error("file:///tmp/x?poll_ms=abc", "poll_ms=abc");
+  expect_uri_error("file:///tmp/x?liveness=2", "liveness=2");
 }
 
 static void test_registry_zk_uri_from_seed_keys(void **state) {
@@ -252,7 +254,7 @@ static void test_registry_file_register_unregister(void **state) {
   assert_non_null(strstr(text, "# shared endpoint file\n"));
   assert_non_null(strstr(text, "other.S 127.0.0.1:7000\n"));
   assert_non_null(strstr(text, "example.EchoService 127.0.0.1:8000 weight=7 methods=Echo "
-                               "version=1.0 start_time_ms=1234\n"));
+                               "version=1.0 start_time_ms=1234 pid="));
   char *first = strstr(text, "127.0.0.1:8001");
   assert_non_null(first);
   assert_null(strstr(first + 1, "127.0.0.1:8001")); /* once */
@@ -340,8 +342,74 @@ static void test_registry_file_concurrent_register_keeps_both(void **state) {
   lines = 0;
   for (char *p = text; *p; p++)
     lines += *p == '\n';
-  assert_int_equal(lines, 25); /* the child's lines remain */
+  /* the child exited without close: its lines (pid=child) were pruned by the
+   * next edit, because that process no longer exists on this host */
+  assert_int_equal(lines, 0);
   free(text);
+  cleanup_file(path);
+}
+
+static void test_registry_file_dead_provider_dropped(void **state) {
+  (void)state;
+  char path[512], uri[600], err[512];
+  tmp_path(path, sizeof path, "dead.txt");
+  snprintf(uri, sizeof uri, "file://%s?poll_ms=50", path);
+  int pfd[2];
+  assert_int_equal(pipe(pfd), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(pfd[0]);
+    mprpc_registry_t r;
+    if (mprpc_registry_open(uri, &r, err, sizeof err))
+      _exit(2);
+    mprpc_instance_t inst = {.service = "a.S", .host = "127.0.0.1", .port = 5001};
+    if (mprpc_registry_register(r, &inst) || write(pfd[1], "x", 1) != 1)
+      _exit(3);
+    for (int i = 0; i < 600; i++)
+      sleep(1); /* until SIGKILL */
+    _exit(4);
+  }
+  close(pfd[1]);
+  char x;
+  assert_int_equal(read(pfd[0], &x, 1), 1);
+  close(pfd[0]);
+  mprpc_registry_t cons, keep;
+  assert_int_equal(mprpc_registry_open(uri, &cons, err, sizeof err), 0);
+  char uri2[700];
+  snprintf(uri2, sizeof uri2, "%s&liveness=0", uri);
+  assert_int_equal(mprpc_registry_open(uri2, &keep, err, sizeof err), 0);
+  regtest_loop_t *loop = regtest_loop_new();
+  regtest_watch_t w, wk;
+  regtest_watch_init(&w, loop);
+  regtest_watch_init(&wk, loop);
+  uint64_t id, idk;
+  assert_int_equal(
+      mprpc_registry_subscribe(cons, "a.S", regtest_loop(loop), regtest_watch_cb, &w, &id), 0);
+  assert_int_equal(
+      mprpc_registry_subscribe(keep, "a.S", regtest_loop(loop), regtest_watch_cb, &wk, &idk), 0);
+  assert_true(regtest_watch_wait(&w, "127.0.0.1:5001", MPRPC_REG_HEALTHY, 5000));
+  assert_true(regtest_watch_wait(&wk, "127.0.0.1:5001", MPRPC_REG_HEALTHY, 5000));
+  char *text = read_all(path);
+  char want[64];
+  snprintf(want, sizeof want, " pid=%ld hostname=", (long)pid);
+  assert_non_null(strstr(text, want));
+  free(text);
+  assert_int_equal(kill(pid, SIGKILL), 0);
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  /* the consumer stops seeing the dead process's line without any edit */
+  assert_true(regtest_watch_wait(&w, "", MPRPC_REG_HEALTHY, 5000));
+  /* with liveness=0 the line is trusted until someone removes it */
+  usleep(200 * 1000);
+  assert_true(regtest_watch_wait(&wk, "127.0.0.1:5001", MPRPC_REG_HEALTHY, 100));
+  regtest_unsubscribe(loop, cons, id);
+  regtest_unsubscribe(loop, keep, idk);
+  mprpc_registry_close(cons);
+  mprpc_registry_close(keep);
+  regtest_loop_free(loop);
+  regtest_watch_destroy(&w);
+  regtest_watch_destroy(&wk);
   cleanup_file(path);
 }
 
@@ -440,6 +508,7 @@ int main(void) {
       cmocka_unit_test(test_registry_file_notices_edits),
       cmocka_unit_test(test_registry_file_register_unregister),
       cmocka_unit_test(test_registry_file_concurrent_register_keeps_both),
+      cmocka_unit_test(test_registry_file_dead_provider_dropped),
       cmocka_unit_test(test_registry_unsubscribe_stops_callbacks),
       cmocka_unit_test(test_registry_zk_node_data_round_trip),
       cmocka_unit_test(test_registry_line_format_round_trip),

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <inttypes.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -138,6 +139,15 @@ bool mprpc__reg_list_equal(const mprpc__reg_list_t *a, const mprpc__reg_list_t *
 
 /* --- validation and the line format ------------------------------------ */
 
+static char hostname_buf[256];
+static void fill_hostname(void) {
+  if (gethostname(hostname_buf, sizeof hostname_buf - 1) != 0)
+    hostname_buf[0] = '\0';
+  for (char *c = hostname_buf; *c; c++)
+    if (isspace((unsigned char)*c))
+      *c = '_';
+}
+
 static bool has_space(const char *s) {
   for (; s && *s; s++)
     if (isspace((unsigned char)*s) || (unsigned char)*s < 0x20 || *s == 0x7f)
@@ -266,10 +276,17 @@ static int parse_u64(const char *s, uint64_t max, uint64_t *out) {
 }
 
 int mprpc__reg_parse_line(char *line, mprpc_instance_t *out, char *err, size_t errlen) {
+  return mprpc__reg_parse_line_ex(line, out, NULL, err, errlen);
+}
+
+int mprpc__reg_parse_line_ex(char *line, mprpc_instance_t *out, mprpc__reg_line_extra_t *extra,
+                             char *err, size_t errlen) {
   char *tok[64];
   size_t nt = 0;
   char *p = line;
   memset(out, 0, sizeof *out);
+  if (extra)
+    memset(extra, 0, sizeof *extra);
   for (;;) {
     while (*p && isspace((unsigned char)*p))
       p++;
@@ -335,8 +352,16 @@ int mprpc__reg_parse_line(char *line, mprpc_instance_t *out, char *err, size_t e
         return MPRPC_EINVAL;
       }
       out->start_time_ms = n;
-    } else if (strcmp(k, "pid") == 0 || strcmp(k, "hostname") == 0) {
-      /* informational; kept in files for operators */
+    } else if (strcmp(k, "pid") == 0) {
+      if (parse_u64(v, INT32_MAX, &n) || n == 0) {
+        snprintf(err, errlen, "bad pid '%.32s'", v);
+        return MPRPC_EINVAL;
+      }
+      if (extra)
+        extra->pid = (long)n;
+    } else if (strcmp(k, "hostname") == 0) {
+      if (extra)
+        extra->hostname = v;
     } else {
       snprintf(err, errlen,
                "unknown key '%.32s' (known: weight, methods, version, start_time_ms, pid, "
@@ -349,6 +374,11 @@ int mprpc__reg_parse_line(char *line, mprpc_instance_t *out, char *err, size_t e
 }
 
 int mprpc__reg_format_line(const mprpc_instance_t *inst, char *buf, size_t len) {
+  return mprpc__reg_format_line_ex(inst, NULL, buf, len);
+}
+
+int mprpc__reg_format_line_ex(const mprpc_instance_t *inst, const mprpc__reg_line_extra_t *extra,
+                              char *buf, size_t len) {
   char addr[MPRPC__REG_MAX_HOST + 16];
   mprpc__reg_format_hostport(inst->host, inst->port, addr, sizeof addr);
   int n = snprintf(buf, len, "%s %s weight=%" PRIu32, inst->service, addr,
@@ -366,6 +396,10 @@ int mprpc__reg_format_line(const mprpc_instance_t *inst, char *buf, size_t len) 
     APPEND(" version=%s", inst->version);
   if (inst->start_time_ms)
     APPEND(" start_time_ms=%" PRIu64, inst->start_time_ms);
+  if (extra && extra->pid > 0)
+    APPEND(" pid=%ld", extra->pid);
+  if (extra && extra->hostname && *extra->hostname)
+    APPEND(" hostname=%s", extra->hostname);
   APPEND("\n");
 #undef APPEND
   return (int)used;
@@ -373,7 +407,21 @@ int mprpc__reg_format_line(const mprpc_instance_t *inst, char *buf, size_t len) 
 
 int mprpc__reg_parse_text(const char *text, const char *what, mprpc__reg_list_t *l, char *err,
                           size_t errlen) {
+  return mprpc__reg_parse_text_ex(text, what, l, NULL, err, errlen);
+}
+
+const char *mprpc__reg_hostname(void) {
+  static pthread_once_t once = PTHREAD_ONCE_INIT;
+  pthread_once(&once, fill_hostname);
+  return hostname_buf;
+}
+
+int mprpc__reg_parse_text_ex(const char *text, const char *what, mprpc__reg_list_t *l,
+                             long **local_pids, char *err, size_t errlen) {
   const char *p = text;
+  size_t pcap = 0;
+  if (local_pids)
+    *local_pids = NULL;
   int lineno = 0;
   char *line = NULL;
   size_t linecap = 0;
@@ -396,21 +444,46 @@ int mprpc__reg_parse_text(const char *text, const char *what, mprpc__reg_list_t 
     if (n && line[n - 1] == '\r')
       line[n - 1] = '\0';
     mprpc_instance_t inst;
+    mprpc__reg_line_extra_t extra;
     char e[200];
-    int r = mprpc__reg_parse_line(line, &inst, e, sizeof e);
+    int r = mprpc__reg_parse_line_ex(line, &inst, &extra, e, sizeof e);
     if (r < 0) {
       snprintf(err, errlen, "%s:%d: %s", what, lineno, e);
       rc = r;
       break;
+    }
+    if (r == 1 && local_pids) {
+      if (l->n + 1 > pcap) {
+        size_t nc = pcap ? pcap * 2 : 8;
+        long *np = realloc(*local_pids, nc * sizeof *np);
+        if (!np) {
+          rc = MPRPC_ENOMEM;
+          break;
+        }
+        *local_pids = np;
+        pcap = nc;
+      }
+      bool local = extra.pid > 0 && extra.hostname &&
+                   strcmp(extra.hostname, mprpc__reg_hostname()) == 0;
+      (*local_pids)[l->n] = local ? extra.pid : 0;
     }
     if (r == 1 && (rc = mprpc__reg_list_add(l, &inst)) != 0)
       break;
     p = nl ? nl + 1 : p + n;
   }
   free(line);
-  if (rc)
+  if (rc) {
     mprpc__reg_list_clear(l);
+    if (local_pids) {
+      free(*local_pids);
+      *local_pids = NULL;
+    }
+  }
   return rc;
+}
+
+bool mprpc__reg_pid_dead(long pid) {
+  return pid > 0 && kill((pid_t)pid, 0) != 0 && errno == ESRCH;
 }
 
 /* --- files -------------------------------------------------------------- */

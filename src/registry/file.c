@@ -14,6 +14,12 @@
  * the new line, write a temp file, rename it over PATH. Readers therefore
  * always see a whole file, and concurrent writers in different processes
  * never lose each other's lines. close() removes this registry's lines.
+ *
+ * Liveness (on unless ?liveness=0): lines written by this code carry
+ * pid=P hostname=H. A line whose hostname is this host's and whose process
+ * no longer exists is not delivered, and the next edit of the file drops
+ * it, so a provider killed with SIGKILL disappears from consumers on the
+ * same host within one poll period. Lines of other hosts are trusted.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +52,8 @@ typedef struct file_reg {
   pthread_cond_t cv;
   /* mu: */
   mprpc__reg_list_t content; /* last good parse, every service */
+  long *local_pids;          /* parallel to content: pid of a line of this host, or 0 */
+  bool liveness;
   mprpc__reg_list_t regs;    /* what this registry registered */
   bool stop, kick;
   /* poller thread only: */
@@ -76,9 +84,12 @@ static bool id_equal(const file_id_t *a, const file_id_t *b) {
          a->mtime.tv_sec == b->mtime.tv_sec && a->mtime.tv_nsec == b->mtime.tv_nsec;
 }
 
-/* Reads and parses the file. A missing file is an empty list. */
-static int load(const char *path, mprpc__reg_list_t *out, char *err, size_t errlen) {
+/* Reads and parses the file. A missing file is an empty list. With
+ * liveness, lines of dead local processes are left out. */
+static int load(const char *path, bool liveness, mprpc__reg_list_t *out, long **pids, char *err,
+                size_t errlen) {
   char *text = NULL;
+  *pids = NULL;
   int rc = mprpc__reg_read_file(path, &text, NULL);
   if (rc == MPRPC_ENOENT)
     return 0;
@@ -86,9 +97,40 @@ static int load(const char *path, mprpc__reg_list_t *out, char *err, size_t errl
     snprintf(err, errlen, "%s: cannot read: %s", path, mprpc_strerror(rc));
     return rc;
   }
-  rc = mprpc__reg_parse_text(text, path, out, err, errlen);
+  mprpc__reg_list_t all = {0};
+  rc = mprpc__reg_parse_text_ex(text, path, &all, pids, err, errlen);
   free(text);
+  if (rc)
+    return rc;
+  size_t kept = 0;
+  for (size_t i = 0; i < all.n; i++) {
+    if (liveness && *pids && mprpc__reg_pid_dead((*pids)[i])) {
+      MPRPC_LOG_DEBUG("registry %s: skipping %s of dead process %ld", path, all.items[i].service,
+                      (*pids)[i]);
+      continue;
+    }
+    if ((rc = mprpc__reg_list_add(out, &all.items[i])) != 0)
+      break;
+    if (*pids)
+      (*pids)[kept] = (*pids)[i];
+    kept++;
+  }
+  mprpc__reg_list_clear(&all);
+  if (rc) {
+    mprpc__reg_list_clear(out);
+    free(*pids);
+    *pids = NULL;
+  }
   return rc;
+}
+
+static bool any_local_dead(const file_reg_t *f) {
+  if (!f->liveness || !f->local_pids)
+    return false;
+  for (size_t i = 0; i < f->content.n; i++)
+    if (mprpc__reg_pid_dead(f->local_pids[i]))
+      return true;
+  return false;
 }
 
 static bool same_key(const mprpc_instance_t *a, const char *service, const char *host,
@@ -127,7 +169,8 @@ static int file_edit(file_reg_t *f, const mprpc_instance_t *drop, size_t ndrop,
   char addline[MPRPC__REG_MAX_META * 3];
   int alen = 0;
   if (add) {
-    alen = mprpc__reg_format_line(add, addline, sizeof addline);
+    mprpc__reg_line_extra_t owner = {(long)getpid(), mprpc__reg_hostname()};
+    alen = mprpc__reg_format_line_ex(add, &owner, addline, sizeof addline);
     if (alen < 0 || (size_t)alen >= sizeof addline) {
       rc = MPRPC_ETOOBIG;
       goto done;
@@ -145,9 +188,16 @@ static int file_edit(file_reg_t *f, const mprpc_instance_t *drop, size_t ndrop,
     memcpy(line, p, n);
     line[n] = '\0';
     mprpc_instance_t inst;
+    mprpc__reg_line_extra_t ex;
     char e[200];
     bool keep = true;
-    if (mprpc__reg_parse_line(line, &inst, e, sizeof e) == 1) {
+    if (mprpc__reg_parse_line_ex(line, &inst, &ex, e, sizeof e) == 1) {
+      if (f->liveness && ex.pid > 0 && ex.hostname &&
+          strcmp(ex.hostname, mprpc__reg_hostname()) == 0 && mprpc__reg_pid_dead(ex.pid)) {
+        MPRPC_LOG_INFO("registry %s: dropping %s %s:%u of dead process %ld", f->path,
+                       inst.service, inst.host, (unsigned)inst.port, ex.pid);
+        keep = false;
+      }
       for (size_t i = 0; i < ndrop && keep; i++)
         keep = !same_key(&inst, drop[i].service, drop[i].host, drop[i].port);
       if (keep && add)
@@ -274,11 +324,15 @@ static void *poller(void *arg) {
     pthread_mutex_unlock(&f->mu);
     file_id_t id = file_identity(f->path);
     bool changed = !id_equal(&id, &f->seen);
+    pthread_mutex_lock(&f->mu);
+    changed = changed || any_local_dead(f);
+    pthread_mutex_unlock(&f->mu);
     mprpc__reg_list_t fresh = {0};
+    long *pids = NULL;
     int rc = 0;
     if (changed) {
       char err[400];
-      rc = load(f->path, &fresh, err, sizeof err);
+      rc = load(f->path, f->liveness, &fresh, &pids, err, sizeof err);
       if (rc)
         MPRPC_LOG_ERROR("registry: %s (keeping the previous endpoint lists)", err);
       f->seen = id;
@@ -286,7 +340,9 @@ static void *poller(void *arg) {
     pthread_mutex_lock(&f->mu);
     if (changed && rc == 0) {
       mprpc__reg_list_clear(&f->content);
+      free(f->local_pids);
       f->content = fresh;
+      f->local_pids = pids;
       mprpc__reg_subs_deliver(&f->subs, NULL, &f->content, true, MPRPC_REG_HEALTHY);
     }
   }
@@ -313,6 +369,7 @@ static void fr_close(void *ctx) {
   }
   mprpc__reg_subs_destroy(&f->subs);
   mprpc__reg_list_clear(&f->content);
+  free(f->local_pids);
   mprpc__reg_list_clear(&f->regs);
   pthread_cond_destroy(&f->cv);
   pthread_mutex_destroy(&f->mu);
@@ -332,14 +389,18 @@ static const mprpc_registry_ops_t file_ops = {
 
 int mprpc__file_open(const char *path, const mprpc__reg_kv_t *opts, size_t nopts,
                      mprpc_registry_t *out, char *err, size_t errlen) {
-  uint64_t poll_ms = 250;
+  uint64_t poll_ms = 250, liveness = 1;
   for (size_t i = 0; i < nopts; i++) {
     if (strcmp(opts[i].key, "poll_ms") == 0) {
       if (mprpc__reg_opt_uint("file://", "poll_ms", opts[i].value, 10, 60000, &poll_ms, err,
                               errlen))
         return MPRPC_EINVAL;
+    } else if (strcmp(opts[i].key, "liveness") == 0) {
+      if (mprpc__reg_opt_uint("file://", "liveness", opts[i].value, 0, 1, &liveness, err, errlen))
+        return MPRPC_EINVAL;
     } else {
-      snprintf(err, errlen, "unknown file:// option '%s' (known: poll_ms)", opts[i].key);
+      snprintf(err, errlen, "unknown file:// option '%s' (known: poll_ms, liveness)",
+               opts[i].key);
       return MPRPC_EINVAL;
     }
   }
@@ -349,6 +410,7 @@ int mprpc__file_open(const char *path, const mprpc__reg_kv_t *opts, size_t nopts
   int rc = MPRPC_ENOMEM;
   bool mu = false, cv = false, subs = false;
   f->poll_ms = (unsigned)poll_ms;
+  f->liveness = liveness != 0;
   f->path = strdup(path);
   f->lock_path = malloc(strlen(path) + 6);
   if (!f->path || !f->lock_path)
@@ -364,7 +426,7 @@ int mprpc__file_open(const char *path, const mprpc__reg_kv_t *opts, size_t nopts
     goto fail;
   subs = true;
   f->seen = file_identity(path);
-  if ((rc = load(path, &f->content, err, errlen)) != 0)
+  if ((rc = load(path, f->liveness, &f->content, &f->local_pids, err, errlen)) != 0)
     goto fail;
   if (pthread_create(&f->thread, NULL, poller, f)) {
     rc = MPRPC_EREGISTRY;
@@ -377,6 +439,7 @@ int mprpc__file_open(const char *path, const mprpc__reg_kv_t *opts, size_t nopts
   return 0;
 fail:
   mprpc__reg_list_clear(&f->content);
+  free(f->local_pids);
   if (subs)
     mprpc__reg_subs_destroy(&f->subs);
   if (cv)

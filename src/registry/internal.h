@@ -71,6 +71,25 @@ int mprpc__reg_format_line(const mprpc_instance_t *inst, char *buf, size_t len);
 int mprpc__reg_parse_text(const char *text, const char *what, mprpc__reg_list_t *l, char *err,
                           size_t errlen);
 
+/* The optional owner fields of a line: pid=P hostname=H. */
+typedef struct mprpc__reg_line_extra {
+  long pid;             /* 0: none */
+  const char *hostname; /* NULL: none */
+} mprpc__reg_line_extra_t;
+int mprpc__reg_parse_line_ex(char *line, mprpc_instance_t *out, mprpc__reg_line_extra_t *extra,
+                             char *err, size_t errlen);
+int mprpc__reg_format_line_ex(const mprpc_instance_t *inst, const mprpc__reg_line_extra_t *extra,
+                              char *buf, size_t len);
+/* As parse_text; when local_pids is set, *local_pids receives a malloc'd
+ * array parallel to l: the line's pid when its hostname is this host's,
+ * else 0. */
+int mprpc__reg_parse_text_ex(const char *text, const char *what, mprpc__reg_list_t *l,
+                             long **local_pids, char *err, size_t errlen);
+/* This host's name (spaces replaced), cached. */
+const char *mprpc__reg_hostname(void);
+/* True when no process with this pid exists on this host. */
+bool mprpc__reg_pid_dead(long pid);
+
 /* Reads a whole file into a NUL-terminated malloc'd buffer. MPRPC_ENOENT
  * when it does not exist, other MPRPC_E* from errno. */
 int mprpc__reg_read_file(const char *path, char **out, size_t *outlen);
