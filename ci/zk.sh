@@ -7,7 +7,8 @@
 #   ci/zk.sh start-ensemble DIR [N]  start an N-node (default 3) ensemble on loopback; prints
 #                          the connection string "127.0.0.1:P1,127.0.0.1:P2,..."
 #   ci/zk.sh kill-one DIR [I]        SIGKILL node I (1-based) of an ensemble
-#   ci/zk.sh leader DIR    print the index I of the ensemble's current leader (via `srvr`)
+#   ci/zk.sh leader DIR [S]  print the index I of the ensemble's current leader (asks each
+#                          node with `srvr`, retrying up to S seconds, default 20)
 # DIR is created if missing; it holds zoo.cfg, data, the log and the pid file
 # (an ensemble keeps one subdirectory node<I> per server).
 set -euo pipefail
@@ -37,7 +38,7 @@ four() { # port word: prints the answer of a four-letter-word command
   local ans=""
   if { exec 3<>"/dev/tcp/127.0.0.1/$1"; } 2>/dev/null; then
     printf '%s' "$2" >&3
-    ans=$(timeout 2 cat <&3 || true)
+    ans=$(timeout 5 cat <&3 || true)
     exec 3>&- 3<&- || true
   fi
   printf '%s' "$ans"
@@ -56,7 +57,12 @@ cfg_port() { sed -n 's/^clientPort=//p' "$1/zoo.cfg"; }
 
 launch() { # dir: start java on an existing config
   local dir=$1
-  (cd "$dir" && exec java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto \
+  # The server must not inherit the caller's descriptors (a test's client
+  # sockets or pipes would stay open in it), so close everything above 2.
+  (for fd in /proc/$BASHPID/fd/*; do
+     fd=${fd##*/}; [[ $fd -gt 2 ]] && eval "exec $fd>&-" 2>/dev/null
+   done
+   cd "$dir" && exec java -Xmx256m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 -Xshare:auto \
       -Dzookeeper.log.dir="$dir" -Dzookeeper.root.logger=INFO,CONSOLE \
       -cp '/usr/share/java/*' org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg" \
       >>"$dir/server.log" 2>&1 </dev/null) &
@@ -158,10 +164,14 @@ case "$cmd" in
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     rm -f "$pidf"
     ;;
-  leader)
-    for nd in "$dir"/node*; do
-      [[ -f "$nd/pid" ]] || continue
-      if four "$(cfg_port "$nd")" srvr | grep -q '^Mode: leader'; then echo "${nd##*/node}"; exit 0; fi
+  leader) # asks every running node with `srvr`; retries while an election runs
+    deadline=$((SECONDS + ${3:-20}))
+    while ((SECONDS < deadline)); do
+      for nd in "$dir"/node*; do
+        [[ -f "$nd/pid" ]] || continue
+        if four "$(cfg_port "$nd")" srvr | grep -q '^Mode: leader'; then echo "${nd##*/node}"; exit 0; fi
+      done
+      sleep 0.3
     done
     echo "zk.sh: no leader in $dir" >&2; exit 1
     ;;

@@ -18,6 +18,8 @@
 #include "registry/internal.h"
 #include "support/regtest_loop.h"
 
+static pid_t child_pid; /* a forked provider, killed by the teardown */
+
 static void write_file(const char *path, const char *text) {
   char tmp[600];
   snprintf(tmp, sizeof tmp, "%s.t", path);
@@ -321,6 +323,7 @@ static void test_registry_file_concurrent_register_keeps_both(void **state) {
     pthread_join(th[i], NULL);
   int status = 0;
   assert_int_equal(waitpid(pid, &status, 0), pid);
+  child_pid = 0;
   assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
   assert_int_equal(t[0].rc, 0);
   assert_int_equal(t[1].rc, 0);
@@ -358,6 +361,7 @@ static void test_registry_file_dead_provider_dropped(void **state) {
   assert_int_equal(pipe(pfd), 0);
   pid_t pid = fork();
   assert_true(pid >= 0);
+  child_pid = pid;
   if (pid == 0) {
     close(pfd[0]);
     mprpc_registry_t r;
@@ -398,6 +402,7 @@ static void test_registry_file_dead_provider_dropped(void **state) {
   assert_int_equal(kill(pid, SIGKILL), 0);
   int status;
   assert_int_equal(waitpid(pid, &status, 0), pid);
+  child_pid = 0;
   /* the consumer stops seeing the dead process's line without any edit */
   assert_true(regtest_watch_wait(&w, "", MPRPC_REG_HEALTHY, 5000));
   /* with liveness=0 the line is trusted until someone removes it */
@@ -499,6 +504,17 @@ static void test_registry_line_format_round_trip(void **state) {
   assert_int_equal(mprpc__reg_format_line(&inst, line, 8), n);
 }
 
+/* Teardown: a failed assertion must not leave the forked provider running. */
+static int kill_child(void **state) {
+  (void)state;
+  if (child_pid > 0) {
+    kill(child_pid, SIGKILL);
+    waitpid(child_pid, NULL, 0);
+    child_pid = 0;
+  }
+  return 0;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_registry_uri_errors),
@@ -508,7 +524,7 @@ int main(void) {
       cmocka_unit_test(test_registry_file_notices_edits),
       cmocka_unit_test(test_registry_file_register_unregister),
       cmocka_unit_test(test_registry_file_concurrent_register_keeps_both),
-      cmocka_unit_test(test_registry_file_dead_provider_dropped),
+      cmocka_unit_test_teardown(test_registry_file_dead_provider_dropped, kill_child),
       cmocka_unit_test(test_registry_unsubscribe_stops_callbacks),
       cmocka_unit_test(test_registry_zk_node_data_round_trip),
       cmocka_unit_test(test_registry_line_format_round_trip),

@@ -22,6 +22,8 @@
 #include "registry/zk_internal.h"
 #include "support/regtest_loop.h"
 
+static pid_t child_pid; /* a forked provider, killed by the teardown */
+
 #define SVC "example.EchoService"
 
 static int chroot_seq;
@@ -133,6 +135,20 @@ static void tmpdir(char *out, size_t len, const char *tag) {
   snprintf(out, len, "/tmp/mprpc-zktest-%ld-%s", (long)getpid(), tag);
 }
 
+/* Teardown: a failed assertion skips the rest of a test, so the servers a
+ * test started are stopped here too (zk.sh stop kills only their PIDs). */
+static int stop_own_servers(void **state) {
+  (void)state;
+  char dir[256];
+  tmpdir(dir, sizeof dir, "outage");
+  if (access(dir, F_OK) == 0)
+    zk_sh("stop", dir, NULL, NULL, 0);
+  tmpdir(dir, sizeof dir, "ensemble");
+  if (access(dir, F_OK) == 0)
+    zk_sh("stop", dir, NULL, NULL, 0);
+  return 0;
+}
+
 /* --- tests -------------------------------------------------------------- */
 
 static void test_zk_unreachable_gives_clear_error(void **state) {
@@ -220,6 +236,7 @@ static void test_zk_killed_provider_disappears(void **state) {
   assert_int_equal(pipe(pfd), 0);
   pid_t pid = fork(); /* before this test starts any thread of its own */
   assert_true(pid >= 0);
+  child_pid = pid;
   if (pid == 0) {
     close(pfd[0]);
     char uri[512], err[256];
@@ -253,6 +270,7 @@ static void test_zk_killed_provider_disappears(void **state) {
   assert_int_equal(kill(pid, SIGKILL), 0);
   int status;
   assert_int_equal(waitpid(pid, &status, 0), pid);
+  child_pid = 0;
   long long t0 = regtest_now_ms();
   /* session timeout 2000 ms: the server expires the session, the node goes */
   assert_true(regtest_watch_wait(&w, "127.0.0.1:9002", MPRPC_REG_HEALTHY, 20000));
@@ -476,16 +494,27 @@ static void test_zk_ensemble_leader_killed(void **state) {
   zk_sh("stop", dir, NULL, NULL, 0);
 }
 
+/* Teardown: a failed assertion must not leave the forked provider running. */
+static int kill_child(void **state) {
+  (void)state;
+  if (child_pid > 0) {
+    kill(child_pid, SIGKILL);
+    waitpid(child_pid, NULL, 0);
+    child_pid = 0;
+  }
+  return 0;
+}
+
 int main(void) {
   zoo_set_debug_level(ZOO_LOG_LEVEL_ERROR);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_zk_unreachable_gives_clear_error),
-      cmocka_unit_test(test_zk_killed_provider_disappears),
+      cmocka_unit_test_teardown(test_zk_killed_provider_disappears, kill_child),
       cmocka_unit_test(test_zk_register_discover_unregister),
       cmocka_unit_test(test_zk_session_expiry_reregisters),
       cmocka_unit_test(test_zk_stale_node_of_other_session_replaced),
-      cmocka_unit_test(test_zk_outage_keeps_cache_and_reconverges),
-      cmocka_unit_test(test_zk_ensemble_leader_killed),
+      cmocka_unit_test_teardown(test_zk_outage_keeps_cache_and_reconverges, stop_own_servers),
+      cmocka_unit_test_teardown(test_zk_ensemble_leader_killed, stop_own_servers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
