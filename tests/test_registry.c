@@ -10,11 +10,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "mprpc/errors.h"
 #include "mprpc/registry.h"
+#include "mprpc/rt.h"
 #include "registry/internal.h"
 #include "support/regtest_loop.h"
 
@@ -515,6 +517,79 @@ static int kill_child(void **state) {
   return 0;
 }
 
+/* With the production libev loop: deliveries run on that loop's thread. */
+typedef struct rt_watch {
+  mprpc_loop_t loop;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  size_t n;
+  int calls;
+  bool in_loop;
+  mprpc_registry_t reg;
+  uint64_t id;
+  bool unsubscribed;
+} rt_watch_t;
+
+static void rt_cb(void *ud, const mprpc_instance_t *items, size_t n, int health) {
+  (void)items, (void)health;
+  rt_watch_t *w = ud;
+  pthread_mutex_lock(&w->mu);
+  w->n = n;
+  w->calls++;
+  w->in_loop = mprpc_loop_in_loop(w->loop);
+  pthread_cond_broadcast(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+}
+
+static void rt_unsub(void *arg) {
+  rt_watch_t *w = arg;
+  mprpc_registry_unsubscribe(w->reg, w->id);
+  pthread_mutex_lock(&w->mu);
+  w->unsubscribed = true;
+  pthread_cond_broadcast(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+}
+
+static bool rt_wait(rt_watch_t *w, bool (*pred)(rt_watch_t *)) {
+  long long deadline = regtest_now_ms() + 5000;
+  pthread_mutex_lock(&w->mu);
+  while (!pred(w) && regtest_now_ms() < deadline) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000000;
+    ts.tv_sec += ts.tv_nsec / 1000000000;
+    ts.tv_nsec %= 1000000000;
+    pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+  }
+  bool ok = pred(w);
+  pthread_mutex_unlock(&w->mu);
+  return ok;
+}
+static bool got_two(rt_watch_t *w) { return w->calls > 0 && w->n == 2; }
+static bool got_unsub(rt_watch_t *w) { return w->unsubscribed; }
+
+static void test_registry_delivers_on_rt_loop(void **state) {
+  (void)state;
+  mprpc_loop_group_t *g;
+  assert_int_equal(mprpc_loop_group_new(1, &g), 0);
+  assert_int_equal(mprpc_loop_group_start(g), 0);
+  rt_watch_t w = {.loop = mprpc_loop_group_loop(g, 0)};
+  pthread_mutex_init(&w.mu, NULL);
+  pthread_cond_init(&w.cv, NULL);
+  char err[256];
+  assert_int_equal(mprpc_registry_open("static://127.0.0.1:1,127.0.0.1:2", &w.reg, err, sizeof err),
+                   0);
+  assert_int_equal(mprpc_registry_subscribe(w.reg, "a.S", w.loop, rt_cb, &w, &w.id), 0);
+  assert_true(rt_wait(&w, got_two));
+  assert_true(w.in_loop);
+  assert_int_equal(mprpc_loop_post(w.loop, rt_unsub, &w), 0);
+  assert_true(rt_wait(&w, got_unsub));
+  mprpc_registry_close(w.reg);
+  mprpc_loop_group_free(g);
+  pthread_mutex_destroy(&w.mu);
+  pthread_cond_destroy(&w.cv);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_registry_uri_errors),
@@ -526,6 +601,7 @@ int main(void) {
       cmocka_unit_test(test_registry_file_concurrent_register_keeps_both),
       cmocka_unit_test_teardown(test_registry_file_dead_provider_dropped, kill_child),
       cmocka_unit_test(test_registry_unsubscribe_stops_callbacks),
+      cmocka_unit_test(test_registry_delivers_on_rt_loop),
       cmocka_unit_test(test_registry_zk_node_data_round_trip),
       cmocka_unit_test(test_registry_line_format_round_trip),
   };
