@@ -68,7 +68,8 @@ typedef struct zk_svc {
 } zk_svc_t;
 
 typedef struct zk_reg {
-  char *hosts;
+  char *hosts;    /* as in the URI, for messages */
+  char *zk_hosts; /* as the C client wants it: IPv6 without brackets */
   char *base; /* <chroot>/mprpc/services */
   int session_ms;
   int connect_ms;
@@ -444,19 +445,33 @@ static void load_cache(zk_reg_t *z) {
 
 /* --- the worker --------------------------------------------------------- */
 
-static zhandle_t *new_handle(zk_reg_t *z) {
+static zhandle_t *new_handle(zk_reg_t *z, bool quiet) {
   /* mu held: the first events wait until z->zh is set. */
   errno = 0;
-  zhandle_t *zh = zookeeper_init2(z->hosts, watcher, z->session_ms, NULL, z, 0, zk_log_cb);
-  if (!zh) {
+  zhandle_t *zh = zookeeper_init2(z->zk_hosts, watcher, z->session_ms, NULL, z, 0, zk_log_cb);
+  if (!zh && !quiet) {
     long long now = mono_ms();
     if (now - z->last_init_error_ms > 10000) {
       z->last_init_error_ms = now;
-      MPRPC_LOG_ERROR("registry: zookeeper_init(%s): %s", z->hosts,
-                      errno ? strerror(errno) : "failed");
+      MPRPC_LOG_ERROR("registry: zookeeper_init(%s) failed: cannot resolve or use the server "
+                      "list (%s); retrying",
+                      z->hosts, errno ? strerror(errno) : "unknown error");
     }
   }
   return zh;
+}
+
+/* "[v6]:port,host:port" -> "v6:port,host:port" (the C client splits host and
+ * port at the last ':' and does not understand brackets). */
+static char *client_hosts(const char *hosts) {
+  char *out = malloc(strlen(hosts) + 1), *o = out;
+  if (!out)
+    return NULL;
+  for (const char *p = hosts; *p; p++)
+    if (*p != '[' && *p != ']')
+      *o++ = *p;
+  *o = '\0';
+  return out;
 }
 
 static void reopen(zk_reg_t *z) {
@@ -469,7 +484,7 @@ static void reopen(zk_reg_t *z) {
     zookeeper_close(old); /* never under mu: its threads may be in watcher() */
   pthread_mutex_lock(&z->mu);
   if (!z->stop)
-    z->zh = new_handle(z);
+    z->zh = new_handle(z, false);
   update_health(z);
   pthread_mutex_unlock(&z->mu);
 }
@@ -796,6 +811,7 @@ static void zk_free(zk_reg_t *z) {
   pthread_cond_destroy(&z->cv);
   pthread_mutex_destroy(&z->mu);
   free(z->hosts);
+  free(z->zk_hosts);
   free(z->base);
   free(z->cache_path);
   free(z);
@@ -918,6 +934,7 @@ int mprpc__zk_open(const char *hosts, const char *chroot, const mprpc__reg_kv_t 
   if (!z)
     return MPRPC_ENOMEM;
   z->hosts = strdup(hosts);
+  z->zk_hosts = client_hosts(hosts);
   z->base = malloc(cl + 32);
   z->cache_path = cache ? strdup(cache) : NULL;
   z->session_ms = (int)session_ms;
@@ -926,8 +943,10 @@ int mprpc__zk_open(const char *hosts, const char *chroot, const mprpc__reg_kv_t 
   z->health = MPRPC_REG_CONNECTING;
   pthread_mutex_init(&z->mu, NULL);
   pthread_cond_init(&z->cv, NULL);
-  if (!z->hosts || !z->base || (cache && !z->cache_path) || mprpc__reg_subs_init(&z->subs)) {
+  if (!z->hosts || !z->zk_hosts || !z->base || (cache && !z->cache_path) ||
+      mprpc__reg_subs_init(&z->subs)) {
     free(z->hosts);
+    free(z->zk_hosts);
     free(z->base);
     free(z->cache_path);
     pthread_cond_destroy(&z->cv);
@@ -940,11 +959,12 @@ int mprpc__zk_open(const char *hosts, const char *chroot, const mprpc__reg_kv_t 
     load_cache(z);
 
   pthread_mutex_lock(&z->mu);
-  z->zh = new_handle(z);
+  z->zh = new_handle(z, true);
   if (!z->zh) {
+    int e = errno;
     pthread_mutex_unlock(&z->mu);
-    snprintf(err, errlen, "zookeeper_init(%s) failed: %s", hosts,
-             errno ? strerror(errno) : "unknown error");
+    snprintf(err, errlen, "zookeeper_init(%s) failed: cannot resolve or use the server list (%s)",
+             hosts, e ? strerror(e) : "unknown error");
     rc = MPRPC_EREGISTRY;
     goto fail;
   }
