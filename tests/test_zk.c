@@ -380,6 +380,47 @@ static void test_zk_stale_node_of_other_session_replaced(void **state) {
   mprpc_registry_close(p);
 }
 
+/* A registration that can never succeed (its parent is read-only) must not
+ * hold up the registry's other registrations or its subscriptions. */
+static void test_zk_failing_registration_does_not_block_others(void **state) {
+  (void)state;
+  NEED_ZK(hosts);
+  char chroot[128], path[512], part[512];
+  new_chroot(chroot, sizeof chroot);
+  zhandle_t *zh = raw_connect(hosts, NULL);
+  snprintf(path, sizeof path, "%s/mprpc/services/locked.S/providers", chroot);
+  for (char *s = path + 1;; s++) {
+    if (*s == '/' || !*s) {
+      snprintf(part, sizeof part, "%.*s", (int)(s - path), path);
+      int rc = zoo_create(zh, part, "", 0, *s ? &ZOO_OPEN_ACL_UNSAFE : &ZOO_READ_ACL_UNSAFE, 0,
+                          NULL, 0);
+      assert_true(rc == ZOK || rc == ZNODEEXISTS);
+      if (!*s)
+        break;
+    }
+  }
+  /* one registry does it all: the doomed registration is the newest, so it
+   * is the first the worker meets */
+  mprpc_registry_t p = open_zk(hosts, chroot, NULL), c = p;
+  reg(p, 8502);
+  mprpc_instance_t locked = {.service = "locked.S", .host = "127.0.0.1", .port = 8501};
+  assert_int_equal(mprpc_registry_register(p, &locked), 0); /* accepted; fails in the worker */
+  regtest_loop_t *loop = regtest_loop_new();
+  regtest_watch_t w;
+  regtest_watch_init(&w, loop);
+  uint64_t id;
+  assert_int_equal(
+      mprpc_registry_subscribe(c, SVC, regtest_loop(loop), regtest_watch_cb, &w, &id), 0);
+  assert_true(regtest_watch_wait(&w, "127.0.0.1:8502", MPRPC_REG_HEALTHY, 10000));
+  node_path(path, sizeof path, chroot, 8502);
+  assert_true(wait_node(zh, path, -1, 10000, NULL));
+  regtest_unsubscribe(loop, c, id);
+  zookeeper_close(zh);
+  mprpc_registry_close(p);
+  regtest_loop_free(loop);
+  regtest_watch_destroy(&w);
+}
+
 static void test_zk_outage_keeps_cache_and_reconverges(void **state) {
   (void)state;
   if (!test_zk() || !have_zk_sh()) {
@@ -513,6 +554,7 @@ int main(void) {
       cmocka_unit_test(test_zk_register_discover_unregister),
       cmocka_unit_test(test_zk_session_expiry_reregisters),
       cmocka_unit_test(test_zk_stale_node_of_other_session_replaced),
+      cmocka_unit_test(test_zk_failing_registration_does_not_block_others),
       cmocka_unit_test_teardown(test_zk_outage_keeps_cache_and_reconverges, stop_own_servers),
       cmocka_unit_test_teardown(test_zk_ensemble_leader_killed, stop_own_servers),
   };

@@ -49,6 +49,8 @@ typedef struct zk_entry {
   char *data;
   uint64_t gen; /* bumped when the data changes */
   bool ok;      /* verified present and ours in the current session */
+  uint64_t tried; /* the work pass that last tried it */
+  int last_rc;    /* last failure, to log a failure once, not every retry */
   struct zk_entry *next;
 } zk_entry_t;
 
@@ -63,6 +65,8 @@ typedef struct zk_svc {
   bool dirty;
   bool fetched;    /* cache came from ZooKeeper (some session) */
   bool from_file;  /* cache came from the cache file and was not refreshed yet */
+  uint64_t tried;
+  int last_rc;
   mprpc__reg_list_t cache;
   struct zk_svc *next;
 } zk_svc_t;
@@ -92,6 +96,7 @@ typedef struct zk_reg {
   zk_svc_t *svcs;
   bool cache_dirty;
   /* worker: */
+  uint64_t pass;
   bool worker_started;
   pthread_t worker;
   long long last_init_error_ms;
@@ -489,6 +494,12 @@ static void reopen(zk_reg_t *z) {
   pthread_mutex_unlock(&z->mu);
 }
 
+/* Errors after which nothing else can work in this pass. */
+static bool conn_error(int rc) {
+  return rc == ZCONNECTIONLOSS || rc == ZOPERATIONTIMEOUT || rc == ZSESSIONEXPIRED ||
+         rc == ZSESSIONMOVED || rc == ZCLOSING || rc == ZINVALIDSTATE;
+}
+
 /* One pass over pending work while connected. Returns true if something
  * failed and the pass should be retried soon. */
 static bool work(zk_reg_t *z) {
@@ -518,16 +529,21 @@ static bool work(zk_reg_t *z) {
     }
   }
 
-  /* 2. registrations not yet verified in this session */
-  for (int guard = 0; guard < 10000; guard++) {
+  /* 2. registrations not yet verified in this session; each is tried once
+   * per pass, so one that keeps failing (say, no permission on its path)
+   * does not hold up the others or the subscriptions */
+  uint64_t pass = ++z->pass;
+  for (int guard = 0; guard < 100000; guard++) {
     pthread_mutex_lock(&z->mu);
     if (z->session_id != sid || z->zstate != ZOO_CONNECTED_STATE || z->stop) {
       pthread_mutex_unlock(&z->mu);
       return true;
     }
     zk_entry_t *e = z->regs;
-    while (e && e->ok)
+    while (e && (e->ok || e->tried == pass))
       e = e->next;
+    if (e)
+      e->tried = pass;
     char *path = e ? strdup(e->path) : NULL;
     char *data = e ? strdup(e->data) : NULL;
     uint64_t gen = e ? e->gen : 0;
@@ -535,44 +551,53 @@ static bool work(zk_reg_t *z) {
     if (!e)
       break;
     int rc = path && data ? ensure_node(z, zh, path, data, sid) : ZSYSTEMERROR;
+    bool log_failure = false;
     pthread_mutex_lock(&z->mu);
-    for (zk_entry_t *x = z->regs; x; x = x->next)
-      if (x->gen == gen && rc == ZOK && z->session_id == sid)
+    for (zk_entry_t *x = z->regs; x; x = x->next) {
+      if (x->gen != gen)
+        continue;
+      if (rc == ZOK && z->session_id == sid)
         x->ok = true;
+      log_failure = rc != ZOK && rc != x->last_rc;
+      x->last_rc = rc;
+    }
     pthread_mutex_unlock(&z->mu);
-    if (rc == ZOK) {
+    if (rc == ZOK)
       MPRPC_LOG_INFO("registry zk://%s: registered %s", z->hosts, path);
-    } else {
+    else if (log_failure)
       MPRPC_LOG_WARN("registry zk://%s: registering %s: %s (will retry)", z->hosts, path,
                      zerror(rc));
-      free(path);
-      free(data);
-      retry = true;
-      break;
-    }
     free(path);
     free(data);
+    if (rc != ZOK) {
+      retry = true;
+      if (conn_error(rc))
+        return true;
+    }
   }
 
   /* 3. subscribed services whose list may have changed */
-  for (int guard = 0; guard < 10000; guard++) {
+  for (int guard = 0; guard < 100000; guard++) {
     pthread_mutex_lock(&z->mu);
     if (z->session_id != sid || z->zstate != ZOO_CONNECTED_STATE || z->stop) {
       pthread_mutex_unlock(&z->mu);
       return true;
     }
     zk_svc_t *s = z->svcs;
-    while (s && !s->dirty)
+    while (s && (!s->dirty || s->tried == pass))
       s = s->next;
     char *name = s ? strdup(s->name) : NULL;
     char *path = s ? strdup(s->path) : NULL;
-    if (s)
+    if (s) {
       s->dirty = false; /* a watch firing from here on marks it again */
+      s->tried = pass;
+    }
     pthread_mutex_unlock(&z->mu);
     if (!s)
       break;
     mprpc__reg_list_t list = {0};
     int rc = name && path ? fetch_list(z, zh, name, path, &list) : ZSYSTEMERROR;
+    bool log_failure = false;
     pthread_mutex_lock(&z->mu);
     s = find_svc(z, name ? name : "");
     if (rc == ZOK && s) {
@@ -581,6 +606,7 @@ static bool work(zk_reg_t *z) {
       s->cache = list;
       s->fetched = true;
       s->from_file = false;
+      s->last_rc = ZOK;
       if (changed)
         z->cache_dirty = true;
       /* Authoritative only if the session is still up. */
@@ -590,19 +616,23 @@ static bool work(zk_reg_t *z) {
                                   : z->health);
     } else {
       mprpc__reg_list_clear(&list);
-      if (s)
+      if (s) {
         s->dirty = true;
+        log_failure = rc != s->last_rc;
+        s->last_rc = rc;
+      }
     }
     pthread_mutex_unlock(&z->mu);
-    if (rc != ZOK) {
+    if (rc != ZOK && log_failure)
       MPRPC_LOG_WARN("registry zk://%s: listing %s: %s (will retry)", z->hosts,
                      path ? path : "?", zerror(rc));
-      retry = true;
-    }
     free(name);
     free(path);
-    if (rc != ZOK)
-      break;
+    if (rc != ZOK) {
+      retry = true;
+      if (conn_error(rc))
+        return true;
+    }
   }
   save_cache(z);
   return retry;
