@@ -304,13 +304,8 @@ static void test_registry_file_concurrent_register_keeps_both(void **state) {
   char path[512], uri[600], err[512];
   tmp_path(path, sizeof path, "conc.txt");
   snprintf(uri, sizeof uri, "file://%s", path);
-  reg_thread_t t[2] = {{.base = 10000, .n = 25}, {.base = 20000, .n = 25}};
-  assert_int_equal(mprpc_registry_open(uri, &t[0].r, err, sizeof err), 0);
-  assert_int_equal(mprpc_registry_open(uri, &t[1].r, err, sizeof err), 0);
-  pthread_t th[2];
-  for (int i = 0; i < 2; i++)
-    assert_int_equal(pthread_create(&th[i], NULL, reg_many, &t[i]), 0);
-  /* and a second process at the same time */
+  /* A second process writes at the same time. It is forked before this
+   * process starts any thread, so it inherits no lock held by one. */
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
@@ -319,8 +314,15 @@ static void test_registry_file_concurrent_register_keeps_both(void **state) {
       _exit(2);
     reg_thread_t c = {.r = r, .base = 30000, .n = 25};
     reg_many(&c);
-    _exit(c.rc ? 1 : 0); /* no close: its lines must stay */
+    _exit(c.rc ? 1 : 0); /* no close: its lines stay while it lives */
   }
+  child_pid = pid;
+  reg_thread_t t[2] = {{.base = 10000, .n = 25}, {.base = 20000, .n = 25}};
+  assert_int_equal(mprpc_registry_open(uri, &t[0].r, err, sizeof err), 0);
+  assert_int_equal(mprpc_registry_open(uri, &t[1].r, err, sizeof err), 0);
+  pthread_t th[2];
+  for (int i = 0; i < 2; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, reg_many, &t[i]), 0);
   for (int i = 0; i < 2; i++)
     pthread_join(th[i], NULL);
   int status = 0;
@@ -598,7 +600,7 @@ int main(void) {
       cmocka_unit_test(test_registry_file_parse_error_names_line),
       cmocka_unit_test(test_registry_file_notices_edits),
       cmocka_unit_test(test_registry_file_register_unregister),
-      cmocka_unit_test(test_registry_file_concurrent_register_keeps_both),
+      cmocka_unit_test_teardown(test_registry_file_concurrent_register_keeps_both, kill_child),
       cmocka_unit_test_teardown(test_registry_file_dead_provider_dropped, kill_child),
       cmocka_unit_test(test_registry_unsubscribe_stops_callbacks),
       cmocka_unit_test(test_registry_delivers_on_rt_loop),
