@@ -211,6 +211,17 @@ static void test_zk_register_discover_unregister(void **state) {
   assert_non_null(strstr(buf, "start_time_ms=42\n"));
   assert_non_null(strstr(buf, "pid="));
 
+  /* re-registering with new data reaches consumers (data watch), and an
+   * unchanged re-registration does not rewrite the node */
+  int32_t version = st.version;
+  reg(p1, 8001);
+  usleep(300 * 1000);
+  assert_int_equal(zoo_exists(zh, path, 0, &st), ZOK);
+  assert_int_equal(st.version, version);
+  mprpc_instance_t heavier = {.service = SVC, .host = "127.0.0.1", .port = 8002, .weight = 77};
+  assert_int_equal(mprpc_registry_register(p2, &heavier), 0);
+  assert_true(regtest_watch_wait_weights(&w, "127.0.0.1:8001*10,127.0.0.1:8002*77", 10000));
+
   /* graceful unregister removes the node at once (no session timeout) */
   assert_int_equal(mprpc_registry_unregister(p1, SVC, "127.0.0.1", 8001), 0);
   assert_true(wait_node(zh, path, 0, 3000, NULL));

@@ -216,7 +216,19 @@ static void watcher(zhandle_t *zh, int type, int state, const char *path, void *
       z->expired = true;
     }
   } else if (path) {
+    /* a children event names .../providers; a data or deletion event of
+     * one provider names .../providers/<host:port> */
     zk_svc_t *s = find_svc_by_path(z, path);
+    const char *slash = strrchr(path, '/');
+    if (!s && slash && slash != path) {
+      char parent[1024];
+      size_t n = (size_t)(slash - path);
+      if (n < sizeof parent) {
+        memcpy(parent, path, n);
+        parent[n] = '\0';
+        s = find_svc_by_path(z, parent);
+      }
+    }
     if (s)
       s->dirty = true;
   }
@@ -266,6 +278,22 @@ static int parent_of(const char *path, char *out, size_t len) {
   return 0;
 }
 
+/* Rewrites a node's data only when it differs: every write fires the data
+ * watches of every consumer. */
+static int set_if_different(zhandle_t *zh, const char *path, const char *data, int len) {
+  char *cur = malloc((size_t)len + 2);
+  if (!cur)
+    return ZSYSTEMERROR;
+  int clen = len + 1;
+  struct Stat st;
+  int rc = zoo_get(zh, path, 0, cur, &clen, &st);
+  bool same = rc == ZOK && clen == len && memcmp(cur, data, (size_t)len) == 0;
+  free(cur);
+  if (rc != ZOK)
+    return rc;
+  return same ? ZOK : zoo_set(zh, path, data, len, st.version);
+}
+
 /* Makes `path` exist with `data`, owned by session sid. */
 static int ensure_node(zk_reg_t *z, zhandle_t *zh, const char *path, const char *data,
                        int64_t sid) {
@@ -276,7 +304,7 @@ static int ensure_node(zk_reg_t *z, zhandle_t *zh, const char *path, const char 
     rc = zoo_exists(zh, path, 0, &st);
     if (rc == ZOK) {
       if (st.ephemeralOwner == sid)
-        return zoo_set(zh, path, data, len, -1); /* ours (maybe from a lost reply) */
+        return set_if_different(zh, path, data, len); /* ours (maybe from a lost reply) */
       MPRPC_LOG_WARN("registry zk://%s: %s is owned by session 0x%" PRIx64
                      " (ours 0x%" PRIx64 "): deleting and re-creating it",
                      z->hosts, path, (uint64_t)st.ephemeralOwner, (uint64_t)sid);
@@ -337,7 +365,9 @@ static int fetch_list(zk_reg_t *z, zhandle_t *zh, const char *service, const cha
     sprintf(cp, "%s/%s", path, ch.data[i]);
     struct Stat st;
     int len = cap;
-    rc = zoo_get(zh, cp, 0, buf, &len, &st);
+    /* a data watch too: a provider re-registering with a new weight or
+     * version changes the data, not the children */
+    rc = zoo_wget(zh, cp, watcher, z, buf, &len, &st);
     if (rc == ZOK && st.dataLength > cap && st.dataLength <= 1 << 20) {
       char *nb = realloc(buf, (size_t)st.dataLength + 1);
       if (!nb) {
@@ -347,7 +377,7 @@ static int fetch_list(zk_reg_t *z, zhandle_t *zh, const char *service, const cha
       buf = nb;
       cap = st.dataLength;
       len = cap;
-      rc = zoo_get(zh, cp, 0, buf, &len, &st);
+      rc = zoo_wget(zh, cp, watcher, z, buf, &len, &st);
     }
     if (rc == ZNONODE) {
       rc = ZOK; /* gone between the listing and the read; the watch will tell */

@@ -186,23 +186,35 @@ static int cmp_str(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
 }
 
-void regtest_watch_cb(void *ud, const mprpc_instance_t *items, size_t n, int health) {
-  regtest_watch_t *w = ud;
-  char **s = calloc(n ? n : 1, sizeof *s);
-  for (size_t i = 0; i < n; i++) {
-    s[i] = malloc(300);
-    snprintf(s[i], 300, "%s:%u", items[i].host, (unsigned)items[i].port);
-  }
+static void join_sorted(char **s, size_t n, char *out, size_t outlen) {
   qsort(s, n, sizeof *s, cmp_str);
-  pthread_mutex_lock(&w->mu);
-  w->list[0] = '\0';
+  out[0] = '\0';
   for (size_t i = 0; i < n; i++) {
     if (i)
-      strncat(w->list, ",", sizeof w->list - strlen(w->list) - 1);
-    strncat(w->list, s[i], sizeof w->list - strlen(w->list) - 1);
+      strncat(out, ",", outlen - strlen(out) - 1);
+    strncat(out, s[i], outlen - strlen(out) - 1);
+  }
+}
+
+void regtest_watch_cb(void *ud, const mprpc_instance_t *items, size_t n, int health) {
+  regtest_watch_t *w = ud;
+  char **s = calloc(n ? n : 1, sizeof *s), **ws = calloc(n ? n : 1, sizeof *ws);
+  for (size_t i = 0; i < n; i++) {
+    s[i] = malloc(300);
+    ws[i] = malloc(320);
+    snprintf(s[i], 300, "%s:%u", items[i].host, (unsigned)items[i].port);
+    snprintf(ws[i], 320, "%s:%u*%u", items[i].host, (unsigned)items[i].port,
+             (unsigned)items[i].weight);
+  }
+  pthread_mutex_lock(&w->mu);
+  join_sorted(s, n, w->list, sizeof w->list);
+  join_sorted(ws, n, w->wlist, sizeof w->wlist);
+  for (size_t i = 0; i < n; i++) {
     free(s[i]);
+    free(ws[i]);
   }
   free(s);
+  free(ws);
   w->health = health;
   w->deliveries++;
   if (w->loop && !l_in_loop(w->loop))
@@ -244,6 +256,24 @@ static bool wait_until(regtest_watch_t *w, const char *want, int health, int not
 
 bool regtest_watch_wait(regtest_watch_t *w, const char *want, int health, int timeout_ms) {
   return wait_until(w, want, health, 0, timeout_ms);
+}
+
+bool regtest_watch_wait_weights(regtest_watch_t *w, const char *want, int timeout_ms) {
+  long long deadline = regtest_now_ms() + timeout_ms;
+  pthread_mutex_lock(&w->mu);
+  while (strcmp(w->wlist, want) != 0 && regtest_now_ms() < deadline) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 50 * 1000000;
+    ts.tv_sec += ts.tv_nsec / 1000000000;
+    ts.tv_nsec %= 1000000000;
+    pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+  }
+  bool ok = strcmp(w->wlist, want) == 0;
+  if (!ok)
+    fprintf(stderr, "regtest: timed out waiting for '%s'; have '%s'\n", want, w->wlist);
+  pthread_mutex_unlock(&w->mu);
+  return ok;
 }
 
 bool regtest_watch_wait_health_not(regtest_watch_t *w, int not_health, int timeout_ms) {

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "mprpc/loop.h"
 #include "mprpc/registry.h"
@@ -28,6 +29,7 @@ typedef struct regtest_watch {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   char list[4096];
+  char wlist[4096]; /* "host:port*weight,..." sorted */
   int health;
   int deliveries;
   bool wrong_thread;
@@ -40,6 +42,8 @@ void regtest_watch_cb(void *ud, const mprpc_instance_t *items, size_t n, int hea
 /* Waits (up to timeout_ms, a hang guard) until the list equals want
  * (health ignored when health < 0). Returns true when it did. */
 bool regtest_watch_wait(regtest_watch_t *w, const char *want, int health, int timeout_ms);
+/* Waits until the list with weights ("host:port*weight,...") equals want. */
+bool regtest_watch_wait_weights(regtest_watch_t *w, const char *want, int timeout_ms);
 /* Waits until health differs from not_health. */
 bool regtest_watch_wait_health_not(regtest_watch_t *w, int not_health, int timeout_ms);
 /* Unsubscribes on the loop thread, as the contract requires. */
