@@ -53,6 +53,7 @@ typedef struct dir {
   bool chunk_fixed;
   bool fin_queued, fin_sent;
   bool want_writable;
+  size_t frozen_pending; /* unsent bytes when the connection died */
 } dir_t;
 
 struct mprpc_conn {
@@ -185,6 +186,7 @@ static void dir_clear(dir_t *d) {
     c = next;
   }
   d->head = d->tail = NULL;
+  d->frozen_pending += d->pend_len;
   d->pend_off = d->pend_len = 0;
   d->fin_queued = false;
   d->want_writable = false;
@@ -322,8 +324,11 @@ static void ev_pump(void *arg) {
         d->fin_sent = true;
         push_chunk(d, CH_FIN, NULL, 0);
       }
+      /* Every write is a backlog here (bytes wait for the pump), so the
+       * drain is reported each time, not only after an EHWM refusal:
+       * callers learn that their bytes left the machine. */
       mprpc_conn_t *s = &p->ends[d->from_side];
-      if (d->want_writable && s->state == EP_OPEN) {
+      if (s->state == EP_OPEN) {
         d->want_writable = false;
         if (s->has_handler && s->h.on_writable) {
           p->in_event = true;
@@ -427,6 +432,7 @@ static void ev_deliver(void *arg) {
         /* The contract has no half-close: EOF ends the endpoint. What it
          * had not sent yet is dropped, and it answers with its own FIN. */
         dir_t *back = &p->dirs[r->side];
+        back->frozen_pending += back->pend_len;
         back->pend_off = back->pend_len = 0;
         back->want_writable = false;
         if (!back->fin_sent) {
@@ -751,9 +757,12 @@ static int net_writev(void *ctx, mprpc_conn_t *c, const struct iovec *iov, int i
   return 0;
 }
 
+/* After the connection died this keeps reporting what had not been sent
+ * then (those bytes surely never reached the peer). */
 static size_t net_out_pending(void *ctx, mprpc_conn_t *c) {
   (void)ctx;
-  return c->p->dirs[c->side].pend_len;
+  const dir_t *d = &c->p->dirs[c->side];
+  return ep_live(c) ? d->pend_len : d->pend_len + d->frozen_pending;
 }
 
 static void net_close(void *ctx, mprpc_conn_t *c, bool flush) {
@@ -773,6 +782,7 @@ static void net_close(void *ctx, mprpc_conn_t *c, bool flush) {
     return;
   }
   if (!flush) {
+    d->frozen_pending += d->pend_len;
     d->pend_off = d->pend_len = 0;
   }
   d->want_writable = false;
