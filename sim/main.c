@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mprpc/errors.h"
 #include "mprpc/log.h"
 #include "scenario.h"
 #include "sim.h"
@@ -250,6 +251,10 @@ int main(int argc, char **argv) {
                " hash=%016" PRIx64 "\n",
                o.seed, res.calls, res.ok, res.failed, res.executions, res.violations, res.events,
                res.hash);
+      if (verbose)
+        for (size_t f = 0; f < sizeof res.fails / sizeof res.fails[0] && res.fails[f].count; f++)
+          printf("    failed %s %" PRIu64 "\n", mprpc_err_name(res.fails[f].code),
+                 res.fails[f].count);
       if (res.violations && nbad < sizeof bad_seeds / sizeof bad_seeds[0])
         bad_seeds[nbad++] = o.seed;
     }

@@ -123,31 +123,6 @@ struct mprpc_sim_net {
 
 /* ---- helpers ------------------------------------------------------------------ */
 
-/* Appends to the receiver's reassembly buffer through its public fields, so
- * the simulator does not depend on who implements buf.c. */
-static int rbuf_put(mprpc_rbuf_t *b, const uint8_t *p, size_t len) {
-  if (b->cap - b->end < len) {
-    if (b->start > 0) {
-      memmove(b->data, b->data + b->start, b->end - b->start);
-      b->end -= b->start;
-      b->start = 0;
-    }
-    if (b->cap - b->end < len) {
-      size_t cap = b->cap ? b->cap : 4096;
-      while (cap - b->end < len)
-        cap *= 2;
-      uint8_t *d = realloc(b->data, cap);
-      if (!d)
-        return MPRPC_ENOMEM;
-      b->data = d;
-      b->cap = cap;
-    }
-  }
-  memcpy(b->data + b->end, p, len);
-  b->end += len;
-  return 0;
-}
-
 static uint64_t latency(mprpc_sim_net_t *n) {
   mprpc_sim_world_t *w = n->w;
   uint64_t lat = mprpc_sim_rand_range(w, n->cfg.lat_min_ns, n->cfg.lat_max_ns);
@@ -348,7 +323,7 @@ static void ev_pump(void *arg) {
 static void deliver_data(mprpc_conn_t *r, const uint8_t *data, size_t len) {
   if (r->state != EP_OPEN || !r->in)
     return;
-  if (rbuf_put(r->in, data, len) != 0)
+  if (mprpc_rbuf_append(r->in, data, len) != 0)
     abort();
   r->p->n->st.deliveries++;
   if (r->has_handler && r->h.on_data)

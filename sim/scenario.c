@@ -460,6 +460,13 @@ static void check_done(const ProtobufCMessage *msg, rec_t *rec) {
       err = MPRPC_EINTERNAL;
     rec->err = err;
     r->res->failed++;
+    for (size_t i = 0; i < sizeof r->res->fails / sizeof r->res->fails[0]; i++) {
+      if (r->res->fails[i].code == err || r->res->fails[i].count == 0) {
+        r->res->fails[i].code = err;
+        r->res->fails[i].count++;
+        break;
+      }
+    }
     if (rec->idem && t >= r->p.live_from_ns && rec->start >= r->p.live_from_ns &&
         !r->tearing_down)
       violate(r, "liveness: idempotent call %u failed with %s %.1f s after the faults healed",
@@ -528,9 +535,11 @@ static int make_channel(cons_t *c, bool idem, mprpc_channel_t **out) {
   o.transport = r->tr;
   o.registry = c->reg;
   o.timeout_ms = r->p.timeout_ms;
-  if (mprpc__sim_bug & MPRPC_SIM_BUG_NO_DEADLINE)
-    o.timeout_ms = -1; /* the bug: the deadline is dropped */
   o.attempt_timeout_ms = r->p.timeout_ms > 0 ? r->p.timeout_ms / 4 : 0;
+  if (mprpc__sim_bug & MPRPC_SIM_BUG_NO_DEADLINE) {
+    o.timeout_ms = -1; /* the bug: every deadline check is skipped */
+    o.attempt_timeout_ms = 0;
+  }
   o.connect_timeout_ms = 300;
   o.max_retry = r->p.max_retry;
   if (idem && (mprpc__sim_bug & MPRPC_SIM_BUG_EXTRA_RETRIES))

@@ -40,6 +40,10 @@ typedef struct mprpc_sim_result {
   uint64_t events;
   uint64_t hash;
   char first_violation[256];
+  struct {
+    int code;
+    uint64_t count;
+  } fails[8]; /* failed calls by error code (first 8 codes seen) */
 } mprpc_sim_result_t;
 
 typedef struct mprpc_sim_scenario mprpc_sim_scenario_t;

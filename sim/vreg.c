@@ -144,6 +144,8 @@ static session_t *find_session(const mprpc_sim_zk_t *z, uint64_t id) {
   return NULL;
 }
 
+static void ev_handle_tick(void *arg);
+
 static void free_node(znode_t *n) {
   free(n->host);
   free(n->methods);
@@ -282,6 +284,13 @@ static void end_session(mprpc_sim_zk_t *z, uint64_t id, bool expired) {
   if (expired) {
     z->expirations++;
     mprpc_sim_note(z->w, "reg.expire", id, 0);
+    /* A client still connected hears SESSION_EXPIRED at once. */
+    for (handle_t *h = z->handles; h; h = h->next)
+      if (h->session == id && reachable(z, h->host)) {
+        mprpc_sim_cancel(z->w, h->tick_ev);
+        h->tick_ev = mprpc_sim_at(z->w, mprpc_sim_rand_range(z->w, MPRPC_NS_PER_MS, 20 * MPRPC_NS_PER_MS),
+                                  MPRPC_SIM_EV_REG_TICK, h->id, ev_handle_tick, h);
+      }
     if (mprpc__sim_bug & MPRPC_SIM_BUG_STALE_NODE)
       return;
   }

@@ -7,12 +7,11 @@
 #include <cmocka.h>
 
 #include "mprpc/errors.h"
+#include "mprpc/log.h"
+#include "../sim/scenario.h"
 #include "../sim/sim.h"
 
-static void rbuf_release(mprpc_rbuf_t *b) {
-  free(b->data);
-  *b = (mprpc_rbuf_t)MPRPC_RBUF_INIT;
-}
+static void rbuf_release(mprpc_rbuf_t *b) { mprpc_rbuf_free(b); }
 
 /* ---- scheduler ----------------------------------------------------------------------- */
 
@@ -124,7 +123,7 @@ static void e_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
     if (p[i] != pattern(e->received + i))
       e->bad_byte = true;
   e->received += n;
-  in->start = in->end = 0; /* consume all */
+  mprpc_rbuf_consume(in, n);
 }
 
 static void e_writable(mprpc_conn_t *c, void *ud) {
@@ -482,7 +481,132 @@ static void test_sim_registry_expiry_removes_ephemeral_and_notifies(void **state
   mprpc_sim_world_free(w);
 }
 
+/* ---- scenarios: production server + channel on the virtual world ------------------------- */
+
+static bool stack_missing(void) {
+  if (mprpc_sim_available())
+    return false;
+  print_message("simulator built without the server or the channel: skipped\n");
+  return true;
+}
+
+static mprpc_sim_result_t run_scenario(const char *name, uint64_t seed, unsigned bugs,
+                                       uint64_t duration_s) {
+  const mprpc_sim_scenario_t *sc = mprpc_sim_scenario_find(name);
+  assert_non_null(sc);
+  mprpc_sim_opts_t o = {.seed = seed, .bugs = bugs, .duration_s = duration_s, .max_retry = -1};
+  mprpc_sim_result_t r;
+  assert_int_equal(mprpc_sim_run(sc, &o, &r), 0);
+  return r;
+}
+
+static void test_sim_scenario_same_seed_same_trace_hash(void **state) {
+  (void)state;
+  if (stack_missing())
+    skip();
+  mprpc_sim_result_t a = run_scenario("swarm", 3, 0, 15);
+  mprpc_sim_result_t b = run_scenario("swarm", 3, 0, 15);
+  mprpc_sim_result_t c = run_scenario("swarm", 4, 0, 15);
+  assert_true(a.calls > 0);
+  assert_int_equal(a.hash, b.hash);
+  assert_int_equal(a.calls, b.calls);
+  assert_int_equal(a.ok, b.ok);
+  assert_int_equal(a.events, b.events);
+  assert_int_not_equal(a.hash, c.hash);
+}
+
+static void test_sim_scenario_steady_load_all_calls_succeed(void **state) {
+  (void)state;
+  if (stack_missing())
+    skip();
+  mprpc_sim_result_t r = run_scenario("steady", 1, 0, 10);
+  assert_true(r.calls > 1000);
+  assert_int_equal(r.ok, r.calls);
+  assert_int_equal(r.violations, 0);
+  assert_int_equal(r.executions, r.calls);
+}
+
+/* Each injected bug must be caught within a few seeds: the checker cannot
+ * silently go blind. */
+typedef struct bug_case {
+  unsigned bug;
+  const char *scenario;
+  uint64_t duration_s; /* 0: the scenario's own */
+} bug_case_t;
+
+static void expect_caught(const bug_case_t *bc) {
+  uint64_t viol = 0;
+  for (uint64_t seed = 1; seed <= 4 && viol == 0; seed++)
+    viol += run_scenario(bc->scenario, seed, bc->bug, bc->duration_s).violations;
+  if (viol == 0)
+    fail_msg("bug 0x%x in scenario %s was not caught", bc->bug, bc->scenario);
+}
+
+static void test_sim_catches_double_closure(void **state) {
+  (void)state;
+  if (stack_missing())
+    skip();
+  expect_caught(&(bug_case_t){MPRPC_SIM_BUG_DOUBLE_CLOSURE, "steady", 5});
+}
+
+static void test_sim_catches_lost_closure(void **state) {
+  (void)state;
+  if (stack_missing())
+    skip();
+  expect_caught(&(bug_case_t){MPRPC_SIM_BUG_LOST_CLOSURE, "steady", 5});
+}
+
+static void test_sim_catches_wrong_response(void **state) {
+  (void)state;
+  if (stack_missing())
+    skip();
+  expect_caught(&(bug_case_t){MPRPC_SIM_BUG_WRONG_RESPONSE, "steady", 5});
+}
+
+static void test_sim_catches_missed_deadline(void **state) {
+  (void)state;
+  if (stack_missing())
+    skip();
+  expect_caught(&(bug_case_t){MPRPC_SIM_BUG_NO_DEADLINE, "slow_provider", 0});
+}
+
+static void test_sim_catches_nonidempotent_retry(void **state) {
+  (void)state;
+  if (stack_missing())
+    skip();
+  expect_caught(&(bug_case_t){MPRPC_SIM_BUG_RETRY_NONIDEM, "slow_provider", 0});
+}
+
+static void test_sim_catches_extra_retries(void **state) {
+  (void)state;
+  if (stack_missing())
+    skip();
+  expect_caught(&(bug_case_t){MPRPC_SIM_BUG_EXTRA_RETRIES, "slow_provider", 0});
+}
+
+static void test_sim_catches_stale_registry_node(void **state) {
+  (void)state;
+  if (stack_missing())
+    skip();
+  expect_caught(&(bug_case_t){MPRPC_SIM_BUG_STALE_NODE, "crash_restart", 0});
+}
+
+static void test_sim_catches_lost_watch(void **state) {
+  (void)state;
+  if (stack_missing())
+    skip();
+  expect_caught(&(bug_case_t){MPRPC_SIM_BUG_LOST_WATCH, "expiry_storm", 0});
+}
+
+static void test_sim_catches_unhealed_partition(void **state) {
+  (void)state;
+  if (stack_missing())
+    skip();
+  expect_caught(&(bug_case_t){MPRPC_SIM_BUG_NO_HEAL, "partition", 0});
+}
+
 int main(void) {
+  mprpc_log_set_level(MPRPC_LOG_LEVEL_OFF); /* faults make the stack chatty */
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_sim_scheduler_orders_by_time_then_insertion),
       cmocka_unit_test(test_sim_loop_seam),
@@ -494,6 +618,17 @@ int main(void) {
       cmocka_unit_test(test_sim_net_crash_resets_with_on_close_once),
       cmocka_unit_test(test_sim_net_high_water_mark),
       cmocka_unit_test(test_sim_registry_expiry_removes_ephemeral_and_notifies),
+      cmocka_unit_test(test_sim_scenario_same_seed_same_trace_hash),
+      cmocka_unit_test(test_sim_scenario_steady_load_all_calls_succeed),
+      cmocka_unit_test(test_sim_catches_double_closure),
+      cmocka_unit_test(test_sim_catches_lost_closure),
+      cmocka_unit_test(test_sim_catches_wrong_response),
+      cmocka_unit_test(test_sim_catches_missed_deadline),
+      cmocka_unit_test(test_sim_catches_nonidempotent_retry),
+      cmocka_unit_test(test_sim_catches_extra_retries),
+      cmocka_unit_test(test_sim_catches_stale_registry_node),
+      cmocka_unit_test(test_sim_catches_lost_watch),
+      cmocka_unit_test(test_sim_catches_unhealed_partition),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
