@@ -73,7 +73,8 @@ typedef struct sub {
   uint64_t seen_version;
   int seen_health;
   bool delivered;
-  bool deaf; /* MPRPC_SIM_BUG_LOST_WATCH */
+  bool deaf;   /* MPRPC_SIM_BUG_LOST_WATCH */
+  bool missed; /* an event came while the client was cut off */
 } sub_t;
 
 struct handle {
@@ -162,8 +163,16 @@ static void ev_notify(void *arg) {
   s->ev = 0;
   if (s->deaf)
     return;
-  bool healthy = h->state == MPRPC_REG_HEALTHY && reachable(z, h->host);
-  int health = healthy ? MPRPC_REG_HEALTHY : h->state;
+  bool up = reachable(z, h->host);
+  if (h->state == MPRPC_REG_HEALTHY && !up) {
+    /* The client has not noticed the cut yet and the event cannot reach
+     * it: ZooKeeper replays missed watches when the client reconnects. */
+    s->missed = true;
+    return;
+  }
+  s->missed = false;
+  bool healthy = h->state == MPRPC_REG_HEALTHY;
+  int health = h->state;
   svc_t *svc = find_svc(z, s->service);
   uint64_t version = svc ? svc->version : 0;
   if (s->delivered && s->seen_health == health && (!healthy || s->seen_version == version))
@@ -384,6 +393,9 @@ static void handle_tick(handle_t *h) {
       s->last_heard = now;
     }
     set_state(h, MPRPC_REG_HEALTHY);
+    for (sub_t *sb = h->subs; sb; sb = sb->next)
+      if (sb->missed)
+        schedule_notify(sb, false);
   } else if (h->state == MPRPC_REG_HEALTHY || h->state == MPRPC_REG_CONNECTING) {
     if (h->state == MPRPC_REG_HEALTHY)
       set_state(h, MPRPC_REG_DISCONNECTED);
