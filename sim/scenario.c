@@ -358,8 +358,21 @@ fail:
   return rc;
 }
 
+/* The network never corrupts bytes: a malformed frame means the codec lost
+ * track of framing under some split or merge of the stream. */
+static void prov_check_stats(prov_t *p) {
+  if (!p->srv)
+    return;
+  mprpc_server_stats_t st;
+  mprpc_server_stats(p->srv, &st);
+  if (st.malformed_frames)
+    violate(p->run, "provider %d saw %llu malformed frames on an uncorrupted network", p->idx,
+            (unsigned long long)st.malformed_frames);
+}
+
 static void prov_crash_finish(void *arg) {
   prov_t *p = arg;
+  prov_check_stats(p);
   mprpc_server_destroy(p->srv);
   p->srv = NULL;
   mprpc_sim_zk_crash_handle(p->reg);
@@ -398,6 +411,7 @@ static void prov_sd_finish(void *arg) {
   prov_t *p = arg;
   run_t *r = p->run;
   pend_cancel_all(p);
+  prov_check_stats(p);
   mprpc_server_destroy(p->srv);
   p->srv = NULL;
   mprpc_registry_close(p->reg);
@@ -919,6 +933,19 @@ static void check_convergence(run_t *r) {
   size_t reg = mprpc_sim_zk_count(r->zk, SERVICE);
   if (reg != (size_t)up)
     violate(r, "registry did not converge: %zu nodes for %d running providers", reg, up);
+  for (int i = 0; i < r->p.consumers; i++) {
+    cons_t *c = &r->cons[i];
+    mprpc_channel_t *chs[2] = {c->ch_idem, c->ch_non};
+    for (int k = 0; k < 2; k++) {
+      mprpc_channel_stats_t st;
+      if (!chs[k])
+        continue;
+      mprpc_channel_stats(chs[k], &st);
+      if (st.unknown_ids)
+        violate(r, "consumer %d got %llu responses with correlation ids it never issued", i,
+                (unsigned long long)st.unknown_ids);
+    }
+  }
   for (int i = 0; i < r->p.consumers; i++) {
     cons_t *c = &r->cons[i];
     size_t n1 = c->ch_idem ? mprpc_channel_endpoint_count(c->ch_idem) : reg;
