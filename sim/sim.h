@@ -4,7 +4,7 @@
  * One process, one thread, virtual time. A world owns a discrete-event
  * scheduler (src/core/timerq: events ordered by virtual nanoseconds, then by
  * insertion), a PRNG seeded from the scenario seed, and a running 64-bit
- * FNV-1a hash over every fired event (time, kind, id): two runs of the same
+ * FNV-style hash over every fired event (time, kind, id): two runs of the same
  * seed must produce the same hash, which is how determinism is checked.
  *
  * On top of the world:

@@ -61,15 +61,14 @@ const char *mprpc_sim_kind_name(int kind) {
   return kind_names[kind];
 }
 
-/* FNV-1a over the little-endian bytes of each word. */
+/* FNV-1a style, a word at a time (byte-wise FNV cost 10% of a run). */
 #define FNV_OFFSET 0xcbf29ce484222325ull
 #define FNV_PRIME 0x100000001b3ull
 
 static void hash_u64(uint64_t *h, uint64_t v) {
-  for (int i = 0; i < 8; i++) {
-    *h ^= (v >> (8 * i)) & 0xff;
-    *h *= FNV_PRIME;
-  }
+  *h ^= v;
+  *h *= FNV_PRIME;
+  *h ^= *h >> 29;
 }
 
 static void hash_str(uint64_t *h, const char *s) {
