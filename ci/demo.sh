@@ -139,7 +139,7 @@ for name in user-a user-b friend; do
   ep="127.0.0.1:${port[$name]}"
   sedexpr+=(-e "s/ $ep\b/ $(printf "%${#ep}s" "$name")/g")
 done
-grep -v '^M ' "$tmp/run.out" | sed "${sedexpr[@]}" | sed 's/^/    /'
+grep -v '^M ' "$tmp/run.out" | sed "${sedexpr[@]}" | sed 's/^./    &/'
 echo
 
 failed=$(sed -n 's/^M calls=[0-9]* failed=\([0-9]*\).*/\1/p' "$tmp/run.out")
