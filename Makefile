@@ -175,7 +175,8 @@ sim: check-deps $(BUILD)/bin/mprpc-sim
 	 else echo "make sim: the simulator is not built yet"; fi
 
 fuzz: check-deps
-	@if [ -f ci/fuzz.sh ]; then bash ci/fuzz.sh; else echo "make fuzz: not built yet"; fi
+	@if [ -f ci/fuzz.sh ]; then FUZZ_TARGET="$(FUZZ_TARGET)" FUZZ_SECONDS="$(FUZZ_SECONDS)" BUILD="$(BUILD)" bash ci/fuzz.sh; \
+	 else echo "make fuzz: not built yet"; fi
 
 demo: check-deps all
 	@if [ -f ci/demo.sh ]; then bash ci/demo.sh $(REGISTRY); else echo "make demo: not built yet"; fi

@@ -35,11 +35,21 @@ void mprpc_loop_group_free(mprpc_loop_group_t *g);
 size_t mprpc_loop_group_size(const mprpc_loop_group_t *g);
 mprpc_loop_t mprpc_loop_group_loop(mprpc_loop_group_t *g, size_t i);
 
-/* The TCP transport; one process-wide instance, works with any rt loop. */
+/* The TCP transport; one process-wide instance, works with any rt loop
+ * (ops given a loop that is not an rt loop return MPRPC_EINVAL). Hosts are
+ * numeric IPv4/IPv6 or "localhost" (= 127.0.0.1); other names give
+ * MPRPC_EADDR, since resolving them would block a loop. Peer EOF closes the
+ * connection (MPRPC_CLOSE_EOF); close(flush) lingers at most 5 s; a single
+ * writev larger than the high-water mark always fails. listener_close may
+ * also be called from other threads (it syncs with loops[0]). A listener's
+ * socket is closed when its group stops; the handle stays valid until
+ * listener_close or the group's free, whichever comes first, frees it. */
 mprpc_transport_t mprpc_tcp_transport(void);
 
 /* A process-wide group of one loop started on first use, for channels that
- * were given no loop; stopped at exit. NULL loop on failure. */
+ * were given no loop; stopped (connections closed, on_close run, thread
+ * joined) by an atexit handler, unless exit() is called on that loop's own
+ * thread, in which case it is left to the OS. NULL loop on failure. */
 int mprpc_default_loop(mprpc_loop_t *out);
 
 #ifdef __cplusplus

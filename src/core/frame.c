@@ -1,0 +1,429 @@
+/*
+ * baidu_std frame codec and the allocation-free RpcMeta reader/writer.
+ *
+ * The meta is protobuf wire format, read by hand rather than through
+ * protobuf_c_message_unpack because this runs once per RPC in each direction
+ * and must not allocate: strings become views into the caller's buffer.
+ * Semantics follow the protobuf spec (and thus brpc, which uses Google's
+ * runtime): a known field number with an unexpected wire type is treated as
+ * an unknown field and skipped; a singular field seen twice keeps the last
+ * value; a sub-message seen twice is merged. int32 fields are plain varints
+ * (negative values take ten bytes, sign-extended), never zigzag.
+ */
+#include "mprpc/frame.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mprpc/errors.h"
+
+/* Wire types. */
+enum { WT_VARINT = 0, WT_I64 = 1, WT_LEN = 2, WT_SGROUP = 3, WT_EGROUP = 4, WT_I32 = 5 };
+
+#define TAG(field, wt) (((uint64_t)(field) << 3) | (uint64_t)(wt))
+
+/* Nesting bound for unknown groups; Google's runtime allows 100 levels of
+ * recursion, but no field mprpc understands lives inside a group, so a small
+ * bound only limits how much stack a hostile peer can make us use. */
+#define MAX_GROUP_DEPTH 32
+
+mprpc_bytes_t mprpc_bytes_str(const char *s) {
+  mprpc_bytes_t b = {NULL, 0};
+  if (s) {
+    b.ptr = (const uint8_t *)s;
+    b.len = strlen(s);
+  }
+  return b;
+}
+
+bool mprpc_bytes_eq(mprpc_bytes_t a, const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  return a.len == n && (n == 0 || memcmp(a.ptr, s, n) == 0);
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+/* Reads a varint of at most 10 bytes; bits beyond 64 in the tenth byte are
+ * dropped (as protobuf-c and Google's runtime do). Returns the position after
+ * it, or NULL when the input ends first or the varint is longer than 10. */
+static inline const uint8_t *get_varint(const uint8_t *p, const uint8_t *end, uint64_t *out) {
+  if (p < end && *p < 0x80) { /* one byte: tags and small values */
+    *out = *p;
+    return p + 1;
+  }
+  size_t avail = (size_t)(end - p);
+  size_t max = avail < 10 ? avail : 10;
+  uint64_t v = 0;
+  for (size_t i = 0; i < max; i++) {
+    uint64_t b = p[i];
+    v |= (b & 0x7f) << (7 * i);
+    if (b < 0x80) {
+      *out = v;
+      return p + i + 1;
+    }
+  }
+  return NULL;
+}
+
+/* A field key, (field_number << 3) | wire_type: a varint of at most 5 bytes,
+ * so the field number has at most 32 bits (as in protobuf-c and Google's
+ * runtime, which both stop at 5 bytes). Field number 0 is not rejected here:
+ * it is skipped like any unknown field (protobuf-c does the same for a
+ * non-minimally encoded 0), so nothing protobuf-c accepts is refused. */
+static inline const uint8_t *get_key(const uint8_t *p, const uint8_t *end, uint64_t *key) {
+  const uint8_t *q = get_varint(p, end, key);
+  return (q && q - p <= 5) ? q : NULL;
+}
+
+/* A length-delimited field's bytes. */
+static inline const uint8_t *get_bytes(const uint8_t *p, const uint8_t *end, mprpc_bytes_t *out) {
+  uint64_t n;
+  p = get_varint(p, end, &n);
+  if (!p || n > (uint64_t)(end - p))
+    return NULL;
+  out->ptr = p;
+  out->len = (size_t)n;
+  return p + n;
+}
+
+/* Skips the value of an unknown field whose tag was just read. For a start
+ * group, skips through the matching end group. */
+static const uint8_t *skip_field(const uint8_t *p, const uint8_t *end, uint64_t tag, int depth) {
+  uint64_t v;
+  mprpc_bytes_t b;
+  switch (tag & 7) {
+  case WT_VARINT:
+    return get_varint(p, end, &v);
+  case WT_I64:
+    return (end - p) >= 8 ? p + 8 : NULL;
+  case WT_I32:
+    return (end - p) >= 4 ? p + 4 : NULL;
+  case WT_LEN:
+    return get_bytes(p, end, &b);
+  case WT_SGROUP:
+    if (depth >= MAX_GROUP_DEPTH)
+      return NULL;
+    for (;;) {
+      uint64_t t;
+      p = get_key(p, end, &t);
+      if (!p)
+        return NULL;
+      if ((t & 7) == WT_EGROUP)
+        return (t >> 3) == (tag >> 3) ? p : NULL;
+      p = skip_field(p, end, t, depth + 1);
+      if (!p)
+        return NULL;
+    }
+  default: /* a stray end group, or wire types 6 and 7 */
+    return NULL;
+  }
+}
+
+static int decode_request(const uint8_t *p, const uint8_t *end, mprpc_meta_t *m) {
+  while (p < end) {
+    uint64_t tag, v;
+    p = get_key(p, end, &tag);
+    if (!p)
+      return MPRPC_EBADMETA;
+    switch (tag) {
+    case TAG(1, WT_LEN): p = get_bytes(p, end, &m->service_name); break;
+    case TAG(2, WT_LEN): p = get_bytes(p, end, &m->method_name); break;
+    case TAG(3, WT_VARINT):
+      if ((p = get_varint(p, end, &v)))
+        m->log_id = (int64_t)v;
+      break;
+    case TAG(4, WT_VARINT):
+      if ((p = get_varint(p, end, &v)))
+        m->trace_id = (int64_t)v;
+      break;
+    case TAG(5, WT_VARINT):
+      if ((p = get_varint(p, end, &v)))
+        m->span_id = (int64_t)v;
+      break;
+    case TAG(6, WT_VARINT):
+      if ((p = get_varint(p, end, &v)))
+        m->parent_span_id = (int64_t)v;
+      break;
+    case TAG(7, WT_LEN): p = get_bytes(p, end, &m->request_id); break;
+    case TAG(8, WT_VARINT):
+      if ((p = get_varint(p, end, &v)))
+        m->timeout_ms = (int32_t)(uint32_t)v;
+      break;
+    default: p = skip_field(p, end, tag, 0); break;
+    }
+    if (!p)
+      return MPRPC_EBADMETA;
+  }
+  return 0;
+}
+
+static int decode_response(const uint8_t *p, const uint8_t *end, mprpc_meta_t *m) {
+  while (p < end) {
+    uint64_t tag, v;
+    p = get_key(p, end, &tag);
+    if (!p)
+      return MPRPC_EBADMETA;
+    switch (tag) {
+    case TAG(1, WT_VARINT):
+      if ((p = get_varint(p, end, &v)))
+        m->error_code = (int32_t)(uint32_t)v;
+      break;
+    case TAG(2, WT_LEN): p = get_bytes(p, end, &m->error_text); break;
+    default: p = skip_field(p, end, tag, 0); break;
+    }
+    if (!p)
+      return MPRPC_EBADMETA;
+  }
+  return 0;
+}
+
+int mprpc_meta_decode(const uint8_t *p, size_t n, mprpc_meta_t *m) {
+  memset(m, 0, sizeof *m);
+  const uint8_t *end = p + n;
+  while (p < end) {
+    uint64_t tag, v;
+    mprpc_bytes_t sub;
+    int rc = 0;
+    p = get_key(p, end, &tag);
+    if (!p)
+      return MPRPC_EBADMETA;
+    switch (tag) {
+    case TAG(1, WT_LEN):
+      if ((p = get_bytes(p, end, &sub))) {
+        m->has_request = true;
+        rc = decode_request(sub.ptr, sub.ptr + sub.len, m);
+      }
+      break;
+    case TAG(2, WT_LEN):
+      if ((p = get_bytes(p, end, &sub))) {
+        m->has_response = true;
+        rc = decode_response(sub.ptr, sub.ptr + sub.len, m);
+      }
+      break;
+    case TAG(3, WT_VARINT):
+      if ((p = get_varint(p, end, &v)))
+        m->compress_type = (int32_t)(uint32_t)v;
+      break;
+    case TAG(4, WT_VARINT):
+      if ((p = get_varint(p, end, &v)))
+        m->correlation_id = (int64_t)v;
+      break;
+    case TAG(5, WT_VARINT):
+      if ((p = get_varint(p, end, &v)))
+        m->attachment_size = (int32_t)(uint32_t)v;
+      break;
+    case TAG(7, WT_LEN): p = get_bytes(p, end, &m->auth_data); break;
+    default: p = skip_field(p, end, tag, 0); break;
+    }
+    if (!p || rc)
+      return MPRPC_EBADMETA;
+  }
+  return 0;
+}
+
+/* ---- writing ------------------------------------------------------------ */
+
+static inline size_t varint_len(uint64_t v) {
+  size_t n = 1;
+  while (v >= 0x80) {
+    v >>= 7;
+    n++;
+  }
+  return n;
+}
+
+static inline uint8_t *put_varint(uint8_t *o, uint64_t v) {
+  while (v >= 0x80) {
+    *o++ = (uint8_t)(v | 0x80);
+    v >>= 7;
+  }
+  *o++ = (uint8_t)v;
+  return o;
+}
+
+/* int32 is sign-extended to 64 bits before encoding, as protobuf does. */
+static inline uint64_t i32w(int32_t v) { return (uint64_t)(int64_t)v; }
+
+/* Size of a field with a one-byte tag (all of ours are). */
+static inline size_t vfield_len(uint64_t v) { return 1 + varint_len(v); }
+static inline size_t bfield_len(size_t n) { return 1 + varint_len(n) + n; }
+
+static size_t request_len(const mprpc_meta_t *m) {
+  /* service_name and method_name are proto2 `required`: always written. */
+  size_t n = bfield_len(m->service_name.len) + bfield_len(m->method_name.len);
+  if (m->log_id) n += vfield_len((uint64_t)m->log_id);
+  if (m->trace_id) n += vfield_len((uint64_t)m->trace_id);
+  if (m->span_id) n += vfield_len((uint64_t)m->span_id);
+  if (m->parent_span_id) n += vfield_len((uint64_t)m->parent_span_id);
+  if (m->request_id.len) n += bfield_len(m->request_id.len);
+  if (m->timeout_ms) n += vfield_len(i32w(m->timeout_ms));
+  return n;
+}
+
+static size_t response_len(const mprpc_meta_t *m) {
+  size_t n = 0;
+  if (m->error_code) n += vfield_len(i32w(m->error_code));
+  if (m->error_text.len) n += bfield_len(m->error_text.len);
+  return n;
+}
+
+size_t mprpc_meta_size(const mprpc_meta_t *m) {
+  size_t n = 0;
+  if (m->has_request) n += bfield_len(request_len(m));
+  if (m->has_response) n += bfield_len(response_len(m));
+  if (m->compress_type) n += vfield_len(i32w(m->compress_type));
+  if (m->correlation_id) n += vfield_len((uint64_t)m->correlation_id);
+  if (m->attachment_size) n += vfield_len(i32w(m->attachment_size));
+  if (m->auth_data.len) n += bfield_len(m->auth_data.len);
+  return n;
+}
+
+static inline uint8_t *put_vfield(uint8_t *o, uint32_t field, uint64_t v) {
+  *o++ = (uint8_t)TAG(field, WT_VARINT);
+  return put_varint(o, v);
+}
+
+static inline uint8_t *put_bfield(uint8_t *o, uint32_t field, const void *p, size_t n) {
+  *o++ = (uint8_t)TAG(field, WT_LEN);
+  o = put_varint(o, n);
+  if (n)
+    memcpy(o, p, n);
+  return o + n;
+}
+
+size_t mprpc_meta_write(const mprpc_meta_t *m, uint8_t *out) {
+  uint8_t *o = out;
+  if (m->has_request) {
+    *o++ = (uint8_t)TAG(1, WT_LEN);
+    o = put_varint(o, request_len(m));
+    o = put_bfield(o, 1, m->service_name.ptr, m->service_name.len);
+    o = put_bfield(o, 2, m->method_name.ptr, m->method_name.len);
+    if (m->log_id) o = put_vfield(o, 3, (uint64_t)m->log_id);
+    if (m->trace_id) o = put_vfield(o, 4, (uint64_t)m->trace_id);
+    if (m->span_id) o = put_vfield(o, 5, (uint64_t)m->span_id);
+    if (m->parent_span_id) o = put_vfield(o, 6, (uint64_t)m->parent_span_id);
+    if (m->request_id.len) o = put_bfield(o, 7, m->request_id.ptr, m->request_id.len);
+    if (m->timeout_ms) o = put_vfield(o, 8, i32w(m->timeout_ms));
+  }
+  if (m->has_response) {
+    *o++ = (uint8_t)TAG(2, WT_LEN);
+    o = put_varint(o, response_len(m));
+    if (m->error_code) o = put_vfield(o, 1, i32w(m->error_code));
+    if (m->error_text.len) o = put_bfield(o, 2, m->error_text.ptr, m->error_text.len);
+  }
+  if (m->compress_type) o = put_vfield(o, 3, i32w(m->compress_type));
+  if (m->correlation_id) o = put_vfield(o, 4, (uint64_t)m->correlation_id);
+  if (m->attachment_size) o = put_vfield(o, 5, i32w(m->attachment_size));
+  if (m->auth_data.len) o = put_bfield(o, 7, m->auth_data.ptr, m->auth_data.len);
+  return (size_t)(o - out);
+}
+
+/* ---- frames ------------------------------------------------------------- */
+
+static inline uint32_t get_be32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline void put_be32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+
+long mprpc_frame_parse(const uint8_t *buf, size_t len, uint32_t max_body, mprpc_frame_t *f) {
+  static const uint8_t magic[4] = {'P', 'R', 'P', 'C'};
+  f->frame_len = MPRPC_FRAME_HEADER_LEN;
+  /* Reject garbage as soon as it differs from the magic: a prefix with a
+   * bad magic can only grow into a frame with a bad magic. */
+  size_t k = len < 4 ? len : 4;
+  if (k && memcmp(buf, magic, k) != 0)
+    return MPRPC_EBADMAGIC;
+  if (len < MPRPC_FRAME_HEADER_LEN)
+    return 0;
+  if (max_body == 0)
+    max_body = MPRPC_FRAME_DEFAULT_MAX_BODY;
+  uint32_t body_size = get_be32(buf + 4);
+  uint32_t meta_size = get_be32(buf + 8);
+  if (body_size > max_body)
+    return MPRPC_ETOOBIG;
+  if (meta_size > body_size)
+    return MPRPC_EBADSIZE;
+  size_t frame_len = (size_t)MPRPC_FRAME_HEADER_LEN + body_size;
+#if LONG_MAX == 2147483647L
+  if (frame_len > (size_t)LONG_MAX) /* a return value must fit a 32-bit long */
+    return MPRPC_ETOOBIG;
+#endif
+  f->frame_len = frame_len;
+  if (len < frame_len)
+    return 0;
+
+  const uint8_t *body = buf + MPRPC_FRAME_HEADER_LEN;
+  mprpc_meta_t *m = &f->meta;
+  if (mprpc_meta_decode(body, meta_size, m) != 0)
+    return MPRPC_EBADMETA;
+  if (m->has_request && (m->service_name.len == 0 || m->method_name.len == 0))
+    return MPRPC_ENONAME;
+  uint32_t rest = body_size - meta_size;
+  if (m->attachment_size < 0 || (uint32_t)m->attachment_size > rest)
+    return MPRPC_EBADATTACH;
+  uint32_t att = (uint32_t)m->attachment_size;
+  f->payload.ptr = body + meta_size;
+  f->payload.len = rest - att;
+  f->attachment.ptr = body + meta_size + (rest - att);
+  f->attachment.len = att;
+  return (long)frame_len;
+}
+
+int mprpc_frame_encode(mprpc_frame_out_t *out, const mprpc_meta_t *m, const void *payload,
+                       size_t payload_len, const void *attachment, size_t att_len) {
+  out->head = out->inline_head;
+  out->iovcnt = 0;
+  out->total = 0;
+  if (att_len > INT32_MAX)
+    return MPRPC_ETOOBIG;
+  mprpc_meta_t mm = *m;
+  mm.attachment_size = (int32_t)att_len;
+  size_t meta_len = mprpc_meta_size(&mm);
+  if (meta_len > UINT32_MAX || payload_len > UINT32_MAX ||
+      meta_len + payload_len + att_len > UINT32_MAX)
+    return MPRPC_ETOOBIG;
+  size_t head_len = MPRPC_FRAME_HEADER_LEN + meta_len;
+  if (head_len > sizeof out->inline_head) {
+    out->head = malloc(head_len);
+    if (!out->head) {
+      out->head = out->inline_head;
+      return MPRPC_ENOMEM;
+    }
+  }
+  uint8_t *h = out->head;
+  memcpy(h, "PRPC", 4);
+  put_be32(h + 4, (uint32_t)(meta_len + payload_len + att_len));
+  put_be32(h + 8, (uint32_t)meta_len);
+  mprpc_meta_write(&mm, h + MPRPC_FRAME_HEADER_LEN);
+
+  out->iov[0].iov_base = h;
+  out->iov[0].iov_len = head_len;
+  out->iovcnt = 1;
+  if (payload_len) {
+    out->iov[out->iovcnt].iov_base = (void *)(uintptr_t)payload;
+    out->iov[out->iovcnt].iov_len = payload_len;
+    out->iovcnt++;
+  }
+  if (att_len) {
+    out->iov[out->iovcnt].iov_base = (void *)(uintptr_t)attachment;
+    out->iov[out->iovcnt].iov_len = att_len;
+    out->iovcnt++;
+  }
+  out->total = head_len + payload_len + att_len;
+  return 0;
+}
+
+void mprpc_frame_out_free(mprpc_frame_out_t *out) {
+  if (out->head && out->head != out->inline_head)
+    free(out->head);
+  out->head = out->inline_head;
+  out->iovcnt = 0;
+  out->total = 0;
+}

@@ -1,0 +1,480 @@
+/*
+ * The seed corpora of the frame, frame_split and meta fuzz targets are
+ * generated here, from the encoder and from hand-assembled protobuf, so no
+ * binary in fuzz/corpus/ is made by hand. Each seed states what it is meant
+ * to be (a valid stream of N frames, or a stream ending in error E) and the
+ * test checks the parser agrees, so a seed cannot silently rot.
+ *
+ * The test compares fuzz/corpus/ (relative to the repository root, where
+ * `make test` runs) with what it generates. To (re)write the files:
+ *   MPRPC_REGEN_CORPUS=1 ./build/asan/tests/test_fuzz_corpus
+ * Other files in the corpus directories (inputs found by fuzzing, crash
+ * regressions) are left alone.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <cmocka.h>
+
+#include "mprpc/errors.h"
+#include "mprpc/frame.h"
+
+typedef struct bytes {
+  uint8_t *p;
+  size_t n, cap;
+} bytes_t;
+
+static void bput(bytes_t *b, const void *p, size_t n) {
+  if (b->n + n > b->cap) {
+    size_t cap = b->cap ? b->cap : 256;
+    while (cap < b->n + n)
+      cap *= 2;
+    b->p = realloc(b->p, cap);
+    assert_non_null(b->p);
+    b->cap = cap;
+  }
+  if (n)
+    memcpy(b->p + b->n, p, n);
+  b->n += n;
+}
+
+static void bput_u8(bytes_t *b, uint8_t v) { bput(b, &v, 1); }
+
+static void bput_varint(bytes_t *b, uint64_t v) {
+  while (v >= 0x80) {
+    bput_u8(b, (uint8_t)(v | 0x80));
+    v >>= 7;
+  }
+  bput_u8(b, (uint8_t)v);
+}
+
+static void bput_tag(bytes_t *b, uint32_t field, uint32_t wt) { bput_varint(b, ((uint64_t)field << 3) | wt); }
+
+static void bput_len(bytes_t *b, uint32_t field, const void *p, size_t n) {
+  bput_tag(b, field, 2);
+  bput_varint(b, n);
+  bput(b, p, n);
+}
+
+static void bput_be32(bytes_t *b, uint32_t v) {
+  uint8_t q[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+  bput(b, q, 4);
+}
+
+static void bfree(bytes_t *b) {
+  free(b->p);
+  memset(b, 0, sizeof *b);
+}
+
+static void encode(bytes_t *b, const mprpc_meta_t *m, const void *pl, size_t pn, const void *att,
+                   size_t an) {
+  mprpc_frame_out_t out;
+  assert_int_equal(mprpc_frame_encode(&out, m, pl, pn, att, an), 0);
+  for (int i = 0; i < out.iovcnt; i++)
+    bput(b, out.iov[i].iov_base, out.iov[i].iov_len);
+  mprpc_frame_out_free(&out);
+}
+
+/* A frame around a raw meta and `rest` bytes of payload/attachment. */
+static void raw_frame(bytes_t *b, const bytes_t *meta, size_t rest) {
+  bput(b, "PRPC", 4);
+  bput_be32(b, (uint32_t)(meta->n + rest));
+  bput_be32(b, (uint32_t)meta->n);
+  bput(b, meta->p, meta->n);
+  for (size_t i = 0; i < rest; i++)
+    bput_u8(b, (uint8_t)('a' + i % 26));
+}
+
+static mprpc_meta_t req(const char *svc, const char *method, int64_t cid) {
+  mprpc_meta_t m;
+  memset(&m, 0, sizeof m);
+  m.has_request = true;
+  m.service_name = mprpc_bytes_str(svc);
+  m.method_name = mprpc_bytes_str(method);
+  m.correlation_id = cid;
+  return m;
+}
+
+static mprpc_meta_t resp(int64_t cid, int32_t code, const char *text) {
+  mprpc_meta_t m;
+  memset(&m, 0, sizeof m);
+  m.has_response = true;
+  m.correlation_id = cid;
+  m.error_code = code;
+  m.error_text = mprpc_bytes_str(text);
+  return m;
+}
+
+/* ---- writing / checking the files ------------------------------------------ */
+
+static int regen(void) {
+  const char *e = getenv("MPRPC_REGEN_CORPUS");
+  return e && *e && strcmp(e, "0") != 0;
+}
+
+static void seed(const char *target, const char *name, const bytes_t *b) {
+  char path[512];
+  snprintf(path, sizeof path, "fuzz/corpus/%s/%s", target, name);
+  if (regen()) {
+    char dir[512];
+    snprintf(dir, sizeof dir, "fuzz/corpus/%s", target);
+    mkdir("fuzz", 0777);
+    mkdir("fuzz/corpus", 0777);
+    mkdir(dir, 0777);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    if (b->n)
+      assert_int_equal(fwrite(b->p, 1, b->n, f), b->n);
+    assert_int_equal(fclose(f), 0);
+    return;
+  }
+  FILE *f = fopen(path, "rb");
+  if (!f)
+    fail_msg("%s is missing: run MPRPC_REGEN_CORPUS=1 %s from the repository root", path,
+             "build/asan/tests/test_fuzz_corpus");
+  uint8_t *got = malloc(b->n + 1);
+  assert_non_null(got);
+  size_t n = fread(got, 1, b->n + 1, f);
+  fclose(f);
+  if (n != b->n || (n && memcmp(got, b->p, n) != 0))
+    fail_msg("%s differs from the generator: regenerate it (MPRPC_REGEN_CORPUS=1)", path);
+  free(got);
+}
+
+/* Parses a whole stream; returns the number of frames and sets *end to the
+ * result that stopped it (0 = clean end or incomplete tail). */
+static int parse_all(const bytes_t *b, long *end, size_t *left) {
+  size_t off = 0;
+  int frames = 0;
+  for (;;) {
+    mprpc_frame_t f;
+    long rc = mprpc_frame_parse(b->p + off, b->n - off, 0, &f);
+    if (rc <= 0) {
+      *end = rc;
+      *left = b->n - off;
+      return frames;
+    }
+    frames++;
+    off += (size_t)rc;
+  }
+}
+
+/* A frame-target seed and what parsing it must give. */
+static void frame_seed(const char *name, bytes_t *b, int frames, long end) {
+  long got_end;
+  size_t left;
+  int got = parse_all(b, &got_end, &left);
+  if (got != frames || got_end != end)
+    fail_msg("seed %s: %d frames, end %ld (%s); expected %d, %ld (%s)", name, got, got_end,
+             mprpc_err_name((int)got_end), frames, end, mprpc_err_name((int)end));
+  seed("frame", name, b);
+  /* frame_split: the same stream behind a split header; the pattern is
+   * chosen by the name so every seed gets a different one */
+  static const uint8_t patterns[][5] = {
+      {0x00},                   /* byte at a time */
+      {0x03, 1, 5, 17},         /* k = 3 */
+      {0x12, 7, 200},           /* reserve/commit, k = 2 */
+      {0x81, 13},               /* max_body 64, k = 1 */
+      {0x04, 12, 1, 0, 255},    /* header-sized, then tiny, then large */
+  };
+  static const size_t plen[] = {1, 4, 3, 2, 5};
+  size_t h = 0;
+  for (const char *c = name; *c; c++)
+    h = h * 31 + (unsigned char)*c;
+  size_t pi = h % 5;
+  bytes_t s = {0};
+  bput(&s, patterns[pi], plen[pi]);
+  bput(&s, b->p, b->n);
+  char sname[256];
+  snprintf(sname, sizeof sname, "%s.split%zu", name, pi);
+  seed("frame_split", sname, &s);
+  bfree(&s);
+  bfree(b);
+}
+
+static void meta_seed(const char *name, bytes_t *b, int want) {
+  mprpc_meta_t m;
+  int rc = mprpc_meta_decode(b->p, b->n, &m);
+  if (rc != want)
+    fail_msg("meta seed %s: %s, expected %s", name, mprpc_err_name(rc), mprpc_err_name(want));
+  seed("meta", name, b);
+  bfree(b);
+}
+
+/* Every unknown wire type: fields 6, 8-13 as brpc has them, plus a group. */
+static void put_unknowns(bytes_t *b) {
+  bput_tag(b, 6, 2); /* brpc: chunk_info */
+  bput_varint(b, 4);
+  bput(b, "\x08\x01\x10\x02", 4);
+  bput_tag(b, 8, 0); /* stream_settings as a varint */
+  bput_varint(b, 123456789);
+  bput_tag(b, 9, 5);
+  bput(b, "\x01\x02\x03\x04", 4);
+  bput_tag(b, 10, 1);
+  bput(b, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
+  bput_len(b, 11, "user_fields", 11);
+  bput_tag(b, 12, 3); /* a group with a nested group */
+  bput_tag(b, 1, 0);
+  bput_varint(b, 1);
+  bput_tag(b, 2, 3);
+  bput_len(b, 1, "x", 1);
+  bput_tag(b, 2, 4);
+  bput_tag(b, 12, 4);
+  bput_tag(b, 13, 0);
+  bput_varint(b, UINT64_MAX);
+}
+
+static void gen_frames(void) {
+  bytes_t b = {0}, m = {0};
+  mprpc_meta_t x;
+
+  x = req("example.EchoService", "Echo", 1);
+  x.timeout_ms = 500;
+  encode(&b, &x, "\x0a\x05hello", 7, NULL, 0);
+  frame_seed("valid_request_echo", &b, 1, 0);
+
+  x = req("example.EchoService", "Echo", INT64_MAX);
+  x.log_id = INT64_MIN;
+  x.trace_id = 1;
+  x.span_id = 2;
+  x.parent_span_id = -1;
+  x.request_id = MPRPC_BYTES("req-42");
+  x.timeout_ms = -1;
+  x.compress_type = MPRPC_COMPRESS_NONE;
+  x.auth_data = MPRPC_BYTES("token");
+  encode(&b, &x, "\x0a\x02hi", 4, "ATTACHMENT", 10);
+  frame_seed("valid_request_all_fields", &b, 1, 0);
+
+  x = resp(1, 0, NULL);
+  encode(&b, &x, "\x0a\x05hello", 7, NULL, 0);
+  frame_seed("valid_response_ok", &b, 1, 0);
+
+  x = resp(2, 1002, "no method");
+  encode(&b, &x, NULL, 0, NULL, 0);
+  frame_seed("valid_response_error", &b, 1, 0);
+
+  x = resp(3, 0, NULL);
+  encode(&b, &x, NULL, 0, "only-attachment", 15);
+  frame_seed("valid_response_attachment_only", &b, 1, 0);
+
+  x = req("a.B", "c", 0);
+  encode(&b, &x, NULL, 0, NULL, 0);
+  frame_seed("valid_empty_payload", &b, 1, 0);
+
+  bput(&b, "PRPC\0\0\0\0\0\0\0\0", 12); /* no meta at all: a valid frame */
+  frame_seed("valid_empty_body", &b, 1, 0);
+
+  x = req("example.EchoService", "Echo", 9);
+  char big[300];
+  memset(big, 'k', sizeof big);
+  x.auth_data.ptr = (const uint8_t *)big;
+  x.auth_data.len = sizeof big;
+  encode(&b, &x, "p", 1, NULL, 0);
+  frame_seed("valid_meta_over_256", &b, 1, 0);
+
+  put_unknowns(&m);
+  bput_len(&m, 1, "\x0a\x03" "a.B" "\x12\x01" "c", 8);
+  put_unknowns(&m);
+  bput_tag(&m, 4, 0);
+  bput_varint(&m, 7);
+  raw_frame(&b, &m, 3);
+  bfree(&m);
+  frame_seed("valid_unknown_fields", &b, 1, 0);
+
+  /* sticky streams */
+  x = req("example.EchoService", "Echo", 1);
+  encode(&b, &x, "\x0a\x01" "a", 3, NULL, 0);
+  x = resp(1, 0, NULL);
+  encode(&b, &x, "\x0a\x01" "a", 3, "att", 3);
+  x = req("example.EchoService", "Echo", 2);
+  encode(&b, &x, NULL, 0, NULL, 0);
+  frame_seed("sticky_3_frames", &b, 3, 0);
+
+  for (int i = 0; i < 6; i++) {
+    x = i % 2 ? resp(i, i == 3 ? 1008 : 0, i == 3 ? "timed out" : NULL)
+              : req("example.EchoService", "Echo", i);
+    encode(&b, &x, "\x0a\x03xyz", 5, i == 4 ? "A" : NULL, i == 4 ? 1 : 0);
+  }
+  frame_seed("sticky_6_frames", &b, 6, 0);
+
+  x = req("example.EchoService", "Echo", 1);
+  encode(&b, &x, "\x0a\x01" "a", 3, NULL, 0);
+  encode(&b, &x, "\x0a\x01" "a", 3, NULL, 0);
+  size_t cut = b.n;
+  encode(&b, &x, "\x0a\x01" "a", 3, NULL, 0);
+  b.n = cut + 20; /* the third frame cut short */
+  frame_seed("sticky_partial_tail", &b, 2, 0);
+
+  x = req("example.EchoService", "Echo", 1);
+  encode(&b, &x, "\x0a\x01" "a", 3, NULL, 0);
+  bput(&b, "GET / HTTP/1.1\r\n\r\n", 18);
+  frame_seed("sticky_then_garbage", &b, 1, MPRPC_EBADMAGIC);
+
+  x = req("example.EchoService", "Echo", 1);
+  encode(&b, &x, "\x0a\x01" "a", 3, NULL, 0);
+  bput_tag(&m, 5, 0);
+  bput_varint(&m, 50);
+  raw_frame(&b, &m, 4);
+  bfree(&m);
+  frame_seed("sticky_then_bad_attachment", &b, 1, MPRPC_EBADATTACH);
+
+  /* edges */
+  x = resp(1, 0, NULL);
+  encode(&b, &x, "0123456789", 10, NULL, 0);
+  b.n = 12;
+  frame_seed("edge_header_only", &b, 0, 0);
+  bput(&b, "PRPC\0\0\0\x10\0\0\0", 11);
+  frame_seed("edge_11_bytes", &b, 0, 0);
+  x = resp(1, 0, NULL);
+  encode(&b, &x, big, 64 - 4, NULL, 0); /* body exactly 64 */
+  frame_seed("edge_body_64", &b, 1, 0);
+  encode(&b, &x, big, 65 - 4, NULL, 0);
+  frame_seed("edge_body_65", &b, 1, 0);
+  x = resp(1, 0, NULL);
+  x.attachment_size = 0;
+  encode(&b, &x, NULL, 0, big, 100); /* attachment is the whole rest */
+  frame_seed("edge_attachment_whole_rest", &b, 1, 0);
+
+  /* every error */
+  bput(&b, "PRPD\0\0\0\0\0\0\0\0", 12);
+  frame_seed("err_bad_magic", &b, 0, MPRPC_EBADMAGIC);
+  bput(&b, "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 27);
+  frame_seed("err_http_request", &b, 0, MPRPC_EBADMAGIC);
+  bput(&b, "PRPC", 4);
+  bput_be32(&b, 4);
+  bput_be32(&b, 5);
+  frame_seed("err_meta_size_over_body", &b, 0, MPRPC_EBADSIZE);
+  bput(&b, "PRPC", 4);
+  bput_be32(&b, MPRPC_FRAME_DEFAULT_MAX_BODY + 1);
+  bput_be32(&b, 0);
+  frame_seed("err_too_big", &b, 0, MPRPC_ETOOBIG);
+  bput(&b, "PRPC\xff\xff\xff\xff\0\0\0\0", 12);
+  frame_seed("err_too_big_max", &b, 0, MPRPC_ETOOBIG);
+  bput_tag(&m, 5, 0);
+  bput_varint(&m, (uint64_t)(int64_t)-1);
+  raw_frame(&b, &m, 5);
+  bfree(&m);
+  frame_seed("err_attachment_negative", &b, 0, MPRPC_EBADATTACH);
+  bput_tag(&m, 5, 0);
+  bput_varint(&m, 6);
+  raw_frame(&b, &m, 5);
+  bfree(&m);
+  frame_seed("err_attachment_over_rest", &b, 0, MPRPC_EBADATTACH);
+  bput(&m, "\x20\x80", 2);
+  raw_frame(&b, &m, 3);
+  bfree(&m);
+  frame_seed("err_meta_truncated_varint", &b, 0, MPRPC_EBADMETA);
+  bput(&m, "\x0a\x10\x0a\x03" "a.B", 7);
+  raw_frame(&b, &m, 0);
+  bfree(&m);
+  frame_seed("err_meta_length_overrun", &b, 0, MPRPC_EBADMETA);
+  bput(&m, "\x0f\x01", 2);
+  raw_frame(&b, &m, 0);
+  bfree(&m);
+  frame_seed("err_meta_wire_type_7", &b, 0, MPRPC_EBADMETA);
+  for (int i = 0; i < 40; i++)
+    bput_tag(&m, 9, 3);
+  for (int i = 0; i < 40; i++)
+    bput_tag(&m, 9, 4);
+  raw_frame(&b, &m, 0);
+  bfree(&m);
+  frame_seed("err_meta_groups_too_deep", &b, 0, MPRPC_EBADMETA);
+  x = req("", "Echo", 1);
+  encode(&b, &x, NULL, 0, NULL, 0);
+  frame_seed("err_no_service_name", &b, 0, MPRPC_ENONAME);
+  x = req("example.EchoService", "", 1);
+  encode(&b, &x, NULL, 0, NULL, 0);
+  frame_seed("err_no_method_name", &b, 0, MPRPC_ENONAME);
+  bput(&m, "\x0a\x00\x20\x01", 4);
+  raw_frame(&b, &m, 0);
+  bfree(&m);
+  frame_seed("err_request_names_absent", &b, 0, MPRPC_ENONAME);
+}
+
+static void gen_metas(void) {
+  bytes_t b = {0};
+  mprpc_meta_t x;
+  uint8_t w[1024];
+
+  x = req("example.EchoService", "Echo", 1);
+  x.log_id = 5;
+  x.trace_id = INT64_MAX;
+  x.span_id = INT64_MIN;
+  x.parent_span_id = -2;
+  x.request_id = MPRPC_BYTES("rid");
+  x.timeout_ms = INT32_MIN;
+  x.compress_type = 3;
+  x.attachment_size = 12;
+  x.auth_data = MPRPC_BYTES("auth\0data");
+  bput(&b, w, mprpc_meta_write(&x, w));
+  meta_seed("request_all_fields", &b, 0);
+
+  x = resp(-7, 2001, "handler failed");
+  bput(&b, w, mprpc_meta_write(&x, w));
+  meta_seed("response_error", &b, 0);
+
+  x = resp(1, 0, NULL);
+  bput(&b, w, mprpc_meta_write(&x, w));
+  meta_seed("response_ok", &b, 0);
+  bput(&b, "\x12\x02\x08\x00\x20\x01", 6); /* brpc's explicit error_code 0 */
+  meta_seed("response_ok_brpc", &b, 0);
+
+  meta_seed("empty", &b, 0);
+
+  put_unknowns(&b);
+  bput_len(&b, 1, "\x0a\x03" "a.B" "\x12\x01" "c" "\x48\x05", 10); /* field 9 inside request */
+  put_unknowns(&b);
+  meta_seed("unknown_fields", &b, 0);
+
+  bput_len(&b, 1, "\x0a\x03" "a.B" "\x12\x01" "c" "\x18\x01", 10);
+  bput_len(&b, 1, "\x0a\x03" "a.C" "\x12\x01" "d" "\x20\x02", 10);
+  bput(&b, "\x20\x01\x20\x02", 4);
+  meta_seed("repeated_fields_merge", &b, 0);
+
+  bput(&b, "\x20\x05", 2);
+  bput_len(&b, 4, "xx", 2); /* known number, wrong wire type */
+  meta_seed("wrong_wire_type", &b, 0);
+
+  bput(&b, "\x00\x01\x80\x00\x02\x20\x03", 7); /* field 0, minimal and not */
+  meta_seed("field_zero", &b, 0);
+
+  bput_len(&b, 1, "\x18\x01", 2);
+  meta_seed("request_without_names", &b, 0);
+
+  bput(&b, "\x28\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11);
+  bput(&b, "\x18\x80\x80\x80\x80\x80\x80\x80\x80\x80\x7f", 11); /* 10th byte overflows */
+  meta_seed("ten_byte_varints", &b, 0);
+
+  bput(&b, "\x20\x80", 2);
+  meta_seed("bad_truncated_varint", &b, MPRPC_EBADMETA);
+  bput(&b, "\x20\x80\x80\x80\x80\x80\x80\x80\x80\x80\x80\x01", 12);
+  meta_seed("bad_eleven_byte_varint", &b, MPRPC_EBADMETA);
+  bput(&b, "\x3a\x05" "ab", 4);
+  meta_seed("bad_length_overrun", &b, MPRPC_EBADMETA);
+  bput(&b, "\x4c", 1);
+  meta_seed("bad_stray_end_group", &b, MPRPC_EBADMETA);
+  bput(&b, "\x4b\x08\x01", 3);
+  meta_seed("bad_unterminated_group", &b, MPRPC_EBADMETA);
+  bput(&b, "\x80\x80\x80\x80\x80\x00", 6);
+  meta_seed("bad_six_byte_key", &b, MPRPC_EBADMETA);
+  bput(&b, "\x0a\x02\x08\x80", 4);
+  meta_seed("bad_inside_request", &b, MPRPC_EBADMETA);
+}
+
+static void test_fuzz_corpus_matches_generator(void **state) {
+  (void)state;
+  gen_frames();
+  gen_metas();
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_fuzz_corpus_matches_generator),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
