@@ -4,8 +4,8 @@
 # Starts a registry (a real ZooKeeper on loopback, or the file registry),
 # two user providers and one friend provider on free ports, runs the
 # consumer's one-round showcase, then runs the consumer in a loop for
-# DEMO_SECONDS (default 12), SIGKILLs user provider A a third of the way in,
-# restarts it on the same port two thirds of the way in, and checks that no
+# DEMO_SECONDS (default 12), SIGKILLs user provider A a quarter of the way in,
+# restarts it on the same port half way through, and checks that no
 # call failed and that A served calls again after rejoining. Everything it
 # started is stopped (by PID) and its temp dir removed on exit; logs are kept
 # when the demo fails or DEMO_KEEP=1.
@@ -103,18 +103,18 @@ sed 's/^/    /' "$tmp/showcase.out"
 
 # --- the failover run ---------------------------------------------------------
 echo
-third=$(awk -v s="$SECS" 'BEGIN { printf "%.1f", s / 3 }')
+quarter=$(awk -v s="$SECS" 'BEGIN { printf "%.1f", s / 4 }')
 step "consumer: Login + GetFriendsList, $RATE calls/s for ${SECS}s"
 "$BIN/user_consumer" -i "$tmp/consumer.conf" -d "$SECS" -r "$RATE" -m \
   -P "all up,user-a killed,user-a restarted" >"$tmp/run.out" 2>>"$tmp/consumer.log" &
 cpid=$!
 pids+=($cpid)
-sleep "$third"
+sleep "$quarter"
 kill -KILL "${pid_of[user-a]}" 2>/dev/null
 wait "${pid_of[user-a]}" 2>/dev/null
 kill -USR1 "$cpid"
 step "user-a killed (SIGKILL)"
-sleep "$third"
+sleep "$quarter"
 : >"$tmp/user-a.out"
 start_provider user-a user_provider
 kill -USR1 "$cpid"
