@@ -25,7 +25,8 @@ have_mprpc=1
 [[ -x $BIN/mprpc-bench ]] || { have_mprpc=0; echo "bench: $BIN/mprpc-bench not built; baseline only"; }
 [[ -x $BIN/baseline_echo ]] || { echo "bench: $BIN/baseline_echo missing (run make)"; exit 1; }
 
-echo "bench: $(nproc) cores, ${SECS}s per cell, payloads {$PAYLOADS} x concurrency {$CONCS}"
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+echo "bench: $(nproc) cores, ${SECS}s per cell, payloads {$PAYLOADS} x concurrency {$CONCS}, load average $(loadavg)"
 results=$(mktemp /tmp/mprpc-bench.XXXXXX)
 trap 'rm -f "$results"' EXIT
 
@@ -51,6 +52,7 @@ for p in $PAYLOADS; do
 done
 
 echo
+echo "bench: load average at the end $(loadavg) (other processes share these cores; compare ratios)"
 awk '
 function kv(line, key,   i, n, f, a) {
   n = split(line, f, " ")
