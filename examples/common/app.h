@@ -24,45 +24,47 @@
 #include "mprpc/errors.h"
 #include "mprpc/registry.h"
 
-/* Loads `-i FILE` (exits with the usage text on error, as the seeds do). */
+/* Loads `-i FILE` (exits with the usage text on error, as the seeds do;
+ * -h prints it and exits 0). */
 static inline mprpc_config_t *app_init(int argc, char **argv) {
   mprpc_config_t *cfg = NULL;
   int rc = mprpc_app_init(argc, argv, &cfg);
+  if (rc == MPRPC_ECANCELED)
+    exit(0);
   if (rc != 0 || !cfg)
     exit(2);
   return cfg;
 }
 
-static inline const char *app_str(const mprpc_config_t *cfg, const char *key, const char *def) {
+static inline const char *app_str(mprpc_config_t *cfg, const char *key, const char *def) {
   const char *v = mprpc_config_get(cfg, key);
   return v && *v ? v : def;
 }
 
-/* The registry URI: registry=URI, else zk://zookeeperip:zookeeperport.
- * Writes it to buf; -1 when neither is configured. */
-static inline int app_registry_uri(const mprpc_config_t *cfg, char *buf, size_t len) {
-  const char *uri = app_str(cfg, "registry", NULL);
-  if (uri) {
-    snprintf(buf, len, "%s", uri);
-    return 0;
+/* An integer key within [min, max], or exit with the config's error text. */
+static inline int app_int(const char *prog, mprpc_config_t *cfg, const char *key, int def, int min,
+                          int max) {
+  int64_t v = def;
+  if (mprpc_config_get_int(cfg, key, def, min, max, &v) != 0) {
+    fprintf(stderr, "%s: %s\n", prog, mprpc_config_error(cfg));
+    exit(2);
   }
-  const char *ip = app_str(cfg, "zookeeperip", NULL);
-  const char *port = app_str(cfg, "zookeeperport", "2181");
-  if (!ip)
-    return -1;
-  snprintf(buf, len, "zk://%s:%s", ip, port);
-  return 0;
+  return (int)v;
 }
 
 /* Opens the configured registry or exits with a message naming it. */
-static inline mprpc_registry_t app_registry(const char *prog, const mprpc_config_t *cfg) {
+static inline mprpc_registry_t app_registry(const char *prog, mprpc_config_t *cfg) {
   char uri[512], err[256] = "";
   mprpc_registry_t reg = {0};
-  if (app_registry_uri(cfg, uri, sizeof uri) != 0) {
+  int rc = mprpc_config_registry_uri(cfg, uri, sizeof uri);
+  if (rc == MPRPC_ENOTFOUND) {
     fprintf(stderr, "%s: the config needs zookeeperip/zookeeperport or registry=URI\n", prog);
     exit(2);
+  } else if (rc != 0) {
+    fprintf(stderr, "%s: %s\n", prog, mprpc_config_error(cfg));
+    exit(2);
   }
-  int rc = mprpc_registry_open(uri, &reg, err, sizeof err);
+  rc = mprpc_registry_open(uri, &reg, err, sizeof err);
   if (rc != 0) {
     fprintf(stderr, "%s: registry %s: %s%s%s\n", prog, uri, mprpc_strerror(rc), *err ? ": " : "",
             err);
