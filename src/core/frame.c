@@ -180,6 +180,8 @@ static int decode_response(const uint8_t *p, const uint8_t *end, mprpc_meta_t *m
 
 int mprpc_meta_decode(const uint8_t *p, size_t n, mprpc_meta_t *m) {
   memset(m, 0, sizeof *m);
+  if (n == 0) /* p may be NULL then, and NULL + 0 is undefined */
+    return 0;
   const uint8_t *end = p + n;
   while (p < end) {
     uint64_t tag, v;
