@@ -1177,6 +1177,48 @@ static void test_server_core_destroy_while_running(void **state) {
   }
 }
 
+static void test_server_core_options_from_config(void **state) {
+  (void)state;
+  mprpc_config_t *cfg;
+  assert_int_equal(mprpc_config_new(&cfg), 0);
+  const char *text = "rpcserverip = 10.0.0.9\nrpcserverport = 8123\nthreads = 3\n"
+                     "max_body_size = 1MiB\nmax_concurrency = 50\nmax_method_concurrency = 7\n"
+                     "idle_timeout = 2s\ndrain_timeout = 250ms\nstats_period = 1m\n"
+                     "advertise_host = 192.0.2.5\nweight = 30\nversion = v1.2\n";
+  assert_int_equal(mprpc_config_load_string(cfg, text, strlen(text), "t.conf"), 0);
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  mprpc_hostport_t hp;
+  assert_int_equal(mprpc_server_opts_from_config(cfg, &o, &hp), 0);
+  assert_string_equal(o.host, "10.0.0.9");
+  assert_int_equal(o.port, 8123);
+  assert_int_equal(o.threads, 3);
+  assert_int_equal(o.max_body, 1024 * 1024);
+  assert_int_equal(o.max_concurrency, 50);
+  assert_int_equal(o.max_method_concurrency, 7);
+  assert_int_equal(o.idle_timeout_ms, 2000);
+  assert_int_equal(o.drain_timeout_ms, 250);
+  assert_int_equal(o.stats_log_period_ms, 60000);
+  assert_string_equal(o.advertise_host, "192.0.2.5");
+  assert_int_equal(o.weight, 30);
+  assert_string_equal(o.version, "v1.2");
+  mprpc_config_free(cfg);
+
+  /* absent keys keep what was there; bad values are ECONFIG with a text */
+  assert_int_equal(mprpc_config_new(&cfg), 0);
+  mprpc_server_opts_init(&o);
+  o.host = "keep";
+  o.threads = 5;
+  assert_int_equal(mprpc_server_opts_from_config(cfg, &o, &hp), 0);
+  assert_string_equal(o.host, "keep");
+  assert_int_equal(o.threads, 5);
+  assert_int_equal(o.drain_timeout_ms, 5000);
+  assert_int_equal(mprpc_config_set(cfg, "idle_timeout", "soon"), 0);
+  assert_int_equal(mprpc_server_opts_from_config(cfg, &o, &hp), MPRPC_ECONFIG);
+  assert_non_null(strstr(mprpc_config_error(cfg), "idle_timeout"));
+  mprpc_config_free(cfg);
+}
+
 /* ======================================================================
  * tcp group: a real provider on the libev runtime.
  * ==================================================================== */
@@ -1743,6 +1785,7 @@ int main(void) {
       cmocka_unit_test(test_server_core_register_failure_fails_start),
       cmocka_unit_test(test_server_core_many_services),
       cmocka_unit_test(test_server_core_destroy_while_running),
+      cmocka_unit_test(test_server_core_options_from_config),
       cmocka_unit_test(test_server_tcp_echo_attachment_splits),
       cmocka_unit_test(test_server_tcp_pipelined_5000),
       cmocka_unit_test(test_server_tcp_async_out_of_order_and_limit),
