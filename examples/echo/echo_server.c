@@ -24,12 +24,6 @@
 #include "mprpc/registry.h"
 #include "mprpc/server.h"
 
-/* TODO(provider): drop once src/registry/ (mprpc_registry_open) is on main;
- * until then --registry is refused so the program links. */
-#if !__has_include("registry/internal.h")
-#define MPRPC_ECHO_NO_REGISTRY 1
-#endif
-
 static mprpc_server_t *g_server;
 
 static void on_signal(int sig) {
@@ -159,12 +153,7 @@ int main(int argc, char **argv) {
   mprpc_registry_t reg = {0};
   char err[256] = "";
   if (registry_uri) {
-#if MPRPC_ECHO_NO_REGISTRY
-    rc = MPRPC_EUNSUPPORTED;
-    snprintf(err, sizeof err, "(this build has no registry module)");
-#else
     rc = mprpc_registry_open(registry_uri, &reg, err, sizeof err);
-#endif
     if (rc < 0) {
       fprintf(stderr, "%s: registry %s: %s %s\n", argv[0], registry_uri, mprpc_strerror(rc), err);
       mprpc_config_free(cfg);
