@@ -1219,6 +1219,43 @@ static void test_server_core_options_from_config(void **state) {
   mprpc_config_free(cfg);
 }
 
+/* Small responses of one read are batched into one write; a large one in
+ * between flushes the batch first, so the order on the wire is kept. */
+static void test_server_core_batched_responses_keep_order(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  fsrv_t f;
+  fsrv_opts(&o);
+  fsrv_start(&f, &o);
+  mprpc_conn_t *c = fconn_new(f.e);
+  static char big[40000];
+  memset(big, 'b', sizeof big - 1);
+  const char *msgs[5] = {"s1", "s2", big, "s3", "s4"};
+  uint8_t *all = NULL;
+  size_t n = 0;
+  for (int i = 0; i < 5; i++) {
+    Example__EchoRequest m;
+    tclient_req_t r = echo_req(i, &m, msgs[i]);
+    uint8_t *fr;
+    size_t fl;
+    assert_int_equal(tclient_encode(&r, &fr, &fl), 0);
+    all = realloc(all, n + fl);
+    memcpy(all + n, fr, fl);
+    n += fl;
+    free(fr);
+  }
+  fconn_feed(c, all, n);
+  free(all);
+  static char text[41000];
+  for (int i = 0; i < 5; i++) {
+    fexpect(c, i, 0, text, sizeof text);
+    assert_string_equal(text, msgs[i]);
+  }
+  fsrv_shutdown(&f);
+  fsrv_free(&f);
+  fconn_free(c);
+}
+
 /* ======================================================================
  * tcp group: a real provider on the libev runtime.
  * ==================================================================== */
@@ -1786,6 +1823,7 @@ int main(void) {
       cmocka_unit_test(test_server_core_many_services),
       cmocka_unit_test(test_server_core_destroy_while_running),
       cmocka_unit_test(test_server_core_options_from_config),
+      cmocka_unit_test(test_server_core_batched_responses_keep_order),
       cmocka_unit_test(test_server_tcp_echo_attachment_splits),
       cmocka_unit_test(test_server_tcp_pipelined_5000),
       cmocka_unit_test(test_server_tcp_async_out_of_order_and_limit),

@@ -313,6 +313,7 @@ void mprpc__srv_conn_maybe_free(srv_conn_t *conn) {
   if (conn->next)
     conn->next->prev = conn->prev;
   mprpc_rbuf_free(&conn->in);
+  free(conn->wbuf);
   free(conn);
 }
 
@@ -485,6 +486,7 @@ static void conn_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
    * behind a slow inline handler keeps this arrival time, so its deadline
    * can pass before it is dispatched. */
   uint64_t arrival = mprpc_loop_now(conn->l->loop);
+  conn->batching = true;
   for (int guard = 0; guard < 1 << 30 && !conn->closing && !conn->closed; guard++) {
     size_t len = mprpc_rbuf_len(in);
     if (len == 0)
@@ -495,21 +497,23 @@ static void conn_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
       break;
     if (n < 0) {
       malformed(conn, (int)n, NULL);
-      return;
+      break;
     }
     if (f.meta.has_response) {
       malformed(conn, MPRPC_EBADMETA, "response meta sent to a server");
-      return;
+      break;
     }
     if (!f.meta.has_request) {
       malformed(conn, MPRPC_EBADMETA, "frame without request meta");
-      return;
+      break;
     }
     conn->last_active = arrival;
     handle_request(conn, &f, arrival);
     mprpc_rbuf_consume(in, (size_t)n);
   }
-  if (mprpc_rbuf_len(in) == 0)
+  conn->batching = false;
+  mprpc__srv_flush(conn); /* a no-op (bytes dropped) once closing */
+  if (!conn->closed && mprpc_rbuf_len(in) == 0)
     mprpc_rbuf_shrink(in, 64 * 1024);
 }
 

@@ -63,6 +63,9 @@ struct srv_conn {
   uint64_t idle_timer;
   uint64_t last_active;
   bool closing, closed, authed;
+  bool batching;   /* inside on_data: small responses go to wbuf */
+  uint8_t *wbuf;   /* responses batched for one writev per on_data */
+  size_t wlen, wcap;
   char peer[64];
 };
 
@@ -154,6 +157,7 @@ void mprpc__srv_call_release(mprpc_server_call_t *call);
 void mprpc__srv_call_destroy(mprpc_server_call_t *call);
 void mprpc__srv_send_error(srv_conn_t *conn, int64_t cid, int err, const char *text);
 void mprpc__srv_conn_close(srv_conn_t *conn, bool flush);
+void mprpc__srv_flush(srv_conn_t *conn);
 void mprpc__srv_conn_maybe_free(srv_conn_t *conn);
 void *mprpc__srv_alloc(void *ad, size_t n);
 void mprpc__srv_free(void *ad, void *p);

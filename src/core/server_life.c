@@ -409,6 +409,7 @@ void mprpc__srv_free_all(mprpc_server_t *s) {
         call = cn;
       }
       mprpc_rbuf_free(&c->in);
+      free(c->wbuf);
       free(c);
       c = next;
     }
