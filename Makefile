@@ -83,9 +83,13 @@ $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: src/proto/%.proto
 	@mkdir -p $(@D)
 	protoc-c --proto_path=src/proto --c_out=$(BUILD)/gen $<
 
+# protoc-c 1.4 keeps a method named like a C keyword as is (rpc Register ->
+# member `register`), which does not compile; such members get a trailing _.
+CKEYWORDS := auto|break|case|char|const|continue|default|do|double|else|enum|extern|float|for|goto|if|inline|int|long|register|restrict|return|short|signed|sizeof|static|struct|switch|typedef|union|unsigned|void|volatile|while
 $(BUILD)/gen/examples/%.pb-c.c $(BUILD)/gen/examples/%.pb-c.h: examples/%.proto
 	@mkdir -p $(@D)
 	protoc-c --proto_path=$(dir $<) --c_out=$(@D) $<
+	@sed -i -E 's/\(\*($(CKEYWORDS))\)\(/(*\1_)(/; s/(function_prefix__ ## )($(CKEYWORDS))([ ,]|$$)/\1\2_\3/' $(@D)/$(basename $(notdir $<)).pb-c.h
 
 # --- compilation ----------------------------------------------------------
 # Our code gets the full warning set; generated code only the defaults.
@@ -131,6 +135,8 @@ $(BUILD)/bin/$(basename $(notdir $(1))): $(BUILD)/rel/$(basename $(1)).o $(patsu
 	$$(CC) -pthread -o $$@ $$^ $$(LIBS)
 endef
 $(foreach f,$(wildcard examples/*/*.c),$(eval $(call example_prog,$(f))))
+# user_consumer calls the friend service too.
+$(BUILD)/bin/user_consumer: $(BUILD)/rel/gen/examples/friend/friend.pb-c.o
 
 $(BUILD)/bin/mprpc-sim: $(if $(wildcard sim/main.c),$(BUILD)/rel/sim/main.o) $(SIM_OBJ_rel) $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
 	@mkdir -p $(@D)

@@ -1,0 +1,325 @@
+/*
+ * echo_client: calls example.EchoService.Echo through an mprpc channel and
+ * reports what happened. Used to try and measure a provider (mprpc's
+ * echo_server or brpc's example/echo_c++ server).
+ *
+ *   echo_client (--server HOST:PORT[,HOST:PORT...] | --registry URI)
+ *               [--count N | --duration-s S] [--concurrency C]
+ *               [--timeout-ms T] [--max-retry R] [--policy failover|failfast]
+ *               [--lb rr|random|hash|least] [--idempotent] [--backup-ms B]
+ *               [--message TEXT] [--attachment TEXT]
+ *
+ * It keeps C calls in flight, asynchronously, on the channel's loop: each
+ * closure records the outcome and starts the next call. The last lines are
+ *
+ *   echo_client: calls=N ok=S failed=F p50_us=.. p99_us=..
+ *   error NAME COUNT        (one per error kind that occurred)
+ *
+ * and the exit status is 0 only when no call failed (2 for bad usage).
+ */
+#include <getopt.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "echo.pb-c.h"
+#include "mprpc/channel.h"
+#include "mprpc/errors.h"
+#include "mprpc/log.h"
+#include "mprpc/registry.h"
+#include "mprpc/rt.h"
+
+#define MAX_KINDS 32
+
+typedef struct client {
+  mprpc_channel_t *ch;
+  mprpc_loop_t loop;
+  const char *message;
+  const char *attachment;
+  long long count;       /* calls to make, or -1 with a duration */
+  long long duration_s;  /* duration mode, else -1 */
+  uint64_t end_ns;       /* duration mode: no new call after this */
+  long long issued, finished, ok, failed;
+  uint64_t *lat;         /* latency of every finished call, us */
+  size_t nlat, caplat;
+  int kinds[MAX_KINDS];
+  long long kind_count[MAX_KINDS];
+  size_t nkinds;
+  long inflight;
+  void *waiter;          /* main thread waits on it */
+  bool woke;
+  int bad_echo;
+} client_t;
+
+typedef struct slot {
+  client_t *cl;
+  mprpc_controller_t *ctl;
+} slot_t;
+
+static void issue(slot_t *s);
+
+static void record_error(client_t *cl, int err) {
+  for (size_t i = 0; i < cl->nkinds; i++)
+    if (cl->kinds[i] == err) {
+      cl->kind_count[i]++;
+      return;
+    }
+  if (cl->nkinds < MAX_KINDS) {
+    cl->kinds[cl->nkinds] = err;
+    cl->kind_count[cl->nkinds++] = 1;
+  }
+}
+
+static void maybe_finish(client_t *cl) {
+  if (cl->inflight == 0 && !cl->woke) {
+    cl->woke = true;
+    cl->loop.vt->waiter_wake(cl->loop.ctx, cl->waiter);
+  }
+}
+
+/* Runs on the loop: one call finished. */
+static void on_echo(const Example__EchoResponse *resp, void *arg) {
+  slot_t *s = arg;
+  client_t *cl = s->cl;
+  cl->inflight--;
+  cl->finished++;
+  int err = mprpc_controller_error_code(s->ctl);
+  if (resp && err == 0) {
+    if (strcmp(resp->message, cl->message) != 0)
+      cl->bad_echo++;
+    cl->ok++;
+  } else {
+    cl->failed++;
+    record_error(cl, err ? err : MPRPC_ERESPONSE);
+  }
+  if (cl->nlat == cl->caplat) {
+    size_t ncap = cl->caplat ? cl->caplat * 2 : 4096;
+    uint64_t *n = realloc(cl->lat, ncap * sizeof *n);
+    if (n) {
+      cl->lat = n;
+      cl->caplat = ncap;
+    }
+  }
+  if (cl->nlat < cl->caplat)
+    cl->lat[cl->nlat++] = mprpc_controller_latency_us(s->ctl);
+  issue(s); /* the controller may be reused from inside its closure */
+  maybe_finish(cl);
+}
+
+static void issue(slot_t *s) {
+  client_t *cl = s->cl;
+  if (cl->count >= 0 ? cl->issued >= cl->count : mprpc_loop_now(cl->loop) >= cl->end_ns)
+    return;
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = (char *)cl->message;
+  if (cl->attachment)
+    mprpc_controller_set_request_attachment(s->ctl, cl->attachment, strlen(cl->attachment));
+  cl->issued++;
+  cl->inflight++;
+  int rc = mprpc_channel_call(cl->ch, 0, &req.base, s->ctl, (ProtobufCClosure)on_echo, s);
+  if (rc != 0) {
+    cl->inflight--;
+    cl->finished++;
+    cl->failed++;
+    record_error(cl, rc);
+  }
+}
+
+typedef struct start_arg {
+  slot_t *slots;
+  long n;
+} start_arg_t;
+
+static void start_on_loop(void *arg) {
+  start_arg_t *a = arg;
+  client_t *cl = a->slots[0].cl;
+  if (cl->duration_s > 0) /* the loop's clock is the one that counts */
+    cl->end_ns = mprpc_loop_now(cl->loop) + (uint64_t)cl->duration_s * MPRPC_NS_PER_S;
+  cl->inflight++; /* hold: nothing may finish the run before all slots start */
+  for (long i = 0; i < a->n; i++)
+    issue(&a->slots[i]);
+  cl->inflight--;
+  maybe_finish(cl);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static uint64_t pct(const uint64_t *v, size_t n, double p) {
+  if (n == 0)
+    return 0;
+  size_t i = (size_t)(p * (double)(n - 1) + 0.5);
+  return v[i < n ? i : n - 1];
+}
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: echo_client (--server HOST:PORT[,HOST:PORT...] | --registry URI)\n"
+          "                   [--count N | --duration-s S] [--concurrency C] [--timeout-ms T]\n"
+          "                   [--max-retry R] [--policy failover|failfast]\n"
+          "                   [--lb rr|random|hash|least] [--idempotent] [--backup-ms B]\n"
+          "                   [--message TEXT] [--attachment TEXT]\n");
+}
+
+static bool parse_ll(const char *s, long long min, long long *out) {
+  char *end;
+  long long v = strtoll(s, &end, 10);
+  if (!*s || *end || v < min)
+    return false;
+  *out = v;
+  return true;
+}
+
+int main(int argc, char **argv) {
+  const char *server = NULL, *registry = NULL, *message = "hello world", *attachment = NULL;
+  long long count = -1, duration = -1, conc = 1, timeout = 1000, retry = 2, backup = 0;
+  int policy = MPRPC_RETRY_FAILOVER, lb = MPRPC_LB_RR;
+  bool idempotent = false;
+  enum { O_SERVER = 1, O_REGISTRY, O_COUNT, O_DURATION, O_CONC, O_TIMEOUT, O_RETRY, O_POLICY,
+         O_LB, O_IDEM, O_BACKUP, O_MESSAGE, O_ATT, O_HELP };
+  static const struct option opts[] = {
+      {"server", required_argument, 0, O_SERVER},
+      {"registry", required_argument, 0, O_REGISTRY},
+      {"count", required_argument, 0, O_COUNT},
+      {"duration-s", required_argument, 0, O_DURATION},
+      {"concurrency", required_argument, 0, O_CONC},
+      {"timeout-ms", required_argument, 0, O_TIMEOUT},
+      {"max-retry", required_argument, 0, O_RETRY},
+      {"policy", required_argument, 0, O_POLICY},
+      {"lb", required_argument, 0, O_LB},
+      {"idempotent", no_argument, 0, O_IDEM},
+      {"backup-ms", required_argument, 0, O_BACKUP},
+      {"message", required_argument, 0, O_MESSAGE},
+      {"attachment", required_argument, 0, O_ATT},
+      {"help", no_argument, 0, O_HELP},
+      {0, 0, 0, 0},
+  };
+  int c;
+  bool ok = true;
+  while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+    switch (c) {
+    case O_SERVER: server = optarg; break;
+    case O_REGISTRY: registry = optarg; break;
+    case O_COUNT: ok &= parse_ll(optarg, 0, &count); break;
+    case O_DURATION: ok &= parse_ll(optarg, 1, &duration); break;
+    case O_CONC: ok &= parse_ll(optarg, 1, &conc); break;
+    case O_TIMEOUT: ok &= parse_ll(optarg, 1, &timeout); break;
+    case O_RETRY: ok &= parse_ll(optarg, 0, &retry); break;
+    case O_BACKUP: ok &= parse_ll(optarg, 0, &backup); break;
+    case O_POLICY:
+      if (strcmp(optarg, "failover") == 0)
+        policy = MPRPC_RETRY_FAILOVER;
+      else if (strcmp(optarg, "failfast") == 0)
+        policy = MPRPC_RETRY_FAILFAST;
+      else
+        ok = false;
+      break;
+    case O_LB:
+      lb = mprpc_lb_from_name(optarg);
+      ok &= lb >= 0;
+      break;
+    case O_IDEM: idempotent = true; break;
+    case O_MESSAGE: message = optarg; break;
+    case O_ATT: attachment = optarg; break;
+    case O_HELP: usage(); return 0;
+    default: ok = false; break;
+    }
+  }
+  if (!ok || optind != argc || (!server == !registry) || (count >= 0 && duration >= 0) ||
+      conc > 100000) {
+    usage();
+    return 2;
+  }
+  if (count < 0 && duration < 0)
+    count = 1;
+  mprpc_log_set_level(MPRPC_LOG_LEVEL_WARN);
+
+  mprpc_loop_group_t *g = NULL;
+  if (mprpc_loop_group_new(1, &g) != 0 || mprpc_loop_group_start(g) != 0) {
+    fprintf(stderr, "echo_client: cannot start the event loop\n");
+    return 1;
+  }
+  mprpc_loop_t loop = mprpc_loop_group_loop(g, 0);
+  mprpc_registry_t reg = {0};
+  if (registry) {
+    char err[256] = "";
+    int rc = mprpc_registry_open(registry, &reg, err, sizeof err);
+    if (rc != 0) {
+      fprintf(stderr, "echo_client: registry %s: %s %s\n", registry, mprpc_strerror(rc), err);
+      mprpc_loop_group_free(g);
+      return 2;
+    }
+  }
+  mprpc_channel_options_t o;
+  mprpc_channel_options_init(&o);
+  o.loop = loop;
+  o.transport = mprpc_tcp_transport();
+  o.servers = server;
+  o.registry = reg;
+  o.timeout_ms = timeout;
+  o.max_retry = (int)retry;
+  o.retry_policy = policy;
+  o.lb = lb;
+  o.backup_request_ms = backup;
+  o.idempotent_methods = idempotent ? "Echo" : NULL;
+  mprpc_channel_t *ch = NULL;
+  int rc = mprpc_channel_new(&example__echo_service__descriptor, &o, &ch);
+  if (rc != 0) {
+    fprintf(stderr, "echo_client: channel: %s\n", mprpc_strerror(rc));
+    mprpc_registry_close(reg);
+    mprpc_loop_group_free(g);
+    return 2;
+  }
+
+  client_t cl;
+  memset(&cl, 0, sizeof cl);
+  cl.ch = ch;
+  cl.loop = loop;
+  cl.message = message;
+  cl.attachment = attachment;
+  cl.count = count;
+  cl.waiter = loop.vt->waiter_new(loop.ctx);
+  slot_t *slots = calloc((size_t)conc, sizeof *slots);
+  if (!cl.waiter || !slots) {
+    fprintf(stderr, "echo_client: out of memory\n");
+    return 1;
+  }
+  for (long i = 0; i < conc; i++) {
+    slots[i].cl = &cl;
+    slots[i].ctl = mprpc_controller_new();
+    if (!slots[i].ctl) {
+      fprintf(stderr, "echo_client: out of memory\n");
+      return 1;
+    }
+  }
+  cl.duration_s = duration;
+  start_arg_t sa = {slots, (long)conc};
+  if (mprpc_loop_post(loop, start_on_loop, &sa) != 0) {
+    fprintf(stderr, "echo_client: cannot post to the loop\n");
+    return 1;
+  }
+  loop.vt->waiter_wait(loop.ctx, cl.waiter);
+  loop.vt->waiter_free(loop.ctx, cl.waiter);
+
+  mprpc_channel_destroy(ch);
+  mprpc_loop_group_free(g);
+  mprpc_registry_close(reg);
+  for (long i = 0; i < conc; i++)
+    mprpc_controller_free(slots[i].ctl);
+  free(slots);
+
+  qsort(cl.lat, cl.nlat, sizeof *cl.lat, cmp_u64);
+  printf("echo_client: calls=%lld ok=%lld failed=%lld p50_us=%llu p99_us=%llu\n", cl.finished,
+         cl.ok, cl.failed, (unsigned long long)pct(cl.lat, cl.nlat, 0.50),
+         (unsigned long long)pct(cl.lat, cl.nlat, 0.99));
+  for (size_t i = 0; i < cl.nkinds; i++)
+    printf("error %s %lld\n", mprpc_err_name(cl.kinds[i]), cl.kind_count[i]);
+  if (cl.bad_echo)
+    fprintf(stderr, "echo_client: %d responses did not echo the message\n", cl.bad_echo);
+  free(cl.lat);
+  return cl.failed == 0 && cl.bad_echo == 0 ? 0 : 1;
+}

@@ -1,0 +1,180 @@
+/*
+ * Channel: call a remote protobuf-c service as if it were local.
+ *
+ * A channel serves one service (its ProtobufCServiceDescriptor) over a set of
+ * endpoints, given as a fixed list or by a registry subscription. It keeps
+ * one multiplexed connection per endpoint, picks an endpoint per attempt
+ * through a load balancer, retries or fails over by policy, hedges with
+ * backup requests, and isolates bad endpoints (outlier ejection).
+ *
+ * Every piece of state lives on one loop (the channel's loop); the channel
+ * reaches time, sockets, the registry and randomness only through the seams,
+ * so it runs unchanged inside the simulator and replays under a seed.
+ *
+ * Calling:
+ * - mprpc_channel_service(ch) is a ProtobufCService whose invoke makes the
+ *   call, so protoc-c stubs work unchanged:
+ *     example__echo_service__echo(mprpc_channel_service(ch), &req, done, arg);
+ *   From a thread that is not the channel's loop (and when the loop can
+ *   block), the stub is SYNCHRONOUS: it returns after the call completed and
+ *   done ran (on the calling thread). On the loop thread it is ASYNCHRONOUS:
+ *   it returns at once and done runs later on the loop.
+ * - mprpc_channel_call() is always asynchronous, from any thread; done runs
+ *   on the loop.
+ * - done runs exactly once per accepted call: done(response, arg) on
+ *   success, done(NULL, arg) on failure; the controller
+ *   (include/mprpc/controller.h) says why.
+ * - The request message is serialized before the call returns: the caller
+ *   may free it at once.
+ * - The response passed to done belongs to the channel and is freed when
+ *   done returns, unless done calls mprpc_controller_take_response().
+ *
+ * Functions return 0 or a negative MPRPC_E* code.
+ */
+#ifndef MPRPC_CHANNEL_H
+#define MPRPC_CHANNEL_H
+
+#include <protobuf-c/protobuf-c.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mprpc/controller.h"
+#include "mprpc/loop.h"
+#include "mprpc/registry.h"
+#include "mprpc/transport.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mprpc_channel mprpc_channel_t;
+
+typedef enum mprpc_retry_policy {
+  MPRPC_RETRY_FAILOVER = 0, /* retry elsewhere when it is safe (default) */
+  MPRPC_RETRY_FAILFAST = 1, /* never retry */
+} mprpc_retry_policy_t;
+
+typedef enum mprpc_lb_kind {
+  MPRPC_LB_RR = 0,     /* round robin (default) */
+  MPRPC_LB_RANDOM = 1, /* random, weighted by instance weight */
+  MPRPC_LB_HASH = 2,   /* consistent hashing on the controller's hash key */
+  MPRPC_LB_LEAST = 3,  /* fewest calls in flight, ties by latency EWMA */
+} mprpc_lb_kind_t;
+
+/* "rr", "random", "hash", "least" -> kind; -1 when unknown. */
+int mprpc_lb_from_name(const char *name);
+const char *mprpc_lb_name(int kind);
+
+typedef struct mprpc_channel_options {
+  /* Loop and transport; vt == NULL means mprpc_default_loop() and
+   * mprpc_tcp_transport() (include/mprpc/rt.h). Borrowed: both must outlive
+   * the channel. */
+  mprpc_loop_t loop;
+  mprpc_transport_t transport;
+
+  /* Endpoints: either a fixed list "host:port,host:port" (copied) ... */
+  const char *servers;
+  /* ... or a registry (vt != NULL; borrowed, must outlive the channel),
+   * subscribed to the service's full name. */
+  mprpc_registry_t registry;
+
+  int64_t timeout_ms;         /* whole call, every attempt; 0 = 1000; <0 none */
+  int64_t connect_timeout_ms; /* 0 = 500 */
+  int64_t attempt_timeout_ms; /* one attempt; 0 = none (only the deadline) */
+  int max_retry;              /* retries after the first attempt, backup
+                                 requests included; options_init sets 2;
+                                 0 or negative: never retry */
+  int retry_policy;           /* mprpc_retry_policy_t */
+  int lb;                     /* mprpc_lb_kind_t */
+  int64_t backup_request_ms;  /* 0 = no backup requests */
+  /* Methods that may safely run twice (retried when the outcome of an
+   * attempt is unknown; eligible for backup requests): a comma-separated
+   * list of method names, or "*" for all. Also mprpc_channel_set_idempotent. */
+  const char *idempotent_methods;
+
+  const void *auth_data; /* sent in every request's meta; copied */
+  size_t auth_len;
+  int compress_type;     /* must be 0 (MPRPC_COMPRESS_NONE) */
+  uint32_t max_body;     /* response size limit; 0 = frame default */
+
+  /* Outlier ejection (0 = defaults) */
+  int eject_conn_failures;     /* consecutive connect failures: 1 */
+  int eject_error_percent;     /* error rate over the window: 50 */
+  int eject_min_requests;      /* window size before the rate counts: 20 */
+  int64_t eject_base_ms;       /* first isolation: 500; doubles per repeat */
+  int64_t eject_max_ms;        /* cap: 30000 */
+  int64_t reconnect_base_ms;   /* backoff: 50, doubling, equal jitter */
+  int64_t reconnect_max_ms;    /* cap: 2000 */
+} mprpc_channel_options_t;
+
+/* Defaults as listed above (servers NULL, no registry, max_retry 2).
+ * Always start from this: a zeroed struct means max_retry 0. */
+void mprpc_channel_options_init(mprpc_channel_options_t *o);
+
+/* Creates a channel for service sd. Any thread. Errors: MPRPC_EINVAL (bad
+ * options), MPRPC_EADDR (bad servers list), MPRPC_EUNSUPPORTED (compression),
+ * MPRPC_ENOMEM, or a loop/registry error. sd is borrowed (generated
+ * descriptors are static). */
+int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_options_t *o,
+                      mprpc_channel_t **out);
+
+/* Cancels every pending call (each done runs once with NULL and
+ * MPRPC_ECANCELED), closes the connections and frees the channel. From a
+ * foreign thread it blocks until that has happened (when the loop can
+ * block); from the loop thread the memory is released once the last
+ * connection reports closed. No call may be started after it. */
+void mprpc_channel_destroy(mprpc_channel_t *ch);
+
+/* The service view for protoc-c stubs; owned by the channel.
+ * protobuf_c_service_destroy() on it destroys the channel (so use one or
+ * the other, not both). */
+ProtobufCService *mprpc_channel_service(mprpc_channel_t *ch);
+
+/* Declares a method idempotent (by name) after creation. Before the first
+ * call only. MPRPC_ENOTFOUND when the service has no such method. */
+int mprpc_channel_set_idempotent(mprpc_channel_t *ch, const char *method, bool idempotent);
+
+/* Asynchronous call of method `method_index` (index in sd->methods), from
+ * any thread. input is serialized before returning. ctl may be NULL (see
+ * controller.h). 0: done will run exactly once on the loop. An error
+ * (MPRPC_EINVAL, MPRPC_ENOMEM, MPRPC_ESTATE when the loop is gone): done
+ * never runs. */
+int mprpc_channel_call(mprpc_channel_t *ch, unsigned method_index, const ProtobufCMessage *input,
+                       mprpc_controller_t *ctl, ProtobufCClosure done, void *arg);
+
+/* The channel's loop (for posting work next to the calls). */
+mprpc_loop_t mprpc_channel_loop(const mprpc_channel_t *ch);
+
+typedef struct mprpc_channel_stats {
+  uint64_t calls;          /* calls started */
+  uint64_t ok;
+  uint64_t failed;
+  uint64_t attempts;       /* attempts sent, including retries/backups */
+  uint64_t retries;
+  uint64_t backups;        /* backup requests sent */
+  uint64_t late_responses; /* answers to attempts already given up */
+  uint64_t unknown_ids;    /* answers with a correlation id never issued */
+  uint64_t ejections;
+  uint64_t reconnects;
+  /* failures by code: the first MPRPC_CHANNEL_MAX_CODES distinct codes */
+#define MPRPC_CHANNEL_MAX_CODES 16
+  struct {
+    int code;
+    uint64_t count;
+  } by_code[MPRPC_CHANNEL_MAX_CODES];
+  size_t ncodes;
+} mprpc_channel_stats_t;
+
+/* A snapshot of the counters. Any thread (values read from another thread
+ * may lag the loop by a few calls). */
+void mprpc_channel_stats(const mprpc_channel_t *ch, mprpc_channel_stats_t *out);
+
+/* Number of endpoints currently known (fixed list or registry cache). Loop
+ * thread, or any thread for a rough value. */
+size_t mprpc_channel_endpoint_count(const mprpc_channel_t *ch);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,830 @@
+/*
+ * Channel: the call state machine (attempts, retries, failover, deadline,
+ * backup requests), the ProtobufCService view and the public API. The
+ * connections and the endpoint list live in endpoint.c.
+ *
+ * Threading: invoke/call/cancel/destroy may come from any thread; they post
+ * to the channel's loop (holding a channel reference for the post), and
+ * everything else runs there.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/channel_int.h"
+#include "mprpc/errors.h"
+#include "mprpc/log.h"
+#include "mprpc/rt.h"
+
+static void call_try(mprpc__call_t *c);
+static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMessage *msg,
+                        mprpc__ep_t *from, const uint8_t *att, size_t att_len);
+
+/* ---- options -------------------------------------------------------------- */
+
+void mprpc_channel_options_init(mprpc_channel_options_t *o) {
+  memset(o, 0, sizeof *o);
+  o->timeout_ms = 1000;
+  o->connect_timeout_ms = 500;
+  o->max_retry = 2;
+  o->retry_policy = MPRPC_RETRY_FAILOVER;
+  o->lb = MPRPC_LB_RR;
+}
+
+static uint64_t ms_or(int64_t ms, uint64_t dflt_ms) {
+  return (ms > 0 ? (uint64_t)ms : dflt_ms) * MPRPC_NS_PER_MS;
+}
+
+/* ---- references and freeing ------------------------------------------------ */
+
+static void ch_ref(mprpc_channel_t *ch) { __atomic_fetch_add(&ch->refs, 1, __ATOMIC_ACQ_REL); }
+
+static void ch_unref(mprpc_channel_t *ch) {
+  __atomic_fetch_sub(&ch->refs, 1, __ATOMIC_ACQ_REL);
+  mprpc__channel_maybe_free(ch);
+}
+
+static void ch_free_mem(mprpc_channel_t *ch) {
+  mprpc__lb_free(&ch->lb);
+  mprpc__idmap_free(&ch->attempts);
+  mprpc__idmap_free(&ch->calls);
+  free(ch->eps);
+  free(ch->nodes);
+  free(ch->idem);
+  free(ch->auth);
+  free(ch);
+}
+
+void mprpc__channel_maybe_free(mprpc_channel_t *ch) {
+  if (ch->destroying && ch->live_eps == 0 && ch->cb_depth == 0 &&
+      __atomic_load_n(&ch->refs, __ATOMIC_ACQUIRE) == 0 && ch->calls.n == 0)
+    ch_free_mem(ch);
+}
+
+/* ---- calls ---------------------------------------------------------------- */
+
+static void call_free(mprpc__call_t *c) {
+  if (c->own_ctl)
+    mprpc_controller_free(c->ctl);
+  free(c->req);
+  free(c);
+}
+
+static bool call_idempotent(const mprpc__call_t *c) { return c->ch->idem[c->midx]; }
+
+static void stat_failure(mprpc_channel_t *ch, int err) {
+  MPRPC__STAT_INC(ch, failed);
+  mprpc_channel_stats_t *st = &ch->st;
+  size_t n = __atomic_load_n(&st->ncodes, __ATOMIC_ACQUIRE);
+  for (size_t i = 0; i < n; i++)
+    if (st->by_code[i].code == err) {
+      __atomic_fetch_add(&st->by_code[i].count, 1, __ATOMIC_RELAXED);
+      return;
+    }
+  if (n < MPRPC_CHANNEL_MAX_CODES) {
+    st->by_code[n].code = err;
+    st->by_code[n].count = 1;
+    __atomic_store_n(&st->ncodes, n + 1, __ATOMIC_RELEASE);
+  }
+}
+
+/* Runs the user's closure for an async call (on the loop) and frees. */
+static void deliver(mprpc__call_t *c) {
+  mprpc_channel_t *ch = c->ch;
+  mprpc_controller_t *ctl = c->ctl;
+  ctl->resp_slot = &c->resp;
+  ch->cb_depth++;
+  mprpc_controller_t *prev = mprpc__controller_set_current(ctl);
+  if (c->done)
+    c->done(c->resp, c->arg);
+  mprpc__controller_set_current(prev);
+  ch->cb_depth--;
+  if (ctl->resp_slot == &c->resp)
+    ctl->resp_slot = NULL;
+  if (c->resp)
+    protobuf_c_message_free_unpacked(c->resp, NULL);
+  call_free(c);
+}
+
+/* The same for a sync call, on the caller's thread once woken. */
+static void deliver_sync(mprpc__call_t *c) {
+  mprpc_controller_t *ctl = c->ctl;
+  ctl->resp_slot = &c->resp;
+  mprpc_controller_t *prev = mprpc__controller_set_current(ctl);
+  if (c->done)
+    c->done(c->resp, c->arg);
+  mprpc__controller_set_current(prev);
+  if (ctl->resp_slot == &c->resp)
+    ctl->resp_slot = NULL;
+  if (c->resp)
+    protobuf_c_message_free_unpacked(c->resp, NULL);
+  call_free(c);
+}
+
+/* Drops every outstanding attempt of c: their answers, if any come, are
+ * counted as late. */
+static void call_drop_attempts(mprpc__call_t *c) {
+  mprpc_channel_t *ch = c->ch;
+  mprpc__attempt_t *a = c->att;
+  c->att = NULL;
+  while (a) {
+    mprpc__attempt_t *n = a->call_next;
+    mprpc__idmap_del(&ch->attempts, a->cid);
+    mprpc_timer_cancel(ch->loop, a->timer);
+    if (a->ep)
+      mprpc__ep_detach(a->ep, a);
+    free(a);
+    a = n;
+  }
+  c->outstanding = 0;
+}
+
+static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMessage *msg,
+                        mprpc__ep_t *from, const uint8_t *att, size_t att_len) {
+  mprpc_channel_t *ch = c->ch;
+  if (c->finished) { /* cannot happen; keep the exactly-once promise anyway */
+    if (msg)
+      protobuf_c_message_free_unpacked(msg, NULL);
+    return;
+  }
+  c->finished = true;
+  mprpc_timer_cancel(ch->loop, c->deadline_timer);
+  mprpc_timer_cancel(ch->loop, c->backup_timer);
+  c->deadline_timer = c->backup_timer = 0;
+  call_drop_attempts(c);
+  mprpc__idmap_del(&ch->calls, c->id);
+  if (c->waiting_eps) {
+    for (mprpc__call_t **pp = &ch->waitq; *pp; pp = &(*pp)->wait_next)
+      if (*pp == c) {
+        *pp = c->wait_next;
+        break;
+      }
+    c->waiting_eps = false;
+  }
+
+  mprpc_controller_t *ctl = c->ctl;
+  mprpc__controller_clear_outputs(ctl);
+  ctl->error_code = err;
+  snprintf(ctl->error_text, sizeof ctl->error_text, "%s", err ? (text && *text ? text : mprpc_strerror(err)) : "");
+  if (from)
+    snprintf(ctl->remote, sizeof ctl->remote, "%s", from->name);
+  ctl->attempts = c->nattempts;
+  uint64_t now = mprpc_loop_now(ch->loop);
+  ctl->latency_us = (now > c->start_ns ? now - c->start_ns : 0) / MPRPC_NS_PER_US;
+  if (err == 0 && att_len) {
+    ctl->resp_att = malloc(att_len);
+    if (ctl->resp_att) {
+      memcpy(ctl->resp_att, att, att_len);
+      ctl->resp_att_len = att_len;
+    }
+  }
+  if (err == 0)
+    MPRPC__STAT_INC(ch, ok);
+  else
+    stat_failure(ch, err);
+  c->err = err;
+  c->resp = msg;
+  if (c->sync) {
+    /* The caller's thread runs the closure; c is its from here on. */
+    void *w = c->waiter;
+    ch->loop.vt->waiter_wake(ch->loop.ctx, w);
+  } else {
+    deliver(c);
+  }
+  mprpc__channel_maybe_free(ch);
+}
+
+static void call_fail(mprpc__call_t *c, int err, const char *text, mprpc__ep_t *from) {
+  call_finish(c, err, text, NULL, from, NULL, 0);
+}
+
+static void deadline_fire(void *arg) {
+  mprpc__call_t *c = arg;
+  c->deadline_timer = 0;
+  char text[MPRPC__CTL_TEXT];
+  snprintf(text, sizeof text, "deadline of %llu ms exceeded after %d attempt(s)",
+           (unsigned long long)((c->deadline_ns - c->start_ns) / MPRPC_NS_PER_MS), c->nattempts);
+  call_fail(c, MPRPC_ERPCTIMEDOUT, text, c->att ? c->att->ep : NULL);
+}
+
+static void attempt_timeout_fire(void *arg) {
+  mprpc__attempt_t *a = arg;
+  a->timer = 0;
+  char text[MPRPC__CTL_TEXT];
+  snprintf(text, sizeof text, "attempt to %s timed out", a->ep ? a->ep->name : "?");
+  mprpc__attempt_failed(a, MPRPC_ERPCTIMEDOUT, text, MPRPC__RETRY_UNKNOWN);
+}
+
+static void attempt_start(mprpc__call_t *c, mprpc__ep_t *ep) {
+  mprpc_channel_t *ch = c->ch;
+  mprpc__attempt_t *a = calloc(1, sizeof *a);
+  if (!a) {
+    call_fail(c, MPRPC_ENOMEM, "out of memory starting an attempt", NULL);
+    return;
+  }
+  a->call = c;
+  a->cid = ch->next_cid++;
+  if (mprpc__idmap_put(&ch->attempts, a->cid, a) != 0) {
+    free(a);
+    call_fail(c, MPRPC_ENOMEM, "out of memory starting an attempt", NULL);
+    return;
+  }
+  a->call_next = c->att;
+  c->att = a;
+  c->outstanding++;
+  c->nattempts++;
+  if (c->ntried < (int)(sizeof c->tried / sizeof c->tried[0]))
+    c->tried[c->ntried++] = ep->id;
+  MPRPC__STAT_INC(ch, attempts);
+  if (ch->attempt_timeout_ns)
+    a->timer = mprpc_timer_start(ch->loop, ch->attempt_timeout_ns, attempt_timeout_fire, a);
+  mprpc__ep_submit(ep, a); /* may fail it (and retry) right here */
+}
+
+/* Starts the next attempt, or fails the call. */
+static void call_try(mprpc__call_t *c) {
+  mprpc_channel_t *ch = c->ch;
+  if (ch->neps == 0) {
+    if (!ch->have_list) { /* the registry has not answered yet: wait */
+      if (!c->waiting_eps) {
+        c->waiting_eps = true;
+        c->wait_next = ch->waitq;
+        ch->waitq = c;
+      }
+      return;
+    }
+    call_fail(c, MPRPC_ENOENDPOINT, "no endpoint for the service", NULL);
+    return;
+  }
+  mprpc__ep_t *ep = mprpc__ep_pick(ch, c, 0);
+  if (!ep) {
+    call_fail(c, MPRPC_ENOENDPOINT, "no endpoint for the service", NULL);
+    return;
+  }
+  attempt_start(c, ep);
+}
+
+static void backup_fire(void *arg) {
+  mprpc__call_t *c = arg;
+  mprpc_channel_t *ch = c->ch;
+  c->backup_timer = 0;
+  if (c->finished || c->outstanding != 1 || c->nattempts >= 1 + ch->max_retry)
+    return;
+  if (c->deadline_ns && mprpc_loop_now(ch->loop) >= c->deadline_ns)
+    return;
+  uint64_t busy = c->att && c->att->ep ? c->att->ep->id : 0;
+  mprpc__ep_t *ep = mprpc__ep_pick(ch, c, busy);
+  if (!ep || ep->id == busy)
+    return;
+  MPRPC__STAT_INC(ch, backups);
+  attempt_start(c, ep);
+}
+
+void mprpc__channel_eps_changed(mprpc_channel_t *ch) {
+  /* One at a time from the channel's queue: a closure run by call_try may
+   * destroy the channel and fail the others. */
+  mprpc__call_t *q;
+  while ((q = ch->waitq) != NULL) {
+    ch->waitq = q->wait_next;
+    q->waiting_eps = false;
+    call_try(q);
+  }
+}
+
+/* ---- attempt outcomes --------------------------------------------------------- */
+
+static void attempt_unlink(mprpc__attempt_t *a) {
+  mprpc__call_t *c = a->call;
+  mprpc_channel_t *ch = c->ch;
+  for (mprpc__attempt_t **pp = &c->att; *pp; pp = &(*pp)->call_next)
+    if (*pp == a) {
+      *pp = a->call_next;
+      break;
+    }
+  c->outstanding--;
+  mprpc__idmap_del(&ch->attempts, a->cid);
+  mprpc_timer_cancel(ch->loop, a->timer);
+  a->timer = 0;
+}
+
+static bool endpoint_fault(int err) {
+  switch (err) {
+  case MPRPC_EFAILEDSOCKET:
+  case MPRPC_ERPCTIMEDOUT:
+  case MPRPC_ECONNREFUSED:
+  case MPRPC_ECONNRESET:
+  case MPRPC_ETIMEDOUT:
+  case MPRPC_EOVERCROWDED:
+  case MPRPC_ELIMIT:
+  case MPRPC_EINTERNAL:
+  case MPRPC_ERESPONSE:
+    return true;
+  default:
+    return false;
+  }
+}
+
+void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int retry) {
+  mprpc__call_t *c = a->call;
+  mprpc_channel_t *ch = c->ch;
+  mprpc__ep_t *ep = a->ep;
+  uint64_t now = mprpc_loop_now(ch->loop);
+  attempt_unlink(a);
+  if (ep) {
+    ep->refs++;
+    if (err == MPRPC_ELOGOFF) {
+      /* The provider is stopping: stop sending to it right away. */
+      if (mprpc__breaker_eject(&ep->br, now))
+        MPRPC__STAT_INC(ch, ejections);
+    } else if (endpoint_fault(err) && retry != MPRPC__RETRY_NEVER) {
+      if (mprpc__breaker_on_error(&ep->br, now))
+        MPRPC__STAT_INC(ch, ejections);
+    }
+    mprpc__ep_detach(ep, a);
+  }
+  free(a);
+  if (c->finished) {
+    if (ep)
+      mprpc__ep_unref(ep);
+    return;
+  }
+  snprintf(c->text, sizeof c->text, "%s", text ? text : "");
+  bool may = ch->policy == MPRPC_RETRY_FAILOVER &&
+             (retry == MPRPC__RETRY_SAFE || (retry == MPRPC__RETRY_UNKNOWN && call_idempotent(c)));
+  bool budget = c->nattempts < 1 + ch->max_retry;
+  bool time_left = !c->deadline_ns || now < c->deadline_ns;
+  if (may && budget && time_left && !ch->destroying) {
+    MPRPC__STAT_INC(ch, retries);
+    if (ep)
+      mprpc__ep_unref(ep);
+    call_try(c);
+    return;
+  }
+  if (c->outstanding > 0 && retry != MPRPC__RETRY_NEVER) {
+    /* a backup attempt is still out: let it answer */
+    if (ep)
+      mprpc__ep_unref(ep);
+    return;
+  }
+  call_fail(c, err, text, ep);
+  if (ep)
+    mprpc__ep_unref(ep);
+}
+
+void mprpc__attempt_answered(mprpc__attempt_t *a, int err, const char *text,
+                             ProtobufCMessage *msg, const uint8_t *att, size_t att_len) {
+  mprpc__call_t *c = a->call;
+  mprpc_channel_t *ch = c->ch;
+  mprpc__ep_t *ep = a->ep;
+  if (err != 0) {
+    int retry = (err == MPRPC_ELOGOFF || err == MPRPC_ELIMIT || err == MPRPC_EOVERCROWDED)
+                    ? MPRPC__RETRY_SAFE
+                    : MPRPC__RETRY_NEVER;
+    mprpc__attempt_failed(a, err, text, retry);
+    return;
+  }
+  uint64_t now = mprpc_loop_now(ch->loop);
+  mprpc__breaker_on_success(&ep->br, now);
+  ep->refs++;
+  attempt_unlink(a);
+  mprpc__ep_detach(ep, a);
+  free(a);
+  call_finish(c, 0, "", msg, ep, att, att_len);
+  mprpc__ep_unref(ep);
+}
+
+/* ---- starting calls ------------------------------------------------------------ */
+
+static void start_on_loop(void *arg) {
+  mprpc__call_t *c = arg;
+  mprpc_channel_t *ch = c->ch;
+  uint64_t now = mprpc_loop_now(ch->loop);
+  c->start_ns = now;
+  MPRPC__STAT_INC(ch, calls);
+  if (ch->destroying) {
+    call_fail(c, MPRPC_ECANCELED, "channel destroyed", NULL);
+    ch_unref(ch);
+    return;
+  }
+  if (mprpc__idmap_put(&ch->calls, c->id, c) != 0) {
+    call_fail(c, MPRPC_ENOMEM, "out of memory", NULL);
+    ch_unref(ch);
+    return;
+  }
+  int64_t tmo = c->ctl->timeout_ms;
+  uint64_t tmo_ns = tmo > 0 ? (uint64_t)tmo * MPRPC_NS_PER_MS : tmo < 0 ? 0 : ch->timeout_ns;
+  if (tmo == 0 && ch->no_deadline)
+    tmo_ns = 0;
+  if (tmo_ns) {
+    c->deadline_ns = now + tmo_ns;
+    c->deadline_timer = mprpc_timer_start(ch->loop, tmo_ns, deadline_fire, c);
+  }
+  if (ch->backup_ns && call_idempotent(c) && ch->max_retry > 0)
+    c->backup_timer = mprpc_timer_start(ch->loop, ch->backup_ns, backup_fire, c);
+  call_try(c);
+  ch_unref(ch);
+}
+
+/* Builds a call (any thread). */
+static int call_new(mprpc_channel_t *ch, unsigned midx, const ProtobufCMessage *input,
+                    mprpc_controller_t *ctl, ProtobufCClosure done, void *arg,
+                    mprpc__call_t **out) {
+  if (midx >= ch->sd->n_methods || !input)
+    return MPRPC_EINVAL;
+  const ProtobufCMethodDescriptor *md = &ch->sd->methods[midx];
+  if (input->descriptor != md->input || !protobuf_c_message_check(input))
+    return MPRPC_EINVAL;
+  mprpc__call_t *c = calloc(1, sizeof *c);
+  if (!c)
+    return MPRPC_ENOMEM;
+  size_t len = protobuf_c_message_get_packed_size(input);
+  c->req = malloc(len ? len : 1);
+  if (!c->req)
+    goto fail;
+  c->req_len = protobuf_c_message_pack(input, c->req);
+  if (!ctl) {
+    ctl = mprpc_controller_new();
+    if (!ctl)
+      goto fail;
+    c->own_ctl = true;
+  }
+  c->ch = ch;
+  c->midx = midx;
+  c->method = md;
+  c->ctl = ctl;
+  c->done = done;
+  c->arg = arg;
+  c->id = __atomic_add_fetch(&ch->next_call_id, 1, __ATOMIC_RELAXED);
+  mprpc__controller_clear_outputs(ctl);
+  ctl->ch = ch;
+  ctl->call_id = c->id;
+  *out = c;
+  return 0;
+fail:
+  free(c->req);
+  free(c);
+  return MPRPC_ENOMEM;
+}
+
+static int call_post(mprpc__call_t *c) {
+  mprpc_channel_t *ch = c->ch;
+  ch_ref(ch);
+  int rc = mprpc_loop_post(ch->loop, start_on_loop, c);
+  if (rc != 0)
+    __atomic_fetch_sub(&ch->refs, 1, __ATOMIC_ACQ_REL);
+  return rc;
+}
+
+int mprpc_channel_call(mprpc_channel_t *ch, unsigned method_index, const ProtobufCMessage *input,
+                       mprpc_controller_t *ctl, ProtobufCClosure done, void *arg) {
+  if (!ch)
+    return MPRPC_EINVAL;
+  mprpc__call_t *c;
+  int rc = call_new(ch, method_index, input, ctl, done, arg, &c);
+  if (rc != 0)
+    return rc;
+  rc = call_post(c);
+  if (rc != 0) {
+    if (c->ctl)
+      c->ctl->call_id = 0;
+    call_free(c);
+  }
+  return rc;
+}
+
+/* Reports a call that could not start to a stub user: the closure still
+ * runs exactly once. */
+static void invoke_error(mprpc_controller_t *ctl, int err, ProtobufCClosure done, void *arg) {
+  mprpc_controller_t tmp;
+  mprpc_controller_t *use = ctl;
+  if (!use) {
+    memset(&tmp, 0, sizeof tmp);
+    use = &tmp;
+  }
+  mprpc__controller_clear_outputs(use);
+  use->error_code = err;
+  snprintf(use->error_text, sizeof use->error_text, "call not started: %s", mprpc_strerror(err));
+  mprpc_controller_t *prev = mprpc__controller_set_current(use);
+  if (done)
+    done(NULL, arg);
+  mprpc__controller_set_current(prev);
+  if (use == &tmp)
+    mprpc__controller_clear_outputs(&tmp);
+}
+
+static void channel_invoke(ProtobufCService *service, unsigned method_index,
+                           const ProtobufCMessage *input, ProtobufCClosure closure,
+                           void *closure_data) {
+  mprpc_channel_t *ch = (mprpc_channel_t *)service;
+  mprpc_controller_t *ctl = mprpc__controller_take_next();
+  bool sync = mprpc_loop_can_block(ch->loop) && !mprpc_loop_in_loop(ch->loop);
+  mprpc__call_t *c;
+  int rc = call_new(ch, method_index, input, ctl, closure, closure_data, &c);
+  if (rc != 0) {
+    invoke_error(ctl, rc, closure, closure_data);
+    return;
+  }
+  if (sync) {
+    c->sync = true;
+    c->waiter = ch->loop.vt->waiter_new(ch->loop.ctx);
+    if (!c->waiter) {
+      call_free(c);
+      invoke_error(ctl, MPRPC_ENOMEM, closure, closure_data);
+      return;
+    }
+  }
+  void *w = c->waiter;
+  mprpc_loop_t loop = ch->loop;
+  rc = call_post(c);
+  if (rc != 0) {
+    if (w)
+      ch->loop.vt->waiter_free(ch->loop.ctx, w);
+    if (ctl)
+      ctl->call_id = 0;
+    call_free(c);
+    invoke_error(ctl, rc, closure, closure_data);
+    return;
+  }
+  if (!sync)
+    return;
+  loop.vt->waiter_wait(loop.ctx, w);
+  /* The loop is done with c: finish on this thread. */
+  deliver_sync(c);
+  loop.vt->waiter_free(loop.ctx, w);
+}
+
+static void channel_service_destroy(ProtobufCService *service) {
+  mprpc_channel_destroy((mprpc_channel_t *)service);
+}
+
+ProtobufCService *mprpc_channel_service(mprpc_channel_t *ch) { return &ch->service; }
+
+mprpc_loop_t mprpc_channel_loop(const mprpc_channel_t *ch) { return ch->loop; }
+
+/* ---- cancel ---------------------------------------------------------------------- */
+
+typedef struct cancel_msg {
+  mprpc_channel_t *ch;
+  uint64_t call_id;
+} cancel_msg_t;
+
+static void cancel_on_loop(void *arg) {
+  cancel_msg_t *m = arg;
+  mprpc_channel_t *ch = m->ch;
+  mprpc__call_t *c = mprpc__idmap_get(&ch->calls, m->call_id);
+  free(m);
+  if (c && !c->finished)
+    call_fail(c, MPRPC_ECANCELED, "canceled by the caller", NULL);
+  ch_unref(ch);
+}
+
+void mprpc__channel_cancel(mprpc_channel_t *ch, uint64_t call_id) {
+  cancel_msg_t *m = malloc(sizeof *m);
+  if (!m)
+    return;
+  m->ch = ch;
+  m->call_id = call_id;
+  ch_ref(ch);
+  if (mprpc_loop_post(ch->loop, cancel_on_loop, m) != 0) {
+    __atomic_fetch_sub(&ch->refs, 1, __ATOMIC_ACQ_REL);
+    free(m);
+  }
+}
+
+/* ---- create / destroy ------------------------------------------------------------- */
+
+static int set_idempotent_list(mprpc_channel_t *ch, const char *list) {
+  if (!list || !*list)
+    return 0;
+  if (strcmp(list, "*") == 0) {
+    for (unsigned i = 0; i < ch->sd->n_methods; i++)
+      ch->idem[i] = true;
+    return 0;
+  }
+  const char *p = list;
+  for (;;) {
+    const char *e = strchr(p, ',');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    while (len && *p == ' ') {
+      p++;
+      len--;
+    }
+    while (len && p[len - 1] == ' ')
+      len--;
+    if (len) {
+      bool found = false;
+      for (unsigned i = 0; i < ch->sd->n_methods; i++)
+        if (strlen(ch->sd->methods[i].name) == len &&
+            memcmp(ch->sd->methods[i].name, p, len) == 0) {
+          ch->idem[i] = true;
+          found = true;
+        }
+      if (!found)
+        return MPRPC_ENOTFOUND;
+    }
+    if (!e)
+      return 0;
+    p = e + 1;
+  }
+}
+
+int mprpc_channel_set_idempotent(mprpc_channel_t *ch, const char *method, bool idempotent) {
+  if (!ch || !method)
+    return MPRPC_EINVAL;
+  for (unsigned i = 0; i < ch->sd->n_methods; i++)
+    if (strcmp(ch->sd->methods[i].name, method) == 0) {
+      ch->idem[i] = idempotent;
+      return 0;
+    }
+  return MPRPC_ENOTFOUND;
+}
+
+int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_options_t *o,
+                      mprpc_channel_t **out) {
+  mprpc_channel_options_t dflt;
+  if (!o) {
+    mprpc_channel_options_init(&dflt);
+    o = &dflt;
+  }
+  if (!sd || !out || (!o->servers && !o->registry.vt) || (o->servers && o->registry.vt))
+    return MPRPC_EINVAL;
+  if (o->compress_type != 0)
+    return MPRPC_EUNSUPPORTED;
+  if (o->retry_policy != MPRPC_RETRY_FAILOVER && o->retry_policy != MPRPC_RETRY_FAILFAST)
+    return MPRPC_EINVAL;
+  int rc = MPRPC_ENOMEM;
+  mprpc_channel_t *ch = calloc(1, sizeof *ch);
+  if (!ch)
+    return MPRPC_ENOMEM;
+  ch->service.descriptor = sd;
+  ch->service.invoke = channel_invoke;
+  ch->service.destroy = channel_service_destroy;
+  ch->sd = sd;
+  ch->next_cid = 1;
+  mprpc__idmap_init(&ch->attempts);
+  mprpc__idmap_init(&ch->calls);
+  if ((rc = mprpc__lb_init(&ch->lb, o->lb)) != 0)
+    goto fail_early;
+  rc = MPRPC_ENOMEM;
+  ch->idem = calloc(sd->n_methods ? sd->n_methods : 1, sizeof *ch->idem);
+  if (!ch->idem)
+    goto fail;
+  if ((rc = set_idempotent_list(ch, o->idempotent_methods)) != 0)
+    goto fail;
+  if (o->auth_len) {
+    rc = MPRPC_ENOMEM;
+    ch->auth = malloc(o->auth_len);
+    if (!ch->auth)
+      goto fail;
+    memcpy(ch->auth, o->auth_data, o->auth_len);
+    ch->auth_len = o->auth_len;
+  }
+  if (o->loop.vt) {
+    ch->loop = o->loop;
+  } else if ((rc = mprpc_default_loop(&ch->loop)) != 0) {
+    goto fail;
+  }
+  ch->tr = o->transport.vt ? o->transport : mprpc_tcp_transport();
+  ch->timeout_ns = ms_or(o->timeout_ms, 1000);
+  ch->no_deadline = o->timeout_ms < 0;
+  ch->connect_timeout_ns = ms_or(o->connect_timeout_ms, 500);
+  ch->attempt_timeout_ns = o->attempt_timeout_ms > 0 ? (uint64_t)o->attempt_timeout_ms * MPRPC_NS_PER_MS : 0;
+  ch->backup_ns = o->backup_request_ms > 0 ? (uint64_t)o->backup_request_ms * MPRPC_NS_PER_MS : 0;
+  ch->max_retry = o->max_retry > 0 ? o->max_retry : 0;
+  ch->policy = o->retry_policy;
+  ch->max_body = o->max_body;
+  ch->bopts.conn_failures = o->eject_conn_failures > 0 ? (uint32_t)o->eject_conn_failures : 0;
+  ch->bopts.error_percent = o->eject_error_percent > 0 ? (uint32_t)o->eject_error_percent : 0;
+  ch->bopts.min_requests = o->eject_min_requests > 0 ? (uint32_t)o->eject_min_requests : 0;
+  ch->bopts.base_ns = ms_or(o->eject_base_ms, 500);
+  ch->bopts.max_ns = ms_or(o->eject_max_ms, 30000);
+  ch->reconnect_base_ns = ms_or(o->reconnect_base_ms, 50);
+  ch->reconnect_max_ns = ms_or(o->reconnect_max_ms, 2000);
+  if (o->servers) {
+    if ((rc = mprpc__ep_list_set_fixed(ch, o->servers)) != 0)
+      goto fail;
+  } else {
+    ch->reg = o->registry;
+    rc = mprpc_registry_subscribe(ch->reg, sd->name, ch->loop, mprpc__ep_registry_cb, ch,
+                                  &ch->sub_id);
+    if (rc != 0)
+      goto fail;
+    ch->subscribed = true;
+  }
+  *out = ch;
+  return 0;
+fail:
+  free(ch->idem);
+  free(ch->auth);
+  mprpc__lb_free(&ch->lb);
+fail_early:
+  free(ch);
+  return rc;
+}
+
+typedef struct destroy_msg {
+  mprpc_channel_t *ch;
+  void *waiter;
+} destroy_msg_t;
+
+static void destroy_on_loop(mprpc_channel_t *ch) {
+  ch->destroying = true;
+  if (ch->subscribed) {
+    mprpc_registry_unsubscribe(ch->reg, ch->sub_id);
+    ch->subscribed = false;
+  }
+  /* Cancel every pending call; closures may start new calls, which the
+   * start handler cancels in turn. Bounded: no new call enters the map. */
+  ch->cb_depth++;
+  while (ch->calls.n > 0) {
+    mprpc__call_t *c = NULL;
+    for (size_t i = 0; i < ch->calls.cap && !c; i++)
+      if (ch->calls.slots[i].key)
+        c = ch->calls.slots[i].val;
+    if (!c)
+      break;
+    call_fail(c, MPRPC_ECANCELED, "channel destroyed", NULL);
+  }
+  mprpc__ep_shutdown_all(ch);
+  ch->cb_depth--;
+}
+
+static void destroy_post_cb(void *arg) {
+  destroy_msg_t *m = arg;
+  mprpc_channel_t *ch = m->ch;
+  void *w = m->waiter;
+  destroy_on_loop(ch);
+  if (w)
+    ch->loop.vt->waiter_wake(ch->loop.ctx, w);
+  else
+    free(m);
+  ch_unref(ch);
+}
+
+void mprpc_channel_destroy(mprpc_channel_t *ch) {
+  if (!ch)
+    return;
+  if (mprpc_loop_in_loop(ch->loop)) {
+    ch_ref(ch);
+    destroy_on_loop(ch);
+    ch_unref(ch);
+    return;
+  }
+  mprpc_loop_t loop = ch->loop;
+  bool can_block = mprpc_loop_can_block(loop);
+  destroy_msg_t *m = calloc(1, sizeof *m);
+  if (!m)
+    return; /* leak rather than race */
+  m->ch = ch;
+  if (can_block) {
+    m->waiter = loop.vt->waiter_new(loop.ctx);
+    if (!m->waiter)
+      can_block = false;
+  }
+  ch_ref(ch);
+  if (mprpc_loop_post(loop, destroy_post_cb, m) != 0) {
+    /* The loop is gone: nothing runs there any more; tear down here. */
+    __atomic_fetch_sub(&ch->refs, 1, __ATOMIC_ACQ_REL);
+    if (m->waiter)
+      loop.vt->waiter_free(loop.ctx, m->waiter);
+    free(m);
+    destroy_on_loop(ch);
+    mprpc__channel_maybe_free(ch);
+    return;
+  }
+  if (can_block) {
+    void *w = m->waiter;
+    loop.vt->waiter_wait(loop.ctx, w);
+    loop.vt->waiter_free(loop.ctx, w);
+    free(m);
+  }
+}
+
+/* ---- stats ------------------------------------------------------------------------ */
+
+void mprpc_channel_stats(const mprpc_channel_t *ch, mprpc_channel_stats_t *out) {
+  memset(out, 0, sizeof *out);
+  const mprpc_channel_stats_t *s = &ch->st;
+#define LD(f) out->f = __atomic_load_n(&s->f, __ATOMIC_RELAXED)
+  LD(calls);
+  LD(ok);
+  LD(failed);
+  LD(attempts);
+  LD(retries);
+  LD(backups);
+  LD(late_responses);
+  LD(unknown_ids);
+  LD(ejections);
+  LD(reconnects);
+#undef LD
+  size_t n = __atomic_load_n(&s->ncodes, __ATOMIC_ACQUIRE);
+  for (size_t i = 0; i < n; i++) {
+    out->by_code[i].code = s->by_code[i].code;
+    out->by_code[i].count = __atomic_load_n(&s->by_code[i].count, __ATOMIC_RELAXED);
+  }
+  out->ncodes = n;
+}
+
+size_t mprpc_channel_endpoint_count(const mprpc_channel_t *ch) {
+  return __atomic_load_n(&ch->neps, __ATOMIC_RELAXED);
+}

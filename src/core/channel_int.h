@@ -1,0 +1,183 @@
+/*
+ * Channel internals shared by channel.c (calls, retries, API) and
+ * endpoint.c (connections, endpoint list, registry cache).
+ *
+ * Everything here is touched on the channel's loop thread only, except
+ * where a comment says otherwise.
+ */
+#ifndef MPRPC_CORE_CHANNEL_INT_H
+#define MPRPC_CORE_CHANNEL_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/backoff.h"
+#include "core/breaker.h"
+#include "core/controller_int.h"
+#include "core/idmap.h"
+#include "core/lb.h"
+#include "mprpc/buf.h"
+#include "mprpc/channel.h"
+
+typedef struct mprpc__call mprpc__call_t;
+typedef struct mprpc__attempt mprpc__attempt_t;
+typedef struct mprpc__ep mprpc__ep_t;
+
+/* How safe it is to retry after an attempt failed. */
+enum {
+  MPRPC__RETRY_SAFE = 0,    /* the request surely did not run */
+  MPRPC__RETRY_UNKNOWN = 1, /* it may have run: idempotent methods only */
+  MPRPC__RETRY_NEVER = 2,   /* an authoritative answer */
+};
+
+enum { EP_IDLE = 0, EP_CONNECTING, EP_UP, EP_BACKOFF };
+
+/* Endpoint attempt lists. DYING holds the attempts of a connection that
+ * just failed while they are failed one by one (a closure run meanwhile may
+ * drop any of them, so they stay on a list the rest of the code knows). */
+enum { AL_NONE = 0, AL_QUEUED, AL_SENT, AL_DYING, AL_COUNT };
+
+typedef struct mprpc__alist {
+  mprpc__attempt_t *head, *tail;
+} mprpc__alist_t;
+
+struct mprpc__attempt {
+  mprpc__call_t *call;
+  mprpc__ep_t *ep;
+  uint64_t cid;
+  uint64_t end_off;  /* connection byte offset after this request */
+  bool written;      /* accepted by writev */
+  int list;          /* which endpoint list holds it (AL_*) */
+  uint64_t sent_ns;
+  uint64_t timer;    /* attempt timeout */
+  mprpc__attempt_t *ep_prev, *ep_next;  /* ep->queued or ep->sent */
+  mprpc__attempt_t *call_next;          /* call->att */
+};
+
+struct mprpc__ep {
+  mprpc_channel_t *ch;
+  uint64_t id;   /* unique in the channel; never reused */
+  size_t idx;    /* position in ch->eps while listed */
+  char *host;
+  uint16_t port;
+  uint32_t weight;
+  char name[MPRPC__CTL_REMOTE];
+  int refs;      /* listed + open connection + attempts */
+  bool listed;
+
+  int cstate;
+  mprpc_conn_t *conn;
+  mprpc_rbuf_t rbuf;
+  uint64_t bytes_accepted;
+  uint64_t bytes_flushed; /* accepted and known handed to the network */
+  /* Lowest end offset of a request answered ELOGOFF on this connection, 0
+   * if none. A stopping provider answers everything it reads from then on
+   * with ELOGOFF without running it, so a request further along the stream
+   * that is unanswered when the connection closes surely did not run. */
+  uint64_t logoff_off;
+  int last_err;
+  mprpc__backoff_t backoff;
+  uint64_t backoff_timer;
+
+  mprpc__alist_t al[AL_COUNT]; /* QUEUED: waiting for the connection;
+                                  SENT: written, waiting for the answer */
+  uint32_t inflight;
+  uint64_t ewma_ns;
+  mprpc__breaker_t br;
+};
+
+struct mprpc__call {
+  mprpc_channel_t *ch;
+  uint64_t id;
+  unsigned midx;
+  const ProtobufCMethodDescriptor *method;
+  uint8_t *req;
+  size_t req_len;
+  mprpc_controller_t *ctl;
+  bool own_ctl;
+  ProtobufCClosure done;
+  void *arg;
+  bool sync;
+  void *waiter;
+  bool waiting_eps; /* parked until the registry's first list */
+  bool finished;
+
+  uint64_t start_ns, deadline_ns; /* 0 = no deadline */
+  uint64_t deadline_timer, backup_timer;
+  mprpc__attempt_t *att; /* outstanding attempts */
+  int nattempts;
+  int outstanding;
+  uint64_t tried[8];
+  int ntried;
+
+  /* outcome, handed over to the caller's thread for sync calls */
+  int err;
+  char text[MPRPC__CTL_TEXT];
+  ProtobufCMessage *resp;
+  mprpc__call_t *wait_next; /* ch->waitq */
+};
+
+struct mprpc_channel {
+  ProtobufCService service; /* handed to stubs */
+  const ProtobufCServiceDescriptor *sd;
+  mprpc_loop_t loop;
+  mprpc_transport_t tr;
+  mprpc_registry_t reg;
+  uint64_t sub_id;
+  bool subscribed;
+  bool have_list; /* fixed list, or the registry delivered one */
+
+  uint64_t timeout_ns, connect_timeout_ns, attempt_timeout_ns, backup_ns;
+  bool no_deadline;
+  int max_retry;
+  int policy;
+  bool *idem;
+  uint8_t *auth;
+  size_t auth_len;
+  uint32_t max_body;
+  mprpc__breaker_opts_t bopts;
+  uint64_t reconnect_base_ns, reconnect_max_ns;
+
+  mprpc__ep_t **eps;
+  mprpc__lb_node_t *nodes;
+  size_t neps;
+  mprpc__lb_t lb;
+  uint64_t next_ep_id;
+  size_t live_eps; /* allocated endpoints, listed or draining */
+
+  mprpc__idmap_t attempts; /* cid -> attempt */
+  mprpc__idmap_t calls;    /* call id -> call */
+  uint64_t next_cid;
+  uint64_t next_call_id;   /* atomic: assigned on invoking threads */
+  mprpc__call_t *waitq;
+
+  int refs;       /* atomic: posts in flight */
+  int cb_depth;   /* user callbacks running */
+  bool destroying;
+  mprpc_channel_stats_t st; /* counters: atomic relaxed */
+};
+
+#define MPRPC__STAT_ADD(ch, field, v) __atomic_fetch_add(&(ch)->st.field, (v), __ATOMIC_RELAXED)
+#define MPRPC__STAT_INC(ch, field) MPRPC__STAT_ADD(ch, field, 1)
+
+/* endpoint.c */
+int mprpc__ep_list_set_fixed(mprpc_channel_t *ch, const char *servers);
+void mprpc__ep_registry_cb(void *ud, const mprpc_instance_t *items, size_t n, int health);
+/* Queues or writes attempt a on its endpoint (connecting when needed). May
+ * fail the attempt synchronously through mprpc__attempt_failed. */
+void mprpc__ep_submit(mprpc__ep_t *ep, mprpc__attempt_t *a);
+/* Unlinks a from its endpoint's lists and drops the endpoint's reference. */
+void mprpc__ep_detach(mprpc__ep_t *ep, mprpc__attempt_t *a);
+void mprpc__ep_unref(mprpc__ep_t *ep);
+void mprpc__ep_shutdown_all(mprpc_channel_t *ch);
+/* The LB's eligibility pass, then the least-bad fallback. NULL when empty. */
+mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t exclude_id);
+
+/* channel.c */
+void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int retry);
+void mprpc__attempt_answered(mprpc__attempt_t *a, int err, const char *text,
+                             ProtobufCMessage *msg, const uint8_t *att, size_t att_len);
+void mprpc__channel_eps_changed(mprpc_channel_t *ch);
+void mprpc__channel_maybe_free(mprpc_channel_t *ch);
+
+#endif

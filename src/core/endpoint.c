@@ -1,0 +1,667 @@
+/*
+ * Channel endpoints: the endpoint list (fixed or from the registry), one
+ * multiplexed connection per endpoint with reconnect backoff, writing
+ * requests, matching responses by correlation id, and endpoint selection
+ * (load balancer + outlier ejection).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/channel_int.h"
+#include "mprpc/errors.h"
+#include "mprpc/frame.h"
+#include "mprpc/log.h"
+
+static void ep_connect(mprpc__ep_t *ep);
+static bool ep_busy(const mprpc__ep_t *ep);
+
+/* ---- endpoint objects ---------------------------------------------------- */
+
+static mprpc__ep_t *ep_new(mprpc_channel_t *ch, const char *host, uint16_t port, uint32_t weight) {
+  mprpc__ep_t *ep = calloc(1, sizeof *ep);
+  if (!ep)
+    return NULL;
+  ep->host = strdup(host);
+  if (!ep->host) {
+    free(ep);
+    return NULL;
+  }
+  ep->ch = ch;
+  ep->id = ++ch->next_ep_id;
+  ep->port = port;
+  ep->weight = weight ? weight : MPRPC_DEFAULT_WEIGHT;
+  if (strchr(host, ':'))
+    snprintf(ep->name, sizeof ep->name, "[%s]:%u", host, (unsigned)port);
+  else
+    snprintf(ep->name, sizeof ep->name, "%s:%u", host, (unsigned)port);
+  mprpc_rbuf_init(&ep->rbuf);
+  mprpc__backoff_init(&ep->backoff, ch->reconnect_base_ns, ch->reconnect_max_ns);
+  mprpc__breaker_init(&ep->br, &ch->bopts);
+  ep->refs = 1; /* listed */
+  ep->listed = true;
+  ch->live_eps++;
+  return ep;
+}
+
+void mprpc__ep_unref(mprpc__ep_t *ep) {
+  if (--ep->refs > 0)
+    return;
+  mprpc_channel_t *ch = ep->ch;
+  mprpc_timer_cancel(ch->loop, ep->backoff_timer);
+  mprpc_rbuf_free(&ep->rbuf);
+  free(ep->host);
+  free(ep);
+  ch->live_eps--;
+  mprpc__channel_maybe_free(ch);
+}
+
+/* An endpoint that left the list closes once nothing runs on it. */
+static void ep_maybe_retire(mprpc__ep_t *ep) {
+  if (ep->listed || ep->inflight > 0 || ep_busy(ep))
+    return;
+  mprpc_timer_cancel(ep->ch->loop, ep->backoff_timer);
+  ep->backoff_timer = 0;
+  if (ep->conn)
+    mprpc_conn_close(ep->ch->tr, ep->conn, false);
+}
+
+static void list_push(mprpc__ep_t *ep, int which, mprpc__attempt_t *a) {
+  mprpc__alist_t *l = &ep->al[which];
+  a->list = which;
+  a->ep_next = NULL;
+  a->ep_prev = l->tail;
+  if (l->tail)
+    l->tail->ep_next = a;
+  else
+    l->head = a;
+  l->tail = a;
+}
+
+static void list_unlink(mprpc__ep_t *ep, mprpc__attempt_t *a) {
+  if (a->list == AL_NONE)
+    return;
+  mprpc__alist_t *l = &ep->al[a->list];
+  if (a->ep_prev)
+    a->ep_prev->ep_next = a->ep_next;
+  else
+    l->head = a->ep_next;
+  if (a->ep_next)
+    a->ep_next->ep_prev = a->ep_prev;
+  else
+    l->tail = a->ep_prev;
+  a->ep_prev = a->ep_next = NULL;
+  a->list = AL_NONE;
+}
+
+/* Moves every attempt of list `from` to the end of DYING. */
+static void list_doom(mprpc__ep_t *ep, int from) {
+  mprpc__alist_t *l = &ep->al[from];
+  while (l->head) {
+    mprpc__attempt_t *a = l->head;
+    list_unlink(ep, a);
+    list_push(ep, AL_DYING, a);
+  }
+}
+
+static bool ep_busy(const mprpc__ep_t *ep) {
+  for (int i = AL_QUEUED; i < AL_COUNT; i++)
+    if (ep->al[i].head)
+      return true;
+  return false;
+}
+
+static void node_sync(mprpc__ep_t *ep) {
+  if (ep->listed && ep->idx < ep->ch->neps && ep->ch->eps[ep->idx] == ep) {
+    ep->ch->nodes[ep->idx].inflight = ep->inflight;
+    ep->ch->nodes[ep->idx].ewma_ns = ep->ewma_ns;
+  }
+}
+
+void mprpc__ep_detach(mprpc__ep_t *ep, mprpc__attempt_t *a) {
+  list_unlink(ep, a);
+  if (ep->inflight)
+    ep->inflight--;
+  node_sync(ep);
+  a->ep = NULL;
+  ep_maybe_retire(ep);
+  mprpc__ep_unref(ep);
+}
+
+/* ---- writing requests ----------------------------------------------------- */
+
+static void attempt_write(mprpc__ep_t *ep, mprpc__attempt_t *a) {
+  mprpc_channel_t *ch = ep->ch;
+  mprpc__call_t *c = a->call;
+  mprpc_controller_t *ctl = c->ctl;
+  mprpc_meta_t m;
+  memset(&m, 0, sizeof m);
+  m.has_request = true;
+  m.service_name = mprpc_bytes_str(ch->sd->name);
+  m.method_name = mprpc_bytes_str(c->method->name);
+  m.correlation_id = (int64_t)a->cid;
+  if (ctl) {
+    m.log_id = ctl->log_id;
+    m.trace_id = ctl->trace_id;
+    m.span_id = ctl->span_id;
+  }
+  if (c->deadline_ns) {
+    uint64_t now = mprpc_loop_now(ch->loop);
+    uint64_t left = c->deadline_ns > now ? c->deadline_ns - now : 0;
+    uint64_t ms = (left + MPRPC_NS_PER_MS - 1) / MPRPC_NS_PER_MS;
+    m.timeout_ms = (int32_t)(ms == 0 ? 1 : (ms > INT32_MAX ? INT32_MAX : ms));
+  }
+  m.auth_data = (mprpc_bytes_t){ch->auth, ch->auth_len};
+  mprpc_frame_out_t out;
+  int rc = mprpc_frame_encode(&out, &m, c->req, c->req_len, ctl ? ctl->req_att : NULL,
+                              ctl ? ctl->req_att_len : 0);
+  if (rc == 0)
+    rc = mprpc_conn_writev(ch->tr, ep->conn, out.iov, out.iovcnt);
+  size_t total = out.total;
+  mprpc_frame_out_free(&out);
+  if (rc != 0) {
+    /* Nothing of it was accepted: it surely did not run. */
+    list_push(ep, AL_QUEUED, a);
+    int err = rc == MPRPC_EHWM ? MPRPC_EOVERCROWDED : rc;
+    char text[MPRPC__CTL_TEXT];
+    snprintf(text, sizeof text, "write to %s: %s", ep->name, mprpc_strerror(rc));
+    mprpc__attempt_failed(a, err, text,
+                          rc == MPRPC_ETOOBIG || rc == MPRPC_ENOMEM ? MPRPC__RETRY_NEVER
+                                                                     : MPRPC__RETRY_SAFE);
+    return;
+  }
+  ep->bytes_accepted += total;
+  if (mprpc_conn_out_pending(ch->tr, ep->conn) == 0)
+    ep->bytes_flushed = ep->bytes_accepted;
+  a->end_off = ep->bytes_accepted;
+  a->written = true;
+  a->sent_ns = mprpc_loop_now(ch->loop);
+  list_push(ep, AL_SENT, a);
+}
+
+void mprpc__ep_submit(mprpc__ep_t *ep, mprpc__attempt_t *a) {
+  a->ep = ep;
+  ep->refs++;
+  ep->inflight++;
+  node_sync(ep);
+  switch (ep->cstate) {
+  case EP_UP:
+    attempt_write(ep, a);
+    return;
+  case EP_CONNECTING:
+    list_push(ep, AL_QUEUED, a);
+    return;
+  case EP_IDLE:
+    list_push(ep, AL_QUEUED, a);
+    ep_connect(ep);
+    return;
+  default: { /* EP_BACKOFF: fail fast, the reconnect timer probes */
+    list_push(ep, AL_QUEUED, a);
+    char text[MPRPC__CTL_TEXT];
+    int err = ep->last_err ? ep->last_err : MPRPC_ECONNREFUSED;
+    snprintf(text, sizeof text, "connect(%s): %s (reconnecting)", ep->name, mprpc_err_name(err));
+    mprpc__attempt_failed(a, err, text, MPRPC__RETRY_SAFE);
+    return;
+  }
+  }
+}
+
+/* ---- connection callbacks -------------------------------------------------- */
+
+static void on_connect(mprpc_conn_t *c, void *ud) {
+  (void)c;
+  mprpc__ep_t *ep = ud;
+  mprpc_channel_t *ch = ep->ch;
+  ep->cstate = EP_UP;
+  ep->bytes_accepted = ep->bytes_flushed = ep->logoff_off = 0;
+  mprpc__backoff_reset(&ep->backoff);
+  mprpc__breaker_on_conn_ok(&ep->br, mprpc_loop_now(ch->loop));
+  /* Write what waited for the connection, oldest first. A failed write
+   * takes the attempt off the list (and may queue retries at the tail, which
+   * are written directly now that the state is UP). */
+  ep->refs++;
+  while (ep->cstate == EP_UP && ep->al[AL_QUEUED].head) {
+    mprpc__attempt_t *a = ep->al[AL_QUEUED].head;
+    list_unlink(ep, a);
+    attempt_write(ep, a);
+  }
+  ep_maybe_retire(ep);
+  mprpc__ep_unref(ep);
+}
+
+static void handle_frame(mprpc__ep_t *ep, const mprpc_frame_t *f) {
+  mprpc_channel_t *ch = ep->ch;
+  uint64_t cid = (uint64_t)f->meta.correlation_id;
+  mprpc__attempt_t *a = mprpc__idmap_get(&ch->attempts, cid);
+  if (!a || a->ep != ep || !a->written) {
+    if (cid > 0 && cid < ch->next_cid)
+      MPRPC__STAT_INC(ch, late_responses);
+    else
+      MPRPC__STAT_INC(ch, unknown_ids);
+    return;
+  }
+  uint64_t now = mprpc_loop_now(ch->loop);
+  uint64_t lat = now > a->sent_ns ? now - a->sent_ns : 0;
+  ep->ewma_ns = ep->ewma_ns ? ep->ewma_ns - ep->ewma_ns / 8 + lat / 8 : lat;
+  node_sync(ep);
+  if (f->meta.error_code != 0) {
+    if (mprpc_err_from_wire(f->meta.error_code) == MPRPC_ELOGOFF &&
+        (ep->logoff_off == 0 || a->end_off < ep->logoff_off))
+      ep->logoff_off = a->end_off;
+    char text[MPRPC__CTL_TEXT];
+    int len = f->meta.error_text.len > 200 ? 200 : (int)f->meta.error_text.len;
+    snprintf(text, sizeof text, "%s: %.*s", ep->name, len,
+             f->meta.error_text.ptr ? (const char *)f->meta.error_text.ptr : "");
+    mprpc__attempt_answered(a, mprpc_err_from_wire(f->meta.error_code), text, NULL, NULL, 0);
+    return;
+  }
+  if (f->meta.compress_type != MPRPC_COMPRESS_NONE) {
+    mprpc__attempt_answered(a, MPRPC_ERESPONSE, "compressed response not supported", NULL, NULL,
+                            0);
+    return;
+  }
+  ProtobufCMessage *msg = protobuf_c_message_unpack(a->call->method->output, NULL,
+                                                    f->payload.len, f->payload.ptr);
+  if (!msg) {
+    char text[MPRPC__CTL_TEXT];
+    snprintf(text, sizeof text, "%s: response does not decode as %s", ep->name,
+             a->call->method->output->name);
+    mprpc__attempt_answered(a, MPRPC_ERESPONSE, text, NULL, NULL, 0);
+    return;
+  }
+  mprpc__attempt_answered(a, 0, "", msg, f->attachment.ptr, f->attachment.len);
+}
+
+static void on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
+  mprpc__ep_t *ep = ud;
+  mprpc_channel_t *ch = ep->ch;
+  /* Bounded: each iteration consumes one whole frame. */
+  while (ep->conn == c && ep->cstate == EP_UP && mprpc_rbuf_len(in) > 0) {
+    mprpc_frame_t f;
+    long n = mprpc_frame_parse(mprpc_rbuf_data(in), mprpc_rbuf_len(in), ch->max_body, &f);
+    if (n == 0)
+      return;
+    if (n < 0) {
+      MPRPC_LOG_WARN("channel %s: bad frame from %s: %s; closing", ch->sd->name, ep->name,
+                     mprpc_err_name((int)n));
+      ep->last_err = (int)n;
+      mprpc_conn_close(ch->tr, c, false);
+      return;
+    }
+    if (f.meta.has_request) {
+      MPRPC_LOG_WARN("channel %s: request frame from %s; closing", ch->sd->name, ep->name);
+      mprpc_conn_close(ch->tr, c, false);
+      return;
+    }
+    ep->refs++; /* a closure may retire the endpoint */
+    handle_frame(ep, &f);
+    mprpc_rbuf_consume(in, (size_t)n);
+    bool gone = ep->refs == 1;
+    mprpc__ep_unref(ep);
+    if (gone)
+      return;
+  }
+}
+
+static void on_writable(mprpc_conn_t *c, void *ud) {
+  (void)c;
+  mprpc__ep_t *ep = ud;
+  ep->bytes_flushed = ep->bytes_accepted; /* the backlog drained */
+}
+
+static void backoff_fire(void *arg) {
+  mprpc__ep_t *ep = arg;
+  ep->backoff_timer = 0;
+  if (ep->cstate != EP_BACKOFF)
+    return;
+  ep->cstate = EP_IDLE;
+  if (ep->listed && !ep->ch->destroying)
+    ep_connect(ep); /* the health probe */
+}
+
+static void on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
+  (void)c;
+  mprpc__ep_t *ep = ud;
+  mprpc_channel_t *ch = ep->ch;
+  uint64_t now = mprpc_loop_now(ch->loop);
+  bool connecting = ep->cstate == EP_CONNECTING || reason == MPRPC_CLOSE_CONNECT_FAILED;
+  uint64_t pending = mprpc_conn_out_pending(ch->tr, c);
+  /* Requests entirely handed to the network may have run; the rest surely
+   * did not (a partial frame is never dispatched). */
+  uint64_t flushed = ep->bytes_accepted > pending ? ep->bytes_accepted - pending : 0;
+  if (pending == 0 && flushed > ep->bytes_flushed)
+    flushed = ep->bytes_flushed; /* a closed transport reports 0 pending */
+  ep->conn = NULL;
+  mprpc_rbuf_consume(&ep->rbuf, mprpc_rbuf_len(&ep->rbuf));
+  int cerr = err ? err : (connecting ? MPRPC_ECONNREFUSED : MPRPC_EFAILEDSOCKET);
+  if (!connecting && ep->last_err && reason == MPRPC_CLOSE_LOCAL)
+    cerr = ep->last_err; /* we closed it after a protocol error */
+  ep->last_err = cerr;
+
+  if (ch->destroying || !ep->listed) {
+    ep->cstate = EP_IDLE;
+  } else if (connecting) {
+    if (mprpc__breaker_on_conn_failure(&ep->br, now)) {
+      MPRPC__STAT_INC(ch, ejections);
+      MPRPC_LOG_INFO("channel %s: ejected %s for %llu ms (%s)", ch->sd->name, ep->name,
+                     (unsigned long long)(mprpc__breaker_period(&ep->br) / MPRPC_NS_PER_MS),
+                     mprpc_err_name(cerr));
+    }
+    ep->cstate = EP_BACKOFF;
+    uint64_t d = mprpc__backoff_next(&ep->backoff, mprpc_loop_rand(ch->loop));
+    ep->backoff_timer = mprpc_timer_start(ch->loop, d, backoff_fire, ep);
+  } else {
+    /* An established connection broke: reconnect on the next attempt. */
+    ep->cstate = EP_IDLE;
+  }
+
+  /* Fail what was on it, at once, one by one from DYING: retries may land
+   * on this endpoint again (on QUEUED), closures may drop attempts. */
+  list_doom(ep, AL_SENT);
+  list_doom(ep, AL_QUEUED);
+  ep->refs++;
+  while (ep->al[AL_DYING].head) {
+    mprpc__attempt_t *a = ep->al[AL_DYING].head;
+    list_unlink(ep, a);
+    bool ran = a->written && a->end_off <= flushed &&
+               !(ep->logoff_off && a->end_off > ep->logoff_off);
+    char text[MPRPC__CTL_TEXT];
+    if (connecting)
+      snprintf(text, sizeof text, "connect(%s): %s", ep->name, mprpc_err_name(cerr));
+    else
+      snprintf(text, sizeof text, "connection to %s broke (%s, %s)%s", ep->name,
+               mprpc_close_reason_name(reason), mprpc_err_name(cerr),
+               ran ? " after the request was sent" : " before the request was sent");
+    if (ran)
+      mprpc__attempt_failed(a, MPRPC_EFAILEDSOCKET, text, MPRPC__RETRY_UNKNOWN);
+    else
+      mprpc__attempt_failed(a, connecting ? cerr : MPRPC_EFAILEDSOCKET, text, MPRPC__RETRY_SAFE);
+  }
+  mprpc__ep_unref(ep); /* the temporary reference */
+  mprpc__ep_unref(ep); /* the connection's */
+}
+
+static const mprpc_conn_handler_t conn_handler = {on_connect, on_data, on_writable, on_close};
+
+static void ep_connect(mprpc__ep_t *ep) {
+  mprpc_channel_t *ch = ep->ch;
+  mprpc_conn_opts_t o = {0, ch->connect_timeout_ns};
+  ep->cstate = EP_CONNECTING;
+  MPRPC__STAT_INC(ch, reconnects);
+  int rc = mprpc_conn_connect(ch->tr, ch->loop, ep->host, ep->port, &o, &conn_handler, ep,
+                              &ep->rbuf, &ep->conn);
+  if (rc == 0) {
+    ep->refs++; /* the connection's reference, dropped in on_close */
+    return;
+  }
+  ep->conn = NULL;
+  ep->cstate = EP_BACKOFF;
+  ep->last_err = rc;
+  uint64_t now = mprpc_loop_now(ch->loop);
+  if (mprpc__breaker_on_conn_failure(&ep->br, now))
+    MPRPC__STAT_INC(ch, ejections);
+  uint64_t d = mprpc__backoff_next(&ep->backoff, mprpc_loop_rand(ch->loop));
+  ep->backoff_timer = mprpc_timer_start(ch->loop, d, backoff_fire, ep);
+  list_doom(ep, AL_QUEUED);
+  ep->refs++;
+  while (ep->al[AL_DYING].head) {
+    mprpc__attempt_t *a = ep->al[AL_DYING].head;
+    list_unlink(ep, a);
+    char text[MPRPC__CTL_TEXT];
+    snprintf(text, sizeof text, "connect(%s): %s", ep->name, mprpc_strerror(rc));
+    mprpc__attempt_failed(a, rc, text, MPRPC__RETRY_SAFE);
+  }
+  mprpc__ep_unref(ep);
+}
+
+/* ---- the endpoint list ---------------------------------------------------- */
+
+/* Local, so the channel does not need the registry module linked in. */
+static const char *health_name(int h) {
+  static const char *const names[] = {"healthy", "connecting", "disconnected", "expired",
+                                      "closed"};
+  return h >= 0 && h <= 4 ? names[h] : "unknown";
+}
+
+/* Replaces ch's list by `fresh` (ownership of the array moves to ch);
+ * endpoints of the old list not in fresh are unlisted and retire. */
+static int list_install(mprpc_channel_t *ch, mprpc__ep_t **fresh, size_t n) {
+  mprpc__lb_node_t *nodes = n ? calloc(n, sizeof *nodes) : NULL;
+  if (n && !nodes)
+    return MPRPC_ENOMEM;
+  for (size_t i = 0; i < n; i++) {
+    fresh[i]->idx = i;
+    nodes[i].name = fresh[i]->name;
+    nodes[i].weight = fresh[i]->weight;
+    nodes[i].inflight = fresh[i]->inflight;
+    nodes[i].ewma_ns = fresh[i]->ewma_ns;
+  }
+  mprpc__ep_t **old = ch->eps;
+  size_t nold = ch->neps;
+  mprpc__lb_node_t *old_nodes = ch->nodes;
+  ch->eps = fresh;
+  ch->neps = n;
+  ch->nodes = nodes;
+  if (mprpc__lb_rebuild(&ch->lb, nodes, n) != 0)
+    MPRPC_LOG_ERROR("channel %s: load balancer rebuild failed (out of memory)", ch->sd->name);
+  for (size_t i = 0; i < nold; i++) {
+    bool kept = false;
+    for (size_t j = 0; j < n && !kept; j++)
+      kept = fresh[j] == old[i];
+    if (!kept) {
+      old[i]->listed = false;
+      ep_maybe_retire(old[i]);
+      mprpc__ep_unref(old[i]);
+    }
+  }
+  free(old);
+  free(old_nodes);
+  return 0;
+}
+
+static int parse_hostport(const char *s, size_t len, char *host, size_t hostcap, uint16_t *port) {
+  while (len && (*s == ' ' || *s == '\t')) {
+    s++;
+    len--;
+  }
+  while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
+    len--;
+  const char *colon = NULL;
+  for (size_t i = len; i > 0; i--)
+    if (s[i - 1] == ':') {
+      colon = s + i - 1;
+      break;
+    }
+  if (!colon || colon == s)
+    return MPRPC_EADDR;
+  const char *h = s;
+  size_t hl = (size_t)(colon - s);
+  if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+    h++;
+    hl -= 2;
+  }
+  if (hl == 0 || hl >= hostcap)
+    return MPRPC_EADDR;
+  memcpy(host, h, hl);
+  host[hl] = '\0';
+  unsigned long p = 0;
+  const char *q = colon + 1;
+  size_t ql = len - (size_t)(q - s);
+  if (ql == 0 || ql > 5)
+    return MPRPC_EADDR;
+  for (size_t i = 0; i < ql; i++) {
+    if (q[i] < '0' || q[i] > '9')
+      return MPRPC_EADDR;
+    p = p * 10 + (unsigned long)(q[i] - '0');
+  }
+  if (p == 0 || p > 65535)
+    return MPRPC_EADDR;
+  *port = (uint16_t)p;
+  return 0;
+}
+
+int mprpc__ep_list_set_fixed(mprpc_channel_t *ch, const char *servers) {
+  size_t cap = 1;
+  for (const char *p = servers; *p; p++)
+    cap += *p == ',';
+  mprpc__ep_t **eps = calloc(cap, sizeof *eps);
+  if (!eps)
+    return MPRPC_ENOMEM;
+  size_t n = 0;
+  int rc = 0;
+  const char *p = servers;
+  for (;;) {
+    const char *e = strchr(p, ',');
+    size_t len = e ? (size_t)(e - p) : strlen(p);
+    char host[256];
+    uint16_t port;
+    rc = parse_hostport(p, len, host, sizeof host, &port);
+    if (rc != 0)
+      break;
+    bool dup = false;
+    for (size_t i = 0; i < n && !dup; i++)
+      dup = eps[i]->port == port && strcmp(eps[i]->host, host) == 0;
+    if (!dup) {
+      eps[n] = ep_new(ch, host, port, MPRPC_DEFAULT_WEIGHT);
+      if (!eps[n]) {
+        rc = MPRPC_ENOMEM;
+        break;
+      }
+      n++;
+    }
+    if (!e)
+      break;
+    p = e + 1;
+  }
+  if (rc == 0 && n == 0)
+    rc = MPRPC_EADDR;
+  if (rc == 0)
+    rc = list_install(ch, eps, n);
+  if (rc != 0) {
+    for (size_t i = 0; i < n; i++)
+      mprpc__ep_unref(eps[i]);
+    free(eps);
+    return rc;
+  }
+  ch->have_list = true;
+  return 0;
+}
+
+void mprpc__ep_registry_cb(void *ud, const mprpc_instance_t *items, size_t n, int health) {
+  mprpc_channel_t *ch = ud;
+  if (ch->destroying)
+    return;
+  if (n == 0 && health != MPRPC_REG_HEALTHY && ch->neps > 0) {
+    MPRPC_LOG_WARN("channel %s: registry %s sent an empty list; keeping %zu cached endpoints",
+                   ch->sd->name, health_name(health), ch->neps);
+    return;
+  }
+  mprpc__ep_t **fresh = n ? calloc(n, sizeof *fresh) : NULL;
+  if (n && !fresh) {
+    MPRPC_LOG_ERROR("channel %s: out of memory applying a registry update", ch->sd->name);
+    return;
+  }
+  size_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    const mprpc_instance_t *it = &items[i];
+    if (!it->host || !it->port)
+      continue;
+    mprpc__ep_t *ep = NULL;
+    for (size_t j = 0; j < ch->neps && !ep; j++)
+      if (ch->eps[j]->port == it->port && strcmp(ch->eps[j]->host, it->host) == 0)
+        ep = ch->eps[j];
+    bool dup = false;
+    for (size_t j = 0; j < m && !dup; j++)
+      dup = fresh[j]->port == it->port && strcmp(fresh[j]->host, it->host) == 0;
+    if (dup)
+      continue;
+    if (ep) { /* kept: the list reference carries over */
+      ep->weight = it->weight ? it->weight : MPRPC_DEFAULT_WEIGHT;
+    } else {
+      ep = ep_new(ch, it->host, it->port, it->weight);
+      if (!ep)
+        continue;
+    }
+    fresh[m++] = ep;
+  }
+  if (list_install(ch, fresh, m) != 0) {
+    for (size_t i = 0; i < m; i++) {
+      bool old = false;
+      for (size_t j = 0; j < ch->neps && !old; j++)
+        old = ch->eps[j] == fresh[i];
+      if (!old)
+        mprpc__ep_unref(fresh[i]);
+    }
+    free(fresh);
+    return;
+  }
+  ch->have_list = true;
+  MPRPC_LOG_INFO("channel %s: %zu endpoints (registry %s)", ch->sd->name, m,
+                 health_name(health));
+  mprpc__channel_eps_changed(ch);
+}
+
+void mprpc__ep_shutdown_all(mprpc_channel_t *ch) {
+  mprpc__ep_t **old = ch->eps;
+  size_t n = ch->neps;
+  ch->eps = NULL;
+  ch->neps = 0;
+  mprpc__lb_rebuild(&ch->lb, NULL, 0);
+  free(ch->nodes);
+  ch->nodes = NULL;
+  for (size_t i = 0; i < n; i++) {
+    mprpc__ep_t *ep = old[i];
+    ep->listed = false;
+    mprpc_timer_cancel(ch->loop, ep->backoff_timer);
+    ep->backoff_timer = 0;
+    if (ep->conn)
+      mprpc_conn_close(ch->tr, ep->conn, false);
+    mprpc__ep_unref(ep);
+  }
+  free(old);
+}
+
+/* ---- selection ------------------------------------------------------------ */
+
+static bool tried(const mprpc__call_t *c, uint64_t id) {
+  for (int i = 0; i < c->ntried; i++)
+    if (c->tried[i] == id)
+      return true;
+  return false;
+}
+
+mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t exclude_id) {
+  if (ch->neps == 0)
+    return NULL;
+  uint64_t now = mprpc_loop_now(ch->loop);
+  mprpc_rand_t r = mprpc_loop_rand(ch->loop);
+  bool has_key = c->ctl && c->ctl->has_hash_key;
+  uint64_t key = has_key ? c->ctl->hash_key : 0;
+  /* pass 1: admitted and untried; pass 2: admitted (a retry may go back) */
+  for (int pass = 0; pass < 2; pass++) {
+    for (size_t i = 0; i < ch->neps; i++) {
+      mprpc__ep_t *ep = ch->eps[i];
+      ch->nodes[i].skip = !mprpc__breaker_admits(&ep->br, now) || ep->id == exclude_id ||
+                          (pass == 0 && tried(c, ep->id));
+    }
+    long idx = mprpc__lb_pick(&ch->lb, r, has_key, key);
+    if (idx >= 0)
+      return ch->eps[idx];
+  }
+  /* Everything is isolated: the least bad one (untried first, then the
+   * isolation that ends soonest). */
+  mprpc__ep_t *best = NULL;
+  for (size_t i = 0; i < ch->neps; i++) {
+    mprpc__ep_t *ep = ch->eps[i];
+    if (ep->id == exclude_id && ch->neps > 1)
+      continue;
+    if (!best) {
+      best = ep;
+      continue;
+    }
+    bool bt = tried(c, best->id), et = tried(c, ep->id);
+    if ((bt && !et) || (bt == et && ep->br.until_ns < best->br.until_ns))
+      best = ep;
+  }
+  return best;
+}

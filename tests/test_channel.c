@@ -1,0 +1,1341 @@
+/*
+ * Channel against real providers on loopback (mprpc_server + libev runtime).
+ *
+ * Every call's closure is counted: each must run exactly once. Timeouts in
+ * the tests are hang guards only (seconds); nothing asserts on timing.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include "echo.pb-c.h"
+#include "mprpc/channel.h"
+#include "mprpc/errors.h"
+#include "mprpc/frame.h"
+#include "mprpc/log.h"
+#include "mprpc/rt.h"
+#include "mprpc/server.h"
+
+/* ---- a test provider ------------------------------------------------------ */
+
+enum { MODE_ECHO = 0, MODE_SLOW, MODE_HOLD, MODE_LOGOFF, MODE_BIZERR };
+
+typedef struct held {
+  Example__EchoResponse_Closure closure;
+  void *data;
+  const char *message;
+} held_t;
+
+typedef struct prov {
+  Example__EchoService_Service svc; /* first: the handler casts back */
+  mprpc_server_t *srv;
+  uint16_t port;
+  atomic_int execs;
+  int mode;
+  int slow_ms;
+  pthread_mutex_t mu;
+  held_t *held;
+  size_t nheld, capheld;
+  size_t hold_until; /* MODE_HOLD: release everything once this many wait */
+  bool is_child;
+  /* what the last request's meta carried */
+  atomic_llong last_log_id, last_trace_id;
+  atomic_int last_timeout_ms;
+} prov_t;
+
+static void reply(Example__EchoResponse_Closure closure, void *data, const char *msg) {
+  Example__EchoResponse r = EXAMPLE__ECHO_RESPONSE__INIT;
+  r.message = (char *)msg;
+  closure(&r, data);
+}
+
+static void release_held(prov_t *p) {
+  pthread_mutex_lock(&p->mu);
+  held_t *h = p->held;
+  size_t n = p->nheld;
+  p->held = NULL;
+  p->nheld = p->capheld = 0;
+  pthread_mutex_unlock(&p->mu);
+  for (size_t i = 0; i < n; i++)
+    reply(h[i].closure, h[i].data, h[i].message);
+  free(h);
+}
+
+typedef struct slow_job {
+  Example__EchoResponse_Closure closure;
+  void *data;
+  int ms;
+  char msg[64];
+} slow_job_t;
+
+static void *slow_thread(void *arg) {
+  slow_job_t *j = arg;
+  usleep((useconds_t)j->ms * 1000);
+  reply(j->closure, j->data, j->msg);
+  free(j);
+  return NULL;
+}
+
+static void echo_impl(Example__EchoService_Service *service, const Example__EchoRequest *in,
+                      Example__EchoResponse_Closure closure, void *data) {
+  prov_t *p = (prov_t *)service;
+  atomic_fetch_add(&p->execs, 1);
+  mprpc_server_call_t *call = mprpc_server_call_from(data);
+  size_t alen = 0;
+  const uint8_t *att = mprpc_server_call_attachment(call, &alen);
+  if (alen)
+    mprpc_server_call_set_attachment(call, att, alen);
+  if (p->is_child && strcmp(in->message, "exit") == 0)
+    _exit(0); /* dies holding the request: the connection breaks after it */
+  const mprpc_server_call_meta_t *meta = mprpc_server_call_meta(call);
+  atomic_store(&p->last_log_id, meta->log_id);
+  atomic_store(&p->last_trace_id, meta->trace_id);
+  atomic_store(&p->last_timeout_ms, meta->timeout_ms);
+  if (p->mode == MODE_BIZERR) { /* an application error: never retried */
+    mprpc_server_call_set_error(call, 5000, "no such user");
+    reply(closure, data, in->message);
+    return;
+  }
+  if (p->mode == MODE_LOGOFF) { /* answers like a provider that is stopping */
+    mprpc_server_call_set_error(call, MPRPC_ELOGOFF, "stopping");
+    reply(closure, data, in->message);
+    return;
+  }
+  if (p->mode == MODE_SLOW) {
+    slow_job_t *j = calloc(1, sizeof *j);
+    j->closure = closure;
+    j->data = data;
+    j->ms = p->slow_ms;
+    snprintf(j->msg, sizeof j->msg, "%s", in->message);
+    pthread_t t;
+    pthread_attr_t a;
+    pthread_attr_init(&a);
+    pthread_attr_setdetachstate(&a, PTHREAD_CREATE_DETACHED);
+    assert_int_equal(pthread_create(&t, &a, slow_thread, j), 0);
+    pthread_attr_destroy(&a);
+    return;
+  }
+  if (p->mode == MODE_HOLD) {
+    pthread_mutex_lock(&p->mu);
+    if (p->nheld == p->capheld) {
+      p->capheld = p->capheld ? p->capheld * 2 : 64;
+      p->held = realloc(p->held, p->capheld * sizeof *p->held);
+    }
+    p->held[p->nheld++] = (held_t){closure, data, in->message};
+    bool go = p->hold_until && p->nheld >= p->hold_until;
+    pthread_mutex_unlock(&p->mu);
+    if (go)
+      release_held(p);
+    return;
+  }
+  reply(closure, data, in->message);
+}
+
+/* EXAMPLE__ECHO_SERVICE__INIT(echo_) wants a function named echo_echo. */
+#define echo_echo echo_impl
+
+static int check_auth(void *ud, const uint8_t *data, size_t len, const char *peer) {
+  (void)ud;
+  (void)peer;
+  return len == 6 && memcmp(data, "secret", 6) == 0 ? 0 : MPRPC_ERPCAUTH;
+}
+
+static bool g_need_auth; /* the next prov_start installs the authenticator */
+
+static void prov_start(prov_t *p, int mode, uint16_t port) {
+  memset(p, 0, sizeof *p);
+  Example__EchoService_Service init = EXAMPLE__ECHO_SERVICE__INIT(echo_);
+  p->svc = init;
+  p->mode = mode;
+  pthread_mutex_init(&p->mu, NULL);
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  o.host = "127.0.0.1";
+  o.port = port;
+  o.threads = 1;
+  o.drain_timeout_ms = 2000;
+  if (g_need_auth)
+    o.authenticate = check_auth;
+  g_need_auth = false;
+  assert_int_equal(mprpc_server_new(&o, &p->srv), 0);
+  assert_int_equal(mprpc_server_add_service(p->srv, &p->svc.base), 0);
+  assert_int_equal(mprpc_server_start(p->srv), 0);
+  p->port = mprpc_server_port(p->srv);
+  assert_int_not_equal(p->port, 0);
+}
+
+static void prov_stop(prov_t *p) {
+  if (!p->srv)
+    return;
+  release_held(p);
+  mprpc_server_destroy(p->srv);
+  p->srv = NULL;
+  release_held(p);
+  pthread_mutex_destroy(&p->mu);
+}
+
+/* A provider in a child process, so it can be killed for real. */
+static pid_t child_provider(uint16_t *port) {
+  int fds[2];
+  assert_int_equal(pipe(fds), 0);
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    close(fds[0]);
+    static prov_t p;
+    prov_start(&p, MODE_ECHO, 0);
+    p.is_child = true;
+    if (write(fds[1], &p.port, sizeof p.port) != (ssize_t)sizeof p.port)
+      _exit(3);
+    for (;;)
+      pause();
+  }
+  close(fds[1]);
+  ssize_t n = read(fds[0], port, sizeof *port);
+  close(fds[0]);
+  assert_int_equal(n, (ssize_t)sizeof *port);
+  return pid;
+}
+
+static void child_kill(pid_t pid) {
+  kill(pid, SIGKILL);
+  int st;
+  waitpid(pid, &st, 0);
+}
+
+/* A port nobody listens on (bound, then closed). */
+static uint16_t dead_port(void) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  socklen_t l = sizeof a;
+  getsockname(fd, (struct sockaddr *)&a, &l);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+/* ---- client side ------------------------------------------------------------- */
+
+typedef struct env {
+  mprpc_loop_group_t *g;
+  mprpc_loop_t loop;
+} env_t;
+
+static void env_start(env_t *e) {
+  assert_int_equal(mprpc_loop_group_new(1, &e->g), 0);
+  assert_int_equal(mprpc_loop_group_start(e->g), 0);
+  e->loop = mprpc_loop_group_loop(e->g, 0);
+}
+
+static void env_stop(env_t *e) { mprpc_loop_group_free(e->g); }
+
+static void opts_for(mprpc_channel_options_t *o, env_t *e, const char *servers) {
+  mprpc_channel_options_init(o);
+  o->loop = e->loop;
+  o->transport = mprpc_tcp_transport();
+  o->servers = servers;
+  o->timeout_ms = 10000; /* hang guard */
+}
+
+static char *servers_str(const uint16_t *ports, size_t n) {
+  static char buf[512];
+  size_t off = 0;
+  for (size_t i = 0; i < n; i++)
+    off += (size_t)snprintf(buf + off, sizeof buf - off, "%s127.0.0.1:%u", i ? "," : "",
+                            (unsigned)ports[i]);
+  return buf;
+}
+
+/* One async call's record. */
+typedef struct rec {
+  atomic_int called;
+  int err;
+  int attempts;
+  char remote[96];
+  char msg[64];
+  char att[64];
+  struct tally *t;
+} rec_t;
+
+typedef struct tally {
+  atomic_int done;
+  atomic_int ok;
+  atomic_int failed;
+  atomic_int err_count[8];
+  int errs[8]; /* codes counted in err_count */
+} tally_t;
+
+static void tally_err(tally_t *t, int err) {
+  for (int i = 0; i < 8; i++) {
+    if (t->errs[i] == err) {
+      atomic_fetch_add(&t->err_count[i], 1);
+      return;
+    }
+  }
+}
+
+static void on_done(const ProtobufCMessage *msg, void *arg) {
+  rec_t *r = arg;
+  atomic_fetch_add(&r->called, 1);
+  mprpc_controller_t *ctl = mprpc_controller_current();
+  assert_non_null(ctl);
+  r->err = mprpc_controller_error_code(ctl);
+  r->attempts = mprpc_controller_attempts(ctl);
+  snprintf(r->remote, sizeof r->remote, "%s", mprpc_controller_remote(ctl));
+  assert_true((msg != NULL) == (r->err == 0));
+  if (msg) {
+    const Example__EchoResponse *resp = (const Example__EchoResponse *)msg;
+    snprintf(r->msg, sizeof r->msg, "%s", resp->message);
+    size_t alen = 0;
+    const void *a = mprpc_controller_response_attachment(ctl, &alen);
+    if (alen)
+      snprintf(r->att, sizeof r->att, "%.*s", (int)alen, (const char *)a);
+  }
+  if (r->t) {
+    if (r->err == 0)
+      atomic_fetch_add(&r->t->ok, 1);
+    else {
+      atomic_fetch_add(&r->t->failed, 1);
+      tally_err(r->t, r->err);
+    }
+    atomic_fetch_add(&r->t->done, 1);
+  }
+}
+
+static void print_failures(mprpc_channel_t *ch) {
+  mprpc_channel_stats_t st;
+  mprpc_channel_stats(ch, &st);
+  if (st.failed == 0)
+    return;
+  for (size_t i = 0; i < st.ncodes; i++)
+    fprintf(stderr, "  failures %s: %llu\n", mprpc_err_name(st.by_code[i].code),
+            (unsigned long long)st.by_code[i].count);
+}
+
+static void wait_done(tally_t *t, int n, int seconds) {
+  for (int i = 0; i < seconds * 200 && atomic_load(&t->done) < n; i++)
+    usleep(5000);
+  assert_int_equal(atomic_load(&t->done), n);
+}
+
+static void call_async(mprpc_channel_t *ch, const char *text, mprpc_controller_t *ctl, rec_t *r) {
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = (char *)text;
+  assert_int_equal(mprpc_channel_call(ch, 0, &req.base, ctl, on_done, r), 0);
+}
+
+static void assert_once(rec_t *recs, int n) {
+  for (int i = 0; i < n; i++)
+    assert_int_equal(atomic_load(&recs[i].called), 1);
+}
+
+/* ---- tests -------------------------------------------------------------------- */
+
+static void test_channel_async_and_sync_basic(void **state) {
+  (void)state;
+  prov_t p;
+  prov_start(&p, MODE_ECHO, 0);
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(&p.port, 1));
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+
+  /* async with an explicit controller and attachments */
+  mprpc_controller_t *ctl = mprpc_controller_new();
+  assert_int_equal(mprpc_controller_set_request_attachment(ctl, "att!", 4), 0);
+  rec_t r = {0};
+  tally_t t = {0};
+  r.t = &t;
+  call_async(ch, "hello", ctl, &r);
+  wait_done(&t, 1, 10);
+  assert_int_equal(r.err, 0);
+  assert_string_equal(r.msg, "hello");
+  assert_string_equal(r.att, "att!");
+  assert_int_equal(r.attempts, 1);
+  assert_false(mprpc_controller_failed(ctl));
+  char expect_remote[64];
+  snprintf(expect_remote, sizeof expect_remote, "127.0.0.1:%u", (unsigned)p.port);
+  assert_string_equal(mprpc_controller_remote(ctl), expect_remote);
+
+  /* sync through the generated stub: done has run when the stub returns */
+  rec_t s = {0};
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = "sync";
+  example__echo_service__echo(mprpc_channel_service(ch), &req,
+                              (Example__EchoResponse_Closure)on_done, &s);
+  assert_int_equal(atomic_load(&s.called), 1);
+  assert_int_equal(s.err, 0);
+  assert_string_equal(s.msg, "sync");
+
+  /* stub user with a controller handed over for the next call */
+  mprpc_controller_reset(ctl);
+  mprpc_controller_use_next(ctl);
+  rec_t s2 = {0};
+  req.message = "next";
+  example__echo_service__echo(mprpc_channel_service(ch), &req,
+                              (Example__EchoResponse_Closure)on_done, &s2);
+  assert_int_equal(atomic_load(&s2.called), 1);
+  assert_int_equal(mprpc_controller_attempts(ctl), 1);
+  assert_true(mprpc_controller_latency_us(ctl) > 0);
+
+  mprpc_channel_stats_t st;
+  mprpc_channel_stats(ch, &st);
+  assert_int_equal(st.calls, 3);
+  assert_int_equal(st.ok, 3);
+  assert_int_equal(st.failed, 0);
+  mprpc_channel_destroy(ch);
+  mprpc_controller_free(ctl);
+  env_stop(&e);
+  prov_stop(&p);
+  assert_int_equal(atomic_load(&r.called), 1);
+}
+
+typedef struct thr_arg {
+  mprpc_channel_t *ch;
+  int n;
+  int failures;
+  tally_t *t;
+  rec_t *recs;
+} thr_arg_t;
+
+static void *sync_thread(void *arg) {
+  thr_arg_t *a = arg;
+  for (int i = 0; i < a->n; i++) {
+    char text[32];
+    snprintf(text, sizeof text, "s%d", i);
+    /* an async call too, interleaved with the sync ones */
+    call_async(a->ch, "async", NULL, &a->recs[i]);
+    rec_t r = {0};
+    Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+    req.message = text;
+    example__echo_service__echo(mprpc_channel_service(a->ch), &req,
+                                (Example__EchoResponse_Closure)on_done, &r);
+    if (atomic_load(&r.called) != 1 || r.err != 0 || strcmp(r.msg, text) != 0)
+      a->failures++;
+  }
+  return NULL;
+}
+
+static void test_channel_many_threads_sync_and_async(void **state) {
+  (void)state;
+  prov_t p;
+  prov_start(&p, MODE_ECHO, 0);
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(&p.port, 1));
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  enum { T = 4, N = 150 };
+  static rec_t recs[T][N];
+  memset(recs, 0, sizeof recs);
+  tally_t t = {0};
+  thr_arg_t args[T];
+  pthread_t th[T];
+  for (int i = 0; i < T; i++) {
+    for (int j = 0; j < N; j++)
+      recs[i][j].t = &t;
+    args[i] = (thr_arg_t){ch, N, 0, &t, recs[i]};
+    assert_int_equal(pthread_create(&th[i], NULL, sync_thread, &args[i]), 0);
+  }
+  for (int i = 0; i < T; i++) {
+    pthread_join(th[i], NULL);
+    assert_int_equal(args[i].failures, 0);
+  }
+  wait_done(&t, T * N, 30);
+  assert_int_equal(atomic_load(&t.ok), T * N);
+  for (int i = 0; i < T; i++)
+    assert_once(recs[i], N);
+  assert_int_equal(atomic_load(&p.execs), 2 * T * N);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+  prov_stop(&p);
+}
+
+static void test_channel_ten_thousand_in_flight_one_connection(void **state) {
+  (void)state;
+  enum { N = 10000 };
+  prov_t p;
+  prov_start(&p, MODE_HOLD, 0);
+  p.hold_until = N; /* nothing is answered until all N are in flight */
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(&p.port, 1));
+  o.timeout_ms = 60000;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t *recs = calloc(N, sizeof *recs);
+  tally_t t = {0};
+  for (int i = 0; i < N; i++) {
+    recs[i].t = &t;
+    call_async(ch, "x", NULL, &recs[i]);
+  }
+  wait_done(&t, N, 120);
+  assert_int_equal(atomic_load(&t.ok), N);
+  assert_once(recs, N);
+  mprpc_server_stats_t ss;
+  mprpc_server_stats(p.srv, &ss);
+  assert_int_equal(ss.connections_accepted, 1);
+  mprpc_channel_stats_t st;
+  mprpc_channel_stats(ch, &st);
+  assert_int_equal(st.unknown_ids, 0);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+  prov_stop(&p);
+  free(recs);
+}
+
+static void test_channel_timeout_slow_handler_not_retried(void **state) {
+  (void)state;
+  prov_t slow, fast;
+  prov_start(&slow, MODE_SLOW, 0);
+  slow.slow_ms = 800;
+  prov_start(&fast, MODE_ECHO, 0);
+  env_t e;
+  env_start(&e);
+  uint16_t ports[2] = {slow.port, fast.port};
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(ports, 2));
+  o.timeout_ms = 150;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t r = {0};
+  tally_t t = {0};
+  r.t = &t;
+  call_async(ch, "slow", NULL, &r); /* rr: first endpoint is the slow one */
+  wait_done(&t, 1, 10);
+  assert_int_equal(r.err, MPRPC_ERPCTIMEDOUT);
+  /* an attempt timeout, non-idempotent: the outcome is unknown, no retry */
+  mprpc_channel_options_t o2;
+  opts_for(&o2, &e, servers_str(ports, 2));
+  o2.attempt_timeout_ms = 150;
+  mprpc_channel_t *ch2;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o2, &ch2), 0);
+  rec_t r2 = {0};
+  tally_t t2 = {0};
+  r2.t = &t2;
+  call_async(ch2, "slow2", NULL, &r2);
+  wait_done(&t2, 1, 10);
+  assert_int_equal(r2.err, MPRPC_ERPCTIMEDOUT);
+  assert_int_equal(r2.attempts, 1);
+  assert_int_equal(atomic_load(&fast.execs), 0); /* never sent twice */
+  /* the same attempt timeout on an idempotent method moves on */
+  mprpc_channel_t *ch3;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o2, &ch3), 0);
+  assert_int_equal(mprpc_channel_set_idempotent(ch3, "Echo", true), 0);
+  rec_t r3 = {0};
+  tally_t t3 = {0};
+  r3.t = &t3;
+  call_async(ch3, "slow3", NULL, &r3); /* rr: the slow endpoint first */
+  wait_done(&t3, 1, 10);
+  assert_int_equal(r3.err, 0);
+  assert_int_equal(r3.attempts, 2);
+  /* the late answers get discarded and counted */
+  mprpc_channel_stats_t st;
+  for (int i = 0; i < 400; i++) {
+    mprpc_channel_stats(ch, &st);
+    if (st.late_responses >= 1)
+      break;
+    usleep(10000);
+  }
+  assert_int_equal(st.late_responses, 1);
+  assert_int_equal(atomic_load(&slow.execs), 3);
+  mprpc_channel_destroy(ch);
+  mprpc_channel_destroy(ch2);
+  mprpc_channel_destroy(ch3);
+  env_stop(&e);
+  usleep(900 * 1000); /* let the slow handler threads finish */
+  prov_stop(&slow);
+  prov_stop(&fast);
+  assert_int_equal(atomic_load(&r.called), 1);
+  assert_int_equal(atomic_load(&r2.called), 1);
+  assert_int_equal(atomic_load(&r3.called), 1);
+}
+
+typedef struct load {
+  mprpc_channel_t *ch;
+  tally_t t;
+  rec_t *recs;
+  int total;
+  atomic_int next;
+  mprpc_loop_t loop;
+} load_t;
+
+static void load_done(const ProtobufCMessage *msg, void *arg);
+
+static void load_issue(load_t *l) {
+  int i = atomic_fetch_add(&l->next, 1);
+  if (i >= l->total)
+    return;
+  l->recs[i].t = &l->t;
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = "load";
+  /* stash the load in the record's message buffer slot via a side table */
+  assert_int_equal(mprpc_channel_call(l->ch, 0, &req.base, NULL, load_done, &l->recs[i]), 0);
+}
+
+static load_t *g_load;
+
+static void load_done(const ProtobufCMessage *msg, void *arg) {
+  on_done(msg, arg);
+  load_issue(g_load); /* keep the concurrency up, from the loop */
+}
+
+static void load_start(load_t *l, mprpc_channel_t *ch, int total, int conc) {
+  memset(l, 0, sizeof *l);
+  l->ch = ch;
+  l->total = total;
+  l->recs = calloc((size_t)total, sizeof *l->recs);
+  g_load = l;
+  for (int i = 0; i < conc; i++)
+    load_issue(l);
+}
+
+static void test_channel_failover_when_provider_killed(void **state) {
+  (void)state;
+  uint16_t ports[3];
+  pid_t child = child_provider(&ports[0]);
+  prov_t a, b;
+  prov_start(&a, MODE_ECHO, 0);
+  prov_start(&b, MODE_ECHO, 0);
+  ports[1] = a.port;
+  ports[2] = b.port;
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(ports, 3));
+  o.idempotent_methods = "Echo";
+  o.max_retry = 3;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  load_t l;
+  load_start(&l, ch, 3000, 32);
+  for (int i = 0; i < 2000 && atomic_load(&l.t.done) < 600; i++)
+    usleep(5000);
+  child_kill(child);
+  wait_done(&l.t, 3000, 60);
+  assert_int_equal(atomic_load(&l.t.failed), 0);
+  assert_int_equal(atomic_load(&l.t.ok), 3000);
+  assert_once(l.recs, 3000);
+  mprpc_channel_stats_t st;
+  mprpc_channel_stats(ch, &st);
+  assert_true(st.ejections >= 1);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+  prov_stop(&a);
+  prov_stop(&b);
+  free(l.recs);
+}
+
+static void test_channel_failfast_reports_error(void **state) {
+  (void)state;
+  prov_t a;
+  prov_start(&a, MODE_ECHO, 0);
+  uint16_t ports[2] = {dead_port(), a.port};
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(ports, 2));
+  o.retry_policy = MPRPC_RETRY_FAILFAST;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t r = {0};
+  tally_t t = {0};
+  r.t = &t;
+  call_async(ch, "ff", NULL, &r); /* rr: the dead one first */
+  wait_done(&t, 1, 10);
+  assert_int_equal(r.err, MPRPC_ECONNREFUSED);
+  assert_int_equal(r.attempts, 1);
+  mprpc_channel_destroy(ch);
+
+  /* failover on the same pair: the call succeeds on the live endpoint */
+  o.retry_policy = MPRPC_RETRY_FAILOVER;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t r2 = {0};
+  tally_t t2 = {0};
+  r2.t = &t2;
+  call_async(ch, "fo", NULL, &r2);
+  wait_done(&t2, 1, 10);
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(r2.attempts, 2);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+  prov_stop(&a);
+  assert_int_equal(atomic_load(&r.called), 1);
+  assert_int_equal(atomic_load(&r2.called), 1);
+}
+
+static void test_channel_non_idempotent_not_resent_after_break(void **state) {
+  (void)state;
+  uint16_t ports[2];
+  pid_t child = child_provider(&ports[0]);
+  prov_t a;
+  prov_start(&a, MODE_ECHO, 0);
+  ports[1] = a.port;
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(ports, 2));
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t r = {0};
+  tally_t t = {0};
+  r.t = &t;
+  call_async(ch, "exit", NULL, &r); /* rr: to the child, which dies running it */
+  wait_done(&t, 1, 10);
+  assert_int_equal(r.err, MPRPC_EFAILEDSOCKET);
+  assert_int_equal(r.attempts, 1);
+  assert_int_equal(atomic_load(&a.execs), 0);
+  int st;
+  assert_int_equal(waitpid(child, &st, 0), child);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+  prov_stop(&a);
+}
+
+static void *stopper(void *arg) {
+  prov_t *p = arg;
+  mprpc_server_stop(p->srv);
+  return NULL;
+}
+
+static void test_channel_logoff_moves_callers(void **state) {
+  (void)state;
+  /* 1. ELOGOFF means "not run": even a non-idempotent call moves on, and
+   * the stopping endpoint is isolated at once. */
+  prov_t off, on;
+  prov_start(&off, MODE_LOGOFF, 0);
+  prov_start(&on, MODE_ECHO, 0);
+  uint16_t p2[2] = {off.port, on.port};
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(p2, 2));
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  enum { N = 20 };
+  rec_t recs[N];
+  memset(recs, 0, sizeof recs);
+  tally_t t = {0};
+  for (int i = 0; i < N; i++) {
+    recs[i].t = &t;
+    call_async(ch, "lo", NULL, &recs[i]);
+    wait_done(&t, i + 1, 10);
+  }
+  assert_int_equal(atomic_load(&t.failed), 0);
+  assert_once(recs, N);
+  assert_int_equal(recs[0].attempts, 2);
+  assert_int_equal(atomic_load(&off.execs), 1); /* isolated after one ELOGOFF */
+  mprpc_channel_destroy(ch);
+  prov_stop(&off);
+  prov_stop(&on);
+
+  /* 2. A real graceful stop under load. The provider closes its
+   * connections as soon as its calls drained, so requests still on the
+   * wire then see the connection break: only idempotent calls may be
+   * retried after that, hence Echo is declared idempotent here. */
+  prov_t a, b;
+  prov_start(&a, MODE_ECHO, 0);
+  prov_start(&b, MODE_ECHO, 0);
+  uint16_t ports[2] = {a.port, b.port};
+  opts_for(&o, &e, servers_str(ports, 2));
+  o.idempotent_methods = "Echo";
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  load_t l;
+  load_start(&l, ch, 3000, 16);
+  for (int i = 0; i < 2000 && atomic_load(&l.t.done) < 500; i++)
+    usleep(5000);
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, stopper, &a), 0);
+  wait_done(&l.t, 3000, 60);
+  pthread_join(th, NULL);
+  print_failures(ch);
+  assert_int_equal(atomic_load(&l.t.failed), 0);
+  assert_once(l.recs, 3000);
+  assert_true(atomic_load(&b.execs) > 0);
+  mprpc_channel_stats_t st;
+  mprpc_channel_stats(ch, &st);
+  assert_true(st.ejections >= 1);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+  prov_stop(&a);
+  prov_stop(&b);
+  free(l.recs);
+}
+
+static void test_channel_backup_request_wins(void **state) {
+  (void)state;
+  prov_t stall, good;
+  prov_start(&stall, MODE_HOLD, 0);
+  prov_start(&good, MODE_ECHO, 0);
+  uint16_t ports[2] = {stall.port, good.port};
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(ports, 2));
+  o.idempotent_methods = "*";
+  o.backup_request_ms = 50;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t r = {0};
+  tally_t t = {0};
+  r.t = &t;
+  call_async(ch, "hedge", NULL, &r);
+  wait_done(&t, 1, 10);
+  assert_int_equal(r.err, 0);
+  assert_int_equal(r.attempts, 2);
+  char expect_remote[64];
+  snprintf(expect_remote, sizeof expect_remote, "127.0.0.1:%u", (unsigned)good.port);
+  assert_string_equal(r.remote, expect_remote);
+  mprpc_channel_stats_t st;
+  mprpc_channel_stats(ch, &st);
+  assert_int_equal(st.backups, 1);
+  /* the stalled first attempt answers now: discarded, counted */
+  release_held(&stall);
+  for (int i = 0; i < 400; i++) {
+    mprpc_channel_stats(ch, &st);
+    if (st.late_responses >= 1)
+      break;
+    usleep(10000);
+  }
+  assert_int_equal(st.late_responses, 1);
+  assert_int_equal(atomic_load(&r.called), 1);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+  prov_stop(&stall);
+  prov_stop(&good);
+}
+
+static void test_channel_cancel_and_destroy_with_pending(void **state) {
+  (void)state;
+  prov_t stall;
+  prov_start(&stall, MODE_HOLD, 0);
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(&stall.port, 1));
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  mprpc_controller_t *ctl = mprpc_controller_new();
+  rec_t r = {0};
+  tally_t t = {0};
+  r.t = &t;
+  call_async(ch, "c", ctl, &r);
+  for (int i = 0; i < 1000 && atomic_load(&stall.execs) < 1; i++)
+    usleep(5000);
+  mprpc_controller_cancel(ctl);
+  wait_done(&t, 1, 10);
+  assert_int_equal(r.err, MPRPC_ECANCELED);
+  mprpc_controller_cancel(ctl); /* after completion: nothing happens */
+
+  enum { N = 100 };
+  rec_t recs[N];
+  memset(recs, 0, sizeof recs);
+  tally_t t2 = {0};
+  for (int i = 0; i < N; i++) {
+    recs[i].t = &t2;
+    call_async(ch, "p", NULL, &recs[i]);
+  }
+  for (int i = 0; i < 1000 && atomic_load(&stall.execs) < 1 + N; i++)
+    usleep(5000);
+  mprpc_channel_destroy(ch); /* blocks until every closure ran */
+  assert_int_equal(atomic_load(&t2.done), N);
+  for (int i = 0; i < N; i++)
+    assert_int_equal(recs[i].err, MPRPC_ECANCELED);
+  assert_once(recs, N);
+  usleep(50000);
+  assert_int_equal(atomic_load(&r.called), 1);
+  mprpc_controller_free(ctl);
+  env_stop(&e);
+  prov_stop(&stall);
+}
+
+static void test_channel_ejection_and_readmission(void **state) {
+  (void)state;
+  prov_t a;
+  prov_start(&a, MODE_ECHO, 0);
+  uint16_t dport = dead_port();
+  uint16_t ports[2] = {dport, a.port};
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(ports, 2));
+  o.eject_base_ms = 100;
+  o.reconnect_base_ms = 20;
+  o.reconnect_max_ms = 50;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  enum { N = 50 };
+  rec_t recs[N];
+  memset(recs, 0, sizeof recs);
+  tally_t t = {0};
+  int extra_attempts = 0;
+  for (int i = 0; i < N; i++) { /* one at a time, so ejection shows */
+    recs[i].t = &t;
+    call_async(ch, "e", NULL, &recs[i]);
+    wait_done(&t, i + 1, 10);
+    assert_int_equal(recs[i].err, 0);
+    extra_attempts += recs[i].attempts - 1;
+  }
+  assert_once(recs, N);
+  /* isolated: the dead endpoint cost one retry at first, then few */
+  assert_true(extra_attempts < N / 2);
+  mprpc_channel_stats_t st;
+  mprpc_channel_stats(ch, &st);
+  assert_true(st.ejections >= 1);
+  /* bring the endpoint back: after a good reconnect it gets traffic again */
+  prov_t back;
+  prov_start(&back, MODE_ECHO, dport);
+  tally_t t2 = {0};
+  static rec_t more[2000];
+  memset(more, 0, sizeof more);
+  int i = 0;
+  for (; i < 2000 && atomic_load(&back.execs) == 0; i++) {
+    more[i].t = &t2;
+    call_async(ch, "r", NULL, &more[i]);
+    wait_done(&t2, i + 1, 10);
+    usleep(2000);
+  }
+  assert_true(atomic_load(&back.execs) > 0);
+  assert_int_equal(atomic_load(&t2.failed), 0);
+  assert_once(more, i);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+  prov_stop(&a);
+  prov_stop(&back);
+}
+
+/* ---- registry subscription through a fake registry ---------------------- */
+
+typedef struct fake_reg {
+  mprpc_registry_watch_cb cb;
+  void *ud;
+  mprpc_loop_t loop;
+  int subs, unsubs;
+  /* what the next push delivers */
+  mprpc_instance_t items[4];
+  size_t n;
+  int health;
+  atomic_int pushed;
+} fake_reg_t;
+
+static int fr_register(void *ctx, const mprpc_instance_t *i) {
+  (void)ctx;
+  (void)i;
+  return 0;
+}
+static int fr_unregister(void *ctx, const char *s, const char *h, uint16_t p) {
+  (void)ctx;
+  (void)s;
+  (void)h;
+  (void)p;
+  return 0;
+}
+static int fr_subscribe(void *ctx, const char *service, mprpc_loop_t loop,
+                        mprpc_registry_watch_cb cb, void *ud, uint64_t *sub_id) {
+  fake_reg_t *r = ctx;
+  assert_string_equal(service, "example.EchoService");
+  r->cb = cb;
+  r->ud = ud;
+  r->loop = loop;
+  r->subs++;
+  *sub_id = 7;
+  return 0;
+}
+static void fr_unsubscribe(void *ctx, uint64_t id) {
+  fake_reg_t *r = ctx;
+  assert_int_equal(id, 7);
+  r->unsubs++;
+}
+static int fr_health(void *ctx) {
+  fake_reg_t *r = ctx;
+  return r->health;
+}
+static void fr_close(void *ctx) { (void)ctx; }
+static const mprpc_registry_ops_t fr_ops = {fr_register, fr_unregister, fr_subscribe,
+                                           fr_unsubscribe, fr_health, fr_close};
+
+static void fr_push_on_loop(void *arg) {
+  fake_reg_t *r = arg;
+  r->cb(r->ud, r->items, r->n, r->health);
+  atomic_fetch_add(&r->pushed, 1);
+}
+
+static void fr_push(fake_reg_t *r) {
+  int before = atomic_load(&r->pushed);
+  assert_int_equal(mprpc_loop_post(r->loop, fr_push_on_loop, r), 0);
+  for (int i = 0; i < 2000 && atomic_load(&r->pushed) == before; i++)
+    usleep(1000);
+}
+
+static void test_channel_registry_list_and_empty_protection(void **state) {
+  (void)state;
+  prov_t a, b;
+  prov_start(&a, MODE_ECHO, 0);
+  prov_start(&b, MODE_ECHO, 0);
+  env_t e;
+  env_start(&e);
+  fake_reg_t fr;
+  memset(&fr, 0, sizeof fr);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, NULL);
+  o.registry = (mprpc_registry_t){&fr_ops, &fr};
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  assert_int_equal(fr.subs, 1);
+  /* a call before the first list waits for it */
+  rec_t r0 = {0};
+  tally_t t0 = {0};
+  r0.t = &t0;
+  call_async(ch, "early", NULL, &r0);
+  usleep(20000);
+  assert_int_equal(atomic_load(&t0.done), 0);
+  fr.items[0] = (mprpc_instance_t){.service = "example.EchoService", .host = "127.0.0.1",
+                                   .port = a.port};
+  fr.n = 1;
+  fr.health = MPRPC_REG_HEALTHY;
+  fr_push(&fr);
+  wait_done(&t0, 1, 10);
+  assert_int_equal(r0.err, 0);
+  assert_int_equal(mprpc_channel_endpoint_count(ch), 1);
+  /* empty list while disconnected: the cache stays */
+  fr.n = 0;
+  fr.health = MPRPC_REG_DISCONNECTED;
+  fr_push(&fr);
+  assert_int_equal(mprpc_channel_endpoint_count(ch), 1);
+  rec_t r1 = {0};
+  tally_t t1 = {0};
+  r1.t = &t1;
+  call_async(ch, "cached", NULL, &r1);
+  wait_done(&t1, 1, 10);
+  assert_int_equal(r1.err, 0);
+  /* a new list moves calls to b */
+  fr.items[0].port = b.port;
+  fr.n = 1;
+  fr.health = MPRPC_REG_HEALTHY;
+  fr_push(&fr);
+  int before_b = atomic_load(&b.execs);
+  rec_t r2 = {0};
+  tally_t t2 = {0};
+  r2.t = &t2;
+  call_async(ch, "moved", NULL, &r2);
+  wait_done(&t2, 1, 10);
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(atomic_load(&b.execs), before_b + 1);
+  /* an empty list from a healthy registry is believed */
+  fr.n = 0;
+  fr_push(&fr);
+  assert_int_equal(mprpc_channel_endpoint_count(ch), 0);
+  rec_t r3 = {0};
+  tally_t t3 = {0};
+  r3.t = &t3;
+  call_async(ch, "none", NULL, &r3);
+  wait_done(&t3, 1, 10);
+  assert_int_equal(r3.err, MPRPC_ENOENDPOINT);
+  mprpc_channel_destroy(ch);
+  assert_int_equal(fr.unsubs, 1);
+  env_stop(&e);
+  prov_stop(&a);
+  prov_stop(&b);
+}
+
+static void test_channel_bad_input_never_calls_back(void **state) {
+  (void)state;
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, "nonsense");
+  mprpc_channel_t *ch = NULL;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), MPRPC_EADDR);
+  o.servers = "127.0.0.1:1";
+  o.compress_type = 1;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch),
+                   MPRPC_EUNSUPPORTED);
+  o.compress_type = 0;
+  o.idempotent_methods = "NoSuchMethod";
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch),
+                   MPRPC_ENOTFOUND);
+  o.idempotent_methods = NULL;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t r = {0};
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = "x";
+  assert_int_equal(mprpc_channel_call(ch, 5, &req.base, NULL, on_done, &r), MPRPC_EINVAL);
+  Example__EchoResponse wrong = EXAMPLE__ECHO_RESPONSE__INIT;
+  wrong.message = "x";
+  assert_int_equal(mprpc_channel_call(ch, 0, &wrong.base, NULL, on_done, &r), MPRPC_EINVAL);
+  Example__EchoRequest missing = EXAMPLE__ECHO_REQUEST__INIT; /* required field unset */
+  assert_int_equal(mprpc_channel_call(ch, 0, &missing.base, NULL, on_done, &r), MPRPC_EINVAL);
+  assert_int_equal(atomic_load(&r.called), 0);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+}
+
+/* ---- a raw provider that answers with a wrong correlation id first ------- */
+
+typedef struct raw_srv {
+  int lfd;
+  uint16_t port;
+  pthread_t th;
+} raw_srv_t;
+
+static bool read_full(int fd, uint8_t *p, size_t n) {
+  for (size_t got = 0; got < n;) {
+    ssize_t r = read(fd, p + got, n - got);
+    if (r <= 0)
+      return false;
+    got += (size_t)r;
+  }
+  return true;
+}
+
+static void send_response(int fd, int64_t cid, const char *text) {
+  Example__EchoResponse resp = EXAMPLE__ECHO_RESPONSE__INIT;
+  resp.message = (char *)text;
+  uint8_t pl[128];
+  size_t pn = protobuf_c_message_pack(&resp.base, pl);
+  mprpc_meta_t m;
+  memset(&m, 0, sizeof m);
+  m.has_response = true;
+  m.correlation_id = cid;
+  mprpc_frame_out_t out;
+  assert_int_equal(mprpc_frame_encode(&out, &m, pl, pn, NULL, 0), 0);
+  for (int i = 0; i < out.iovcnt; i++)
+    if (out.iov[i].iov_len)
+      assert_int_equal(write(fd, out.iov[i].iov_base, out.iov[i].iov_len),
+                       (ssize_t)out.iov[i].iov_len);
+  mprpc_frame_out_free(&out);
+}
+
+/* Serves one connection: for each request, first an answer with an id that
+ * was never issued, then the right one. */
+static void *raw_thread(void *arg) {
+  raw_srv_t *r = arg;
+  int fd = accept(r->lfd, NULL, NULL);
+  if (fd < 0)
+    return NULL;
+  for (;;) {
+    uint8_t hdr[12];
+    if (!read_full(fd, hdr, 12))
+      break;
+    uint32_t body = ((uint32_t)hdr[4] << 24) | ((uint32_t)hdr[5] << 16) | ((uint32_t)hdr[6] << 8) | hdr[7];
+    uint8_t *buf = malloc(12 + body);
+    memcpy(buf, hdr, 12);
+    if (!read_full(fd, buf + 12, body)) {
+      free(buf);
+      break;
+    }
+    mprpc_frame_t f;
+    long n = mprpc_frame_parse(buf, 12 + body, 0, &f);
+    assert_true(n > 0);
+    send_response(fd, f.meta.correlation_id + 1000000, "bogus");
+    send_response(fd, f.meta.correlation_id, "right");
+    free(buf);
+  }
+  close(fd);
+  return NULL;
+}
+
+static void raw_start(raw_srv_t *r) {
+  r->lfd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  assert_int_equal(bind(r->lfd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(r->lfd, 4), 0);
+  socklen_t l = sizeof a;
+  getsockname(r->lfd, (struct sockaddr *)&a, &l);
+  r->port = ntohs(a.sin_port);
+  assert_int_equal(pthread_create(&r->th, NULL, raw_thread, r), 0);
+}
+
+static void test_channel_unknown_ids_ignored_and_counted(void **state) {
+  (void)state;
+  raw_srv_t rs;
+  raw_start(&rs);
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(&rs.port, 1));
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  enum { N = 5 };
+  rec_t recs[N];
+  memset(recs, 0, sizeof recs);
+  tally_t t = {0};
+  for (int i = 0; i < N; i++) {
+    recs[i].t = &t;
+    call_async(ch, "q", NULL, &recs[i]);
+    wait_done(&t, i + 1, 10);
+    assert_int_equal(recs[i].err, 0);
+    assert_string_equal(recs[i].msg, "right");
+  }
+  assert_once(recs, N);
+  mprpc_channel_stats_t st;
+  mprpc_channel_stats(ch, &st);
+  assert_int_equal(st.unknown_ids, N);
+  assert_int_equal(st.late_responses, 0);
+  mprpc_channel_destroy(ch); /* closes the connection: the thread ends */
+  pthread_join(rs.th, NULL);
+  close(rs.lfd);
+  env_stop(&e);
+}
+
+static void test_channel_all_isolated_still_tried(void **state) {
+  (void)state;
+  uint16_t ports[2] = {dead_port(), dead_port()};
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(ports, 2));
+  o.max_retry = 3;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t r[3];
+  memset(r, 0, sizeof r);
+  tally_t t = {0};
+  for (int i = 0; i < 3; i++) {
+    r[i].t = &t;
+    call_async(ch, "dead", NULL, &r[i]);
+    wait_done(&t, i + 1, 10);
+    /* every endpoint is isolated, yet the call is tried (not ENOENDPOINT) */
+    assert_int_equal(r[i].err, MPRPC_ECONNREFUSED);
+    assert_int_equal(r[i].attempts, 4);
+  }
+  assert_once(r, 3);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+}
+
+static void test_channel_default_loop_and_transport(void **state) {
+  (void)state;
+  prov_t p;
+  prov_start(&p, MODE_ECHO, 0);
+  mprpc_channel_options_t o;
+  mprpc_channel_options_init(&o); /* no loop, no transport: the defaults */
+  o.servers = servers_str(&p.port, 1);
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t s = {0};
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = "default";
+  example__echo_service__echo(mprpc_channel_service(ch), &req,
+                              (Example__EchoResponse_Closure)on_done, &s);
+  assert_int_equal(atomic_load(&s.called), 1);
+  assert_int_equal(s.err, 0);
+  assert_string_equal(s.msg, "default");
+  protobuf_c_service_destroy(mprpc_channel_service(ch)); /* = mprpc_channel_destroy */
+  prov_stop(&p);
+}
+
+static void test_channel_meta_auth_and_errors_not_retried(void **state) {
+  (void)state;
+  g_need_auth = true;
+  prov_t a;
+  prov_start(&a, MODE_ECHO, 0);
+  prov_t b;
+  prov_start(&b, MODE_ECHO, 0);
+  uint16_t ports[2] = {a.port, b.port};
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(ports, 2));
+  o.idempotent_methods = "*"; /* even idempotent: ERPCAUTH is never retried */
+  o.auth_data = "wrong!";
+  o.auth_len = 6;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t r = {0};
+  tally_t t = {0};
+  r.t = &t;
+  call_async(ch, "a", NULL, &r); /* rr: to the authenticating provider */
+  wait_done(&t, 1, 10);
+  assert_int_equal(r.err, MPRPC_ERPCAUTH);
+  assert_int_equal(r.attempts, 1);
+  assert_int_equal(atomic_load(&b.execs), 0);
+  mprpc_channel_destroy(ch);
+
+  o.auth_data = "secret";
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  mprpc_controller_t *ctl = mprpc_controller_new();
+  mprpc_controller_set_log_id(ctl, 4242);
+  mprpc_controller_set_trace_id(ctl, 77, 1);
+  mprpc_controller_set_timeout_ms(ctl, 5000);
+  rec_t r2 = {0};
+  tally_t t2 = {0};
+  r2.t = &t2;
+  call_async(ch, "b", ctl, &r2);
+  wait_done(&t2, 1, 10);
+  assert_int_equal(r2.err, 0);
+  assert_int_equal(atomic_load(&a.last_log_id), 4242);
+  assert_int_equal(atomic_load(&a.last_trace_id), 77);
+  int tmo = atomic_load(&a.last_timeout_ms); /* the remaining time, <= 5000 */
+  assert_true(tmo > 0 && tmo <= 5000);
+  mprpc_controller_free(ctl);
+  mprpc_channel_destroy(ch);
+  prov_stop(&a);
+  prov_stop(&b);
+
+  /* a business error is an answer: never retried */
+  prov_t biz, ok;
+  prov_start(&biz, MODE_BIZERR, 0);
+  prov_start(&ok, MODE_ECHO, 0);
+  uint16_t p2[2] = {biz.port, ok.port};
+  opts_for(&o, &e, servers_str(p2, 2));
+  o.idempotent_methods = "*";
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  rec_t r3 = {0};
+  tally_t t3 = {0};
+  r3.t = &t3;
+  call_async(ch, "c", NULL, &r3);
+  wait_done(&t3, 1, 10);
+  assert_int_equal(r3.err, -5000);
+  assert_int_equal(r3.attempts, 1);
+  assert_int_equal(atomic_load(&ok.execs), 0);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+  prov_stop(&biz);
+  prov_stop(&ok);
+}
+
+int main(void) {
+  signal(SIGPIPE, SIG_IGN);
+  mprpc_log_set_level(MPRPC_LOG_LEVEL_WARN);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_channel_bad_input_never_calls_back),
+      cmocka_unit_test(test_channel_async_and_sync_basic),
+      cmocka_unit_test(test_channel_many_threads_sync_and_async),
+      cmocka_unit_test(test_channel_ten_thousand_in_flight_one_connection),
+      cmocka_unit_test(test_channel_timeout_slow_handler_not_retried),
+      cmocka_unit_test(test_channel_failover_when_provider_killed),
+      cmocka_unit_test(test_channel_failfast_reports_error),
+      cmocka_unit_test(test_channel_non_idempotent_not_resent_after_break),
+      cmocka_unit_test(test_channel_logoff_moves_callers),
+      cmocka_unit_test(test_channel_backup_request_wins),
+      cmocka_unit_test(test_channel_cancel_and_destroy_with_pending),
+      cmocka_unit_test(test_channel_ejection_and_readmission),
+      cmocka_unit_test(test_channel_registry_list_and_empty_protection),
+      cmocka_unit_test(test_channel_unknown_ids_ignored_and_counted),
+      cmocka_unit_test(test_channel_meta_auth_and_errors_not_retried),
+      cmocka_unit_test(test_channel_all_isolated_still_tried),
+      /* last: it starts the process-wide default loop, which stays */
+      cmocka_unit_test(test_channel_default_loop_and_transport),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
