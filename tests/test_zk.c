@@ -138,18 +138,40 @@ static void tmpdir(char *out, size_t len, const char *tag) {
   snprintf(out, len, "/tmp/mprpc-zktest-%ld-%s", (long)getpid(), tag);
 }
 
-/* Teardown: a failed assertion skips the rest of a test, so the servers a
- * test started are stopped here too (zk.sh stop kills only their PIDs). */
-static int stop_own_servers(void **state) {
+/* A server of this test binary's own (shared by the tests that stop and
+ * restart ZooKeeper): started on first use, resumed if a failed test left it
+ * paused, stopped by the group teardown. */
+static void own_server(char *hosts, size_t len) {
+  char dir[256], path[300];
+  tmpdir(dir, sizeof dir, "own");
+  snprintf(path, sizeof path, "%s/connect", dir);
+  if (access(path, F_OK) != 0) {
+    zk_sh("stop", dir, NULL, NULL, 0);
+    assert_int_equal(zk_sh("start", dir, NULL, hosts, len), 0);
+    return;
+  }
+  snprintf(path, sizeof path, "%s/pid", dir);
+  if (access(path, F_OK) != 0)
+    assert_int_equal(zk_sh("resume", dir, NULL, hosts, len), 0);
+  else
+    assert_int_equal(zk_sh("address", dir, NULL, hosts, len), 0);
+}
+
+static int stop_own_server(void **state) {
   (void)state;
   char dir[256];
-  tmpdir(dir, sizeof dir, "outage");
+  tmpdir(dir, sizeof dir, "own");
   if (access(dir, F_OK) == 0)
     zk_sh("stop", dir, NULL, NULL, 0);
+  return 0;
+}
+
+/* Teardown: a failed assertion skips the rest of a test, so the servers a
+ * test started are stopped here too (zk.sh stop kills only their PIDs). */
+static int stop_ensemble(void **state) {
+  (void)state;
+  char dir[256];
   tmpdir(dir, sizeof dir, "ensemble");
-  if (access(dir, F_OK) == 0)
-    zk_sh("stop", dir, NULL, NULL, 0);
-  tmpdir(dir, sizeof dir, "e2e");
   if (access(dir, F_OK) == 0)
     zk_sh("stop", dir, NULL, NULL, 0);
   return 0;
@@ -445,11 +467,10 @@ static void test_zk_outage_keeps_cache_and_reconverges(void **state) {
     skip();
   }
   char dir[256], hosts[128], cache[300], chroot[128];
-  tmpdir(dir, sizeof dir, "outage");
+  tmpdir(dir, sizeof dir, "own");
   snprintf(cache, sizeof cache, "%s.cache", dir);
   unlink(cache);
-  zk_sh("stop", dir, NULL, NULL, 0);
-  assert_int_equal(zk_sh("start", dir, NULL, hosts, sizeof hosts), 0);
+  own_server(hosts, sizeof hosts);
   new_chroot(chroot, sizeof chroot);
   char opts[512];
   snprintf(opts, sizeof opts, "session_timeout=4000&cache=%s", cache);
@@ -505,7 +526,6 @@ static void test_zk_outage_keeps_cache_and_reconverges(void **state) {
   regtest_loop_free(loop);
   regtest_watch_destroy(&w);
   regtest_watch_destroy(&w2);
-  zk_sh("stop", dir, NULL, NULL, 0);
   unlink(cache);
 }
 
@@ -565,9 +585,8 @@ static void test_zk_calls_survive_outage(void **state) {
     skip();
   }
   char dir[256], hosts[128], chroot[128];
-  tmpdir(dir, sizeof dir, "e2e");
-  zk_sh("stop", dir, NULL, NULL, 0);
-  assert_int_equal(zk_sh("start", dir, NULL, hosts, sizeof hosts), 0);
+  tmpdir(dir, sizeof dir, "own");
+  own_server(hosts, sizeof hosts);
   new_chroot(chroot, sizeof chroot);
   mprpc_registry_t preg = open_zk(hosts, chroot, "session_timeout=4000");
   mprpc_registry_t creg = open_zk(hosts, chroot, "session_timeout=4000");
@@ -614,7 +633,6 @@ static void test_zk_calls_survive_outage(void **state) {
   mprpc_registry_close(preg2);
   mprpc_registry_close(preg);
   mprpc_registry_close(creg);
-  zk_sh("stop", dir, NULL, NULL, 0);
 }
 
 static void test_zk_ensemble_leader_killed(void **state) {
@@ -680,9 +698,9 @@ int main(void) {
       cmocka_unit_test(test_zk_session_expiry_reregisters),
       cmocka_unit_test(test_zk_stale_node_of_other_session_replaced),
       cmocka_unit_test(test_zk_failing_registration_does_not_block_others),
-      cmocka_unit_test_teardown(test_zk_outage_keeps_cache_and_reconverges, stop_own_servers),
-      cmocka_unit_test_teardown(test_zk_calls_survive_outage, stop_own_servers),
-      cmocka_unit_test_teardown(test_zk_ensemble_leader_killed, stop_own_servers),
+      cmocka_unit_test(test_zk_outage_keeps_cache_and_reconverges),
+      cmocka_unit_test(test_zk_calls_survive_outage),
+      cmocka_unit_test_teardown(test_zk_ensemble_leader_killed, stop_ensemble),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, NULL, stop_own_server);
 }
