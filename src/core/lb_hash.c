@@ -73,7 +73,8 @@ static int hash_rebuild(mprpc__lb_t *lb) {
       rg->n++;
     }
   }
-  qsort(rg->pts, rg->n, sizeof *rg->pts, cmp_point);
+  if (rg->n > 1) /* pts is NULL for an empty list: qsort(NULL, 0) is UB */
+    qsort(rg->pts, rg->n, sizeof *rg->pts, cmp_point);
   lb->state = rg;
   return 0;
 }
