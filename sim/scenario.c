@@ -30,48 +30,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mprpc/errors.h"
-#include "mprpc/log.h"
-#include "sim.h"
-
-#if defined(__has_include)
-#if __has_include("mprpc/server.h") && __has_include("mprpc/channel.h")
-#define SIM_HAVE_STACK 1
-#endif
-#endif
-
-#ifndef SIM_HAVE_STACK
-
-struct mprpc_sim_scenario {
-  const char *name;
-};
-
-bool mprpc_sim_available(void) { return false; }
-size_t mprpc_sim_scenario_count(void) { return 0; }
-const mprpc_sim_scenario_t *mprpc_sim_scenario_at(size_t i) {
-  (void)i;
-  return NULL;
-}
-const mprpc_sim_scenario_t *mprpc_sim_scenario_find(const char *name) {
-  (void)name;
-  return NULL;
-}
-const char *mprpc_sim_scenario_name(const mprpc_sim_scenario_t *sc) { return sc->name; }
-const char *mprpc_sim_scenario_desc(const mprpc_sim_scenario_t *sc) { return sc->name; }
-int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
-                  mprpc_sim_result_t *r) {
-  (void)sc;
-  (void)o;
-  (void)r;
-  return MPRPC_EUNSUPPORTED;
-}
-
-#else
-
 #include "echo.pb-c.h"
 #include "mprpc/channel.h"
 #include "mprpc/controller.h"
+#include "mprpc/errors.h"
+#include "mprpc/log.h"
 #include "mprpc/server.h"
+#include "sim.h"
 
 #define MS MPRPC_NS_PER_MS
 #define SEC MPRPC_NS_PER_S
@@ -877,7 +842,6 @@ static const mprpc_sim_scenario_t scenarios[] = {
 
 #define NSCEN (sizeof scenarios / sizeof scenarios[0])
 
-bool mprpc_sim_available(void) { return true; }
 size_t mprpc_sim_scenario_count(void) { return NSCEN; }
 const mprpc_sim_scenario_t *mprpc_sim_scenario_at(size_t i) {
   return i < NSCEN ? &scenarios[i] : NULL;
@@ -1142,4 +1106,3 @@ out:
   return rc;
 }
 
-#endif /* SIM_HAVE_STACK */
