@@ -73,7 +73,7 @@ static int hash_rebuild(mprpc__lb_t *lb) {
       rg->n++;
     }
   }
-  if (rg->n > 1) /* pts is NULL for an empty list: qsort(NULL, 0) is UB */
+  if (rg->n > 0) /* qsort(NULL, 0, ...) is undefined */
     qsort(rg->pts, rg->n, sizeof *rg->pts, cmp_point);
   lb->state = rg;
   return 0;
