@@ -105,6 +105,8 @@ typedef struct params {
   uint64_t work_max_ns; /* slow handlers: virtual work in [0, work_max] */
   double slow_frac;
   uint64_t slow_until_ns;
+  int64_t backup_ms;          /* backup requests on the idempotent channel */
+  uint32_t server_max_conc;   /* provider concurrency limit (ELIMIT) */
   size_t chunk;
   bool chunk_fixed;
   uint64_t lat_max_ns;
@@ -301,6 +303,7 @@ static int prov_start(prov_t *p) {
   o.registry = p->reg;
   o.advertise_host = addr;
   o.drain_timeout_ms = 3000;
+  o.max_concurrency = r->p.server_max_conc;
   p->svc = (Example__EchoService_Service)EXAMPLE__ECHO_SERVICE__INIT(sim_);
   rc = mprpc_server_new(&o, &p->srv);
   if (rc < 0)
@@ -525,6 +528,8 @@ static int make_channel(cons_t *c, bool idem, mprpc_channel_t **out) {
     o.max_retry = r->p.max_retry + 3;
   o.lb = (c->idx + (int)(mprpc_sim_seed(r->w) % 4)) % 4;
   o.eject_max_ms = 3000;
+  if (idem)
+    o.backup_request_ms = r->p.backup_ms;
   o.idempotent_methods = idem || (mprpc__sim_bug & MPRPC_SIM_BUG_RETRY_NONIDEM) ? "Echo" : NULL;
   return mprpc_channel_new(&example__echo_service__descriptor, &o, out);
 }
@@ -752,6 +757,7 @@ static void sc_expiry_storm(run_t *r) {
 }
 
 static void sc_slow(run_t *r) {
+  r->p.backup_ms = 100; /* hedge the idempotent calls */
   r->p.work_max_ns = 1500 * MS;
   r->p.slow_frac = 0.3;
   r->p.slow_until_ns = r->p.quiet_after_ns;
@@ -790,6 +796,11 @@ static void sc_swarm(run_t *r) {
   r->p.providers = (int)mprpc_sim_rand_range(w, 2, 6);
   r->p.rate = (double)mprpc_sim_rand_range(w, 5, 40);
   r->p.nonidem_frac = (double)mprpc_sim_rand_range(w, 0, 10) / 10.0;
+  r->p.max_retry = (int)mprpc_sim_rand_range(w, 0, 4);
+  if (mprpc_sim_chance(w, 0.3))
+    r->p.backup_ms = (int64_t)mprpc_sim_rand_range(w, 20, 300);
+  if (mprpc_sim_chance(w, 0.2))
+    r->p.server_max_conc = (uint32_t)mprpc_sim_rand_range(w, 2, 32);
   if (mprpc_sim_chance(w, 0.3))
     r->p.chunk = (size_t)mprpc_sim_rand_range(w, 1, 64);
   if (mprpc_sim_chance(w, 0.3)) {
