@@ -110,8 +110,8 @@ step "consumer: Login + GetFriendsList, $RATE calls/s for ${SECS}s"
 cpid=$!
 pids+=($cpid)
 sleep "$quarter"
-kill -KILL "${pid_of[user-a]}" 2>/dev/null
-wait "${pid_of[user-a]}" 2>/dev/null
+# Braces with stderr redirected keep bash's "Killed" job notice off the screen.
+{ kill -KILL "${pid_of[user-a]}"; wait "${pid_of[user-a]}"; } 2>/dev/null
 kill -USR1 "$cpid"
 step "user-a killed (SIGKILL)"
 sleep "$quarter"
