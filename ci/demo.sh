@@ -116,8 +116,9 @@ kill -USR1 "$cpid"
 step "user-a killed (SIGKILL)"
 sleep "$quarter"
 : >"$tmp/user-a.out"
-start_provider user-a user_provider
+# The new phase starts before the provider does: its first calls belong to it.
 kill -USR1 "$cpid"
+start_provider user-a user_provider
 step "user-a restarted on 127.0.0.1:${port[user-a]} (pid ${pid_of[user-a]})"
 for _ in $(seq $((SECS * 10 + 300))); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
 kill -KILL "$cpid" 2>/dev/null
