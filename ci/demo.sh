@@ -36,6 +36,7 @@ cleanup() {
   ((zk_started)) && bash ci/zk.sh stop "$tmp/zk" >/dev/null 2>&1
   if ((ok)) && [[ -z ${DEMO_KEEP:-} ]]; then
     rm -rf "$tmp"
+    echo "  (logs removed; DEMO_KEEP=1 keeps them)"
   else
     echo "logs kept in $tmp"
   fi
