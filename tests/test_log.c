@@ -399,7 +399,9 @@ static void test_log_rotation_by_day(void **state) {
   MPRPC_LOG_INFO("day one b");
   fake_ns = 1795305600ull * 1000000000ull; /* 2026-11-22T00:00:00Z */
   MPRPC_LOG_INFO("day two");
-  fake_ns += 86400ull * 1000000000ull;
+  fake_ns -= 1000; /* a late line from the day before: no new file */
+  MPRPC_LOG_INFO("day one late");
+  fake_ns += 1000 + 86400ull * 1000000000ull;
   MPRPC_LOG_INFO("day three");
   mprpc_log_close();
 
@@ -410,8 +412,10 @@ static void test_log_rotation_by_day(void **state) {
   assert_int_equal(count_substr(b2, "\n"), 2);
   assert_non_null(strstr(b2, "2026-11-21T23:40:01.000000Z INFO "));
   assert_non_null(strstr(b2, "day one b\n"));
-  assert_int_equal(count_substr(b1, "\n"), 1);
+  assert_int_equal(count_substr(b1, "\n"), 2);
   assert_non_null(strstr(b1, "2026-11-22T00:00:00.000000Z INFO "));
+  assert_non_null(strstr(b1, "2026-11-21T23:59:59.999999Z INFO "));
+  assert_non_null(strstr(b1, " day one late\n"));
   assert_int_equal(count_substr(b0, "\n"), 1);
   assert_non_null(strstr(b0, "2026-11-23T00:00:00.000000Z INFO "));
   free(b2);
