@@ -377,6 +377,43 @@ static void test_log_rotation_by_size(void **state) {
   assert_int_equal(next, total);
 }
 
+static void test_log_rotation_keep_zero_truncates(void **state) {
+  (void)state;
+  char path[256], p1[300];
+  path_in(path, sizeof path, "k0.log");
+  snprintf(p1, sizeof p1, "%s.1", path);
+  mprpc_log_opts_t o = opts_for(path, MPRPC_LOG_LEVEL_INFO);
+  o.max_file_bytes = 500;
+  o.keep = 0;
+  o.sync = 1;
+  assert_int_equal(mprpc_log_open(&o), 0);
+  for (int i = 0; i < 50; i++)
+    MPRPC_LOG_INFO("t=0 i=%d payload=%s", i, payload);
+  mprpc_log_close();
+  assert_false(file_exists(p1));
+  size_t len;
+  char *b = read_all(path, &len);
+  assert_non_null(b);
+  assert_true(len <= 500 && len > 0);
+  assert_non_null(strstr(b, " i=49 "));
+  assert_null(strstr(b, " i=0 "));
+  free(b);
+}
+
+static void test_log_preserves_errno(void **state) {
+  (void)state;
+  char path[256];
+  path_in(path, sizeof path, "errno.log");
+  mprpc_log_opts_t o = opts_for(path, MPRPC_LOG_LEVEL_INFO);
+  assert_int_equal(mprpc_log_open(&o), 0);
+  errno = ECONNREFUSED;
+  MPRPC_LOG_INFO("connect failed: %s", strerror(errno));
+  assert_int_equal(errno, ECONNREFUSED);
+  MPRPC_LOG_ERROR("still %d", errno);
+  assert_int_equal(errno, ECONNREFUSED);
+  mprpc_log_close();
+}
+
 static uint64_t fake_ns;
 static uint64_t fake_clock(void *ctx) {
   (void)ctx;
@@ -764,6 +801,9 @@ int main(void) {
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(test_log_rotation_by_size, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_log_rotation_by_day, setup_dir, teardown_dir),
+      cmocka_unit_test_setup_teardown(test_log_rotation_keep_zero_truncates, setup_dir,
+                                      teardown_dir),
+      cmocka_unit_test_setup_teardown(test_log_preserves_errno, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_log_unwritable_path_falls_back_to_stderr, setup_dir,
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(test_log_write_error_falls_back_once, setup_dir,
