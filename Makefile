@@ -59,6 +59,15 @@ SUPPORT_OBJ := $(call obj,asan,$(TEST_SUPPORT))
 BENCH_PROGS := $(patsubst tests/bench/%.c,$(BUILD)/bin/%,$(BENCH_SRC))
 FUZZ_REPLAY := $(patsubst fuzz/%.c,$(BUILD)/asan/fuzz/%,$(FUZZ_SRC))
 
+# Quiet by default: `make V=1` prints full commands.
+ifeq ($(V),1)
+Q :=
+say = @true
+else
+Q := @
+say = @printf '  %-6s %s\n' $(1) $(2)
+endif
+
 FLAGS_rel := $(CFLAGS_COMMON) $(OPT)
 FLAGS_asan := $(CFLAGS_COMMON) -O1 $(SAN)
 
@@ -81,26 +90,35 @@ deps:
 # --- code generation ------------------------------------------------------
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: src/proto/%.proto
 	@mkdir -p $(@D)
-	protoc-c --proto_path=src/proto --c_out=$(BUILD)/gen $<
+	$(call say,PROTOC,$<)
+	$(Q)protoc-c --proto_path=src/proto --c_out=$(BUILD)/gen $<
 
+# protoc-c 1.4 keeps a method named like a C keyword as is (rpc Register ->
+# member `register`), which does not compile; such members get a trailing _.
+CKEYWORDS := auto|break|case|char|const|continue|default|do|double|else|enum|extern|float|for|goto|if|inline|int|long|register|restrict|return|short|signed|sizeof|static|struct|switch|typedef|union|unsigned|void|volatile|while
 $(BUILD)/gen/examples/%.pb-c.c $(BUILD)/gen/examples/%.pb-c.h: examples/%.proto
 	@mkdir -p $(@D)
-	protoc-c --proto_path=$(dir $<) --c_out=$(@D) $<
+	$(call say,PROTOC,$<)
+	$(Q)protoc-c --proto_path=$(dir $<) --c_out=$(@D) $<
+	@sed -i -E 's/\(\*($(CKEYWORDS))\)\(/(*\1_)(/; s/(function_prefix__ ## )($(CKEYWORDS))([ ,]|$$)/\1\2_\3/' $(@D)/$(basename $(notdir $<)).pb-c.h
 
 # --- compilation ----------------------------------------------------------
 # Our code gets the full warning set; generated code only the defaults.
 define flavour
 $(BUILD)/$(1)/%.o: %.c | $(ALL_GEN_H)
 	@mkdir -p $$(@D)
-	$$(CC) $$(FLAGS_$(1)) $$(WARN) $$(EXTRA_CFLAGS) -MMD -MP -c $$< -o $$@
+	$$(call say,CC,$$@)
+	$(Q)$$(CC) $$(FLAGS_$(1)) $$(WARN) $$(EXTRA_CFLAGS) -MMD -MP -c $$< -o $$@
 
 $(BUILD)/$(1)/examples/%.o: examples/%.c | $(ALL_GEN_H)
 	@mkdir -p $$(@D)
-	$$(CC) $$(FLAGS_$(1)) $$(WARN) $$(EXTRA_CFLAGS) -I$(BUILD)/gen/examples/$$(firstword $$(subst /, ,$$*)) -MMD -MP -c $$< -o $$@
+	$$(call say,CC,$$@)
+	$(Q)$$(CC) $$(FLAGS_$(1)) $$(WARN) $$(EXTRA_CFLAGS) -I$(BUILD)/gen/examples/$$(firstword $$(subst /, ,$$*)) -MMD -MP -c $$< -o $$@
 
 $(BUILD)/$(1)/gen/%.o: $(BUILD)/gen/%.c | $(ALL_GEN_H)
 	@mkdir -p $$(@D)
-	$$(CC) $$(FLAGS_$(1)) -c $$< -o $$@
+	$$(call say,CC,$$@)
+	$(Q)$$(CC) $$(FLAGS_$(1)) -c $$< -o $$@
 endef
 $(eval $(call flavour,rel))
 $(eval $(call flavour,asan))
@@ -114,46 +132,55 @@ $(BUILD)/asan/tests/%.o $(BUILD)/asan/sim/%.o $(BUILD)/rel/sim/%.o $(BUILD)/asan
 # --- libraries ------------------------------------------------------------
 $(BUILD)/libmprpc.a: $(LIB_OBJ_rel)
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
 
 $(BUILD)/libmprpc.so: $(LIB_OBJ_rel)
-	$(CC) -shared -pthread -Wl,-soname,libmprpc.so.0 -o $@ $^ $(LIBS)
+	$(call say,LD,$@)
+	$(Q)$(CC) -shared -pthread -Wl,-soname,libmprpc.so.0 -o $@ $^ $(LIBS)
 
 $(BUILD)/asan/libmprpc.a: $(LIB_OBJ_asan)
 	@rm -f $@
-	ar rcs $@ $^
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
 
 # --- programs -------------------------------------------------------------
 # examples/<dir>/<prog>.c links with <dir>'s generated protos.
 define example_prog
 $(BUILD)/bin/$(basename $(notdir $(1))): $(BUILD)/rel/$(basename $(1)).o $(patsubst examples/%.proto,$(BUILD)/rel/gen/examples/%.pb-c.o,$(wildcard $(dir $(1))*.proto)) $(BUILD)/libmprpc.a
 	@mkdir -p $$(@D)
-	$$(CC) -pthread -o $$@ $$^ $$(LIBS)
+	$$(call say,LD,$$@)
+	$(Q)$$(CC) -pthread -o $$@ $$^ $$(LIBS)
 endef
 $(foreach f,$(wildcard examples/*/*.c),$(eval $(call example_prog,$(f))))
+# user_consumer calls the friend service too.
+$(BUILD)/bin/user_consumer: $(BUILD)/rel/gen/examples/friend/friend.pb-c.o
 
-$(BUILD)/bin/mprpc-sim: $(if $(wildcard sim/main.c),$(BUILD)/rel/sim/main.o) $(SIM_OBJ_rel) $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
+$(BUILD)/bin/mprpc-sim: $(BUILD)/rel/sim/main.o $(SIM_OBJ_rel) $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
 	@mkdir -p $(@D)
-	@if [ -f sim/main.c ]; then $(CC) -pthread -o $@ $^ $(LIBS); \
-	 else printf '#!/bin/sh\necho "mprpc-sim: not built yet" >&2; exit 2\n' > $@; chmod +x $@; fi
+	$(call say,LD,$@)
+	$(Q)$(CC) -pthread -o $@ $^ $(LIBS)
 
-$(BUILD)/asan/bin/mprpc-sim: $(if $(wildcard sim/main.c),$(BUILD)/asan/sim/main.o) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
+$(BUILD)/asan/bin/mprpc-sim: $(BUILD)/asan/sim/main.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
 	@mkdir -p $(@D)
-	@if [ -f sim/main.c ]; then $(CC) $(SAN) -pthread -o $@ $^ $(LIBS); \
-	 else printf '#!/bin/sh\necho "mprpc-sim: not built yet" >&2; exit 2\n' > $@; chmod +x $@; fi
+	$(call say,LD,$@)
+	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS)
 
 $(BUILD)/bin/%: $(BUILD)/rel/tests/bench/%.o $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
 	@mkdir -p $(@D)
-	$(CC) -pthread -o $@ $^ $(LIBS)
+	$(call say,LD,$@)
+	$(Q)$(CC) -pthread -o $@ $^ $(LIBS)
 
 $(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
 	@mkdir -p $(@D)
-	$(CC) $(SAN) -pthread -o $@ $^ $(LIBS) -lcmocka
+	$(call say,LD,$@)
+	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS) -lcmocka
 
 # Fuzz harnesses replayed over their corpora by `make test`.
 $(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
 	@mkdir -p $(@D)
-	$(CC) $(SAN) -pthread -o $@ $^ $(LIBS)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS)
 
 # --- top-level targets ----------------------------------------------------
 tests-build: check-deps $(TEST_BINS) $(FUZZ_REPLAY) $(BUILD)/asan/bin/mprpc-sim
@@ -165,8 +192,7 @@ test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim
 	@bash ci/run-tests.sh $(BUILD)
 
 sim: check-deps $(BUILD)/bin/mprpc-sim
-	@if [ -f sim/main.c ]; then $(BUILD)/bin/mprpc-sim --all --seeds $${SIM_SEEDS:-100}; \
-	 else echo "make sim: the simulator is not built yet"; fi
+	$(BUILD)/bin/mprpc-sim --all --seeds $${SIM_SEEDS:-100}
 
 fuzz: check-deps
 	@if [ -f ci/fuzz.sh ]; then FUZZ_TARGET="$(FUZZ_TARGET)" FUZZ_SECONDS="$(FUZZ_SECONDS)" BUILD="$(BUILD)" bash ci/fuzz.sh; \

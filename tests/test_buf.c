@@ -14,6 +14,11 @@ static void test_buf_append_consume_keeps_bytes_in_order(void **state) {
   mprpc_rbuf_t b;
   mprpc_rbuf_init(&b);
   assert_int_equal(mprpc_rbuf_len(&b), 0);
+  assert_null(mprpc_rbuf_data(&b)); /* never allocated: no NULL + 0 */
+  uint8_t *w = (uint8_t *)&b;
+  assert_int_equal(mprpc_rbuf_reserve(&b, 0, &w), 0);
+  assert_null(w);
+  mprpc_rbuf_commit(&b, 0);
   assert_int_equal(mprpc_rbuf_append(&b, "hello ", 6), 0);
   assert_int_equal(mprpc_rbuf_append(&b, "world", 5), 0);
   assert_int_equal(mprpc_rbuf_len(&b), 11);

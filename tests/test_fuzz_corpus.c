@@ -151,9 +151,10 @@ static void seed(const char *target, const char *name, const bytes_t *b) {
 static int parse_all(const bytes_t *b, long *end, size_t *left) {
   size_t off = 0;
   int frames = 0;
+  const uint8_t *p = b->p ? b->p : (const uint8_t *)""; /* no NULL + 0 */
   for (;;) {
     mprpc_frame_t f;
-    long rc = mprpc_frame_parse(b->p + off, b->n - off, 0, &f);
+    long rc = mprpc_frame_parse(p + off, b->n - off, 0, &f);
     if (rc <= 0) {
       *end = rc;
       *left = b->n - off;
@@ -339,6 +340,10 @@ static void gen_frames(void) {
   x.attachment_size = 0;
   encode(&b, &x, NULL, 0, big, 100); /* attachment is the whole rest */
   frame_seed("edge_attachment_whole_rest", &b, 1, 0);
+
+  /* nothing at all (for frame_split: a split header and no stream, which
+   * found a NULL + 0 in mprpc_rbuf_data under clang's UBSan) */
+  frame_seed("edge_empty_stream", &b, 0, 0);
 
   /* every error */
   bput(&b, "PRPD\0\0\0\0\0\0\0\0", 12);

@@ -29,7 +29,10 @@ typedef struct mprpc_rbuf {
 void mprpc_rbuf_init(mprpc_rbuf_t *b);
 void mprpc_rbuf_free(mprpc_rbuf_t *b);
 
-static inline const uint8_t *mprpc_rbuf_data(const mprpc_rbuf_t *b) { return b->data + b->start; }
+/* NULL for a buffer that never allocated (NULL + 0 is undefined in C). */
+static inline const uint8_t *mprpc_rbuf_data(const mprpc_rbuf_t *b) {
+  return b->data ? b->data + b->start : NULL;
+}
 static inline size_t mprpc_rbuf_len(const mprpc_rbuf_t *b) { return b->end - b->start; }
 
 /* Makes room for at least n more bytes at the end (compacting or growing)

@@ -88,7 +88,10 @@ typedef struct mprpc_frame {
  *       MPRPC_ETOOBIG (body_size > max_body), MPRPC_EBADATTACH
  *       (attachment_size negative or larger than what follows the meta),
  *       MPRPC_EBADMETA (meta does not decode), MPRPC_ENONAME (request meta
- *       without service_name or method_name). The stream cannot be resynced.
+ *       with service_name or method_name absent or empty). The stream
+ *       cannot be resynced. Checked in this order: magic (on whatever
+ *       prefix is there), ETOOBIG, EBADSIZE, then once the frame is
+ *       complete EBADMETA, ENONAME, EBADATTACH.
  * max_body == 0 means MPRPC_FRAME_DEFAULT_MAX_BODY. */
 long mprpc_frame_parse(const uint8_t *buf, size_t len, uint32_t max_body, mprpc_frame_t *f);
 

@@ -103,6 +103,12 @@ static inline void mprpc_registry_close(mprpc_registry_t r) {
  * MPRPC_EREGISTRY (could not start). */
 int mprpc_registry_open(const char *uri, mprpc_registry_t *out, char *errbuf, size_t errlen);
 
+/* Builds "zk://ip:port" from the seeds' config keys zookeeperip and
+ * zookeeperport (an IPv6 ip is bracketed). MPRPC_EINVAL for an empty ip or a
+ * port outside 1..65535, MPRPC_ENAMETOOLONG when out is too small. Options
+ * and their meaning: docs/registry.md. */
+int mprpc_registry_zk_uri(const char *ip, const char *port, char *out, size_t outlen);
+
 #ifdef __cplusplus
 }
 #endif

@@ -40,9 +40,10 @@ mprpc_loop_t mprpc_loop_group_loop(mprpc_loop_group_t *g, size_t i);
  * numeric IPv4/IPv6 or "localhost" (= 127.0.0.1); other names give
  * MPRPC_EADDR, since resolving them would block a loop. Peer EOF closes the
  * connection (MPRPC_CLOSE_EOF); close(flush) lingers at most 5 s; a single
- * writev larger than the high-water mark always fails. A listener's socket
- * is closed when its group stops, but the handle stays its owner's: call
- * listener_close (from any thread once the group stopped) to free it. */
+ * writev larger than the high-water mark always fails. listener_close may
+ * also be called from other threads (it syncs with loops[0]). A listener's
+ * socket is closed when its group stops; the handle stays valid until
+ * listener_close or the group's free, whichever comes first, frees it. */
 mprpc_transport_t mprpc_tcp_transport(void);
 
 /* A process-wide group of one loop started on first use, for channels that

@@ -59,7 +59,7 @@ int mprpc_rbuf_reserve(mprpc_rbuf_t *b, size_t n, uint8_t **where) {
       b->end = live;
     }
   }
-  *where = b->data + b->end;
+  *where = b->data ? b->data + b->end : NULL; /* reserve(0) may not allocate */
   return 0;
 }
 

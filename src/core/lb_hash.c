@@ -73,7 +73,8 @@ static int hash_rebuild(mprpc__lb_t *lb) {
       rg->n++;
     }
   }
-  qsort(rg->pts, rg->n, sizeof *rg->pts, cmp_point);
+  if (rg->n > 0) /* qsort(NULL, 0, ...) is undefined */
+    qsort(rg->pts, rg->n, sizeof *rg->pts, cmp_point);
   lb->state = rg;
   return 0;
 }

@@ -231,6 +231,7 @@ void mprpc__evloop_free(mprpc__evloop_t *L) {
     return;
   if (!L->stopped)
     mprpc__evloop_drain(L);
+  mprpc__tcp_loop_free(L);
   ev_timer_stop(L->ev, &L->timer);
   ev_async_stop(L->ev, &L->async);
   ev_loop_destroy(L->ev);

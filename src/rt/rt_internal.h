@@ -79,5 +79,7 @@ void mprpc__tcp_loop_shutdown(mprpc__evloop_t *L);
 /* Runs the on_close of every connection whose close is due; returns true
  * when it ran any. */
 bool mprpc__tcp_loop_reap(mprpc__evloop_t *L);
+/* Frees the listeners still attached to L (their owners never closed them). */
+void mprpc__tcp_loop_free(mprpc__evloop_t *L);
 
 #endif

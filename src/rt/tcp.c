@@ -91,7 +91,8 @@ struct mprpc_listener {
   mprpc__evloop_t *loop; /* loops[0], runs the acceptor */
   int fd;
   uint16_t port;
-  bool started; /* ev_io started (on the loop thread) */
+  bool linked;  /* on loop->listeners (from its start on the loop thread
+                   until freed) */
   bool start_posted; /* listener_start is queued on the loop */
   bool in_accept;    /* accept_some is running (on_accept may close us) */
   bool orphan;       /* closed while start_posted or in_accept: whoever
@@ -252,8 +253,8 @@ bool mprpc__tcp_loop_reap(mprpc__evloop_t *L) {
 static void listener_kill(mprpc_listener_t *l);
 
 void mprpc__tcp_loop_shutdown(mprpc__evloop_t *L) {
-  while (L->listeners)
-    listener_kill(L->listeners);
+  for (mprpc_listener_t *l = L->listeners; l; l = l->next)
+    listener_kill(l);
   while (L->conns) {
     mprpc_conn_t *c = L->conns;
     /* A lingering connection was closed by its user: keep that reason. */
@@ -729,7 +730,8 @@ static void on_accept_retry(struct ev_loop *ev, ev_timer *w, int revents) {
     ev_io_start(ev, &l->io);
 }
 
-/* Stops accepting and closes the fd; the handle stays for listener_close. */
+/* Stops accepting and closes the fd. The handle stays on its loop's list
+ * until listener_close or, failing that, the loop's free. */
 static void listener_kill(mprpc_listener_t *l) {
   if (l->dead)
     return;
@@ -742,18 +744,18 @@ static void listener_kill(mprpc_listener_t *l) {
   ev_timer_stop(L->ev, &l->retry);
   close(l->fd);
   l->fd = -1;
-  if (l->started) {
+}
+
+static void listener_free(mprpc_listener_t *l) {
+  if (l->linked) {
+    mprpc__evloop_t *L = l->loop;
     if (l->prev)
       l->prev->next = l->next;
     else
       L->listeners = l->next;
     if (l->next)
       l->next->prev = l->prev;
-    l->prev = l->next = NULL;
   }
-}
-
-static void listener_free(mprpc_listener_t *l) {
   actx_unref(l->actx);
   free(l->loops);
   free(l);
@@ -767,19 +769,26 @@ static void listener_start(void *arg) {
     listener_free(l);
     return;
   }
-  if (l->dead || l->started)
+  if (l->linked)
     return;
-  if (L->stopping) {
-    listener_kill(l);
-    return;
-  }
-  l->started = true;
+  l->linked = true;
   l->prev = NULL;
   l->next = L->listeners;
   if (L->listeners)
     L->listeners->prev = l;
   L->listeners = l;
-  ev_io_start(L->ev, &l->io);
+  if (L->stopping)
+    listener_kill(l);
+  if (!l->dead)
+    ev_io_start(L->ev, &l->io);
+}
+
+void mprpc__tcp_loop_free(mprpc__evloop_t *L) {
+  while (L->listeners) {
+    mprpc_listener_t *l = L->listeners;
+    listener_kill(l);
+    listener_free(l);
+  }
 }
 
 static int op_listen(void *ctx, const mprpc_listen_opts_t *o, mprpc_listener_t **out) {
@@ -886,27 +895,8 @@ typedef struct sync_close {
   void *waiter;
 } sync_close_t;
 
-static void close_on_loop(void *arg) {
-  sync_close_t *s = arg;
-  listener_kill(s->l);
-  s->loop.vt->waiter_wake(s->loop.ctx, s->waiter);
-}
-
-static void op_listener_close(void *ctx, mprpc_listener_t *l) {
-  (void)ctx;
-  if (!l)
-    return;
-  mprpc__evloop_t *L = l->loop;
-  if (!l->dead && !mprpc__evloop_in_loop(L) && atomic_load(&L->threaded)) {
-    /* Off the acceptor thread (allowed for convenience): run the close on
-     * the loop and wait for it, so no on_accept starts after we return. If
-     * the loop no longer runs posts, nothing else touches the listener. */
-    mprpc_loop_t loop = mprpc__evloop_seam(L);
-    sync_close_t s = {l, loop, loop.vt->waiter_new(loop.ctx)};
-    if (s.waiter && mprpc__evloop_post(L, close_on_loop, &s) == 0)
-      loop.vt->waiter_wait(loop.ctx, s.waiter);
-    loop.vt->waiter_free(loop.ctx, s.waiter);
-  }
+/* On the loop's thread, or when no thread runs the loop. */
+static void listener_release(mprpc_listener_t *l) {
   listener_kill(l);
   if (l->start_posted || l->in_accept) {
     /* Closed on the loop thread before the queued start ran, or from an
@@ -916,6 +906,37 @@ static void op_listener_close(void *ctx, mprpc_listener_t *l) {
     return;
   }
   listener_free(l);
+}
+
+static void close_on_loop(void *arg) {
+  sync_close_t *s = arg;
+  listener_release(s->l);
+  s->loop.vt->waiter_wake(s->loop.ctx, s->waiter);
+}
+
+static void op_listener_close(void *ctx, mprpc_listener_t *l) {
+  (void)ctx;
+  if (!l)
+    return;
+  mprpc__evloop_t *L = l->loop;
+  if (!mprpc__evloop_in_loop(L) && atomic_load(&L->threaded)) {
+    /* Off the acceptor thread (allowed for convenience): run the close on
+     * the loop and wait for it, so no on_accept starts after we return. */
+    mprpc_loop_t loop = mprpc__evloop_seam(L);
+    void *w = loop.vt->waiter_new(loop.ctx);
+    sync_close_t s = {l, loop, w};
+    int rc = w ? mprpc__evloop_post(L, close_on_loop, &s) : MPRPC_ENOMEM;
+    if (rc == 0)
+      loop.vt->waiter_wait(loop.ctx, w);
+    loop.vt->waiter_free(loop.ctx, w);
+    if (rc == 0)
+      return;
+    /* The loop is draining (its group is stopping on another thread): the
+     * listener is already dead; wait for the thread to finish with it. */
+    for (int i = 0; i < 10000 && atomic_load(&L->threaded); i++)
+      usleep(1000);
+  }
+  listener_release(l);
 }
 
 static const mprpc_transport_ops_t tcp_ops = {

@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# make bench: mprpc against the raw-epoll baseline, interleaved cell by cell.
+#
+#   BENCH_SECONDS=3      measurement window per cell (after a 0.5 s warmup)
+#   BENCH_PAYLOADS="64 4096 65536"  BENCH_CONCURRENCY="1 16 64 256"
+#   BENCH_IDLE_CONNS=10000          idle connections for the memory probe (0 = skip)
+#   BENCH_ARGS="-t 1 -T 1 -n 1"     extra arguments for both programs
+#
+# Prints one machine-readable line per run:
+#   BENCH impl=mprpc payload=64 concurrency=16 qps=... p50_us=... p99_us=... cpu_pct=...
+# then RATIO lines (mprpc/baseline), a table, the provider's memory per idle
+# connection and the async logger's lines/s. Everything runs on 127.0.0.1;
+# each program is bounded by `timeout` and stops the servers it started.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=${BUILD:-build}/bin
+SECS=${BENCH_SECONDS:-3}
+PAYLOADS=${BENCH_PAYLOADS:-64 4096 65536}
+CONCS=${BENCH_CONCURRENCY:-1 16 64 256}
+IDLE=${BENCH_IDLE_CONNS:-10000}
+ARGS=${BENCH_ARGS:-}
+LIMIT=$(awk -v s="$SECS" 'BEGIN { printf "%d", s + 30 }')
+
+have_mprpc=1
+[[ -x $BIN/mprpc-bench ]] || { have_mprpc=0; echo "bench: $BIN/mprpc-bench not built; baseline only"; }
+[[ -x $BIN/baseline_echo ]] || { echo "bench: $BIN/baseline_echo missing (run make)"; exit 1; }
+
+loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
+echo "bench: $(nproc) cores, ${SECS}s per cell, payloads {$PAYLOADS} x concurrency {$CONCS}, load average $(loadavg)"
+results=$(mktemp /tmp/mprpc-bench.XXXXXX)
+trap 'rm -f "$results"' EXIT
+
+run_cell() { # impl payload conc
+  local impl=$1 prog
+  [[ $impl == mprpc ]] && prog=$BIN/mprpc-bench || prog=$BIN/baseline_echo
+  local out
+  # shellcheck disable=SC2086
+  out=$(timeout "$LIMIT" "$prog" -s "$2" -c "$3" -d "$SECS" $ARGS 2>&1)
+  local line; line=$(grep '^BENCH ' <<<"$out")
+  if [[ -z $line ]]; then
+    line="BENCH impl=$impl payload=$2 concurrency=$3 qps=0 p50_us=0 p99_us=0 cpu_pct=0"
+    echo "bench: $impl payload=$2 concurrency=$3 failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')" >&2
+  fi
+  echo "$line"; echo "$line" >>"$results"
+}
+
+for p in $PAYLOADS; do
+  for c in $CONCS; do
+    run_cell baseline "$p" "$c"
+    ((have_mprpc)) && run_cell mprpc "$p" "$c"
+  done
+done
+
+echo
+echo "bench: load average at the end $(loadavg) (other processes share these cores; compare ratios)"
+awk '
+function kv(line, key,   i, n, f, a) {
+  n = split(line, f, " ")
+  for (i = 1; i <= n; i++) { split(f[i], a, "="); if (a[1] == key) return a[2] }
+  return ""
+}
+/^BENCH / {
+  k = kv($0, "payload") " " kv($0, "concurrency")
+  impl = kv($0, "impl")
+  if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+  qps[impl, k] = kv($0, "qps"); p50[impl, k] = kv($0, "p50_us")
+  p99[impl, k] = kv($0, "p99_us"); cpu[impl, k] = kv($0, "cpu_pct")
+}
+END {
+  printf "%8s %5s | %9s %8s %8s %5s | %9s %8s %8s %5s | %6s %6s\n", "payload", "conc",
+    "base qps", "p50 us", "p99 us", "cpu%", "mprpc qps", "p50 us", "p99 us", "cpu%", "qps x", "p50 x"
+  for (i = 1; i <= n; i++) {
+    k = order[i]; split(k, pc, " ")
+    bq = qps["baseline", k] + 0; mq = qps["mprpc", k] + 0
+    bl = p50["baseline", k] + 0; ml = p50["mprpc", k] + 0
+    qr = bq > 0 ? mq / bq : 0; lr = bl > 0 ? ml / bl : 0
+    printf "%8s %5s | %9.0f %8.1f %8.1f %5.0f | %9.0f %8.1f %8.1f %5.0f | %6.2f %6.2f\n",
+      pc[1], pc[2], bq, bl, p99["baseline", k], cpu["baseline", k],
+      mq, ml, p99["mprpc", k], cpu["mprpc", k], qr, lr
+    ratios = ratios sprintf("RATIO payload=%s concurrency=%s qps_ratio=%.3f p50_ratio=%.3f\n", pc[1], pc[2], qr, lr)
+  }
+  printf "\n%s", ratios
+}' "$results"
+
+if ((have_mprpc)) && [[ $IDLE -gt 0 ]]; then
+  echo
+  timeout 90 "$BIN/mprpc-bench" --idle-conns "$IDLE" 2>&1 | grep -E '^(IDLE|mprpc-bench)' ||
+    echo "bench: idle-connection probe failed"
+fi
+
+if [[ -x $BIN/log_bench ]]; then
+  echo
+  timeout 60 "$BIN/log_bench" 2>&1 | tail -n 5 || echo "bench: log_bench failed"
+else
+  echo "bench: $BIN/log_bench not built; logger lines/s skipped"
+fi

@@ -1,0 +1,193 @@
+/*
+ * echo_server: brpc's example echo server on mprpc. Echoes the request's
+ * message and attachment back. Runs until SIGINT/SIGTERM, then stops
+ * gracefully (unregister, drain, close). See examples/echo/README.md.
+ *
+ *   echo_server --listen 127.0.0.1:8000 [--threads N] [--registry URI]
+ *               [--advertise HOST] [--idle-timeout MS] [-i FILE]
+ *
+ * -i FILE reads the seeds' keys (rpcserverip, rpcserverport, zookeeperip,
+ * zookeeperport or registry) and the provider keys of docs/server.md
+ * (threads, idle_timeout, max_concurrency, ...) plus log_*; options given on
+ * the command line win over the file.
+ */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "echo.pb-c.h"
+#include "mprpc/config.h"
+#include "mprpc/errors.h"
+#include "mprpc/log.h"
+#include "mprpc/registry.h"
+#include "mprpc/server.h"
+
+static mprpc_server_t *g_server;
+
+static void on_signal(int sig) {
+  (void)sig;
+  mprpc_server_stop_async(g_server); /* async-signal-safe: one atomic store */
+}
+
+static void echo(Example__EchoService_Service *svc, const Example__EchoRequest *req,
+                 Example__EchoResponse_Closure done, void *closure_data) {
+  (void)svc;
+  mprpc_server_call_t *call = mprpc_server_call_from(closure_data);
+  size_t att_len;
+  const uint8_t *att = mprpc_server_call_attachment(call, &att_len);
+  if (att_len && mprpc_server_call_set_attachment(call, att, att_len) < 0) {
+    done(NULL, closure_data); /* EINTERNAL */
+    return;
+  }
+  Example__EchoResponse resp = EXAMPLE__ECHO_RESPONSE__INIT;
+  resp.message = req->message;
+  done(&resp, closure_data);
+}
+
+static Example__EchoService_Service echo_service = EXAMPLE__ECHO_SERVICE__INIT();
+
+static void usage(const char *argv0) {
+  fprintf(stderr,
+          "usage: %s --listen HOST:PORT [--threads N] [--registry URI] [--advertise HOST]\n"
+          "          [--idle-timeout MS] [-i FILE]\n",
+          argv0);
+}
+
+/* "host:port" -> host (copied into buf) and port. */
+static int split_hostport(const char *s, char *host, size_t cap, uint16_t *port) {
+  const char *colon = strrchr(s, ':');
+  if (!colon || colon == s || (size_t)(colon - s) >= cap)
+    return -1;
+  char *end;
+  long p = strtol(colon + 1, &end, 10);
+  if (*end || p < 0 || p > 65535)
+    return -1;
+  memcpy(host, s, (size_t)(colon - s));
+  host[colon - s] = 0;
+  *port = (uint16_t)p;
+  return 0;
+}
+
+int main(int argc, char **argv) {
+  static const struct option longopts[] = {
+      {"listen", required_argument, 0, 'l'},       {"threads", required_argument, 0, 't'},
+      {"registry", required_argument, 0, 'r'},     {"advertise", required_argument, 0, 'a'},
+      {"idle-timeout", required_argument, 0, 'I'}, {"config", required_argument, 0, 'i'},
+      {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
+  const char *listen = NULL, *registry_uri = NULL, *advertise = NULL, *config = NULL;
+  long threads = 0, idle_ms = -1;
+  int c;
+  while ((c = getopt_long(argc, argv, "i:h", longopts, NULL)) != -1) {
+    switch (c) {
+    case 'l': listen = optarg; break;
+    case 't': threads = strtol(optarg, NULL, 10); break;
+    case 'r': registry_uri = optarg; break;
+    case 'a': advertise = optarg; break;
+    case 'I': idle_ms = strtol(optarg, NULL, 10); break;
+    case 'i': config = optarg; break;
+    case 'h': usage(argv[0]); return 0;
+    default: usage(argv[0]); return 2;
+    }
+  }
+  if (optind < argc || (threads && (threads < 1 || threads > 256)) || idle_ms < -1) {
+    usage(argv[0]);
+    return 2;
+  }
+
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  o.threads = 1;
+  o.stats_log_period_ms = 60000;
+  mprpc_config_t *cfg = NULL;
+  mprpc_hostport_t cfg_listen;
+  char uri_buf[1024];
+  int rc;
+  if (config) {
+    rc = mprpc_config_new(&cfg);
+    if (rc == 0)
+      rc = mprpc_config_load_file(cfg, config);
+    if (rc == 0)
+      rc = mprpc_config_apply_log(cfg);
+    if (rc == 0)
+      rc = mprpc_server_opts_from_config(cfg, &o, &cfg_listen);
+    if (rc == 0 && !registry_uri) {
+      rc = mprpc_config_registry_uri(cfg, uri_buf, sizeof uri_buf);
+      if (rc == 0)
+        registry_uri = uri_buf;
+      else if (rc == MPRPC_ENOTFOUND)
+        rc = 0;
+    }
+    if (rc < 0) {
+      fprintf(stderr, "%s: -i %s: %s\n", argv[0], config,
+              cfg && *mprpc_config_error(cfg) ? mprpc_config_error(cfg) : mprpc_strerror(rc));
+      mprpc_config_free(cfg);
+      return 2;
+    }
+    mprpc_config_warn_unused(cfg);
+  }
+  char host[256];
+  uint16_t port;
+  if (listen) {
+    if (split_hostport(listen, host, sizeof host, &port) < 0) {
+      usage(argv[0]);
+      mprpc_config_free(cfg);
+      return 2;
+    }
+    o.host = host;
+    o.port = port;
+  } else if (!o.host) {
+    fprintf(stderr, "%s: give --listen HOST:PORT or rpcserverip in -i FILE\n", argv[0]);
+    usage(argv[0]);
+    mprpc_config_free(cfg);
+    return 2;
+  }
+  if (threads)
+    o.threads = (size_t)threads;
+  if (idle_ms >= 0)
+    o.idle_timeout_ms = (uint64_t)idle_ms;
+  if (advertise)
+    o.advertise_host = advertise;
+
+  mprpc_registry_t reg = {0};
+  char err[256] = "";
+  if (registry_uri) {
+    rc = mprpc_registry_open(registry_uri, &reg, err, sizeof err);
+    if (rc < 0) {
+      fprintf(stderr, "%s: registry %s: %s %s\n", argv[0], registry_uri, mprpc_strerror(rc), err);
+      mprpc_config_free(cfg);
+      return 1;
+    }
+    o.registry = reg;
+  }
+  rc = mprpc_server_new(&o, &g_server);
+  if (rc == 0)
+    rc = mprpc_server_add_service(g_server, &echo_service.base);
+  if (rc == 0)
+    rc = mprpc_server_start(g_server);
+  if (rc < 0) {
+    fprintf(stderr, "%s: cannot serve on %s:%u: %s\n", argv[0], o.host, (unsigned)o.port,
+            mprpc_strerror(rc));
+    mprpc_server_destroy(g_server);
+    mprpc_registry_close(reg);
+    mprpc_config_free(cfg);
+    return 1;
+  }
+  struct sigaction sa;
+  memset(&sa, 0, sizeof sa);
+  sa.sa_handler = on_signal;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGINT, &sa, NULL);
+  sigaction(SIGTERM, &sa, NULL);
+  signal(SIGPIPE, SIG_IGN);
+  printf("echo_server: listening on %s:%u\n", o.host, (unsigned)mprpc_server_port(g_server));
+  fflush(stdout);
+  rc = mprpc_server_run(g_server);
+  mprpc_server_destroy(g_server);
+  mprpc_registry_close(reg);
+  mprpc_config_free(cfg); /* after destroy: o's strings may point into it */
+  printf("echo_server: stopped\n");
+  mprpc_log_flush();
+  return rc < 0 ? 1 : 0;
+}

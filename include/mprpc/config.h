@@ -1,0 +1,134 @@
+/*
+ * Config files and the programs' command line.
+ *
+ * A config file is `key = value` lines: `#` starts a comment line, blank
+ * lines are ignored, spaces and tabs around keys and values are trimmed,
+ * CRLF line ends and a missing final newline are fine, lines may be of any
+ * length. A key may appear again later: the later value wins and a warning
+ * is logged. Keys are letters, digits, '_', '.', '-'. The full syntax and
+ * every key the framework reads are in docs/config.md.
+ *
+ * Values are kept as text and converted by typed getters that validate
+ * them. A getter given a key that is absent stores the default and returns
+ * 0. Every function returns 0 or a negative MPRPC_E* code (MPRPC_ECONFIG for
+ * bad input); the text of the last error, naming file, line, key and value,
+ * is kept in the config object and read with mprpc_config_error().
+ *
+ * A config object is not thread-safe; read it from one thread (or only read
+ * it after loading has finished).
+ */
+#ifndef MPRPC_CONFIG_H
+#define MPRPC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mprpc_config mprpc_config_t;
+
+/* A new empty config in *out, freed with mprpc_config_free. MPRPC_ENOMEM. */
+int mprpc_config_new(mprpc_config_t **out);
+void mprpc_config_free(mprpc_config_t *cfg);
+
+/* Reads path and merges its keys into cfg (later keys override earlier
+ * ones, with a warning). All or nothing: on error cfg keeps the keys it had.
+ * Errors: MPRPC_ENOENT / MPRPC_EACCES / MPRPC_EIO when the file cannot be
+ * read, MPRPC_ECONFIG for a syntax error (text names file and line). Files
+ * over 64 MiB are refused (MPRPC_ECONFIG). */
+int mprpc_config_load_file(mprpc_config_t *cfg, const char *path);
+
+/* Same as load_file on text[0..len) (need not be NUL-terminated); name is
+ * used in messages (NULL = "<string>"). */
+int mprpc_config_load_string(mprpc_config_t *cfg, const char *text, size_t len, const char *name);
+
+/* Sets key to value (copied) as if from a later line; no warning. */
+int mprpc_config_set(mprpc_config_t *cfg, const char *key, const char *value);
+
+/* Text of the last error on cfg; "" when none. Valid until the next call. */
+const char *mprpc_config_error(const mprpc_config_t *cfg);
+
+/* Raw value or NULL; the string is owned by cfg (valid until it changes).
+ * Like every getter, marks the key as used (see mprpc_config_warn_unused). */
+const char *mprpc_config_get(const mprpc_config_t *cfg, const char *key);
+bool mprpc_config_has(const mprpc_config_t *cfg, const char *key);
+/* Number of keys; key i (0-based, in first-seen order) and its value. */
+size_t mprpc_config_count(const mprpc_config_t *cfg);
+int mprpc_config_entry(const mprpc_config_t *cfg, size_t i, const char **key, const char **value);
+
+/* Typed getters. Absent key: *out = def, return 0. Present but invalid:
+ * MPRPC_ECONFIG, *out untouched, error text set. */
+int mprpc_config_get_string(mprpc_config_t *cfg, const char *key, const char *def,
+                            const char **out);
+/* Decimal integer, optional sign, within [min, max]. */
+int mprpc_config_get_int(mprpc_config_t *cfg, const char *key, int64_t def, int64_t min,
+                         int64_t max, int64_t *out);
+/* true/false, yes/no, on/off, 1/0 (any case). */
+int mprpc_config_get_bool(mprpc_config_t *cfg, const char *key, bool def, bool *out);
+/* Duration in milliseconds: "250ms", "2s", "1m", "1h", "1d"; a plain number
+ * means milliseconds. Non-negative integers only. */
+int mprpc_config_get_duration_ms(mprpc_config_t *cfg, const char *key, int64_t def_ms,
+                                 int64_t *out_ms);
+/* Size in bytes: "512", "512B", "64KiB", "1MiB", "1GiB", "1TiB" (powers of
+ * 1024), "64K"/"1M"/"1G" (same as KiB/MiB/GiB), "64KB"/"1MB"/"1GB" (powers
+ * of 1000). Units are case-insensitive. */
+int mprpc_config_get_size(mprpc_config_t *cfg, const char *key, uint64_t def, uint64_t *out);
+
+/* host:port with host an IPv4 address, a hostname, or [IPv6]. */
+typedef struct mprpc_hostport {
+  char host[256]; /* without brackets */
+  uint16_t port;
+  int family;     /* 4, 6, or 0 for a hostname */
+} mprpc_hostport_t;
+/* def may be NULL: then an absent key is MPRPC_ENOTFOUND (no error text). */
+int mprpc_config_get_hostport(mprpc_config_t *cfg, const char *key, const char *def,
+                              mprpc_hostport_t *out);
+
+/* The parsers behind the getters, usable on any string (no spaces around).
+ * 0, MPRPC_EINVAL (malformed) or MPRPC_ERANGE (out of range / overflow). */
+int mprpc_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
+int mprpc_parse_bool(const char *s, bool *out);
+int mprpc_parse_duration_ms(const char *s, int64_t *out_ms);
+int mprpc_parse_size(const char *s, uint64_t *out);
+/* port 0 is accepted only when allow_port0 (listen addresses). */
+int mprpc_parse_hostport(const char *s, bool allow_port0, mprpc_hostport_t *out);
+
+/* The registry URI: `registry` when set, else zk://<zookeeperip>:<zookeeperport>
+ * (port 2181 when only the ip is given; IPv6 in brackets). Written into
+ * out[n] NUL-terminated. MPRPC_ENOTFOUND when neither is configured,
+ * MPRPC_ECONFIG for a bad zookeeperip/zookeeperport, MPRPC_ENAMETOOLONG
+ * when out is too small. */
+int mprpc_config_registry_uri(mprpc_config_t *cfg, char *out, size_t n);
+
+/* The provider's listen address: rpcserverip + rpcserverport (the seeds'
+ * keys). MPRPC_ENOTFOUND when rpcserverip is absent; port defaults to 0
+ * (any free port). */
+int mprpc_config_server_addr(mprpc_config_t *cfg, mprpc_hostport_t *out);
+
+/* Logs a warning for every key no getter has asked for (typos); returns
+ * how many there were. */
+size_t mprpc_config_warn_unused(const mprpc_config_t *cfg);
+
+/* The programs' command line, as in the seeds: `prog -i FILE`.
+ * Also accepted: `-iFILE`, `--config FILE`, `--config=FILE`, `-h`/`--help`.
+ * Loads FILE into a new config stored in *cfg_out (caller frees with
+ * mprpc_config_free), then applies the log_* keys to the logger (see
+ * docs/config.md). Never exits. Errors, with a message and the usage text
+ * on stderr: missing -i, unknown argument (MPRPC_EINVAL), unreadable file
+ * (MPRPC_ENOENT, MPRPC_EACCES, ...), bad syntax or bad log_* value
+ * (MPRPC_ECONFIG). For -h the usage goes to stdout and MPRPC_ECANCELED is
+ * returned (the caller exits 0). *cfg_out is NULL on any error. */
+int mprpc_app_init(int argc, char **argv, mprpc_config_t **cfg_out);
+
+/* Applies log_level, log_file, log_max_bytes, log_rotate_daily, log_keep,
+ * log_queue_bytes, log_sync to the logger (mprpc_log_open). Keys that are
+ * absent keep the logger's defaults. */
+int mprpc_config_apply_log(mprpc_config_t *cfg);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

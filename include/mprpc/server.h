@@ -1,0 +1,247 @@
+/*
+ * Provider: publishes protobuf-c services over baidu_std (docs/server.md).
+ *
+ * A server owns a listener, the connections it accepts, and the calls in
+ * flight on them. Requests are dispatched by the full service name
+ * (ProtobufCServiceDescriptor.name, "package.Service") and the method name to
+ * the service's protobuf-c `invoke`; handlers keep protobuf-c's signature and
+ * may call their closure inline or later from any thread.
+ *
+ * The server core runs on the seams only (loop, transport, registry), so the
+ * same code runs on the libev runtime and in the deterministic simulator:
+ * inject `transport` + `loops` in the options, or leave `transport.vt` NULL
+ * and the server creates its own group of `threads` libev loops.
+ *
+ * Functions return 0 or a negative MPRPC_E* code.
+ *
+ * Threading: new/add_service/start/stop/run/destroy are called from one
+ * control thread that is not one of the server's loop threads (in the
+ * simulator: from outside any loop callback, or from one for the non-blocking
+ * mprpc_server_shutdown). The mprpc_server_call_* accessors are called by the
+ * handler (any thread) before it calls the closure. Stats getters: any thread.
+ */
+#ifndef MPRPC_SERVER_H
+#define MPRPC_SERVER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "mprpc/config.h"
+#include "mprpc/loop.h"
+#include "mprpc/registry.h"
+#include "mprpc/transport.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct mprpc_server mprpc_server_t;
+typedef struct mprpc_server_call mprpc_server_call_t;
+
+/* Authenticator: runs on the connection's loop thread for the first request
+ * of a connection that carries (or lacks) authentication_data; 0 accepts and
+ * marks the connection authenticated (later requests are not checked, as in
+ * brpc), anything else rejects that request with ERPCAUTH (the connection
+ * stays open and the next request is checked again). `data` is not
+ * NUL-terminated and is only valid during the call. */
+typedef int (*mprpc_server_auth_cb)(void *ud, const uint8_t *data, size_t len, const char *peer);
+
+/* Called once when a non-blocking shutdown completes (on loops[0]'s thread). */
+typedef void (*mprpc_server_done_cb)(void *ud);
+
+typedef struct mprpc_server_opts {
+  /* Listen address: numeric host (NULL = "0.0.0.0") and port (0 = any free
+   * port; see mprpc_server_port). */
+  const char *host;
+  uint16_t port;
+  /* Production runtime: number of I/O loops (0 = 1) used when transport.vt
+   * is NULL. */
+  size_t threads;
+  /* Injected environment (simulator, tests, or a shared runtime). When
+   * transport.vt is non-NULL, loops/nloops must be given and outlive the
+   * server; the server never starts or stops them. */
+  mprpc_transport_t transport;
+  const mprpc_loop_t *loops;
+  size_t nloops;
+  /* Registry to publish to (vt NULL = none). Not owned: the caller closes it
+   * after mprpc_server_destroy. */
+  mprpc_registry_t registry;
+  const char *advertise_host; /* host published; NULL = `host` (must then be
+                                 a concrete address, not 0.0.0.0) */
+  uint32_t weight;            /* 0 = MPRPC_DEFAULT_WEIGHT */
+  const char *version;        /* free-form, may be NULL */
+  /* Limits. 0 means the default given in brackets. */
+  uint32_t max_body;              /* frame body limit [64 MiB] */
+  size_t max_decode_bytes;        /* memory one request may allocate while
+                                     unpacking [16 * payload + 64 KiB] */
+  uint32_t max_concurrency;       /* calls in flight, whole server [unlimited] */
+  uint32_t max_method_concurrency;/* calls in flight per method [unlimited] */
+  uint64_t idle_timeout_ms;       /* close connections idle this long [unlimited] */
+  uint64_t drain_timeout_ms;      /* graceful stop: wait for in-flight calls [5000] */
+  size_t high_water;              /* per-connection outbound buffer [64 MiB] */
+  mprpc_server_auth_cb authenticate; /* NULL = no authentication */
+  void *auth_ud;
+  uint64_t stats_log_period_ms;   /* log per-method stats this often [off] */
+} mprpc_server_opts_t;
+
+/* Fills defaults (all zero except drain_timeout_ms = 5000). */
+void mprpc_server_opts_init(mprpc_server_opts_t *o);
+
+/* Reads provider options from a config file's keys (docs/server.md):
+ * rpcserverip/rpcserverport (listen address, parsed into *listen, which
+ * o->host then points into), threads, max_body_size, max_concurrency,
+ * max_method_concurrency, idle_timeout, drain_timeout, stats_period,
+ * advertise_host, weight, version. Absent keys leave *o unchanged; string
+ * options point into cfg or *listen, which must outlive mprpc_server_new.
+ * Errors: MPRPC_ECONFIG (text in mprpc_config_error(cfg)), MPRPC_ERANGE
+ * (max_body_size 0 or over 4 GiB - 1). Defined in src/util/server_config.c. */
+int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
+                                  mprpc_hostport_t *listen);
+
+/* Creates a stopped server. The options are copied (strings included; the
+ * loops array too). *out is owned by the caller: mprpc_server_destroy.
+ * Errors: MPRPC_EINVAL (transport given without loops), MPRPC_ENOMEM, or the
+ * runtime's error when it could not create its loops. */
+int mprpc_server_new(const mprpc_server_opts_t *opts, mprpc_server_t **out);
+
+/* Adds a service before start. The service is borrowed: it must outlive the
+ * server (the server never calls service->destroy). Errors: MPRPC_EEXIST
+ * (a service with the same full name), MPRPC_ESTATE (already started),
+ * MPRPC_EINVAL, MPRPC_ENOMEM. */
+int mprpc_server_add_service(mprpc_server_t *s, ProtobufCService *service);
+
+/* Per-method concurrency limit overriding max_method_concurrency (0 =
+ * unlimited). Before start. MPRPC_ENOTFOUND when no such method was added. */
+int mprpc_server_set_method_limit(mprpc_server_t *s, const char *service, const char *method,
+                                  uint32_t max_concurrency);
+
+/* Starts the loops (production), listens, and registers every service with
+ * the registry. Non-blocking. On error nothing is left listening.
+ * Errors: MPRPC_ESTATE (started twice), the transport's listen error
+ * (e.g. MPRPC_EADDRINUSE), MPRPC_ECONFIG (registry without a concrete host
+ * to advertise), the registry's register error. */
+int mprpc_server_start(mprpc_server_t *s);
+
+/* The bound port once started (useful with port 0); 0 before start. */
+uint16_t mprpc_server_port(const mprpc_server_t *s);
+
+/* The seeds' Run: starts if needed, then blocks until
+ * mprpc_server_stop_async() (or mprpc_server_stop() from another thread) is
+ * called, performs the graceful stop and returns 0. Needs loops that can
+ * block (the production runtime); MPRPC_EUNSUPPORTED in the simulator. */
+int mprpc_server_run(mprpc_server_t *s);
+
+/* Async-signal-safe: only stores an atomic flag. A thread blocked in
+ * mprpc_server_run notices it within ~20 ms and stops gracefully. Safe to call
+ * from a signal handler, any thread, any number of times. */
+void mprpc_server_stop_async(mprpc_server_t *s);
+
+/* Graceful stop, blocking until done: unregister every service from the
+ * registry, stop listening, answer new requests with ELOGOFF, wait for calls
+ * in flight up to drain_timeout_ms, flush and close every connection, and
+ * (production) stop the server's own loops. Idempotent (0 when already
+ * stopped or never started; a call made while another thread is stopping the
+ * server returns 0 at once). Must not be called on one of the server's loop
+ * threads (MPRPC_ESTATE). Needs blocking loops (MPRPC_EUNSUPPORTED otherwise:
+ * use mprpc_server_shutdown). Calls whose handler never called the closure
+ * stay allocated until mprpc_server_destroy. */
+int mprpc_server_stop(mprpc_server_t *s);
+
+/* The same graceful stop, non-blocking (for the simulator and loop threads):
+ * done(ud) runs once on loops[0]'s thread when every connection is closed.
+ * MPRPC_ESTATE when not running (done is not called). */
+int mprpc_server_shutdown(mprpc_server_t *s, mprpc_server_done_cb done, void *ud);
+
+/* Stops if needed (graceful, with blocking loops), then frees everything,
+ * including calls whose handler never called its closure (their closure must
+ * not be called afterwards). On non-blocking loops (simulator) a server that
+ * is still running is abandoned like a crashed process: no unregister, no
+ * drain; the listener and connections are closed and the memory is freed
+ * after the last pending on_close / posted task has run on the loops. */
+void mprpc_server_destroy(mprpc_server_t *s);
+
+/* ---- per-call context (from a handler's closure_data) ------------------- */
+
+/* The call a closure_data belongs to. Valid until the closure has been called
+ * (from then on neither the call nor the input message may be used). */
+mprpc_server_call_t *mprpc_server_call_from(void *closure_data);
+
+typedef struct mprpc_server_call_meta {
+  int64_t correlation_id;
+  int64_t log_id;
+  int64_t trace_id;
+  int64_t span_id;
+  int64_t parent_span_id;
+  const char *request_id; /* NUL-terminated copy; "" when absent */
+  int32_t timeout_ms;     /* as sent; <= 0 means no deadline */
+  const char *service;    /* full name, package.Service */
+  const char *method;
+  const char *peer;       /* "host:port" of the client */
+} mprpc_server_call_meta_t;
+
+/* Pointers inside stay valid as long as the call. */
+const mprpc_server_call_meta_t *mprpc_server_call_meta(const mprpc_server_call_t *c);
+/* Request attachment (a copy owned by the call; len 0 when none). */
+const uint8_t *mprpc_server_call_attachment(const mprpc_server_call_t *c, size_t *len);
+/* Nanoseconds left before the client's deadline (arrival + timeout_ms);
+ * INT64_MAX when the request had no timeout; negative once passed. Reads the
+ * connection loop's clock: call it on that loop's thread (inline handlers), or
+ * from another thread only when the loop's now_ns is thread-safe (rt's is). */
+int64_t mprpc_server_call_remaining_ns(const mprpc_server_call_t *c);
+/* Fails the call: the response carries `code` (an MPRPC_E* code, negative, or
+ * a positive application code) and `text` (copied; may be NULL) and no
+ * payload, whatever output the closure gets. 0 or MPRPC_EINVAL (code 0). */
+int mprpc_server_call_set_error(mprpc_server_call_t *c, int code, const char *text);
+/* Response attachment, copied. Replaces an earlier one. 0 or MPRPC_ENOMEM. */
+int mprpc_server_call_set_attachment(mprpc_server_call_t *c, const void *p, size_t len);
+
+/* ---- stats --------------------------------------------------------------- */
+
+/* Error codes counted per method; slot MPRPC_SERVER_NCODES-1 is "other". */
+#define MPRPC_SERVER_NCODES 8
+/* The MPRPC_E* code a slot counts (0 for the "other" slot). */
+int mprpc_server_stats_code(size_t slot);
+
+typedef struct mprpc_method_stats {
+  const char *service; /* static for the server's life */
+  const char *method;
+  uint64_t requests;   /* requests routed to this method (incl. rejected) */
+  uint64_t errors;     /* responses with a non-zero error_code */
+  uint64_t errors_by_code[MPRPC_SERVER_NCODES];
+  uint64_t inflight;   /* handlers running or not yet completed */
+  uint64_t completed;  /* calls whose handler ran and called the closure */
+  /* Latency of completed calls (arrival to closure), microseconds; upper
+   * bounds of log-linear buckets (<= 12.5% over the true value). */
+  uint64_t p50_us, p99_us, p999_us, max_us;
+} mprpc_method_stats_t;
+
+typedef struct mprpc_server_stats {
+  uint64_t connections_accepted;
+  uint64_t connections_open;
+  uint64_t connections_idle_closed;
+  uint64_t malformed_frames;   /* connections closed for a bad frame */
+  uint64_t unknown_service;    /* ENOSERVICE answers */
+  uint64_t unknown_method;     /* ENOMETHOD answers */
+  uint64_t rejected_unrouted;  /* ELOGOFF/ERPCAUTH/EREQUEST before routing */
+  uint64_t inflight;
+  uint64_t closures_twice;     /* second closure calls ignored */
+  uint64_t responses_dropped;  /* completed after their connection closed */
+} mprpc_server_stats_t;
+
+void mprpc_server_stats(const mprpc_server_t *s, mprpc_server_stats_t *out);
+size_t mprpc_server_method_count(const mprpc_server_t *s);
+/* Method i in registration order; MPRPC_ERANGE past the end. */
+int mprpc_server_method_stats_at(const mprpc_server_t *s, size_t i, mprpc_method_stats_t *out);
+/* By name; MPRPC_ENOTFOUND when not served. */
+int mprpc_server_method_stats(const mprpc_server_t *s, const char *service, const char *method,
+                              mprpc_method_stats_t *out);
+/* Logs one INFO line per method (what the periodic stats log prints). */
+void mprpc_server_log_stats(const mprpc_server_t *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

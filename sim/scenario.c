@@ -1,0 +1,1119 @@
+/*
+ * Scenarios and the invariant checker.
+ *
+ * A run builds P provider hosts (each a production mprpc_server_t on two
+ * virtual loops, publishing example.EchoService through its own virtual
+ * ZooKeeper handle) and C consumer hosts (each with two production channels
+ * subscribed through its own handle: one declares Echo idempotent, the other
+ * does not, so the same method is exercised both ways). Consumers issue calls
+ * at random intervals; each request carries a unique token ("c<token>") that
+ * the echo handler sends back, and that the provider counts executions by.
+ * A scenario schedules faults on the world's clock; at `quiet_after` every
+ * fault is healed and every provider is back, and from `live_from` on every
+ * idempotent call must succeed (liveness).
+ *
+ * Checked on every run (a violation is counted and described):
+ *  - each accepted call's closure runs exactly once (twice: at once; never:
+ *    at the end, after the channels were destroyed);
+ *  - a successful call carries the response to its own request (token);
+ *  - no call completes later than its deadline plus a small slack;
+ *  - a non-idempotent call executes at most once, an idempotent one at most
+ *    1 + max_retry times (counted in the handler);
+ *  - liveness after the faults healed (see above), and convergence at the
+ *    end: the registry holds exactly the running providers and every channel
+ *    knows exactly those.
+ *  - memory: the sim build runs under ASan/LSan in `make test`.
+ */
+#include "scenario.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "echo.pb-c.h"
+#include "mprpc/channel.h"
+#include "mprpc/controller.h"
+#include "mprpc/errors.h"
+#include "mprpc/log.h"
+#include "mprpc/server.h"
+#include "sim.h"
+
+#define MS MPRPC_NS_PER_MS
+#define SEC MPRPC_NS_PER_S
+#define SERVICE "example.EchoService"
+#define REC_BLOCK 4096
+#define MAX_BLOCKS 4096
+#define DEADLINE_SLACK_NS (20 * MS)
+#define LIVE_GRACE_NS (10 * SEC)
+
+typedef struct run run_t;
+
+typedef struct rec {
+  run_t *run;
+  uint32_t token;
+  uint16_t consumer;
+  uint8_t idem;
+  uint8_t done;
+  uint8_t exec_flagged;
+  uint32_t execs;
+  int err;
+  uint64_t start;
+} rec_t;
+
+typedef struct pend {
+  struct pend *next;
+  struct prov *p;
+  uint64_t timer;
+  const Example__EchoRequest *in;
+  Example__EchoResponse_Closure closure;
+  void *closure_data;
+} pend_t;
+
+typedef struct prov {
+  Example__EchoService_Service svc; /* first: the handler gets &svc */
+  run_t *run;
+  int idx, host;
+  mprpc_sim_loop_t *sl[2];
+  mprpc_loop_t loops[2];
+  mprpc_server_t *srv;
+  mprpc_registry_t reg;
+  bool up, stopping, crashing;
+  uint64_t restart_after;
+  pend_t *pending;
+  char last[32];
+} prov_t;
+
+typedef struct cons {
+  run_t *run;
+  int idx, host;
+  mprpc_sim_loop_t *sl;
+  mprpc_registry_t reg;
+  mprpc_channel_t *ch_idem, *ch_non;
+  int inflight;
+  uint64_t tick_ev;
+} cons_t;
+
+typedef struct params {
+  int consumers, providers;
+  uint64_t duration_ns; /* calls are issued in [start_ns, duration_ns) */
+  uint64_t start_ns;
+  double rate;          /* per consumer per second */
+  int max_inflight;
+  int64_t timeout_ms;
+  int max_retry;
+  double nonidem_frac;
+  uint64_t work_max_ns; /* slow handlers: virtual work in [0, work_max] */
+  double slow_frac;
+  uint64_t slow_until_ns;
+  int64_t backup_ms;          /* backup requests on the idempotent channel */
+  uint32_t server_max_conc;   /* provider concurrency limit (ELIMIT) */
+  size_t chunk;
+  bool chunk_fixed;
+  uint64_t lat_max_ns;
+  uint64_t session_timeout_ns;
+  uint64_t quiet_after_ns; /* faults end; everything healed */
+  uint64_t live_from_ns;   /* idempotent calls must succeed from here */
+  double fault_scale;
+} params_t;
+
+typedef struct fault {
+  struct fault *next;
+  run_t *run;
+  int kind;
+  int a, b;
+  uint64_t d;
+} fault_t;
+
+struct run {
+  const mprpc_sim_opts_t *o;
+  params_t p;
+  mprpc_sim_world_t *w;
+  mprpc_sim_net_t *net;
+  mprpc_transport_t tr;
+  mprpc_sim_zk_t *zk;
+  prov_t *provs;
+  cons_t *cons;
+  rec_t *blocks[MAX_BLOCKS];
+  uint32_t ncalls;
+  fault_t *faults;
+  mprpc_sim_result_t *res;
+  int nviol_printed;
+  bool tearing_down;
+};
+
+struct mprpc_sim_scenario {
+  const char *name;
+  const char *desc;
+  void (*setup)(run_t *r);
+};
+
+/* ---- helpers ----------------------------------------------------------------------- */
+
+static uint64_t now(const run_t *r) { return mprpc_sim_now(r->w); }
+
+static void violate(run_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void violate(run_t *r, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  if (r->res->violations++ == 0)
+    snprintf(r->res->first_violation, sizeof r->res->first_violation, "t=%.3fs %.200s",
+             (double)now(r) / 1e9, msg);
+  if (r->o->violations && r->nviol_printed < 20) {
+    r->nviol_printed++;
+    fprintf(r->o->violations, "  violation seed=%llu t=%.3fs: %s\n",
+            (unsigned long long)r->o->seed, (double)now(r) / 1e9, msg);
+  }
+  mprpc_sim_tracef(r->w, "VIOLATION %s", msg);
+  mprpc_sim_note(r->w, "violation", r->res->violations, 0);
+}
+
+static rec_t *rec_get(run_t *r, uint32_t token) {
+  if (token >= r->ncalls)
+    return NULL;
+  return &r->blocks[token / REC_BLOCK][token % REC_BLOCK];
+}
+
+static rec_t *rec_new(run_t *r) {
+  uint32_t t = r->ncalls;
+  if (t / REC_BLOCK >= MAX_BLOCKS)
+    return NULL;
+  if (!r->blocks[t / REC_BLOCK]) {
+    r->blocks[t / REC_BLOCK] = calloc(REC_BLOCK, sizeof(rec_t));
+    if (!r->blocks[t / REC_BLOCK])
+      return NULL;
+  }
+  r->ncalls++;
+  rec_t *rec = &r->blocks[t / REC_BLOCK][t % REC_BLOCK];
+  rec->run = r;
+  rec->token = t;
+  return rec;
+}
+
+static bool parse_token(const char *m, uint32_t *t) {
+  if (!m || m[0] != 'c' || !m[1])
+    return false;
+  char *end;
+  unsigned long v = strtoul(m + 1, &end, 10);
+  if (*end || v > UINT32_MAX)
+    return false;
+  *t = (uint32_t)v;
+  return true;
+}
+
+static int max_retry_effective(const run_t *r) { return r->p.max_retry < 0 ? 0 : r->p.max_retry; }
+
+/* ---- provider side: the echo handler ------------------------------------------------------- */
+
+static void reply(prov_t *p, const Example__EchoRequest *in, Example__EchoResponse_Closure closure,
+                  void *cd) {
+  char msg[32];
+  snprintf(msg, sizeof msg, "%s", in->message ? in->message : "");
+  Example__EchoResponse resp = EXAMPLE__ECHO_RESPONSE__INIT;
+  resp.message = msg;
+  char other[32];
+  if ((mprpc__sim_bug & MPRPC_SIM_BUG_WRONG_RESPONSE) && p->last[0] &&
+      mprpc_sim_chance(p->run->w, 0.05)) {
+    memcpy(other, p->last, sizeof other);
+    resp.message = other; /* the bug: another call's answer */
+  }
+  memcpy(p->last, msg, sizeof p->last);
+  closure(&resp, cd);
+}
+
+static void pend_unlink(prov_t *p, pend_t *pd) {
+  for (pend_t **pp = &p->pending; *pp; pp = &(*pp)->next)
+    if (*pp == pd) {
+      *pp = pd->next;
+      return;
+    }
+}
+
+static void pend_fire(void *arg) {
+  pend_t *pd = arg;
+  prov_t *p = pd->p;
+  pend_unlink(p, pd);
+  reply(p, pd->in, pd->closure, pd->closure_data);
+  free(pd);
+}
+
+static void pend_cancel_all(prov_t *p) {
+  while (p->pending) {
+    pend_t *pd = p->pending;
+    p->pending = pd->next;
+    mprpc_timer_cancel(p->loops[0], pd->timer);
+    free(pd);
+  }
+}
+
+static void sim_echo(Example__EchoService_Service *svc, const Example__EchoRequest *in,
+                     Example__EchoResponse_Closure closure, void *closure_data) {
+  prov_t *p = (prov_t *)svc;
+  run_t *r = p->run;
+  uint32_t token;
+  r->res->executions++;
+  if (parse_token(in->message, &token)) {
+    rec_t *rec = rec_get(r, token);
+    if (rec) {
+      rec->execs++;
+      mprpc_sim_note(r->w, "exec", token, (uint64_t)p->idx);
+      uint32_t limit = rec->idem ? 1u + (uint32_t)max_retry_effective(r) : 1u;
+      if (rec->execs > limit && !rec->exec_flagged) {
+        rec->exec_flagged = 1;
+        violate(r, "%s call %u executed %u times (limit %u)",
+                rec->idem ? "idempotent" : "non-idempotent", token, rec->execs, limit);
+      }
+    }
+  }
+  uint64_t work = 0;
+  if (r->p.work_max_ns && now(r) < r->p.slow_until_ns && mprpc_sim_chance(r->w, r->p.slow_frac))
+    work = mprpc_sim_rand_range(r->w, 1, r->p.work_max_ns);
+  if (!work) {
+    reply(p, in, closure, closure_data);
+    return;
+  }
+  pend_t *pd = calloc(1, sizeof *pd);
+  if (!pd)
+    abort();
+  pd->p = p;
+  pd->in = in;
+  pd->closure = closure;
+  pd->closure_data = closure_data;
+  pd->timer = mprpc_timer_start(p->loops[0], work, pend_fire, pd);
+  pd->next = p->pending;
+  p->pending = pd;
+}
+
+static int prov_start(prov_t *p) {
+  run_t *r = p->run;
+  int rc = mprpc_sim_zk_handle(r->zk, p->host, p->loops[0], &p->reg);
+  if (rc < 0)
+    return rc;
+  const char *addr = mprpc_sim_net_host_addr(r->net, p->host);
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  o.host = addr;
+  o.port = 0; /* a fresh port per instance: consumers must learn it */
+  o.transport = r->tr;
+  o.loops = p->loops;
+  o.nloops = 2;
+  o.registry = p->reg;
+  o.advertise_host = addr;
+  o.drain_timeout_ms = 3000;
+  o.max_concurrency = r->p.server_max_conc;
+  p->svc = (Example__EchoService_Service)EXAMPLE__ECHO_SERVICE__INIT(sim_);
+  rc = mprpc_server_new(&o, &p->srv);
+  if (rc < 0)
+    goto fail;
+  rc = mprpc_server_add_service(p->srv, &p->svc.base);
+  if (rc < 0)
+    goto fail;
+  rc = mprpc_server_start(p->srv);
+  if (rc < 0)
+    goto fail;
+  p->up = true;
+  p->last[0] = 0;
+  mprpc_sim_note(r->w, "prov.start", (uint64_t)p->idx, mprpc_server_port(p->srv));
+  return 0;
+fail:
+  mprpc_server_destroy(p->srv);
+  p->srv = NULL;
+  mprpc_registry_close(p->reg);
+  p->reg = (mprpc_registry_t){0};
+  return rc;
+}
+
+/* The network never corrupts bytes: a malformed frame means the codec lost
+ * track of framing under some split or merge of the stream. */
+static void prov_check_stats(prov_t *p) {
+  if (!p->srv)
+    return;
+  mprpc_server_stats_t st;
+  mprpc_server_stats(p->srv, &st);
+  if (st.malformed_frames)
+    violate(p->run, "provider %d saw %llu malformed frames on an uncorrupted network", p->idx,
+            (unsigned long long)st.malformed_frames);
+}
+
+static void prov_crash_finish(void *arg) {
+  prov_t *p = arg;
+  prov_check_stats(p);
+  mprpc_server_destroy(p->srv);
+  p->srv = NULL;
+  mprpc_sim_zk_crash_handle(p->reg);
+  p->reg = (mprpc_registry_t){0};
+  p->crashing = false;
+}
+
+/* A crash: connections dropped by the network, the process state freed
+ * without a goodbye (its registry session lingers until it expires). */
+static void prov_crash(prov_t *p) {
+  run_t *r = p->run;
+  if (!p->up || p->stopping || p->crashing)
+    return;
+  mprpc_sim_note(r->w, "prov.crash", (uint64_t)p->idx, 0);
+  pend_cancel_all(p);
+  mprpc_sim_net_crash(r->net, p->host);
+  p->up = false;
+  p->crashing = true;
+  /* After the connections' on_close events (same instant, queued first). */
+  mprpc_sim_at(r->w, 0, MPRPC_SIM_EV_SCEN, (uint64_t)p->idx, prov_crash_finish, p);
+}
+
+static void prov_restart(prov_t *p) {
+  run_t *r = p->run;
+  if (p->up || p->stopping || p->crashing || p->srv)
+    return;
+  mprpc_sim_net_restart(r->net, p->host);
+  int rc = prov_start(p);
+  if (rc < 0)
+    violate(r, "provider %d could not restart: %s", p->idx, mprpc_strerror(rc));
+}
+
+static void prov_restart_ev(void *arg) { prov_restart(arg); }
+
+static void prov_sd_finish(void *arg) {
+  prov_t *p = arg;
+  run_t *r = p->run;
+  pend_cancel_all(p);
+  prov_check_stats(p);
+  mprpc_server_destroy(p->srv);
+  p->srv = NULL;
+  mprpc_registry_close(p->reg);
+  p->reg = (mprpc_registry_t){0};
+  p->up = false;
+  p->stopping = false;
+  if (p->restart_after && !r->tearing_down)
+    mprpc_sim_at(r->w, p->restart_after, MPRPC_SIM_EV_SCEN, (uint64_t)p->idx, prov_restart_ev, p);
+}
+
+static void prov_sd_done(void *ud) {
+  prov_t *p = ud;
+  /* Not from inside the server's own callback: destroy is a control op. */
+  mprpc_sim_at(p->run->w, 0, MPRPC_SIM_EV_SCEN, (uint64_t)p->idx, prov_sd_finish, p);
+}
+
+static void prov_graceful(prov_t *p, uint64_t restart_after) {
+  if (!p->up || p->stopping || p->crashing)
+    return;
+  mprpc_sim_note(p->run->w, "prov.stop", (uint64_t)p->idx, restart_after);
+  p->stopping = true;
+  p->restart_after = restart_after;
+  int rc = mprpc_server_shutdown(p->srv, prov_sd_done, p);
+  if (rc < 0) {
+    violate(p->run, "provider %d: shutdown refused: %s", p->idx, mprpc_strerror(rc));
+    prov_sd_done(p);
+  }
+}
+
+static int providers_up(const run_t *r) {
+  int n = 0;
+  for (int i = 0; i < r->p.providers; i++)
+    n += r->provs[i].up && !r->provs[i].stopping;
+  return n;
+}
+
+/* ---- consumer side --------------------------------------------------------------------------- */
+
+static void check_done(const ProtobufCMessage *msg, rec_t *rec) {
+  run_t *r = rec->run;
+  uint64_t t = now(r);
+  if (rec->done) {
+    violate(r, "call %u: closure ran a second time", rec->token);
+    return;
+  }
+  rec->done = 1;
+  r->cons[rec->consumer].inflight--;
+  mprpc_controller_t *ctl = mprpc_controller_current();
+  int err = ctl ? mprpc_controller_error_code(ctl) : 0;
+  if (msg) {
+    const Example__EchoResponse *resp = (const Example__EchoResponse *)msg;
+    uint32_t got;
+    if (!parse_token(resp->message, &got) || got != rec->token) {
+      violate(r, "call %u got the response of another request (\"%.20s\")", rec->token,
+              resp->message ? resp->message : "(null)");
+    }
+    r->res->ok++;
+  } else {
+    if (!err)
+      err = MPRPC_EINTERNAL;
+    rec->err = err;
+    r->res->failed++;
+    for (size_t i = 0; i < sizeof r->res->fails / sizeof r->res->fails[0]; i++) {
+      if (r->res->fails[i].code == err || r->res->fails[i].count == 0) {
+        r->res->fails[i].code = err;
+        r->res->fails[i].count++;
+        break;
+      }
+    }
+    if (rec->idem && t >= r->p.live_from_ns && rec->start >= r->p.live_from_ns &&
+        !r->tearing_down)
+      violate(r, "liveness: idempotent call %u failed with %s %.1f s after the faults healed",
+              rec->token, mprpc_err_name(err), (double)(rec->start - r->p.quiet_after_ns) / 1e9);
+  }
+  uint64_t deadline = rec->start + (uint64_t)r->p.timeout_ms * MS;
+  if (r->p.timeout_ms > 0 && t > deadline + DEADLINE_SLACK_NS)
+    violate(r, "call %u completed %.3f s after its deadline (%s)", rec->token,
+            (double)(t - deadline) / 1e9, msg ? "ok" : mprpc_err_name(err));
+  mprpc_sim_note(r->w, "call.done", rec->token, (uint64_t)(uint32_t)(-err));
+}
+
+static void on_done(const ProtobufCMessage *msg, void *arg) {
+  rec_t *rec = arg;
+  bool picked = rec->token % 97 == 13;
+  if ((mprpc__sim_bug & MPRPC_SIM_BUG_LOST_CLOSURE) && picked)
+    return;
+  check_done(msg, rec);
+  if ((mprpc__sim_bug & MPRPC_SIM_BUG_DOUBLE_CLOSURE) && picked)
+    check_done(msg, rec);
+}
+
+static void issue(cons_t *c) {
+  run_t *r = c->run;
+  rec_t *rec = rec_new(r);
+  if (!rec)
+    return;
+  rec->consumer = (uint16_t)c->idx;
+  rec->idem = !mprpc_sim_chance(r->w, r->p.nonidem_frac);
+  rec->start = now(r);
+  r->res->calls++;
+  char msg[24];
+  snprintf(msg, sizeof msg, "c%u", rec->token);
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = msg;
+  c->inflight++;
+  mprpc_sim_note(r->w, "call", rec->token, (uint64_t)c->idx << 1 | rec->idem);
+  int rc = mprpc_channel_call(rec->idem ? c->ch_idem : c->ch_non, 0, &req.base, NULL, on_done,
+                              rec);
+  if (rc < 0) {
+    c->inflight--;
+    rec->done = 1;
+    rec->err = rc;
+    r->res->failed++;
+  }
+}
+
+static void consumer_tick(void *arg) {
+  cons_t *c = arg;
+  run_t *r = c->run;
+  c->tick_ev = 0;
+  if (now(r) >= r->p.duration_ns)
+    return;
+  if (c->inflight < r->p.max_inflight)
+    issue(c);
+  uint64_t mean = (uint64_t)(1e9 / r->p.rate);
+  c->tick_ev = mprpc_sim_at(r->w, mprpc_sim_rand_range(r->w, 1, 2 * mean), MPRPC_SIM_EV_SCEN,
+                            (uint64_t)c->idx, consumer_tick, c);
+}
+
+static int make_channel(cons_t *c, bool idem, mprpc_channel_t **out) {
+  run_t *r = c->run;
+  mprpc_channel_options_t o;
+  mprpc_channel_options_init(&o);
+  o.loop = mprpc_sim_loop(c->sl);
+  o.transport = r->tr;
+  o.registry = c->reg;
+  o.timeout_ms = r->p.timeout_ms;
+  o.attempt_timeout_ms = r->p.timeout_ms > 0 ? r->p.timeout_ms / 4 : 0;
+  if (mprpc__sim_bug & MPRPC_SIM_BUG_NO_DEADLINE) {
+    o.timeout_ms = -1; /* the bug: every deadline check is skipped */
+    o.attempt_timeout_ms = 0;
+  }
+  o.connect_timeout_ms = 300;
+  o.max_retry = r->p.max_retry;
+  if (idem && (mprpc__sim_bug & MPRPC_SIM_BUG_EXTRA_RETRIES))
+    o.max_retry = r->p.max_retry + 3;
+  o.lb = (c->idx + (int)(mprpc_sim_seed(r->w) % 4)) % 4;
+  o.eject_max_ms = 3000;
+  if (idem)
+    o.backup_request_ms = r->p.backup_ms;
+  o.idempotent_methods = idem || (mprpc__sim_bug & MPRPC_SIM_BUG_RETRY_NONIDEM) ? "Echo" : NULL;
+  return mprpc_channel_new(&example__echo_service__descriptor, &o, out);
+}
+
+static int cons_start(cons_t *c) {
+  run_t *r = c->run;
+  int rc = mprpc_sim_zk_handle(r->zk, c->host, mprpc_sim_loop(c->sl), &c->reg);
+  if (rc < 0)
+    return rc;
+  if ((rc = make_channel(c, true, &c->ch_idem)) < 0)
+    return rc;
+  if ((rc = make_channel(c, false, &c->ch_non)) < 0)
+    return rc;
+  c->tick_ev = mprpc_sim_at(r->w, r->p.start_ns + mprpc_sim_rand_range(r->w, 0, 100 * MS),
+                            MPRPC_SIM_EV_SCEN, (uint64_t)c->idx, consumer_tick, c);
+  return 0;
+}
+
+/* ---- faults -------------------------------------------------------------------------------- */
+
+enum {
+  F_CRASH = 1,     /* a = provider (-1 random up), d = downtime */
+  F_GRACEFUL,      /* a = provider (-1 random up), d = downtime */
+  F_PARTITION,     /* b = 0 symmetric, 1 consumer->provider, 2 provider->consumer; d */
+  F_HEAL_NET,
+  F_STALL,         /* random consumer/provider pair, random direction, d */
+  F_RESET,         /* a random connection */
+  F_ZK_DOWN,       /* d */
+  F_ZK_UP,
+  F_ZK_CUT,        /* a = host (-1 random), d */
+  F_ZK_HEAL,
+  F_ZK_EXPIRE_ALL,
+  F_QUIET,         /* heal everything, restart every provider */
+};
+
+static void fault_fire(void *arg);
+
+static void fault_at(run_t *r, uint64_t t, int kind, int a, int b, uint64_t d) {
+  if (t < now(r))
+    t = now(r);
+  fault_t *f = calloc(1, sizeof *f);
+  if (!f)
+    abort();
+  *f = (fault_t){.next = r->faults, .run = r, .kind = kind, .a = a, .b = b, .d = d};
+  r->faults = f;
+  mprpc_sim_at(r->w, t - now(r), MPRPC_SIM_EV_SCEN, (uint64_t)kind, fault_fire, f);
+}
+
+static prov_t *random_up_provider(run_t *r, int keep) {
+  int up = providers_up(r);
+  if (up <= keep)
+    return NULL;
+  int pick = (int)mprpc_sim_rand_range(r->w, 0, (uint64_t)up - 1);
+  for (int i = 0; i < r->p.providers; i++)
+    if (r->provs[i].up && !r->provs[i].stopping && pick-- == 0)
+      return &r->provs[i];
+  return NULL;
+}
+
+static void fault_fire(void *arg) {
+  fault_t *f = arg;
+  run_t *r = f->run;
+  if (r->tearing_down)
+    return;
+  uint64_t t = now(r);
+  bool in_window = t < r->p.quiet_after_ns;
+  switch (f->kind) {
+  case F_CRASH:
+  case F_GRACEFUL: {
+    if (!in_window)
+      break;
+    prov_t *p = f->a >= 0 ? &r->provs[f->a] : random_up_provider(r, 1);
+    if (!p)
+      break;
+    if (f->kind == F_CRASH) {
+      prov_crash(p);
+      if (f->d && t + f->d < r->p.quiet_after_ns)
+        mprpc_sim_at(r->w, f->d, MPRPC_SIM_EV_SCEN, (uint64_t)p->idx, prov_restart_ev, p);
+    } else {
+      prov_graceful(p, f->d);
+    }
+    break;
+  }
+  case F_PARTITION: {
+    if (!in_window)
+      break;
+    /* A random set of consumers against a random set of providers. */
+    int pc = r->p.consumers, pp = r->p.providers;
+    for (int i = 0; i < pc; i++) {
+      if (!mprpc_sim_chance(r->w, 0.5))
+        continue;
+      for (int j = 0; j < pp; j++) {
+        if (!mprpc_sim_chance(r->w, 0.6))
+          continue;
+        int ch = r->cons[i].host, ph = r->provs[j].host;
+        if (f->b == 0)
+          mprpc_sim_net_partition(r->net, ch, ph, false);
+        else if (f->b == 1)
+          mprpc_sim_net_partition(r->net, ch, ph, true);
+        else
+          mprpc_sim_net_partition(r->net, ph, ch, true);
+      }
+    }
+    fault_at(r, t + f->d, F_HEAL_NET, 0, 0, 0);
+    break;
+  }
+  case F_HEAL_NET:
+    mprpc_sim_net_heal_all(r->net);
+    break;
+  case F_STALL: {
+    if (!in_window)
+      break;
+    int ch = r->cons[mprpc_sim_rand_range(r->w, 0, (uint64_t)r->p.consumers - 1)].host;
+    int ph = r->provs[mprpc_sim_rand_range(r->w, 0, (uint64_t)r->p.providers - 1)].host;
+    if (mprpc_sim_chance(r->w, 0.5))
+      mprpc_sim_net_stall(r->net, ch, ph, f->d);
+    else
+      mprpc_sim_net_stall(r->net, ph, ch, f->d);
+    break;
+  }
+  case F_RESET:
+    if (in_window)
+      mprpc_sim_net_reset_random(r->net, -1);
+    break;
+  case F_ZK_DOWN:
+    if (!in_window)
+      break;
+    mprpc_sim_zk_set_down(r->zk, true);
+    fault_at(r, t + f->d, F_ZK_UP, 0, 0, 0);
+    break;
+  case F_ZK_UP:
+    mprpc_sim_zk_set_down(r->zk, false);
+    break;
+  case F_ZK_CUT: {
+    if (!in_window)
+      break;
+    int nh = r->p.consumers + r->p.providers;
+    int h = f->a >= 0 ? f->a : (int)mprpc_sim_rand_range(r->w, 0, (uint64_t)nh - 1);
+    mprpc_sim_zk_partition(r->zk, h, true);
+    fault_at(r, t + f->d, F_ZK_HEAL, h, 0, 0);
+    break;
+  }
+  case F_ZK_HEAL:
+    mprpc_sim_zk_partition(r->zk, f->a, false);
+    break;
+  case F_ZK_EXPIRE_ALL:
+    if (in_window)
+      mprpc_sim_zk_expire_all(r->zk);
+    break;
+  case F_QUIET:
+    mprpc_sim_net_heal_all(r->net);
+    mprpc_sim_zk_heal_all(r->zk);
+    mprpc_sim_zk_set_down(r->zk, false);
+    for (int i = 0; i < r->p.providers; i++) {
+      prov_t *p = &r->provs[i];
+      if (!p->up && !p->stopping && !p->crashing)
+        prov_restart(p);
+      else if (p->stopping)
+        p->restart_after = 1; /* comes back right after its stop */
+      else if (p->crashing)
+        mprpc_sim_at(r->w, 1, MPRPC_SIM_EV_SCEN, (uint64_t)p->idx, prov_restart_ev, p);
+    }
+    break;
+  }
+}
+
+/* Schedules `kind` at random times in [from, to) with mean gap `gap`. */
+static void sprinkle(run_t *r, int kind, uint64_t from, uint64_t to, uint64_t gap, int b,
+                     uint64_t dmin, uint64_t dmax) {
+  double scale = r->p.fault_scale > 0 ? r->p.fault_scale : 1.0;
+  uint64_t g = (uint64_t)((double)gap / scale);
+  if (g < 10 * MS)
+    g = 10 * MS;
+  for (uint64_t t = from + mprpc_sim_rand_range(r->w, 0, g); t < to;
+       t += mprpc_sim_rand_range(r->w, g / 2, g + g / 2))
+    fault_at(r, t, kind, -1, b, mprpc_sim_rand_range(r->w, dmin, dmax));
+}
+
+/* ---- scenarios ------------------------------------------------------------------------------ */
+
+static void base_params(params_t *p) {
+  *p = (params_t){
+      .consumers = 10,
+      .providers = 3,
+      .duration_ns = 45 * SEC,
+      .start_ns = 1 * SEC,
+      .rate = 20,
+      .max_inflight = 16,
+      .timeout_ms = 1000,
+      .max_retry = 2,
+      .nonidem_frac = 0.3,
+      .session_timeout_ns = 4 * SEC,
+      .quiet_after_ns = 30 * SEC,
+  };
+}
+
+static void sc_steady(run_t *r) {
+  r->p.duration_ns = 60 * SEC;
+  r->p.quiet_after_ns = 0;
+}
+
+static void sc_crash_restart(run_t *r) {
+  sprinkle(r, F_CRASH, 3 * SEC, r->p.quiet_after_ns, 4 * SEC, 0, 1 * SEC, 5 * SEC);
+}
+
+static void sc_partition(run_t *r) {
+  sprinkle(r, F_PARTITION, 3 * SEC, r->p.quiet_after_ns, 6 * SEC, 0, 1 * SEC, 6 * SEC);
+}
+
+static void sc_oneway(run_t *r) {
+  sprinkle(r, F_PARTITION, 3 * SEC, r->p.quiet_after_ns, 6 * SEC, 1, 1 * SEC, 6 * SEC);
+  sprinkle(r, F_PARTITION, 4 * SEC, r->p.quiet_after_ns, 6 * SEC, 2, 1 * SEC, 6 * SEC);
+}
+
+static void sc_registry_outage(run_t *r) {
+  fault_at(r, 5 * SEC, F_ZK_DOWN, 0, 0, 8 * SEC);
+  fault_at(r, 8 * SEC, F_CRASH, -1, 0, 10 * SEC);
+  fault_at(r, 20 * SEC, F_ZK_DOWN, 0, 0, 3 * SEC);
+  sprinkle(r, F_ZK_CUT, 3 * SEC, r->p.quiet_after_ns, 3 * SEC, 0, 500 * MS, 8 * SEC);
+}
+
+static void sc_expiry_storm(run_t *r) {
+  sprinkle(r, F_ZK_EXPIRE_ALL, 3 * SEC, r->p.quiet_after_ns, 5 * SEC, 0, 0, 0);
+  sprinkle(r, F_ZK_CUT, 3 * SEC, r->p.quiet_after_ns, 1 * SEC, 0, 3 * SEC, 7 * SEC);
+}
+
+static void sc_slow(run_t *r) {
+  r->p.backup_ms = 100; /* hedge the idempotent calls */
+  r->p.work_max_ns = 1500 * MS;
+  r->p.slow_frac = 0.3;
+  r->p.slow_until_ns = r->p.quiet_after_ns;
+}
+
+static void sc_one_byte(run_t *r) {
+  r->p.chunk = 1;
+  r->p.chunk_fixed = true;
+  r->p.consumers = 5;
+  r->p.duration_ns = 20 * SEC;
+  r->p.quiet_after_ns = 0;
+}
+
+static void sc_rolling(run_t *r) {
+  r->p.live_from_ns = 1; /* no idempotent call may fail at all */
+  for (int k = 0; k < 4; k++)
+    fault_at(r, (uint64_t)(4 + 6 * k) * SEC, F_GRACEFUL, k % r->p.providers, 0, 1 * SEC);
+}
+
+static void sc_churn(run_t *r) {
+  r->p.consumers = 50;
+  r->p.providers = 10;
+  r->p.rate = 4;
+  r->p.duration_ns = 40 * SEC;
+  r->p.quiet_after_ns = 25 * SEC;
+  sprinkle(r, F_CRASH, 2 * SEC, r->p.quiet_after_ns, 2 * SEC, 0, 500 * MS, 4 * SEC);
+  sprinkle(r, F_GRACEFUL, 3 * SEC, r->p.quiet_after_ns, 3 * SEC, 0, 500 * MS, 3 * SEC);
+  sprinkle(r, F_RESET, 2 * SEC, r->p.quiet_after_ns, 500 * MS, 0, 0, 0);
+  sprinkle(r, F_STALL, 2 * SEC, r->p.quiet_after_ns, 2 * SEC, 0, 100 * MS, 2 * SEC);
+}
+
+static void sc_swarm(run_t *r) {
+  /* The seed picks which faults are on and how often. */
+  mprpc_sim_world_t *w = r->w;
+  r->p.consumers = (int)mprpc_sim_rand_range(w, 2, 20);
+  r->p.providers = (int)mprpc_sim_rand_range(w, 2, 6);
+  r->p.rate = (double)mprpc_sim_rand_range(w, 5, 40);
+  r->p.nonidem_frac = (double)mprpc_sim_rand_range(w, 0, 10) / 10.0;
+  r->p.max_retry = (int)mprpc_sim_rand_range(w, 0, 4);
+  if (mprpc_sim_chance(w, 0.3))
+    r->p.backup_ms = (int64_t)mprpc_sim_rand_range(w, 20, 300);
+  if (mprpc_sim_chance(w, 0.2))
+    r->p.server_max_conc = (uint32_t)mprpc_sim_rand_range(w, 2, 32);
+  if (mprpc_sim_chance(w, 0.3))
+    r->p.chunk = (size_t)mprpc_sim_rand_range(w, 1, 64);
+  if (mprpc_sim_chance(w, 0.3)) {
+    r->p.work_max_ns = mprpc_sim_rand_range(w, 10, 2000) * MS;
+    r->p.slow_frac = (double)mprpc_sim_rand_range(w, 1, 5) / 10.0;
+    r->p.slow_until_ns = r->p.quiet_after_ns;
+  }
+  uint64_t q = r->p.quiet_after_ns;
+  if (mprpc_sim_chance(w, 0.5))
+    sprinkle(r, F_CRASH, 2 * SEC, q, mprpc_sim_rand_range(w, 1, 10) * SEC, 0, 200 * MS, 6 * SEC);
+  if (mprpc_sim_chance(w, 0.4))
+    sprinkle(r, F_GRACEFUL, 2 * SEC, q, mprpc_sim_rand_range(w, 2, 10) * SEC, 0, 200 * MS,
+             3 * SEC);
+  if (mprpc_sim_chance(w, 0.5))
+    sprinkle(r, F_PARTITION, 2 * SEC, q, mprpc_sim_rand_range(w, 2, 12) * SEC,
+             (int)mprpc_sim_rand_range(w, 0, 2), 200 * MS, 8 * SEC);
+  if (mprpc_sim_chance(w, 0.5))
+    sprinkle(r, F_RESET, 2 * SEC, q, mprpc_sim_rand_range(w, 100, 3000) * MS, 0, 0, 0);
+  if (mprpc_sim_chance(w, 0.5))
+    sprinkle(r, F_STALL, 2 * SEC, q, mprpc_sim_rand_range(w, 1, 5) * SEC, 0, 50 * MS, 3 * SEC);
+  if (mprpc_sim_chance(w, 0.3))
+    sprinkle(r, F_ZK_DOWN, 2 * SEC, q, mprpc_sim_rand_range(w, 8, 20) * SEC, 0, 1 * SEC, 9 * SEC);
+  if (mprpc_sim_chance(w, 0.3))
+    sprinkle(r, F_ZK_CUT, 2 * SEC, q, mprpc_sim_rand_range(w, 1, 5) * SEC, 0, 1 * SEC, 8 * SEC);
+  if (mprpc_sim_chance(w, 0.2))
+    sprinkle(r, F_ZK_EXPIRE_ALL, 2 * SEC, q, mprpc_sim_rand_range(w, 3, 10) * SEC, 0, 0, 0);
+}
+
+static const mprpc_sim_scenario_t scenarios[] = {
+    {"steady", "steady load, 10 consumers x 3 providers for 60 s, no faults: every call succeeds",
+     sc_steady},
+    {"crash_restart", "providers crash (state lost, registry session lingers) and restart on a new port",
+     sc_crash_restart},
+    {"partition", "symmetric partitions between consumer and provider sets, healed later",
+     sc_partition},
+    {"oneway", "one-way partitions (requests or responses black-holed), healed later", sc_oneway},
+    {"registry_outage", "ZooKeeper down (longer than the session timeout) and host-registry cuts; a provider moves meanwhile",
+     sc_registry_outage},
+    {"expiry_storm", "every session expires repeatedly; providers re-register, consumers re-learn",
+     sc_expiry_storm},
+    {"slow_provider", "handlers take virtual work time up to 1.5 s against a 1 s deadline",
+     sc_slow},
+    {"one_byte", "every connection delivers 1-byte chunks", sc_one_byte},
+    {"rolling_restart", "providers stop gracefully one after another and come back: no idempotent call fails",
+     sc_rolling},
+    {"churn", "50 consumers x 10 providers under crashes, graceful restarts, resets and stalls",
+     sc_churn},
+    {"swarm", "the seed picks the topology, which faults are on and their rates", sc_swarm},
+};
+
+#define NSCEN (sizeof scenarios / sizeof scenarios[0])
+
+size_t mprpc_sim_scenario_count(void) { return NSCEN; }
+const mprpc_sim_scenario_t *mprpc_sim_scenario_at(size_t i) {
+  return i < NSCEN ? &scenarios[i] : NULL;
+}
+const mprpc_sim_scenario_t *mprpc_sim_scenario_find(const char *name) {
+  for (size_t i = 0; i < NSCEN; i++)
+    if (strcmp(scenarios[i].name, name) == 0)
+      return &scenarios[i];
+  return NULL;
+}
+const char *mprpc_sim_scenario_name(const mprpc_sim_scenario_t *sc) { return sc->name; }
+const char *mprpc_sim_scenario_desc(const mprpc_sim_scenario_t *sc) { return sc->desc; }
+
+/* ---- a run ------------------------------------------------------------------------------------ */
+
+static void apply_knobs(run_t *r) {
+  const mprpc_sim_opts_t *o = r->o;
+  if (o->chunk)
+    r->p.chunk = o->chunk, r->p.chunk_fixed = o->chunk_fixed;
+  if (o->lat_max_us)
+    r->p.lat_max_ns = o->lat_max_us * MPRPC_NS_PER_US;
+  if (o->consumers > 0)
+    r->p.consumers = o->consumers;
+  if (o->providers > 0)
+    r->p.providers = o->providers;
+  if (o->rate > 0)
+    r->p.rate = o->rate;
+  if (o->timeout_ms > 0)
+    r->p.timeout_ms = o->timeout_ms;
+  if (o->max_retry >= 0)
+    r->p.max_retry = o->max_retry;
+  if (o->fault_scale > 0)
+    r->p.fault_scale = o->fault_scale;
+  if (o->duration_s) {
+    /* Stretch the timeline: faults until 2/3, quiet after. */
+    uint64_t d = o->duration_s * SEC;
+    if (r->p.quiet_after_ns)
+      r->p.quiet_after_ns = d * 2 / 3;
+    r->p.duration_ns = d;
+  }
+  if (r->p.quiet_after_ns && r->p.quiet_after_ns >= r->p.duration_ns)
+    r->p.quiet_after_ns = r->p.duration_ns / 2;
+  if (!r->p.live_from_ns)
+    r->p.live_from_ns = r->p.quiet_after_ns ? r->p.quiet_after_ns + LIVE_GRACE_NS : 1;
+  if (r->p.slow_until_ns > r->p.quiet_after_ns)
+    r->p.slow_until_ns = r->p.quiet_after_ns;
+}
+
+static void run_for(run_t *r, uint64_t dur) { mprpc_sim_run_until(r->w, now(r) + dur); }
+
+static void check_convergence(run_t *r) {
+  int up = providers_up(r);
+  size_t reg = mprpc_sim_zk_count(r->zk, SERVICE);
+  if (reg != (size_t)up)
+    violate(r, "registry did not converge: %zu nodes for %d running providers", reg, up);
+  for (int i = 0; i < r->p.consumers; i++) {
+    cons_t *c = &r->cons[i];
+    mprpc_channel_t *chs[2] = {c->ch_idem, c->ch_non};
+    for (int k = 0; k < 2; k++) {
+      mprpc_channel_stats_t st;
+      if (!chs[k])
+        continue;
+      mprpc_channel_stats(chs[k], &st);
+      if (st.unknown_ids)
+        violate(r, "consumer %d got %llu responses with correlation ids it never issued", i,
+                (unsigned long long)st.unknown_ids);
+    }
+  }
+  for (int i = 0; i < r->p.consumers; i++) {
+    cons_t *c = &r->cons[i];
+    size_t n1 = c->ch_idem ? mprpc_channel_endpoint_count(c->ch_idem) : reg;
+    size_t n2 = c->ch_non ? mprpc_channel_endpoint_count(c->ch_non) : reg;
+    if (n1 != (size_t)up || n2 != (size_t)up) {
+      violate(r, "consumer %d did not converge: channels know %zu/%zu endpoints, %d running", i,
+              n1, n2, up);
+      break;
+    }
+  }
+}
+
+static void teardown(run_t *r) {
+  r->tearing_down = true;
+  /* Channels: pending calls end with ECANCELED (and are checked). */
+  for (int i = 0; i < r->p.consumers; i++) {
+    cons_t *c = &r->cons[i];
+    mprpc_sim_cancel(r->w, c->tick_ev);
+    c->tick_ev = 0;
+    if (c->ch_idem)
+      mprpc_channel_destroy(c->ch_idem);
+    if (c->ch_non)
+      mprpc_channel_destroy(c->ch_non);
+    c->ch_idem = c->ch_non = NULL;
+  }
+  run_for(r, 2 * SEC);
+  for (int i = 0; i < r->p.providers; i++) {
+    prov_t *p = &r->provs[i];
+    p->restart_after = 0;
+    if (p->up && !p->stopping)
+      prov_graceful(p, 0);
+  }
+  for (int k = 0; k < 100; k++) {
+    bool busy = false;
+    for (int i = 0; i < r->p.providers; i++)
+      busy |= r->provs[i].stopping || r->provs[i].crashing;
+    if (!busy)
+      break;
+    run_for(r, 100 * MS);
+  }
+  for (int i = 0; i < r->p.providers; i++) {
+    prov_t *p = &r->provs[i];
+    if (p->srv) { /* stuck in shutdown: count it, free anyway */
+      violate(r, "provider %d did not finish its graceful stop", i);
+      pend_cancel_all(p);
+      mprpc_server_destroy(p->srv);
+      p->srv = NULL;
+    }
+    if (p->reg.vt)
+      mprpc_registry_close(p->reg);
+    p->reg = (mprpc_registry_t){0};
+  }
+  for (int i = 0; i < r->p.consumers; i++) {
+    if (r->cons[i].reg.vt)
+      mprpc_registry_close(r->cons[i].reg);
+    r->cons[i].reg = (mprpc_registry_t){0};
+  }
+  run_for(r, 1 * SEC);
+  /* Exactly once: every accepted call has completed by now. */
+  uint64_t lost = 0;
+  uint32_t first = 0;
+  for (uint32_t t = 0; t < r->ncalls; t++) {
+    rec_t *rec = rec_get(r, t);
+    if (!rec->done && lost++ == 0)
+      first = t;
+  }
+  if (lost)
+    violate(r, "%llu calls never ran their closure (first: call %u)", (unsigned long long)lost,
+            first);
+}
+
+static uint64_t log_clock(void *ctx) { return MPRPC_SIM_EPOCH_NS + mprpc_sim_now(ctx); }
+
+int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
+                  mprpc_sim_result_t *res) {
+  memset(res, 0, sizeof *res);
+  run_t *r = calloc(1, sizeof *r);
+  if (!r)
+    return MPRPC_ENOMEM;
+  int rc = MPRPC_ENOMEM;
+  unsigned saved_bugs = mprpc__sim_bug;
+  mprpc__sim_bug = o->bugs;
+  r->o = o;
+  r->res = res;
+  base_params(&r->p);
+  r->w = mprpc_sim_world_new(o->seed);
+  if (!r->w)
+    goto out;
+  mprpc_sim_set_trace(r->w, o->trace);
+  mprpc_log_set_clock(log_clock, r->w);
+  sc->setup(r); /* may draw from the world PRNG (swarm) before anything else */
+  apply_knobs(r);
+  mprpc_sim_tracef(r->w, "scenario %s seed %llu: %d consumers, %d providers, %.0f s", sc->name,
+                   (unsigned long long)o->seed, r->p.consumers, r->p.providers,
+                   (double)r->p.duration_ns / 1e9);
+  mprpc_sim_net_config_t ncfg = {.chunk_max = r->p.chunk, .chunk_fixed = r->p.chunk_fixed,
+                                 .lat_min_ns = 100 * MPRPC_NS_PER_US,
+                                 .lat_max_ns = r->p.lat_max_ns ? r->p.lat_max_ns : 2 * MS,
+                                 .lat_tail_p = 0.01, .lat_tail_ns = 20 * MS};
+  r->net = mprpc_sim_net_new(r->w, &ncfg);
+  mprpc_sim_zk_config_t zcfg = {.session_timeout_ns = r->p.session_timeout_ns};
+  r->zk = mprpc_sim_zk_new(r->w, &zcfg);
+  r->provs = calloc((size_t)r->p.providers, sizeof *r->provs);
+  r->cons = calloc((size_t)r->p.consumers, sizeof *r->cons);
+  if (!r->net || !r->zk || !r->provs || !r->cons)
+    goto out;
+  r->tr = mprpc_sim_net_transport(r->net);
+  for (int i = 0; i < r->p.providers; i++) {
+    prov_t *p = &r->provs[i];
+    p->run = r;
+    p->idx = i;
+    p->host = mprpc_sim_net_add_host(r->net);
+    for (int k = 0; k < 2; k++) {
+      p->sl[k] = mprpc_sim_loop_new(r->w, p->host);
+      if (!p->sl[k])
+        goto out;
+      p->loops[k] = mprpc_sim_loop(p->sl[k]);
+    }
+  }
+  for (int i = 0; i < r->p.consumers; i++) {
+    cons_t *c = &r->cons[i];
+    c->run = r;
+    c->idx = i;
+    c->host = mprpc_sim_net_add_host(r->net);
+    c->sl = mprpc_sim_loop_new(r->w, c->host);
+    if (!c->sl)
+      goto out;
+  }
+  for (int i = 0; i < r->p.providers; i++)
+    if ((rc = prov_start(&r->provs[i])) < 0)
+      goto out;
+  for (int i = 0; i < r->p.consumers; i++)
+    if ((rc = cons_start(&r->cons[i])) < 0)
+      goto out;
+  if (r->p.quiet_after_ns)
+    fault_at(r, r->p.quiet_after_ns, F_QUIET, 0, 0, 0);
+
+  /* Calls are issued until duration; the last ones get their deadline. */
+  mprpc_sim_run_until(r->w, r->p.duration_ns);
+  mprpc_sim_run_until(r->w, r->p.duration_ns + (uint64_t)r->p.timeout_ms * MS + 2 * SEC);
+  check_convergence(r);
+  teardown(r);
+  rc = 0;
+out:
+  if (rc < 0)
+    r->tearing_down = true;
+  if (r->w) {
+    res->sim_ns = mprpc_sim_now(r->w);
+    res->events = mprpc_sim_events_run(r->w);
+    res->hash = mprpc_sim_trace_hash(r->w);
+  }
+  /* Whatever is left (setup failures): free in dependency order. */
+  if (r->cons)
+    for (int i = 0; i < r->p.consumers; i++) {
+      cons_t *c = &r->cons[i];
+      if (c->ch_idem)
+        mprpc_channel_destroy(c->ch_idem);
+      if (c->ch_non)
+        mprpc_channel_destroy(c->ch_non);
+      if (c->reg.vt)
+        mprpc_registry_close(c->reg);
+    }
+  if (r->provs)
+    for (int i = 0; i < r->p.providers; i++) {
+      prov_t *p = &r->provs[i];
+      pend_cancel_all(p);
+      if (p->srv)
+        mprpc_server_destroy(p->srv);
+      if (p->reg.vt)
+        mprpc_registry_close(p->reg);
+    }
+  mprpc_sim_net_free(r->net);
+  mprpc_sim_zk_free(r->zk);
+  if (r->provs)
+    for (int i = 0; i < r->p.providers; i++)
+      for (int k = 0; k < 2; k++)
+        mprpc_sim_loop_free(r->provs[i].sl[k]);
+  if (r->cons)
+    for (int i = 0; i < r->p.consumers; i++)
+      mprpc_sim_loop_free(r->cons[i].sl);
+  while (r->faults) {
+    fault_t *f = r->faults;
+    r->faults = f->next;
+    free(f);
+  }
+  for (size_t b = 0; b < MAX_BLOCKS && r->blocks[b]; b++)
+    free(r->blocks[b]);
+  free(r->provs);
+  free(r->cons);
+  mprpc_log_set_clock(NULL, NULL);
+  mprpc_sim_world_free(r->w);
+  free(r);
+  mprpc__sim_bug = saved_bugs;
+  return rc;
+}
+

@@ -1,0 +1,330 @@
+/*
+ * Provider calls: the per-call context handlers see, the closure protobuf-c
+ * handlers call (inline or from any thread), and completion on the
+ * connection's loop.
+ *
+ * A call holds two references, both dropped on the connection's loop thread:
+ * one for the running invoke() and one for the completion. So a closure
+ * called twice inline is always detected. After both are gone the call's
+ * buffers are freed and the small struct sits in a per-loop quarantine ring
+ * (MPRPC__QUARANTINE entries) before it is freed, so a late second call from
+ * another thread is usually detected too; past that window a second call is
+ * undefined, as it is in protobuf-c's own RPC and in brpc.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/server_internal.h"
+#include "mprpc/errors.h"
+#include "mprpc/log.h"
+
+/* ---- unpack allocator: caps what one request may allocate -------------- */
+
+#define HDR 16 /* keeps max_align_t alignment */
+
+void *mprpc__srv_alloc(void *ad, size_t n) {
+  mprpc_server_call_t *call = ad;
+  if (n > call->alloc_limit - call->alloc_used)
+    return NULL;
+  uint8_t *p = malloc(n + HDR);
+  if (!p)
+    return NULL;
+  memcpy(p, &n, sizeof n);
+  call->alloc_used += n;
+  return p + HDR;
+}
+
+void mprpc__srv_free(void *ad, void *ptr) {
+  mprpc_server_call_t *call = ad;
+  if (!ptr)
+    return;
+  uint8_t *p = (uint8_t *)ptr - HDR;
+  size_t n;
+  memcpy(&n, p, sizeof n);
+  call->alloc_used -= n;
+  free(p);
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+/* Frames up to this size answered while a connection's on_data runs are
+ * copied into one buffer and written with one writev at the end of the pass:
+ * a pipelined batch costs one syscall instead of one per response. */
+#define BATCH_MAX_FRAME (16 * 1024)
+#define BATCH_MAX_BYTES (256 * 1024)
+
+static void write_failed(srv_conn_t *conn, int rc) {
+  MPRPC_LOG_WARN("server: closing connection from %s: write: %s", conn->peer, mprpc_strerror(rc));
+  mprpc__srv_conn_close(conn, false);
+}
+
+void mprpc__srv_flush(srv_conn_t *conn) {
+  if (conn->wlen == 0)
+    return;
+  size_t n = conn->wlen;
+  conn->wlen = 0;
+  if (conn->closing || conn->closed)
+    return;
+  struct iovec iov = {conn->wbuf, n};
+  int rc = mprpc_conn_writev(conn->s->t, conn->c, &iov, 1);
+  if (rc < 0)
+    write_failed(conn, rc);
+}
+
+static bool batch_append(srv_conn_t *conn, const mprpc_frame_out_t *out) {
+  if (!conn->batching || out->total > BATCH_MAX_FRAME)
+    return false;
+  if (conn->wlen + out->total > BATCH_MAX_BYTES)
+    mprpc__srv_flush(conn);
+  if (conn->wlen + out->total > conn->wcap) {
+    size_t cap = conn->wcap ? conn->wcap : 16 * 1024;
+    while (cap < conn->wlen + out->total)
+      cap *= 2;
+    uint8_t *nb = realloc(conn->wbuf, cap);
+    if (!nb)
+      return false;
+    conn->wbuf = nb;
+    conn->wcap = cap;
+  }
+  for (int i = 0; i < out->iovcnt; i++) {
+    if (out->iov[i].iov_len)
+      memcpy(conn->wbuf + conn->wlen, out->iov[i].iov_base, out->iov[i].iov_len);
+    conn->wlen += out->iov[i].iov_len;
+  }
+  return true;
+}
+
+static void write_frame(srv_conn_t *conn, mprpc_frame_out_t *out) {
+  if (conn->closing || conn->closed) {
+    atomic_fetch_add(&conn->s->st_dropped, 1);
+    return;
+  }
+  conn->last_active = mprpc_loop_now(conn->l->loop);
+  if (batch_append(conn, out))
+    return;
+  mprpc__srv_flush(conn); /* keep responses in order */
+  if (conn->closing)
+    return;
+  int rc = mprpc_conn_writev(conn->s->t, conn->c, out->iov, out->iovcnt);
+  if (rc < 0)
+    write_failed(conn, rc);
+}
+
+void mprpc__srv_send_error(srv_conn_t *conn, int64_t cid, int err, const char *text) {
+  mprpc_meta_t meta;
+  memset(&meta, 0, sizeof meta);
+  meta.has_response = true;
+  meta.error_code = mprpc_err_to_wire(err);
+  meta.error_text = mprpc_bytes_str(text);
+  meta.correlation_id = cid;
+  mprpc_frame_out_t out;
+  if (mprpc_frame_encode(&out, &meta, NULL, 0, NULL, 0) == 0)
+    write_frame(conn, &out);
+  mprpc_frame_out_free(&out);
+}
+
+/* Builds the response frame; runs on the thread that called the closure, so
+ * the handler's output message may die as soon as the closure returns. */
+static void encode_response(mprpc_server_call_t *call, const ProtobufCMessage *msg) {
+  mprpc_meta_t meta;
+  size_t plen = 0;
+  memset(&meta, 0, sizeof meta);
+  if (!call->err_wire && !msg) {
+    call->err_wire = mprpc_err_to_wire(MPRPC_EINTERNAL);
+    if (!call->err_text)
+      call->err_text = strdup("handler returned no response");
+  }
+  if (!call->err_wire) {
+    plen = protobuf_c_message_get_packed_size(msg);
+    call->payload = malloc(plen ? plen : 1);
+    if (!call->payload) {
+      call->err_wire = mprpc_err_to_wire(MPRPC_EINTERNAL);
+    } else {
+      size_t got = protobuf_c_message_pack(msg, call->payload);
+      if (got != plen)
+        call->err_wire = mprpc_err_to_wire(MPRPC_EINTERNAL);
+    }
+  }
+  meta.has_response = true;
+  meta.correlation_id = call->meta.correlation_id;
+  meta.error_code = call->err_wire;
+  meta.error_text = mprpc_bytes_str(call->err_text);
+  int rc;
+  if (call->err_wire)
+    rc = mprpc_frame_encode(&call->out, &meta, NULL, 0, call->resp_att, call->resp_att_len);
+  else
+    rc = mprpc_frame_encode(&call->out, &meta, call->payload, plen, call->resp_att,
+                            call->resp_att_len);
+  if (rc < 0) {
+    mprpc_frame_out_free(&call->out);
+    meta.error_code = call->err_wire = mprpc_err_to_wire(MPRPC_EINTERNAL);
+    meta.error_text = mprpc_bytes_str("response could not be encoded");
+    rc = mprpc_frame_encode(&call->out, &meta, NULL, 0, NULL, 0);
+  }
+  call->encoded = rc == 0;
+}
+
+/* On the connection's loop thread. */
+static void complete_now(mprpc_server_call_t *call);
+
+/* Posted from another thread. */
+static void complete_task(void *arg) {
+  mprpc_server_call_t *call = arg;
+  mprpc_server_t *s = call->s;
+  complete_now(call);
+  mprpc__srv_task_done(s);
+}
+
+static void complete_now(mprpc_server_call_t *call) {
+  srv_conn_t *conn = call->conn;
+  mprpc_server_t *s = conn->s;
+  srv_method_t *m = call->m;
+  uint64_t now = mprpc_loop_now(conn->l->loop);
+  mprpc__srv_record_latency(m, now > call->arrival_ns ? now - call->arrival_ns : 0);
+  atomic_fetch_add(&m->st.completed, 1);
+  if (call->err_wire)
+    mprpc__srv_count_error(s, m, mprpc_err_from_wire(call->err_wire));
+  atomic_fetch_sub(&m->st.inflight, 1);
+  atomic_fetch_sub(&s->inflight, 1);
+  conn->inflight--;
+  call->completed = true;
+  if (call->encoded)
+    write_frame(conn, &call->out);
+  mprpc_frame_out_free(&call->out);
+  call->encoded = false;
+  free(call->payload);
+  call->payload = NULL;
+  mprpc__srv_call_release(call);
+}
+
+void mprpc__srv_closure(const ProtobufCMessage *msg, void *closure_data) {
+  mprpc_server_call_t *call = closure_data;
+  if (!call || call->magic != MPRPC__CALL_MAGIC) {
+    MPRPC_LOG_ERROR("server: closure called with a bad closure_data %p", closure_data);
+    return;
+  }
+  if (atomic_exchange(&call->done, 1)) {
+    /* The call may already be answered and released: read nothing but
+     * fields that stay valid in quarantine. */
+    MPRPC_LOG_WARN("server: closure of %s.%s (correlation_id %lld) called twice; ignored",
+                   call->m->service, call->m->name, (long long)call->meta.correlation_id);
+    atomic_fetch_add(&call->s->st_twice, 1);
+    return;
+  }
+  encode_response(call, msg);
+  mprpc_loop_t loop = call->conn->l->loop;
+  if (mprpc_loop_in_loop(loop)) {
+    complete_now(call);
+    return;
+  }
+  int rc = mprpc__srv_post(call->s, loop, complete_task, call);
+  if (rc < 0)
+    /* The loop is gone (server stopped): the response is dropped and the
+     * call is freed by mprpc_server_destroy. */
+    MPRPC_LOG_WARN("server: response of %s.%s dropped: %s", call->m->service, call->m->name,
+                   mprpc_strerror(rc));
+}
+
+/* Frees what the call owns except the struct itself. */
+static void call_free_parts(mprpc_server_call_t *call) {
+  if (call->input)
+    protobuf_c_message_free_unpacked(call->input, &call->alloc);
+  call->input = NULL;
+  if (call->encoded)
+    mprpc_frame_out_free(&call->out);
+  call->encoded = false;
+  free(call->payload);
+  free(call->err_text);
+  free(call->resp_att);
+  call->payload = NULL;
+  call->err_text = NULL;
+  call->resp_att = NULL;
+}
+
+static void unlink_call(mprpc_server_call_t *call) {
+  srv_conn_t *conn = call->conn;
+  if (call->prev)
+    call->prev->next = call->next;
+  else
+    conn->calls = call->next;
+  if (call->next)
+    call->next->prev = call->prev;
+  call->prev = call->next = NULL;
+  conn->ncalls--;
+}
+
+void mprpc__srv_call_release(mprpc_server_call_t *call) {
+  if (--call->refs > 0)
+    return;
+  srv_conn_t *conn = call->conn;
+  srv_loop_t *l = conn->l;
+  call_free_parts(call);
+  unlink_call(call);
+  mprpc_server_call_t *old = l->quarantine[l->qpos];
+  l->quarantine[l->qpos] = call;
+  l->qpos = (l->qpos + 1) % MPRPC__QUARANTINE;
+  free(old);
+  /* The conn may go now; a quarantined call's twice-called path reads only
+   * call->m, call->meta and call->s, which outlive it. */
+  call->conn = NULL;
+  mprpc__srv_conn_maybe_free(conn);
+}
+
+/* Server destroy: a call whose handler never called the closure. */
+void mprpc__srv_call_destroy(mprpc_server_call_t *call) {
+  call_free_parts(call);
+  free(call);
+}
+
+/* ---- call context API ------------------------------------------------------ */
+
+mprpc_server_call_t *mprpc_server_call_from(void *closure_data) {
+  mprpc_server_call_t *c = closure_data;
+  return c && c->magic == MPRPC__CALL_MAGIC ? c : NULL;
+}
+
+const mprpc_server_call_meta_t *mprpc_server_call_meta(const mprpc_server_call_t *c) {
+  return c ? &c->meta : NULL;
+}
+
+const uint8_t *mprpc_server_call_attachment(const mprpc_server_call_t *c, size_t *len) {
+  if (len)
+    *len = c ? c->att_len : 0;
+  return c ? c->att : NULL;
+}
+
+int64_t mprpc_server_call_remaining_ns(const mprpc_server_call_t *c) {
+  if (!c || !c->deadline_ns)
+    return INT64_MAX;
+  uint64_t now = mprpc_loop_now(c->conn->l->loop);
+  return (int64_t)(c->deadline_ns - now);
+}
+
+int mprpc_server_call_set_error(mprpc_server_call_t *c, int code, const char *text) {
+  if (!c || code == 0)
+    return MPRPC_EINVAL;
+  char *t = NULL;
+  if (text && !(t = strdup(text)))
+    return MPRPC_ENOMEM;
+  free(c->err_text);
+  c->err_text = t;
+  c->err_wire = mprpc_err_to_wire(code);
+  return 0;
+}
+
+int mprpc_server_call_set_attachment(mprpc_server_call_t *c, const void *p, size_t len) {
+  if (!c || (len && !p))
+    return MPRPC_EINVAL;
+  uint8_t *n = NULL;
+  if (len) {
+    n = malloc(len);
+    if (!n)
+      return MPRPC_ENOMEM;
+    memcpy(n, p, len);
+  }
+  free(c->resp_att);
+  c->resp_att = n;
+  c->resp_att_len = len;
+  return 0;
+}

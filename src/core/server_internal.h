@@ -1,0 +1,170 @@
+/*
+ * Provider internals shared by server.c (connections, dispatch),
+ * server_life.c (start, stop, destroy), server_call.c (call context,
+ * closure, completion) and server_stats.c.
+ *
+ * Threading: a connection and its calls belong to one loop; everything in
+ * srv_loop/srv_conn and a call's refs/links is touched on that loop's thread
+ * only. Cross-thread state is atomic: the server's state and counters, the
+ * per-method stats, and a call's `done` flag (the closure may race).
+ */
+#ifndef MPRPC__SERVER_INTERNAL_H
+#define MPRPC__SERVER_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mprpc/buf.h"
+#include "mprpc/frame.h"
+#include "mprpc/rt.h"
+#include "mprpc/server.h"
+
+#define MPRPC__HIST_BUCKETS 320
+#define MPRPC__QUARANTINE 256
+
+typedef struct mprpc__mstats {
+  atomic_uint_fast64_t requests, errors, completed, inflight, max_us;
+  atomic_uint_fast64_t by_code[MPRPC_SERVER_NCODES];
+  atomic_uint_fast64_t hist[MPRPC__HIST_BUCKETS];
+} mprpc__mstats_t;
+
+typedef struct srv_method {
+  const char *service; /* descriptor strings: static */
+  const char *name;
+  ProtobufCService *svc;
+  unsigned index;
+  const ProtobufCMethodDescriptor *desc;
+  uint32_t limit; /* 0 = unlimited */
+  mprpc__mstats_t st;
+} srv_method_t;
+
+typedef struct srv_loop srv_loop_t;
+typedef struct srv_conn srv_conn_t;
+
+struct srv_loop {
+  mprpc_server_t *s;
+  mprpc_loop_t loop;
+  srv_conn_t *conns; /* every conn not yet freed, incl. closed with calls */
+  mprpc_server_call_t *quarantine[MPRPC__QUARANTINE];
+  size_t qpos;
+};
+
+struct srv_conn {
+  mprpc_server_t *s;
+  srv_loop_t *l;
+  mprpc_conn_t *c; /* NULL after on_close */
+  mprpc_rbuf_t in;
+  srv_conn_t *prev, *next;
+  mprpc_server_call_t *calls; /* live calls (not yet freed) */
+  size_t ncalls;
+  size_t inflight; /* dispatched, not yet completed */
+  uint64_t idle_timer;
+  uint64_t last_active;
+  bool closing, closed, authed;
+  bool batching;   /* inside on_data: small responses go to wbuf */
+  uint8_t *wbuf;   /* responses batched for one writev per on_data */
+  size_t wlen, wcap;
+  char peer[64];
+};
+
+#define MPRPC__CALL_MAGIC 0x6d707263u
+
+struct mprpc_server_call {
+  uint32_t magic;
+  atomic_int done; /* 0 until the closure's first call */
+  int refs;        /* loop thread only: invoke + completion */
+  mprpc_server_t *s;
+  srv_conn_t *conn;
+  srv_method_t *m;
+  mprpc_server_call_t *prev, *next;
+  mprpc_server_call_meta_t meta;
+  uint64_t arrival_ns;
+  uint64_t deadline_ns; /* 0 = none */
+  ProtobufCMessage *input;
+  ProtobufCAllocator alloc;
+  size_t alloc_used, alloc_limit;
+  const uint8_t *att;
+  size_t att_len;
+  /* response, filled by the handler / closure */
+  int32_t err_wire; /* positive wire code, 0 = success */
+  char *err_text;
+  uint8_t *resp_att;
+  size_t resp_att_len;
+  uint8_t *payload;
+  mprpc_frame_out_t out;
+  bool encoded;
+  bool completed;
+  /* request attachment and request_id bytes follow the struct */
+};
+
+enum { SRV_NEW = 0, SRV_RUNNING, SRV_STOPPING, SRV_STOPPED };
+
+struct mprpc_server {
+  mprpc_server_opts_t o;
+  char *host, *advertise_host, *version;
+  mprpc_transport_t t;
+  mprpc_loop_t *loops;
+  size_t nloops;
+  mprpc_loop_group_t *group; /* owned production loops, or NULL */
+  srv_loop_t *sl;            /* one per loop */
+  mprpc_listener_t *listener;
+  uint16_t port;
+
+  ProtobufCService **services;
+  size_t nservices;
+  srv_method_t **methods; /* registration order; pointers stable */
+  size_t nmethods;
+  uint32_t *stab, *mtab; /* open addressing: index or UINT32_MAX */
+  size_t stab_cap, mtab_cap;
+
+  atomic_int state;
+  atomic_int stopping; /* new requests get ELOGOFF */
+  atomic_int stop_requested;
+  atomic_uint_fast64_t inflight;
+  atomic_uint_fast64_t open_conns;
+  atomic_int closeall_pending;
+  atomic_int tasks; /* posted tasks not yet run (see mprpc__srv_post) */
+  bool zombie;      /* destroyed while running: freed by the last callback */
+
+  /* shutdown state machine (loops[0]) */
+  int sd_phase;
+  uint64_t sd_deadline, sd_timer;
+  mprpc_server_done_cb sd_done;
+  void *sd_ud;
+  uint64_t stats_timer, run_timer;
+  void *run_waiter;
+  atomic_int run_woken;
+
+  /* server-wide stats */
+  atomic_uint_fast64_t st_accepted, st_idle_closed, st_malformed, st_noservice, st_nomethod,
+      st_unrouted, st_twice, st_dropped;
+};
+
+/* server.c */
+void mprpc__srv_on_accept(void *ud, mprpc_conn_t *c, mprpc_loop_t loop);
+int mprpc__srv_post(mprpc_server_t *s, mprpc_loop_t loop, mprpc_post_cb fn, void *arg);
+void mprpc__srv_task_done(mprpc_server_t *s);
+
+/* server_life.c */
+void mprpc__srv_free_all(mprpc_server_t *s);
+void mprpc__srv_stats_tick(void *arg);
+
+/* server_call.c */
+void mprpc__srv_closure(const ProtobufCMessage *msg, void *closure_data);
+void mprpc__srv_call_release(mprpc_server_call_t *call);
+void mprpc__srv_call_destroy(mprpc_server_call_t *call);
+void mprpc__srv_send_error(srv_conn_t *conn, int64_t cid, int err, const char *text);
+void mprpc__srv_conn_close(srv_conn_t *conn, bool flush);
+void mprpc__srv_flush(srv_conn_t *conn);
+void mprpc__srv_conn_maybe_free(srv_conn_t *conn);
+void *mprpc__srv_alloc(void *ad, size_t n);
+void mprpc__srv_free(void *ad, void *p);
+
+/* server_stats.c */
+size_t mprpc__srv_code_slot(int err);
+void mprpc__srv_count_error(mprpc_server_t *s, srv_method_t *m, int err);
+void mprpc__srv_record_latency(srv_method_t *m, uint64_t ns);
+
+#endif

@@ -1,0 +1,830 @@
+/* Config file loader, typed getters and the programs' command line. */
+#include "mprpc/config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "mprpc/errors.h"
+#include "mprpc/log.h"
+
+#define MAX_FILE_BYTES ((size_t)64 << 20)
+#define SHOW_MAX 80 /* longest value quoted in an error message */
+
+typedef struct entry {
+  char *key;
+  char *value;
+  char *file; /* NULL when set programmatically */
+  int line;
+  bool used;
+} entry_t;
+
+struct mprpc_config {
+  entry_t *v;
+  size_t n, cap;
+  char err[1024];
+};
+
+static void set_err(mprpc_config_t *cfg, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void set_err(mprpc_config_t *cfg, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cfg->err, sizeof cfg->err, fmt, ap);
+  va_end(ap);
+}
+
+int mprpc_config_new(mprpc_config_t **out) {
+  *out = calloc(1, sizeof **out);
+  return *out ? 0 : MPRPC_ENOMEM;
+}
+
+static void entry_free(entry_t *e) {
+  free(e->key);
+  free(e->value);
+  free(e->file);
+}
+
+void mprpc_config_free(mprpc_config_t *cfg) {
+  if (!cfg)
+    return;
+  for (size_t i = 0; i < cfg->n; i++)
+    entry_free(&cfg->v[i]);
+  free(cfg->v);
+  free(cfg);
+}
+
+const char *mprpc_config_error(const mprpc_config_t *cfg) { return cfg ? cfg->err : ""; }
+
+static entry_t *find(const mprpc_config_t *cfg, const char *key) {
+  for (size_t i = 0; i < cfg->n; i++)
+    if (strcmp(cfg->v[i].key, key) == 0)
+      return &cfg->v[i];
+  return NULL;
+}
+
+static int reserve(mprpc_config_t *cfg, size_t extra) {
+  if (cfg->n + extra <= cfg->cap)
+    return 0;
+  size_t cap = cfg->cap ? cfg->cap : 16;
+  while (cap < cfg->n + extra)
+    cap *= 2;
+  entry_t *v = realloc(cfg->v, cap * sizeof *v);
+  if (!v)
+    return MPRPC_ENOMEM;
+  cfg->v = v;
+  cfg->cap = cap;
+  return 0;
+}
+
+static char *dup_n(const char *s, size_t n) {
+  char *p = malloc(n + 1);
+  if (p) {
+    memcpy(p, s, n);
+    p[n] = 0;
+  }
+  return p;
+}
+
+/* ---- parsing ------------------------------------------------------------- */
+
+/* Trimmed around keys and values. '\r' too: a stray CR before the line end
+ * (or a CR CR LF file) must not end up inside a value. */
+static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
+
+static bool key_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+         c == '.' || c == '-';
+}
+
+/* Quotes at most SHOW_MAX bytes of s[0..n) for an error message. */
+static const char *show(const char *s, size_t n, char buf[SHOW_MAX + 8]) {
+  size_t k = n > SHOW_MAX ? SHOW_MAX : n;
+  memcpy(buf, s, k);
+  strcpy(buf + k, n > SHOW_MAX ? "..." : "");
+  return buf;
+}
+
+int mprpc_config_load_string(mprpc_config_t *cfg, const char *text, size_t len, const char *name) {
+  if (!cfg || (!text && len))
+    return MPRPC_EINVAL;
+  if (!name)
+    name = "<string>";
+  cfg->err[0] = 0;
+  entry_t *nv = NULL; /* the new entries, merged only when the whole text parsed */
+  size_t nn = 0, ncap = 0;
+  int rc = 0;
+  size_t pos = 0;
+  int lineno = 0;
+  char sbuf[SHOW_MAX + 8];
+  if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) /* UTF-8 byte order mark */
+    pos = 3;
+  while (pos < len) {
+    lineno++;
+    const char *ls = text + pos;
+    const char *nl = memchr(ls, '\n', len - pos);
+    size_t ll = nl ? (size_t)(nl - ls) : len - pos;
+    pos += ll + (nl ? 1 : 0);
+    if (ll && ls[ll - 1] == '\r')
+      ll--;
+    if (memchr(ls, '\0', ll)) {
+      set_err(cfg, "%s:%d: line contains a NUL byte", name, lineno);
+      rc = MPRPC_ECONFIG;
+      goto fail;
+    }
+    while (ll && is_space(*ls))
+      ls++, ll--;
+    while (ll && is_space(ls[ll - 1]))
+      ll--;
+    if (ll == 0 || ls[0] == '#')
+      continue;
+    const char *eq = memchr(ls, '=', ll);
+    if (!eq) {
+      set_err(cfg, "%s:%d: expected key=value, got '%s'", name, lineno, show(ls, ll, sbuf));
+      rc = MPRPC_ECONFIG;
+      goto fail;
+    }
+    size_t kl = (size_t)(eq - ls);
+    while (kl && is_space(ls[kl - 1]))
+      kl--;
+    const char *vs = eq + 1;
+    size_t vl = ll - (size_t)(vs - ls);
+    while (vl && is_space(*vs))
+      vs++, vl--;
+    if (kl == 0) {
+      set_err(cfg, "%s:%d: empty key in '%s'", name, lineno, show(ls, ll, sbuf));
+      rc = MPRPC_ECONFIG;
+      goto fail;
+    }
+    for (size_t i = 0; i < kl; i++) {
+      if (!key_char(ls[i])) {
+        set_err(cfg, "%s:%d: invalid key '%s' (letters, digits, '_', '.', '-' only)", name,
+                lineno, show(ls, kl, sbuf));
+        rc = MPRPC_ECONFIG;
+        goto fail;
+      }
+    }
+    if (nn == ncap) {
+      size_t c = ncap ? ncap * 2 : 16;
+      entry_t *v = realloc(nv, c * sizeof *v);
+      if (!v) {
+        rc = MPRPC_ENOMEM;
+        goto fail;
+      }
+      nv = v;
+      ncap = c;
+    }
+    entry_t *e = &nv[nn];
+    *e = (entry_t){.key = dup_n(ls, kl), .value = dup_n(vs, vl), .file = strdup(name),
+                   .line = lineno};
+    nn++;
+    if (!e->key || !e->value || !e->file) {
+      rc = MPRPC_ENOMEM;
+      goto fail;
+    }
+  }
+  if ((rc = reserve(cfg, nn)) != 0)
+    goto fail;
+  for (size_t i = 0; i < nn; i++) {
+    entry_t *old = find(cfg, nv[i].key);
+    if (old) {
+      if (old->file)
+        MPRPC_LOG_WARN("%s:%d: key '%s' set again; overrides %s:%d", nv[i].file, nv[i].line,
+                       nv[i].key, old->file, old->line);
+      else
+        MPRPC_LOG_WARN("%s:%d: key '%s' set again; overrides the earlier value", nv[i].file,
+                       nv[i].line, nv[i].key);
+      entry_free(old);
+      *old = nv[i];
+    } else {
+      cfg->v[cfg->n++] = nv[i];
+    }
+  }
+  free(nv);
+  return 0;
+fail:
+  if (rc == MPRPC_ENOMEM)
+    set_err(cfg, "%s: out of memory", name);
+  for (size_t i = 0; i < nn; i++)
+    entry_free(&nv[i]);
+  free(nv);
+  return rc;
+}
+
+int mprpc_config_load_file(mprpc_config_t *cfg, const char *path) {
+  if (!cfg || !path)
+    return MPRPC_EINVAL;
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    int e = errno;
+    set_err(cfg, "%s: cannot open: %s", path, strerror(e));
+    return mprpc_err_from_errno(e);
+  }
+  size_t cap = 4096, n = 0;
+  char *buf = malloc(cap);
+  int rc = 0;
+  if (!buf) {
+    rc = MPRPC_ENOMEM;
+    set_err(cfg, "%s: out of memory", path);
+    goto out;
+  }
+  for (;;) {
+    if (n == cap) {
+      if (cap >= MAX_FILE_BYTES) {
+        set_err(cfg, "%s: larger than %zu MiB; not a config file?", path, MAX_FILE_BYTES >> 20);
+        rc = MPRPC_ECONFIG;
+        goto out;
+      }
+      char *b = realloc(buf, cap * 2);
+      if (!b) {
+        rc = MPRPC_ENOMEM;
+        set_err(cfg, "%s: out of memory", path);
+        goto out;
+      }
+      buf = b;
+      cap *= 2;
+    }
+    size_t r = fread(buf + n, 1, cap - n, f);
+    n += r;
+    if (r == 0) {
+      if (ferror(f)) {
+        int e = errno ? errno : EIO;
+        set_err(cfg, "%s: read: %s", path, strerror(e));
+        rc = mprpc_err_from_errno(e);
+        goto out;
+      }
+      break;
+    }
+  }
+  rc = mprpc_config_load_string(cfg, buf, n, path);
+out:
+  free(buf);
+  fclose(f);
+  return rc;
+}
+
+int mprpc_config_set(mprpc_config_t *cfg, const char *key, const char *value) {
+  if (!cfg || !key || !value || !key[0])
+    return MPRPC_EINVAL;
+  for (const char *p = key; *p; p++)
+    if (!key_char(*p))
+      return MPRPC_EINVAL;
+  char *v = strdup(value);
+  if (!v)
+    return MPRPC_ENOMEM;
+  entry_t *e = find(cfg, key);
+  if (e) {
+    free(e->value);
+    free(e->file);
+    e->value = v;
+    e->file = NULL;
+    e->line = 0;
+    return 0;
+  }
+  char *k = strdup(key);
+  if (!k || reserve(cfg, 1) != 0) {
+    free(k);
+    free(v);
+    return MPRPC_ENOMEM;
+  }
+  cfg->v[cfg->n++] = (entry_t){.key = k, .value = v};
+  return 0;
+}
+
+const char *mprpc_config_get(const mprpc_config_t *cfg, const char *key) {
+  entry_t *e = cfg && key ? find(cfg, key) : NULL;
+  if (e)
+    e->used = true;
+  return e ? e->value : NULL;
+}
+
+bool mprpc_config_has(const mprpc_config_t *cfg, const char *key) {
+  return cfg && key && find(cfg, key) != NULL;
+}
+
+size_t mprpc_config_count(const mprpc_config_t *cfg) { return cfg ? cfg->n : 0; }
+
+int mprpc_config_entry(const mprpc_config_t *cfg, size_t i, const char **key, const char **value) {
+  if (!cfg || i >= cfg->n)
+    return MPRPC_ENOTFOUND;
+  if (key)
+    *key = cfg->v[i].key;
+  if (value)
+    *value = cfg->v[i].value;
+  return 0;
+}
+
+size_t mprpc_config_warn_unused(const mprpc_config_t *cfg) {
+  size_t k = 0;
+  for (size_t i = 0; cfg && i < cfg->n; i++) {
+    const entry_t *e = &cfg->v[i];
+    if (e->used)
+      continue;
+    k++;
+    if (e->file)
+      MPRPC_LOG_WARN("%s:%d: unknown key '%s' (ignored)", e->file, e->line, e->key);
+    else
+      MPRPC_LOG_WARN("unknown key '%s' (ignored)", e->key);
+  }
+  return k;
+}
+
+/* ---- value parsers ------------------------------------------------------- */
+
+/* Leading unsigned decimal digits of s into *v; returns chars consumed (0 if
+ * none), or -1 on overflow. */
+static int parse_digits(const char *s, uint64_t *v) {
+  uint64_t x = 0;
+  int i = 0;
+  for (; s[i] >= '0' && s[i] <= '9'; i++) {
+    unsigned d = (unsigned)(s[i] - '0');
+    if (x > (UINT64_MAX - d) / 10)
+      return -1;
+    x = x * 10 + d;
+  }
+  *v = x;
+  return i;
+}
+
+int mprpc_parse_int(const char *s, int64_t min, int64_t max, int64_t *out) {
+  if (!s)
+    return MPRPC_EINVAL;
+  bool neg = false;
+  const char *p = s;
+  if (*p == '+' || *p == '-')
+    neg = *p++ == '-';
+  uint64_t v;
+  int k = parse_digits(p, &v);
+  if (k <= 0 || p[k] != 0)
+    return MPRPC_EINVAL;
+  int64_t x;
+  if (neg) {
+    if (v > (uint64_t)INT64_MAX + 1)
+      return MPRPC_EINVAL;
+    x = v == (uint64_t)INT64_MAX + 1 ? INT64_MIN : -(int64_t)v;
+  } else {
+    if (v > (uint64_t)INT64_MAX)
+      return MPRPC_EINVAL;
+    x = (int64_t)v;
+  }
+  if (x < min || x > max)
+    return MPRPC_ERANGE;
+  *out = x;
+  return 0;
+}
+
+int mprpc_parse_bool(const char *s, bool *out) {
+  static const char *const yes[] = {"true", "yes", "on", "1"};
+  static const char *const no[] = {"false", "no", "off", "0"};
+  if (!s)
+    return MPRPC_EINVAL;
+  for (int i = 0; i < 4; i++) {
+    if (strcasecmp(s, yes[i]) == 0) {
+      *out = true;
+      return 0;
+    }
+    if (strcasecmp(s, no[i]) == 0) {
+      *out = false;
+      return 0;
+    }
+  }
+  return MPRPC_EINVAL;
+}
+
+/* Number, optional spaces, unit from the table (exact match by cmp). */
+typedef struct unit {
+  const char *name;
+  uint64_t mul;
+} unit_t;
+
+static int parse_with_unit(const char *s, const unit_t *units, size_t nunits, bool icase,
+                           uint64_t *out) {
+  if (!s)
+    return MPRPC_EINVAL;
+  uint64_t v;
+  int k = parse_digits(s, &v);
+  if (k <= 0)
+    return MPRPC_EINVAL;
+  const char *u = s + k;
+  while (*u == ' ' || *u == '\t')
+    u++;
+  for (size_t i = 0; i < nunits; i++) {
+    if ((icase ? strcasecmp(u, units[i].name) : strcmp(u, units[i].name)) == 0) {
+      if (units[i].mul && v > UINT64_MAX / units[i].mul)
+        return MPRPC_ERANGE;
+      *out = v * units[i].mul;
+      return 0;
+    }
+  }
+  return MPRPC_EINVAL;
+}
+
+int mprpc_parse_duration_ms(const char *s, int64_t *out_ms) {
+  static const unit_t units[] = {{"", 1},          {"ms", 1},         {"s", 1000},
+                                 {"m", 60000},     {"min", 60000},    {"h", 3600000},
+                                 {"d", 86400000}};
+  uint64_t v;
+  int rc = parse_with_unit(s, units, sizeof units / sizeof units[0], false, &v);
+  if (rc)
+    return rc;
+  if (v > (uint64_t)INT64_MAX)
+    return MPRPC_ERANGE;
+  *out_ms = (int64_t)v;
+  return 0;
+}
+
+int mprpc_parse_size(const char *s, uint64_t *out) {
+  static const unit_t units[] = {
+      {"", 1},
+      {"b", 1},
+      {"k", 1ull << 10},
+      {"kib", 1ull << 10},
+      {"kb", 1000ull},
+      {"m", 1ull << 20},
+      {"mib", 1ull << 20},
+      {"mb", 1000000ull},
+      {"g", 1ull << 30},
+      {"gib", 1ull << 30},
+      {"gb", 1000000000ull},
+      {"t", 1ull << 40},
+      {"tib", 1ull << 40},
+      {"tb", 1000000000000ull},
+  };
+  return parse_with_unit(s, units, sizeof units / sizeof units[0], true, out);
+}
+
+static bool valid_hostname(const char *h, size_t n) {
+  if (n == 0 || n > 253)
+    return false;
+  size_t label = 0;
+  bool all_numeric = true;
+  for (size_t i = 0; i < n; i++) {
+    char c = h[i];
+    if (c == '.') {
+      if (label == 0 || h[i - 1] == '-')
+        return false;
+      label = 0;
+      continue;
+    }
+    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && c != '-' && c != '_')
+      return false;
+    if (c == '-' && label == 0)
+      return false;
+    if (!(c >= '0' && c <= '9'))
+      all_numeric = false;
+    if (++label > 63)
+      return false;
+  }
+  if (h[n - 1] == '-')
+    return false;
+  /* "1.2.3.999" is a broken IPv4 address, not a hostname */
+  return !all_numeric;
+}
+
+/* Validates host[0..n) into out->host/family. */
+static int check_host(const char *h, size_t n, bool bracketed, mprpc_hostport_t *out) {
+  if (n == 0 || n >= sizeof out->host)
+    return MPRPC_EINVAL;
+  char tmp[sizeof out->host];
+  memcpy(tmp, h, n);
+  tmp[n] = 0;
+  unsigned char addr[16];
+  int family;
+  if (bracketed) {
+    if (inet_pton(AF_INET6, tmp, addr) != 1)
+      return MPRPC_EINVAL;
+    family = 6;
+  } else if (inet_pton(AF_INET, tmp, addr) == 1) {
+    family = 4;
+  } else if (valid_hostname(tmp, n)) {
+    family = 0;
+  } else {
+    return MPRPC_EINVAL;
+  }
+  memcpy(out->host, tmp, n + 1);
+  out->family = family;
+  return 0;
+}
+
+static int check_port(const char *p, bool allow0, uint16_t *port) {
+  int64_t v;
+  if (mprpc_parse_int(p, allow0 ? 0 : 1, 65535, &v) != 0 || *p == '+' || *p == '-')
+    return MPRPC_EINVAL;
+  *port = (uint16_t)v;
+  return 0;
+}
+
+int mprpc_parse_hostport(const char *s, bool allow_port0, mprpc_hostport_t *out) {
+  if (!s || !out)
+    return MPRPC_EINVAL;
+  mprpc_hostport_t hp;
+  memset(&hp, 0, sizeof hp);
+  const char *port;
+  int rc;
+  if (s[0] == '[') {
+    const char *rb = strchr(s, ']');
+    if (!rb || rb[1] != ':')
+      return MPRPC_EINVAL;
+    rc = check_host(s + 1, (size_t)(rb - s - 1), true, &hp);
+    port = rb + 2;
+  } else {
+    const char *colon = strchr(s, ':');
+    if (!colon || strchr(colon + 1, ':')) /* none, or a bare IPv6 address */
+      return MPRPC_EINVAL;
+    rc = check_host(s, (size_t)(colon - s), false, &hp);
+    port = colon + 1;
+  }
+  if (rc || check_port(port, allow_port0, &hp.port) != 0)
+    return MPRPC_EINVAL;
+  *out = hp;
+  return 0;
+}
+
+/* ---- typed getters ------------------------------------------------------- */
+
+/* "file:line: " for an entry, "" when it was set in code. */
+static const char *where(const entry_t *e, char *buf, size_t n) {
+  if (e->file)
+    snprintf(buf, n, "%s:%d: ", e->file, e->line);
+  else
+    buf[0] = 0;
+  return buf;
+}
+
+static entry_t *lookup(mprpc_config_t *cfg, const char *key) {
+  entry_t *e = cfg && key ? find(cfg, key) : NULL;
+  if (e)
+    e->used = true;
+  return e;
+}
+
+static int bad_value(mprpc_config_t *cfg, const entry_t *e, const char *expected) {
+  char w[512], sbuf[SHOW_MAX + 8];
+  set_err(cfg, "%skey '%s': invalid value '%s': expected %s", where(e, w, sizeof w), e->key,
+          show(e->value, strlen(e->value), sbuf), expected);
+  return MPRPC_ECONFIG;
+}
+
+int mprpc_config_get_string(mprpc_config_t *cfg, const char *key, const char *def,
+                            const char **out) {
+  entry_t *e = lookup(cfg, key);
+  *out = e ? e->value : def;
+  return 0;
+}
+
+int mprpc_config_get_int(mprpc_config_t *cfg, const char *key, int64_t def, int64_t min,
+                         int64_t max, int64_t *out) {
+  entry_t *e = lookup(cfg, key);
+  if (!e) {
+    *out = def;
+    return 0;
+  }
+  int64_t v;
+  int rc = mprpc_parse_int(e->value, min, max, &v);
+  if (rc) {
+    char exp[128];
+    snprintf(exp, sizeof exp, "an integer in [%lld, %lld]", (long long)min, (long long)max);
+    return bad_value(cfg, e, exp);
+  }
+  *out = v;
+  return 0;
+}
+
+int mprpc_config_get_bool(mprpc_config_t *cfg, const char *key, bool def, bool *out) {
+  entry_t *e = lookup(cfg, key);
+  if (!e) {
+    *out = def;
+    return 0;
+  }
+  bool v;
+  if (mprpc_parse_bool(e->value, &v) != 0)
+    return bad_value(cfg, e, "true/false, yes/no, on/off or 1/0");
+  *out = v;
+  return 0;
+}
+
+int mprpc_config_get_duration_ms(mprpc_config_t *cfg, const char *key, int64_t def_ms,
+                                 int64_t *out_ms) {
+  entry_t *e = lookup(cfg, key);
+  if (!e) {
+    *out_ms = def_ms;
+    return 0;
+  }
+  int64_t v;
+  if (mprpc_parse_duration_ms(e->value, &v) != 0)
+    return bad_value(cfg, e,
+                     "a duration such as 250ms, 2s, 1m, 1h, 1d (a plain number is milliseconds)");
+  *out_ms = v;
+  return 0;
+}
+
+int mprpc_config_get_size(mprpc_config_t *cfg, const char *key, uint64_t def, uint64_t *out) {
+  entry_t *e = lookup(cfg, key);
+  if (!e) {
+    *out = def;
+    return 0;
+  }
+  uint64_t v;
+  if (mprpc_parse_size(e->value, &v) != 0)
+    return bad_value(cfg, e, "a size such as 512, 64KiB, 1MiB, 1GiB, 10MB");
+  *out = v;
+  return 0;
+}
+
+int mprpc_config_get_hostport(mprpc_config_t *cfg, const char *key, const char *def,
+                              mprpc_hostport_t *out) {
+  entry_t *e = lookup(cfg, key);
+  if (!e) {
+    if (!def)
+      return MPRPC_ENOTFOUND;
+    if (mprpc_parse_hostport(def, true, out) != 0) {
+      set_err(cfg, "key '%s': bad default '%s'", key, def);
+      return MPRPC_EINVAL;
+    }
+    return 0;
+  }
+  if (mprpc_parse_hostport(e->value, true, out) != 0)
+    return bad_value(cfg, e, "host:port (IPv4, hostname or [IPv6], port 0-65535)");
+  return 0;
+}
+
+/* ---- seed keys ------------------------------------------------------------ */
+
+int mprpc_config_registry_uri(mprpc_config_t *cfg, char *out, size_t n) {
+  if (!cfg || !out || n == 0)
+    return MPRPC_EINVAL;
+  entry_t *r = lookup(cfg, "registry");
+  int len;
+  if (r && r->value[0]) {
+    if (!strstr(r->value, "://"))
+      return bad_value(cfg, r, "a registry URI: zk://host:port, static://host:port, file:///path");
+    len = snprintf(out, n, "%s", r->value);
+  } else {
+    entry_t *ip = lookup(cfg, "zookeeperip");
+    if (!ip)
+      return MPRPC_ENOTFOUND;
+    mprpc_hostport_t hp;
+    const char *v = ip->value;
+    size_t vl = strlen(v);
+    bool br = vl >= 2 && v[0] == '[' && v[vl - 1] == ']';
+    int rc = br ? check_host(v + 1, vl - 2, true, &hp) : check_host(v, vl, false, &hp);
+    if (rc && !br) /* a bare IPv6 address */
+      rc = check_host(v, vl, true, &hp);
+    if (rc)
+      return bad_value(cfg, ip, "an IPv4 or IPv6 address or a hostname");
+    int64_t port;
+    if ((rc = mprpc_config_get_int(cfg, "zookeeperport", 2181, 1, 65535, &port)) != 0)
+      return rc;
+    len = hp.family == 6 ? snprintf(out, n, "zk://[%s]:%d", hp.host, (int)port)
+                         : snprintf(out, n, "zk://%s:%d", hp.host, (int)port);
+  }
+  if (len < 0 || (size_t)len >= n) {
+    set_err(cfg, "registry URI longer than %zu bytes", n - 1);
+    return MPRPC_ENAMETOOLONG;
+  }
+  return 0;
+}
+
+int mprpc_config_server_addr(mprpc_config_t *cfg, mprpc_hostport_t *out) {
+  if (!cfg || !out)
+    return MPRPC_EINVAL;
+  entry_t *ip = lookup(cfg, "rpcserverip");
+  if (!ip)
+    return MPRPC_ENOTFOUND;
+  mprpc_hostport_t hp;
+  memset(&hp, 0, sizeof hp);
+  const char *v = ip->value;
+  size_t vl = strlen(v);
+  bool br = vl >= 2 && v[0] == '[' && v[vl - 1] == ']';
+  int rc = br ? check_host(v + 1, vl - 2, true, &hp) : check_host(v, vl, false, &hp);
+  if (rc && !br)
+    rc = check_host(v, vl, true, &hp);
+  if (rc)
+    return bad_value(cfg, ip, "an IPv4 or IPv6 address or a hostname");
+  int64_t port;
+  if ((rc = mprpc_config_get_int(cfg, "rpcserverport", 0, 0, 65535, &port)) != 0)
+    return rc;
+  hp.port = (uint16_t)port;
+  *out = hp;
+  return 0;
+}
+
+/* ---- logger keys and the command line ----------------------------------- */
+
+int mprpc_config_apply_log(mprpc_config_t *cfg) {
+  static const char *const keys[] = {"log_level", "log_file", "log_max_bytes",
+                                     "log_rotate_daily", "log_keep", "log_queue_bytes",
+                                     "log_sync"};
+  bool any = false;
+  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+    any = any || mprpc_config_has(cfg, keys[i]);
+  if (!any)
+    return 0;
+  mprpc_log_opts_t o;
+  mprpc_log_opts_init(&o);
+  const char *lvl = NULL;
+  int64_t keep;
+  uint64_t qb;
+  bool daily, sync;
+  int rc;
+  mprpc_config_get_string(cfg, "log_level", NULL, &lvl);
+  if (lvl) {
+    int l = mprpc_log_level_from_name(lvl);
+    if (l < 0)
+      return bad_value(cfg, lookup(cfg, "log_level"),
+                       "trace, debug, info, warn, error, fatal or off");
+    o.level = l;
+  }
+  mprpc_config_get_string(cfg, "log_file", NULL, &o.path);
+  if ((rc = mprpc_config_get_size(cfg, "log_max_bytes", 0, &o.max_file_bytes)) ||
+      (rc = mprpc_config_get_bool(cfg, "log_rotate_daily", false, &daily)) ||
+      (rc = mprpc_config_get_int(cfg, "log_keep", o.keep, 0, 1000, &keep)) ||
+      (rc = mprpc_config_get_size(cfg, "log_queue_bytes", o.queue_bytes, &qb)) ||
+      (rc = mprpc_config_get_bool(cfg, "log_sync", false, &sync)))
+    return rc;
+  if (qb > ((uint64_t)1 << 32))
+    return bad_value(cfg, lookup(cfg, "log_queue_bytes"), "a size up to 4GiB");
+  o.rotate_daily = daily;
+  o.keep = (int)keep;
+  o.queue_bytes = (size_t)qb;
+  o.sync = sync;
+  rc = mprpc_log_open(&o);
+  if (rc) {
+    set_err(cfg, "log_file '%s': cannot open: %s", o.path ? o.path : "-", mprpc_strerror(rc));
+    return rc;
+  }
+  return 0;
+}
+
+static const char *prog_name(char **argv) {
+  const char *p = argv && argv[0] ? argv[0] : "mprpc";
+  const char *s = strrchr(p, '/');
+  return s ? s + 1 : p;
+}
+
+static void usage(FILE *f, const char *prog) {
+  fprintf(f,
+          "usage: %s -i CONFIG_FILE\n"
+          "  -i FILE, --config FILE   load key=value settings from FILE (see docs/config.md)\n"
+          "  -h, --help               show this help\n",
+          prog);
+}
+
+int mprpc_app_init(int argc, char **argv, mprpc_config_t **cfg_out) {
+  const char *prog = prog_name(argv);
+  const char *path = NULL;
+  if (cfg_out)
+    *cfg_out = NULL;
+  if (!cfg_out)
+    return MPRPC_EINVAL;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+      usage(stdout, prog);
+      return MPRPC_ECANCELED;
+    }
+    if (strcmp(a, "-i") == 0 || strcmp(a, "--config") == 0) {
+      if (i + 1 >= argc) {
+        fprintf(stderr, "%s: error: %s needs a file name\n", prog, a);
+        usage(stderr, prog);
+        return MPRPC_EINVAL;
+      }
+      path = argv[++i];
+    } else if (strncmp(a, "-i", 2) == 0) {
+      path = a + 2;
+    } else if (strncmp(a, "--config=", 9) == 0) {
+      path = a + 9;
+    } else {
+      fprintf(stderr, "%s: error: unknown argument '%s'\n", prog, a);
+      usage(stderr, prog);
+      return MPRPC_EINVAL;
+    }
+  }
+  if (!path || !path[0]) {
+    fprintf(stderr, "%s: error: no config file given (-i FILE)\n", prog);
+    usage(stderr, prog);
+    return MPRPC_EINVAL;
+  }
+  mprpc_config_t *cfg;
+  int rc = mprpc_config_new(&cfg);
+  if (rc) {
+    fprintf(stderr, "%s: error: out of memory\n", prog);
+    return rc;
+  }
+  rc = mprpc_config_load_file(cfg, path);
+  if (rc == 0)
+    rc = mprpc_config_apply_log(cfg);
+  if (rc) {
+    fprintf(stderr, "%s: error: %s\n", prog, mprpc_config_error(cfg));
+    if (rc != MPRPC_ECONFIG)
+      usage(stderr, prog);
+    mprpc_config_free(cfg);
+    return rc;
+  }
+  *cfg_out = cfg;
+  return 0;
+}

@@ -1,0 +1,377 @@
+/* The libev loop behind the loop/clock seam (src/rt/loop_ev.c, group.c). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "mprpc/errors.h"
+#include "mprpc/loop.h"
+#include "mprpc/rt.h"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+typedef struct fixture {
+  mprpc_loop_group_t *g;
+  mprpc_loop_t loop;
+  void *done; /* waiter woken by the test's last callback */
+} fixture_t;
+
+static fixture_t *fixture_new(size_t n) {
+  fixture_t *f = calloc(1, sizeof *f);
+  assert_non_null(f);
+  assert_int_equal(mprpc_loop_group_new(n, &f->g), 0);
+  assert_int_equal(mprpc_loop_group_start(f->g), 0);
+  f->loop = mprpc_loop_group_loop(f->g, 0);
+  assert_true(mprpc_loop_can_block(f->loop));
+  f->done = f->loop.vt->waiter_new(f->loop.ctx);
+  assert_non_null(f->done);
+  return f;
+}
+
+static void fixture_free(fixture_t *f) {
+  mprpc_loop_group_free(f->g);
+  f->loop.vt->waiter_free(f->loop.ctx, f->done);
+  free(f);
+}
+
+static void wake(fixture_t *f) { f->loop.vt->waiter_wake(f->loop.ctx, f->done); }
+static void wait_done(fixture_t *f) { f->loop.vt->waiter_wait(f->loop.ctx, f->done); }
+
+/* Runs fn(arg) on the loop thread and returns after it ran. */
+typedef struct sync_call {
+  fixture_t *f;
+  void (*fn)(void *);
+  void *arg;
+  void *w;
+} sync_call_t;
+
+static void sync_trampoline(void *p) {
+  sync_call_t *s = p;
+  s->fn(s->arg);
+  s->f->loop.vt->waiter_wake(s->f->loop.ctx, s->w);
+}
+
+static void run_on_loop(fixture_t *f, void (*fn)(void *), void *arg) {
+  sync_call_t s = {f, fn, arg, f->loop.vt->waiter_new(f->loop.ctx)};
+  assert_non_null(s.w);
+  assert_int_equal(mprpc_loop_post(f->loop, sync_trampoline, &s), 0);
+  f->loop.vt->waiter_wait(f->loop.ctx, s.w);
+  f->loop.vt->waiter_free(f->loop.ctx, s.w);
+}
+
+/* ---- timers ------------------------------------------------------------ */
+
+typedef struct tctx {
+  fixture_t *f;
+  int order[16];
+  int n;
+  int expect;
+  uint64_t ids[16];
+  bool fired[16];
+  int stray;
+  int bad; /* checks made on the loop thread (cmocka asserts only on main) */
+} tctx_t;
+
+typedef struct targ {
+  tctx_t *t;
+  int tag;
+} targ_t;
+
+static void record(void *p) {
+  targ_t *a = p;
+  tctx_t *t = a->t;
+  if (!mprpc_loop_in_loop(t->f->loop))
+    t->bad++;
+  t->fired[a->tag] = true;
+  t->order[t->n++] = a->tag;
+  if (t->n == t->expect)
+    wake(t->f);
+}
+
+static targ_t targs[16];
+
+static void start_ordered(void *p) {
+  tctx_t *t = p;
+  /* Started longest first; the spacing only has to beat scheduling noise
+   * between two consecutive statements, and equal delays started later
+   * always have a later deadline. */
+  static const uint64_t ms[] = {400, 300, 200, 100, 0, 0, 0};
+  for (int i = 0; i < 7; i++) {
+    targs[i] = (targ_t){t, i};
+    t->ids[i] = mprpc_timer_start(t->f->loop, ms[i] * MPRPC_NS_PER_MS, record, &targs[i]);
+    if (t->ids[i] == 0)
+      t->bad++;
+    for (int j = 0; j < i; j++)
+      if (t->ids[i] == t->ids[j])
+        t->bad++;
+  }
+}
+
+static void test_loop_timers_fire_in_deadline_order(void **state) {
+  (void)state;
+  fixture_t *f = fixture_new(1);
+  tctx_t t = {.f = f, .expect = 7};
+  run_on_loop(f, start_ordered, &t);
+  wait_done(f);
+  int want[] = {4, 5, 6, 3, 2, 1, 0};
+  assert_int_equal(t.n, 7);
+  assert_memory_equal(t.order, want, sizeof want);
+  assert_int_equal(t.bad, 0);
+  fixture_free(f);
+}
+
+/* Timer 0 (delay 0) cancels timer 1 (later), itself (already fired) and an
+ * id that never existed; timer 2 (latest) cancels timer 0 again, starts a
+ * fresh timer 3 whose id must differ from every earlier one, and timer 3
+ * ends the test. */
+static void cancel_from_timer(void *p) {
+  targ_t *a = p;
+  tctx_t *t = a->t;
+  t->fired[a->tag] = true;
+  t->order[t->n++] = a->tag;
+  if (a->tag == 0) {
+    mprpc_timer_cancel(t->f->loop, t->ids[1]);
+    mprpc_timer_cancel(t->f->loop, t->ids[0]);
+    mprpc_timer_cancel(t->f->loop, 0x7777777700000042ull);
+  } else if (a->tag == 2) {
+    mprpc_timer_cancel(t->f->loop, t->ids[0]);
+    mprpc_timer_cancel(t->f->loop, t->ids[1]);
+    targs[3] = (targ_t){t, 3};
+    t->ids[3] = mprpc_timer_start(t->f->loop, MPRPC_NS_PER_MS, cancel_from_timer, &targs[3]);
+    if (t->ids[3] == 0)
+      t->bad++;
+    for (int j = 0; j < 3; j++)
+      if (t->ids[3] == t->ids[j])
+        t->bad++;
+  } else if (a->tag == 3) {
+    wake(t->f);
+  }
+}
+
+static void stray(void *p) {
+  tctx_t *t = p;
+  t->stray++;
+}
+
+static void start_cancels(void *p) {
+  tctx_t *t = p;
+  for (int i = 0; i < 3; i++)
+    targs[i] = (targ_t){t, i};
+  t->ids[0] = mprpc_timer_start(t->f->loop, 0, cancel_from_timer, &targs[0]);
+  t->ids[1] = mprpc_timer_start(t->f->loop, 200 * MPRPC_NS_PER_MS, cancel_from_timer, &targs[1]);
+  t->ids[2] = mprpc_timer_start(t->f->loop, 400 * MPRPC_NS_PER_MS, cancel_from_timer, &targs[2]);
+  /* Cancelled before it could fire, from outside any timer. */
+  uint64_t gone = mprpc_timer_start(t->f->loop, 0, stray, t);
+  if (gone == 0)
+    t->bad++;
+  mprpc_timer_cancel(t->f->loop, gone);
+  mprpc_timer_cancel(t->f->loop, gone);
+}
+
+static void test_loop_timer_cancel_inside_timer_and_after_fire(void **state) {
+  (void)state;
+  fixture_t *f = fixture_new(1);
+  tctx_t t = {.f = f};
+  run_on_loop(f, start_cancels, &t);
+  wait_done(f);
+  assert_int_equal(t.n, 3);
+  int want[] = {0, 2, 3};
+  assert_memory_equal(t.order, want, sizeof want);
+  assert_false(t.fired[1]);
+  assert_int_equal(t.stray, 0);
+  assert_int_equal(t.bad, 0);
+  fixture_free(f);
+}
+
+/* ---- posts ------------------------------------------------------------- */
+
+#define PRODUCERS 8
+#define PER_PRODUCER 10000
+
+typedef struct pctx {
+  fixture_t *f;
+  uint8_t seen[PRODUCERS * PER_PRODUCER];
+  int last[PRODUCERS]; /* last index per producer: posts keep their order */
+  long count;
+  int off_loop;
+  int out_of_order;
+} pctx_t;
+
+static pctx_t *pc;
+
+static void on_post(void *arg) {
+  uintptr_t v = (uintptr_t)arg - 1;
+  int prod = (int)(v / PER_PRODUCER), idx = (int)(v % PER_PRODUCER);
+  if (!mprpc_loop_in_loop(pc->f->loop))
+    pc->off_loop++;
+  if (idx <= pc->last[prod])
+    pc->out_of_order++;
+  pc->last[prod] = idx;
+  pc->seen[v]++;
+  pc->count++;
+}
+
+static void *producer(void *arg) {
+  int prod = (int)(uintptr_t)arg;
+  for (int i = 0; i < PER_PRODUCER; i++) {
+    uintptr_t v = (uintptr_t)prod * PER_PRODUCER + (uintptr_t)i + 1;
+    if (mprpc_loop_post(pc->f->loop, on_post, (void *)v) != 0)
+      return (void *)1;
+  }
+  return NULL;
+}
+
+static void finish(void *arg) { wake(arg); }
+
+static void test_loop_post_from_many_threads_runs_each_once_on_loop(void **state) {
+  (void)state;
+  fixture_t *f = fixture_new(1);
+  pc = calloc(1, sizeof *pc);
+  assert_non_null(pc);
+  pc->f = f;
+  for (int i = 0; i < PRODUCERS; i++)
+    pc->last[i] = -1;
+  assert_false(mprpc_loop_in_loop(f->loop));
+  pthread_t th[PRODUCERS];
+  for (int i = 0; i < PRODUCERS; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, producer, (void *)(uintptr_t)i), 0);
+  for (int i = 0; i < PRODUCERS; i++) {
+    void *rv;
+    pthread_join(th[i], &rv);
+    assert_null(rv);
+  }
+  /* Posts run in order, so this one runs after all of the above. */
+  assert_int_equal(mprpc_loop_post(f->loop, finish, f), 0);
+  wait_done(f);
+  assert_int_equal(pc->count, PRODUCERS * PER_PRODUCER);
+  assert_int_equal(pc->off_loop, 0);
+  assert_int_equal(pc->out_of_order, 0);
+  for (int i = 0; i < PRODUCERS * PER_PRODUCER; i++)
+    assert_int_equal(pc->seen[i], 1);
+  fixture_free(f);
+  free(pc);
+  pc = NULL;
+}
+
+static int ran_on_drain;
+static bool drain_in_loop;
+static mprpc_loop_t drain_loop;
+
+static void count_drain(void *arg) {
+  (void)arg;
+  ran_on_drain++;
+  drain_in_loop = mprpc_loop_in_loop(drain_loop);
+}
+
+static void test_loop_stop_runs_pending_posts_then_refuses(void **state) {
+  (void)state;
+  mprpc_loop_group_t *g;
+  assert_int_equal(mprpc_loop_group_new(2, &g), 0);
+  drain_loop = mprpc_loop_group_loop(g, 1);
+  ran_on_drain = 0;
+  /* Never started: the posts are still run, exactly once, by stop. */
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(mprpc_loop_post(drain_loop, count_drain, NULL), 0);
+  mprpc_loop_group_stop(g);
+  assert_int_equal(ran_on_drain, 3);
+  assert_true(drain_in_loop);
+  assert_false(mprpc_loop_in_loop(drain_loop));
+  assert_int_equal(mprpc_loop_post(drain_loop, count_drain, NULL), MPRPC_ESTATE);
+  mprpc_loop_group_stop(g); /* idempotent */
+  assert_int_equal(mprpc_loop_group_start(g), MPRPC_ESTATE);
+  mprpc_loop_group_free(g);
+  assert_int_equal(ran_on_drain, 3);
+}
+
+static void test_loop_group_new_rejects_zero(void **state) {
+  (void)state;
+  mprpc_loop_group_t *g = NULL;
+  assert_int_equal(mprpc_loop_group_new(0, &g), MPRPC_EINVAL);
+  assert_null(g);
+}
+
+/* ---- clock, randomness, waiters, default loop --------------------------- */
+
+static uint64_t drawn[3];
+
+static void draw(void *arg) {
+  fixture_t *f = arg;
+  mprpc_rand_t r = mprpc_loop_rand(f->loop);
+  drawn[0] = mprpc_rand_u64(r);
+  drawn[1] = mprpc_rand_u64(r);
+  drawn[2] = mprpc_rand_below(r, 10);
+}
+
+static void test_loop_clock_and_rand(void **state) {
+  (void)state;
+  fixture_t *f = fixture_new(2);
+  uint64_t t0 = mprpc_loop_now(f->loop), t1 = mprpc_loop_now(f->loop);
+  assert_true(t1 >= t0);
+  /* Wall time is after 2020-01-01. */
+  assert_true(mprpc_loop_wall(f->loop) > 1577836800ull * MPRPC_NS_PER_S);
+  run_on_loop(f, draw, f);
+  assert_int_not_equal(drawn[0], drawn[1]);
+  assert_true(drawn[2] < 10);
+  /* Two loops, two different generators. */
+  mprpc_loop_t l1 = mprpc_loop_group_loop(f->g, 1);
+  assert_ptr_not_equal(l1.ctx, f->loop.ctx);
+  assert_int_equal(mprpc_loop_group_size(f->g), 2);
+  fixture_free(f);
+}
+
+static void test_loop_waiter_wake_before_wait(void **state) {
+  (void)state;
+  fixture_t *f = fixture_new(1);
+  void *w = f->loop.vt->waiter_new(f->loop.ctx);
+  assert_non_null(w);
+  f->loop.vt->waiter_wake(f->loop.ctx, w);
+  f->loop.vt->waiter_wait(f->loop.ctx, w); /* must not block */
+  f->loop.vt->waiter_free(f->loop.ctx, w);
+  fixture_free(f);
+}
+
+typedef struct dctx {
+  mprpc_loop_t loop;
+  void *w;
+  bool in_loop;
+} dctx_t;
+
+static void on_default(void *arg) {
+  dctx_t *d = arg;
+  d->in_loop = mprpc_loop_in_loop(d->loop);
+  d->loop.vt->waiter_wake(d->loop.ctx, d->w);
+}
+
+static void test_loop_default_loop_runs_posts(void **state) {
+  (void)state;
+  dctx_t d = {0};
+  assert_int_equal(mprpc_default_loop(&d.loop), 0);
+  mprpc_loop_t again;
+  assert_int_equal(mprpc_default_loop(&again), 0);
+  assert_ptr_equal(again.ctx, d.loop.ctx);
+  d.w = d.loop.vt->waiter_new(d.loop.ctx);
+  assert_int_equal(mprpc_loop_post(d.loop, on_default, &d), 0);
+  d.loop.vt->waiter_wait(d.loop.ctx, d.w);
+  d.loop.vt->waiter_free(d.loop.ctx, d.w);
+  assert_true(d.in_loop);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_loop_timers_fire_in_deadline_order),
+      cmocka_unit_test(test_loop_timer_cancel_inside_timer_and_after_fire),
+      cmocka_unit_test(test_loop_post_from_many_threads_runs_each_once_on_loop),
+      cmocka_unit_test(test_loop_stop_runs_pending_posts_then_refuses),
+      cmocka_unit_test(test_loop_group_new_rejects_zero),
+      cmocka_unit_test(test_loop_clock_and_rand),
+      cmocka_unit_test(test_loop_waiter_wake_before_wait),
+      cmocka_unit_test(test_loop_default_loop_runs_posts),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
