@@ -291,11 +291,11 @@ static void on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
   mprpc__ep_t *ep = ud;
   mprpc_channel_t *ch = ep->ch;
   /* Bounded: each iteration consumes one whole frame. */
-  while (ep->conn == c && ep->cstate == EP_UP && mprpc_rbuf_len(in) > 0) {
+  while (ep->conn == c && ep->cstate == EP_UP && !ch->destroying && mprpc_rbuf_len(in) > 0) {
     mprpc_frame_t f;
     long n = mprpc_frame_parse(mprpc_rbuf_data(in), mprpc_rbuf_len(in), ch->max_body, &f);
     if (n == 0)
-      return;
+      break;
     if (n < 0) {
       MPRPC_LOG_WARN("channel %s: bad frame from %s: %s; closing", ch->sd->name, ep->name,
                      mprpc_err_name((int)n));
@@ -316,6 +316,8 @@ static void on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
     if (gone)
       return;
   }
+  if (mprpc_rbuf_len(in) == 0)
+    mprpc_rbuf_shrink(in, 64 * 1024); /* after a huge response passed */
 }
 
 static void on_writable(mprpc_conn_t *c, void *ud) {
