@@ -229,6 +229,7 @@ static void on_connect(mprpc_conn_t *c, void *ud) {
   mprpc_channel_t *ch = ep->ch;
   ep->cstate = EP_UP;
   ep->bytes_accepted = ep->bytes_flushed = ep->logoff_off = 0;
+  ep->last_err = 0;
   mprpc__backoff_reset(&ep->backoff);
   mprpc__breaker_on_conn_ok(&ep->br, mprpc_loop_now(ch->loop));
   /* Write what waited for the connection, oldest first. A failed write
