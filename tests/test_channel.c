@@ -1088,6 +1088,9 @@ static void test_channel_bad_input_never_calls_back(void **state) {
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch),
                    MPRPC_EUNSUPPORTED);
   o.compress_type = 0;
+  o.lb = 9;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), MPRPC_EINVAL);
+  o.lb = MPRPC_LB_RR;
   o.idempotent_methods = "NoSuchMethod";
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch),
                    MPRPC_ENOTFOUND);

@@ -689,7 +689,7 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
   mprpc__idmap_init(&ch->attempts);
   mprpc__idmap_init(&ch->calls);
   if ((rc = mprpc__lb_init(&ch->lb, o->lb)) != 0)
-    goto fail_early;
+    goto fail;
   rc = MPRPC_ENOMEM;
   ch->idem = calloc(sd->n_methods ? sd->n_methods : 1, sizeof *ch->idem);
   if (!ch->idem)
@@ -741,8 +741,7 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
 fail:
   free(ch->idem);
   free(ch->auth);
-  mprpc__lb_free(&ch->lb);
-fail_early:
+  mprpc__lb_free(&ch->lb); /* safe on a zeroed balancer */
   free(ch);
   return rc;
 }
