@@ -933,6 +933,20 @@ static void check_convergence(run_t *r) {
   }
 }
 
+static bool surely_not_run(int err) {
+  switch (err) {
+  case MPRPC_ECONNREFUSED:
+  case MPRPC_ETIMEDOUT: /* connect timeout (an RPC timeout is ERPCTIMEDOUT) */
+  case MPRPC_ENOENDPOINT:
+  case MPRPC_ELOGOFF:
+  case MPRPC_ELIMIT:
+  case MPRPC_EOVERCROWDED:
+    return true;
+  default:
+    return false;
+  }
+}
+
 static void teardown(run_t *r) {
   r->tearing_down = true;
   /* Channels: pending calls end with ECANCELED (and are checked). */
@@ -990,6 +1004,17 @@ static void teardown(run_t *r) {
   if (lost)
     violate(r, "%llu calls never ran their closure (first: call %u)", (unsigned long long)lost,
             first);
+  /* Truthful errors: a non-idempotent call is only retried after attempts
+   * that surely did not run, so when its final error also says "did not
+   * run", it must not have executed anywhere. */
+  for (uint32_t t = 0; t < r->ncalls; t++) {
+    rec_t *rec = rec_get(r, t);
+    if (!rec->idem && rec->execs > 0 && surely_not_run(rec->err)) {
+      violate(r, "non-idempotent call %u failed with %s (did not run) but executed %u times", t,
+              mprpc_err_name(rec->err), rec->execs);
+      break;
+    }
+  }
 }
 
 static uint64_t log_clock(void *ctx) { return MPRPC_SIM_EPOCH_NS + mprpc_sim_now(ctx); }
