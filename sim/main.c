@@ -27,6 +27,7 @@ static const struct {
     {"stale_node", MPRPC_SIM_BUG_STALE_NODE},
     {"lost_watch", MPRPC_SIM_BUG_LOST_WATCH},
     {"no_heal", MPRPC_SIM_BUG_NO_HEAL},
+    {"lying_logoff", MPRPC_SIM_BUG_LYING_LOGOFF},
 };
 
 static void usage(FILE *f) {

@@ -221,6 +221,8 @@ static void reply(prov_t *p, const Example__EchoRequest *in, Example__EchoRespon
     resp.message = other; /* the bug: another call's answer */
   }
   memcpy(p->last, msg, sizeof p->last);
+  if ((mprpc__sim_bug & MPRPC_SIM_BUG_LYING_LOGOFF) && mprpc_sim_chance(p->run->w, 0.05))
+    mprpc_server_call_set_error(mprpc_server_call_from(cd), MPRPC_ELOGOFF, "ran, then lied");
   closure(&resp, cd);
 }
 
