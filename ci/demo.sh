@@ -36,6 +36,7 @@ cleanup() {
   ((zk_started)) && bash ci/zk.sh stop "$tmp/zk" >/dev/null 2>&1
   if ((ok)) && [[ -z ${DEMO_KEEP:-} ]]; then
     rm -rf "$tmp"
+    echo "  (logs removed; DEMO_KEEP=1 keeps them)"
   else
     echo "logs kept in $tmp"
   fi
@@ -110,14 +111,15 @@ step "consumer: Login + GetFriendsList, $RATE calls/s for ${SECS}s"
 cpid=$!
 pids+=($cpid)
 sleep "$quarter"
-kill -KILL "${pid_of[user-a]}" 2>/dev/null
-wait "${pid_of[user-a]}" 2>/dev/null
+# Braces with stderr redirected keep bash's "Killed" job notice off the screen.
+{ kill -KILL "${pid_of[user-a]}"; wait "${pid_of[user-a]}"; } 2>/dev/null
 kill -USR1 "$cpid"
 step "user-a killed (SIGKILL)"
 sleep "$quarter"
 : >"$tmp/user-a.out"
-start_provider user-a user_provider
+# The new phase starts before the provider does: its first calls belong to it.
 kill -USR1 "$cpid"
+start_provider user-a user_provider
 step "user-a restarted on 127.0.0.1:${port[user-a]} (pid ${pid_of[user-a]})"
 for _ in $(seq $((SECS * 10 + 300))); do kill -0 "$cpid" 2>/dev/null || break; sleep 0.1; done
 kill -KILL "$cpid" 2>/dev/null

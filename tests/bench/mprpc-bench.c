@@ -1,0 +1,490 @@
+/*
+ * mprpc-bench: echo benchmark of mprpc, provider and consumer in separate
+ * processes on loopback, with the same closed-loop pattern as baseline_echo.
+ *
+ *   mprpc-bench [-s BYTES] [-c CONC] [-d SECS] [-w SECS] [-t PROVIDER_THREADS]
+ *               [-T CONSUMER_THREADS] [-n CONNS]
+ *       execs itself as the provider (127.0.0.1, ephemeral port), runs C
+ *       concurrent callers through the asynchronous channel API (each sends
+ *       its next call when its previous one completed) over CONNS channels,
+ *       one multiplexed connection each, spread over CONSUMER_THREADS loops;
+ *       prints one "BENCH impl=mprpc ..." line and stops the provider.
+ *   mprpc-bench --server [-p PORT] [-t THREADS]   provider only ("PORT n")
+ *   mprpc-bench --client HOST:PORT [--server-pid PID] [options]
+ *   mprpc-bench --idle-conns N [-t THREADS]
+ *       opens N idle TCP connections to a fresh provider and prints its RSS
+ *       growth per connection (from /proc/<pid>/status).
+ *
+ * cpu_pct is the provider's CPU over the measurement window (100 = one core).
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
+#include "bench_common.h"
+#include "examples/echo/echo.pb-c.h"
+#include "mprpc/channel.h"
+#include "mprpc/controller.h"
+#include "mprpc/errors.h"
+#include "mprpc/log.h"
+#include "mprpc/rt.h"
+#include "mprpc/server.h"
+
+typedef struct opts {
+  size_t payload;
+  int conc, srv_threads, cli_threads, conns;
+  double secs, warmup;
+} opts_t;
+
+static void die(const char *what, int rc) {
+  if (rc)
+    fprintf(stderr, "mprpc-bench: %s: %s\n", what, mprpc_strerror(rc));
+  else
+    perror(what);
+  exit(1);
+}
+
+/* --------------------------------------------------------------- provider */
+
+static mprpc_server_t *g_server;
+
+static void on_term(int sig) {
+  (void)sig;
+  if (g_server)
+    mprpc_server_stop_async(g_server);
+}
+
+static void bench_echo(Example__EchoService_Service *svc, const Example__EchoRequest *req,
+                      Example__EchoResponse_Closure done, void *closure_data) {
+  (void)svc;
+  Example__EchoResponse resp = EXAMPLE__ECHO_RESPONSE__INIT;
+  resp.message = req->message;
+  done(&resp, closure_data);
+}
+
+static void raise_nofile(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+  }
+}
+
+static int server_main(int port, int threads) {
+  static Example__EchoService_Service svc = EXAMPLE__ECHO_SERVICE__INIT(bench_);
+  raise_nofile();
+  mprpc_log_set_level(MPRPC_LOG_LEVEL_WARN);
+  mprpc_server_opts_t so;
+  mprpc_server_opts_init(&so);
+  so.host = "127.0.0.1";
+  so.port = (uint16_t)port;
+  so.threads = (size_t)threads;
+  int rc = mprpc_server_new(&so, &g_server);
+  if (rc)
+    die("mprpc_server_new", rc);
+  if ((rc = mprpc_server_add_service(g_server, &svc.base)) != 0)
+    die("mprpc_server_add_service", rc);
+  if ((rc = mprpc_server_start(g_server)) != 0)
+    die("mprpc_server_start", rc);
+  struct sigaction sa = {.sa_handler = on_term};
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  printf("PORT %u\n", (unsigned)mprpc_server_port(g_server));
+  fflush(stdout);
+  rc = mprpc_server_run(g_server);
+  mprpc_server_destroy(g_server);
+  return rc ? 1 : 0;
+}
+
+/* Starts `self --server -t N` with its stdout on a pipe and reads its port. */
+static pid_t spawn_server(int threads, int *port) {
+  int pfd[2];
+  if (pipe(pfd) < 0)
+    die("pipe", 0);
+  pid_t pid = fork();
+  if (pid < 0)
+    die("fork", 0);
+  if (pid == 0) {
+    char tbuf[16];
+    snprintf(tbuf, sizeof tbuf, "%d", threads);
+    dup2(pfd[1], 1);
+    close(pfd[0]);
+    close(pfd[1]);
+    execl("/proc/self/exe", "mprpc-bench", "--server", "-t", tbuf, (char *)NULL);
+    _exit(127);
+  }
+  close(pfd[1]);
+  char line[64] = {0};
+  size_t got = 0;
+  struct pollfd p = {.fd = pfd[0], .events = POLLIN};
+  uint64_t deadline = bench_now_ns() + 10ull * 1000000000ull;
+  while (got < sizeof line - 1 && !strchr(line, '\n') && bench_now_ns() < deadline) {
+    if (poll(&p, 1, 200) <= 0)
+      continue;
+    ssize_t n = read(pfd[0], line + got, sizeof line - 1 - got);
+    if (n <= 0)
+      break;
+    got += (size_t)n;
+  }
+  close(pfd[0]);
+  if (sscanf(line, "PORT %d", port) != 1 || *port <= 0) {
+    fprintf(stderr, "mprpc-bench: provider did not start\n");
+    kill(pid, SIGKILL);
+    waitpid(pid, NULL, 0);
+    exit(1);
+  }
+  return pid;
+}
+
+static void stop_server(pid_t pid) {
+  kill(pid, SIGTERM);
+  for (int i = 0; i < 100; i++) {
+    if (waitpid(pid, NULL, WNOHANG) == pid)
+      return;
+    usleep(50 * 1000);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+}
+
+/* --------------------------------------------------------------- consumer */
+
+typedef struct worker worker_t;
+
+typedef struct caller {
+  worker_t *w;
+  mprpc_channel_t *ch;
+  uint64_t sent;
+} caller_t;
+
+struct worker {
+  bench_hist_t hist;
+  uint64_t count;
+  uint64_t failures;
+  int last_error;
+  atomic_int inflight;
+};
+
+static struct {
+  Example__EchoRequest req;
+  uint64_t t_start, t_end;
+} g;
+
+static void call_done(const ProtobufCMessage *resp, void *arg);
+
+static void start_call(caller_t *c) {
+  c->sent = bench_now_ns();
+  atomic_fetch_add(&c->w->inflight, 1);
+  int rc = mprpc_channel_call(c->ch, 0, &g.req.base, NULL, call_done, c);
+  if (rc) {
+    atomic_fetch_sub(&c->w->inflight, 1);
+    c->w->failures++;
+    c->w->last_error = rc;
+  }
+}
+
+static void call_done(const ProtobufCMessage *resp, void *arg) {
+  caller_t *c = arg;
+  worker_t *w = c->w;
+  uint64_t now = bench_now_ns();
+  if (!resp) {
+    w->failures++;
+    mprpc_controller_t *ctl = mprpc_controller_current();
+    w->last_error = ctl ? mprpc_controller_error_code(ctl) : MPRPC_EINTERNAL;
+  } else if (now >= g.t_start && now < g.t_end) {
+    const Example__EchoResponse *r = (const Example__EchoResponse *)resp;
+    if (strlen(r->message) != strlen(g.req.message)) {
+      w->failures++;
+      w->last_error = MPRPC_ERESPONSE;
+    } else {
+      bench_hist_add(&w->hist, now - c->sent);
+      w->count++;
+    }
+  }
+  atomic_fetch_sub(&w->inflight, 1);
+  if (now < g.t_end)
+    start_call(c);
+}
+
+static void post_start(void *arg) { start_call(arg); }
+
+static void sleep_until(uint64_t t) {
+  for (uint64_t now; (now = bench_now_ns()) < t;) {
+    uint64_t d = t - now;
+    struct timespec ts = {(time_t)(d / 1000000000ull), (long)(d % 1000000000ull)};
+    nanosleep(&ts, NULL);
+  }
+}
+
+static int client_main(const char *target, pid_t server_pid, const opts_t *o) {
+  mprpc_log_set_level(MPRPC_LOG_LEVEL_WARN);
+  char *body = malloc(o->payload + 1);
+  if (!body)
+    die("malloc", 0);
+  for (size_t i = 0; i < o->payload; i++)
+    body[i] = (char)('a' + i % 26);
+  body[o->payload] = 0;
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = body;
+  g.req = req;
+
+  int nthreads = o->cli_threads < 1 ? 1 : o->cli_threads;
+  int nch = o->conns < nthreads ? nthreads : o->conns;
+  if (nch > o->conc)
+    nch = o->conc;
+  if (nthreads > nch)
+    nthreads = nch;
+
+  mprpc_loop_group_t *grp;
+  int rc = mprpc_loop_group_new((size_t)nthreads, &grp);
+  if (rc || (rc = mprpc_loop_group_start(grp)) != 0)
+    die("loop group", rc);
+  worker_t *ws = calloc((size_t)nthreads, sizeof *ws);
+  mprpc_channel_t **chs = calloc((size_t)nch, sizeof *chs);
+  caller_t *callers = calloc((size_t)o->conc, sizeof *callers);
+  bench_hist_t *h = calloc(1, sizeof *h);
+  if (!ws || !chs || !callers || !h)
+    die("calloc", 0);
+  for (int i = 0; i < nch; i++) {
+    mprpc_channel_options_t co;
+    mprpc_channel_options_init(&co);
+    co.loop = mprpc_loop_group_loop(grp, (size_t)(i % nthreads));
+    co.transport = mprpc_tcp_transport();
+    co.servers = target;
+    co.timeout_ms = 10000;
+    if ((rc = mprpc_channel_new(&example__echo_service__descriptor, &co, &chs[i])) != 0)
+      die("mprpc_channel_new", rc);
+  }
+  for (int k = 0; k < o->conc; k++) {
+    int ci = k % nch;
+    callers[k].ch = chs[ci];
+    callers[k].w = &ws[ci % nthreads];
+  }
+
+  uint64_t t0 = bench_now_ns();
+  g.t_start = t0 + (uint64_t)(o->warmup * 1e9);
+  g.t_end = g.t_start + (uint64_t)(o->secs * 1e9);
+  for (int k = 0; k < o->conc; k++) {
+    caller_t *c = &callers[k];
+    if ((rc = mprpc_loop_post(mprpc_channel_loop(c->ch), post_start, c)) != 0)
+      die("mprpc_loop_post", rc);
+  }
+
+  sleep_until(g.t_start);
+  long long s0 = bench_proc_cpu_ticks(server_pid);
+  uint64_t c0 = bench_self_cpu_ns(), w0 = bench_now_ns();
+  sleep_until(g.t_end);
+  long long s1 = bench_proc_cpu_ticks(server_pid);
+  uint64_t c1 = bench_self_cpu_ns(), w1 = bench_now_ns();
+
+  /* Let the calls in flight finish (bounded), then tear down. */
+  for (int i = 0; i < 500; i++) {
+    int left = 0;
+    for (int t = 0; t < nthreads; t++)
+      left += atomic_load(&ws[t].inflight);
+    if (!left)
+      break;
+    usleep(10 * 1000);
+  }
+  for (int i = 0; i < nch; i++)
+    mprpc_channel_destroy(chs[i]);
+  mprpc_loop_group_free(grp);
+
+  uint64_t count = 0, failures = 0;
+  int last_error = 0;
+  for (int t = 0; t < nthreads; t++) {
+    bench_hist_merge(h, &ws[t].hist);
+    count += ws[t].count;
+    failures += ws[t].failures;
+    if (ws[t].last_error)
+      last_error = ws[t].last_error;
+  }
+  double wall = (double)(w1 - w0) / 1e9;
+  bench_print_result("mprpc", o->payload, o->conc, (double)count / o->secs, h,
+                     server_pid > 0 ? bench_cpu_pct(s0, s1, w1 - w0) : -1,
+                     (double)(c1 - c0) / 1e9 / wall * 100.0);
+  if (failures)
+    fprintf(stderr, "mprpc-bench: %llu failed calls (last: %s)\n", (unsigned long long)failures,
+            mprpc_err_name(last_error));
+  free(h);
+  free(callers);
+  free(chs);
+  free(ws);
+  free(body);
+  return failures && !count ? 1 : 0;
+}
+
+/* ----------------------------------------------------------- idle memory */
+
+static long proc_rss_kb(pid_t pid) {
+  char path[64], line[256];
+  snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return -1;
+  long kb = -1;
+  while (fgets(line, sizeof line, f))
+    if (sscanf(line, "VmRSS: %ld kB", &kb) == 1)
+      break;
+  fclose(f);
+  return kb;
+}
+
+static int proc_fd_count(pid_t pid) {
+  char path[64];
+  snprintf(path, sizeof path, "/proc/%d/fd", (int)pid);
+  DIR *d = opendir(path);
+  if (!d)
+    return -1;
+  int n = 0;
+  for (struct dirent *e; (e = readdir(d)) != NULL;)
+    if (e->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n;
+}
+
+static int idle_main(int nconns, int threads) {
+  raise_nofile();
+  struct rlimit rl;
+  getrlimit(RLIMIT_NOFILE, &rl);
+  if ((long long)rl.rlim_cur < (long long)nconns + 64) {
+    fprintf(stderr, "mprpc-bench: RLIMIT_NOFILE %llu too low for %d connections\n",
+            (unsigned long long)rl.rlim_cur, nconns);
+    return 1;
+  }
+  int port;
+  pid_t pid = spawn_server(threads, &port);
+  usleep(200 * 1000);
+  long rss0 = proc_rss_kb(pid);
+  int fd0 = proc_fd_count(pid);
+  int *fds = calloc((size_t)nconns, sizeof *fds);
+  if (!fds)
+    die("calloc", 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  inet_pton(AF_INET, "127.0.0.1", &a.sin_addr);
+  int opened = 0;
+  uint64_t deadline = bench_now_ns() + 30ull * 1000000000ull;
+  for (; opened < nconns && bench_now_ns() < deadline; opened++) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a) < 0) {
+      perror("mprpc-bench: connect");
+      if (fd >= 0)
+        close(fd);
+      break;
+    }
+    fds[opened] = fd;
+  }
+  /* Wait (bounded) until the provider has accepted them all. */
+  int fdn = fd0;
+  for (int i = 0; i < 100 && fdn < fd0 + opened; i++) {
+    usleep(100 * 1000);
+    fdn = proc_fd_count(pid);
+  }
+  usleep(300 * 1000);
+  long rss1 = proc_rss_kb(pid);
+  int accepted = fdn - fd0;
+  printf("IDLE impl=mprpc conns=%d accepted=%d rss_before_kb=%ld rss_after_kb=%ld "
+         "bytes_per_conn=%.0f\n",
+         opened, accepted, rss0, rss1,
+         accepted > 0 ? (double)(rss1 - rss0) * 1024.0 / accepted : 0.0);
+  fflush(stdout);
+  for (int i = 0; i < opened; i++)
+    close(fds[i]);
+  free(fds);
+  stop_server(pid);
+  return opened == nconns && accepted >= opened ? 0 : 1;
+}
+
+/* ------------------------------------------------------------------ main */
+
+static void usage(void) {
+  fprintf(stderr,
+          "usage: mprpc-bench [-s BYTES] [-c CONC] [-d SECS] [-w SECS] [-t PROVIDER_THREADS]\n"
+          "                   [-T CONSUMER_THREADS] [-n CONNS]\n"
+          "       mprpc-bench --server [-p PORT] [-t THREADS]\n"
+          "       mprpc-bench --client HOST:PORT [--server-pid PID] [options]\n"
+          "       mprpc-bench --idle-conns N [-t THREADS]\n");
+  exit(2);
+}
+
+int main(int argc, char **argv) {
+  opts_t o = {.payload = 64, .conc = 1, .srv_threads = 1, .cli_threads = 1, .conns = 1,
+              .secs = 3, .warmup = 0.5};
+  int mode = 0; /* 0 both, 1 server, 2 client, 3 idle */
+  int port = 0, idle = 0;
+  const char *target = NULL;
+  pid_t server_pid = 0;
+  signal(SIGPIPE, SIG_IGN);
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--server")) {
+      mode = 1;
+      continue;
+    }
+    if (!v)
+      usage();
+    i++;
+    if (!strcmp(a, "--client")) {
+      mode = 2;
+      target = v;
+    } else if (!strcmp(a, "--idle-conns")) {
+      mode = 3;
+      idle = atoi(v);
+    } else if (!strcmp(a, "--server-pid")) {
+      server_pid = (pid_t)atoi(v);
+    } else if (!strcmp(a, "-s")) {
+      long long s = bench_parse_size(v);
+      if (s < 0 || s > (32ll << 20))
+        usage();
+      o.payload = (size_t)s;
+    } else if (!strcmp(a, "-c")) {
+      o.conc = atoi(v);
+    } else if (!strcmp(a, "-d")) {
+      o.secs = atof(v);
+    } else if (!strcmp(a, "-w")) {
+      o.warmup = atof(v);
+    } else if (!strcmp(a, "-t")) {
+      o.srv_threads = atoi(v);
+    } else if (!strcmp(a, "-T")) {
+      o.cli_threads = atoi(v);
+    } else if (!strcmp(a, "-n")) {
+      o.conns = atoi(v);
+    } else if (!strcmp(a, "-p")) {
+      port = atoi(v);
+    } else {
+      usage();
+    }
+  }
+  if (o.conc < 1 || o.conc > 100000 || o.secs <= 0 || o.secs > 3600 || o.warmup < 0 ||
+      o.srv_threads < 1 || o.srv_threads > 256 || o.cli_threads > 256 || o.conns > 4096)
+    usage();
+
+  switch (mode) {
+  case 1:
+    return server_main(port, o.srv_threads);
+  case 2:
+    return client_main(target, server_pid, &o);
+  case 3:
+    if (idle < 1 || idle > 1000000)
+      usage();
+    return idle_main(idle, o.srv_threads);
+  default: {
+    int sport;
+    pid_t pid = spawn_server(o.srv_threads, &sport);
+    char tgt[64];
+    snprintf(tgt, sizeof tgt, "127.0.0.1:%d", sport);
+    int rc = client_main(tgt, pid, &o);
+    stop_server(pid);
+    return rc;
+  }
+  }
+}
