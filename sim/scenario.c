@@ -107,6 +107,7 @@ typedef struct params {
   uint64_t slow_until_ns;
   int64_t backup_ms;          /* backup requests on the idempotent channel */
   uint32_t server_max_conc;   /* provider concurrency limit (ELIMIT) */
+  bool no_failures;           /* no faults at all: every call must succeed */
   size_t chunk;
   bool chunk_fixed;
   uint64_t lat_max_ns;
@@ -451,8 +452,11 @@ static void check_done(const ProtobufCMessage *msg, rec_t *rec) {
         break;
       }
     }
-    if (rec->idem && t >= r->p.live_from_ns && rec->start >= r->p.live_from_ns &&
-        !r->tearing_down)
+    if (r->p.no_failures && !r->tearing_down)
+      violate(r, "call %u failed with %s in a run without faults", rec->token,
+              mprpc_err_name(err));
+    else if (rec->idem && t >= r->p.live_from_ns && rec->start >= r->p.live_from_ns &&
+             !r->tearing_down)
       violate(r, "liveness: idempotent call %u failed with %s %.1f s after the faults healed",
               rec->token, mprpc_err_name(err), (double)(rec->start - r->p.quiet_after_ns) / 1e9);
   }
@@ -729,6 +733,7 @@ static void base_params(params_t *p) {
 }
 
 static void sc_steady(run_t *r) {
+  r->p.no_failures = true;
   r->p.duration_ns = 60 * SEC;
   r->p.quiet_after_ns = 0;
 }
@@ -766,6 +771,7 @@ static void sc_slow(run_t *r) {
 }
 
 static void sc_one_byte(run_t *r) {
+  r->p.no_failures = true;
   r->p.chunk = 1;
   r->p.chunk_fixed = true;
   r->p.consumers = 5;
