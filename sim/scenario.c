@@ -163,7 +163,7 @@ static void violate(run_t *r, const char *fmt, ...) {
   if (r->res->violations++ == 0)
     snprintf(r->res->first_violation, sizeof r->res->first_violation, "t=%.3fs %.200s",
              (double)now(r) / 1e9, msg);
-  if (r->o->violations && r->nviol_printed < 20) {
+  if (r->o->violations && r->nviol_printed < 5) {
     r->nviol_printed++;
     fprintf(r->o->violations, "  violation seed=%llu t=%.3fs: %s\n",
             (unsigned long long)r->o->seed, (double)now(r) / 1e9, msg);
@@ -523,7 +523,15 @@ static int make_channel(cons_t *c, bool idem, mprpc_channel_t **out) {
   o.transport = r->tr;
   o.registry = c->reg;
   o.timeout_ms = r->p.timeout_ms;
-  o.attempt_timeout_ms = r->p.timeout_ms > 0 ? r->p.timeout_ms / 4 : 0;
+  /* A quarter of the deadline, but never below two worst-case round trips
+   * (with --lat-max-us large, a shorter attempt could never succeed). */
+  int64_t rtt_ms = (int64_t)((r->p.lat_max_ns ? r->p.lat_max_ns : 2 * MS) + 20 * MS) * 2 / (int64_t)MS;
+  int64_t attempt = r->p.timeout_ms / 4;
+  if (attempt < 2 * rtt_ms)
+    attempt = 2 * rtt_ms;
+  if (attempt > r->p.timeout_ms)
+    attempt = r->p.timeout_ms;
+  o.attempt_timeout_ms = r->p.timeout_ms > 0 ? attempt : 0;
   if (mprpc__sim_bug & MPRPC_SIM_BUG_NO_DEADLINE) {
     o.timeout_ms = -1; /* the bug: every deadline check is skipped */
     o.attempt_timeout_ms = 0;
@@ -1143,6 +1151,10 @@ out:
     free(r->blocks[b]);
   free(r->provs);
   free(r->cons);
+  if (o->violations && res->violations > (uint64_t)r->nviol_printed)
+    fprintf(o->violations, "  ... and %llu more violations with seed %llu\n",
+            (unsigned long long)(res->violations - (uint64_t)r->nviol_printed),
+            (unsigned long long)o->seed);
   mprpc_log_set_clock(NULL, NULL);
   mprpc_sim_world_free(r->w);
   free(r);
