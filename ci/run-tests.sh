@@ -48,6 +48,13 @@ for h in "$BUILD"/asan/fuzz/fuzz_*; do
   run "replay fuzz/corpus/$target" "$h" "fuzz/corpus/$target"
 done
 
+# docs/protocol.md, as read by a client that knows nothing else, against
+# the real provider.
+if [[ -x "$BUILD/bin/echo_server" ]] && command -v python3 >/dev/null; then
+  run "protocol check (docs/protocol.md vs echo_server)" \
+    python3 ci/protocol_check.py --spawn "$BUILD/bin/echo_server"
+fi
+
 if [[ -f sim/main.c ]]; then
   run "sim quick sweep" "$BUILD"/asan/bin/mprpc-sim --all --seeds "${SIM_TEST_SEEDS:-5}"
 fi

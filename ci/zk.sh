@@ -2,8 +2,10 @@
 # Runs a real ZooKeeper server on loopback for tests and the demo.
 #   ci/zk.sh start DIR     start one server; prints "127.0.0.1:PORT" (also in DIR/connect)
 #   ci/zk.sh stop DIR      stop it (only the server this script started, by PID) and remove DIR
-#   ci/zk.sh pause DIR     stop the server(s) of DIR but keep DIR (config, data, port)
+#   ci/zk.sh pause DIR     kill the server(s) of DIR (SIGKILL, like a crash) but keep DIR
+#                          (config, data, port)
 #   ci/zk.sh resume DIR    start the paused server again on the same port and data
+#   ci/zk.sh address DIR   print the connection string of DIR
 #   ci/zk.sh start-ensemble DIR [N]  start an N-node (default 3) ensemble on loopback; prints
 #                          the connection string "127.0.0.1:P1,127.0.0.1:P2,..."
 #   ci/zk.sh kill-one DIR [I]        SIGKILL node I (1-based) of an ensemble
@@ -69,12 +71,22 @@ launch() { # dir: start java on an existing config
   echo $! >"$dir/pid"
 }
 
-stop_pidfile() { # pidfile
-  local pid; pid=$(cat "$1")
-  kill "$pid" 2>/dev/null || true
-  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  rm -f "$1"
+stop_pidfiles() { # signal pidfile...: signal every server first, then wait for all
+  local sig=$1; shift
+  local pids=() f
+  for f in "$@"; do
+    [[ -f "$f" ]] || continue
+    pids+=("$(cat "$f")")
+    kill "-$sig" "${pids[-1]}" 2>/dev/null || true
+  done
+  for _ in $(seq 50); do
+    local alive=0 p
+    for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  rm -f "$@"
 }
 
 start_one() { # dir port [myid peers...]
@@ -124,7 +136,7 @@ case "$cmd" in
     for p in "${ports[@]}"; do
       if ! wait_mode "$p" 90; then
         echo "zk.sh: ensemble node on $p not serving (logs: $dir/node*/server.log)" >&2
-        for pidf in "$dir"/node*/pid; do [[ -f "$pidf" ]] && stop_pidfile "$pidf"; done
+        stop_pidfiles TERM "$dir"/node*/pid
         exit 1
       fi
       conn="${conn:+$conn,}127.0.0.1:$p"
@@ -132,19 +144,13 @@ case "$cmd" in
     echo "$conn" | tee "$dir/connect"
     ;;
   stop)
-    for pidf in "$dir"/pid "$dir"/node*/pid; do
-      [[ -f "$pidf" ]] || continue
-      stop_pidfile "$pidf"
-    done
+    stop_pidfiles TERM "$dir"/pid "$dir"/node*/pid
     rm -rf "$dir"
     ;;
-  pause)
-    found=0
-    for pidf in "$dir"/pid "$dir"/node*/pid; do
-      [[ -f "$pidf" ]] || continue
-      stop_pidfile "$pidf"; found=1
-    done
-    [[ $found -eq 1 ]] || { echo "zk.sh: nothing running in $dir" >&2; exit 1; }
+  pause) # crash-stop (SIGKILL): ZooKeeper has synced its log before acknowledging writes
+    compgen -G "$dir/pid" >/dev/null || compgen -G "$dir/node*/pid" >/dev/null ||
+      { echo "zk.sh: nothing running in $dir" >&2; exit 1; }
+    stop_pidfiles KILL "$dir"/pid "$dir"/node*/pid
     ;;
   resume)
     [[ -f "$dir/zoo.cfg" ]] || { echo "zk.sh: $dir has no zoo.cfg (use start)" >&2; exit 1; }
@@ -156,6 +162,9 @@ case "$cmd" in
       exit 1
     fi
     echo "127.0.0.1:$port"
+    ;;
+  address) # the connection string of DIR
+    cat "$dir/connect"
     ;;
   kill-one) # SIGKILL node I of an ensemble (default 1), by its recorded PID
     pidf="$dir/node${3:-1}/pid"

@@ -185,11 +185,6 @@ int main(int argc, char **argv) {
     }
     return 0;
   }
-  if (!mprpc_sim_available()) {
-    /* Transitional: the tree does not have the server and channel yet. */
-    printf("SIM skipped: built without the provider or the channel\n");
-    return 0;
-  }
   const mprpc_sim_scenario_t *run_list[64];
   size_t nrun = 0;
   if (all) {

@@ -30,48 +30,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "mprpc/errors.h"
-#include "mprpc/log.h"
-#include "sim.h"
-
-#if defined(__has_include)
-#if __has_include("mprpc/server.h") && __has_include("mprpc/channel.h")
-#define SIM_HAVE_STACK 1
-#endif
-#endif
-
-#ifndef SIM_HAVE_STACK
-
-struct mprpc_sim_scenario {
-  const char *name;
-};
-
-bool mprpc_sim_available(void) { return false; }
-size_t mprpc_sim_scenario_count(void) { return 0; }
-const mprpc_sim_scenario_t *mprpc_sim_scenario_at(size_t i) {
-  (void)i;
-  return NULL;
-}
-const mprpc_sim_scenario_t *mprpc_sim_scenario_find(const char *name) {
-  (void)name;
-  return NULL;
-}
-const char *mprpc_sim_scenario_name(const mprpc_sim_scenario_t *sc) { return sc->name; }
-const char *mprpc_sim_scenario_desc(const mprpc_sim_scenario_t *sc) { return sc->name; }
-int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
-                  mprpc_sim_result_t *r) {
-  (void)sc;
-  (void)o;
-  (void)r;
-  return MPRPC_EUNSUPPORTED;
-}
-
-#else
-
 #include "echo.pb-c.h"
 #include "mprpc/channel.h"
 #include "mprpc/controller.h"
+#include "mprpc/errors.h"
+#include "mprpc/log.h"
 #include "mprpc/server.h"
+#include "sim.h"
 
 #define MS MPRPC_NS_PER_MS
 #define SEC MPRPC_NS_PER_S
@@ -140,6 +105,8 @@ typedef struct params {
   uint64_t work_max_ns; /* slow handlers: virtual work in [0, work_max] */
   double slow_frac;
   uint64_t slow_until_ns;
+  int64_t backup_ms;          /* backup requests on the idempotent channel */
+  uint32_t server_max_conc;   /* provider concurrency limit (ELIMIT) */
   size_t chunk;
   bool chunk_fixed;
   uint64_t lat_max_ns;
@@ -336,6 +303,7 @@ static int prov_start(prov_t *p) {
   o.registry = p->reg;
   o.advertise_host = addr;
   o.drain_timeout_ms = 3000;
+  o.max_concurrency = r->p.server_max_conc;
   p->svc = (Example__EchoService_Service)EXAMPLE__ECHO_SERVICE__INIT(sim_);
   rc = mprpc_server_new(&o, &p->srv);
   if (rc < 0)
@@ -560,6 +528,8 @@ static int make_channel(cons_t *c, bool idem, mprpc_channel_t **out) {
     o.max_retry = r->p.max_retry + 3;
   o.lb = (c->idx + (int)(mprpc_sim_seed(r->w) % 4)) % 4;
   o.eject_max_ms = 3000;
+  if (idem)
+    o.backup_request_ms = r->p.backup_ms;
   o.idempotent_methods = idem || (mprpc__sim_bug & MPRPC_SIM_BUG_RETRY_NONIDEM) ? "Echo" : NULL;
   return mprpc_channel_new(&example__echo_service__descriptor, &o, out);
 }
@@ -787,6 +757,7 @@ static void sc_expiry_storm(run_t *r) {
 }
 
 static void sc_slow(run_t *r) {
+  r->p.backup_ms = 100; /* hedge the idempotent calls */
   r->p.work_max_ns = 1500 * MS;
   r->p.slow_frac = 0.3;
   r->p.slow_until_ns = r->p.quiet_after_ns;
@@ -825,6 +796,11 @@ static void sc_swarm(run_t *r) {
   r->p.providers = (int)mprpc_sim_rand_range(w, 2, 6);
   r->p.rate = (double)mprpc_sim_rand_range(w, 5, 40);
   r->p.nonidem_frac = (double)mprpc_sim_rand_range(w, 0, 10) / 10.0;
+  r->p.max_retry = (int)mprpc_sim_rand_range(w, 0, 4);
+  if (mprpc_sim_chance(w, 0.3))
+    r->p.backup_ms = (int64_t)mprpc_sim_rand_range(w, 20, 300);
+  if (mprpc_sim_chance(w, 0.2))
+    r->p.server_max_conc = (uint32_t)mprpc_sim_rand_range(w, 2, 32);
   if (mprpc_sim_chance(w, 0.3))
     r->p.chunk = (size_t)mprpc_sim_rand_range(w, 1, 64);
   if (mprpc_sim_chance(w, 0.3)) {
@@ -877,7 +853,6 @@ static const mprpc_sim_scenario_t scenarios[] = {
 
 #define NSCEN (sizeof scenarios / sizeof scenarios[0])
 
-bool mprpc_sim_available(void) { return true; }
 size_t mprpc_sim_scenario_count(void) { return NSCEN; }
 const mprpc_sim_scenario_t *mprpc_sim_scenario_at(size_t i) {
   return i < NSCEN ? &scenarios[i] : NULL;
@@ -1142,4 +1117,3 @@ out:
   return rc;
 }
 
-#endif /* SIM_HAVE_STACK */

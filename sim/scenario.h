@@ -48,8 +48,6 @@ typedef struct mprpc_sim_result {
 
 typedef struct mprpc_sim_scenario mprpc_sim_scenario_t;
 
-/* False when the simulator was built without the provider or the channel. */
-bool mprpc_sim_available(void);
 size_t mprpc_sim_scenario_count(void);
 const mprpc_sim_scenario_t *mprpc_sim_scenario_at(size_t i);
 const mprpc_sim_scenario_t *mprpc_sim_scenario_find(const char *name);

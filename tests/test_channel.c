@@ -1040,16 +1040,34 @@ static void test_channel_registry_list_and_empty_protection(void **state) {
   wait_done(&t2, 1, 10);
   assert_int_equal(r2.err, 0);
   assert_int_equal(atomic_load(&b.execs), before_b + 1);
-  /* an empty list from a healthy registry is believed */
+  /* an empty list from a healthy registry is believed: calls wait for a
+   * provider within their deadline, then fail with ENOENDPOINT */
   fr.n = 0;
   fr_push(&fr);
   assert_int_equal(mprpc_channel_endpoint_count(ch), 0);
+  mprpc_controller_t *ctl = mprpc_controller_new();
+  mprpc_controller_set_timeout_ms(ctl, 100);
   rec_t r3 = {0};
   tally_t t3 = {0};
   r3.t = &t3;
-  call_async(ch, "none", NULL, &r3);
+  call_async(ch, "none", ctl, &r3);
   wait_done(&t3, 1, 10);
   assert_int_equal(r3.err, MPRPC_ENOENDPOINT);
+  /* ... and a provider that comes back in time serves the waiting call */
+  rec_t r4 = {0};
+  tally_t t4 = {0};
+  r4.t = &t4;
+  call_async(ch, "back", NULL, &r4);
+  usleep(20000);
+  fr.n = 0;
+  fr_push(&fr); /* another empty list while a call waits: it keeps waiting */
+  assert_int_equal(atomic_load(&t4.done), 0);
+  fr.items[0].port = a.port;
+  fr.n = 1;
+  fr_push(&fr);
+  wait_done(&t4, 1, 10);
+  assert_int_equal(r4.err, 0);
+  mprpc_controller_free(ctl);
   mprpc_channel_destroy(ch);
   assert_int_equal(fr.unsubs, 1);
   env_stop(&e);
@@ -1205,6 +1223,9 @@ static void test_channel_all_isolated_still_tried(void **state) {
   mprpc_channel_options_t o;
   opts_for(&o, &e, servers_str(ports, 2));
   o.max_retry = 3;
+  o.eject_base_ms = 60000; /* isolated for the whole test */
+  o.reconnect_base_ms = 20;
+  o.reconnect_max_ms = 40;
   mprpc_channel_t *ch;
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
   rec_t r[3];
@@ -1214,13 +1235,36 @@ static void test_channel_all_isolated_still_tried(void **state) {
     r[i].t = &t;
     call_async(ch, "dead", NULL, &r[i]);
     wait_done(&t, i + 1, 10);
-    /* every endpoint is isolated, yet the call is tried (not ENOENDPOINT) */
+    /* every endpoint is isolated, yet calls go to them (not ENOENDPOINT) */
     assert_int_equal(r[i].err, MPRPC_ECONNREFUSED);
-    assert_int_equal(r[i].attempts, 4);
   }
+  assert_int_equal(r[0].attempts, 2); /* both endpoints were really tried */
   assert_once(r, 3);
+  mprpc_channel_stats_t st;
+  mprpc_channel_stats(ch, &st);
+  assert_int_equal(st.ejections, 2);
+  /* one comes back: its background reconnect succeeds and, though still
+   * isolated, it is the least bad endpoint and serves the calls */
+  prov_t back;
+  prov_start(&back, MODE_ECHO, ports[1]);
+  tally_t t2 = {0};
+  static rec_t more[1000];
+  memset(more, 0, sizeof more);
+  int i = 0;
+  for (; i < 1000; i++) {
+    more[i].t = &t2;
+    call_async(ch, "again", NULL, &more[i]);
+    wait_done(&t2, i + 1, 10);
+    if (more[i].err == 0)
+      break;
+    usleep(5000);
+  }
+  assert_true(i < 1000);
+  assert_int_equal(more[i].err, 0);
+  assert_once(more, i + 1);
   mprpc_channel_destroy(ch);
   env_stop(&e);
+  prov_stop(&back);
 }
 
 static void test_channel_default_loop_and_transport(void **state) {

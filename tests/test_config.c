@@ -141,6 +141,8 @@ static void test_config_crlf_and_missing_final_newline(void **state) {
   assert_string_equal(mprpc_config_get(cfg, "a"), "1");
   assert_string_equal(mprpc_config_get(cfg, "b"), "two words");
   assert_string_equal(mprpc_config_get(cfg, "c"), "3");
+  assert_int_equal(mprpc_config_load_string(cfg, "d = x\r\r\n", 8, "cr.conf"), 0);
+  assert_string_equal(mprpc_config_get(cfg, "d"), "x"); /* a stray CR is trimmed too */
   int64_t v;
   assert_int_equal(mprpc_config_get_int(cfg, "c", 0, 0, 10, &v), 0);
   assert_int_equal(v, 3);

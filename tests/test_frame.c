@@ -2,6 +2,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -987,6 +988,68 @@ static void test_frame_sticky_packets_ending_in_error(void **state) {
   bfree(&s);
 }
 
+/* ---- the examples in docs/protocol.md ------------------------------------ */
+
+/* The bytes of the first ``` block after `heading` in docs/protocol.md
+ * (the test runs from the repository root, as `make test` does). */
+static size_t doc_hex(const char *doc, const char *heading, uint8_t *out, size_t cap) {
+  const char *h = strstr(doc, heading);
+  if (!h)
+    fail_msg("docs/protocol.md: no heading \"%s\"", heading);
+  const char *b = strstr(h, "```");
+  assert_non_null(b);
+  b = strchr(b, '\n');
+  assert_non_null(b);
+  const char *e = strstr(b, "```");
+  assert_non_null(e);
+  size_t n = 0;
+  for (const char *p = b; p + 1 < e; p++) {
+    unsigned v;
+    if (p[0] == ' ' || p[0] == '\n')
+      continue;
+    if (sscanf(p, "%2x", &v) != 1)
+      fail_msg("docs/protocol.md: \"%s\": not hex at \"%.8s\"", heading, p);
+    assert_true(n < cap);
+    out[n++] = (uint8_t)v;
+    p++;
+  }
+  return n;
+}
+
+static void expect_doc_example(const char *doc, const char *heading, const mprpc_meta_t *m,
+                               const void *pl, size_t pn, const void *att, size_t an) {
+  uint8_t want[512];
+  size_t n = doc_hex(doc, heading, want, sizeof want);
+  bytes_t b = {0};
+  encode_to(&b, m, pl, pn, att, an);
+  assert_int_equal(b.n, n);
+  assert_memory_equal(b.p, want, n);
+  mprpc_frame_t f;
+  assert_int_equal(mprpc_frame_parse(want, n, 0, &f), (long)n);
+  bfree(&b);
+}
+
+static void test_frame_protocol_doc_examples_match_encoder(void **state) {
+  (void)state;
+  FILE *fp = fopen("docs/protocol.md", "rb");
+  if (!fp)
+    fail_msg("docs/protocol.md not found: run from the repository root");
+  static char doc[1 << 17];
+  size_t n = fread(doc, 1, sizeof doc - 1, fp);
+  fclose(fp);
+  doc[n] = 0;
+  mprpc_meta_t m = request_meta("example.EchoService", "Echo", 1);
+  m.timeout_ms = 500;
+  expect_doc_example(doc, "### Example: a request\n", &m, "\x0a\x05hello", 7, NULL, 0);
+  m = response_meta(1, 0, NULL);
+  expect_doc_example(doc, "### Example: the response", &m, "\x0a\x05hello", 7, NULL, 0);
+  m = response_meta(2, 1002, "no method");
+  expect_doc_example(doc, "### Example: an error response", &m, NULL, 0, NULL, 0);
+  m = request_meta("example.EchoService", "Echo", 3);
+  expect_doc_example(doc, "### Example: a request with an attachment", &m, "\x0a\x02hi", 4, "RAW",
+                     3);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_frame_request_roundtrip),
@@ -1006,6 +1069,7 @@ int main(void) {
       cmocka_unit_test(test_frame_error_request_without_names),
       cmocka_unit_test(test_frame_sticky_packets_any_split),
       cmocka_unit_test(test_frame_sticky_packets_ending_in_error),
+      cmocka_unit_test(test_frame_protocol_doc_examples_match_encoder),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1177,6 +1177,85 @@ static void test_server_core_destroy_while_running(void **state) {
   }
 }
 
+static void test_server_core_options_from_config(void **state) {
+  (void)state;
+  mprpc_config_t *cfg;
+  assert_int_equal(mprpc_config_new(&cfg), 0);
+  const char *text = "rpcserverip = 10.0.0.9\nrpcserverport = 8123\nthreads = 3\n"
+                     "max_body_size = 1MiB\nmax_concurrency = 50\nmax_method_concurrency = 7\n"
+                     "idle_timeout = 2s\ndrain_timeout = 250ms\nstats_period = 1m\n"
+                     "advertise_host = 192.0.2.5\nweight = 30\nversion = v1.2\n";
+  assert_int_equal(mprpc_config_load_string(cfg, text, strlen(text), "t.conf"), 0);
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  mprpc_hostport_t hp;
+  assert_int_equal(mprpc_server_opts_from_config(cfg, &o, &hp), 0);
+  assert_string_equal(o.host, "10.0.0.9");
+  assert_int_equal(o.port, 8123);
+  assert_int_equal(o.threads, 3);
+  assert_int_equal(o.max_body, 1024 * 1024);
+  assert_int_equal(o.max_concurrency, 50);
+  assert_int_equal(o.max_method_concurrency, 7);
+  assert_int_equal(o.idle_timeout_ms, 2000);
+  assert_int_equal(o.drain_timeout_ms, 250);
+  assert_int_equal(o.stats_log_period_ms, 60000);
+  assert_string_equal(o.advertise_host, "192.0.2.5");
+  assert_int_equal(o.weight, 30);
+  assert_string_equal(o.version, "v1.2");
+  mprpc_config_free(cfg);
+
+  /* absent keys keep what was there; bad values are ECONFIG with a text */
+  assert_int_equal(mprpc_config_new(&cfg), 0);
+  mprpc_server_opts_init(&o);
+  o.host = "keep";
+  o.threads = 5;
+  assert_int_equal(mprpc_server_opts_from_config(cfg, &o, &hp), 0);
+  assert_string_equal(o.host, "keep");
+  assert_int_equal(o.threads, 5);
+  assert_int_equal(o.drain_timeout_ms, 5000);
+  assert_int_equal(mprpc_config_set(cfg, "idle_timeout", "soon"), 0);
+  assert_int_equal(mprpc_server_opts_from_config(cfg, &o, &hp), MPRPC_ECONFIG);
+  assert_non_null(strstr(mprpc_config_error(cfg), "idle_timeout"));
+  mprpc_config_free(cfg);
+}
+
+/* Small responses of one read are batched into one write; a large one in
+ * between flushes the batch first, so the order on the wire is kept. */
+static void test_server_core_batched_responses_keep_order(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  fsrv_t f;
+  fsrv_opts(&o);
+  fsrv_start(&f, &o);
+  mprpc_conn_t *c = fconn_new(f.e);
+  static char big[40000];
+  memset(big, 'b', sizeof big - 1);
+  const char *msgs[5] = {"s1", "s2", big, "s3", "s4"};
+  uint8_t *all = NULL;
+  size_t n = 0;
+  for (int i = 0; i < 5; i++) {
+    Example__EchoRequest m;
+    tclient_req_t r = echo_req(i, &m, msgs[i]);
+    uint8_t *fr;
+    size_t fl;
+    assert_int_equal(tclient_encode(&r, &fr, &fl), 0);
+    all = realloc(all, n + fl);
+    memcpy(all + n, fr, fl);
+    n += fl;
+    free(fr);
+  }
+  fconn_feed(c, all, n);
+  free(all);
+  static char text[41000];
+  for (int i = 0; i < 5; i++) {
+    fexpect(c, i, 0, text, sizeof text);
+    assert_string_equal(text, msgs[i]);
+  }
+  fsrv_shutdown(&f);
+  fsrv_free(&f);
+  fconn_free(c);
+}
+
 /* ======================================================================
  * tcp group: a real provider on the libev runtime.
  * ==================================================================== */
@@ -1743,6 +1822,8 @@ int main(void) {
       cmocka_unit_test(test_server_core_register_failure_fails_start),
       cmocka_unit_test(test_server_core_many_services),
       cmocka_unit_test(test_server_core_destroy_while_running),
+      cmocka_unit_test(test_server_core_options_from_config),
+      cmocka_unit_test(test_server_core_batched_responses_keep_order),
       cmocka_unit_test(test_server_tcp_echo_attachment_splits),
       cmocka_unit_test(test_server_tcp_pipelined_5000),
       cmocka_unit_test(test_server_tcp_async_out_of_order_and_limit),

@@ -483,13 +483,6 @@ static void test_sim_registry_expiry_removes_ephemeral_and_notifies(void **state
 
 /* ---- scenarios: production server + channel on the virtual world ------------------------- */
 
-static bool stack_missing(void) {
-  if (mprpc_sim_available())
-    return false;
-  print_message("simulator built without the server or the channel: skipped\n");
-  return true;
-}
-
 static mprpc_sim_result_t run_scenario(const char *name, uint64_t seed, unsigned bugs,
                                        uint64_t duration_s) {
   const mprpc_sim_scenario_t *sc = mprpc_sim_scenario_find(name);
@@ -502,8 +495,6 @@ static mprpc_sim_result_t run_scenario(const char *name, uint64_t seed, unsigned
 
 static void test_sim_scenario_same_seed_same_trace_hash(void **state) {
   (void)state;
-  if (stack_missing())
-    skip();
   mprpc_sim_result_t a = run_scenario("swarm", 3, 0, 15);
   mprpc_sim_result_t b = run_scenario("swarm", 3, 0, 15);
   mprpc_sim_result_t c = run_scenario("swarm", 4, 0, 15);
@@ -517,8 +508,6 @@ static void test_sim_scenario_same_seed_same_trace_hash(void **state) {
 
 static void test_sim_scenario_steady_load_all_calls_succeed(void **state) {
   (void)state;
-  if (stack_missing())
-    skip();
   mprpc_sim_result_t r = run_scenario("steady", 1, 0, 10);
   assert_true(r.calls > 1000);
   assert_int_equal(r.ok, r.calls);
@@ -544,64 +533,46 @@ static void expect_caught(const bug_case_t *bc) {
 
 static void test_sim_catches_double_closure(void **state) {
   (void)state;
-  if (stack_missing())
-    skip();
   expect_caught(&(bug_case_t){MPRPC_SIM_BUG_DOUBLE_CLOSURE, "steady", 5});
 }
 
 static void test_sim_catches_lost_closure(void **state) {
   (void)state;
-  if (stack_missing())
-    skip();
   expect_caught(&(bug_case_t){MPRPC_SIM_BUG_LOST_CLOSURE, "steady", 5});
 }
 
 static void test_sim_catches_wrong_response(void **state) {
   (void)state;
-  if (stack_missing())
-    skip();
   expect_caught(&(bug_case_t){MPRPC_SIM_BUG_WRONG_RESPONSE, "steady", 5});
 }
 
 static void test_sim_catches_missed_deadline(void **state) {
   (void)state;
-  if (stack_missing())
-    skip();
   expect_caught(&(bug_case_t){MPRPC_SIM_BUG_NO_DEADLINE, "slow_provider", 0});
 }
 
 static void test_sim_catches_nonidempotent_retry(void **state) {
   (void)state;
-  if (stack_missing())
-    skip();
   expect_caught(&(bug_case_t){MPRPC_SIM_BUG_RETRY_NONIDEM, "slow_provider", 0});
 }
 
 static void test_sim_catches_extra_retries(void **state) {
   (void)state;
-  if (stack_missing())
-    skip();
   expect_caught(&(bug_case_t){MPRPC_SIM_BUG_EXTRA_RETRIES, "slow_provider", 0});
 }
 
 static void test_sim_catches_stale_registry_node(void **state) {
   (void)state;
-  if (stack_missing())
-    skip();
   expect_caught(&(bug_case_t){MPRPC_SIM_BUG_STALE_NODE, "crash_restart", 0});
 }
 
 static void test_sim_catches_lost_watch(void **state) {
   (void)state;
-  if (stack_missing())
-    skip();
   expect_caught(&(bug_case_t){MPRPC_SIM_BUG_LOST_WATCH, "expiry_storm", 0});
 }
 
 static void test_sim_catches_unhealed_partition(void **state) {
   (void)state;
-  if (stack_missing())
-    skip();
   expect_caught(&(bug_case_t){MPRPC_SIM_BUG_NO_HEAL, "partition", 0});
 }
 

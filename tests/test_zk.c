@@ -17,8 +17,11 @@
 #include <unistd.h>
 #include <zookeeper/zookeeper.h>
 
+#include "echo.pb-c.h"
+#include "mprpc/channel.h"
 #include "mprpc/errors.h"
 #include "mprpc/registry.h"
+#include "mprpc/server.h"
 #include "registry/zk_internal.h"
 #include "support/regtest_loop.h"
 
@@ -135,14 +138,39 @@ static void tmpdir(char *out, size_t len, const char *tag) {
   snprintf(out, len, "/tmp/mprpc-zktest-%ld-%s", (long)getpid(), tag);
 }
 
-/* Teardown: a failed assertion skips the rest of a test, so the servers a
- * test started are stopped here too (zk.sh stop kills only their PIDs). */
-static int stop_own_servers(void **state) {
+/* A server of this test binary's own (shared by the tests that stop and
+ * restart ZooKeeper): started on first use, resumed if a failed test left it
+ * paused, stopped by the group teardown. */
+static void own_server(char *hosts, size_t len) {
+  char dir[256], path[300];
+  tmpdir(dir, sizeof dir, "own");
+  snprintf(path, sizeof path, "%s/connect", dir);
+  if (access(path, F_OK) != 0) {
+    zk_sh("stop", dir, NULL, NULL, 0);
+    assert_int_equal(zk_sh("start", dir, NULL, hosts, len), 0);
+    return;
+  }
+  snprintf(path, sizeof path, "%s/pid", dir);
+  if (access(path, F_OK) != 0)
+    assert_int_equal(zk_sh("resume", dir, NULL, hosts, len), 0);
+  else
+    assert_int_equal(zk_sh("address", dir, NULL, hosts, len), 0);
+}
+
+static int stop_own_server(void **state) {
   (void)state;
   char dir[256];
-  tmpdir(dir, sizeof dir, "outage");
+  tmpdir(dir, sizeof dir, "own");
   if (access(dir, F_OK) == 0)
     zk_sh("stop", dir, NULL, NULL, 0);
+  return 0;
+}
+
+/* Teardown: a failed assertion skips the rest of a test, so the servers a
+ * test started are stopped here too (zk.sh stop kills only their PIDs). */
+static int stop_ensemble(void **state) {
+  (void)state;
+  char dir[256];
   tmpdir(dir, sizeof dir, "ensemble");
   if (access(dir, F_OK) == 0)
     zk_sh("stop", dir, NULL, NULL, 0);
@@ -439,11 +467,10 @@ static void test_zk_outage_keeps_cache_and_reconverges(void **state) {
     skip();
   }
   char dir[256], hosts[128], cache[300], chroot[128];
-  tmpdir(dir, sizeof dir, "outage");
+  tmpdir(dir, sizeof dir, "own");
   snprintf(cache, sizeof cache, "%s.cache", dir);
   unlink(cache);
-  zk_sh("stop", dir, NULL, NULL, 0);
-  assert_int_equal(zk_sh("start", dir, NULL, hosts, sizeof hosts), 0);
+  own_server(hosts, sizeof hosts);
   new_chroot(chroot, sizeof chroot);
   char opts[512];
   snprintf(opts, sizeof opts, "session_timeout=4000&cache=%s", cache);
@@ -499,8 +526,113 @@ static void test_zk_outage_keeps_cache_and_reconverges(void **state) {
   regtest_loop_free(loop);
   regtest_watch_destroy(&w);
   regtest_watch_destroy(&w2);
-  zk_sh("stop", dir, NULL, NULL, 0);
   unlink(cache);
+}
+
+/* --- end to end: provider + channel over ZooKeeper ---------------------- */
+
+static void e2e_echo(Example__EchoService_Service *svc, const Example__EchoRequest *in,
+                     Example__EchoResponse_Closure closure, void *data) {
+  (void)svc;
+  Example__EchoResponse out = EXAMPLE__ECHO_RESPONSE__INIT;
+  out.message = in->message;
+  closure(&out, data);
+}
+static Example__EchoService_Service e2e_svc = EXAMPLE__ECHO_SERVICE__INIT(e2e_);
+
+typedef struct e2e_result {
+  bool ok;
+  char msg[64];
+} e2e_result_t;
+
+static void e2e_done(const Example__EchoResponse *resp, void *arg) {
+  e2e_result_t *r = arg;
+  r->ok = resp != NULL;
+  if (resp)
+    snprintf(r->msg, sizeof r->msg, "%s", resp->message);
+}
+
+/* One synchronous call through the generated stub. */
+static bool e2e_call(mprpc_channel_t *ch, const char *text) {
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = (char *)text;
+  e2e_result_t r = {0};
+  example__echo_service__echo(mprpc_channel_service(ch), &req, e2e_done, &r);
+  return r.ok && strcmp(r.msg, text) == 0;
+}
+
+static mprpc_server_t *e2e_server(mprpc_registry_t reg) {
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  o.host = "127.0.0.1";
+  o.port = 0;
+  o.threads = 1;
+  o.registry = reg;
+  mprpc_server_t *s;
+  assert_int_equal(mprpc_server_new(&o, &s), 0);
+  assert_int_equal(mprpc_server_add_service(s, &e2e_svc.base), 0);
+  assert_int_equal(mprpc_server_start(s), 0);
+  return s;
+}
+
+/* ZooKeeper stops while calls run: calls keep succeeding on the cached
+ * endpoints; ZooKeeper comes back: a provider that started during the
+ * outage shows up and is called. */
+static void test_zk_calls_survive_outage(void **state) {
+  (void)state;
+  if (!test_zk() || !have_zk_sh()) {
+    fprintf(stderr, "needs MPRPC_TEST_ZK and ci/zk.sh (run from the repo root): skipping\n");
+    skip();
+  }
+  char dir[256], hosts[128], chroot[128];
+  tmpdir(dir, sizeof dir, "own");
+  own_server(hosts, sizeof hosts);
+  new_chroot(chroot, sizeof chroot);
+  mprpc_registry_t preg = open_zk(hosts, chroot, "session_timeout=4000");
+  mprpc_registry_t creg = open_zk(hosts, chroot, "session_timeout=4000");
+  mprpc_server_t *s1 = e2e_server(preg);
+
+  mprpc_channel_options_t co;
+  mprpc_channel_options_init(&co);
+  co.registry = creg;
+  co.timeout_ms = 3000;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &co, &ch), 0);
+  long long deadline = regtest_now_ms() + 15000;
+  while (!e2e_call(ch, "warm-up") && regtest_now_ms() < deadline)
+    usleep(100 * 1000);
+  assert_true(e2e_call(ch, "before"));
+
+  assert_int_equal(zk_sh("pause", dir, NULL, NULL, 0), 0);
+  deadline = regtest_now_ms() + 20000;
+  while (mprpc_registry_health(creg) == MPRPC_REG_HEALTHY && regtest_now_ms() < deadline)
+    usleep(50 * 1000);
+  assert_int_not_equal(mprpc_registry_health(creg), MPRPC_REG_HEALTHY);
+  for (int i = 0; i < 20; i++)
+    assert_true(e2e_call(ch, "during-outage"));
+  assert_int_equal(mprpc_channel_endpoint_count(ch), 1);
+
+  /* a second provider starts while ZooKeeper is down (wait=0) */
+  mprpc_registry_t preg2 = open_zk(hosts, chroot, "session_timeout=4000&wait=0");
+  mprpc_server_t *s2 = e2e_server(preg2);
+
+  assert_int_equal(zk_sh("resume", dir, NULL, NULL, 0), 0);
+  deadline = regtest_now_ms() + 30000;
+  while (mprpc_channel_endpoint_count(ch) != 2 && regtest_now_ms() < deadline) {
+    assert_true(e2e_call(ch, "reconverging"));
+    usleep(100 * 1000);
+  }
+  assert_int_equal(mprpc_channel_endpoint_count(ch), 2);
+  assert_int_equal(mprpc_registry_health(creg), MPRPC_REG_HEALTHY);
+  for (int i = 0; i < 10; i++)
+    assert_true(e2e_call(ch, "after"));
+
+  mprpc_channel_destroy(ch);
+  mprpc_server_destroy(s2);
+  mprpc_server_destroy(s1);
+  mprpc_registry_close(preg2);
+  mprpc_registry_close(preg);
+  mprpc_registry_close(creg);
 }
 
 static void test_zk_ensemble_leader_killed(void **state) {
@@ -566,8 +698,9 @@ int main(void) {
       cmocka_unit_test(test_zk_session_expiry_reregisters),
       cmocka_unit_test(test_zk_stale_node_of_other_session_replaced),
       cmocka_unit_test(test_zk_failing_registration_does_not_block_others),
-      cmocka_unit_test_teardown(test_zk_outage_keeps_cache_and_reconverges, stop_own_servers),
-      cmocka_unit_test_teardown(test_zk_ensemble_leader_killed, stop_own_servers),
+      cmocka_unit_test(test_zk_outage_keeps_cache_and_reconverges),
+      cmocka_unit_test(test_zk_calls_survive_outage),
+      cmocka_unit_test_teardown(test_zk_ensemble_leader_killed, stop_ensemble),
   };
-  return cmocka_run_group_tests(tests, NULL, NULL);
+  return cmocka_run_group_tests(tests, NULL, stop_own_server);
 }

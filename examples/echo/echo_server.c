@@ -5,6 +5,11 @@
  *
  *   echo_server --listen 127.0.0.1:8000 [--threads N] [--registry URI]
  *               [--advertise HOST] [--idle-timeout MS] [-i FILE]
+ *
+ * -i FILE reads the seeds' keys (rpcserverip, rpcserverport, zookeeperip,
+ * zookeeperport or registry) and the provider keys of docs/server.md
+ * (threads, idle_timeout, max_concurrency, ...) plus log_*; options given on
+ * the command line win over the file.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -13,16 +18,11 @@
 #include <string.h>
 
 #include "echo.pb-c.h"
+#include "mprpc/config.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 #include "mprpc/registry.h"
 #include "mprpc/server.h"
-
-/* TODO(provider): drop once src/registry/ (mprpc_registry_open) is on main;
- * until then --registry is refused so the program links. */
-#if !__has_include("registry/internal.h")
-#define MPRPC_ECHO_NO_REGISTRY 1
-#endif
 
 static mprpc_server_t *g_server;
 
@@ -72,12 +72,12 @@ static int split_hostport(const char *s, char *host, size_t cap, uint16_t *port)
 
 int main(int argc, char **argv) {
   static const struct option longopts[] = {
-      {"listen", required_argument, 0, 'l'},   {"threads", required_argument, 0, 't'},
-      {"registry", required_argument, 0, 'r'}, {"advertise", required_argument, 0, 'a'},
-      {"idle-timeout", required_argument, 0, 'I'}, {"help", no_argument, 0, 'h'},
-      {0, 0, 0, 0}};
+      {"listen", required_argument, 0, 'l'},       {"threads", required_argument, 0, 't'},
+      {"registry", required_argument, 0, 'r'},     {"advertise", required_argument, 0, 'a'},
+      {"idle-timeout", required_argument, 0, 'I'}, {"config", required_argument, 0, 'i'},
+      {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
   const char *listen = NULL, *registry_uri = NULL, *advertise = NULL, *config = NULL;
-  long threads = 1, idle_ms = 0;
+  long threads = 0, idle_ms = -1;
   int c;
   while ((c = getopt_long(argc, argv, "i:h", longopts, NULL)) != -1) {
     switch (c) {
@@ -87,45 +87,76 @@ int main(int argc, char **argv) {
     case 'a': advertise = optarg; break;
     case 'I': idle_ms = strtol(optarg, NULL, 10); break;
     case 'i': config = optarg; break;
-    default: usage(argv[0]); return c == 'h' ? 0 : 2;
+    case 'h': usage(argv[0]); return 0;
+    default: usage(argv[0]); return 2;
     }
   }
-  if (config) {
-    /* TODO: load rpcserverip/rpcserverport/zookeeperip/zookeeperport through
-     * include/mprpc/config.h once the util module lands. */
-    fprintf(stderr, "%s: -i %s: config files are not supported by this build yet\n", argv[0],
-            config);
-    return 2;
-  }
-  char host[256];
-  uint16_t port;
-  if (!listen || split_hostport(listen, host, sizeof host, &port) < 0 || threads < 1 ||
-      threads > 256 || idle_ms < 0) {
+  if (optind < argc || (threads && (threads < 1 || threads > 256)) || idle_ms < -1) {
     usage(argv[0]);
     return 2;
   }
 
   mprpc_server_opts_t o;
   mprpc_server_opts_init(&o);
-  o.host = host;
-  o.port = port;
-  o.threads = (size_t)threads;
-  o.idle_timeout_ms = (uint64_t)idle_ms;
-  o.advertise_host = advertise;
+  o.threads = 1;
   o.stats_log_period_ms = 60000;
+  mprpc_config_t *cfg = NULL;
+  mprpc_hostport_t cfg_listen;
+  char uri_buf[1024];
+  int rc;
+  if (config) {
+    rc = mprpc_config_new(&cfg);
+    if (rc == 0)
+      rc = mprpc_config_load_file(cfg, config);
+    if (rc == 0)
+      rc = mprpc_config_apply_log(cfg);
+    if (rc == 0)
+      rc = mprpc_server_opts_from_config(cfg, &o, &cfg_listen);
+    if (rc == 0 && !registry_uri) {
+      rc = mprpc_config_registry_uri(cfg, uri_buf, sizeof uri_buf);
+      if (rc == 0)
+        registry_uri = uri_buf;
+      else if (rc == MPRPC_ENOTFOUND)
+        rc = 0;
+    }
+    if (rc < 0) {
+      fprintf(stderr, "%s: -i %s: %s\n", argv[0], config,
+              cfg && *mprpc_config_error(cfg) ? mprpc_config_error(cfg) : mprpc_strerror(rc));
+      mprpc_config_free(cfg);
+      return 2;
+    }
+    mprpc_config_warn_unused(cfg);
+  }
+  char host[256];
+  uint16_t port;
+  if (listen) {
+    if (split_hostport(listen, host, sizeof host, &port) < 0) {
+      usage(argv[0]);
+      mprpc_config_free(cfg);
+      return 2;
+    }
+    o.host = host;
+    o.port = port;
+  } else if (!o.host) {
+    fprintf(stderr, "%s: give --listen HOST:PORT or rpcserverip in -i FILE\n", argv[0]);
+    usage(argv[0]);
+    mprpc_config_free(cfg);
+    return 2;
+  }
+  if (threads)
+    o.threads = (size_t)threads;
+  if (idle_ms >= 0)
+    o.idle_timeout_ms = (uint64_t)idle_ms;
+  if (advertise)
+    o.advertise_host = advertise;
+
   mprpc_registry_t reg = {0};
   char err[256] = "";
-  int rc;
   if (registry_uri) {
-#if MPRPC_ECHO_NO_REGISTRY
-    rc = MPRPC_EUNSUPPORTED;
-    snprintf(err, sizeof err, "(this build has no registry module)");
-#else
     rc = mprpc_registry_open(registry_uri, &reg, err, sizeof err);
-#endif
     if (rc < 0) {
-      fprintf(stderr, "%s: --registry %s: %s %s\n", argv[0], registry_uri, mprpc_strerror(rc),
-              err);
+      fprintf(stderr, "%s: registry %s: %s %s\n", argv[0], registry_uri, mprpc_strerror(rc), err);
+      mprpc_config_free(cfg);
       return 1;
     }
     o.registry = reg;
@@ -136,9 +167,11 @@ int main(int argc, char **argv) {
   if (rc == 0)
     rc = mprpc_server_start(g_server);
   if (rc < 0) {
-    fprintf(stderr, "%s: cannot serve on %s: %s\n", argv[0], listen, mprpc_strerror(rc));
+    fprintf(stderr, "%s: cannot serve on %s:%u: %s\n", argv[0], o.host, (unsigned)o.port,
+            mprpc_strerror(rc));
     mprpc_server_destroy(g_server);
     mprpc_registry_close(reg);
+    mprpc_config_free(cfg);
     return 1;
   }
   struct sigaction sa;
@@ -148,11 +181,12 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
-  printf("echo_server: listening on %s:%u\n", host, (unsigned)mprpc_server_port(g_server));
+  printf("echo_server: listening on %s:%u\n", o.host, (unsigned)mprpc_server_port(g_server));
   fflush(stdout);
   rc = mprpc_server_run(g_server);
   mprpc_server_destroy(g_server);
   mprpc_registry_close(reg);
+  mprpc_config_free(cfg); /* after destroy: o's strings may point into it */
   printf("echo_server: stopped\n");
   mprpc_log_flush();
   return rc < 0 ? 1 : 0;

@@ -35,7 +35,8 @@ typedef enum mprpc_log_level {
   MPRPC_LOG_LEVEL_OFF = 6,
 } mprpc_log_level_t;
 
-/* Current threshold; read by the macros. Set it with mprpc_log_set_level. */
+/* Current threshold; read by the macros (a relaxed atomic load: one plain
+ * load on every common CPU). Set it with mprpc_log_set_level. */
 extern volatile int mprpc__log_level;
 
 void mprpc__log_write(int level, const char *file, int line, const char *func, const char *fmt,
@@ -43,7 +44,7 @@ void mprpc__log_write(int level, const char *file, int line, const char *func, c
 
 #define MPRPC_LOG(level, ...)                                                                      \
   do {                                                                                             \
-    if (__builtin_expect((level) >= mprpc__log_level, 0))                                          \
+    if (__builtin_expect((level) >= __atomic_load_n(&mprpc__log_level, __ATOMIC_RELAXED), 0))    \
       mprpc__log_write((level), __FILE__, __LINE__, __func__, __VA_ARGS__);                        \
   } while (0)
 

@@ -29,6 +29,7 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "mprpc/config.h"
 #include "mprpc/loop.h"
 #include "mprpc/registry.h"
 #include "mprpc/transport.h"
@@ -88,6 +89,17 @@ typedef struct mprpc_server_opts {
 
 /* Fills defaults (all zero except drain_timeout_ms = 5000). */
 void mprpc_server_opts_init(mprpc_server_opts_t *o);
+
+/* Reads provider options from a config file's keys (docs/server.md):
+ * rpcserverip/rpcserverport (listen address, parsed into *listen, which
+ * o->host then points into), threads, max_body_size, max_concurrency,
+ * max_method_concurrency, idle_timeout, drain_timeout, stats_period,
+ * advertise_host, weight, version. Absent keys leave *o unchanged; string
+ * options point into cfg or *listen, which must outlive mprpc_server_new.
+ * Errors: MPRPC_ECONFIG (text in mprpc_config_error(cfg)), MPRPC_ERANGE
+ * (max_body_size 0 or over 4 GiB - 1). Defined in src/util/server_config.c. */
+int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
+                                  mprpc_hostport_t *listen);
 
 /* Creates a stopped server. The options are copied (strings included; the
  * loops array too). *out is owned by the caller: mprpc_server_destroy.

@@ -202,6 +202,11 @@ static void deadline_fire(void *arg) {
   mprpc__call_t *c = arg;
   c->deadline_timer = 0;
   char text[MPRPC__CTL_TEXT];
+  if (c->waiting_eps) {
+    snprintf(text, sizeof text, "no endpoint for %s within the deadline", c->ch->sd->name);
+    call_fail(c, MPRPC_ENOENDPOINT, text, NULL);
+    return;
+  }
   snprintf(text, sizeof text, "deadline of %llu ms exceeded after %d attempt(s)",
            (unsigned long long)((c->deadline_ns - c->start_ns) / MPRPC_NS_PER_MS), c->nattempts);
   call_fail(c, MPRPC_ERPCTIMEDOUT, text, c->att ? c->att->ep : NULL);
@@ -245,7 +250,10 @@ static void attempt_start(mprpc__call_t *c, mprpc__ep_t *ep) {
 static void call_try(mprpc__call_t *c) {
   mprpc_channel_t *ch = c->ch;
   if (ch->neps == 0) {
-    if (!ch->have_list) { /* the registry has not answered yet: wait */
+    /* Registry: no provider right now (or no list yet). Wait, within the
+     * deadline, for one to (re)appear: a rolling restart or a session
+     * expiry briefly empties the list. */
+    if (ch->reg.vt && !ch->destroying) {
       if (!c->waiting_eps) {
         c->waiting_eps = true;
         c->wait_next = ch->waitq;
@@ -284,6 +292,8 @@ void mprpc__channel_eps_changed(mprpc_channel_t *ch) {
   /* One at a time from the channel's queue: a closure run by call_try may
    * destroy the channel and fail the others. */
   mprpc__call_t *q;
+  if (ch->neps == 0)
+    return; /* still nothing: they keep waiting (call_try would park them) */
   while ((q = ch->waitq) != NULL) {
     ch->waitq = q->wait_next;
     q->waiting_eps = false;
@@ -329,10 +339,13 @@ void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int r
   mprpc_channel_t *ch = c->ch;
   mprpc__ep_t *ep = a->ep;
   uint64_t now = mprpc_loop_now(ch->loop);
+  bool a_not_tried = a->not_tried;
   attempt_unlink(a);
   if (ep) {
     ep->refs++;
-    if (err == MPRPC_ELOGOFF) {
+    if (a_not_tried) {
+      /* the endpoint was not reached: nothing to blame it for */
+    } else if (err == MPRPC_ELOGOFF) {
       /* The provider is stopping: stop sending to it right away. */
       if (mprpc__breaker_eject(&ep->br, now))
         MPRPC__STAT_INC(ch, ejections);
@@ -351,7 +364,14 @@ void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int r
   snprintf(c->text, sizeof c->text, "%s", text ? text : "");
   bool may = ch->policy == MPRPC_RETRY_FAILOVER &&
              (retry == MPRPC__RETRY_SAFE || (retry == MPRPC__RETRY_UNKNOWN && call_idempotent(c)));
-  bool budget = c->nattempts < 1 + ch->max_retry;
+  if (a_not_tried) {
+    /* It never left: it does not use the retry budget, but bound how often
+     * that can happen so a channel whose endpoints all wait to reconnect
+     * still gives up. */
+    c->nattempts--;
+    c->nskipped++;
+  }
+  bool budget = c->nattempts < 1 + ch->max_retry && c->nskipped <= (int)ch->neps;
   bool time_left = !c->deadline_ns || now < c->deadline_ns;
   if (may && budget && time_left && !ch->destroying) {
     MPRPC__STAT_INC(ch, retries);

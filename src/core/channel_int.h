@@ -48,6 +48,7 @@ struct mprpc__attempt {
   uint64_t end_off;  /* connection byte offset after this request */
   bool written;      /* accepted by writev */
   int list;          /* which endpoint list holds it (AL_*) */
+  bool not_tried;    /* failed without reaching the endpoint: no blame */
   uint64_t sent_ns;
   uint64_t timer;    /* attempt timeout */
   mprpc__attempt_t *ep_prev, *ep_next;  /* ep->queued or ep->sent */
@@ -105,7 +106,8 @@ struct mprpc__call {
   uint64_t start_ns, deadline_ns; /* 0 = no deadline */
   uint64_t deadline_timer, backup_timer;
   mprpc__attempt_t *att; /* outstanding attempts */
-  int nattempts;
+  int nattempts;  /* attempts that reached an endpoint (or tried to) */
+  int nskipped;   /* attempts failed fast on a reconnecting endpoint */
   int outstanding;
   uint64_t tried[8];
   int ntried;

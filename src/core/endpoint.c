@@ -179,6 +179,18 @@ static void attempt_write(mprpc__ep_t *ep, mprpc__attempt_t *a) {
   list_push(ep, AL_SENT, a);
 }
 
+/* The endpoint is waiting to reconnect: fail the attempt at once (the
+ * reconnect timer keeps probing in the background). It never reached the
+ * endpoint, so the breaker does not count it. */
+static void fail_fast(mprpc__ep_t *ep, mprpc__attempt_t *a) {
+  list_push(ep, AL_QUEUED, a);
+  a->not_tried = true;
+  char text[MPRPC__CTL_TEXT];
+  int err = ep->last_err ? ep->last_err : MPRPC_ECONNREFUSED;
+  snprintf(text, sizeof text, "connect(%s): %s (reconnecting)", ep->name, mprpc_err_name(err));
+  mprpc__attempt_failed(a, err, text, MPRPC__RETRY_SAFE);
+}
+
 void mprpc__ep_submit(mprpc__ep_t *ep, mprpc__attempt_t *a) {
   a->ep = ep;
   ep->refs++;
@@ -195,14 +207,17 @@ void mprpc__ep_submit(mprpc__ep_t *ep, mprpc__attempt_t *a) {
     list_push(ep, AL_QUEUED, a);
     ep_connect(ep);
     return;
-  default: { /* EP_BACKOFF: fail fast, the reconnect timer probes */
-    list_push(ep, AL_QUEUED, a);
-    char text[MPRPC__CTL_TEXT];
-    int err = ep->last_err ? ep->last_err : MPRPC_ECONNREFUSED;
-    snprintf(text, sizeof text, "connect(%s): %s (reconnecting)", ep->name, mprpc_err_name(err));
-    mprpc__attempt_failed(a, err, text, MPRPC__RETRY_SAFE);
+  default: /* EP_BACKOFF */
+    if (mprpc__breaker_poll(&ep->br, mprpc_loop_now(ep->ch->loop)) == MPRPC__BREAKER_PROBING) {
+      /* isolation is over: this attempt is the health probe, connect now */
+      mprpc_timer_cancel(ep->ch->loop, ep->backoff_timer);
+      ep->backoff_timer = 0;
+      list_push(ep, AL_QUEUED, a);
+      ep_connect(ep);
+      return;
+    }
+    fail_fast(ep, a);
     return;
-  }
   }
 }
 

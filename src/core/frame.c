@@ -270,15 +270,34 @@ static size_t response_len(const mprpc_meta_t *m) {
   return n;
 }
 
-size_t mprpc_meta_size(const mprpc_meta_t *m) {
+/* Sizes of the whole meta and of its sub-messages, computed once per encode
+ * (the writer needs the sub-message lengths for their length prefixes). */
+typedef struct meta_lens {
+  size_t req, resp, total;
+} meta_lens_t;
+
+static void meta_lens(const mprpc_meta_t *m, meta_lens_t *l) {
   size_t n = 0;
-  if (m->has_request) n += bfield_len(request_len(m));
-  if (m->has_response) n += bfield_len(response_len(m));
+  l->req = l->resp = 0;
+  if (m->has_request) {
+    l->req = request_len(m);
+    n += bfield_len(l->req);
+  }
+  if (m->has_response) {
+    l->resp = response_len(m);
+    n += bfield_len(l->resp);
+  }
   if (m->compress_type) n += vfield_len(i32w(m->compress_type));
   if (m->correlation_id) n += vfield_len((uint64_t)m->correlation_id);
   if (m->attachment_size) n += vfield_len(i32w(m->attachment_size));
   if (m->auth_data.len) n += bfield_len(m->auth_data.len);
-  return n;
+  l->total = n;
+}
+
+size_t mprpc_meta_size(const mprpc_meta_t *m) {
+  meta_lens_t l;
+  meta_lens(m, &l);
+  return l.total;
 }
 
 static inline uint8_t *put_vfield(uint8_t *o, uint32_t field, uint64_t v) {
@@ -294,11 +313,11 @@ static inline uint8_t *put_bfield(uint8_t *o, uint32_t field, const void *p, siz
   return o + n;
 }
 
-size_t mprpc_meta_write(const mprpc_meta_t *m, uint8_t *out) {
+static size_t meta_write(const mprpc_meta_t *m, const meta_lens_t *l, uint8_t *out) {
   uint8_t *o = out;
   if (m->has_request) {
     *o++ = (uint8_t)TAG(1, WT_LEN);
-    o = put_varint(o, request_len(m));
+    o = put_varint(o, l->req);
     o = put_bfield(o, 1, m->service_name.ptr, m->service_name.len);
     o = put_bfield(o, 2, m->method_name.ptr, m->method_name.len);
     if (m->log_id) o = put_vfield(o, 3, (uint64_t)m->log_id);
@@ -310,7 +329,7 @@ size_t mprpc_meta_write(const mprpc_meta_t *m, uint8_t *out) {
   }
   if (m->has_response) {
     *o++ = (uint8_t)TAG(2, WT_LEN);
-    o = put_varint(o, response_len(m));
+    o = put_varint(o, l->resp);
     if (m->error_code) o = put_vfield(o, 1, i32w(m->error_code));
     if (m->error_text.len) o = put_bfield(o, 2, m->error_text.ptr, m->error_text.len);
   }
@@ -319,6 +338,12 @@ size_t mprpc_meta_write(const mprpc_meta_t *m, uint8_t *out) {
   if (m->attachment_size) o = put_vfield(o, 5, i32w(m->attachment_size));
   if (m->auth_data.len) o = put_bfield(o, 7, m->auth_data.ptr, m->auth_data.len);
   return (size_t)(o - out);
+}
+
+size_t mprpc_meta_write(const mprpc_meta_t *m, uint8_t *out) {
+  meta_lens_t l;
+  meta_lens(m, &l);
+  return meta_write(m, &l, out);
 }
 
 /* ---- frames ------------------------------------------------------------- */
@@ -340,8 +365,9 @@ long mprpc_frame_parse(const uint8_t *buf, size_t len, uint32_t max_body, mprpc_
   /* Reject garbage as soon as it differs from the magic: a prefix with a
    * bad magic can only grow into a frame with a bad magic. */
   size_t k = len < 4 ? len : 4;
-  if (k && memcmp(buf, magic, k) != 0)
-    return MPRPC_EBADMAGIC;
+  for (size_t i = 0; i < k; i++)
+    if (buf[i] != magic[i])
+      return MPRPC_EBADMAGIC;
   if (len < MPRPC_FRAME_HEADER_LEN)
     return 0;
   if (max_body == 0)
@@ -387,7 +413,9 @@ int mprpc_frame_encode(mprpc_frame_out_t *out, const mprpc_meta_t *m, const void
     return MPRPC_ETOOBIG;
   mprpc_meta_t mm = *m;
   mm.attachment_size = (int32_t)att_len;
-  size_t meta_len = mprpc_meta_size(&mm);
+  meta_lens_t lens;
+  meta_lens(&mm, &lens);
+  size_t meta_len = lens.total;
   if (meta_len > UINT32_MAX || payload_len > UINT32_MAX ||
       meta_len + payload_len + att_len > UINT32_MAX)
     return MPRPC_ETOOBIG;
@@ -403,7 +431,7 @@ int mprpc_frame_encode(mprpc_frame_out_t *out, const mprpc_meta_t *m, const void
   memcpy(h, "PRPC", 4);
   put_be32(h + 4, (uint32_t)(meta_len + payload_len + att_len));
   put_be32(h + 8, (uint32_t)meta_len);
-  mprpc_meta_write(&mm, h + MPRPC_FRAME_HEADER_LEN);
+  meta_write(&mm, &lens, h + MPRPC_FRAME_HEADER_LEN);
 
   out->iov[0].iov_base = h;
   out->iov[0].iov_len = head_len;

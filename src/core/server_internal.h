@@ -1,6 +1,7 @@
 /*
- * Provider internals shared by server.c (lifecycle, connections, dispatch),
- * server_call.c (call context, closure, completion) and server_stats.c.
+ * Provider internals shared by server.c (connections, dispatch),
+ * server_life.c (start, stop, destroy), server_call.c (call context,
+ * closure, completion) and server_stats.c.
  *
  * Threading: a connection and its calls belong to one loop; everything in
  * srv_loop/srv_conn and a call's refs/links is touched on that loop's thread
@@ -62,6 +63,9 @@ struct srv_conn {
   uint64_t idle_timer;
   uint64_t last_active;
   bool closing, closed, authed;
+  bool batching;   /* inside on_data: small responses go to wbuf */
+  uint8_t *wbuf;   /* responses batched for one writev per on_data */
+  size_t wlen, wcap;
   char peer[64];
 };
 
@@ -139,8 +143,13 @@ struct mprpc_server {
 };
 
 /* server.c */
+void mprpc__srv_on_accept(void *ud, mprpc_conn_t *c, mprpc_loop_t loop);
 int mprpc__srv_post(mprpc_server_t *s, mprpc_loop_t loop, mprpc_post_cb fn, void *arg);
 void mprpc__srv_task_done(mprpc_server_t *s);
+
+/* server_life.c */
+void mprpc__srv_free_all(mprpc_server_t *s);
+void mprpc__srv_stats_tick(void *arg);
 
 /* server_call.c */
 void mprpc__srv_closure(const ProtobufCMessage *msg, void *closure_data);
@@ -148,6 +157,7 @@ void mprpc__srv_call_release(mprpc_server_call_t *call);
 void mprpc__srv_call_destroy(mprpc_server_call_t *call);
 void mprpc__srv_send_error(srv_conn_t *conn, int64_t cid, int err, const char *text);
 void mprpc__srv_conn_close(srv_conn_t *conn, bool flush);
+void mprpc__srv_flush(srv_conn_t *conn);
 void mprpc__srv_conn_maybe_free(srv_conn_t *conn);
 void *mprpc__srv_alloc(void *ad, size_t n);
 void mprpc__srv_free(void *ad, void *p);
@@ -156,6 +166,5 @@ void mprpc__srv_free(void *ad, void *p);
 size_t mprpc__srv_code_slot(int err);
 void mprpc__srv_count_error(mprpc_server_t *s, srv_method_t *m, int err);
 void mprpc__srv_record_latency(srv_method_t *m, uint64_t ns);
-void mprpc__srv_stats_tick(void *arg);
 
 #endif

@@ -91,7 +91,9 @@ static char *dup_n(const char *s, size_t n) {
 
 /* ---- parsing ------------------------------------------------------------- */
 
-static bool is_space(char c) { return c == ' ' || c == '\t'; }
+/* Trimmed around keys and values. '\r' too: a stray CR before the line end
+ * (or a CR CR LF file) must not end up inside a value. */
+static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
 
 static bool key_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
@@ -407,7 +409,7 @@ static int parse_with_unit(const char *s, const unit_t *units, size_t nunits, bo
   if (k <= 0)
     return MPRPC_EINVAL;
   const char *u = s + k;
-  while (is_space(*u))
+  while (*u == ' ' || *u == '\t')
     u++;
   for (size_t i = 0; i < nunits; i++) {
     if ((icase ? strcasecmp(u, units[i].name) : strcmp(u, units[i].name)) == 0) {

@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -67,7 +68,8 @@ typedef struct sink {
 
 static struct {
   pthread_mutex_t mu;     /* hot lock: mode, buffers, counters, sink in LAZY/SYNC */
-  pthread_cond_t work;    /* writer waits for lines or stop */
+  pthread_cond_t work;    /* writer waits for lines or stop; CLOCK_MONOTONIC,
+                             initialized by the first mprpc_log_open */
   pthread_cond_t done;    /* flushers wait for written >= target */
   pthread_mutex_t ctl_mu; /* open/close serialized */
   int mode;
@@ -78,14 +80,16 @@ static struct {
   int writer_state;       /* WRITER_* below */
   bool flush_req, stopping, running;
   pthread_t writer;
-  uint64_t queued, written; /* lines queued / written (flush targets) */
+  /* Lines queued / written, monotonic over the process's life (never reset
+   * by open/close): a flusher whose target predates a reconfiguration sees
+   * it met once the old writer drained, instead of waiting on new lines. */
+  uint64_t queued, written;
   uint64_t pending_drops;   /* dropped, not yet reported in the stream */
   atomic_uint_fast64_t dropped;
   bool sync_errors;
   bool atexit_done;
 } g = {
     .mu = PTHREAD_MUTEX_INITIALIZER,
-    .work = PTHREAD_COND_INITIALIZER,
     .done = PTHREAD_COND_INITIALIZER,
     .ctl_mu = PTHREAD_MUTEX_INITIALIZER,
     .mode = MODE_LAZY,
@@ -103,9 +107,9 @@ void mprpc_log_set_level(int level) {
     level = MPRPC_LOG_LEVEL_TRACE;
   if (level > MPRPC_LOG_LEVEL_OFF)
     level = MPRPC_LOG_LEVEL_OFF;
-  mprpc__log_level = level;
+  __atomic_store_n(&mprpc__log_level, level, __ATOMIC_RELAXED);
 }
-int mprpc_log_get_level(void) { return mprpc__log_level; }
+int mprpc_log_get_level(void) { return __atomic_load_n(&mprpc__log_level, __ATOMIC_RELAXED); }
 const char *mprpc_log_level_name(int level) {
   return level >= 0 && level <= MPRPC_LOG_LEVEL_OFF ? names[level] : "?";
 }
@@ -500,7 +504,7 @@ static void *writer_main(void *arg) {
       break;
     if (!g.stopping && !g.flush_req && g.front_len < g.cap / 4) {
       struct timespec dl;
-      clock_gettime(CLOCK_REALTIME, &dl); /* the condition variable's clock */
+      clock_gettime(CLOCK_MONOTONIC, &dl); /* the condition variable's clock */
       dl.tv_nsec += BATCH_WAIT_MS * 1000000L;
       if (dl.tv_nsec >= 1000000000L) {
         dl.tv_sec++;
@@ -617,6 +621,9 @@ static void shutdown_locked_ctl(void) {
   }
   if (g.mode == MODE_ASYNC && g.front_len) /* writer never started or died early */
     sink_write(&g.sink, g.front, g.front_len);
+  g.front_len = 0;
+  g.written = g.queued; /* everything queued has been written */
+  pthread_cond_broadcast(&g.done);
   if (g.pending_drops) {
     char buf[LINE_MAX_BYTES];
     size_t n = format_internal(buf, MPRPC_LOG_LEVEL_WARN, __LINE__,
@@ -643,6 +650,17 @@ void mprpc_log_close(void) {
 }
 
 static void at_exit_flush(void) { mprpc_log_close(); }
+
+/* Only used in ASYNC mode, so only after mprpc_log_open: a monotonic clock
+ * keeps the writer's linger short even if the wall clock jumps back. */
+static pthread_once_t work_once = PTHREAD_ONCE_INIT;
+static void work_init(void) {
+  pthread_condattr_t a;
+  pthread_condattr_init(&a);
+  pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
+  pthread_cond_init(&g.work, &a);
+  pthread_condattr_destroy(&a);
+}
 
 /* fork(): the child has no writer thread. Hold both locks across the fork so
  * the child inherits them in a known state, then turn the child's logger
@@ -674,7 +692,7 @@ static void fork_child(void) {
 
 void mprpc_log_opts_init(mprpc_log_opts_t *o) {
   memset(o, 0, sizeof *o);
-  o->level = mprpc__log_level;
+  o->level = mprpc_log_get_level();
   o->keep = DEFAULT_KEEP;
   o->queue_bytes = DEFAULT_QUEUE_BYTES;
   o->sync_errors = 1;
@@ -683,6 +701,7 @@ void mprpc_log_opts_init(mprpc_log_opts_t *o) {
 int mprpc_log_open(const mprpc_log_opts_t *o) {
   if (!o || o->level < MPRPC_LOG_LEVEL_TRACE || o->level > MPRPC_LOG_LEVEL_OFF || o->keep < 0)
     return MPRPC_EINVAL;
+  pthread_once(&work_once, work_init);
   pthread_mutex_lock(&g.ctl_mu);
   shutdown_locked_ctl();
   if (!g.atexit_done) {
@@ -700,14 +719,13 @@ int mprpc_log_open(const mprpc_log_opts_t *o) {
     else
       rc = sink_open_file(&s, false);
   }
-  mprpc__log_level = o->level;
+  mprpc_log_set_level(o->level);
   atomic_store(&g.dropped, 0);
 
   pthread_mutex_lock(&g.mu);
   g.sink = s;
   g.sync_errors = o->sync_errors != 0;
   g.pending_drops = 0;
-  g.queued = g.written = 0;
   if (o->sync) {
     g.mode = MODE_SYNC;
     pthread_mutex_unlock(&g.mu);
@@ -729,7 +747,13 @@ int mprpc_log_open(const mprpc_log_opts_t *o) {
     g.stopping = false;
     g.running = true;
     g.mode = MODE_ASYNC;
+    /* The writer blocks every signal so that handlers (and sigwait-style
+     * designs) only ever see the application's own threads. */
+    sigset_t all, prev;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &prev);
     int e = pthread_create(&g.writer, NULL, writer_main, NULL);
+    pthread_sigmask(SIG_SETMASK, &prev, NULL);
     if (e) {
       g.running = false;
       g.mode = MODE_SYNC;

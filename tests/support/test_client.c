@@ -40,7 +40,7 @@ void tclient_close(tclient_t *c) {
   c->fd = -1;
   free(c->buf);
   c->buf = NULL;
-  c->len = c->cap = 0;
+  c->off = c->len = c->cap = 0;
 }
 
 int tclient_encode(const tclient_req_t *r, uint8_t **out, size_t *len) {
@@ -131,6 +131,13 @@ static int fill(tclient_t *c, int timeout_ms) {
   while (pr < 0 && errno == EINTR);
   if (pr == 0)
     return MPRPC_ETIMEDOUT;
+  if (c->off > 0 && c->off == c->len) {
+    c->off = c->len = 0;
+  } else if (c->off > c->cap / 2) {
+    memmove(c->buf, c->buf + c->off, c->len - c->off);
+    c->len -= c->off;
+    c->off = 0;
+  }
   if (c->cap - c->len < 65536) {
     size_t nc = c->cap ? c->cap * 2 : 131072;
     uint8_t *nb = realloc(c->buf, nc);
@@ -161,9 +168,9 @@ static uint8_t *dup_bytes(mprpc_bytes_t b) {
 int tclient_recv(tclient_t *c, tclient_resp_t *r, int timeout_ms) {
   memset(r, 0, sizeof *r);
   for (int guard = 0; guard < 1000000; guard++) {
-    if (c->len > 0) {
+    if (c->len > c->off) {
       mprpc_frame_t f;
-      long n = mprpc_frame_parse(c->buf, c->len, 0, &f);
+      long n = mprpc_frame_parse(c->buf + c->off, c->len - c->off, 0, &f);
       if (n < 0)
         return (int)n;
       if (n > 0) {
@@ -175,8 +182,7 @@ int tclient_recv(tclient_t *c, tclient_resp_t *r, int timeout_ms) {
         r->payload_len = f.payload.len;
         r->att = dup_bytes(f.attachment);
         r->att_len = f.attachment.len;
-        memmove(c->buf, c->buf + n, c->len - (size_t)n);
-        c->len -= (size_t)n;
+        c->off += (size_t)n;
         return 0;
       }
     }
@@ -202,7 +208,7 @@ int tclient_call(tclient_t *c, const tclient_req_t *req, tclient_resp_t *resp, i
 
 int tclient_wait_closed(tclient_t *c, int timeout_ms) {
   for (int guard = 0; guard < 1000000; guard++) {
-    c->len = 0;
+    c->off = c->len = 0;
     int rc = fill(c, timeout_ms);
     if (rc == MPRPC_ECLOSED)
       return 0;

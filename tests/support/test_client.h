@@ -16,8 +16,8 @@
 
 typedef struct tclient {
   int fd;
-  uint8_t *buf; /* received, not yet parsed */
-  size_t len, cap;
+  uint8_t *buf; /* received bytes; [off, len) not yet parsed */
+  size_t off, len, cap;
 } tclient_t;
 
 typedef struct tclient_req {
