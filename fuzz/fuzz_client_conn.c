@@ -9,7 +9,9 @@
  * in chunks whose sizes come from the input (sticky and split frames).
  * Then the connection ends (EOF, reset, or stays open until the deadline
  * fires, or the channel is destroyed with calls pending) and the virtual
- * clock runs until everything is quiet.
+ * clock runs until everything is quiet. The input may also end the
+ * connection midway; retries then reconnect, and the rest of the input
+ * goes to the new connection (or the connect fails, as the input says).
  *
  * It runs on a tiny single-threaded fake loop and transport (like
  * fuzz/fuzz_server.c): no sockets, no threads, virtual time, so an
@@ -43,7 +45,9 @@
  *           bytes as pending until a "writable" record; bit 7: backup
  *           requests after 5 ms
  *   byte 2  bits 0-2: k, number of chunk-size bytes that follow (0: chunks
- *           of 7); those bytes are used cyclically (0 means 1)
+ *           of 7); those bytes are used cyclically (0 means 1); bit 3: the
+ *           first closure to run destroys the channel; bit 4: it starts one
+ *           more call (a fifth, "call4") first
  *   then records, each starting with a tag byte t:
  *     t%4 == 0 or 1: a response frame (t%4 == 1 sends it twice):
  *       sel   < 0xF0: cid of the (sel % n)-th request written (sel itself
@@ -58,7 +62,9 @@
  *             bit 5: patch a size (byte picks which); bit 6: a request
  *             sub-message too; bit 7: negate the cid
  *     t%4 == 2: raw bytes: len byte, then that many bytes
- *     t%4 == 3: control, by (t >> 2) % 4: 0 deliver everything built now;
+ *     t%4 == 3: control, by (t >> 2) % 4: 0 deliver everything built now,
+ *             then with bit 4 or 5 end the connection (EOF, bit 5: reset):
+ *             later bytes go to the connection the channel makes next;
  *             1 advance the clock by the next byte in ms; 2 cancel call
  *             (next byte % calls); 3 the write backlog drains (on_writable)
  */
@@ -75,7 +81,7 @@
 #include "mprpc/log.h"
 #include "support/check.h"
 
-#define MAXCALLS 4
+#define MAXCALLS 5 /* 4 from the start, one more from a closure */
 #define MAXCONNS 32
 #define MAXWRITTEN 256
 #define NPOST 4096
@@ -86,6 +92,8 @@ struct mprpc_conn {
   mprpc_rbuf_t *in;
   uint8_t *out;
   size_t olen, ocap, oparsed, oflushed;
+  uint8_t *rx; /* what the "provider" delivered on it */
+  size_t rxlen, rxcap;
   int close_posted, closed, connected, eof_after_connect;
   int close_reason, close_err;
   int index;
@@ -117,6 +125,11 @@ static struct {
   int ncalls;
   int ran[MAXCALLS];
   mprpc_controller_t *ctl[MAXCALLS];
+  mprpc_channel_t *ch;
+  bool destroyed;      /* mprpc_channel_destroy was called */
+  bool destroy_in_cb;  /* ... by the first closure that runs */
+  bool call_in_cb;     /* the first closure starts one more call */
+  bool first_done;
 } E;
 
 /* ---- fake loop -------------------------------------------------------------- */
@@ -351,16 +364,14 @@ static int call_of_cid(uint64_t cid) {
 }
 
 /* Was a well-formed success for call k with this message and attachment
- * delivered on the first connection? Parses the delivered bytes the way
- * the channel does: frame by frame until the first bad or request frame. */
-static bool success_delivered(int k, const char *msg, const void *att, size_t att_len) {
+ * delivered on connection cn? Parses the delivered bytes the way the
+ * channel does: frame by frame until the first bad or request frame. */
+static bool success_on(const mprpc_conn_t *cn, int k, const char *msg, const void *att,
+                       size_t att_len) {
   size_t off = 0;
-  mprpc_conn_t *cn = E.conns[0];
-  if (!cn)
-    return false;
-  for (int guard = 0; guard < 1000000 && off < E.sdelivered; guard++) {
+  for (int guard = 0; guard < 1000000 && off < cn->rxlen; guard++) {
     mprpc_frame_t f;
-    long r = mprpc_frame_parse(E.s + off, E.sdelivered - off, E.max_body, &f);
+    long r = mprpc_frame_parse(cn->rx + off, cn->rxlen - off, E.max_body, &f);
     if (r <= 0 || f.meta.has_request)
       return false;
     off += (size_t)r;
@@ -379,8 +390,24 @@ static bool success_delivered(int k, const char *msg, const void *att, size_t at
   return false;
 }
 
+static bool success_delivered(int k, const char *msg, const void *att, size_t att_len) {
+  for (int i = 0; i < E.nconns; i++)
+    if (success_on(E.conns[i], k, msg, att, att_len))
+      return true;
+  return false;
+}
+
 /* FUZZ_VERBOSE=1 in the environment prints each call's outcome. */
 static bool verbose;
+
+static void done(const ProtobufCMessage *m, void *arg);
+
+static void start_call(int k) {
+  char msg[8] = {'c', 'a', 'l', 'l', (char)('0' + k), 0};
+  Example__EchoRequest rq = EXAMPLE__ECHO_REQUEST__INIT;
+  rq.message = msg;
+  FUZZ_CHECK(mprpc_channel_call(E.ch, 0, &rq.base, E.ctl[k], done, (void *)(intptr_t)k) == 0);
+}
 
 static void done(const ProtobufCMessage *m, void *arg) {
   int k = (int)(intptr_t)arg;
@@ -415,6 +442,18 @@ static void done(const ProtobufCMessage *m, void *arg) {
       fprintf(stderr, "call %d: %s (%s), %d attempt(s)\n", k,
               mprpc_err_name(mprpc_controller_error_code(ctl)), mprpc_controller_error_text(ctl),
               mprpc_controller_attempts(ctl));
+  }
+  if (!E.first_done) {
+    E.first_done = true;
+    if (E.call_in_cb && !E.destroyed) {
+      E.ctl[E.ncalls] = mprpc_controller_new();
+      FUZZ_CHECK(E.ctl[E.ncalls] != NULL);
+      start_call(E.ncalls++);
+    }
+    if (E.destroy_in_cb && !E.destroyed) {
+      E.destroyed = true;
+      mprpc_channel_destroy(E.ch); /* from inside its own closure */
+    }
   }
 }
 
@@ -563,9 +602,10 @@ static void build_response(reader_t *r, bool twice) {
 
 /* ---- delivering ----------------------------------------------------------------- */
 
-static bool conn0_open(void) {
-  mprpc_conn_t *cn = E.conns[0];
-  return cn && cn->connected && !cn->close_posted;
+/* The provider's side talks on the newest connection while it is up. */
+static mprpc_conn_t *current_conn(void) {
+  mprpc_conn_t *cn = E.nconns ? E.conns[E.nconns - 1] : NULL;
+  return cn && cn->connected && !cn->close_posted ? cn : NULL;
 }
 
 static const uint8_t *chunks;
@@ -590,19 +630,26 @@ static void deliver(bool all) {
         return;
       n = left;
     }
-    if (!conn0_open()) {
+    mprpc_conn_t *cn = current_conn();
+    if (!cn) {
       E.sdelivered = E.slen; /* the provider's bytes go nowhere now */
       return;
     }
     chunk_i++;
-    mprpc_conn_t *cn = E.conns[0];
+    if (cn->rxlen + n > cn->rxcap) {
+      cn->rxcap = (cn->rxlen + n) * 2;
+      cn->rx = realloc(cn->rx, cn->rxcap);
+      FUZZ_CHECK(cn->rx != NULL);
+    }
+    memcpy(cn->rx + cn->rxlen, E.s + E.sdelivered, n);
+    cn->rxlen += n;
     FUZZ_CHECK(mprpc_rbuf_append(cn->in, E.s + E.sdelivered, n) == 0);
     E.sdelivered += n;
     cn->h->on_data(cn, cn->ud, cn->in);
     settle();
     if (advance_per_chunk)
       advance(10);
-    if (cancel_after_first && nchunks_delivered == 0)
+    if (cancel_after_first && nchunks_delivered == 0 && !E.destroyed)
       mprpc_controller_cancel(E.ctl[0]);
     nchunks_delivered++;
     settle();
@@ -646,8 +693,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   o.backup_request_ms = (f1 & 0x80) ? 5 : 0;
   o.auth_data = "secret";
   o.auth_len = 6;
-  mprpc_channel_t *ch;
-  FUZZ_CHECK(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch) == 0);
+  FUZZ_CHECK(mprpc_channel_new(&example__echo_service__descriptor, &o, &E.ch) == 0);
+  E.destroy_in_cb = (f2 & 8) != 0;
+  E.call_in_cb = (f2 & 0x10) != 0;
 
   static const char fill[400];
   for (int k = 0; k < E.ncalls; k++) {
@@ -655,10 +703,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     FUZZ_CHECK(E.ctl[k] != NULL);
     if (f1 & 8)
       FUZZ_CHECK(mprpc_controller_set_request_attachment(E.ctl[k], fill, (size_t)k * 100) == 0);
-    char msg[8] = {'c', 'a', 'l', 'l', (char)('0' + k), 0};
-    Example__EchoRequest rq = EXAMPLE__ECHO_REQUEST__INIT;
-    rq.message = msg;
-    FUZZ_CHECK(mprpc_channel_call(ch, 0, &rq.base, E.ctl[k], done, (void *)(intptr_t)k) == 0);
+    start_call(k);
   }
   settle();
 
@@ -679,19 +724,26 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
       switch ((t >> 2) & 3) {
       case 0:
         deliver(true);
+        if ((t & 0x30) && current_conn()) { /* the provider ends this connection */
+          post_close(current_conn(), (t & 0x20) ? MPRPC_CLOSE_RESET : MPRPC_CLOSE_EOF,
+                     (t & 0x20) ? MPRPC_ECONNRESET : 0);
+          E.sdelivered = E.slen;
+          settle();
+        }
         break;
       case 1:
         deliver(true);
         advance(rd(&r));
         break;
       case 2:
-        mprpc_controller_cancel(E.ctl[rd(&r) % E.ncalls]);
+        if (!E.destroyed)
+          mprpc_controller_cancel(E.ctl[rd(&r) % E.ncalls]);
         settle();
         break;
       default:
         for (int i = 0; i < E.nconns; i++) {
           mprpc_conn_t *cn = E.conns[i];
-          if (cn->connected && !cn->closed) {
+          if (cn->connected && !cn->close_posted) {
             cn->oflushed = cn->olen;
             cn->h->on_writable(cn, cn->ud);
           }
@@ -705,25 +757,24 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   }
   deliver(true);
 
-  bool destroyed = false;
-  if (end <= 1 && conn0_open())
-    post_close(E.conns[0], end == 0 ? MPRPC_CLOSE_EOF : MPRPC_CLOSE_RESET,
+  if (end <= 1 && current_conn())
+    post_close(current_conn(), end == 0 ? MPRPC_CLOSE_EOF : MPRPC_CLOSE_RESET,
                end == 0 ? 0 : MPRPC_ECONNRESET);
-  if (end == 3) {
-    mprpc_channel_destroy(ch);
-    destroyed = true;
+  if (end == 3 && !E.destroyed) {
+    E.destroyed = true;
+    mprpc_channel_destroy(E.ch);
   }
   settle();
   /* The default deadline is 1 s; every call ends well within 5 s. */
   advance(5000);
   for (int k = 0; k < E.ncalls; k++)
     FUZZ_CHECK(E.ran[k] == 1);
-  if (!destroyed) {
+  if (!E.destroyed) {
     mprpc_channel_stats_t st;
-    mprpc_channel_stats(ch, &st);
+    mprpc_channel_stats(E.ch, &st);
     FUZZ_CHECK(st.calls == (uint64_t)E.ncalls);
     FUZZ_CHECK(st.ok + st.failed == st.calls);
-    mprpc_channel_destroy(ch);
+    mprpc_channel_destroy(E.ch);
   }
   settle();
   for (int i = 0; i < E.nconns; i++)
@@ -736,6 +787,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
 
   for (int i = 0; i < E.nconns; i++) {
     free(E.conns[i]->out);
+    free(E.conns[i]->rx);
     free(E.conns[i]);
   }
   for (int k = 0; k < E.ncalls; k++)

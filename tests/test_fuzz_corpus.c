@@ -679,6 +679,35 @@ static void gen_client_conn(void) {
   bput(&b, "\x07\x50", 2); /* advance 80 ms */
   cc_answers(&b, 4);
   cc_seed("timeouts_backups_cancel", &b);
+
+  /* the first closure destroys the channel / starts a fifth call */
+  static const uint8_t four[] = {4};
+  cc_head(&b, CALLS4, 0, NULL, 0);
+  b.p[2] = 0x08;
+  cc_answers(&b, 4);
+  cc_seed("closure_destroys_channel", &b);
+  cc_head(&b, CALLS4, 0, four, 1);
+  b.p[2] |= 0x10;
+  cc_answers(&b, 4);
+  cc_put(&b, &(cc_resp_t){.sel = 4, .msg = "fifth"});
+  cc_seed("closure_starts_call", &b);
+  cc_head(&b, 1 | OPEN, 0, NULL, 0);
+  b.p[2] = 0x18;
+  cc_answers(&b, 1);
+  cc_seed("closure_starts_call_then_destroys", &b);
+
+  /* the provider drops the connection midway; retries go to a new one */
+  cc_head(&b, CALLS4 | IDEM, RC_SILENT, NULL, 0);
+  cc_answers(&b, 1);
+  bput_u8(&b, 0x13); /* deliver, then EOF */
+  for (uint8_t i = 4; i < 7; i++)
+    cc_put(&b, &(cc_resp_t){.sel = i, .msg = "second connection"});
+  cc_seed("midway_eof_retries_answered", &b);
+  cc_head(&b, CALLS4, RC_SILENT | PENDING, all, 1);
+  bput_u8(&b, 0x23); /* reset while nothing was flushed: safe to retry */
+  for (uint8_t i = 0; i < 8; i++)
+    cc_put(&b, &(cc_resp_t){.sel = i, .msg = "after reset"});
+  cc_seed("midway_reset_unflushed_retried", &b);
 }
 
 static void test_fuzz_corpus_matches_generator(void **state) {
