@@ -5,6 +5,7 @@
 #   BENCH_PAYLOADS="64 4096 65536"  BENCH_CONCURRENCY="1 16 64 256"
 #   BENCH_IDLE_CONNS=10000          idle connections for the memory probe (0 = skip)
 #   BENCH_ARGS="-t 1 -T 1 -n 1"     extra arguments for both programs
+#   BENCH_REPEAT=1       runs per cell and impl; the median-qps run is reported
 #
 # Prints one machine-readable line per run:
 #   BENCH impl=mprpc payload=64 concurrency=16 qps=... p50_us=... p99_us=... cpu_pct=...
@@ -19,6 +20,7 @@ PAYLOADS=${BENCH_PAYLOADS:-64 4096 65536}
 CONCS=${BENCH_CONCURRENCY:-1 16 64 256}
 IDLE=${BENCH_IDLE_CONNS:-10000}
 ARGS=${BENCH_ARGS:-}
+REPEAT=${BENCH_REPEAT:-1}
 LIMIT=$(awk -v s="$SECS" 'BEGIN { printf "%d", s + 30 }')
 
 have_mprpc=1
@@ -26,11 +28,11 @@ have_mprpc=1
 [[ -x $BIN/baseline_echo ]] || { echo "bench: $BIN/baseline_echo missing (run make)"; exit 1; }
 
 loadavg() { cut -d' ' -f1-3 /proc/loadavg; }
-echo "bench: $(nproc) cores, ${SECS}s per cell, payloads {$PAYLOADS} x concurrency {$CONCS}, load average $(loadavg)"
+echo "bench: $(nproc) cores, ${SECS}s x $REPEAT per cell and impl, payloads {$PAYLOADS} x concurrency {$CONCS}, load average $(loadavg)"
 results=$(mktemp /tmp/mprpc-bench.XXXXXX)
 trap 'rm -f "$results"' EXIT
 
-run_cell() { # impl payload conc
+run_once() { # impl payload conc -> one BENCH line on stdout
   local impl=$1 prog
   [[ $impl == mprpc ]] && prog=$BIN/mprpc-bench || prog=$BIN/baseline_echo
   local out
@@ -41,13 +43,22 @@ run_cell() { # impl payload conc
     line="BENCH impl=$impl payload=$2 concurrency=$3 qps=0 p50_us=0 p99_us=0 cpu_pct=0"
     echo "bench: $impl payload=$2 concurrency=$3 failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')" >&2
   fi
-  echo "$line"; echo "$line" >>"$results"
+  echo "$line"
 }
+
+# The run with the median qps of REPEAT runs per impl (REPEAT=1: the run).
+median() { awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^qps=/) { split($i, a, "="); print a[2], $0 } }' |
+  sort -n | awk '{ l[NR] = $0 } END { m = l[int((NR + 1) / 2)]; sub(/^[^ ]* /, "", m); print m }'; }
 
 for p in $PAYLOADS; do
   for c in $CONCS; do
-    run_cell baseline "$p" "$c"
-    ((have_mprpc)) && run_cell mprpc "$p" "$c"
+    base_runs=""; mprpc_runs=""
+    for _ in $(seq "$REPEAT"); do # interleaved: both see the same minute
+      base_runs+=$(run_once baseline "$p" "$c")$'\n'
+      ((have_mprpc)) && mprpc_runs+=$(run_once mprpc "$p" "$c")$'\n'
+    done
+    median <<<"${base_runs%$'\n'}" | tee -a "$results"
+    ((have_mprpc)) && median <<<"${mprpc_runs%$'\n'}" | tee -a "$results"
   done
 done
 
