@@ -47,7 +47,8 @@
  *   byte 2  bits 0-2: k, number of chunk-size bytes that follow (0: chunks
  *           of 7); those bytes are used cyclically (0 means 1); bit 3: the
  *           first closure to run destroys the channel; bit 4: it starts one
- *           more call (a fifth, "call4") first
+ *           more call (a fifth, "call4") first; bit 5: calls go through
+ *           the protoc-c stub (mprpc_controller_use_next + the service view)
  *   then records, each starting with a tag byte t:
  *     t%4 == 0 or 1: a response frame (t%4 == 1 sends it twice):
  *       sel   < 0xF0: cid of the (sel % n)-th request written (sel itself
@@ -131,6 +132,7 @@ static struct {
   bool destroy_in_cb;  /* ... by the first closure that runs */
   bool call_in_cb;     /* the first closure starts one more call */
   bool first_done;
+  bool use_stub; /* calls go through the protoc-c stub, not mprpc_channel_call */
 } E;
 
 /* ---- fake loop -------------------------------------------------------------- */
@@ -403,10 +405,20 @@ static bool verbose;
 
 static void done(const ProtobufCMessage *m, void *arg);
 
+static void stub_done(const Example__EchoResponse *m, void *arg) {
+  done(m ? &m->base : NULL, arg);
+}
+
 static void start_call(int k) {
   char msg[8] = {'c', 'a', 'l', 'l', (char)('0' + k), 0};
   Example__EchoRequest rq = EXAMPLE__ECHO_REQUEST__INIT;
   rq.message = msg;
+  if (E.use_stub) { /* on the loop thread the stub is asynchronous */
+    mprpc_controller_use_next(E.ctl[k]);
+    example__echo_service__echo(mprpc_channel_service(E.ch), &rq, stub_done,
+                                (void *)(intptr_t)k);
+    return;
+  }
   FUZZ_CHECK(mprpc_channel_call(E.ch, 0, &rq.base, E.ctl[k], done, (void *)(intptr_t)k) == 0);
 }
 
@@ -529,7 +541,7 @@ static void build_response(reader_t *r, bool twice) {
   mprpc_meta_t m;
   memset(&m, 0, sizeof m);
   m.has_response = true;
-  m.correlation_id = (flags & 0x80) ? -(int64_t)cid : (int64_t)cid;
+  m.correlation_id = (int64_t)((flags & 0x80) ? 0 - cid : cid); /* wraps, no UB */
   m.error_code = code < 16 ? wire_codes[code] : code;
   m.compress_type = (flags & 1) ? 1 : 0;
   if (flags & 2) {
@@ -699,6 +711,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   FUZZ_CHECK(mprpc_channel_new(&example__echo_service__descriptor, &o, &E.ch) == 0);
   E.destroy_in_cb = (f2 & 8) != 0;
   E.call_in_cb = (f2 & 0x10) != 0;
+  E.use_stub = (f2 & 0x20) != 0;
 
   static const char fill[400];
   for (int k = 0; k < E.ncalls; k++) {

@@ -691,6 +691,11 @@ static void gen_client_conn(void) {
   cc_answers(&b, 4);
   cc_put(&b, &(cc_resp_t){.sel = 4, .msg = "fifth"});
   cc_seed("closure_starts_call", &b);
+  cc_head(&b, CALLS4, 0, four, 1);
+  b.p[2] |= 0x30; /* the same through the protoc-c stub */
+  cc_answers(&b, 4);
+  cc_put(&b, &(cc_resp_t){.sel = 4, .msg = "fifth"});
+  cc_seed("stub_calls", &b);
   cc_head(&b, 1 | OPEN, 0, NULL, 0);
   b.p[2] = 0x18;
   cc_answers(&b, 1);
