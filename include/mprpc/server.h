@@ -99,7 +99,7 @@ void mprpc_server_opts_init(mprpc_server_opts_t *o);
 /* Reads provider options from a config file's keys (docs/server.md):
  * rpcserverip/rpcserverport (listen address, parsed into *listen, which
  * o->host then points into), threads, max_body_size, max_concurrency,
- * max_method_concurrency, idle_timeout, drain_timeout, stats_period,
+ * max_method_concurrency, idle_timeout, drain_timeout, logoff_grace, stats_period,
  * advertise_host, weight, version. Absent keys leave *o unchanged; string
  * options point into cfg or *listen, which must outlive mprpc_server_new.
  * Errors: MPRPC_ECONFIG (text in mprpc_config_error(cfg)), MPRPC_ERANGE
