@@ -4,10 +4,16 @@
  * violation, 2 on a usage error.
  */
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/common_interface_defs.h>
+#endif
 
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
@@ -27,7 +33,33 @@ static const struct {
     {"stale_node", MPRPC_SIM_BUG_STALE_NODE},
     {"lost_watch", MPRPC_SIM_BUG_LOST_WATCH},
     {"no_heal", MPRPC_SIM_BUG_NO_HEAL},
+    {"lying_logoff", MPRPC_SIM_BUG_LYING_LOGOFF},
 };
+
+/* What is running now, so that a crash (an ASan report, an abort) still
+ * names the seed to replay. */
+static char current_run[512];
+static size_t current_len;
+
+static void say_current(void) {
+  if (current_len) {
+    ssize_t rc = write(2, current_run, current_len);
+    (void)rc;
+  }
+}
+
+static void on_fatal_signal(int sig) {
+  say_current();
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
+static void set_current(const char *argv0, const char *name, uint64_t seed, const char *knobs) {
+  int n = snprintf(current_run, sizeof current_run,
+                   "mprpc-sim: crashed; replay: %s --scenario %s --seed %" PRIu64 "%s\n", argv0,
+                   name, seed, knobs);
+  current_len = n < 0 ? 0 : ((size_t)n < sizeof current_run ? (size_t)n : sizeof current_run - 1);
+}
 
 static void usage(FILE *f) {
   fprintf(f,
@@ -205,6 +237,13 @@ int main(int argc, char **argv) {
     return 2;
   }
   mprpc_log_set_level(log_level);
+  signal(SIGSEGV, on_fatal_signal);
+  signal(SIGABRT, on_fatal_signal);
+  signal(SIGBUS, on_fatal_signal);
+  signal(SIGFPE, on_fatal_signal);
+#if defined(__SANITIZE_ADDRESS__)
+  __sanitizer_set_death_callback(say_current);
+#endif
 
   int status = 0;
   for (size_t s = 0; s < nrun; s++) {
@@ -217,6 +256,7 @@ int main(int argc, char **argv) {
     for (uint64_t k = 0; k < seeds; k++) {
       mprpc_sim_result_t res;
       o.seed = seed + k;
+      set_current(argv[0], name, o.seed, knobs);
       int rc = mprpc_sim_run(sc, &o, &res);
       if (rc < 0) {
         fprintf(stderr, "mprpc-sim: %s seed %" PRIu64 ": setup failed (%d)\n", name, o.seed, rc);
@@ -253,6 +293,7 @@ int main(int argc, char **argv) {
       if (res.violations && nbad < sizeof bad_seeds / sizeof bad_seeds[0])
         bad_seeds[nbad++] = o.seed;
     }
+    current_len = 0;
     double wall = wall_now() - t0;
     printf("SIM scenario=%s seeds=%" PRIu64 " calls=%" PRIu64 " ok=%" PRIu64 " failed=%" PRIu64
            " violations=%" PRIu64 " sim_seconds=%.1f wall_seconds=%.3f\n",

@@ -696,9 +696,9 @@ static int net_writev(void *ctx, mprpc_conn_t *c, const struct iovec *iov, int i
   for (int i = 0; i < iovcnt; i++)
     total += iov[i].iov_len;
   dir_t *d = &c->p->dirs[c->side];
-  /* An empty backlog always takes the write: refusing it would wait for an
-   * on_writable that never comes. */
-  if (d->pend_len > 0 && d->pend_len + total > c->high_water) {
+  /* As src/rt/tcp.c: a write that would take the backlog past the mark is
+   * refused whole (even into an empty backlog, when it alone is larger). */
+  if (total > c->high_water || d->pend_len > c->high_water - total) {
     d->want_writable = true;
     return MPRPC_EHWM;
   }

@@ -107,6 +107,7 @@ typedef struct params {
   uint64_t slow_until_ns;
   int64_t backup_ms;          /* backup requests on the idempotent channel */
   uint32_t server_max_conc;   /* provider concurrency limit (ELIMIT) */
+  bool no_failures;           /* no faults at all: every call must succeed */
   size_t chunk;
   bool chunk_fixed;
   uint64_t lat_max_ns;
@@ -162,7 +163,7 @@ static void violate(run_t *r, const char *fmt, ...) {
   if (r->res->violations++ == 0)
     snprintf(r->res->first_violation, sizeof r->res->first_violation, "t=%.3fs %.200s",
              (double)now(r) / 1e9, msg);
-  if (r->o->violations && r->nviol_printed < 20) {
+  if (r->o->violations && r->nviol_printed < 5) {
     r->nviol_printed++;
     fprintf(r->o->violations, "  violation seed=%llu t=%.3fs: %s\n",
             (unsigned long long)r->o->seed, (double)now(r) / 1e9, msg);
@@ -221,6 +222,8 @@ static void reply(prov_t *p, const Example__EchoRequest *in, Example__EchoRespon
     resp.message = other; /* the bug: another call's answer */
   }
   memcpy(p->last, msg, sizeof p->last);
+  if ((mprpc__sim_bug & MPRPC_SIM_BUG_LYING_LOGOFF) && mprpc_sim_chance(p->run->w, 0.05))
+    mprpc_server_call_set_error(mprpc_server_call_from(cd), MPRPC_ELOGOFF, "ran, then lied");
   closure(&resp, cd);
 }
 
@@ -449,8 +452,11 @@ static void check_done(const ProtobufCMessage *msg, rec_t *rec) {
         break;
       }
     }
-    if (rec->idem && t >= r->p.live_from_ns && rec->start >= r->p.live_from_ns &&
-        !r->tearing_down)
+    if (r->p.no_failures && !r->tearing_down)
+      violate(r, "call %u failed with %s in a run without faults", rec->token,
+              mprpc_err_name(err));
+    else if (rec->idem && t >= r->p.live_from_ns && rec->start >= r->p.live_from_ns &&
+             !r->tearing_down)
       violate(r, "liveness: idempotent call %u failed with %s %.1f s after the faults healed",
               rec->token, mprpc_err_name(err), (double)(rec->start - r->p.quiet_after_ns) / 1e9);
   }
@@ -517,7 +523,15 @@ static int make_channel(cons_t *c, bool idem, mprpc_channel_t **out) {
   o.transport = r->tr;
   o.registry = c->reg;
   o.timeout_ms = r->p.timeout_ms;
-  o.attempt_timeout_ms = r->p.timeout_ms > 0 ? r->p.timeout_ms / 4 : 0;
+  /* A quarter of the deadline, but never below two worst-case round trips
+   * (with --lat-max-us large, a shorter attempt could never succeed). */
+  int64_t rtt_ms = (int64_t)((r->p.lat_max_ns ? r->p.lat_max_ns : 2 * MS) + 20 * MS) * 2 / (int64_t)MS;
+  int64_t attempt = r->p.timeout_ms / 4;
+  if (attempt < 2 * rtt_ms)
+    attempt = 2 * rtt_ms;
+  if (attempt > r->p.timeout_ms)
+    attempt = r->p.timeout_ms;
+  o.attempt_timeout_ms = r->p.timeout_ms > 0 ? attempt : 0;
   if (mprpc__sim_bug & MPRPC_SIM_BUG_NO_DEADLINE) {
     o.timeout_ms = -1; /* the bug: every deadline check is skipped */
     o.attempt_timeout_ms = 0;
@@ -727,6 +741,7 @@ static void base_params(params_t *p) {
 }
 
 static void sc_steady(run_t *r) {
+  r->p.no_failures = true;
   r->p.duration_ns = 60 * SEC;
   r->p.quiet_after_ns = 0;
 }
@@ -764,6 +779,7 @@ static void sc_slow(run_t *r) {
 }
 
 static void sc_one_byte(run_t *r) {
+  r->p.no_failures = true;
   r->p.chunk = 1;
   r->p.chunk_fixed = true;
   r->p.consumers = 5;
@@ -933,6 +949,20 @@ static void check_convergence(run_t *r) {
   }
 }
 
+static bool surely_not_run(int err) {
+  switch (err) {
+  case MPRPC_ECONNREFUSED:
+  case MPRPC_ETIMEDOUT: /* connect timeout (an RPC timeout is ERPCTIMEDOUT) */
+  case MPRPC_ENOENDPOINT:
+  case MPRPC_ELOGOFF:
+  case MPRPC_ELIMIT:
+  case MPRPC_EOVERCROWDED:
+    return true;
+  default:
+    return false;
+  }
+}
+
 static void teardown(run_t *r) {
   r->tearing_down = true;
   /* Channels: pending calls end with ECANCELED (and are checked). */
@@ -990,6 +1020,17 @@ static void teardown(run_t *r) {
   if (lost)
     violate(r, "%llu calls never ran their closure (first: call %u)", (unsigned long long)lost,
             first);
+  /* Truthful errors: a non-idempotent call is only retried after attempts
+   * that surely did not run, so when its final error also says "did not
+   * run", it must not have executed anywhere. */
+  for (uint32_t t = 0; t < r->ncalls; t++) {
+    rec_t *rec = rec_get(r, t);
+    if (!rec->idem && rec->execs > 0 && surely_not_run(rec->err)) {
+      violate(r, "non-idempotent call %u failed with %s (did not run) but executed %u times", t,
+              mprpc_err_name(rec->err), rec->execs);
+      break;
+    }
+  }
 }
 
 static uint64_t log_clock(void *ctx) { return MPRPC_SIM_EPOCH_NS + mprpc_sim_now(ctx); }
@@ -1110,6 +1151,10 @@ out:
     free(r->blocks[b]);
   free(r->provs);
   free(r->cons);
+  if (o->violations && res->violations > (uint64_t)r->nviol_printed)
+    fprintf(o->violations, "  ... and %llu more violations with seed %llu\n",
+            (unsigned long long)(res->violations - (uint64_t)r->nviol_printed),
+            (unsigned long long)o->seed);
   mprpc_log_set_clock(NULL, NULL);
   mprpc_sim_world_free(r->w);
   free(r);

@@ -1088,6 +1088,9 @@ static void test_channel_bad_input_never_calls_back(void **state) {
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch),
                    MPRPC_EUNSUPPORTED);
   o.compress_type = 0;
+  o.lb = 9;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), MPRPC_EINVAL);
+  o.lb = MPRPC_LB_RR;
   o.idempotent_methods = "NoSuchMethod";
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch),
                    MPRPC_ENOTFOUND);
@@ -1358,6 +1361,64 @@ static void test_channel_meta_auth_and_errors_not_retried(void **state) {
   prov_stop(&ok);
 }
 
+static void test_channel_lb_hash_key_sticks_and_random_spreads(void **state) {
+  (void)state;
+  prov_t p[3];
+  uint16_t ports[3];
+  for (int i = 0; i < 3; i++) {
+    prov_start(&p[i], MODE_ECHO, 0);
+    ports[i] = p[i].port;
+  }
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(ports, 3));
+  o.lb = MPRPC_LB_HASH;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  mprpc_controller_t *ctl = mprpc_controller_new();
+  enum { N = 30 };
+  rec_t recs[N];
+  memset(recs, 0, sizeof recs);
+  tally_t t = {0};
+  for (int i = 0; i < N; i++) {
+    mprpc_controller_set_hash_key_str(ctl, i < N / 2 ? "user-42" : "user-43");
+    recs[i].t = &t;
+    call_async(ch, "h", ctl, &recs[i]);
+    wait_done(&t, i + 1, 10);
+    assert_int_equal(recs[i].err, 0);
+    /* the same key always lands on the same provider */
+    if (i != 0 && i != N / 2)
+      assert_string_equal(recs[i].remote, recs[i - 1].remote);
+  }
+  assert_once(recs, N);
+  mprpc_channel_destroy(ch);
+  mprpc_controller_free(ctl);
+
+  o.lb = MPRPC_LB_RANDOM;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  enum { M = 300 };
+  rec_t *more = calloc(M, sizeof *more);
+  tally_t t2 = {0};
+  int before[3];
+  for (int i = 0; i < 3; i++)
+    before[i] = atomic_load(&p[i].execs);
+  for (int i = 0; i < M; i++) {
+    more[i].t = &t2;
+    call_async(ch, "r", NULL, &more[i]);
+  }
+  wait_done(&t2, M, 30);
+  assert_int_equal(atomic_load(&t2.ok), M);
+  assert_once(more, M);
+  for (int i = 0; i < 3; i++) /* expected 100 each; a loose bound */
+    assert_true(atomic_load(&p[i].execs) - before[i] > 30);
+  free(more);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+  for (int i = 0; i < 3; i++)
+    prov_stop(&p[i]);
+}
+
 int main(void) {
   signal(SIGPIPE, SIG_IGN);
   mprpc_log_set_level(MPRPC_LOG_LEVEL_WARN);
@@ -1375,6 +1436,7 @@ int main(void) {
       cmocka_unit_test(test_channel_cancel_and_destroy_with_pending),
       cmocka_unit_test(test_channel_ejection_and_readmission),
       cmocka_unit_test(test_channel_registry_list_and_empty_protection),
+      cmocka_unit_test(test_channel_lb_hash_key_sticks_and_random_spreads),
       cmocka_unit_test(test_channel_unknown_ids_ignored_and_counted),
       cmocka_unit_test(test_channel_meta_auth_and_errors_not_retried),
       cmocka_unit_test(test_channel_all_isolated_still_tried),

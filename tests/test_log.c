@@ -377,6 +377,43 @@ static void test_log_rotation_by_size(void **state) {
   assert_int_equal(next, total);
 }
 
+static void test_log_rotation_keep_zero_truncates(void **state) {
+  (void)state;
+  char path[256], p1[300];
+  path_in(path, sizeof path, "k0.log");
+  snprintf(p1, sizeof p1, "%s.1", path);
+  mprpc_log_opts_t o = opts_for(path, MPRPC_LOG_LEVEL_INFO);
+  o.max_file_bytes = 500;
+  o.keep = 0;
+  o.sync = 1;
+  assert_int_equal(mprpc_log_open(&o), 0);
+  for (int i = 0; i < 50; i++)
+    MPRPC_LOG_INFO("t=0 i=%d payload=%s", i, payload);
+  mprpc_log_close();
+  assert_false(file_exists(p1));
+  size_t len;
+  char *b = read_all(path, &len);
+  assert_non_null(b);
+  assert_true(len <= 500 && len > 0);
+  assert_non_null(strstr(b, " i=49 "));
+  assert_null(strstr(b, " i=0 "));
+  free(b);
+}
+
+static void test_log_preserves_errno(void **state) {
+  (void)state;
+  char path[256];
+  path_in(path, sizeof path, "errno.log");
+  mprpc_log_opts_t o = opts_for(path, MPRPC_LOG_LEVEL_INFO);
+  assert_int_equal(mprpc_log_open(&o), 0);
+  errno = ECONNREFUSED;
+  MPRPC_LOG_INFO("connect failed: %s", strerror(errno));
+  assert_int_equal(errno, ECONNREFUSED);
+  MPRPC_LOG_ERROR("still %d", errno);
+  assert_int_equal(errno, ECONNREFUSED);
+  mprpc_log_close();
+}
+
 static uint64_t fake_ns;
 static uint64_t fake_clock(void *ctx) {
   (void)ctx;
@@ -399,7 +436,9 @@ static void test_log_rotation_by_day(void **state) {
   MPRPC_LOG_INFO("day one b");
   fake_ns = 1795305600ull * 1000000000ull; /* 2026-11-22T00:00:00Z */
   MPRPC_LOG_INFO("day two");
-  fake_ns += 86400ull * 1000000000ull;
+  fake_ns -= 1000; /* a late line from the day before: no new file */
+  MPRPC_LOG_INFO("day one late");
+  fake_ns += 1000 + 86400ull * 1000000000ull;
   MPRPC_LOG_INFO("day three");
   mprpc_log_close();
 
@@ -410,8 +449,10 @@ static void test_log_rotation_by_day(void **state) {
   assert_int_equal(count_substr(b2, "\n"), 2);
   assert_non_null(strstr(b2, "2026-11-21T23:40:01.000000Z INFO "));
   assert_non_null(strstr(b2, "day one b\n"));
-  assert_int_equal(count_substr(b1, "\n"), 1);
+  assert_int_equal(count_substr(b1, "\n"), 2);
   assert_non_null(strstr(b1, "2026-11-22T00:00:00.000000Z INFO "));
+  assert_non_null(strstr(b1, "2026-11-21T23:59:59.999999Z INFO "));
+  assert_non_null(strstr(b1, " day one late\n"));
   assert_int_equal(count_substr(b0, "\n"), 1);
   assert_non_null(strstr(b0, "2026-11-23T00:00:00.000000Z INFO "));
   free(b2);
@@ -714,31 +755,61 @@ static void test_log_reconfigure_while_logging(void **state) {
   free(b1);
 }
 
-/* Lines still queued at a normal exit() are written by the atexit handler. */
+/* atexit handlers run last-registered first: one registered before the
+ * logger's runs after it closed, one registered after runs before. */
+static void atexit_after_close(void) { MPRPC_LOG_WARN("atexit after close"); }
+static void atexit_before_close(void) { MPRPC_LOG_WARN("atexit before close"); }
+
+/* Runs in a fresh process (the test binary re-executed), so that the
+ * logger's atexit handler is registered exactly where this says. */
+static int exit_child_main(const char *path, const char *errpath) {
+  int efd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (efd < 0 || dup2(efd, 2) != 2)
+    return 5;
+  atexit(atexit_after_close);
+  mprpc_log_opts_t o = opts_for(path, MPRPC_LOG_LEVEL_INFO);
+  o.queue_bytes = 16 << 20; /* nothing dropped */
+  if (mprpc_log_open(&o) != 0)
+    return 3;
+  atexit(atexit_before_close);
+  for (int i = 0; i < 20000; i++)
+    MPRPC_LOG_INFO("exit line %d", i);
+  exit(mprpc_log_dropped() == 0 ? 0 : 4); /* no close, no flush */
+}
+
+/* Lines still queued at a normal exit() are written by the atexit handler;
+ * logging from other atexit handlers, before or after it, is safe. */
 static void test_log_exit_flushes_queue(void **state) {
   (void)state;
-  char path[256];
+  char path[256], errpath[256];
   path_in(path, sizeof path, "exit.log");
+  path_in(errpath, sizeof errpath, "exit.err");
   pid_t pid = fork();
   assert_true(pid >= 0);
   if (pid == 0) {
-    mprpc_log_opts_t o = opts_for(path, MPRPC_LOG_LEVEL_INFO);
-    o.queue_bytes = 16 << 20; /* nothing dropped */
-    if (mprpc_log_open(&o) != 0)
-      _exit(3);
-    for (int i = 0; i < 20000; i++)
-      MPRPC_LOG_INFO("exit line %d", i);
-    exit(mprpc_log_dropped() == 0 ? 0 : 4);
+    setenv("MPRPC_TEST_LOG_EXIT_CHILD", path, 1);
+    setenv("MPRPC_TEST_LOG_EXIT_ERR", errpath, 1);
+    execl("/proc/self/exe", "test_log", (char *)NULL);
+    _exit(6);
   }
   int status = 0;
   assert_int_equal(waitpid(pid, &status, 0), pid);
   assert_true(WIFEXITED(status));
   assert_int_equal(WEXITSTATUS(status), 0);
   char *b = read_all(path, NULL);
+  char *e = read_all(errpath, NULL);
   assert_non_null(b);
-  assert_int_equal(count_substr(b, "exit line "), 20000);
-  assert_non_null(strstr(b, "exit line 19999\n"));
+  assert_non_null(e);
+  size_t lines = count_substr(b, "exit line ");
+  bool before = strstr(b, " atexit before close\n") != NULL;
+  bool after = strstr(e, " atexit after close\n") != NULL;
+  bool last = strstr(b, "exit line 19999\n") != NULL;
   free(b);
+  free(e);
+  assert_int_equal(lines, 20000);
+  assert_true(last);
+  assert_true(before); /* queued during exit, still written */
+  assert_true(after);  /* after the logger closed: stderr, no deadlock */
 }
 
 static void test_log_open_rejects_bad_options(void **state) {
@@ -754,12 +825,18 @@ static void test_log_open_rejects_bad_options(void **state) {
 }
 
 int main(void) {
+  const char *child = getenv("MPRPC_TEST_LOG_EXIT_CHILD");
+  if (child)
+    return exit_child_main(child, getenv("MPRPC_TEST_LOG_EXIT_ERR"));
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_log_concurrent_lines_intact, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_log_full_queue_drops_and_reports, setup_dir,
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(test_log_rotation_by_size, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_log_rotation_by_day, setup_dir, teardown_dir),
+      cmocka_unit_test_setup_teardown(test_log_rotation_keep_zero_truncates, setup_dir,
+                                      teardown_dir),
+      cmocka_unit_test_setup_teardown(test_log_preserves_errno, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_log_unwritable_path_falls_back_to_stderr, setup_dir,
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(test_log_write_error_falls_back_once, setup_dir,

@@ -940,6 +940,14 @@ static void test_server_core_graceful_stop(void **state) {
   held_complete(0, "finished");
   fexpect(c, 1, 0, NULL, 0);
   fenv_advance(f.e, 50);
+  /* nothing in flight, but the logoff grace (200 ms) keeps the connection
+   * open so late requests get ELOGOFF rather than a closed connection */
+  assert_false(c->closed);
+  assert_int_equal(done, 0);
+  r = echo_req(3, &m, "late");
+  fconn_send(c, &r);
+  fexpect(c, 3, MPRPC_ELOGOFF, NULL, 0);
+  fenv_advance(f.e, 150);
   assert_true(c->closed);
   assert_int_equal(done, 1);
   fsrv_free(&f);

@@ -576,6 +576,11 @@ static void test_sim_catches_unhealed_partition(void **state) {
   expect_caught(&(bug_case_t){MPRPC_SIM_BUG_NO_HEAL, "partition", 0});
 }
 
+static void test_sim_catches_run_then_logoff(void **state) {
+  (void)state;
+  expect_caught(&(bug_case_t){MPRPC_SIM_BUG_LYING_LOGOFF, "steady", 5});
+}
+
 int main(void) {
   mprpc_log_set_level(MPRPC_LOG_LEVEL_OFF); /* faults make the stack chatty */
   const struct CMUnitTest tests[] = {
@@ -600,6 +605,7 @@ int main(void) {
       cmocka_unit_test(test_sim_catches_stale_registry_node),
       cmocka_unit_test(test_sim_catches_lost_watch),
       cmocka_unit_test(test_sim_catches_unhealed_partition),
+      cmocka_unit_test(test_sim_catches_run_then_logoff),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

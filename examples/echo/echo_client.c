@@ -312,6 +312,8 @@ int main(int argc, char **argv) {
     mprpc_controller_free(slots[i].ctl);
   free(slots);
 
+  mprpc_log_flush(); /* log lines (stderr) before the summary, not after */
+  fflush(stderr);
   qsort(cl.lat, cl.nlat, sizeof *cl.lat, cmp_u64);
   printf("echo_client: calls=%lld ok=%lld failed=%lld p50_us=%llu p99_us=%llu\n", cl.finished,
          cl.ok, cl.failed, (unsigned long long)pct(cl.lat, cl.nlat, 0.50),

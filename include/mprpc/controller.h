@@ -86,7 +86,8 @@ ProtobufCMessage *mprpc_controller_take_response(mprpc_controller_t *c);
 
 /* Cancels the pending call using this controller, from any thread: its
  * closure runs once with NULL and MPRPC_ECANCELED (unless it already
- * completed, then nothing happens). The channel must still exist. */
+ * completed, then nothing happens). The channel must still exist, and the
+ * controller must not be reused for another call at the same time. */
 void mprpc_controller_cancel(mprpc_controller_t *c);
 
 /* ---- stub users ------------------------------------------------------- */

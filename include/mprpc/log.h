@@ -62,7 +62,9 @@ int mprpc_log_level_from_name(const char *name);
 const char *mprpc_log_level_name(int level);
 
 /* Timestamps come from this wall clock (ns since epoch) when set, else from
- * the OS. The simulator points it at virtual time. */
+ * the OS; NULL restores the OS clock. The simulator points it at virtual
+ * time. It is called by whichever thread logs: set it before other threads
+ * log (fn and ctx are two separate atomics, not one). */
 void mprpc_log_set_clock(uint64_t (*wall_ns)(void *ctx), void *ctx);
 
 /* Writes out everything queued so far; returns once it has been handed to
@@ -76,7 +78,7 @@ typedef struct mprpc_log_opts {
   const char *path;        /* log file; NULL, "" or "-" = stderr */
   int level;               /* threshold (MPRPC_LOG_LEVEL_*); init: the current one */
   uint64_t max_file_bytes; /* rotate before a file would exceed this; 0 = never */
-  int rotate_daily;        /* rotate when the UTC date of the lines changes */
+  int rotate_daily;        /* rotate when the UTC date of the lines advances */
   int keep;                /* old files kept: path.1 (newest) .. path.<keep>; init: 5 */
   size_t queue_bytes;      /* bytes pending before lines are dropped; init: 1 MiB */
   int sync;                /* write in the caller's thread, in order, no thread */
@@ -92,7 +94,8 @@ void mprpc_log_opts_init(mprpc_log_opts_t *opts);
  * and the open error is returned (MPRPC_EACCES, MPRPC_ENOENT, ...).
  * MPRPC_EINVAL for a bad option (level out of range, negative keep),
  * MPRPC_ENOMEM / MPRPC_EAGAIN when the queue or the thread cannot be made
- * (the logger then stays in synchronous mode). */
+ * (the logger then stays in synchronous mode). After fork() the child's
+ * logger is synchronous on the same sink (it has no writer thread). */
 int mprpc_log_open(const mprpc_log_opts_t *opts);
 
 /* Writes everything queued, stops the background thread, closes the file

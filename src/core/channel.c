@@ -148,6 +148,9 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
     return;
   }
   c->finished = true;
+  char remote[MPRPC__CTL_REMOTE] = "";
+  if (from) /* copied first: dropping the attempts may release the endpoint */
+    snprintf(remote, sizeof remote, "%s", from->name);
   mprpc_timer_cancel(ch->loop, c->deadline_timer);
   mprpc_timer_cancel(ch->loop, c->backup_timer);
   c->deadline_timer = c->backup_timer = 0;
@@ -166,8 +169,7 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
   mprpc__controller_clear_outputs(ctl);
   ctl->error_code = err;
   snprintf(ctl->error_text, sizeof ctl->error_text, "%s", err ? (text && *text ? text : mprpc_strerror(err)) : "");
-  if (from)
-    snprintf(ctl->remote, sizeof ctl->remote, "%s", from->name);
+  memcpy(ctl->remote, remote, sizeof remote);
   ctl->attempts = c->nattempts;
   uint64_t now = mprpc_loop_now(ch->loop);
   ctl->latency_us = (now > c->start_ns ? now - c->start_ns : 0) / MPRPC_NS_PER_US;
@@ -217,7 +219,10 @@ static void attempt_timeout_fire(void *arg) {
   a->timer = 0;
   char text[MPRPC__CTL_TEXT];
   snprintf(text, sizeof text, "attempt to %s timed out", a->ep ? a->ep->name : "?");
-  mprpc__attempt_failed(a, MPRPC_ERPCTIMEDOUT, text, MPRPC__RETRY_UNKNOWN);
+  /* Still waiting for its connection: it never left, so it surely did not
+   * run; once written, its outcome is unknown. */
+  mprpc__attempt_failed(a, MPRPC_ERPCTIMEDOUT, text,
+                        a->written ? MPRPC__RETRY_UNKNOWN : MPRPC__RETRY_SAFE);
 }
 
 static void attempt_start(mprpc__call_t *c, mprpc__ep_t *ep) {
@@ -684,7 +689,7 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
   mprpc__idmap_init(&ch->attempts);
   mprpc__idmap_init(&ch->calls);
   if ((rc = mprpc__lb_init(&ch->lb, o->lb)) != 0)
-    goto fail_early;
+    goto fail;
   rc = MPRPC_ENOMEM;
   ch->idem = calloc(sd->n_methods ? sd->n_methods : 1, sizeof *ch->idem);
   if (!ch->idem)
@@ -736,8 +741,7 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
 fail:
   free(ch->idem);
   free(ch->auth);
-  mprpc__lb_free(&ch->lb);
-fail_early:
+  mprpc__lb_free(&ch->lb); /* safe on a zeroed balancer */
   free(ch);
   return rc;
 }

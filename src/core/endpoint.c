@@ -229,6 +229,7 @@ static void on_connect(mprpc_conn_t *c, void *ud) {
   mprpc_channel_t *ch = ep->ch;
   ep->cstate = EP_UP;
   ep->bytes_accepted = ep->bytes_flushed = ep->logoff_off = 0;
+  ep->last_err = 0;
   mprpc__backoff_reset(&ep->backoff);
   mprpc__breaker_on_conn_ok(&ep->br, mprpc_loop_now(ch->loop));
   /* Write what waited for the connection, oldest first. A failed write
@@ -291,11 +292,11 @@ static void on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
   mprpc__ep_t *ep = ud;
   mprpc_channel_t *ch = ep->ch;
   /* Bounded: each iteration consumes one whole frame. */
-  while (ep->conn == c && ep->cstate == EP_UP && mprpc_rbuf_len(in) > 0) {
+  while (ep->conn == c && ep->cstate == EP_UP && !ch->destroying && mprpc_rbuf_len(in) > 0) {
     mprpc_frame_t f;
     long n = mprpc_frame_parse(mprpc_rbuf_data(in), mprpc_rbuf_len(in), ch->max_body, &f);
     if (n == 0)
-      return;
+      break;
     if (n < 0) {
       MPRPC_LOG_WARN("channel %s: bad frame from %s: %s; closing", ch->sd->name, ep->name,
                      mprpc_err_name((int)n));
@@ -316,6 +317,8 @@ static void on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
     if (gone)
       return;
   }
+  if (mprpc_rbuf_len(in) == 0)
+    mprpc_rbuf_shrink(in, 64 * 1024); /* after a huge response passed */
 }
 
 static void on_writable(mprpc_conn_t *c, void *ud) {

@@ -116,6 +116,7 @@ static srv_method_t *lookup_str(const mprpc_server_t *s, const char *svc, const 
 void mprpc_server_opts_init(mprpc_server_opts_t *o) {
   memset(o, 0, sizeof *o);
   o->drain_timeout_ms = 5000;
+  o->logoff_grace_ms = 200;
 }
 
 int mprpc_server_new(const mprpc_server_opts_t *opts, mprpc_server_t **out) {

@@ -452,7 +452,10 @@ static void sink_write(sink_t *s, const char *p, size_t n) {
       if (!s->day_set) {
         memcpy(s->day, line, 10);
         s->day_set = true;
-      } else if (memcmp(s->day, line, 10) != 0) {
+      } else if (memcmp(line, s->day, 10) > 0) {
+        /* Only forward: lines from several threads can arrive a few
+         * microseconds out of order around midnight, and a late line from
+         * yesterday must not start yet another file. */
         rotate = true;
       }
     }
