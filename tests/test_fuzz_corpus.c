@@ -1,9 +1,12 @@
 /*
- * The seed corpora of the frame, frame_split and meta fuzz targets are
- * generated here, from the encoder and from hand-assembled protobuf, so no
- * binary in fuzz/corpus/ is made by hand. Each seed states what it is meant
- * to be (a valid stream of N frames, or a stream ending in error E) and the
- * test checks the parser agrees, so a seed cannot silently rot.
+ * The seed corpora of the frame, frame_split, meta and client_conn fuzz
+ * targets are generated here, from the encoder and from hand-assembled
+ * protobuf, so no binary in fuzz/corpus/ is made by hand. Each frame/meta
+ * seed states what it is meant to be (a valid stream of N frames, or a
+ * stream ending in error E) and the test checks the parser agrees, so a
+ * seed cannot silently rot. client_conn seeds are inputs in the layout
+ * fuzz/fuzz_client_conn.c describes; that harness checks its own outcomes
+ * when `make test` replays them.
  *
  * The test compares fuzz/corpus/ (relative to the repository root, where
  * `make test` runs) with what it generates. To (re)write the files:
@@ -471,10 +474,252 @@ static void gen_metas(void) {
   meta_seed("bad_inside_request", &b, MPRPC_EBADMETA);
 }
 
+/* ---- client_conn: inputs in fuzz/fuzz_client_conn.c's layout ----------------- */
+
+/* Header: flags0, flags1, chunk sizes. */
+static void cc_head(bytes_t *b, uint8_t f0, uint8_t f1, const uint8_t *chunks, uint8_t k) {
+  bput_u8(b, f0);
+  bput_u8(b, f1);
+  bput_u8(b, k);
+  bput(b, chunks, k);
+}
+
+/* One response record; the extra bytes its flags ask for come from the
+ * arguments in the harness's reading order. */
+typedef struct cc_resp {
+  uint8_t tag;   /* 0: once, 1: twice */
+  uint8_t sel;   /* request index, or >= 0xF0 for cid */
+  uint64_t cid;
+  uint8_t code;  /* index in the harness's table, or a wire code >= 16 */
+  uint8_t flags;
+  const char *text;
+  const char *msg; /* payload: the message, or raw bytes with flags & 4 */
+  uint8_t att, fill, patch, keep;
+} cc_resp_t;
+
+static void cc_put(bytes_t *b, const cc_resp_t *r) {
+  bput_u8(b, r->tag);
+  bput_u8(b, r->sel);
+  if (r->sel >= 0xF0)
+    for (int i = 0; i < 8; i++)
+      bput_u8(b, (uint8_t)(r->cid >> (8 * i)));
+  bput_u8(b, r->code);
+  bput_u8(b, r->flags);
+  if (r->flags & 2) {
+    bput_u8(b, (uint8_t)strlen(r->text));
+    bput(b, r->text, strlen(r->text));
+  }
+  const char *m = r->msg ? r->msg : "";
+  bput_u8(b, (uint8_t)strlen(m));
+  bput(b, m, strlen(m));
+  if (r->flags & 8) {
+    bput_u8(b, r->att);
+    bput_u8(b, r->fill);
+  }
+  if (r->flags & 0x20)
+    bput_u8(b, r->patch);
+  if (r->flags & 0x10)
+    bput_u8(b, r->keep);
+}
+
+/* Success answers for calls 0..n-1, in order. */
+static void cc_answers(bytes_t *b, int n) {
+  static const char *const msgs[] = {"a", "bb", "", "dddd"};
+  for (int i = 0; i < n; i++)
+    cc_put(b, &(cc_resp_t){.sel = (uint8_t)i, .msg = msgs[i]});
+}
+
+static void cc_seed(const char *name, bytes_t *b) {
+  seed("client_conn", name, b);
+  bfree(b);
+}
+
+static void gen_client_conn(void) {
+  bytes_t b = {0};
+  static const uint8_t one[] = {1}, all[] = {255}, mixed[] = {5, 1, 17, 3, 64};
+  enum { CALLS4 = 3, FAILFAST = 4, SMALL = 8, IDEM = 0x10, RESET = 0x20, OPEN = 0x40,
+         DESTROY = 0x60, ATT_TMO = 0x80 };
+  enum { RC_ASYNC = 0, RC_SILENT = 1, RC_SYNC = 2, RC_EOF = 3, HWM = 4, REQ_ATT = 8,
+         CANCEL0 = 0x10, TICK = 0x20, PENDING = 0x40, BACKUP = 0x80 };
+
+  cc_head(&b, 0, 0, NULL, 0);
+  cc_answers(&b, 1);
+  cc_seed("ok_one_call", &b);
+
+  cc_head(&b, CALLS4, 0, all, 1);
+  cc_answers(&b, 4);
+  cc_seed("ok_four_sticky", &b);
+
+  cc_head(&b, CALLS4, REQ_ATT, one, 1);
+  cc_answers(&b, 4);
+  cc_seed("ok_four_one_byte_chunks", &b);
+
+  cc_head(&b, CALLS4 | RESET, TICK, mixed, 5);
+  for (int i = 3; i >= 0; i--) /* answers out of order */
+    cc_put(&b, &(cc_resp_t){.sel = (uint8_t)i, .msg = "out of order"});
+  cc_seed("ok_reverse_order_mixed_chunks", &b);
+
+  /* attachments: 0, 1, 63 bytes, then 255, 256, 4095, 64 KiB, 1 MiB */
+  static const uint8_t att[] = {0, 1, 63, 65, 66, 67, 68, 69};
+  for (size_t i = 0; i < sizeof att; i++) {
+    char name[64];
+    cc_head(&b, CALLS4, 0, all, 1);
+    cc_put(&b, &(cc_resp_t){.sel = 0, .flags = 8, .msg = "att", .att = att[i], .fill = 'x'});
+    cc_put(&b, &(cc_resp_t){.sel = 1, .flags = 8, .msg = "att", .att = att[i], .fill = 0});
+    snprintf(name, sizeof name, "attachment_%u", (unsigned)att[i]);
+    cc_seed(name, &b);
+  }
+  cc_head(&b, SMALL, 0, NULL, 0);
+  cc_put(&b, &(cc_resp_t){.sel = 0, .flags = 8, .msg = "m", .att = 65, .fill = 1});
+  cc_seed("attachment_over_max_body", &b);
+
+  /* every error code of the table, failover and failfast */
+  for (uint8_t code = 1; code < 16; code++) {
+    char name[64];
+    cc_head(&b, CALLS4, 0, all, 1);
+    cc_put(&b, &(cc_resp_t){.sel = 0, .code = code, .flags = 2, .text = "handler said no"});
+    cc_put(&b, &(cc_resp_t){.sel = 1, .code = code});
+    cc_answers(&b, 4); /* retries (when any) got new ids: answer by index */
+    snprintf(name, sizeof name, "error_code_%u", (unsigned)code);
+    cc_seed(name, &b);
+  }
+  cc_head(&b, FAILFAST, 0, NULL, 0);
+  cc_put(&b, &(cc_resp_t){.sel = 0, .code = 1});
+  cc_seed("error_logoff_failfast", &b);
+  cc_head(&b, CALLS4, 0, one, 1);
+  cc_put(&b, &(cc_resp_t){.sel = 0, .code = 200, .flags = 2, .text = "unknown code"});
+  cc_seed("error_code_unknown", &b);
+
+  /* ids nobody issued, negative ids, duplicates */
+  static const uint64_t bogus[] = {0, 99, (uint64_t)INT64_MAX, (uint64_t)-1};
+  cc_head(&b, 1, 0, all, 1);
+  for (size_t i = 0; i < 4; i++)
+    cc_put(&b, &(cc_resp_t){.sel = 0xF0, .cid = bogus[i], .msg = "who?"});
+  cc_put(&b, &(cc_resp_t){.sel = 0, .flags = 0x80, .msg = "negated"});
+  cc_answers(&b, 2);
+  cc_seed("unknown_ids", &b);
+
+  cc_head(&b, 1, 0, mixed, 5);
+  cc_put(&b, &(cc_resp_t){.tag = 1, .sel = 0, .msg = "twice"});
+  cc_put(&b, &(cc_resp_t){.tag = 1, .sel = 1, .code = 4});
+  cc_seed("duplicate_answers", &b);
+
+  /* bad metas and payloads */
+  cc_head(&b, CALLS4, 0, all, 1);
+  cc_put(&b, &(cc_resp_t){.sel = 0, .flags = 1, .msg = "compressed"});
+  cc_put(&b, &(cc_resp_t){.sel = 1, .flags = 4, .msg = "\x0a\x05" "ab"}); /* overrun */
+  cc_put(&b, &(cc_resp_t){.sel = 2, .flags = 4, .msg = ""}); /* required field absent */
+  cc_put(&b, &(cc_resp_t){.sel = 3, .flags = 4, .msg = "\x0a\x02hi\x10\x01"});
+  cc_seed("bad_payloads", &b);
+  cc_head(&b, 1, 0, NULL, 0);
+  cc_put(&b, &(cc_resp_t){.sel = 0, .flags = 0x40, .msg = "request too"});
+  cc_answers(&b, 2);
+  cc_seed("bad_request_in_response", &b);
+
+  /* patched sizes: huge, off by one, meta bigger than body */
+  for (uint8_t p = 0; p < 7; p++) {
+    char name[64];
+    cc_head(&b, CALLS4, 0, mixed, 5);
+    cc_answers(&b, 1);
+    cc_put(&b, &(cc_resp_t){.sel = 1, .flags = 0x20, .msg = "patched", .patch = p});
+    cc_answers(&b, 4);
+    snprintf(name, sizeof name, "size_patch_%u", (unsigned)p);
+    cc_seed(name, &b);
+  }
+  cc_head(&b, CALLS4 | SMALL, 0, NULL, 0);
+  cc_put(&b, &(cc_resp_t){.sel = 0, .flags = 0x20, .msg = "x", .patch = 2});
+  cc_seed("size_over_small_max_body", &b);
+
+  /* truncated frames, at several points, then the connection ends */
+  static const uint8_t keep[] = {0, 16, 40, 128, 250};
+  for (size_t i = 0; i < sizeof keep; i++) {
+    char name[64];
+    cc_head(&b, 1 | (i & 1 ? RESET : 0), 0, NULL, 0);
+    cc_answers(&b, 1);
+    cc_put(&b, &(cc_resp_t){.sel = 1, .flags = 0x18, .msg = "cut", .att = 20, .keep = keep[i]});
+    snprintf(name, sizeof name, "truncated_%u", (unsigned)keep[i]);
+    cc_seed(name, &b);
+  }
+
+  /* garbage, raw bytes, control records */
+  cc_head(&b, 1, 0, NULL, 0);
+  cc_answers(&b, 1);
+  bput(&b, "\x02\x08" "GARBAGE!", 10);
+  cc_answers(&b, 2);
+  cc_seed("garbage_after_frame", &b);
+  cc_head(&b, 0, 0, one, 1);
+  bput(&b, "\x02\x0c" "PRPC\0\0\0\0\0\0\0\0", 14); /* empty meta: cid 0 */
+  bput(&b, "\x02\x04" "PRPX", 6);
+  cc_seed("raw_empty_frame_then_bad_magic", &b);
+
+  /* the end of the connection and what the channel does after it */
+  cc_head(&b, CALLS4 | OPEN, 0, NULL, 0);
+  cc_answers(&b, 2);
+  cc_seed("end_stay_open_deadline", &b);
+  cc_head(&b, CALLS4 | DESTROY, 0, NULL, 0);
+  cc_answers(&b, 2);
+  cc_seed("end_destroy_pending", &b);
+  for (uint8_t rc = 0; rc < 4; rc++) {
+    char name[64];
+    cc_head(&b, CALLS4 | IDEM | (rc & 1 ? RESET : 0), rc, NULL, 0);
+    cc_put(&b, &(cc_resp_t){.sel = 0, .code = 2}); /* ELIMIT: retried at once */
+    cc_answers(&b, 1);
+    snprintf(name, sizeof name, "reconnect_mode_%u", (unsigned)rc);
+    cc_seed(name, &b);
+  }
+  cc_head(&b, CALLS4, HWM | PENDING, NULL, 0);
+  cc_answers(&b, 2);
+  bput_u8(&b, 0x0f); /* writable */
+  cc_answers(&b, 4);
+  cc_seed("hwm_and_pending_writes", &b);
+  cc_head(&b, CALLS4 | IDEM | ATT_TMO, BACKUP | TICK | CANCEL0, one, 1);
+  bput(&b, "\x07\x14", 2); /* deliver, advance 20 ms */
+  cc_answers(&b, 4);
+  bput(&b, "\x0b\x01", 2); /* cancel call 1 */
+  bput(&b, "\x07\x50", 2); /* advance 80 ms */
+  cc_answers(&b, 4);
+  cc_seed("timeouts_backups_cancel", &b);
+
+  /* the first closure destroys the channel / starts a fifth call */
+  static const uint8_t four[] = {4};
+  cc_head(&b, CALLS4, 0, NULL, 0);
+  b.p[2] = 0x08;
+  cc_answers(&b, 4);
+  cc_seed("closure_destroys_channel", &b);
+  cc_head(&b, CALLS4, 0, four, 1);
+  b.p[2] |= 0x10;
+  cc_answers(&b, 4);
+  cc_put(&b, &(cc_resp_t){.sel = 4, .msg = "fifth"});
+  cc_seed("closure_starts_call", &b);
+  cc_head(&b, CALLS4, 0, four, 1);
+  b.p[2] |= 0x30; /* the same through the protoc-c stub */
+  cc_answers(&b, 4);
+  cc_put(&b, &(cc_resp_t){.sel = 4, .msg = "fifth"});
+  cc_seed("stub_calls", &b);
+  cc_head(&b, 1 | OPEN, 0, NULL, 0);
+  b.p[2] = 0x18;
+  cc_answers(&b, 1);
+  cc_seed("closure_starts_call_then_destroys", &b);
+
+  /* the provider drops the connection midway; retries go to a new one */
+  cc_head(&b, CALLS4 | IDEM, RC_SILENT, NULL, 0);
+  cc_answers(&b, 1);
+  bput_u8(&b, 0x13); /* deliver, then EOF */
+  for (uint8_t i = 4; i < 7; i++)
+    cc_put(&b, &(cc_resp_t){.sel = i, .msg = "second connection"});
+  cc_seed("midway_eof_retries_answered", &b);
+  cc_head(&b, CALLS4, RC_SILENT | PENDING, all, 1);
+  bput_u8(&b, 0x23); /* reset while nothing was flushed: safe to retry */
+  for (uint8_t i = 0; i < 8; i++)
+    cc_put(&b, &(cc_resp_t){.sel = i, .msg = "after reset"});
+  cc_seed("midway_reset_unflushed_retried", &b);
+}
+
 static void test_fuzz_corpus_matches_generator(void **state) {
   (void)state;
   gen_frames();
   gen_metas();
+  gen_client_conn();
 }
 
 int main(void) {

@@ -1,0 +1,815 @@
+/*
+ * Fuzz target "client_conn": a production channel (src/core/channel.c,
+ * endpoint.c) for example.EchoService whose connection to its one provider
+ * is fed bytes built from the input, as if the provider sent them:
+ * responses to the calls really in flight (the input picks "the id of the
+ * k-th request the channel wrote"), unknown and negative ids, error codes,
+ * bad metas, compressed bodies, payloads that do not decode, attachments of
+ * every size, patched sizes, truncated frames, raw garbage, all delivered
+ * in chunks whose sizes come from the input (sticky and split frames).
+ * Then the connection ends (EOF, reset, or stays open until the deadline
+ * fires, or the channel is destroyed with calls pending) and the virtual
+ * clock runs until everything is quiet. The input may also end the
+ * connection midway; retries then reconnect, and the rest of the input
+ * goes to the new connection (or the connect fails, as the input says).
+ *
+ * It runs on a tiny single-threaded fake loop and transport (like
+ * fuzz/fuzz_server.c): no sockets, no threads, virtual time, so an
+ * execution is deterministic and fast.
+ *
+ * Checked besides "no crash / leak / UB / hang":
+ * - every request the channel writes is a well-formed Echo request frame
+ *   carrying one of our calls' messages;
+ * - every call's closure runs exactly once, all of them before the virtual
+ *   clock passes the deadline by a margin;
+ * - a closure sees success only if a well-formed success response for one
+ *   of that call's correlation ids was delivered, and the message and the
+ *   response attachment are those of such a response; a failure has a
+ *   negative code and no message;
+ * - the stats add up (calls = ok + failed);
+ * - after mprpc_channel_destroy every connection got its on_close and the
+ *   loop holds no timer and no post (the channel is gone: ASan's leak check
+ *   in the replay run confirms it freed everything).
+ *
+ * Input layout (all optional past byte 2; missing bytes read as 0):
+ *   byte 0  bits 0-1: calls - 1 (1..4); bit 2: FAILFAST (else failover,
+ *           max_retry 2); bit 3: max_body 256; bit 4: every method
+ *           idempotent; bits 5-6: the end (0 EOF, 1 reset, 2 stay open,
+ *           3 destroy the channel with the calls pending); bit 7: attempt
+ *           timeout 30 ms
+ *   byte 1  bits 0-1: later connects (0 refused async, 1 accepted and
+ *           silent, 2 refused synchronously, 3 accepted then EOF); bit 2:
+ *           the first writev fails with EHWM; bit 3: request attachments;
+ *           bit 4: cancel call 0 after the first chunk; bit 5: the clock
+ *           moves 10 ms per chunk; bit 6: the transport reports written
+ *           bytes as pending until a "writable" record; bit 7: backup
+ *           requests after 5 ms
+ *   byte 2  bits 0-2: k, number of chunk-size bytes that follow (0: chunks
+ *           of 7); those bytes are used cyclically (0 means 1); bit 3: the
+ *           first closure to run destroys the channel; bit 4: it starts one
+ *           more call (a fifth, "call4") first; bit 5: calls go through
+ *           the protoc-c stub (mprpc_controller_use_next + the service view)
+ *   then records, each starting with a tag byte t:
+ *     t%4 == 0 or 1: a response frame (t%4 == 1 sends it twice):
+ *       sel   < 0xF0: cid of the (sel % n)-th request written (sel itself
+ *             when none yet); >= 0xF0: the next 8 bytes, little endian
+ *       code  0: success; 1-15 a table of interesting codes; else the
+ *             byte itself as a wire code
+ *       flags bit 0: compress_type 1; bit 1: error text (len byte + bytes);
+ *             bit 2: raw payload (len byte + bytes) instead of an
+ *             EchoResponse (len byte + message bytes); bit 3: attachment
+ *             (size byte: < 64 that size, else 255/256/4095/65536/1 MiB,
+ *             then a fill byte); bit 4: truncate (byte: keep len*b/256);
+ *             bit 5: patch a size (byte picks which); bit 6: a request
+ *             sub-message too; bit 7: negate the cid
+ *     t%4 == 2: raw bytes: len byte, then that many bytes
+ *     t%4 == 3: control, by (t >> 2) % 4: 0 deliver everything built now,
+ *             then with bit 4 or 5 end the connection (EOF, bit 5: reset):
+ *             later bytes go to the connection the channel makes next;
+ *             1 advance the clock by the next byte in ms; 2 cancel call
+ *             (next byte % calls); 3 the write backlog drains (on_writable)
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/timerq.h"
+#include "echo.pb-c.h"
+#include "mprpc/channel.h"
+#include "mprpc/errors.h"
+#include "mprpc/frame.h"
+#include "mprpc/log.h"
+#include "support/check.h"
+
+#define MAXCALLS 5 /* 4 from the start, one more from a closure */
+#define MAXCONNS 32
+#define MAXWRITTEN 256
+#define NPOST 4096
+
+struct mprpc_conn {
+  const mprpc_conn_handler_t *h;
+  void *ud;
+  mprpc_rbuf_t *in;
+  uint8_t *out;
+  size_t olen, ocap, oparsed, oflushed;
+  uint64_t ctimer; /* connect timeout */
+  uint8_t *rx; /* what the "provider" delivered on it */
+  size_t rxlen, rxcap;
+  int close_posted, closed, connected, eof_after_connect;
+  int close_reason, close_err;
+  int index;
+};
+
+static struct {
+  uint64_t now;
+  mprpc__timerq_t tq;
+  mprpc_post_cb fn[NPOST];
+  void *arg[NPOST];
+  size_t ph, pt;
+  mprpc_xoshiro_t rng;
+
+  mprpc_conn_t *conns[MAXCONNS];
+  int nconns;
+  int reconnect_mode;
+  bool hwm_once, pending_mode;
+  uint32_t max_body;
+
+  /* requests the channel wrote, in order */
+  uint64_t wcid[MAXWRITTEN];
+  int wcall[MAXWRITTEN];
+  int nwritten;
+
+  /* the stream for connection 0: built, and how much was delivered */
+  uint8_t *s;
+  size_t slen, scap, sdelivered;
+
+  int ncalls;
+  int ran[MAXCALLS];
+  int nok, nfailed;
+  mprpc_controller_t *ctl[MAXCALLS];
+  mprpc_channel_t *ch;
+  bool destroyed;      /* mprpc_channel_destroy was called */
+  bool destroy_in_cb;  /* ... by the first closure that runs */
+  bool call_in_cb;     /* the first closure starts one more call */
+  bool first_done;
+  bool use_stub; /* calls go through the protoc-c stub, not mprpc_channel_call */
+} E;
+
+/* ---- fake loop -------------------------------------------------------------- */
+
+static uint64_t f_now(void *c) {
+  (void)c;
+  return E.now;
+}
+static uint64_t f_wall(void *c) {
+  (void)c;
+  return E.now + 1700000000ull * MPRPC_NS_PER_S;
+}
+static uint64_t f_timer_start(void *c, uint64_t d, mprpc_timer_cb cb, void *arg) {
+  (void)c;
+  return mprpc__timerq_add(&E.tq, E.now + d, cb, arg);
+}
+static void f_timer_cancel(void *c, uint64_t id) {
+  (void)c;
+  mprpc__timerq_cancel(&E.tq, id);
+}
+static int f_post(void *c, mprpc_post_cb fn, void *arg) {
+  (void)c;
+  if (E.pt - E.ph >= NPOST)
+    return MPRPC_ENOMEM;
+  E.fn[E.pt % NPOST] = fn;
+  E.arg[E.pt % NPOST] = arg;
+  E.pt++;
+  return 0;
+}
+static bool f_in_loop(void *c) {
+  (void)c;
+  return true;
+}
+static mprpc_rand_t f_rand(void *c) {
+  (void)c;
+  return mprpc_rand_xoshiro(&E.rng);
+}
+static const mprpc_loop_ops_t loop_ops = {f_now,    f_wall, f_timer_start, f_timer_cancel,
+                                          f_post,   f_in_loop, f_rand,     NULL,
+                                          NULL,     NULL,   NULL};
+
+static void scan_output(void);
+
+static void settle(void) {
+  for (int guard = 0; guard < 100000; guard++) {
+    if (E.ph != E.pt) {
+      mprpc_post_cb fn = E.fn[E.ph % NPOST];
+      void *arg = E.arg[E.ph % NPOST];
+      E.ph++;
+      fn(arg);
+    } else if (mprpc__timerq_run_due(&E.tq, E.now) == 0) {
+      scan_output();
+      return;
+    }
+  }
+  FUZZ_CHECK(!"fake loop did not settle");
+}
+
+static void advance(uint64_t ms) {
+  uint64_t target = E.now + ms * MPRPC_NS_PER_MS, d;
+  settle();
+  for (int guard = 0; guard < 100000 && mprpc__timerq_peek(&E.tq, &d) && d <= target; guard++) {
+    if (d > E.now)
+      E.now = d;
+    settle();
+  }
+  E.now = target;
+  settle();
+}
+
+/* ---- fake transport ------------------------------------------------------------ */
+
+static void post_close(mprpc_conn_t *cn, int reason, int err);
+
+static void fire_connect(void *arg) {
+  mprpc_conn_t *cn = arg;
+  if (cn->close_posted)
+    return;
+  cn->connected = 1;
+  mprpc__timerq_cancel(&E.tq, cn->ctimer);
+  cn->h->on_connect(cn, cn->ud);
+  if (cn->eof_after_connect)
+    post_close(cn, MPRPC_CLOSE_EOF, 0);
+}
+
+static void fire_close(void *arg) {
+  mprpc_conn_t *cn = arg;
+  FUZZ_CHECK(!cn->closed);
+  mprpc__timerq_cancel(&E.tq, cn->ctimer);
+  cn->h->on_close(cn, cn->ud, cn->close_reason, cn->close_err);
+  cn->closed = 1; /* the pointer is dead for the channel from here on */
+}
+
+static void post_close(mprpc_conn_t *cn, int reason, int err) {
+  if (cn->close_posted)
+    return;
+  cn->close_posted = 1;
+  cn->close_reason = reason;
+  cn->close_err = err;
+  FUZZ_CHECK(f_post(NULL, fire_close, cn) == 0);
+}
+
+static void connect_timeout_fire(void *arg) {
+  mprpc_conn_t *cn = arg;
+  if (!cn->connected)
+    post_close(cn, MPRPC_CLOSE_CONNECT_FAILED, MPRPC_ETIMEDOUT);
+}
+
+static int f_listen(void *c, const mprpc_listen_opts_t *o, mprpc_listener_t **out) {
+  (void)c, (void)o, (void)out;
+  return MPRPC_EUNSUPPORTED;
+}
+static uint16_t f_port(void *c, mprpc_listener_t *l) {
+  (void)c, (void)l;
+  return 0;
+}
+static void f_lclose(void *c, mprpc_listener_t *l) { (void)c, (void)l; }
+
+static int f_connect(void *c, mprpc_loop_t l, const char *h, uint16_t p, const mprpc_conn_opts_t *o,
+                     const mprpc_conn_handler_t *hd, void *ud, mprpc_rbuf_t *in,
+                     mprpc_conn_t **out) {
+  (void)c, (void)l, (void)h, (void)p;
+  int mode = E.nconns == 0 ? 1 : E.reconnect_mode;
+  if (mode == 2 || E.nconns == MAXCONNS)
+    return MPRPC_ECONNREFUSED;
+  mprpc_conn_t *cn = calloc(1, sizeof *cn);
+  FUZZ_CHECK(cn != NULL);
+  cn->h = hd;
+  cn->ud = ud;
+  cn->in = in;
+  cn->index = E.nconns;
+  E.conns[E.nconns++] = cn;
+  *out = cn;
+  if (mode == 0) {
+    post_close(cn, MPRPC_CLOSE_CONNECT_FAILED, MPRPC_ECONNREFUSED);
+  } else {
+    /* the connect timeout is the transport's job: honour it */
+    cn->ctimer = f_timer_start(NULL,
+                               o->connect_timeout_ns ? o->connect_timeout_ns : 3 * MPRPC_NS_PER_S,
+                               connect_timeout_fire, cn);
+    cn->eof_after_connect = mode == 3;
+    FUZZ_CHECK(f_post(NULL, fire_connect, cn) == 0);
+  }
+  return 0;
+}
+
+static void f_setup(void *c, mprpc_conn_t *cn, const mprpc_conn_handler_t *h, void *ud,
+                    mprpc_rbuf_t *in) {
+  (void)c, (void)cn, (void)h, (void)ud, (void)in;
+  FUZZ_CHECK(!"setup on a client connection");
+}
+
+static int f_writev(void *c, mprpc_conn_t *cn, const struct iovec *iov, int n) {
+  (void)c;
+  FUZZ_CHECK(!cn->closed);
+  FUZZ_CHECK(cn->connected);
+  if (cn->close_posted)
+    return MPRPC_ECLOSED;
+  if (E.hwm_once) {
+    E.hwm_once = false;
+    return MPRPC_EHWM;
+  }
+  for (int i = 0; i < n; i++) {
+    if (cn->olen + iov[i].iov_len > cn->ocap) {
+      cn->ocap = (cn->ocap + iov[i].iov_len) * 2;
+      cn->out = realloc(cn->out, cn->ocap);
+      FUZZ_CHECK(cn->out != NULL);
+    }
+    if (iov[i].iov_len)
+      memcpy(cn->out + cn->olen, iov[i].iov_base, iov[i].iov_len);
+    cn->olen += iov[i].iov_len;
+  }
+  if (!E.pending_mode)
+    cn->oflushed = cn->olen;
+  return 0;
+}
+
+static size_t f_pending(void *c, mprpc_conn_t *cn) {
+  (void)c;
+  FUZZ_CHECK(!cn->closed);
+  return cn->olen - cn->oflushed;
+}
+
+static void f_close(void *c, mprpc_conn_t *cn, bool flush) {
+  (void)c, (void)flush;
+  FUZZ_CHECK(!cn->closed);
+  post_close(cn, MPRPC_CLOSE_LOCAL, 0);
+}
+
+static const char *f_peer(void *c, mprpc_conn_t *cn) {
+  (void)c, (void)cn;
+  return "192.0.2.1:8000";
+}
+
+static const mprpc_transport_ops_t tr_ops = {f_listen, f_port,    f_lclose, f_connect, f_setup,
+                                             f_writev, f_pending, f_close,  f_peer};
+
+/* Every request the channel writes must be a well-formed Echo request of
+ * one of our calls; remember its correlation id. */
+static void scan_output(void) {
+  for (int i = 0; i < E.nconns; i++) {
+    mprpc_conn_t *cn = E.conns[i];
+    while (cn->oparsed < cn->olen) {
+      mprpc_frame_t f;
+      long r = mprpc_frame_parse(cn->out + cn->oparsed, cn->olen - cn->oparsed, 0, &f);
+      FUZZ_CHECK(r > 0); /* writev takes whole frames */
+      FUZZ_CHECK(f.meta.has_request && !f.meta.has_response);
+      FUZZ_CHECK(mprpc_bytes_eq(f.meta.service_name, "example.EchoService"));
+      FUZZ_CHECK(mprpc_bytes_eq(f.meta.method_name, "Echo"));
+      FUZZ_CHECK(f.meta.correlation_id > 0);
+      Example__EchoRequest *rq = example__echo_request__unpack(NULL, f.payload.len, f.payload.ptr);
+      FUZZ_CHECK(rq != NULL);
+      FUZZ_CHECK(strlen(rq->message) == 5 && memcmp(rq->message, "call", 4) == 0);
+      int k = rq->message[4] - '0';
+      FUZZ_CHECK(k >= 0 && k < E.ncalls);
+      example__echo_request__free_unpacked(rq, NULL);
+      for (int j = 0; j < E.nwritten; j++)
+        FUZZ_CHECK(E.wcid[j] != (uint64_t)f.meta.correlation_id);
+      if (E.nwritten < MAXWRITTEN) {
+        E.wcid[E.nwritten] = (uint64_t)f.meta.correlation_id;
+        E.wcall[E.nwritten++] = k;
+      }
+      cn->oparsed += (size_t)r;
+    }
+  }
+}
+
+/* ---- closures ------------------------------------------------------------------- */
+
+static int call_of_cid(uint64_t cid) {
+  for (int j = 0; j < E.nwritten; j++)
+    if (E.wcid[j] == cid)
+      return E.wcall[j];
+  return -1;
+}
+
+/* Was a well-formed success for call k with this message and attachment
+ * delivered on connection cn? Parses the delivered bytes the way the
+ * channel does: frame by frame until the first bad or request frame. */
+static bool success_on(const mprpc_conn_t *cn, int k, const char *msg, const void *att,
+                       size_t att_len) {
+  size_t off = 0;
+  for (int guard = 0; guard < 1000000 && off < cn->rxlen; guard++) {
+    mprpc_frame_t f;
+    long r = mprpc_frame_parse(cn->rx + off, cn->rxlen - off, E.max_body, &f);
+    if (r <= 0 || f.meta.has_request)
+      return false;
+    off += (size_t)r;
+    if (f.meta.error_code != 0 || f.meta.compress_type != 0 ||
+        call_of_cid((uint64_t)f.meta.correlation_id) != k)
+      continue;
+    Example__EchoResponse *rs = example__echo_response__unpack(NULL, f.payload.len, f.payload.ptr);
+    if (!rs)
+      continue;
+    bool same = strcmp(rs->message, msg) == 0 && f.attachment.len == att_len &&
+                (att_len == 0 || memcmp(f.attachment.ptr, att, att_len) == 0);
+    example__echo_response__free_unpacked(rs, NULL);
+    if (same)
+      return true;
+  }
+  return false;
+}
+
+static bool success_delivered(int k, const char *msg, const void *att, size_t att_len) {
+  for (int i = 0; i < E.nconns; i++)
+    if (success_on(E.conns[i], k, msg, att, att_len))
+      return true;
+  return false;
+}
+
+/* FUZZ_VERBOSE=1 in the environment prints each call's outcome. */
+static bool verbose;
+
+static void done(const ProtobufCMessage *m, void *arg);
+
+static void stub_done(const Example__EchoResponse *m, void *arg) {
+  done(m ? &m->base : NULL, arg);
+}
+
+static void start_call(int k) {
+  char msg[8] = {'c', 'a', 'l', 'l', (char)('0' + k), 0};
+  Example__EchoRequest rq = EXAMPLE__ECHO_REQUEST__INIT;
+  rq.message = msg;
+  if (E.use_stub) { /* on the loop thread the stub is asynchronous */
+    mprpc_controller_use_next(E.ctl[k]);
+    example__echo_service__echo(mprpc_channel_service(E.ch), &rq, stub_done,
+                                (void *)(intptr_t)k);
+    return;
+  }
+  FUZZ_CHECK(mprpc_channel_call(E.ch, 0, &rq.base, E.ctl[k], done, (void *)(intptr_t)k) == 0);
+}
+
+static void done(const ProtobufCMessage *m, void *arg) {
+  int k = (int)(intptr_t)arg;
+  FUZZ_CHECK(k >= 0 && k < E.ncalls);
+  FUZZ_CHECK(E.ran[k] == 0);
+  E.ran[k]++;
+  mprpc_controller_t *ctl = mprpc_controller_current();
+  FUZZ_CHECK(ctl == E.ctl[k]);
+  if (m) {
+    E.nok++;
+    FUZZ_CHECK(!mprpc_controller_failed(ctl));
+    FUZZ_CHECK(mprpc_controller_error_code(ctl) == 0);
+    FUZZ_CHECK(m->descriptor == &example__echo_response__descriptor);
+    size_t alen;
+    const void *att = mprpc_controller_response_attachment(ctl, &alen);
+    const Example__EchoResponse *rs = (const Example__EchoResponse *)m;
+    FUZZ_CHECK(success_delivered(k, rs->message, att, alen));
+    if (verbose)
+      fprintf(stderr, "call %d: ok \"%s\" attachment %zu bytes, %d attempt(s)\n", k, rs->message,
+              alen, mprpc_controller_attempts(ctl));
+    if (k & 1) { /* odd calls keep the response: ownership moves to us */
+      ProtobufCMessage *own = mprpc_controller_take_response(ctl);
+      FUZZ_CHECK(own == m);
+      FUZZ_CHECK(mprpc_controller_take_response(ctl) == NULL);
+      protobuf_c_message_free_unpacked(own, NULL);
+    }
+  } else {
+    E.nfailed++;
+    FUZZ_CHECK(mprpc_controller_failed(ctl));
+    FUZZ_CHECK(mprpc_controller_error_code(ctl) < 0);
+    FUZZ_CHECK(mprpc_controller_error_text(ctl)[0] != '\0');
+    FUZZ_CHECK(mprpc_controller_take_response(ctl) == NULL);
+    if (verbose)
+      fprintf(stderr, "call %d: %s (%s), %d attempt(s)\n", k,
+              mprpc_err_name(mprpc_controller_error_code(ctl)), mprpc_controller_error_text(ctl),
+              mprpc_controller_attempts(ctl));
+  }
+  if (!E.first_done) {
+    E.first_done = true;
+    if (E.call_in_cb && !E.destroyed) {
+      E.ctl[E.ncalls] = mprpc_controller_new();
+      FUZZ_CHECK(E.ctl[E.ncalls] != NULL);
+      start_call(E.ncalls++);
+    }
+    if (E.destroy_in_cb && !E.destroyed) {
+      E.destroyed = true;
+      mprpc_channel_destroy(E.ch); /* from inside its own closure */
+    }
+  }
+}
+
+/* ---- building the provider's bytes --------------------------------------------- */
+
+typedef struct reader {
+  const uint8_t *p;
+  size_t n, off;
+} reader_t;
+
+static uint8_t rd(reader_t *r) { return r->off < r->n ? r->p[r->off++] : 0; }
+
+/* Up to len bytes of the input (fewer at its end). */
+static const uint8_t *rd_bytes(reader_t *r, size_t *len) {
+  const uint8_t *p = r->p + r->off;
+  if (*len > r->n - r->off)
+    *len = r->n - r->off;
+  r->off += *len;
+  return p;
+}
+
+static void s_put(const void *p, size_t n) {
+  if (E.slen + n > E.scap) {
+    E.scap = (E.slen + n) * 2;
+    E.s = realloc(E.s, E.scap);
+    FUZZ_CHECK(E.s != NULL);
+  }
+  if (n)
+    memcpy(E.s + E.slen, p, n);
+  E.slen += n;
+}
+
+static void put_be32(uint8_t *p, uint32_t v) {
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+
+static const int32_t wire_codes[16] = {
+    0,
+    2003,        /* ELOGOFF: retried */
+    2004,        /* ELIMIT: retried */
+    1011,        /* EOVERCROWDED: retried */
+    2001,        /* EINTERNAL */
+    1001,        /* ENOSERVICE */
+    1002,        /* ENOMETHOD */
+    1003,        /* EREQUEST */
+    1008,        /* ERPCTIMEDOUT */
+    2002,        /* ERESPONSE */
+    -5,          /* a negative code on the wire */
+    INT32_MAX,
+    INT32_MIN,
+    1,
+    3001,        /* a local code someone sent anyway */
+    -3011,
+};
+
+static void build_response(reader_t *r, bool twice) {
+  uint8_t sel = rd(r);
+  uint64_t cid = sel;
+  if (sel >= 0xF0) {
+    cid = 0;
+    for (int i = 0; i < 8; i++)
+      cid |= (uint64_t)rd(r) << (8 * i);
+  } else if (E.nwritten > 0) {
+    cid = E.wcid[sel % E.nwritten];
+  }
+  uint8_t code = rd(r), flags = rd(r);
+  mprpc_meta_t m;
+  memset(&m, 0, sizeof m);
+  m.has_response = true;
+  m.correlation_id = (int64_t)((flags & 0x80) ? 0 - cid : cid); /* wraps, no UB */
+  m.error_code = code < 16 ? wire_codes[code] : code;
+  m.compress_type = (flags & 1) ? 1 : 0;
+  if (flags & 2) {
+    size_t tl = rd(r);
+    m.error_text.ptr = rd_bytes(r, &tl);
+    m.error_text.len = tl;
+  }
+  if (flags & 0x40) {
+    m.has_request = true;
+    m.service_name = MPRPC_BYTES("example.EchoService");
+    m.method_name = MPRPC_BYTES("Echo");
+  }
+  uint8_t pbuf[512];
+  const void *payload;
+  size_t plen = rd(r);
+  const uint8_t *pb = rd_bytes(r, &plen);
+  if (flags & 4) {
+    payload = pb;
+  } else {
+    char msg[256];
+    memcpy(msg, pb, plen);
+    msg[plen] = '\0';
+    Example__EchoResponse rs = EXAMPLE__ECHO_RESPONSE__INIT;
+    rs.message = msg;
+    FUZZ_CHECK(example__echo_response__get_packed_size(&rs) <= sizeof pbuf);
+    plen = example__echo_response__pack(&rs, pbuf);
+    payload = pbuf;
+  }
+  uint8_t *att = NULL;
+  size_t alen = 0;
+  if (flags & 8) {
+    static const size_t big[] = {255, 256, 4095, 65536, 1u << 20};
+    uint8_t a = rd(r);
+    alen = a < 64 ? a : big[a % 5];
+    att = malloc(alen ? alen : 1);
+    FUZZ_CHECK(att != NULL);
+    memset(att, rd(r), alen);
+  }
+  mprpc_frame_out_t out;
+  FUZZ_CHECK(mprpc_frame_encode(&out, &m, payload, plen, att, alen) == 0);
+  size_t start = E.slen;
+  for (int i = 0; i < out.iovcnt; i++)
+    s_put(out.iov[i].iov_base, out.iov[i].iov_len);
+  mprpc_frame_out_free(&out);
+  free(att);
+  size_t flen = E.slen - start;
+  uint8_t *fr = E.s + start;
+  if (flags & 0x20) {
+    uint32_t body = (uint32_t)(flen - MPRPC_FRAME_HEADER_LEN);
+    uint32_t meta = (uint32_t)(fr[8] << 24 | fr[9] << 16 | fr[10] << 8 | fr[11]);
+    switch (rd(r) % 7) {
+    case 0: put_be32(fr + 4, 0xFFFFFFFFu); break;
+    case 1: put_be32(fr + 4, MPRPC_FRAME_DEFAULT_MAX_BODY + 1); break;
+    case 2: put_be32(fr + 4, MPRPC_FRAME_DEFAULT_MAX_BODY); break;
+    case 3: put_be32(fr + 4, body + 1); break;
+    case 4: put_be32(fr + 4, body ? body - 1 : 0); break;
+    case 5: put_be32(fr + 8, body + 1); break;
+    default: put_be32(fr + 8, meta ? meta - 1 : 0); break;
+    }
+  }
+  if (flags & 0x10) {
+    E.slen = start + flen * rd(r) / 256;
+    return; /* a truncated frame is not repeated */
+  }
+  if (twice) {
+    uint8_t *copy = malloc(flen);
+    FUZZ_CHECK(copy != NULL);
+    memcpy(copy, E.s + start, flen);
+    s_put(copy, flen);
+    free(copy);
+  }
+}
+
+/* ---- delivering ----------------------------------------------------------------- */
+
+/* The provider's side talks on the newest connection while it is up. */
+static mprpc_conn_t *current_conn(void) {
+  mprpc_conn_t *cn = E.nconns ? E.conns[E.nconns - 1] : NULL;
+  return cn && cn->connected && !cn->close_posted ? cn : NULL;
+}
+
+static const uint8_t *chunks;
+static size_t nchunks, chunk_i;
+static bool advance_per_chunk, cancel_after_first;
+static int nchunks_delivered;
+
+static size_t next_chunk(void) {
+  if (nchunks == 0)
+    return 7;
+  uint8_t v = chunks[chunk_i % nchunks];
+  return v ? v : 1;
+}
+
+/* Delivers the built bytes in chunks; with all == false only while a whole
+ * chunk is there, so chunks span records (sticky and split frames). */
+static void deliver(bool all) {
+  for (int guard = 0; guard < 1000000 && E.sdelivered < E.slen; guard++) {
+    size_t n = next_chunk(), left = E.slen - E.sdelivered;
+    if (n > left) {
+      if (!all)
+        return;
+      n = left;
+    }
+    mprpc_conn_t *cn = current_conn();
+    if (!cn) {
+      E.sdelivered = E.slen; /* the provider's bytes go nowhere now */
+      return;
+    }
+    chunk_i++;
+    if (cn->rxlen + n > cn->rxcap) {
+      cn->rxcap = (cn->rxlen + n) * 2;
+      cn->rx = realloc(cn->rx, cn->rxcap);
+      FUZZ_CHECK(cn->rx != NULL);
+    }
+    memcpy(cn->rx + cn->rxlen, E.s + E.sdelivered, n);
+    cn->rxlen += n;
+    FUZZ_CHECK(mprpc_rbuf_append(cn->in, E.s + E.sdelivered, n) == 0);
+    E.sdelivered += n;
+    cn->h->on_data(cn, cn->ud, cn->in);
+    settle();
+    if (advance_per_chunk)
+      advance(10);
+    if (cancel_after_first && nchunks_delivered == 0 && !E.destroyed)
+      mprpc_controller_cancel(E.ctl[0]);
+    nchunks_delivered++;
+    settle();
+  }
+}
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
+  mprpc_log_set_level(MPRPC_LOG_LEVEL_OFF);
+  const char *v = getenv("FUZZ_VERBOSE");
+  verbose = v && *v && *v != '0';
+  reader_t r = {data, size, 0};
+  uint8_t f0 = rd(&r), f1 = rd(&r), f2 = rd(&r);
+
+  memset(&E, 0, sizeof E);
+  E.now = 1000 * MPRPC_NS_PER_S;
+  mprpc__timerq_init(&E.tq);
+  mprpc_xoshiro_seed(&E.rng, 1);
+  E.ncalls = (f0 & 3) + 1;
+  E.reconnect_mode = f1 & 3;
+  E.hwm_once = (f1 & 4) != 0;
+  E.pending_mode = (f1 & 0x40) != 0;
+  E.max_body = (f0 & 8) ? 256 : 0;
+  nchunks = f2 & 7;
+  chunks = rd_bytes(&r, &nchunks);
+  chunk_i = 0;
+  nchunks_delivered = 0;
+  advance_per_chunk = (f1 & 0x20) != 0;
+  cancel_after_first = (f1 & 0x10) != 0;
+  int end = (f0 >> 5) & 3;
+
+  mprpc_loop_t loop = {&loop_ops, NULL};
+  mprpc_channel_options_t o;
+  mprpc_channel_options_init(&o);
+  o.loop = loop;
+  o.transport = (mprpc_transport_t){&tr_ops, NULL};
+  o.servers = "192.0.2.1:8000";
+  o.retry_policy = (f0 & 4) ? MPRPC_RETRY_FAILFAST : MPRPC_RETRY_FAILOVER;
+  o.max_body = E.max_body;
+  o.idempotent_methods = (f0 & 0x10) ? "*" : NULL;
+  o.attempt_timeout_ms = (f0 & 0x80) ? 30 : 0;
+  o.backup_request_ms = (f1 & 0x80) ? 5 : 0;
+  o.auth_data = "secret";
+  o.auth_len = 6;
+  FUZZ_CHECK(mprpc_channel_new(&example__echo_service__descriptor, &o, &E.ch) == 0);
+  E.destroy_in_cb = (f2 & 8) != 0;
+  E.call_in_cb = (f2 & 0x10) != 0;
+  E.use_stub = (f2 & 0x20) != 0;
+
+  static const char fill[400];
+  for (int k = 0; k < E.ncalls; k++) {
+    E.ctl[k] = mprpc_controller_new();
+    FUZZ_CHECK(E.ctl[k] != NULL);
+    if (f1 & 8)
+      FUZZ_CHECK(mprpc_controller_set_request_attachment(E.ctl[k], fill, (size_t)k * 100) == 0);
+    start_call(k);
+  }
+  settle();
+
+  for (int guard = 0; guard < 100000 && r.off < r.n; guard++) {
+    uint8_t t = rd(&r);
+    switch (t & 3) {
+    case 0:
+    case 1:
+      build_response(&r, (t & 3) == 1);
+      break;
+    case 2: {
+      size_t n = rd(&r);
+      const uint8_t *p = rd_bytes(&r, &n);
+      s_put(p, n);
+      break;
+    }
+    default:
+      switch ((t >> 2) & 3) {
+      case 0:
+        deliver(true);
+        if ((t & 0x30) && current_conn()) { /* the provider ends this connection */
+          post_close(current_conn(), (t & 0x20) ? MPRPC_CLOSE_RESET : MPRPC_CLOSE_EOF,
+                     (t & 0x20) ? MPRPC_ECONNRESET : 0);
+          E.sdelivered = E.slen;
+          settle();
+        }
+        break;
+      case 1:
+        deliver(true);
+        advance(rd(&r));
+        break;
+      case 2:
+        if (!E.destroyed)
+          mprpc_controller_cancel(E.ctl[rd(&r) % E.ncalls]);
+        settle();
+        break;
+      default:
+        for (int i = 0; i < E.nconns; i++) {
+          mprpc_conn_t *cn = E.conns[i];
+          if (cn->connected && !cn->close_posted) {
+            cn->oflushed = cn->olen;
+            cn->h->on_writable(cn, cn->ud);
+          }
+        }
+        settle();
+        break;
+      }
+      break;
+    }
+    deliver(false);
+  }
+  deliver(true);
+
+  if (end <= 1 && current_conn())
+    post_close(current_conn(), end == 0 ? MPRPC_CLOSE_EOF : MPRPC_CLOSE_RESET,
+               end == 0 ? 0 : MPRPC_ECONNRESET);
+  if (end == 3 && !E.destroyed) {
+    E.destroyed = true;
+    mprpc_channel_destroy(E.ch);
+  }
+  settle();
+  /* The default deadline is 1 s; every call ends well within 5 s. */
+  advance(5000);
+  for (int k = 0; k < E.ncalls; k++)
+    FUZZ_CHECK(E.ran[k] == 1);
+  if (!E.destroyed) {
+    mprpc_channel_stats_t st;
+    mprpc_channel_stats(E.ch, &st);
+    FUZZ_CHECK(st.calls == (uint64_t)E.ncalls);
+    FUZZ_CHECK(st.ok == (uint64_t)E.nok && st.failed == (uint64_t)E.nfailed);
+    mprpc_channel_destroy(E.ch);
+  }
+  settle();
+  for (int i = 0; i < E.nconns; i++)
+    FUZZ_CHECK(E.conns[i]->closed);
+  FUZZ_CHECK(E.ph == E.pt);
+  FUZZ_CHECK(mprpc__timerq_len(&E.tq) == 0); /* the channel left no timer armed */
+
+  for (int i = 0; i < E.nconns; i++) {
+    free(E.conns[i]->out);
+    free(E.conns[i]->rx);
+    free(E.conns[i]);
+  }
+  for (int k = 0; k < E.ncalls; k++)
+    mprpc_controller_free(E.ctl[k]);
+  mprpc__timerq_free(&E.tq);
+  free(E.s);
+  return 0;
+}
