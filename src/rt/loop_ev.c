@@ -5,8 +5,9 @@
  * fired or unknown id is a no-op) and ONE ev_timer is armed for the earliest
  * deadline. post() appends to a mutex-protected FIFO and wakes the loop with
  * ev_async. in_loop() compares a thread-local "current loop" pointer, which
- * needs no synchronisation. Each loop has its own xoshiro256** seeded once
- * from getrandom().
+ * needs no synchronisation. A post made on the loop's own thread feeds the
+ * async event instead (no wake-up needed). Each loop has its own
+ * xoshiro256** seeded once from getrandom().
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -106,7 +107,16 @@ int mprpc__evloop_post(mprpc__evloop_t *L, mprpc_post_cb fn, void *arg) {
     L->post_head = it;
   L->post_tail = it;
   pthread_mutex_unlock(&L->mu);
-  ev_async_send(L->ev, &L->async);
+  if (tls_loop == L && !L->stopping && !L->in_posts) {
+    /* Posted from the loop's own thread, inside one of its callbacks: feed
+     * the event so the post runs in this iteration, after the current
+     * callback, without an eventfd write and an extra epoll_wait. Posts made
+     * by posts still wait for the next iteration (ev_async_send), so a post
+     * that re-posts itself cannot keep the loop from polling. */
+    ev_feed_event(L->ev, &L->async, EV_ASYNC);
+  } else {
+    ev_async_send(L->ev, &L->async);
+  }
   return 0;
 }
 
@@ -131,7 +141,9 @@ static bool run_posts(mprpc__evloop_t *L) {
 static void on_ev_async(struct ev_loop *ev, ev_async *w, int revents) {
   (void)revents;
   mprpc__evloop_t *L = (mprpc__evloop_t *)((char *)w - offsetof(mprpc__evloop_t, async));
+  L->in_posts = true;
   run_posts(L);
+  L->in_posts = false;
   pthread_mutex_lock(&L->mu);
   bool stop = L->stop_req;
   pthread_mutex_unlock(&L->mu);
@@ -144,6 +156,13 @@ static void on_ev_reap(struct ev_loop *ev, ev_async *w, int revents) {
   (void)revents;
   mprpc__evloop_t *L = (mprpc__evloop_t *)((char *)w - offsetof(mprpc__evloop_t, reap));
   mprpc__tcp_loop_reap(L);
+}
+
+static void on_ev_flush(struct ev_loop *ev, ev_async *w, int revents) {
+  (void)ev;
+  (void)revents;
+  mprpc__evloop_t *L = (mprpc__evloop_t *)((char *)w - offsetof(mprpc__evloop_t, flushw));
+  mprpc__tcp_loop_flush(L);
 }
 
 /* ---- lifecycle --------------------------------------------------------- */
@@ -177,6 +196,10 @@ int mprpc__evloop_new(mprpc__evloop_t **out) {
   ev_async_init(&L->async, on_ev_async);
   ev_async_start(L->ev, &L->async);
   ev_async_init(&L->reap, on_ev_reap);
+  /* Lowest priority: libev invokes it after every other pending callback,
+   * including those fed while it waited, and before it polls again. */
+  ev_async_init(&L->flushw, on_ev_flush);
+  ev_set_priority(&L->flushw, EV_MINPRI);
   mprpc_xoshiro_seed(&L->rng, os_seed(L));
   *out = L;
   return 0;

@@ -29,6 +29,10 @@ typedef struct mprpc__evloop {
   uint64_t armed;         /* deadline `timer` is armed for; UINT64_MAX = none */
   ev_async async;         /* wakes the loop for posts and stop requests */
   ev_async reap;          /* never started: fed to run deferred closes */
+  ev_async flushw;        /* never started, lowest priority: fed to flush the
+                             coalesced writes once the iteration's other
+                             callbacks ran, before the loop blocks */
+  bool in_posts;          /* run_posts is running posts from on_ev_async */
   pthread_mutex_t mu;
   mprpc__post_item_t *post_head, *post_tail; /* (mu) */
   bool stop_req;          /* (mu) the group asked the thread to stop */
@@ -43,6 +47,7 @@ typedef struct mprpc__evloop {
   struct mprpc_conn *conns;
   struct mprpc_listener *listeners;
   struct mprpc_conn *close_head, *close_tail;
+  struct mprpc_conn *flush_head; /* connections holding coalesced writes */
 } mprpc__evloop_t;
 
 /* Creates a loop (not yet driven by any thread). */
@@ -81,5 +86,7 @@ void mprpc__tcp_loop_shutdown(mprpc__evloop_t *L);
 bool mprpc__tcp_loop_reap(mprpc__evloop_t *L);
 /* Frees the listeners still attached to L (their owners never closed them). */
 void mprpc__tcp_loop_free(mprpc__evloop_t *L);
+/* Sends the coalesced writes of every connection of L (L->flushw's callback). */
+void mprpc__tcp_loop_flush(mprpc__evloop_t *L);
 
 #endif

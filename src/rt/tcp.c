@@ -1,9 +1,21 @@
 /*
  * The transport seam over non-blocking TCP sockets driven by libev.
  *
- * Writes go out immediately with one sendmsg() when nothing is queued; only
- * the unsent remainder is copied into the connection's output buffer, which
- * an ev_io write watcher drains. Reads land directly in the caller's rbuf
+ * Writes are coalesced: a small write (up to CORK_COPY_MAX bytes) made on the
+ * connection's loop thread is copied into the connection's output buffer,
+ * and the connection goes on its loop's flush list. The list is drained,
+ * one sendmsg() per connection, by a lowest-priority watcher that libev
+ * runs after every other callback of the iteration, right before it polls
+ * again; a connection is also flushed at the end of its own read callback
+ * (replies to a batch of requests leave together). A large write, or one
+ * that would make the coalesced bytes pass CORK_MAX, goes out at once in
+ * one sendmsg() together with the coalesced bytes before it (order kept,
+ * the large payload not copied). Only what the socket refuses is kept
+ * (the backlog), drained by an ev_io write watcher. Writes made off the
+ * loop thread, or while connecting, are never coalesced. Coalesced bytes
+ * count against the high-water mark but are not "pending" for
+ * out_pending(): like bytes in the kernel's send buffer, they leave without
+ * the peer's help before the loop blocks. Reads land directly in the caller's rbuf
  * (reserve/commit), up to READ_BUDGET bytes per wakeup so one busy peer
  * cannot starve the others. on_close is always deferred: close paths stop
  * the watchers, close the fd and queue the connection on its loop's reap
@@ -45,6 +57,9 @@
 #define ACCEPT_BUDGET 64
 #define ACCEPT_RETRY_S 0.1
 #define OBUF_KEEP (64u * 1024u) /* drained output buffers above this are freed */
+#define CORK_COPY_MAX (16u * 1024u) /* larger writes are sent at once, not copied */
+#define CORK_MAX (64u * 1024u)      /* coalesced bytes above this are sent at once */
+#define COMBINE_IOV 16              /* writes of more iovecs flush separately */
 
 enum conn_state {
   C_CONNECTING, /* outgoing, waiting for the socket to become writable */
@@ -70,6 +85,10 @@ struct mprpc_conn {
   int close_reason, close_err;
   struct mprpc_conn *prev, *next; /* loop->conns */
   struct mprpc_conn *close_next;  /* loop->close_head list */
+  /* On loop->flush_head: obuf holds only coalesced bytes (never a backlog
+   * at the same time), the write watcher is stopped, state is C_OPEN. */
+  bool corked;
+  struct mprpc_conn *fprev, *fnext;
   char peer[64];
 };
 
@@ -182,6 +201,32 @@ static void conn_unlink(mprpc_conn_t *c) {
   c->prev = c->next = NULL;
 }
 
+static void cork_add(mprpc_conn_t *c) {
+  mprpc__evloop_t *L = c->loop;
+  c->corked = true;
+  c->fprev = NULL;
+  c->fnext = L->flush_head;
+  if (L->flush_head)
+    L->flush_head->fprev = c;
+  else
+    ev_feed_event(L->ev, &L->flushw, EV_CUSTOM); /* runs before the next poll */
+  L->flush_head = c;
+}
+
+static void cork_remove(mprpc_conn_t *c) {
+  mprpc__evloop_t *L = c->loop;
+  if (c->fprev)
+    c->fprev->fnext = c->fnext;
+  else
+    L->flush_head = c->fnext;
+  if (c->fnext)
+    c->fnext->fprev = c->fprev;
+  c->fprev = c->fnext = NULL;
+  c->corked = false;
+}
+
+static ssize_t send_iov(int fd, const struct iovec *iov, int iovcnt);
+
 static void on_read(struct ev_loop *ev, ev_io *w, int revents);
 static void on_write(struct ev_loop *ev, ev_io *w, int revents);
 
@@ -208,6 +253,14 @@ static void conn_finish(mprpc_conn_t *c, int reason, int err) {
   c->state = C_CLOSED;
   c->close_reason = reason;
   c->close_err = err;
+  if (c->corked) {
+    /* Never touched by a flush again, so the reap may free it. Without the
+     * coalescing these bytes would have been handed to the kernel when they
+     * were written: do that now, once, unless the socket already failed. */
+    cork_remove(c);
+    if (reason != MPRPC_CLOSE_RESET && c->fd >= 0)
+      (void)send_iov(c->fd, &(struct iovec){c->obuf + c->ohead, c->olen}, 1);
+  }
   ev_io_stop(L->ev, &c->rio);
   ev_io_stop(L->ev, &c->wio);
   if (c->timer) {
@@ -328,6 +381,83 @@ static void io_error(mprpc_conn_t *c, const char *op, int e) {
   conn_finish(c, c->state == C_LINGER ? MPRPC_CLOSE_LOCAL : MPRPC_CLOSE_RESET, err);
 }
 
+/* The output buffer just emptied: a large one is not kept around. */
+static void obuf_drained(mprpc_conn_t *c) {
+  c->ohead = 0;
+  if (c->ocap > OBUF_KEEP) {
+    free(c->obuf);
+    c->obuf = NULL;
+    c->ocap = 0;
+  }
+}
+
+/* Sends the coalesced bytes of a corked connection with one sendmsg; what
+ * the socket refuses becomes the backlog. Calls no user callback. */
+static void cork_flush(mprpc_conn_t *c) {
+  cork_remove(c);
+  ssize_t n = send_iov(c->fd, &(struct iovec){c->obuf + c->ohead, c->olen}, 1);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      io_error(c, "sendmsg", errno);
+      return;
+    }
+    n = 0;
+  }
+  c->ohead += (size_t)n;
+  c->olen -= (size_t)n;
+  if (c->olen == 0)
+    obuf_drained(c);
+  else
+    ev_io_start(c->loop->ev, &c->wio);
+}
+
+void mprpc__tcp_loop_flush(mprpc__evloop_t *L) {
+  /* cork_flush removes the head and calls no user code, so the list only
+   * shrinks. */
+  while (L->flush_head)
+    cork_flush(L->flush_head);
+}
+
+/* A write that may not wait in a corked connection's buffer: sends the
+ * coalesced bytes and iov[] together in one sendmsg, then keeps what the
+ * socket refused as the backlog. The caller checked the high-water mark. */
+static int cork_flush_with(mprpc_conn_t *c, const struct iovec *iov, int iovcnt, size_t total) {
+  struct iovec v[1 + COMBINE_IOV];
+  v[0] = (struct iovec){c->obuf + c->ohead, c->olen};
+  memcpy(v + 1, iov, (size_t)iovcnt * sizeof *iov);
+  cork_remove(c);
+  ssize_t n = send_iov(c->fd, v, 1 + iovcnt);
+  if (n < 0) {
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      /* The bytes are accepted and dropped; on_close reports the error. */
+      io_error(c, "sendmsg", errno);
+      return 0;
+    }
+    n = 0;
+  }
+  size_t sent = (size_t)n, skip = 0;
+  if (sent >= c->olen) {
+    skip = sent - c->olen;
+    c->olen = 0;
+    c->ohead = 0;
+    if (skip == total) {
+      obuf_drained(c);
+      return 0;
+    }
+  } else {
+    c->ohead += sent;
+    c->olen -= sent;
+  }
+  int rc = obuf_append(c, iov, iovcnt, skip, total);
+  if (rc != 0) {
+    MPRPC_LOG_ERROR("writev(%s): %s", c->peer, mprpc_strerror(rc));
+    conn_finish(c, MPRPC_CLOSE_RESET, rc);
+    return 0;
+  }
+  ev_io_start(c->loop->ev, &c->wio);
+  return 0;
+}
+
 static void linger_done(mprpc_conn_t *c) {
   /* Everything went out: send a clean FIN, and drop what the peer sent that
    * we will never read, since closing a socket with unread input sends a
@@ -388,13 +518,8 @@ static void on_write(struct ev_loop *ev, ev_io *w, int revents) {
     c->ohead += (size_t)n;
     c->olen -= (size_t)n;
   }
-  c->ohead = 0;
   ev_io_stop(ev, &c->wio);
-  if (c->ocap > OBUF_KEEP) {
-    free(c->obuf);
-    c->obuf = NULL;
-    c->ocap = 0;
-  }
+  obuf_drained(c);
   if (c->state == C_LINGER) {
     linger_done(c);
     return;
@@ -405,10 +530,7 @@ static void on_write(struct ev_loop *ev, ev_io *w, int revents) {
 
 /* ---- input ------------------------------------------------------------- */
 
-static void on_read(struct ev_loop *ev, ev_io *w, int revents) {
-  (void)ev;
-  (void)revents;
-  mprpc_conn_t *c = (mprpc_conn_t *)((char *)w - offsetof(mprpc_conn_t, rio));
+static void read_some(mprpc_conn_t *c) {
   size_t budget = READ_BUDGET;
   while (c->state == C_OPEN && budget > 0) {
     uint8_t *where;
@@ -444,6 +566,17 @@ static void on_read(struct ev_loop *ev, ev_io *w, int revents) {
     if ((size_t)n < room)
       return; /* the socket is most likely empty: skip the EAGAIN read */
   }
+}
+
+static void on_read(struct ev_loop *ev, ev_io *w, int revents) {
+  (void)ev;
+  (void)revents;
+  mprpc_conn_t *c = (mprpc_conn_t *)((char *)w - offsetof(mprpc_conn_t, rio));
+  read_some(c);
+  /* The replies to this batch leave now, not after the other connections'
+   * callbacks. (c stays allocated until the reap, even if it closed.) */
+  if (c->corked)
+    cork_flush(c);
 }
 
 /* ---- seam ops: connections --------------------------------------------- */
@@ -541,9 +674,30 @@ static int op_writev(void *ctx, mprpc_conn_t *c, const struct iovec *iov, int io
     total += iov[i].iov_len;
   if (total == 0)
     return 0;
-  if (total > c->high_water || c->olen > c->high_water - total)
+  if (total > c->high_water)
+    return MPRPC_EHWM;
+  if (c->corked) {
+    if (total <= CORK_COPY_MAX && c->olen + total <= CORK_MAX &&
+        c->olen + total <= c->high_water)
+      return obuf_append(c, iov, iovcnt, 0, total); /* all or nothing */
+    if (iovcnt <= COMBINE_IOV && c->olen + total <= c->high_water)
+      return cork_flush_with(c, iov, iovcnt, total);
+    cork_flush(c); /* then as if nothing had been coalesced */
+    if (c->state != C_OPEN)
+      return 0; /* the send failed: accepted and dropped, on_close follows */
+  }
+  if (c->olen > c->high_water - total)
     return MPRPC_EHWM;
   size_t sent = 0;
+  if (c->olen == 0 && c->state == C_OPEN && total <= CORK_COPY_MAX &&
+      mprpc__evloop_in_loop(c->loop) && !c->loop->stopping) {
+    int rc = obuf_append(c, iov, iovcnt, 0, total);
+    if (rc == 0) {
+      cork_add(c);
+      return 0;
+    }
+    /* No memory for the buffer: send directly instead. */
+  }
   if (c->olen == 0 && c->state == C_OPEN) {
     /* Fast path: one syscall, no copy. */
     ssize_t n = send_iov(c->fd, iov, iovcnt > IOV_MAX ? IOV_MAX : iovcnt);
@@ -573,7 +727,7 @@ static int op_writev(void *ctx, mprpc_conn_t *c, const struct iovec *iov, int io
 
 static size_t op_out_pending(void *ctx, mprpc_conn_t *c) {
   (void)ctx;
-  return c->olen;
+  return c->corked ? 0 : c->olen; /* coalesced bytes leave before the loop blocks */
 }
 
 static void on_linger_timeout(void *arg) {
@@ -593,6 +747,11 @@ static void op_close(void *ctx, mprpc_conn_t *c, bool flush) {
   if (!flush || c->state != C_OPEN) {
     conn_finish(c, MPRPC_CLOSE_LOCAL, 0);
     return;
+  }
+  if (c->corked) {
+    cork_flush(c); /* what the socket refuses becomes the backlog to linger on */
+    if (c->state != C_OPEN)
+      return;
   }
   if (c->olen == 0) {
     linger_done(c);
