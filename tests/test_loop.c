@@ -259,6 +259,115 @@ static void test_loop_post_from_many_threads_runs_each_once_on_loop(void **state
   pc = NULL;
 }
 
+/* A post made on the loop's own thread, from a callback that is not itself
+ * a post, runs after that callback returned, in post order. */
+typedef struct selfpost {
+  fixture_t *f;
+  int order[3];
+  int n;
+  bool caller_returned;
+  int bad;
+} selfpost_t;
+
+static selfpost_t sp;
+
+static void sp_record(void *arg) {
+  int tag = (int)(uintptr_t)arg;
+  if (!mprpc_loop_in_loop(sp.f->loop) || !sp.caller_returned)
+    sp.bad++;
+  if (sp.n < 3)
+    sp.order[sp.n] = tag;
+  if (++sp.n == 3)
+    wake(sp.f);
+}
+
+static void sp_timer(void *arg) {
+  (void)arg;
+  for (uintptr_t i = 0; i < 3; i++)
+    if (mprpc_loop_post(sp.f->loop, sp_record, (void *)i) != 0)
+      sp.bad++;
+  if (sp.n != 0) /* never run inside post() */
+    sp.bad++;
+  sp.caller_returned = true;
+}
+
+static void sp_start(void *arg) {
+  (void)arg;
+  if (mprpc_timer_start(sp.f->loop, 0, sp_timer, NULL) == 0)
+    sp.bad++;
+}
+
+static void test_loop_post_from_loop_thread_runs_after_caller_in_order(void **state) {
+  (void)state;
+  fixture_t *f = fixture_new(1);
+  memset(&sp, 0, sizeof sp);
+  sp.f = f;
+  run_on_loop(f, sp_start, NULL);
+  wait_done(f);
+  assert_int_equal(sp.n, 3);
+  int want[] = {0, 1, 2};
+  assert_memory_equal(sp.order, want, sizeof want);
+  assert_int_equal(sp.bad, 0);
+  fixture_free(f);
+}
+
+/* A post that re-posts itself must not keep the loop from polling: a timer
+ * due meanwhile still fires. */
+#define SPIN_BOUND 1000000
+
+typedef struct spin {
+  fixture_t *f;
+  long spins;
+  bool timer_fired;
+  bool woke;
+} spin_t;
+
+static spin_t spn;
+
+static void spin_post(void *arg) {
+  (void)arg;
+  spn.spins++;
+  if (spn.timer_fired || spn.spins >= SPIN_BOUND) {
+    spn.woke = true;
+    wake(spn.f);
+    return;
+  }
+  if (mprpc_loop_post(spn.f->loop, spin_post, NULL) != 0) {
+    spn.woke = true;
+    wake(spn.f);
+  }
+}
+
+static void spin_timer(void *arg) {
+  (void)arg;
+  spn.timer_fired = true;
+}
+
+static void spin_kick(void *arg) {
+  (void)arg;
+  /* From a timer callback, so the first post takes the in-loop path. */
+  mprpc_timer_start(spn.f->loop, MPRPC_NS_PER_MS, spin_timer, NULL);
+  mprpc_loop_post(spn.f->loop, spin_post, NULL);
+}
+
+static void spin_start(void *arg) {
+  (void)arg;
+  mprpc_timer_start(spn.f->loop, 0, spin_kick, NULL);
+}
+
+static void test_loop_self_reposting_post_does_not_starve_timers(void **state) {
+  (void)state;
+  fixture_t *f = fixture_new(1);
+  memset(&spn, 0, sizeof spn);
+  spn.f = f;
+  run_on_loop(f, spin_start, NULL);
+  wait_done(f);
+  assert_true(spn.woke);
+  assert_true(spn.timer_fired);
+  assert_true(spn.spins < SPIN_BOUND);
+  fixture_free(f);
+}
+
 static int ran_on_drain;
 static bool drain_in_loop;
 static mprpc_loop_t drain_loop;
@@ -367,6 +476,8 @@ int main(void) {
       cmocka_unit_test(test_loop_timers_fire_in_deadline_order),
       cmocka_unit_test(test_loop_timer_cancel_inside_timer_and_after_fire),
       cmocka_unit_test(test_loop_post_from_many_threads_runs_each_once_on_loop),
+      cmocka_unit_test(test_loop_post_from_loop_thread_runs_after_caller_in_order),
+      cmocka_unit_test(test_loop_self_reposting_post_does_not_starve_timers),
       cmocka_unit_test(test_loop_stop_runs_pending_posts_then_refuses),
       cmocka_unit_test(test_loop_group_new_rejects_zero),
       cmocka_unit_test(test_loop_clock_and_rand),
