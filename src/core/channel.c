@@ -139,6 +139,13 @@ static void call_drop_attempts(mprpc__call_t *c) {
   c->outstanding = 0;
 }
 
+/* snprintf("%s") without the format machinery: this runs for every call. */
+static void copy_text(char *dst, size_t cap, const char *src) {
+  size_t n = strnlen(src, cap - 1);
+  memcpy(dst, src, n);
+  dst[n] = '\0';
+}
+
 static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMessage *msg,
                         mprpc__ep_t *from, const uint8_t *att, size_t att_len) {
   mprpc_channel_t *ch = c->ch;
@@ -150,7 +157,7 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
   c->finished = true;
   char remote[MPRPC__CTL_REMOTE] = "";
   if (from) /* copied first: dropping the attempts may release the endpoint */
-    snprintf(remote, sizeof remote, "%s", from->name);
+    copy_text(remote, sizeof remote, from->name);
   mprpc_timer_cancel(ch->loop, c->deadline_timer);
   mprpc_timer_cancel(ch->loop, c->backup_timer);
   c->deadline_timer = c->backup_timer = 0;
@@ -168,7 +175,8 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
   mprpc_controller_t *ctl = c->ctl;
   mprpc__controller_clear_outputs(ctl);
   ctl->error_code = err;
-  snprintf(ctl->error_text, sizeof ctl->error_text, "%s", err ? (text && *text ? text : mprpc_strerror(err)) : "");
+  copy_text(ctl->error_text, sizeof ctl->error_text,
+            err ? (text && *text ? text : mprpc_strerror(err)) : "");
   memcpy(ctl->remote, remote, sizeof remote);
   ctl->attempts = c->nattempts;
   uint64_t now = mprpc_loop_now(ch->loop);
