@@ -633,10 +633,17 @@ static bool advance_per_chunk, cancel_after_first;
 static int nchunks_delivered;
 
 static size_t next_chunk(void) {
-  if (nchunks == 0)
-    return 7;
-  uint8_t v = chunks[chunk_i % nchunks];
-  return v ? v : 1;
+  size_t n = 7;
+  if (nchunks > 0) {
+    uint8_t v = chunks[chunk_i % nchunks];
+    n = v ? v : 1;
+  }
+  /* Bound the work of one execution: a 1 MiB attachment sent twice in
+   * one-byte chunks would take seconds (and look like a hang to AFL++);
+   * past 4096 chunks they grow to 4 KiB. */
+  if (nchunks_delivered >= 4096 && n < 4096)
+    n = 4096;
+  return n;
 }
 
 /* Delivers the built bytes in chunks; with all == false only while a whole
