@@ -398,6 +398,7 @@ static bool success_on(const mprpc_conn_t *cn, int k, const char *msg, const voi
 }
 
 static bool success_delivered(int k, const char *msg, const void *att, size_t att_len) {
+  scan_output(); /* a retry may have been written during this very on_data */
   for (int i = 0; i < E.nconns; i++)
     if (success_on(E.conns[i], k, msg, att, att_len))
       return true;
