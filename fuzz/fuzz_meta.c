@@ -118,6 +118,7 @@ static bool differential(const uint8_t *data, size_t size, const mprpc_meta_t *o
     FUZZ_CHECK(ours->error_code == 0 && ours->error_text.len == 0);
   }
   CHECK_INT(pc->has_compress_type, pc->compress_type, ours->compress_type);
+  CHECK_INT(pc->has_content_type, pc->content_type, ours->content_type);
   CHECK_INT(pc->has_correlation_id, pc->correlation_id, ours->correlation_id);
   CHECK_INT(pc->has_attachment_size, pc->attachment_size, ours->attachment_size);
   check_bin(pc->has_authentication_data, pc->authentication_data, ours->auth_data);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "mprpc/channel.h"
 #include "mprpc/config.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
@@ -653,6 +654,81 @@ static void test_config_app_init_applies_log_keys(void **state) {
   assert_non_null(strstr(err, ":1: key 'log_level': invalid value 'chatty'"));
 }
 
+static void test_config_registry_cache_joins_zk_uri(void **state) {
+  (void)state;
+  char uri[256];
+  mprpc_config_t *cfg = parse_ok("zookeeperip=127.0.0.1\nzookeeperport=2182\n"
+                                 "registry_cache=/var/tmp/mprpc.cache\n");
+  assert_int_equal(mprpc_config_registry_uri(cfg, uri, sizeof uri), 0);
+  assert_string_equal(uri, "zk://127.0.0.1:2182?cache=/var/tmp/mprpc.cache");
+  mprpc_config_free(cfg);
+  cfg = parse_ok("registry=zk://a:1,b:2/chroot?session_timeout=3000\nregistry_cache=/c\n");
+  assert_int_equal(mprpc_config_registry_uri(cfg, uri, sizeof uri), 0);
+  assert_string_equal(uri, "zk://a:1,b:2/chroot?session_timeout=3000&cache=/c");
+  mprpc_config_free(cfg);
+  /* only ZooKeeper has a cache; other registries are left as written */
+  cfg = parse_ok("registry=static://h:1\nregistry_cache=/c\n");
+  assert_int_equal(mprpc_config_registry_uri(cfg, uri, sizeof uri), 0);
+  assert_string_equal(uri, "static://h:1");
+  mprpc_config_free(cfg);
+}
+
+static void test_config_get_choice(void **state) {
+  (void)state;
+  static const char *const names[] = {"red", "green"};
+  mprpc_config_t *cfg = parse_ok("a=green\nb=blue\n");
+  int v = -1;
+  assert_int_equal(mprpc_config_get_choice(cfg, "a", names, 2, &v), 0);
+  assert_int_equal(v, 1);
+  v = -1;
+  assert_int_equal(mprpc_config_get_choice(cfg, "missing", names, 2, &v), 0);
+  assert_int_equal(v, -1);
+  assert_int_equal(mprpc_config_get_choice(cfg, "b", names, 2, &v), MPRPC_ECONFIG);
+  assert_non_null(strstr(mprpc_config_error(cfg), "key 'b': invalid value 'blue': expected one of red|green"));
+  mprpc_config_free(cfg);
+}
+
+static void test_config_channel_options(void **state) {
+  (void)state;
+  mprpc_channel_options_t o;
+  mprpc_channel_options_init(&o);
+  mprpc_config_t *cfg = parse_ok("timeout=2s\nconnect_timeout=250ms\nmax_retry=5\n"
+                                 "retry_policy=failfast\nlb=least\nbackup_request=30ms\n"
+                                 "idempotent_methods=Echo,Get\nservers=127.0.0.1:1,127.0.0.1:2\n");
+  assert_int_equal(mprpc_channel_options_from_config(cfg, &o), 0);
+  assert_int_equal(o.timeout_ms, 2000);
+  assert_int_equal(o.connect_timeout_ms, 250);
+  assert_int_equal(o.max_retry, 5);
+  assert_int_equal(o.retry_policy, MPRPC_RETRY_FAILFAST);
+  assert_int_equal(o.lb, MPRPC_LB_LEAST);
+  assert_int_equal(o.backup_request_ms, 30);
+  assert_string_equal(o.idempotent_methods, "Echo,Get");
+  assert_string_equal(o.servers, "127.0.0.1:1,127.0.0.1:2");
+  mprpc_config_free(cfg);
+
+  /* absent keys keep the defaults */
+  mprpc_channel_options_t d, e;
+  mprpc_channel_options_init(&d);
+  mprpc_channel_options_init(&e);
+  cfg = parse_ok("# nothing for the channel\nrpcserverip=127.0.0.1\n");
+  assert_int_equal(mprpc_channel_options_from_config(cfg, &e), 0);
+  assert_memory_equal(&d, &e, sizeof d);
+  mprpc_config_free(cfg);
+
+  /* bad values name key, value and line */
+  cfg = parse_ok("lb=fastest\n");
+  assert_int_equal(mprpc_channel_options_from_config(cfg, &e), MPRPC_ECONFIG);
+  assert_non_null(strstr(mprpc_config_error(cfg), "key 'lb': invalid value 'fastest'"));
+  mprpc_config_free(cfg);
+  cfg = parse_ok("\nmax_retry=1000\n");
+  assert_int_equal(mprpc_channel_options_from_config(cfg, &e), MPRPC_ECONFIG);
+  assert_non_null(strstr(mprpc_config_error(cfg), "max_retry"));
+  mprpc_config_free(cfg);
+  cfg = parse_ok("timeout=soon\n");
+  assert_int_equal(mprpc_channel_options_from_config(cfg, &e), MPRPC_ECONFIG);
+  mprpc_config_free(cfg);
+}
+
 int main(void) {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
   const struct CMUnitTest tests[] = {
@@ -678,6 +754,9 @@ int main(void) {
       T(test_config_app_init_unreadable_or_bad_file),
       T(test_config_app_init_help),
       T(test_config_app_init_applies_log_keys),
+      T(test_config_registry_cache_joins_zk_uri),
+      T(test_config_get_choice),
+      T(test_config_channel_options),
   };
 #undef T
   return cmocka_run_group_tests(tests, NULL, NULL);

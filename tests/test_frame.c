@@ -121,6 +121,7 @@ static void assert_meta_eq(const mprpc_meta_t *a, const mprpc_meta_t *b) {
   assert_true(a->correlation_id == b->correlation_id);
   assert_int_equal(a->attachment_size, b->attachment_size);
   assert_view_eq(a->auth_data, b->auth_data);
+  assert_int_equal(a->content_type, b->content_type);
 }
 
 static mprpc_meta_t request_meta(const char *svc, const char *method, int64_t cid) {
@@ -372,6 +373,8 @@ static void rand_meta(mprpc_rand_t r, pcmeta_t *pc, mprpc_meta_t *m, bool canoni
   }
   m->compress_type = pc->m.compress_type = rand_i32(r);
   pc->m.has_compress_type = HAS(m->compress_type);
+  m->content_type = pc->m.content_type = rand_i32(r);
+  pc->m.has_content_type = HAS(m->content_type);
   m->correlation_id = pc->m.correlation_id = rand_i64(r);
   pc->m.has_correlation_id = HAS(m->correlation_id);
   m->attachment_size = pc->m.attachment_size = rand_i32(r);
@@ -428,6 +431,7 @@ static void test_frame_meta_matches_protobuf_c(void **state) {
       assert_pc_view(u->response->error_text, m.error_text);
     }
     assert_int_equal(u->compress_type, m.compress_type);
+    assert_int_equal(u->content_type, m.content_type);
     assert_true(u->correlation_id == m.correlation_id);
     assert_int_equal(u->attachment_size, m.attachment_size);
     assert_int_equal(u->authentication_data.len, m.auth_data.len);
@@ -517,7 +521,7 @@ static void test_frame_meta_skips_unknown_fields(void **state) {
   assert_true(mprpc_bytes_eq(want.service_name, "a.Svc"));
   assert_int_equal(want.timeout_ms, 250);
 
-  static const uint32_t fields[] = {6, 8, 9, 10, 11, 12, 13, 1000};
+  static const uint32_t fields[] = {6, 8, 9, 11, 12, 13, 1000};
   for (size_t fi = 0; fi < sizeof fields / sizeof fields[0]; fi++) {
     for (size_t wi = 0; wi < sizeof wts / sizeof wts[0]; wi++) {
       bytes_t b = {0};
@@ -551,6 +555,35 @@ static void test_frame_meta_skips_unknown_fields(void **state) {
     }
   }
   bfree(&plain);
+}
+
+/* brpc always writes content_type (10), checksum_type (11) and
+ * checksum_value (12); a brpc response meta looks like this capture. */
+static void test_frame_meta_brpc_response_and_content_type(void **state) {
+  (void)state;
+  static const uint8_t brpc_resp[] = {0x12, 0x02, 0x08, 0x00, 0x18, 0x00, 0x20, 0x01,
+                                      0x28, 0x03, 0x50, 0x00, 0x58, 0x00, 0x62, 0x00};
+  guarded_t g;
+  const uint8_t *in = guard_put(&g, brpc_resp, sizeof brpc_resp);
+  mprpc_meta_t m;
+  assert_int_equal(mprpc_meta_decode(in, sizeof brpc_resp, &m), 0);
+  assert_true(m.has_response);
+  assert_int_equal(m.error_code, 0);
+  assert_true(m.correlation_id == 1);
+  assert_int_equal(m.attachment_size, 3);
+  assert_int_equal(m.content_type, 0);
+  guard_free(&g);
+  /* a json request (content_type 1) decodes; the provider refuses it */
+  static const uint8_t json_ct[] = {0x50, 0x01};
+  in = guard_put(&g, json_ct, sizeof json_ct);
+  assert_int_equal(mprpc_meta_decode(in, sizeof json_ct, &m), 0);
+  assert_int_equal(m.content_type, 1);
+  guard_free(&g);
+  /* and it round-trips through the writer */
+  uint8_t out[16];
+  assert_int_equal(mprpc_meta_size(&m), 2);
+  assert_int_equal(mprpc_meta_write(&m, out), 2);
+  assert_memory_equal(out, json_ct, 2);
 }
 
 static void test_frame_meta_last_value_wins_and_merges(void **state) {
@@ -1059,6 +1092,7 @@ int main(void) {
       cmocka_unit_test(test_frame_bytes_helpers),
       cmocka_unit_test(test_frame_meta_matches_protobuf_c),
       cmocka_unit_test(test_frame_meta_skips_unknown_fields),
+      cmocka_unit_test(test_frame_meta_brpc_response_and_content_type),
       cmocka_unit_test(test_frame_meta_last_value_wins_and_merges),
       cmocka_unit_test(test_frame_meta_rejects_invalid),
       cmocka_unit_test(test_frame_error_bad_magic),

@@ -571,6 +571,12 @@ static void test_server_core_routing_errors_keep_connection(void **state) {
   fconn_send(c, &r);
   fexpect(c, 1, MPRPC_ENOSERVICE, text, sizeof text);
   assert_non_null(strstr(text, "example.NoSuch"));
+  /* the short name, as brpc clients without use_fullname send it */
+  r = echo_req(21, &m, "short");
+  r.service = "EchoService";
+  fconn_send(c, &r);
+  fexpect(c, 21, 0, text, sizeof text);
+  assert_string_equal(text, "short");
   r = echo_req(2, &m, "x");
   r.method = "Nope";
   fconn_send(c, &r);
@@ -588,6 +594,12 @@ static void test_server_core_routing_errors_keep_connection(void **state) {
   fconn_send(c, &r);
   fexpect(c, 5, MPRPC_EREQUEST, text, sizeof text);
   assert_non_null(strstr(text, "compress"));
+  /* brpc clients may send json (content_type 1): refused, connection kept */
+  r = echo_req(55, &m, "x");
+  r.content_type = 1;
+  fconn_send(c, &r);
+  fexpect(c, 55, MPRPC_EREQUEST, text, sizeof text);
+  assert_non_null(strstr(text, "content_type 1"));
   r = echo_req(6, &m, "null");
   fconn_send(c, &r);
   fexpect(c, 6, MPRPC_EINTERNAL, NULL, 0);
@@ -610,9 +622,9 @@ static void test_server_core_routing_errors_keep_connection(void **state) {
   assert_int_equal(st.unknown_method, 1);
   mprpc_method_stats_t ms;
   assert_int_equal(mprpc_server_method_stats(f.s, "example.EchoService", "Echo", &ms), 0);
-  assert_int_equal(ms.requests, 6);
-  assert_int_equal(ms.errors, 5);
-  assert_int_equal(ms.errors_by_code[0], 3); /* EREQUEST */
+  assert_int_equal(ms.requests, 8);
+  assert_int_equal(ms.errors, 6);
+  assert_int_equal(ms.errors_by_code[0], 4); /* EREQUEST: 2 payloads, compress, content_type */
   assert_int_equal(mprpc_server_stats_code(0), MPRPC_EREQUEST);
   assert_int_equal(ms.errors_by_code[3], 1); /* EINTERNAL */
   assert_int_equal(ms.errors_by_code[MPRPC_SERVER_NCODES - 1], 1); /* 4242 */
@@ -940,6 +952,14 @@ static void test_server_core_graceful_stop(void **state) {
   held_complete(0, "finished");
   fexpect(c, 1, 0, NULL, 0);
   fenv_advance(f.e, 50);
+  /* nothing in flight, but the logoff grace (200 ms) keeps the connection
+   * open so late requests get ELOGOFF rather than a closed connection */
+  assert_false(c->closed);
+  assert_int_equal(done, 0);
+  r = echo_req(3, &m, "late");
+  fconn_send(c, &r);
+  fexpect(c, 3, MPRPC_ELOGOFF, NULL, 0);
+  fenv_advance(f.e, 150);
   assert_true(c->closed);
   assert_int_equal(done, 1);
   fsrv_free(&f);

@@ -87,7 +87,11 @@ static void on_echo(const Example__EchoResponse *resp, void *arg) {
   cl->finished++;
   int err = mprpc_controller_error_code(s->ctl);
   if (resp && err == 0) {
-    if (strcmp(resp->message, cl->message) != 0)
+    /* an echo server returns the message and the attachment unchanged */
+    size_t att_len = 0, want_len = cl->attachment ? strlen(cl->attachment) : 0;
+    const void *att = mprpc_controller_response_attachment(s->ctl, &att_len);
+    if (strcmp(resp->message, cl->message) != 0 || att_len != want_len ||
+        (want_len && memcmp(att, cl->attachment, want_len) != 0))
       cl->bad_echo++;
     cl->ok++;
   } else {
@@ -321,7 +325,8 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < cl.nkinds; i++)
     printf("error %s %lld\n", mprpc_err_name(cl.kinds[i]), cl.kind_count[i]);
   if (cl.bad_echo)
-    fprintf(stderr, "echo_client: %d responses did not echo the message\n", cl.bad_echo);
+    fprintf(stderr, "echo_client: %d responses did not echo the message and attachment\n",
+            cl.bad_echo);
   free(cl.lat);
   return cl.failed == 0 && cl.bad_echo == 0 ? 0 : 1;
 }

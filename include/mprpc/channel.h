@@ -39,6 +39,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mprpc/config.h"
 #include "mprpc/controller.h"
 #include "mprpc/loop.h"
 #include "mprpc/registry.h"
@@ -111,6 +112,15 @@ typedef struct mprpc_channel_options {
 /* Defaults as listed above (servers NULL, no registry, max_retry 2).
  * Always start from this: a zeroed struct means max_retry 0. */
 void mprpc_channel_options_init(mprpc_channel_options_t *o);
+
+/* Reads consumer options from a config file's keys (docs/config.md):
+ * timeout, connect_timeout, attempt_timeout, max_retry, retry_policy
+ * (failover|failfast), lb (rr|random|hash|least), backup_request,
+ * idempotent_methods, servers. Absent keys leave *o unchanged; strings
+ * point into cfg, which must outlive mprpc_channel_new. Errors:
+ * MPRPC_ECONFIG with the text in mprpc_config_error(cfg). Defined in
+ * src/util/channel_config.c. */
+int mprpc_channel_options_from_config(mprpc_config_t *cfg, mprpc_channel_options_t *o);
 
 /* Creates a channel for service sd. Any thread. Errors: MPRPC_EINVAL (bad
  * options), MPRPC_EADDR (bad servers list), MPRPC_EUNSUPPORTED (compression),

@@ -63,6 +63,10 @@ int mprpc_config_entry(const mprpc_config_t *cfg, size_t i, const char **key, co
  * MPRPC_ECONFIG, *out untouched, error text set. */
 int mprpc_config_get_string(mprpc_config_t *cfg, const char *key, const char *def,
                             const char **out);
+/* One of n names (exact match); *out gets its index, untouched when the
+ * key is absent. A value outside the list is MPRPC_ECONFIG naming them. */
+int mprpc_config_get_choice(mprpc_config_t *cfg, const char *key, const char *const *names,
+                            size_t n, int *out);
 /* Decimal integer, optional sign, within [min, max]. */
 int mprpc_config_get_int(mprpc_config_t *cfg, const char *key, int64_t def, int64_t min,
                          int64_t max, int64_t *out);

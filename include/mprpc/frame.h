@@ -71,6 +71,8 @@ typedef struct mprpc_meta {
   int64_t correlation_id;     /* 4 */
   int32_t attachment_size;    /* 5 */
   mprpc_bytes_t auth_data;    /* 7 */
+  int32_t content_type;       /* 10, brpc: 0 protobuf, 1 json, 2 proto-json,
+                                 3 proto-text; mprpc serves only 0 */
 } mprpc_meta_t;
 
 typedef struct mprpc_frame {

@@ -81,19 +81,25 @@ typedef struct mprpc_server_opts {
   uint32_t max_method_concurrency;/* calls in flight per method [unlimited] */
   uint64_t idle_timeout_ms;       /* close connections idle this long [unlimited] */
   uint64_t drain_timeout_ms;      /* graceful stop: wait for in-flight calls [5000] */
+  uint64_t logoff_grace_ms;       /* graceful stop: keep connections open answering
+                                     ELOGOFF at least this long, so clients that
+                                     have not seen the registry change yet fail
+                                     over instead of finding the connection
+                                     closed; capped by drain_timeout_ms [200] */
   size_t high_water;              /* per-connection outbound buffer [64 MiB] */
   mprpc_server_auth_cb authenticate; /* NULL = no authentication */
   void *auth_ud;
   uint64_t stats_log_period_ms;   /* log per-method stats this often [off] */
 } mprpc_server_opts_t;
 
-/* Fills defaults (all zero except drain_timeout_ms = 5000). */
+/* Fills defaults (all zero except drain_timeout_ms = 5000 and
+ * logoff_grace_ms = 200). */
 void mprpc_server_opts_init(mprpc_server_opts_t *o);
 
 /* Reads provider options from a config file's keys (docs/server.md):
  * rpcserverip/rpcserverport (listen address, parsed into *listen, which
  * o->host then points into), threads, max_body_size, max_concurrency,
- * max_method_concurrency, idle_timeout, drain_timeout, stats_period,
+ * max_method_concurrency, idle_timeout, drain_timeout, logoff_grace, stats_period,
  * advertise_host, weight, version. Absent keys leave *o unchanged; string
  * options point into cfg or *listen, which must outlive mprpc_server_new.
  * Errors: MPRPC_ECONFIG (text in mprpc_config_error(cfg)), MPRPC_ERANGE

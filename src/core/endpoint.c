@@ -271,9 +271,11 @@ static void handle_frame(mprpc__ep_t *ep, const mprpc_frame_t *f) {
     mprpc__attempt_answered(a, mprpc_err_from_wire(f->meta.error_code), text, NULL, NULL, 0);
     return;
   }
-  if (f->meta.compress_type != MPRPC_COMPRESS_NONE) {
-    mprpc__attempt_answered(a, MPRPC_ERESPONSE, "compressed response not supported", NULL, NULL,
-                            0);
+  if (f->meta.compress_type != MPRPC_COMPRESS_NONE || f->meta.content_type != 0) {
+    mprpc__attempt_answered(a, MPRPC_ERESPONSE,
+                            f->meta.compress_type ? "compressed response not supported"
+                                                  : "non-protobuf content_type not supported",
+                            NULL, NULL, 0);
     return;
   }
   ProtobufCMessage *msg = protobuf_c_message_unpack(a->call->method->output, NULL,

@@ -216,6 +216,10 @@ int mprpc_meta_decode(const uint8_t *p, size_t n, mprpc_meta_t *m) {
         m->attachment_size = (int32_t)(uint32_t)v;
       break;
     case TAG(7, WT_LEN): p = get_bytes(p, end, &m->auth_data); break;
+    case TAG(10, WT_VARINT):
+      if ((p = get_varint(p, end, &v)))
+        m->content_type = (int32_t)(uint32_t)v;
+      break;
     default: p = skip_field(p, end, tag, 0); break;
     }
     if (!p || rc)
@@ -291,6 +295,7 @@ static void meta_lens(const mprpc_meta_t *m, meta_lens_t *l) {
   if (m->correlation_id) n += vfield_len((uint64_t)m->correlation_id);
   if (m->attachment_size) n += vfield_len(i32w(m->attachment_size));
   if (m->auth_data.len) n += bfield_len(m->auth_data.len);
+  if (m->content_type) n += vfield_len(i32w(m->content_type));
   l->total = n;
 }
 
@@ -337,6 +342,7 @@ static size_t meta_write(const mprpc_meta_t *m, const meta_lens_t *l, uint8_t *o
   if (m->correlation_id) o = put_vfield(o, 4, (uint64_t)m->correlation_id);
   if (m->attachment_size) o = put_vfield(o, 5, i32w(m->attachment_size));
   if (m->auth_data.len) o = put_bfield(o, 7, m->auth_data.ptr, m->auth_data.len);
+  if (m->content_type) o = put_vfield(o, 10, i32w(m->content_type));
   return (size_t)(o - out);
 }
 

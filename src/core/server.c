@@ -80,6 +80,22 @@ static bool name_eq(mprpc_bytes_t b, const char *s) {
   return b.len == n && (n == 0 || memcmp(b.ptr, s, n) == 0);
 }
 
+/* brpc clients run with -baidu_protocol_use_fullname=false send the short
+ * name ("EchoService"); brpc servers accept it, so do we when exactly one
+ * registered service has that short name. Rare path: a linear scan. */
+static const char *full_name_of_short(const mprpc_server_t *s, mprpc_bytes_t svc) {
+  if (svc.len == 0 || memchr(svc.ptr, '.', svc.len))
+    return NULL;
+  const char *hit = NULL;
+  for (size_t i = 0; i < s->nservices; i++)
+    if (name_eq(svc, s->services[i]->descriptor->short_name)) {
+      if (hit)
+        return NULL; /* ambiguous */
+      hit = s->services[i]->descriptor->name;
+    }
+  return hit;
+}
+
 /* O(1) expected: one hash over the names, short linear probes. */
 static srv_method_t *lookup(const mprpc_server_t *s, mprpc_bytes_t svc, mprpc_bytes_t meth,
                             bool *svc_found) {
@@ -92,8 +108,10 @@ static srv_method_t *lookup(const mprpc_server_t *s, mprpc_bytes_t svc, mprpc_by
       *svc_found = true;
       break;
     }
-  if (!*svc_found)
-    return NULL;
+  if (!*svc_found) {
+    const char *full = full_name_of_short(s, svc);
+    return full ? lookup(s, mprpc_bytes_str(full), meth, svc_found) : NULL;
+  }
   uint64_t mh = meth_hash(sh, meth);
   for (size_t j = mh & (s->mtab_cap - 1); s->mtab[j] != UINT32_MAX;
        j = (j + 1) & (s->mtab_cap - 1)) {
@@ -116,6 +134,7 @@ static srv_method_t *lookup_str(const mprpc_server_t *s, const char *svc, const 
 void mprpc_server_opts_init(mprpc_server_opts_t *o) {
   memset(o, 0, sizeof *o);
   o->drain_timeout_ms = 5000;
+  o->logoff_grace_ms = 200;
 }
 
 int mprpc_server_new(const mprpc_server_opts_t *opts, mprpc_server_t **out) {
@@ -362,6 +381,11 @@ static void handle_request(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t ar
   if (!err && mt->compress_type != MPRPC_COMPRESS_NONE) {
     err = MPRPC_EREQUEST;
     snprintf(text, sizeof text, "compress_type %d is not supported", (int)mt->compress_type);
+  }
+  if (!err && mt->content_type != 0) { /* brpc's json / proto-text payloads */
+    err = MPRPC_EREQUEST;
+    snprintf(text, sizeof text, "content_type %d is not supported (protobuf only)",
+             (int)mt->content_type);
   }
   if (!err && !m) {
     err = svc_found ? MPRPC_ENOMETHOD : MPRPC_ENOSERVICE;

@@ -130,7 +130,7 @@ struct mprpc_server {
 
   /* shutdown state machine (loops[0]) */
   int sd_phase;
-  uint64_t sd_deadline, sd_timer;
+  uint64_t sd_deadline, sd_grace_end, sd_timer;
   mprpc_server_done_cb sd_done;
   void *sd_ud;
   uint64_t stats_timer, run_timer;

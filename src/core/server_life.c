@@ -185,7 +185,8 @@ static void sd_tick(void *arg) {
   s->sd_timer = 0;
   if (s->sd_phase == SD_DRAIN) {
     uint64_t left = atomic_load(&s->inflight);
-    if (left > 0 && mprpc_loop_now(s->loops[0]) < s->sd_deadline) {
+    uint64_t now = mprpc_loop_now(s->loops[0]);
+    if ((left > 0 || now < s->sd_grace_end) && now < s->sd_deadline) {
       s->sd_timer = mprpc_timer_start(s->loops[0], SD_TICK_NS, sd_tick, s);
       return;
     }
@@ -219,7 +220,14 @@ static void sd_begin(mprpc_server_t *s) {
   mprpc_timer_cancel(s->loops[0], s->stats_timer);
   s->stats_timer = 0;
   s->sd_phase = SD_DRAIN;
-  s->sd_deadline = mprpc_loop_now(s->loops[0]) + s->o.drain_timeout_ms * MPRPC_NS_PER_MS;
+  uint64_t now = mprpc_loop_now(s->loops[0]);
+  uint64_t grace = s->o.logoff_grace_ms < s->o.drain_timeout_ms ? s->o.logoff_grace_ms
+                                                                 : s->o.drain_timeout_ms;
+  s->sd_deadline = now + s->o.drain_timeout_ms * MPRPC_NS_PER_MS;
+  /* Requests already on the wire when we unregistered still arrive for a
+   * while: answer them ELOGOFF (surely not run, so clients fail over even
+   * for non-idempotent methods) rather than close under them. */
+  s->sd_grace_end = now + grace * MPRPC_NS_PER_MS;
   sd_tick(s);
 }
 

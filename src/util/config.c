@@ -569,6 +569,26 @@ static int bad_value(mprpc_config_t *cfg, const entry_t *e, const char *expected
   return MPRPC_ECONFIG;
 }
 
+int mprpc_config_get_choice(mprpc_config_t *cfg, const char *key, const char *const *names,
+                            size_t n, int *out) {
+  entry_t *e = lookup(cfg, key);
+  if (!e)
+    return 0;
+  char expected[256];
+  size_t len = 0;
+  expected[0] = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (strcmp(e->value, names[i]) == 0) {
+      *out = (int)i;
+      return 0;
+    }
+    int w = snprintf(expected + len, sizeof expected - len, "%s%s", i ? "|" : "one of ", names[i]);
+    if (w > 0 && (size_t)w < sizeof expected - len)
+      len += (size_t)w;
+  }
+  return bad_value(cfg, e, expected);
+}
+
 int mprpc_config_get_string(mprpc_config_t *cfg, const char *key, const char *def,
                             const char **out) {
   entry_t *e = lookup(cfg, key);
@@ -682,6 +702,11 @@ int mprpc_config_registry_uri(mprpc_config_t *cfg, char *out, size_t n) {
     len = hp.family == 6 ? snprintf(out, n, "zk://[%s]:%d", hp.host, (int)port)
                          : snprintf(out, n, "zk://%s:%d", hp.host, (int)port);
   }
+  /* registry_cache=PATH becomes the zk registry's cache option. */
+  entry_t *cache = lookup(cfg, "registry_cache");
+  if (len >= 0 && (size_t)len < n && cache && cache->value[0] && strncmp(out, "zk://", 5) == 0)
+    len += snprintf(out + len, n - (size_t)len, "%ccache=%s", strchr(out, '?') ? '&' : '?',
+                    cache->value);
   if (len < 0 || (size_t)len >= n) {
     set_err(cfg, "registry URI longer than %zu bytes", n - 1);
     return MPRPC_ENAMETOOLONG;

@@ -42,6 +42,7 @@ int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
   GET_INT("weight", weight, 0, 1000000);
   GET_MS("idle_timeout", idle_timeout_ms);
   GET_MS("drain_timeout", drain_timeout_ms);
+  GET_MS("logoff_grace", logoff_grace_ms);
   GET_MS("stats_period", stats_log_period_ms);
 #undef GET_INT
 #undef GET_MS

@@ -61,6 +61,7 @@ int tclient_encode(const tclient_req_t *r, uint8_t **out, size_t *len) {
   }
   m.correlation_id = r->cid;
   m.compress_type = r->compress_type;
+  m.content_type = r->content_type;
   m.auth_data = mprpc_bytes_str(r->auth);
   uint8_t *payload = NULL;
   size_t plen = 0;

@@ -31,6 +31,7 @@ typedef struct tclient_req {
   size_t att_len;
   int32_t timeout_ms;
   int32_t compress_type;
+  int32_t content_type;
   const char *auth;   /* authentication_data, NULL = none */
   int64_t log_id, trace_id, span_id;
   const char *request_id;

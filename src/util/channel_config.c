@@ -1,0 +1,46 @@
+/*
+ * Consumer options from a config file (docs/config.md, docs/client.md).
+ * Kept out of src/core so the channel core depends on the seams only.
+ */
+#include <string.h>
+
+#include "mprpc/channel.h"
+#include "mprpc/config.h"
+#include "mprpc/errors.h"
+
+/* A duration key into an int64 ms field; absent keys keep the field. */
+static int get_ms(mprpc_config_t *cfg, const char *key, int64_t *field) {
+  int64_t v;
+  int rc = mprpc_config_get_duration_ms(cfg, key, *field, &v);
+  if (rc == 0)
+    *field = v;
+  return rc;
+}
+
+int mprpc_channel_options_from_config(mprpc_config_t *cfg, mprpc_channel_options_t *o) {
+  static const char *const policies[] = {"failover", "failfast"};
+  static const char *const lbs[] = {"rr", "random", "hash", "least"};
+  int64_t v;
+  const char *s;
+  int rc;
+  if (!cfg || !o)
+    return MPRPC_EINVAL;
+  if ((rc = get_ms(cfg, "timeout", &o->timeout_ms)) != 0 ||
+      (rc = get_ms(cfg, "connect_timeout", &o->connect_timeout_ms)) != 0 ||
+      (rc = get_ms(cfg, "attempt_timeout", &o->attempt_timeout_ms)) != 0 ||
+      (rc = get_ms(cfg, "backup_request", &o->backup_request_ms)) != 0)
+    return rc;
+  if ((rc = mprpc_config_get_int(cfg, "max_retry", o->max_retry, 0, 100, &v)) != 0)
+    return rc;
+  o->max_retry = (int)v;
+  if ((rc = mprpc_config_get_choice(cfg, "retry_policy", policies, 2, &o->retry_policy)) != 0 ||
+      (rc = mprpc_config_get_choice(cfg, "lb", lbs, 4, &o->lb)) != 0)
+    return rc;
+  if ((rc = mprpc_config_get_string(cfg, "idempotent_methods", o->idempotent_methods, &s)) != 0)
+    return rc;
+  o->idempotent_methods = s;
+  if ((rc = mprpc_config_get_string(cfg, "servers", o->servers, &s)) != 0)
+    return rc;
+  o->servers = s && *s ? s : NULL;
+  return 0;
+}
