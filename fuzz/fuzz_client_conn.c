@@ -25,8 +25,9 @@
  * - a closure sees success only if a well-formed success response for one
  *   of that call's correlation ids was delivered, and the message and the
  *   response attachment are those of such a response; a failure has a
- *   negative code and no message;
- * - the stats add up (calls = ok + failed);
+ *   negative code, a text and no message;
+ * - the channel's stats count as many successes and failures as the
+ *   closures saw;
  * - after mprpc_channel_destroy every connection got its on_close and the
  *   loop holds no timer and no post (the channel is gone: ASan's leak check
  *   in the replay run confirms it freed everything).
@@ -45,7 +46,8 @@
  *           bytes as pending until a "writable" record; bit 7: backup
  *           requests after 5 ms
  *   byte 2  bits 0-2: k, number of chunk-size bytes that follow (0: chunks
- *           of 7); those bytes are used cyclically (0 means 1); bit 3: the
+ *           of 7); those bytes are used cyclically (0 means 1; after 4096
+ *           chunks, at least 4 KiB, to bound an execution); bit 3: the
  *           first closure to run destroys the channel; bit 4: it starts one
  *           more call (a fifth, "call4") first; bit 5: calls go through
  *           the protoc-c stub (mprpc_controller_use_next + the service view)
@@ -61,13 +63,16 @@
  *             (size byte: < 64 that size, else 255/256/4095/65536/1 MiB,
  *             then a fill byte); bit 4: truncate (byte: keep len*b/256);
  *             bit 5: patch a size (byte picks which); bit 6: a request
- *             sub-message too; bit 7: negate the cid
+ *             sub-message too; bit 7: negate the cid. The extra bytes
+ *             come in this order: text, payload, attachment, patch, cut.
  *     t%4 == 2: raw bytes: len byte, then that many bytes
  *     t%4 == 3: control, by (t >> 2) % 4: 0 deliver everything built now,
  *             then with bit 4 or 5 end the connection (EOF, bit 5: reset):
  *             later bytes go to the connection the channel makes next;
  *             1 advance the clock by the next byte in ms; 2 cancel call
  *             (next byte % calls); 3 the write backlog drains (on_writable)
+ *
+ * FUZZ_VERBOSE=1 prints each call's outcome. Seeds: tests/test_fuzz_corpus.c.
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -398,6 +403,7 @@ static bool success_on(const mprpc_conn_t *cn, int k, const char *msg, const voi
 }
 
 static bool success_delivered(int k, const char *msg, const void *att, size_t att_len) {
+  scan_output(); /* a retry may have been written during this very on_data */
   for (int i = 0; i < E.nconns; i++)
     if (success_on(E.conns[i], k, msg, att, att_len))
       return true;
@@ -633,10 +639,17 @@ static bool advance_per_chunk, cancel_after_first;
 static int nchunks_delivered;
 
 static size_t next_chunk(void) {
-  if (nchunks == 0)
-    return 7;
-  uint8_t v = chunks[chunk_i % nchunks];
-  return v ? v : 1;
+  size_t n = 7;
+  if (nchunks > 0) {
+    uint8_t v = chunks[chunk_i % nchunks];
+    n = v ? v : 1;
+  }
+  /* Bound the work of one execution: a 1 MiB attachment sent twice in
+   * one-byte chunks would take seconds (and look like a hang to AFL++);
+   * past 4096 chunks they grow to 4 KiB. */
+  if (nchunks_delivered >= 4096 && n < 4096)
+    n = 4096;
+  return n;
 }
 
 /* Delivers the built bytes in chunks; with all == false only while a whole

@@ -349,26 +349,32 @@ static void test_zk_session_expiry_reregisters(void **state) {
   assert_true(wait_node(zh, path, old_sid, 10000, NULL));
 
   /* Take the session over with a second handle, then close it: the server
-   * ends the session and deletes its ephemeral node. */
-  zhandle_t *thief = raw_connect(hosts, &cid);
-  zookeeper_close(thief);
-  long long t0 = regtest_now_ms();
-  /* Re-registered under a new session; hang guard well above 2000 + 1000. */
-  long long deadline = t0 + 20000;
-  for (;;) {
-    struct Stat st;
-    if (zoo_exists(zh, path, 0, &st) == ZOK && st.ephemeralOwner != old_sid) {
-      owner = st.ephemeralOwner;
-      break;
+   * ends the session and deletes its ephemeral node. On a loaded machine the
+   * provider's own reconnect can win the session back before the thief's
+   * close reaches the server (the close then ends nothing), so the takeover
+   * is tried again, up to three times, before the test gives up. */
+  long long t0 = 0;
+  for (int attempt = 0; attempt < 3 && owner == 0; attempt++) {
+    zhandle_t *thief = raw_connect(hosts, &cid);
+    zookeeper_close(thief);
+    t0 = regtest_now_ms();
+    /* Re-registered under a new session; hang guard well above 2000 + 1000. */
+    long long deadline = t0 + 10000;
+    while (regtest_now_ms() < deadline) {
+      struct Stat st;
+      if (zoo_exists(zh, path, 0, &st) == ZOK && st.ephemeralOwner != old_sid) {
+        owner = st.ephemeralOwner;
+        break;
+      }
+      usleep(20 * 1000);
     }
-    assert_true(regtest_now_ms() < deadline);
-    usleep(20 * 1000);
   }
+  assert_true(owner != 0);
   fprintf(stderr, "re-registered after %lld ms (session timeout 2000 ms)\n",
           regtest_now_ms() - t0);
   int64_t new_sid = 0;
   char pw[16];
-  deadline = regtest_now_ms() + 10000;
+  long long deadline = regtest_now_ms() + 10000;
   while (mprpc__zk_session(p, &new_sid, pw) != 0 && regtest_now_ms() < deadline)
     usleep(20 * 1000);
   assert_true(new_sid != old_sid);
