@@ -45,6 +45,11 @@ static void ch_unref(mprpc_channel_t *ch) {
 }
 
 static void ch_free_mem(mprpc_channel_t *ch) {
+  while (ch->att_free) {
+    mprpc__attempt_t *a = ch->att_free;
+    ch->att_free = a->call_next;
+    free(a);
+  }
   mprpc__lb_free(&ch->lb);
   mprpc__idmap_free(&ch->attempts);
   mprpc__idmap_free(&ch->calls);
@@ -121,6 +126,28 @@ static void deliver_sync(mprpc__call_t *c) {
   call_free(c);
 }
 
+/* Attempt records: reused through the channel's bounded free list (loop
+ * thread only) instead of a calloc/free pair per attempt. */
+static mprpc__attempt_t *att_alloc(mprpc_channel_t *ch) {
+  mprpc__attempt_t *a = ch->att_free;
+  if (!a)
+    return calloc(1, sizeof *a);
+  ch->att_free = a->call_next;
+  ch->natt_free--;
+  memset(a, 0, sizeof *a);
+  return a;
+}
+
+static void att_release(mprpc_channel_t *ch, mprpc__attempt_t *a) {
+  if (ch->natt_free >= MPRPC__ATT_CACHE) {
+    free(a);
+    return;
+  }
+  a->call_next = ch->att_free;
+  ch->att_free = a;
+  ch->natt_free++;
+}
+
 /* Drops every outstanding attempt of c: their answers, if any come, are
  * counted as late. */
 static void call_drop_attempts(mprpc__call_t *c) {
@@ -133,7 +160,7 @@ static void call_drop_attempts(mprpc__call_t *c) {
     mprpc_timer_cancel(ch->loop, a->timer);
     if (a->ep)
       mprpc__ep_detach(a->ep, a);
-    free(a);
+    att_release(ch, a);
     a = n;
   }
   c->outstanding = 0;
@@ -235,7 +262,7 @@ static void attempt_timeout_fire(void *arg) {
 
 static void attempt_start(mprpc__call_t *c, mprpc__ep_t *ep) {
   mprpc_channel_t *ch = c->ch;
-  mprpc__attempt_t *a = calloc(1, sizeof *a);
+  mprpc__attempt_t *a = att_alloc(ch);
   if (!a) {
     call_fail(c, MPRPC_ENOMEM, "out of memory starting an attempt", NULL);
     return;
@@ -243,7 +270,7 @@ static void attempt_start(mprpc__call_t *c, mprpc__ep_t *ep) {
   a->call = c;
   a->cid = ch->next_cid++;
   if (mprpc__idmap_put(&ch->attempts, a->cid, a) != 0) {
-    free(a);
+    att_release(ch, a);
     call_fail(c, MPRPC_ENOMEM, "out of memory starting an attempt", NULL);
     return;
   }
@@ -368,7 +395,7 @@ void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int r
     }
     mprpc__ep_detach(ep, a);
   }
-  free(a);
+  att_release(ch, a);
   if (c->finished) {
     if (ep)
       mprpc__ep_unref(ep);
@@ -405,7 +432,8 @@ void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int r
 }
 
 void mprpc__attempt_answered(mprpc__attempt_t *a, int err, const char *text,
-                             ProtobufCMessage *msg, const uint8_t *att, size_t att_len) {
+                             ProtobufCMessage *msg, const uint8_t *att, size_t att_len,
+                             uint64_t now) {
   mprpc__call_t *c = a->call;
   mprpc_channel_t *ch = c->ch;
   mprpc__ep_t *ep = a->ep;
@@ -416,12 +444,11 @@ void mprpc__attempt_answered(mprpc__attempt_t *a, int err, const char *text,
     mprpc__attempt_failed(a, err, text, retry);
     return;
   }
-  uint64_t now = mprpc_loop_now(ch->loop);
   mprpc__breaker_on_success(&ep->br, now);
   ep->refs++;
   attempt_unlink(a);
   mprpc__ep_detach(ep, a);
-  free(a);
+  att_release(ch, a);
   call_finish(c, 0, "", msg, ep, att, att_len, now);
   mprpc__ep_unref(ep);
 }

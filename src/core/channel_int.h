@@ -41,6 +41,8 @@ typedef struct mprpc__alist {
   mprpc__attempt_t *head, *tail;
 } mprpc__alist_t;
 
+#define MPRPC__ATT_CACHE 256
+
 struct mprpc__attempt {
   mprpc__call_t *call;
   mprpc__ep_t *ep;
@@ -152,6 +154,10 @@ struct mprpc_channel {
   uint64_t next_cid;
   uint64_t next_call_id;   /* atomic: assigned on invoking threads */
   mprpc__call_t *waitq;
+  /* Freed attempt records kept for reuse (loop thread only; linked through
+   * call_next; at most MPRPC__ATT_CACHE; released in ch_free_mem). */
+  mprpc__attempt_t *att_free;
+  size_t natt_free;
 
   int refs;       /* atomic: posts in flight */
   int cb_depth;   /* user callbacks running */
@@ -177,8 +183,11 @@ mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t excl
 
 /* channel.c */
 void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int retry);
+/* now: the loop clock read when the answer arrived (shared with the
+ * caller's RTT sample, so one answer costs one clock read). */
 void mprpc__attempt_answered(mprpc__attempt_t *a, int err, const char *text,
-                             ProtobufCMessage *msg, const uint8_t *att, size_t att_len);
+                             ProtobufCMessage *msg, const uint8_t *att, size_t att_len,
+                             uint64_t now);
 void mprpc__channel_eps_changed(mprpc_channel_t *ch);
 void mprpc__channel_maybe_free(mprpc_channel_t *ch);
 
