@@ -45,6 +45,12 @@ static void ch_unref(mprpc_channel_t *ch) {
 }
 
 static void ch_free_mem(mprpc_channel_t *ch) {
+  while (ch->call_free) {
+    mprpc__call_t *c = ch->call_free;
+    ch->call_free = c->wait_next;
+    free(c->req);
+    free(c);
+  }
   while (ch->att_free) {
     mprpc__attempt_t *a = ch->att_free;
     ch->att_free = a->call_next;
@@ -73,6 +79,25 @@ static void call_free(mprpc__call_t *c) {
     mprpc_controller_free(c->ctl);
   free(c->req);
   free(c);
+}
+
+/* call_free for the loop thread while ch is alive: keeps the record and its
+ * request buffer for the next call made on this thread (see call_new). */
+static void call_recycle(mprpc_channel_t *ch, mprpc__call_t *c) {
+  if (ch->ncall_free >= MPRPC__CALL_CACHE) {
+    call_free(c);
+    return;
+  }
+  if (c->own_ctl)
+    mprpc_controller_free(c->ctl);
+  if (c->req_cap > MPRPC__CALL_REQ_KEEP) { /* keep only small buffers */
+    free(c->req);
+    c->req = NULL;
+    c->req_cap = 0;
+  }
+  c->wait_next = ch->call_free;
+  ch->call_free = c;
+  ch->ncall_free++;
 }
 
 static bool call_idempotent(const mprpc__call_t *c) { return c->ch->idem[c->midx]; }
@@ -108,7 +133,7 @@ static void deliver(mprpc__call_t *c) {
     ctl->resp_slot = NULL;
   if (c->resp)
     protobuf_c_message_free_unpacked(c->resp, NULL);
-  call_free(c);
+  call_recycle(ch, c);
 }
 
 /* The same for a sync call, on the caller's thread once woken. */
@@ -477,10 +502,10 @@ static void start_on_loop(void *arg) {
     tmo_ns = 0;
   if (tmo_ns) {
     c->deadline_ns = now + tmo_ns;
-    c->deadline_timer = mprpc_timer_start(ch->loop, tmo_ns, deadline_fire, c);
+    c->deadline_timer = mprpc_timer_start_from(ch->loop, now, tmo_ns, deadline_fire, c);
   }
   if (ch->backup_ns && call_idempotent(c) && ch->max_retry > 0)
-    c->backup_timer = mprpc_timer_start(ch->loop, ch->backup_ns, backup_fire, c);
+    c->backup_timer = mprpc_timer_start_from(ch->loop, now, ch->backup_ns, backup_fire, c);
   call_try(c);
   ch_unref(ch);
 }
@@ -494,13 +519,30 @@ static int call_new(mprpc_channel_t *ch, unsigned midx, const ProtobufCMessage *
   const ProtobufCMethodDescriptor *md = &ch->sd->methods[midx];
   if (input->descriptor != md->input || !protobuf_c_message_check(input))
     return MPRPC_EINVAL;
-  mprpc__call_t *c = calloc(1, sizeof *c);
-  if (!c)
-    return MPRPC_ENOMEM;
+  mprpc__call_t *c = NULL;
+  if (mprpc_loop_in_loop(ch->loop) && ch->call_free) {
+    /* the free list belongs to the loop thread */
+    c = ch->call_free;
+    ch->call_free = c->wait_next;
+    ch->ncall_free--;
+    uint8_t *req = c->req;
+    size_t cap = c->req_cap;
+    memset(c, 0, sizeof *c);
+    c->req = req;
+    c->req_cap = cap;
+  } else {
+    c = calloc(1, sizeof *c);
+    if (!c)
+      return MPRPC_ENOMEM;
+  }
   size_t len = protobuf_c_message_get_packed_size(input);
-  c->req = malloc(len ? len : 1);
-  if (!c->req)
-    goto fail;
+  if (c->req_cap < (len ? len : 1)) {
+    free(c->req);
+    c->req_cap = len ? len : 1;
+    c->req = malloc(c->req_cap);
+    if (!c->req)
+      goto fail;
+  }
   c->req_len = protobuf_c_message_pack(input, c->req);
   if (!ctl) {
     ctl = mprpc_controller_new();

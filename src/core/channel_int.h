@@ -42,6 +42,8 @@ typedef struct mprpc__alist {
 } mprpc__alist_t;
 
 #define MPRPC__ATT_CACHE 256
+#define MPRPC__CALL_CACHE 256
+#define MPRPC__CALL_REQ_KEEP 4096 /* larger request buffers are not kept */
 
 struct mprpc__attempt {
   mprpc__call_t *call;
@@ -95,7 +97,7 @@ struct mprpc__call {
   unsigned midx;
   const ProtobufCMethodDescriptor *method;
   uint8_t *req;
-  size_t req_len;
+  size_t req_len, req_cap;
   mprpc_controller_t *ctl;
   bool own_ctl;
   ProtobufCClosure done;
@@ -158,6 +160,10 @@ struct mprpc_channel {
    * call_next; at most MPRPC__ATT_CACHE; released in ch_free_mem). */
   mprpc__attempt_t *att_free;
   size_t natt_free;
+  /* The same for call records (and their request buffers) of async calls
+   * made and finished on the loop thread; at most MPRPC__CALL_CACHE. */
+  mprpc__call_t *call_free;
+  size_t ncall_free;
 
   int refs;       /* atomic: posts in flight */
   int cb_depth;   /* user callbacks running */

@@ -71,14 +71,18 @@ static void on_ev_timer(struct ev_loop *ev, ev_timer *w, int revents) {
   rearm(L);
 }
 
-uint64_t mprpc__evloop_timer_start(mprpc__evloop_t *L, uint64_t delay_ns, mprpc_timer_cb cb,
-                                   void *arg) {
-  uint64_t now = clock_ns(CLOCK_MONOTONIC);
-  uint64_t deadline = delay_ns > UINT64_MAX - now ? UINT64_MAX - 1 : now + delay_ns;
+static uint64_t timer_at(mprpc__evloop_t *L, uint64_t deadline, mprpc_timer_cb cb, void *arg) {
   uint64_t id = mprpc__timerq_add(&L->tq, deadline, cb, arg);
   if (id && deadline < L->armed)
     rearm(L);
   return id;
+}
+
+uint64_t mprpc__evloop_timer_start(mprpc__evloop_t *L, uint64_t delay_ns, mprpc_timer_cb cb,
+                                   void *arg) {
+  uint64_t now = clock_ns(CLOCK_MONOTONIC);
+  uint64_t deadline = delay_ns > UINT64_MAX - now ? UINT64_MAX - 1 : now + delay_ns;
+  return timer_at(L, deadline, cb, arg);
 }
 
 void mprpc__evloop_timer_cancel(mprpc__evloop_t *L, uint64_t id) {
@@ -327,6 +331,11 @@ static uint64_t op_timer_start(void *ctx, uint64_t delay_ns, mprpc_timer_cb cb, 
   return mprpc__evloop_timer_start(ctx, delay_ns, cb, arg);
 }
 
+/* deadline_ns is on op_now's clock (CLOCK_MONOTONIC). */
+static uint64_t op_timer_start_at(void *ctx, uint64_t deadline_ns, mprpc_timer_cb cb, void *arg) {
+  return timer_at(ctx, deadline_ns, cb, arg);
+}
+
 static void op_timer_cancel(void *ctx, uint64_t id) { mprpc__evloop_timer_cancel(ctx, id); }
 
 static int op_post(void *ctx, mprpc_post_cb fn, void *arg) {
@@ -400,6 +409,7 @@ static const mprpc_loop_ops_t evloop_ops = {
     .wall_ns = op_wall,
     .timer_start = op_timer_start,
     .timer_cancel = op_timer_cancel,
+    .timer_start_at = op_timer_start_at,
     .post = op_post,
     .in_loop = op_in_loop,
     .rand = op_rand,
