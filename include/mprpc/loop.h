@@ -53,6 +53,12 @@ typedef struct mprpc_loop_ops {
   void (*waiter_wait)(void *ctx, void *waiter);
   void (*waiter_wake)(void *ctx, void *waiter);
   void (*waiter_free)(void *ctx, void *waiter);
+
+  /* Optional (NULL: timer_start is used instead): a one-shot timer firing
+   * once now_ns() >= deadline_ns (at once if that has passed). Lets a caller
+   * that already read the clock for this event skip another read; see
+   * mprpc_timer_start_from. */
+  uint64_t (*timer_start_at)(void *ctx, uint64_t deadline_ns, mprpc_timer_cb cb, void *arg);
 } mprpc_loop_ops_t;
 
 typedef struct mprpc_loop {
@@ -65,6 +71,16 @@ static inline uint64_t mprpc_loop_wall(mprpc_loop_t l) { return l.vt->wall_ns(l.
 static inline uint64_t mprpc_timer_start(mprpc_loop_t l, uint64_t delay_ns, mprpc_timer_cb cb,
                                          void *arg) {
   return l.vt->timer_start(l.ctx, delay_ns, cb, arg);
+}
+/* mprpc_timer_start measured from now, a reading of mprpc_loop_now taken
+ * by the caller during the current event: the timer fires at now + delay_ns
+ * (no later than mprpc_timer_start would). */
+static inline uint64_t mprpc_timer_start_from(mprpc_loop_t l, uint64_t now, uint64_t delay_ns,
+                                              mprpc_timer_cb cb, void *arg) {
+  if (!l.vt->timer_start_at)
+    return l.vt->timer_start(l.ctx, delay_ns, cb, arg);
+  uint64_t at = delay_ns > UINT64_MAX - 1 - now ? UINT64_MAX - 1 : now + delay_ns;
+  return l.vt->timer_start_at(l.ctx, at, cb, arg);
 }
 static inline void mprpc_timer_cancel(mprpc_loop_t l, uint64_t id) {
   if (id)

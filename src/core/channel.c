@@ -45,6 +45,17 @@ static void ch_unref(mprpc_channel_t *ch) {
 }
 
 static void ch_free_mem(mprpc_channel_t *ch) {
+  while (ch->call_free) {
+    mprpc__call_t *c = ch->call_free;
+    ch->call_free = c->wait_next;
+    free(c->req);
+    free(c);
+  }
+  while (ch->att_free) {
+    mprpc__attempt_t *a = ch->att_free;
+    ch->att_free = a->call_next;
+    free(a);
+  }
   mprpc__lb_free(&ch->lb);
   mprpc__idmap_free(&ch->attempts);
   mprpc__idmap_free(&ch->calls);
@@ -68,6 +79,25 @@ static void call_free(mprpc__call_t *c) {
     mprpc_controller_free(c->ctl);
   free(c->req);
   free(c);
+}
+
+/* call_free for the loop thread while ch is alive: keeps the record and its
+ * request buffer for the next call made on this thread (see call_new). */
+static void call_recycle(mprpc_channel_t *ch, mprpc__call_t *c) {
+  if (ch->ncall_free >= MPRPC__CALL_CACHE) {
+    call_free(c);
+    return;
+  }
+  if (c->own_ctl)
+    mprpc_controller_free(c->ctl);
+  if (c->req_cap > MPRPC__CALL_REQ_KEEP) { /* keep only small buffers */
+    free(c->req);
+    c->req = NULL;
+    c->req_cap = 0;
+  }
+  c->wait_next = ch->call_free;
+  ch->call_free = c;
+  ch->ncall_free++;
 }
 
 static bool call_idempotent(const mprpc__call_t *c) { return c->ch->idem[c->midx]; }
@@ -103,7 +133,7 @@ static void deliver(mprpc__call_t *c) {
     ctl->resp_slot = NULL;
   if (c->resp)
     protobuf_c_message_free_unpacked(c->resp, NULL);
-  call_free(c);
+  call_recycle(ch, c);
 }
 
 /* The same for a sync call, on the caller's thread once woken. */
@@ -121,6 +151,28 @@ static void deliver_sync(mprpc__call_t *c) {
   call_free(c);
 }
 
+/* Attempt records: reused through the channel's bounded free list (loop
+ * thread only) instead of a calloc/free pair per attempt. */
+static mprpc__attempt_t *att_alloc(mprpc_channel_t *ch) {
+  mprpc__attempt_t *a = ch->att_free;
+  if (!a)
+    return calloc(1, sizeof *a);
+  ch->att_free = a->call_next;
+  ch->natt_free--;
+  memset(a, 0, sizeof *a);
+  return a;
+}
+
+static void att_release(mprpc_channel_t *ch, mprpc__attempt_t *a) {
+  if (ch->natt_free >= MPRPC__ATT_CACHE) {
+    free(a);
+    return;
+  }
+  a->call_next = ch->att_free;
+  ch->att_free = a;
+  ch->natt_free++;
+}
+
 /* Drops every outstanding attempt of c: their answers, if any come, are
  * counted as late. */
 static void call_drop_attempts(mprpc__call_t *c) {
@@ -133,7 +185,7 @@ static void call_drop_attempts(mprpc__call_t *c) {
     mprpc_timer_cancel(ch->loop, a->timer);
     if (a->ep)
       mprpc__ep_detach(a->ep, a);
-    free(a);
+    att_release(ch, a);
     a = n;
   }
   c->outstanding = 0;
@@ -235,7 +287,7 @@ static void attempt_timeout_fire(void *arg) {
 
 static void attempt_start(mprpc__call_t *c, mprpc__ep_t *ep) {
   mprpc_channel_t *ch = c->ch;
-  mprpc__attempt_t *a = calloc(1, sizeof *a);
+  mprpc__attempt_t *a = att_alloc(ch);
   if (!a) {
     call_fail(c, MPRPC_ENOMEM, "out of memory starting an attempt", NULL);
     return;
@@ -243,7 +295,7 @@ static void attempt_start(mprpc__call_t *c, mprpc__ep_t *ep) {
   a->call = c;
   a->cid = ch->next_cid++;
   if (mprpc__idmap_put(&ch->attempts, a->cid, a) != 0) {
-    free(a);
+    att_release(ch, a);
     call_fail(c, MPRPC_ENOMEM, "out of memory starting an attempt", NULL);
     return;
   }
@@ -368,7 +420,7 @@ void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int r
     }
     mprpc__ep_detach(ep, a);
   }
-  free(a);
+  att_release(ch, a);
   if (c->finished) {
     if (ep)
       mprpc__ep_unref(ep);
@@ -405,7 +457,8 @@ void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int r
 }
 
 void mprpc__attempt_answered(mprpc__attempt_t *a, int err, const char *text,
-                             ProtobufCMessage *msg, const uint8_t *att, size_t att_len) {
+                             ProtobufCMessage *msg, const uint8_t *att, size_t att_len,
+                             uint64_t now) {
   mprpc__call_t *c = a->call;
   mprpc_channel_t *ch = c->ch;
   mprpc__ep_t *ep = a->ep;
@@ -416,12 +469,11 @@ void mprpc__attempt_answered(mprpc__attempt_t *a, int err, const char *text,
     mprpc__attempt_failed(a, err, text, retry);
     return;
   }
-  uint64_t now = mprpc_loop_now(ch->loop);
   mprpc__breaker_on_success(&ep->br, now);
   ep->refs++;
   attempt_unlink(a);
   mprpc__ep_detach(ep, a);
-  free(a);
+  att_release(ch, a);
   call_finish(c, 0, "", msg, ep, att, att_len, now);
   mprpc__ep_unref(ep);
 }
@@ -450,10 +502,10 @@ static void start_on_loop(void *arg) {
     tmo_ns = 0;
   if (tmo_ns) {
     c->deadline_ns = now + tmo_ns;
-    c->deadline_timer = mprpc_timer_start(ch->loop, tmo_ns, deadline_fire, c);
+    c->deadline_timer = mprpc_timer_start_from(ch->loop, now, tmo_ns, deadline_fire, c);
   }
   if (ch->backup_ns && call_idempotent(c) && ch->max_retry > 0)
-    c->backup_timer = mprpc_timer_start(ch->loop, ch->backup_ns, backup_fire, c);
+    c->backup_timer = mprpc_timer_start_from(ch->loop, now, ch->backup_ns, backup_fire, c);
   call_try(c);
   ch_unref(ch);
 }
@@ -467,13 +519,30 @@ static int call_new(mprpc_channel_t *ch, unsigned midx, const ProtobufCMessage *
   const ProtobufCMethodDescriptor *md = &ch->sd->methods[midx];
   if (input->descriptor != md->input || !protobuf_c_message_check(input))
     return MPRPC_EINVAL;
-  mprpc__call_t *c = calloc(1, sizeof *c);
-  if (!c)
-    return MPRPC_ENOMEM;
+  mprpc__call_t *c = NULL;
+  if (mprpc_loop_in_loop(ch->loop) && ch->call_free) {
+    /* the free list belongs to the loop thread */
+    c = ch->call_free;
+    ch->call_free = c->wait_next;
+    ch->ncall_free--;
+    uint8_t *req = c->req;
+    size_t cap = c->req_cap;
+    memset(c, 0, sizeof *c);
+    c->req = req;
+    c->req_cap = cap;
+  } else {
+    c = calloc(1, sizeof *c);
+    if (!c)
+      return MPRPC_ENOMEM;
+  }
   size_t len = protobuf_c_message_get_packed_size(input);
-  c->req = malloc(len ? len : 1);
-  if (!c->req)
-    goto fail;
+  if (c->req_cap < (len ? len : 1)) {
+    free(c->req);
+    c->req_cap = len ? len : 1;
+    c->req = malloc(c->req_cap);
+    if (!c->req)
+      goto fail;
+  }
   c->req_len = protobuf_c_message_pack(input, c->req);
   if (!ctl) {
     ctl = mprpc_controller_new();

@@ -41,6 +41,10 @@ typedef struct mprpc__alist {
   mprpc__attempt_t *head, *tail;
 } mprpc__alist_t;
 
+#define MPRPC__ATT_CACHE 256
+#define MPRPC__CALL_CACHE 256
+#define MPRPC__CALL_REQ_KEEP 4096 /* larger request buffers are not kept */
+
 struct mprpc__attempt {
   mprpc__call_t *call;
   mprpc__ep_t *ep;
@@ -93,7 +97,7 @@ struct mprpc__call {
   unsigned midx;
   const ProtobufCMethodDescriptor *method;
   uint8_t *req;
-  size_t req_len;
+  size_t req_len, req_cap;
   mprpc_controller_t *ctl;
   bool own_ctl;
   ProtobufCClosure done;
@@ -152,6 +156,14 @@ struct mprpc_channel {
   uint64_t next_cid;
   uint64_t next_call_id;   /* atomic: assigned on invoking threads */
   mprpc__call_t *waitq;
+  /* Freed attempt records kept for reuse (loop thread only; linked through
+   * call_next; at most MPRPC__ATT_CACHE; released in ch_free_mem). */
+  mprpc__attempt_t *att_free;
+  size_t natt_free;
+  /* The same for call records (and their request buffers) of async calls
+   * made and finished on the loop thread; at most MPRPC__CALL_CACHE. */
+  mprpc__call_t *call_free;
+  size_t ncall_free;
 
   int refs;       /* atomic: posts in flight */
   int cb_depth;   /* user callbacks running */
@@ -177,8 +189,11 @@ mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t excl
 
 /* channel.c */
 void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int retry);
+/* now: the loop clock read when the answer arrived (shared with the
+ * caller's RTT sample, so one answer costs one clock read). */
 void mprpc__attempt_answered(mprpc__attempt_t *a, int err, const char *text,
-                             ProtobufCMessage *msg, const uint8_t *att, size_t att_len);
+                             ProtobufCMessage *msg, const uint8_t *att, size_t att_len,
+                             uint64_t now);
 void mprpc__channel_eps_changed(mprpc_channel_t *ch);
 void mprpc__channel_maybe_free(mprpc_channel_t *ch);
 

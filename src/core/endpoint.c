@@ -145,8 +145,10 @@ static void attempt_write(mprpc__ep_t *ep, mprpc__attempt_t *a) {
     m.trace_id = ctl->trace_id;
     m.span_id = ctl->span_id;
   }
+  /* One clock read per write: the request's remaining time and the RTT
+   * sample's start (read before encoding; the difference is the encode). */
+  uint64_t now = mprpc_loop_now(ch->loop);
   if (c->deadline_ns) {
-    uint64_t now = mprpc_loop_now(ch->loop);
     uint64_t left = c->deadline_ns > now ? c->deadline_ns - now : 0;
     uint64_t ms = (left + MPRPC_NS_PER_MS - 1) / MPRPC_NS_PER_MS;
     m.timeout_ms = (int32_t)(ms == 0 ? 1 : (ms > INT32_MAX ? INT32_MAX : ms));
@@ -175,7 +177,7 @@ static void attempt_write(mprpc__ep_t *ep, mprpc__attempt_t *a) {
     ep->bytes_flushed = ep->bytes_accepted;
   a->end_off = ep->bytes_accepted;
   a->written = true;
-  a->sent_ns = mprpc_loop_now(ch->loop);
+  a->sent_ns = now;
   list_push(ep, AL_SENT, a);
 }
 
@@ -268,14 +270,15 @@ static void handle_frame(mprpc__ep_t *ep, const mprpc_frame_t *f) {
     int len = f->meta.error_text.len > 200 ? 200 : (int)f->meta.error_text.len;
     snprintf(text, sizeof text, "%s: %.*s", ep->name, len,
              f->meta.error_text.ptr ? (const char *)f->meta.error_text.ptr : "");
-    mprpc__attempt_answered(a, mprpc_err_from_wire(f->meta.error_code), text, NULL, NULL, 0);
+    mprpc__attempt_answered(a, mprpc_err_from_wire(f->meta.error_code), text, NULL, NULL, 0,
+                            now);
     return;
   }
   if (f->meta.compress_type != MPRPC_COMPRESS_NONE || f->meta.content_type != 0) {
     mprpc__attempt_answered(a, MPRPC_ERESPONSE,
                             f->meta.compress_type ? "compressed response not supported"
                                                   : "non-protobuf content_type not supported",
-                            NULL, NULL, 0);
+                            NULL, NULL, 0, now);
     return;
   }
   ProtobufCMessage *msg = protobuf_c_message_unpack(a->call->method->output, NULL,
@@ -284,10 +287,10 @@ static void handle_frame(mprpc__ep_t *ep, const mprpc_frame_t *f) {
     char text[MPRPC__CTL_TEXT];
     snprintf(text, sizeof text, "%s: response does not decode as %s", ep->name,
              a->call->method->output->name);
-    mprpc__attempt_answered(a, MPRPC_ERESPONSE, text, NULL, NULL, 0);
+    mprpc__attempt_answered(a, MPRPC_ERESPONSE, text, NULL, NULL, 0, now);
     return;
   }
-  mprpc__attempt_answered(a, 0, "", msg, f->attachment.ptr, f->attachment.len);
+  mprpc__attempt_answered(a, 0, "", msg, f->attachment.ptr, f->attachment.len, now);
 }
 
 static void on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {

@@ -95,12 +95,13 @@ static bool batch_append(srv_conn_t *conn, const mprpc_frame_out_t *out) {
   return true;
 }
 
-static void write_frame(srv_conn_t *conn, mprpc_frame_out_t *out) {
+/* now: the loop clock, read by the caller (one read per completed call). */
+static void write_frame(srv_conn_t *conn, mprpc_frame_out_t *out, uint64_t now) {
   if (conn->closing || conn->closed) {
     atomic_fetch_add(&conn->s->st_dropped, 1);
     return;
   }
-  conn->last_active = mprpc_loop_now(conn->l->loop);
+  conn->last_active = now;
   if (batch_append(conn, out))
     return;
   mprpc__srv_flush(conn); /* keep responses in order */
@@ -120,7 +121,7 @@ void mprpc__srv_send_error(srv_conn_t *conn, int64_t cid, int err, const char *t
   meta.correlation_id = cid;
   mprpc_frame_out_t out;
   if (mprpc_frame_encode(&out, &meta, NULL, 0, NULL, 0) == 0)
-    write_frame(conn, &out);
+    write_frame(conn, &out, mprpc_loop_now(conn->l->loop));
   mprpc_frame_out_free(&out);
 }
 
@@ -190,7 +191,7 @@ static void complete_now(mprpc_server_call_t *call) {
   conn->inflight--;
   call->completed = true;
   if (call->encoded)
-    write_frame(conn, &call->out);
+    write_frame(conn, &call->out, now);
   mprpc_frame_out_free(&call->out);
   call->encoded = false;
   free(call->payload);

@@ -71,14 +71,18 @@ static void on_ev_timer(struct ev_loop *ev, ev_timer *w, int revents) {
   rearm(L);
 }
 
-uint64_t mprpc__evloop_timer_start(mprpc__evloop_t *L, uint64_t delay_ns, mprpc_timer_cb cb,
-                                   void *arg) {
-  uint64_t now = clock_ns(CLOCK_MONOTONIC);
-  uint64_t deadline = delay_ns > UINT64_MAX - now ? UINT64_MAX - 1 : now + delay_ns;
+static uint64_t timer_at(mprpc__evloop_t *L, uint64_t deadline, mprpc_timer_cb cb, void *arg) {
   uint64_t id = mprpc__timerq_add(&L->tq, deadline, cb, arg);
   if (id && deadline < L->armed)
     rearm(L);
   return id;
+}
+
+uint64_t mprpc__evloop_timer_start(mprpc__evloop_t *L, uint64_t delay_ns, mprpc_timer_cb cb,
+                                   void *arg) {
+  uint64_t now = clock_ns(CLOCK_MONOTONIC);
+  uint64_t deadline = delay_ns > UINT64_MAX - now ? UINT64_MAX - 1 : now + delay_ns;
+  return timer_at(L, deadline, cb, arg);
 }
 
 void mprpc__evloop_timer_cancel(mprpc__evloop_t *L, uint64_t id) {
@@ -89,18 +93,32 @@ void mprpc__evloop_timer_cancel(mprpc__evloop_t *L, uint64_t id) {
 /* ---- posts ------------------------------------------------------------- */
 
 int mprpc__evloop_post(mprpc__evloop_t *L, mprpc_post_cb fn, void *arg) {
-  mprpc__post_item_t *it = malloc(sizeof *it);
-  if (!it)
-    return MPRPC_ENOMEM;
-  it->fn = fn;
-  it->arg = arg;
-  it->next = NULL;
   pthread_mutex_lock(&L->mu);
   if (L->stopped) {
     pthread_mutex_unlock(&L->mu);
-    free(it);
     return MPRPC_ESTATE;
   }
+  /* Reuse an item run earlier (the lock is held anyway) instead of a
+   * malloc/free pair per post. */
+  mprpc__post_item_t *it = L->post_free;
+  if (it) {
+    L->post_free = it->next;
+    L->npost_free--;
+  } else {
+    pthread_mutex_unlock(&L->mu);
+    it = malloc(sizeof *it);
+    if (!it)
+      return MPRPC_ENOMEM;
+    pthread_mutex_lock(&L->mu);
+    if (L->stopped) {
+      pthread_mutex_unlock(&L->mu);
+      free(it);
+      return MPRPC_ESTATE;
+    }
+  }
+  it->fn = fn;
+  it->arg = arg;
+  it->next = NULL;
   if (L->post_tail)
     L->post_tail->next = it;
   else
@@ -127,13 +145,39 @@ static bool run_posts(mprpc__evloop_t *L) {
   L->post_head = L->post_tail = NULL;
   pthread_mutex_unlock(&L->mu);
   bool ran = it != NULL;
+  mprpc__post_item_t *done = NULL, *done_tail = NULL;
+  size_t ndone = 0;
   while (it) {
     mprpc__post_item_t *next = it->next;
     mprpc_post_cb fn = it->fn;
     void *arg = it->arg;
-    free(it);
+    if (ndone < MPRPC__POST_CACHE) {
+      it->next = done;
+      done = it;
+      if (!done_tail)
+        done_tail = it;
+      ndone++;
+    } else {
+      free(it);
+    }
     fn(arg);
     it = next;
+  }
+  if (done) {
+    /* Give the items back for reuse, keeping at most MPRPC__POST_CACHE. */
+    pthread_mutex_lock(&L->mu);
+    if (L->npost_free < MPRPC__POST_CACHE) {
+      done_tail->next = L->post_free;
+      L->post_free = done;
+      L->npost_free += ndone;
+      done = NULL;
+    }
+    pthread_mutex_unlock(&L->mu);
+    while (done) {
+      mprpc__post_item_t *n = done->next;
+      free(done);
+      done = n;
+    }
   }
   return ran;
 }
@@ -259,6 +303,11 @@ void mprpc__evloop_free(mprpc__evloop_t *L) {
   ev_async_stop(L->ev, &L->async);
   ev_loop_destroy(L->ev);
   mprpc__timerq_free(&L->tq);
+  while (L->post_free) {
+    mprpc__post_item_t *n = L->post_free->next;
+    free(L->post_free);
+    L->post_free = n;
+  }
   pthread_mutex_destroy(&L->mu);
   free(L);
 }
@@ -280,6 +329,11 @@ static uint64_t op_wall(void *ctx) {
 
 static uint64_t op_timer_start(void *ctx, uint64_t delay_ns, mprpc_timer_cb cb, void *arg) {
   return mprpc__evloop_timer_start(ctx, delay_ns, cb, arg);
+}
+
+/* deadline_ns is on op_now's clock (CLOCK_MONOTONIC). */
+static uint64_t op_timer_start_at(void *ctx, uint64_t deadline_ns, mprpc_timer_cb cb, void *arg) {
+  return timer_at(ctx, deadline_ns, cb, arg);
 }
 
 static void op_timer_cancel(void *ctx, uint64_t id) { mprpc__evloop_timer_cancel(ctx, id); }
@@ -355,6 +409,7 @@ static const mprpc_loop_ops_t evloop_ops = {
     .wall_ns = op_wall,
     .timer_start = op_timer_start,
     .timer_cancel = op_timer_cancel,
+    .timer_start_at = op_timer_start_at,
     .post = op_post,
     .in_loop = op_in_loop,
     .rand = op_rand,

@@ -22,6 +22,8 @@ typedef struct mprpc__post_item mprpc__post_item_t;
 /* One libev loop, driven by one thread. Fields marked (mu) are shared with
  * other threads and guarded by `mu`; everything else belongs to the loop
  * thread. */
+#define MPRPC__POST_CACHE 256 /* run post items kept for reuse per loop */
+
 typedef struct mprpc__evloop {
   struct ev_loop *ev;
   mprpc__timerq_t tq;
@@ -35,6 +37,8 @@ typedef struct mprpc__evloop {
   bool in_posts;          /* run_posts is running posts from on_ev_async */
   pthread_mutex_t mu;
   mprpc__post_item_t *post_head, *post_tail; /* (mu) */
+  mprpc__post_item_t *post_free; /* (mu) run items kept for reuse */
+  size_t npost_free;             /* (mu) at most 2 * MPRPC__POST_CACHE */
   bool stop_req;          /* (mu) the group asked the thread to stop */
   bool stopped;           /* (mu) posts are refused from now on */
   bool stopping;          /* new connections and accepts are refused */
