@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "support/bytes.h"
 #include "mprpc/buf.h"
 #include "mprpc/errors.h"
 #include "mprpc/frame.h"
@@ -39,49 +40,6 @@ static const uint8_t *guard_put(guarded_t *g, const void *src, size_t n) {
 }
 
 static void guard_free(guarded_t *g) { munmap(g->map, g->maplen); }
-
-/* Growable byte string. */
-typedef struct bytes {
-  uint8_t *p;
-  size_t n, cap;
-} bytes_t;
-
-static void bput(bytes_t *b, const void *p, size_t n) {
-  if (b->n + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + n)
-      cap *= 2;
-    b->p = realloc(b->p, cap);
-    assert_non_null(b->p);
-    b->cap = cap;
-  }
-  if (n)
-    memcpy(b->p + b->n, p, n);
-  b->n += n;
-}
-
-static void bput_u8(bytes_t *b, uint8_t v) { bput(b, &v, 1); }
-
-static void bput_varint(bytes_t *b, uint64_t v) {
-  while (v >= 0x80) {
-    bput_u8(b, (uint8_t)(v | 0x80));
-    v >>= 7;
-  }
-  bput_u8(b, (uint8_t)v);
-}
-
-static void bput_tag(bytes_t *b, uint32_t field, uint32_t wt) { bput_varint(b, ((uint64_t)field << 3) | wt); }
-
-static void bput_lenfield(bytes_t *b, uint32_t field, const void *p, size_t n) {
-  bput_tag(b, field, 2);
-  bput_varint(b, n);
-  bput(b, p, n);
-}
-
-static void bfree(bytes_t *b) {
-  free(b->p);
-  memset(b, 0, sizeof *b);
-}
 
 /* Encodes a frame and flattens its iovecs. */
 static void encode_to(bytes_t *b, const mprpc_meta_t *m, const void *pl, size_t pn, const void *att,

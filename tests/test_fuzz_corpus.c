@@ -26,53 +26,7 @@
 
 #include "mprpc/errors.h"
 #include "mprpc/frame.h"
-
-typedef struct bytes {
-  uint8_t *p;
-  size_t n, cap;
-} bytes_t;
-
-static void bput(bytes_t *b, const void *p, size_t n) {
-  if (b->n + n > b->cap) {
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + n)
-      cap *= 2;
-    b->p = realloc(b->p, cap);
-    assert_non_null(b->p);
-    b->cap = cap;
-  }
-  if (n)
-    memcpy(b->p + b->n, p, n);
-  b->n += n;
-}
-
-static void bput_u8(bytes_t *b, uint8_t v) { bput(b, &v, 1); }
-
-static void bput_varint(bytes_t *b, uint64_t v) {
-  while (v >= 0x80) {
-    bput_u8(b, (uint8_t)(v | 0x80));
-    v >>= 7;
-  }
-  bput_u8(b, (uint8_t)v);
-}
-
-static void bput_tag(bytes_t *b, uint32_t field, uint32_t wt) { bput_varint(b, ((uint64_t)field << 3) | wt); }
-
-static void bput_len(bytes_t *b, uint32_t field, const void *p, size_t n) {
-  bput_tag(b, field, 2);
-  bput_varint(b, n);
-  bput(b, p, n);
-}
-
-static void bput_be32(bytes_t *b, uint32_t v) {
-  uint8_t q[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-  bput(b, q, 4);
-}
-
-static void bfree(bytes_t *b) {
-  free(b->p);
-  memset(b, 0, sizeof *b);
-}
+#include "support/bytes.h"
 
 static void encode(bytes_t *b, const mprpc_meta_t *m, const void *pl, size_t pn, const void *att,
                    size_t an) {
@@ -221,12 +175,12 @@ static void put_unknowns(bytes_t *b) {
   bput(b, "\x01\x02\x03\x04", 4);
   bput_tag(b, 10, 1);
   bput(b, "\x01\x02\x03\x04\x05\x06\x07\x08", 8);
-  bput_len(b, 11, "user_fields", 11);
+  bput_lenfield(b, 11, "user_fields", 11);
   bput_tag(b, 12, 3); /* a group with a nested group */
   bput_tag(b, 1, 0);
   bput_varint(b, 1);
   bput_tag(b, 2, 3);
-  bput_len(b, 1, "x", 1);
+  bput_lenfield(b, 1, "x", 1);
   bput_tag(b, 2, 4);
   bput_tag(b, 12, 4);
   bput_tag(b, 13, 0);
@@ -282,7 +236,7 @@ static void gen_frames(void) {
   frame_seed("valid_meta_over_256", &b, 1, 0);
 
   put_unknowns(&m);
-  bput_len(&m, 1, "\x0a\x03" "a.B" "\x12\x01" "c", 8);
+  bput_lenfield(&m, 1, "\x0a\x03" "a.B" "\x12\x01" "c", 8);
   put_unknowns(&m);
   bput_tag(&m, 4, 0);
   bput_varint(&m, 7);
@@ -435,23 +389,23 @@ static void gen_metas(void) {
   meta_seed("empty", &b, 0);
 
   put_unknowns(&b);
-  bput_len(&b, 1, "\x0a\x03" "a.B" "\x12\x01" "c" "\x48\x05", 10); /* field 9 inside request */
+  bput_lenfield(&b, 1, "\x0a\x03" "a.B" "\x12\x01" "c" "\x48\x05", 10); /* field 9 inside request */
   put_unknowns(&b);
   meta_seed("unknown_fields", &b, 0);
 
-  bput_len(&b, 1, "\x0a\x03" "a.B" "\x12\x01" "c" "\x18\x01", 10);
-  bput_len(&b, 1, "\x0a\x03" "a.C" "\x12\x01" "d" "\x20\x02", 10);
+  bput_lenfield(&b, 1, "\x0a\x03" "a.B" "\x12\x01" "c" "\x18\x01", 10);
+  bput_lenfield(&b, 1, "\x0a\x03" "a.C" "\x12\x01" "d" "\x20\x02", 10);
   bput(&b, "\x20\x01\x20\x02", 4);
   meta_seed("repeated_fields_merge", &b, 0);
 
   bput(&b, "\x20\x05", 2);
-  bput_len(&b, 4, "xx", 2); /* known number, wrong wire type */
+  bput_lenfield(&b, 4, "xx", 2); /* known number, wrong wire type */
   meta_seed("wrong_wire_type", &b, 0);
 
   bput(&b, "\x00\x01\x80\x00\x02\x20\x03", 7); /* field 0, minimal and not */
   meta_seed("field_zero", &b, 0);
 
-  bput_len(&b, 1, "\x18\x01", 2);
+  bput_lenfield(&b, 1, "\x18\x01", 2);
   meta_seed("request_without_names", &b, 0);
 
   bput(&b, "\x28\xff\xff\xff\xff\xff\xff\xff\xff\xff\x01", 11);
