@@ -190,16 +190,8 @@ int mprpc_server_new(const mprpc_server_opts_t *opts, mprpc_server_t **out) {
   *out = s;
   return 0;
 fail:
-  if (s) {
-    if (s->group)
-      mprpc_loop_group_free(s->group);
-    free(s->sl);
-    free(s->loops);
-    free(s->host);
-    free(s->advertise_host);
-    free(s->version);
-    free(s);
-  }
+  if (s)
+    mprpc__srv_free_all(s);
   return rc;
 }
 

@@ -405,7 +405,8 @@ void mprpc_server_destroy(mprpc_server_t *s) {
 }
 
 void mprpc__srv_free_all(mprpc_server_t *s) {
-  for (size_t i = 0; i < s->nloops; i++) {
+  /* Also the unwinding path of mprpc_server_new: sl may not exist yet. */
+  for (size_t i = 0; s->sl && i < s->nloops; i++) {
     srv_loop_t *l = &s->sl[i];
     srv_conn_t *c = l->conns;
     while (c) {
