@@ -13,9 +13,9 @@
  * connection midway; retries then reconnect, and the rest of the input
  * goes to the new connection (or the connect fails, as the input says).
  *
- * It runs on a tiny single-threaded fake loop and transport (like
- * fuzz/fuzz_server.c): no sockets, no threads, virtual time, so an
- * execution is deterministic and fast.
+ * It runs on the fake loop of fuzz/support/fake_loop.h (shared with
+ * fuzz/fuzz_server.c) and a fake transport: no sockets, no threads, virtual
+ * time, so an execution is deterministic and fast.
  *
  * Checked besides "no crash / leak / UB / hang":
  * - every request the channel writes is a well-formed Echo request frame
@@ -79,40 +79,33 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/timerq.h"
 #include "echo.pb-c.h"
 #include "mprpc/channel.h"
 #include "mprpc/errors.h"
 #include "mprpc/frame.h"
 #include "mprpc/log.h"
 #include "support/check.h"
+#include "support/fake_loop.h"
 
 #define MAXCALLS 5 /* 4 from the start, one more from a closure */
 #define MAXCONNS 32
 #define MAXWRITTEN 256
-#define NPOST 4096
 
 struct mprpc_conn {
   const mprpc_conn_handler_t *h;
   void *ud;
   mprpc_rbuf_t *in;
-  uint8_t *out;
-  size_t olen, ocap, oparsed, oflushed;
+  fuzz_bytes_t out;         /* what the channel wrote */
+  size_t oparsed, oflushed; /* how much of it was checked, "sent" */
   uint64_t ctimer; /* connect timeout */
-  uint8_t *rx; /* what the "provider" delivered on it */
-  size_t rxlen, rxcap;
+  fuzz_bytes_t rx; /* what the "provider" delivered on it */
   int close_posted, closed, connected, eof_after_connect;
   int close_reason, close_err;
   int index;
 };
 
 static struct {
-  uint64_t now;
-  mprpc__timerq_t tq;
-  mprpc_post_cb fn[NPOST];
-  void *arg[NPOST];
-  size_t ph, pt;
-  mprpc_xoshiro_t rng;
+  fuzz_loop_t loop;
 
   mprpc_conn_t *conns[MAXCONNS];
   int nconns;
@@ -126,8 +119,8 @@ static struct {
   int nwritten;
 
   /* the stream for connection 0: built, and how much was delivered */
-  uint8_t *s;
-  size_t slen, scap, sdelivered;
+  fuzz_bytes_t s;
+  size_t sdelivered;
 
   int ncalls;
   int ran[MAXCALLS];
@@ -141,73 +134,8 @@ static struct {
   bool use_stub; /* calls go through the protoc-c stub, not mprpc_channel_call */
 } E;
 
-/* ---- fake loop -------------------------------------------------------------- */
-
-static uint64_t f_now(void *c) {
-  (void)c;
-  return E.now;
-}
-static uint64_t f_wall(void *c) {
-  (void)c;
-  return E.now + 1700000000ull * MPRPC_NS_PER_S;
-}
-static uint64_t f_timer_start(void *c, uint64_t d, mprpc_timer_cb cb, void *arg) {
-  (void)c;
-  return mprpc__timerq_add(&E.tq, E.now + d, cb, arg);
-}
-static void f_timer_cancel(void *c, uint64_t id) {
-  (void)c;
-  mprpc__timerq_cancel(&E.tq, id);
-}
-static int f_post(void *c, mprpc_post_cb fn, void *arg) {
-  (void)c;
-  if (E.pt - E.ph >= NPOST)
-    return MPRPC_ENOMEM;
-  E.fn[E.pt % NPOST] = fn;
-  E.arg[E.pt % NPOST] = arg;
-  E.pt++;
-  return 0;
-}
-static bool f_in_loop(void *c) {
-  (void)c;
-  return true;
-}
-static mprpc_rand_t f_rand(void *c) {
-  (void)c;
-  return mprpc_rand_xoshiro(&E.rng);
-}
-static const mprpc_loop_ops_t loop_ops = {f_now,    f_wall, f_timer_start, f_timer_cancel,
-                                          f_post,   f_in_loop, f_rand,     NULL,
-                                          NULL,     NULL,   NULL};
-
-static void scan_output(void);
-
-static void settle(void) {
-  for (int guard = 0; guard < 100000; guard++) {
-    if (E.ph != E.pt) {
-      mprpc_post_cb fn = E.fn[E.ph % NPOST];
-      void *arg = E.arg[E.ph % NPOST];
-      E.ph++;
-      fn(arg);
-    } else if (mprpc__timerq_run_due(&E.tq, E.now) == 0) {
-      scan_output();
-      return;
-    }
-  }
-  FUZZ_CHECK(!"fake loop did not settle");
-}
-
-static void advance(uint64_t ms) {
-  uint64_t target = E.now + ms * MPRPC_NS_PER_MS, d;
-  settle();
-  for (int guard = 0; guard < 100000 && mprpc__timerq_peek(&E.tq, &d) && d <= target; guard++) {
-    if (d > E.now)
-      E.now = d;
-    settle();
-  }
-  E.now = target;
-  settle();
-}
+static void settle(void) { fuzz_loop_settle(&E.loop); }
+static void advance(uint64_t ms) { fuzz_loop_advance(&E.loop, ms); }
 
 /* ---- fake transport ------------------------------------------------------------ */
 
@@ -218,7 +146,7 @@ static void fire_connect(void *arg) {
   if (cn->close_posted)
     return;
   cn->connected = 1;
-  mprpc__timerq_cancel(&E.tq, cn->ctimer);
+  mprpc__timerq_cancel(&E.loop.tq, cn->ctimer);
   cn->h->on_connect(cn, cn->ud);
   if (cn->eof_after_connect)
     post_close(cn, MPRPC_CLOSE_EOF, 0);
@@ -227,7 +155,7 @@ static void fire_connect(void *arg) {
 static void fire_close(void *arg) {
   mprpc_conn_t *cn = arg;
   FUZZ_CHECK(!cn->closed);
-  mprpc__timerq_cancel(&E.tq, cn->ctimer);
+  mprpc__timerq_cancel(&E.loop.tq, cn->ctimer);
   cn->h->on_close(cn, cn->ud, cn->close_reason, cn->close_err);
   cn->closed = 1; /* the pointer is dead for the channel from here on */
 }
@@ -238,7 +166,7 @@ static void post_close(mprpc_conn_t *cn, int reason, int err) {
   cn->close_posted = 1;
   cn->close_reason = reason;
   cn->close_err = err;
-  FUZZ_CHECK(f_post(NULL, fire_close, cn) == 0);
+  FUZZ_CHECK(fuzz_loop_post(&E.loop, fire_close, cn) == 0);
 }
 
 static void connect_timeout_fire(void *arg) {
@@ -276,11 +204,11 @@ static int f_connect(void *c, mprpc_loop_t l, const char *h, uint16_t p, const m
     post_close(cn, MPRPC_CLOSE_CONNECT_FAILED, MPRPC_ECONNREFUSED);
   } else {
     /* the connect timeout is the transport's job: honour it */
-    cn->ctimer = f_timer_start(NULL,
-                               o->connect_timeout_ns ? o->connect_timeout_ns : 3 * MPRPC_NS_PER_S,
-                               connect_timeout_fire, cn);
+    cn->ctimer = fuzz_loop_timer_start(
+        &E.loop, o->connect_timeout_ns ? o->connect_timeout_ns : 3 * MPRPC_NS_PER_S,
+        connect_timeout_fire, cn);
     cn->eof_after_connect = mode == 3;
-    FUZZ_CHECK(f_post(NULL, fire_connect, cn) == 0);
+    FUZZ_CHECK(fuzz_loop_post(&E.loop, fire_connect, cn) == 0);
   }
   return 0;
 }
@@ -301,25 +229,16 @@ static int f_writev(void *c, mprpc_conn_t *cn, const struct iovec *iov, int n) {
     E.hwm_once = false;
     return MPRPC_EHWM;
   }
-  for (int i = 0; i < n; i++) {
-    if (cn->olen + iov[i].iov_len > cn->ocap) {
-      cn->ocap = (cn->ocap + iov[i].iov_len) * 2;
-      cn->out = realloc(cn->out, cn->ocap);
-      FUZZ_CHECK(cn->out != NULL);
-    }
-    if (iov[i].iov_len)
-      memcpy(cn->out + cn->olen, iov[i].iov_base, iov[i].iov_len);
-    cn->olen += iov[i].iov_len;
-  }
+  fuzz_bytes_putv(&cn->out, iov, n);
   if (!E.pending_mode)
-    cn->oflushed = cn->olen;
+    cn->oflushed = cn->out.len;
   return 0;
 }
 
 static size_t f_pending(void *c, mprpc_conn_t *cn) {
   (void)c;
   FUZZ_CHECK(!cn->closed);
-  return cn->olen - cn->oflushed;
+  return cn->out.len - cn->oflushed;
 }
 
 static void f_close(void *c, mprpc_conn_t *cn, bool flush) {
@@ -341,9 +260,9 @@ static const mprpc_transport_ops_t tr_ops = {f_listen, f_port,    f_lclose, f_co
 static void scan_output(void) {
   for (int i = 0; i < E.nconns; i++) {
     mprpc_conn_t *cn = E.conns[i];
-    while (cn->oparsed < cn->olen) {
+    while (cn->oparsed < cn->out.len) {
       mprpc_frame_t f;
-      long r = mprpc_frame_parse(cn->out + cn->oparsed, cn->olen - cn->oparsed, 0, &f);
+      long r = mprpc_frame_parse(cn->out.p + cn->oparsed, cn->out.len - cn->oparsed, 0, &f);
       FUZZ_CHECK(r > 0); /* writev takes whole frames */
       FUZZ_CHECK(f.meta.has_request && !f.meta.has_response);
       FUZZ_CHECK(mprpc_bytes_eq(f.meta.service_name, "example.EchoService"));
@@ -381,9 +300,9 @@ static int call_of_cid(uint64_t cid) {
 static bool success_on(const mprpc_conn_t *cn, int k, const char *msg, const void *att,
                        size_t att_len) {
   size_t off = 0;
-  for (int guard = 0; guard < 1000000 && off < cn->rxlen; guard++) {
+  for (int guard = 0; guard < 1000000 && off < cn->rx.len; guard++) {
     mprpc_frame_t f;
-    long r = mprpc_frame_parse(cn->rx + off, cn->rxlen - off, E.max_body, &f);
+    long r = mprpc_frame_parse(cn->rx.p + off, cn->rx.len - off, E.max_body, &f);
     if (r <= 0 || f.meta.has_request)
       return false;
     off += (size_t)r;
@@ -500,17 +419,6 @@ static const uint8_t *rd_bytes(reader_t *r, size_t *len) {
   return p;
 }
 
-static void s_put(const void *p, size_t n) {
-  if (E.slen + n > E.scap) {
-    E.scap = (E.slen + n) * 2;
-    E.s = realloc(E.s, E.scap);
-    FUZZ_CHECK(E.s != NULL);
-  }
-  if (n)
-    memcpy(E.s + E.slen, p, n);
-  E.slen += n;
-}
-
 static void put_be32(uint8_t *p, uint32_t v) {
   p[0] = (uint8_t)(v >> 24);
   p[1] = (uint8_t)(v >> 16);
@@ -592,13 +500,13 @@ static void build_response(reader_t *r, bool twice) {
   }
   mprpc_frame_out_t out;
   FUZZ_CHECK(mprpc_frame_encode(&out, &m, payload, plen, att, alen) == 0);
-  size_t start = E.slen;
+  size_t start = E.s.len;
   for (int i = 0; i < out.iovcnt; i++)
-    s_put(out.iov[i].iov_base, out.iov[i].iov_len);
+    fuzz_bytes_put(&E.s, out.iov[i].iov_base, out.iov[i].iov_len);
   mprpc_frame_out_free(&out);
   free(att);
-  size_t flen = E.slen - start;
-  uint8_t *fr = E.s + start;
+  size_t flen = E.s.len - start;
+  uint8_t *fr = E.s.p + start;
   if (flags & 0x20) {
     uint32_t body = (uint32_t)(flen - MPRPC_FRAME_HEADER_LEN);
     uint32_t meta = (uint32_t)(fr[8] << 24 | fr[9] << 16 | fr[10] << 8 | fr[11]);
@@ -613,14 +521,14 @@ static void build_response(reader_t *r, bool twice) {
     }
   }
   if (flags & 0x10) {
-    E.slen = start + flen * rd(r) / 256;
+    E.s.len = start + flen * rd(r) / 256;
     return; /* a truncated frame is not repeated */
   }
   if (twice) {
     uint8_t *copy = malloc(flen);
     FUZZ_CHECK(copy != NULL);
-    memcpy(copy, E.s + start, flen);
-    s_put(copy, flen);
+    memcpy(copy, E.s.p + start, flen);
+    fuzz_bytes_put(&E.s, copy, flen);
     free(copy);
   }
 }
@@ -655,8 +563,8 @@ static size_t next_chunk(void) {
 /* Delivers the built bytes in chunks; with all == false only while a whole
  * chunk is there, so chunks span records (sticky and split frames). */
 static void deliver(bool all) {
-  for (int guard = 0; guard < 1000000 && E.sdelivered < E.slen; guard++) {
-    size_t n = next_chunk(), left = E.slen - E.sdelivered;
+  for (int guard = 0; guard < 1000000 && E.sdelivered < E.s.len; guard++) {
+    size_t n = next_chunk(), left = E.s.len - E.sdelivered;
     if (n > left) {
       if (!all)
         return;
@@ -664,18 +572,12 @@ static void deliver(bool all) {
     }
     mprpc_conn_t *cn = current_conn();
     if (!cn) {
-      E.sdelivered = E.slen; /* the provider's bytes go nowhere now */
+      E.sdelivered = E.s.len; /* the provider's bytes go nowhere now */
       return;
     }
     chunk_i++;
-    if (cn->rxlen + n > cn->rxcap) {
-      cn->rxcap = (cn->rxlen + n) * 2;
-      cn->rx = realloc(cn->rx, cn->rxcap);
-      FUZZ_CHECK(cn->rx != NULL);
-    }
-    memcpy(cn->rx + cn->rxlen, E.s + E.sdelivered, n);
-    cn->rxlen += n;
-    FUZZ_CHECK(mprpc_rbuf_append(cn->in, E.s + E.sdelivered, n) == 0);
+    fuzz_bytes_put(&cn->rx, E.s.p + E.sdelivered, n);
+    FUZZ_CHECK(mprpc_rbuf_append(cn->in, E.s.p + E.sdelivered, n) == 0);
     E.sdelivered += n;
     cn->h->on_data(cn, cn->ud, cn->in);
     settle();
@@ -696,9 +598,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   uint8_t f0 = rd(&r), f1 = rd(&r), f2 = rd(&r);
 
   memset(&E, 0, sizeof E);
-  E.now = 1000 * MPRPC_NS_PER_S;
-  mprpc__timerq_init(&E.tq);
-  mprpc_xoshiro_seed(&E.rng, 1);
+  fuzz_loop_init(&E.loop);
+  E.loop.wall_offset = 1700000000ull * MPRPC_NS_PER_S;
+  E.loop.on_settled = scan_output;
   E.ncalls = (f0 & 3) + 1;
   E.reconnect_mode = f1 & 3;
   E.hwm_once = (f1 & 4) != 0;
@@ -712,7 +614,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   cancel_after_first = (f1 & 0x10) != 0;
   int end = (f0 >> 5) & 3;
 
-  mprpc_loop_t loop = {&loop_ops, NULL};
+  mprpc_loop_t loop = fuzz_loop_seam(&E.loop);
   mprpc_channel_options_t o;
   mprpc_channel_options_init(&o);
   o.loop = loop;
@@ -750,7 +652,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     case 2: {
       size_t n = rd(&r);
       const uint8_t *p = rd_bytes(&r, &n);
-      s_put(p, n);
+      fuzz_bytes_put(&E.s, p, n);
       break;
     }
     default:
@@ -760,7 +662,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
         if ((t & 0x30) && current_conn()) { /* the provider ends this connection */
           post_close(current_conn(), (t & 0x20) ? MPRPC_CLOSE_RESET : MPRPC_CLOSE_EOF,
                      (t & 0x20) ? MPRPC_ECONNRESET : 0);
-          E.sdelivered = E.slen;
+          E.sdelivered = E.s.len;
           settle();
         }
         break;
@@ -777,7 +679,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
         for (int i = 0; i < E.nconns; i++) {
           mprpc_conn_t *cn = E.conns[i];
           if (cn->connected && !cn->close_posted) {
-            cn->oflushed = cn->olen;
+            cn->oflushed = cn->out.len;
             cn->h->on_writable(cn, cn->ud);
           }
         }
@@ -812,17 +714,17 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   settle();
   for (int i = 0; i < E.nconns; i++)
     FUZZ_CHECK(E.conns[i]->closed);
-  FUZZ_CHECK(E.ph == E.pt);
-  FUZZ_CHECK(mprpc__timerq_len(&E.tq) == 0); /* the channel left no timer armed */
+  FUZZ_CHECK(E.loop.ph == E.loop.pt);
+  FUZZ_CHECK(mprpc__timerq_len(&E.loop.tq) == 0); /* the channel left no timer armed */
 
   for (int i = 0; i < E.nconns; i++) {
-    free(E.conns[i]->out);
-    free(E.conns[i]->rx);
+    free(E.conns[i]->out.p);
+    free(E.conns[i]->rx.p);
     free(E.conns[i]);
   }
   for (int k = 0; k < E.ncalls; k++)
     mprpc_controller_free(E.ctl[k]);
-  mprpc__timerq_free(&E.tq);
-  free(E.s);
+  fuzz_loop_free(&E.loop);
+  free(E.s.p);
   return 0;
 }

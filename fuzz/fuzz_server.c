@@ -1,10 +1,10 @@
 /*
  * Fuzz target "server": arbitrary bytes, split arbitrarily, fed to one
- * connection of a provider running on a tiny single-threaded fake loop and
- * transport (the server core needs nothing else). Whatever arrives, the
- * server must not crash or leak, every byte it writes must parse as a
- * sequence of response frames, it never answers more requests than it
- * received, and a graceful shutdown afterwards completes.
+ * connection of a provider running on the fake loop of support/fake_loop.h
+ * and a fake transport (the server core needs nothing else). Whatever
+ * arrives, the server must not crash or leak, every byte it writes must
+ * parse as a sequence of response frames, it never answers more requests
+ * than it received, and a graceful shutdown afterwards completes.
  *
  * Input layout:
  *   byte 0   chunk size for feeding (0 = one byte at a time)
@@ -20,65 +20,26 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/timerq.h"
 #include "echo.pb-c.h"
 #include "mprpc/errors.h"
 #include "mprpc/frame.h"
 #include "mprpc/log.h"
 #include "mprpc/server.h"
 #include "support/check.h"
+#include "support/fake_loop.h"
 
 struct mprpc_conn {
   const mprpc_conn_handler_t *h;
   void *ud;
   mprpc_rbuf_t *in;
-  uint8_t *out;
-  size_t olen, ocap;
+  fuzz_bytes_t out; /* what the server wrote */
   int close_posted, closed;
 };
 
-#define NPOST 4096
 static struct {
-  uint64_t now;
-  mprpc__timerq_t tq;
-  mprpc_post_cb fn[NPOST];
-  void *arg[NPOST];
-  size_t ph, pt;
-  mprpc_xoshiro_t rng;
+  fuzz_loop_t loop;
   mprpc_listen_opts_t lo;
 } E;
-
-static uint64_t f_now(void *c) {
-  (void)c;
-  return E.now;
-}
-static uint64_t f_timer_start(void *c, uint64_t d, mprpc_timer_cb cb, void *arg) {
-  (void)c;
-  return mprpc__timerq_add(&E.tq, E.now + d, cb, arg);
-}
-static void f_timer_cancel(void *c, uint64_t id) {
-  (void)c;
-  mprpc__timerq_cancel(&E.tq, id);
-}
-static int f_post(void *c, mprpc_post_cb fn, void *arg) {
-  (void)c;
-  if (E.pt - E.ph >= NPOST)
-    return MPRPC_ENOMEM;
-  E.fn[E.pt % NPOST] = fn;
-  E.arg[E.pt % NPOST] = arg;
-  E.pt++;
-  return 0;
-}
-static bool f_in_loop(void *c) {
-  (void)c;
-  return true;
-}
-static mprpc_rand_t f_rand(void *c) {
-  (void)c;
-  return mprpc_rand_xoshiro(&E.rng);
-}
-static const mprpc_loop_ops_t loop_ops = {f_now, f_now, f_timer_start, f_timer_cancel, f_post,
-                                          f_in_loop, f_rand, NULL, NULL, NULL, NULL};
 
 static int f_listen(void *c, const mprpc_listen_opts_t *o, mprpc_listener_t **out) {
   (void)c;
@@ -107,16 +68,7 @@ static void f_setup(void *c, mprpc_conn_t *cn, const mprpc_conn_handler_t *h, vo
 static int f_writev(void *c, mprpc_conn_t *cn, const struct iovec *iov, int n) {
   (void)c;
   FUZZ_CHECK(!cn->closed);
-  for (int i = 0; i < n; i++) {
-    if (cn->olen + iov[i].iov_len > cn->ocap) {
-      cn->ocap = (cn->ocap + iov[i].iov_len) * 2;
-      cn->out = realloc(cn->out, cn->ocap);
-      FUZZ_CHECK(cn->out != NULL);
-    }
-    if (iov[i].iov_len)
-      memcpy(cn->out + cn->olen, iov[i].iov_base, iov[i].iov_len);
-    cn->olen += iov[i].iov_len;
-  }
+  fuzz_bytes_putv(&cn->out, iov, n);
   return 0;
 }
 static size_t f_pending(void *c, mprpc_conn_t *cn) {
@@ -132,7 +84,7 @@ static void f_close(void *c, mprpc_conn_t *cn, bool flush) {
   (void)c, (void)flush;
   if (!cn->close_posted) {
     cn->close_posted = 1;
-    f_post(NULL, fire_close, cn);
+    fuzz_loop_post(&E.loop, fire_close, cn);
   }
 }
 static const char *f_peer(void *c, mprpc_conn_t *cn) {
@@ -142,31 +94,7 @@ static const char *f_peer(void *c, mprpc_conn_t *cn) {
 static const mprpc_transport_ops_t tr_ops = {f_listen, f_port,    f_lclose, f_connect, f_setup,
                                              f_writev, f_pending, f_close,  f_peer};
 
-static void settle(void) {
-  for (int guard = 0; guard < 100000; guard++) {
-    if (E.ph != E.pt) {
-      mprpc_post_cb fn = E.fn[E.ph % NPOST];
-      void *arg = E.arg[E.ph % NPOST];
-      E.ph++;
-      fn(arg);
-    } else if (mprpc__timerq_run_due(&E.tq, E.now) == 0) {
-      return;
-    }
-  }
-  FUZZ_CHECK(!"fake loop did not settle");
-}
-
-static void advance(uint64_t ms) {
-  uint64_t target = E.now + ms * MPRPC_NS_PER_MS, d;
-  settle();
-  while (mprpc__timerq_peek(&E.tq, &d) && d <= target) {
-    if (d > E.now)
-      E.now = d;
-    settle();
-  }
-  E.now = target;
-  settle();
-}
+static void settle(void) { fuzz_loop_settle(&E.loop); }
 
 #define MAXHELD 64
 static Example__EchoResponse_Closure held_cl[MAXHELD];
@@ -226,11 +154,9 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   size -= 2;
 
   memset(&E, 0, sizeof E);
-  E.now = 1000 * MPRPC_NS_PER_S;
-  mprpc__timerq_init(&E.tq);
-  mprpc_xoshiro_seed(&E.rng, 1);
+  fuzz_loop_init(&E.loop);
   nheld = ncalls = 0;
-  mprpc_loop_t loop = {&loop_ops, NULL};
+  mprpc_loop_t loop = fuzz_loop_seam(&E.loop);
   static Example__EchoService_Service svc = EXAMPLE__ECHO_SERVICE__INIT(h_);
 
   mprpc_server_opts_t o;
@@ -265,7 +191,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     c->h->on_data(c, c->ud, c->in);
     settle();
     if (flags & 8)
-      advance(20);
+      fuzz_loop_advance(&E.loop, 20);
     off += n;
   }
   for (int i = nheld - 1; i >= 0; i--) {
@@ -277,8 +203,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
 
   /* The output is a clean sequence of responses, no more than requests. */
   size_t requests = count_requests(data, size, o.max_body), responses = 0;
-  const uint8_t *p = c->out;
-  size_t left = c->olen;
+  const uint8_t *p = c->out.p;
+  size_t left = c->out.len;
   while (left > 0) {
     mprpc_frame_t f;
     long r = mprpc_frame_parse(p, left, 0, &f);
@@ -292,13 +218,13 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
 
   if (!stopped)
     FUZZ_CHECK(mprpc_server_shutdown(s, sd_done, &done) == 0);
-  advance(1000);
+  fuzz_loop_advance(&E.loop, 1000);
   FUZZ_CHECK(done == 1);
   FUZZ_CHECK(c->closed);
   mprpc_server_destroy(s);
   settle();
-  mprpc__timerq_free(&E.tq);
-  free(c->out);
+  fuzz_loop_free(&E.loop);
+  free(c->out.p);
   free(c);
   return 0;
 }
