@@ -8,13 +8,9 @@
  * for a wrong password); only framework failures make a call fail. SIGTERM or
  * SIGINT stops it gracefully; it then prints how many calls it served.
  */
-#include <signal.h>
-#include <stdio.h>
 #include <string.h>
 
-#include "../common/app.h"
-#include "mprpc/log.h"
-#include "mprpc/server.h"
+#include "../common/provider.h"
 #include "user.pb-c.h"
 
 /* A fixed user table stands in for the seeds' database. */
@@ -75,57 +71,7 @@ static void user_register_(Fixbug__UserServiceRpc_Service *svc,
   done(&resp, closure_data);
 }
 
-static mprpc_server_t *g_server;
-
-static void on_signal(int sig) {
-  (void)sig;
-  mprpc_server_stop_async(g_server);
-}
-
 int main(int argc, char **argv) {
   static Fixbug__UserServiceRpc_Service svc = FIXBUG__USER_SERVICE_RPC__INIT(user_);
-  mprpc_config_t *cfg = app_init(argc, argv);
-  const char *ip = app_str(cfg, "rpcserverip", "127.0.0.1");
-  int port = app_int("user_provider", cfg, "rpcserverport", 0, 0, 65535);
-  int threads = app_int("user_provider", cfg, "threads", 1, 1, 64);
-  mprpc_registry_t reg = app_registry("user_provider", cfg);
-
-  mprpc_server_opts_t so;
-  mprpc_server_opts_init(&so);
-  so.host = ip;
-  so.port = (uint16_t)port;
-  so.threads = (size_t)threads;
-  so.registry = reg;
-  so.advertise_host = ip;
-  int rc = mprpc_server_new(&so, &g_server);
-  if (rc == 0)
-    rc = mprpc_server_add_service(g_server, &svc.base);
-  if (rc == 0)
-    rc = mprpc_server_start(g_server);
-  if (rc != 0) {
-    fprintf(stderr, "user_provider: cannot serve on %s:%d: %s\n", ip, port, mprpc_strerror(rc));
-    mprpc_server_destroy(g_server);
-    mprpc_registry_close(reg);
-    mprpc_config_free(cfg);
-    return 1;
-  }
-  struct sigaction sa = {.sa_handler = on_signal};
-  sigaction(SIGTERM, &sa, NULL);
-  sigaction(SIGINT, &sa, NULL);
-  unsigned bound = mprpc_server_port(g_server);
-  printf("user_provider: %s on %s:%u\n", fixbug__user_service_rpc__descriptor.name, ip, bound);
-  fflush(stdout);
-
-  mprpc_server_run(g_server);
-
-  uint64_t served = 0;
-  mprpc_method_stats_t ms;
-  for (size_t i = 0; mprpc_server_method_stats_at(g_server, i, &ms) == 0; i++)
-    served += ms.completed;
-  printf("user_provider: %s:%u served %llu calls\n", ip, bound, (unsigned long long)served);
-  mprpc_server_destroy(g_server);
-  mprpc_registry_close(reg);
-  mprpc_config_free(cfg);
-  mprpc_log_flush();
-  return 0;
+  return app_provider_main("user_provider", argc, argv, &svc.base);
 }

@@ -1,0 +1,82 @@
+/*
+ * What the user and friend providers share: the whole life of a provider
+ * that publishes one service, configured by the seeds' keys (app.h).
+ *
+ * Header-only (static inline) for the same reason as app.h: the build makes
+ * one program of every examples/<dir>/<name>.c.
+ */
+#ifndef MPRPC_EXAMPLE_PROVIDER_H
+#define MPRPC_EXAMPLE_PROVIDER_H
+
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "app.h"
+#include "mprpc/log.h"
+#include "mprpc/server.h"
+
+/* The one server of this program, for the signal handler. */
+static mprpc_server_t *app_provider_server;
+
+static inline void app_provider_on_signal(int sig) {
+  (void)sig;
+  mprpc_server_stop_async(app_provider_server);
+}
+
+/* The provider's main(): loads `-i FILE`, opens the registry, serves svc on
+ * rpcserverip:rpcserverport with `threads` I/O loops and publishes it there.
+ * Prints "<prog>: <service> on <ip>:<port>" once serving (ci/demo.sh waits
+ * for it). SIGTERM or SIGINT stops it gracefully; it then prints
+ * "<prog>: <ip>:<port> served N calls". Returns the exit status: 0, or 1
+ * when it cannot serve; exits 2 (1 for the registry) on a config error, as
+ * app.h does. svc must outlive the call. */
+static inline int app_provider_main(const char *prog, int argc, char **argv,
+                                    ProtobufCService *svc) {
+  mprpc_config_t *cfg = app_init(argc, argv);
+  const char *ip = app_str(cfg, "rpcserverip", "127.0.0.1");
+  int port = app_int(prog, cfg, "rpcserverport", 0, 0, 65535);
+  int threads = app_int(prog, cfg, "threads", 1, 1, 64);
+  mprpc_registry_t reg = app_registry(prog, cfg);
+
+  mprpc_server_opts_t so;
+  mprpc_server_opts_init(&so);
+  so.host = ip;
+  so.port = (uint16_t)port;
+  so.threads = (size_t)threads;
+  so.registry = reg;
+  so.advertise_host = ip;
+  int rc = mprpc_server_new(&so, &app_provider_server);
+  if (rc == 0)
+    rc = mprpc_server_add_service(app_provider_server, svc);
+  if (rc == 0)
+    rc = mprpc_server_start(app_provider_server);
+  if (rc != 0) {
+    fprintf(stderr, "%s: cannot serve on %s:%d: %s\n", prog, ip, port, mprpc_strerror(rc));
+    mprpc_server_destroy(app_provider_server);
+    mprpc_registry_close(reg);
+    mprpc_config_free(cfg);
+    return 1;
+  }
+  struct sigaction sa = {.sa_handler = app_provider_on_signal};
+  sigaction(SIGTERM, &sa, NULL);
+  sigaction(SIGINT, &sa, NULL);
+  unsigned bound = mprpc_server_port(app_provider_server);
+  printf("%s: %s on %s:%u\n", prog, svc->descriptor->name, ip, bound);
+  fflush(stdout);
+
+  mprpc_server_run(app_provider_server);
+
+  uint64_t served = 0;
+  mprpc_method_stats_t ms;
+  for (size_t i = 0; mprpc_server_method_stats_at(app_provider_server, i, &ms) == 0; i++)
+    served += ms.completed;
+  printf("%s: %s:%u served %llu calls\n", prog, ip, bound, (unsigned long long)served);
+  mprpc_server_destroy(app_provider_server);
+  mprpc_registry_close(reg);
+  mprpc_config_free(cfg);
+  mprpc_log_flush();
+  return 0;
+}
+
+#endif
