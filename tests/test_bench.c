@@ -65,6 +65,54 @@ static void test_bench_parse_size(void **state) {
   assert_int_equal(bench_parse_size("12x"), -1);
 }
 
+/* Both programs take their options through bench_parse_args: ci/bench.sh
+ * relies on -s/-c/-d meaning the same in each, and on defaults of a 3 s
+ * window after a 0.5 s warmup. */
+static void test_bench_parse_args(void **state) {
+  (void)state;
+  bench_cli_t c;
+  char *none[] = {"prog"};
+  assert_int_equal(bench_parse_args(1, none, 1 << 20, false, &c), 0);
+  assert_int_equal(c.mode, BENCH_MODE_BOTH);
+  assert_int_equal(c.o.payload, 64);
+  assert_int_equal(c.o.conc, 1);
+  assert_true(c.o.secs == 3 && c.o.warmup == 0.5);
+  assert_int_equal(c.o.srv_threads, 1);
+  assert_int_equal(c.o.cli_threads, 1);
+  assert_int_equal(c.o.conns, 1);
+
+  char *client[] = {"prog", "-s", "4k", "-c", "16", "-d", "1.5", "-w", "0",
+                    "--client", "127.0.0.1:9", "--server-pid", "42", "-T", "2", "-n", "4"};
+  assert_int_equal(bench_parse_args(17, client, 1 << 20, false, &c), 0);
+  assert_int_equal(c.mode, BENCH_MODE_CLIENT);
+  assert_string_equal(c.target, "127.0.0.1:9");
+  assert_int_equal(c.server_pid, 42);
+  assert_int_equal(c.o.payload, 4096);
+  assert_int_equal(c.o.conc, 16);
+  assert_true(c.o.secs == 1.5 && c.o.warmup == 0);
+  assert_int_equal(c.o.cli_threads, 2);
+  assert_int_equal(c.o.conns, 4);
+
+  char *server[] = {"prog", "--server", "-p", "5", "-t", "3"};
+  assert_int_equal(bench_parse_args(6, server, 1 << 20, false, &c), 0);
+  assert_int_equal(c.mode, BENCH_MODE_SERVER);
+  assert_int_equal(c.port, 5);
+  assert_int_equal(c.o.srv_threads, 3);
+
+  char *idle[] = {"prog", "--idle-conns", "10"};
+  assert_int_equal(bench_parse_args(3, idle, 1 << 20, false, &c), -1);
+  assert_int_equal(bench_parse_args(3, idle, 1 << 20, true, &c), 0);
+  assert_int_equal(c.mode, BENCH_MODE_IDLE);
+  assert_int_equal(c.idle, 10);
+
+  char *big[] = {"prog", "-s", "2m"};
+  assert_int_equal(bench_parse_args(3, big, 1 << 20, false, &c), -1);
+  char *missing[] = {"prog", "-c"};
+  assert_int_equal(bench_parse_args(2, missing, 1 << 20, false, &c), -1);
+  char *unknown[] = {"prog", "-x", "1"};
+  assert_int_equal(bench_parse_args(3, unknown, 1 << 20, false, &c), -1);
+}
+
 static void test_bench_cpu_ticks_of_self(void **state) {
   (void)state;
   long long t0 = bench_proc_cpu_ticks(getpid());
@@ -83,6 +131,7 @@ int main(void) {
       cmocka_unit_test(test_bench_hist_buckets_are_monotonic_and_accurate),
       cmocka_unit_test(test_bench_hist_percentiles),
       cmocka_unit_test(test_bench_parse_size),
+      cmocka_unit_test(test_bench_parse_args),
       cmocka_unit_test(test_bench_cpu_ticks_of_self),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -282,7 +282,7 @@ static struct {
   size_t payload;
   char *body; /* payload bytes */
   uint32_t hdr; /* length prefix, network order */
-  uint64_t t_start, t_end; /* measurement window */
+  bench_window_t win;
 } g;
 
 static void cconn_want_out(cworker_t *w, cconn_t *c, bool on) {
@@ -366,11 +366,11 @@ static int cconn_read(cworker_t *w, cconn_t *c) {
       c->ts_head = (c->ts_head + 1) % c->callers;
       c->ts_n--;
       replies++;
-      if (now >= g.t_start && now < g.t_end) {
+      if (bench_window_has(&g.win, now)) {
         bench_hist_add(&w->hist, now - sent);
         w->count++;
       }
-      if (now < g.t_end)
+      if (now < g.win.t_end)
         cconn_push(c, now);
     }
     bytes_consume(&c->in, done);
@@ -395,7 +395,7 @@ static void *cworker_main(void *arg) {
     }
   }
   struct epoll_event evs[64];
-  while (bench_now_ns() < g.t_end) {
+  while (bench_now_ns() < g.win.t_end) {
     int n = epoll_wait(w->ep, evs, 64, 20);
     if (n < 0) {
       if (errno == EINTR)
@@ -419,12 +419,6 @@ static void *cworker_main(void *arg) {
   return NULL;
 }
 
-typedef struct opts {
-  size_t payload;
-  int conc, srv_threads, cli_threads, conns;
-  double secs, warmup;
-} opts_t;
-
 static int connect_to(const char *host, int port) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0)
@@ -440,21 +434,12 @@ static int connect_to(const char *host, int port) {
   return fd;
 }
 
-static void sleep_until(uint64_t t) {
-  for (uint64_t now; (now = bench_now_ns()) < t;) {
-    uint64_t d = t - now;
-    struct timespec ts = {(time_t)(d / 1000000000ull), (long)(d % 1000000000ull)};
-    nanosleep(&ts, NULL);
-  }
-}
-
-static int client_run(const char *host, int port, pid_t server_pid, const opts_t *o) {
+static int client_run(const char *host, int port, pid_t server_pid, const bench_opts_t *o) {
   g.payload = o->payload;
   g.body = malloc(o->payload ? o->payload : 1);
   if (!g.body)
     die("malloc");
-  for (size_t i = 0; i < o->payload; i++)
-    g.body[i] = (char)('a' + i % 26);
+  bench_fill_payload(g.body, o->payload);
   g.hdr = htonl((uint32_t)o->payload);
 
   int nconns = o->conns < 1 ? 1 : o->conns;
@@ -485,19 +470,11 @@ static int client_run(const char *host, int port, pid_t server_pid, const opts_t
     epoll_ctl(w->ep, EPOLL_CTL_ADD, c->fd, &ev);
   }
 
-  uint64_t t0 = bench_now_ns();
-  g.t_start = t0 + (uint64_t)(o->warmup * 1e9);
-  g.t_end = g.t_start + (uint64_t)(o->secs * 1e9);
+  bench_window_open(&g.win, o, server_pid);
   for (int t = 0; t < nthreads; t++)
     if (pthread_create(&ws[t].th, NULL, cworker_main, &ws[t]) != 0)
       die("pthread_create");
-
-  sleep_until(g.t_start);
-  long long s0 = bench_proc_cpu_ticks(server_pid);
-  uint64_t c0 = bench_self_cpu_ns(), w0 = bench_now_ns();
-  sleep_until(g.t_end);
-  long long s1 = bench_proc_cpu_ticks(server_pid);
-  uint64_t c1 = bench_self_cpu_ns(), w1 = bench_now_ns();
+  bench_window_run(&g.win);
 
   bench_hist_t *h = calloc(1, sizeof *h);
   if (!h)
@@ -521,10 +498,7 @@ static int client_run(const char *host, int port, pid_t server_pid, const opts_t
     fprintf(stderr, "baseline_echo: connection error during the run\n");
     return 1;
   }
-  double wall = (double)(w1 - w0) / 1e9;
-  bench_print_result("baseline", o->payload, o->conc, (double)count / o->secs, h,
-                     server_pid > 0 ? bench_cpu_pct(s0, s1, w1 - w0) : -1,
-                     (double)(c1 - c0) / 1e9 / wall * 100.0);
+  bench_window_report(&g.win, "baseline", o, count, h);
   free(h);
   free(g.body);
   free(ws);
@@ -543,70 +517,30 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
-  opts_t o = {.payload = 64, .conc = 1, .srv_threads = 1, .cli_threads = 1, .conns = 1,
-              .secs = 3, .warmup = 0.5};
-  int mode = 0; /* 0 both, 1 server, 2 client */
-  int port = 0;
-  const char *target = NULL;
-  pid_t server_pid = 0;
+  bench_cli_t cli;
   signal(SIGPIPE, SIG_IGN);
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--server")) {
-      mode = 1;
-      continue;
-    }
-    if (!v)
-      usage();
-    i++;
-    if (!strcmp(a, "--client")) {
-      mode = 2;
-      target = v;
-    } else if (!strcmp(a, "--server-pid")) {
-      server_pid = (pid_t)atoi(v);
-    } else if (!strcmp(a, "-s")) {
-      long long s = bench_parse_size(v);
-      if (s < 0 || s > (long long)MAX_FRAME)
-        usage();
-      o.payload = (size_t)s;
-    } else if (!strcmp(a, "-c")) {
-      o.conc = atoi(v);
-    } else if (!strcmp(a, "-d")) {
-      o.secs = atof(v);
-    } else if (!strcmp(a, "-w")) {
-      o.warmup = atof(v);
-    } else if (!strcmp(a, "-t")) {
-      o.srv_threads = atoi(v);
-    } else if (!strcmp(a, "-T")) {
-      o.cli_threads = atoi(v);
-    } else if (!strcmp(a, "-n")) {
-      o.conns = atoi(v);
-    } else if (!strcmp(a, "-p")) {
-      port = atoi(v);
-    } else {
-      usage();
-    }
-  }
+  if (bench_parse_args(argc, argv, (long long)MAX_FRAME, false, &cli) != 0)
+    usage();
+  const bench_opts_t o = cli.o;
   if (o.conc < 1 || o.secs <= 0 || o.secs > 3600 || o.warmup < 0 || o.srv_threads < 1 ||
       o.srv_threads > 256 || o.cli_threads > 256 || o.conns > 4096)
     usage();
 
-  if (mode == 1) {
-    int lfd = listen_on("127.0.0.1", port);
+  if (cli.mode == BENCH_MODE_SERVER) {
+    int lfd = listen_on("127.0.0.1", cli.port);
     printf("PORT %d\n", bound_port(lfd));
     fflush(stdout);
     server_run(lfd, o.srv_threads);
     return 0;
   }
-  if (mode == 2) {
+  if (cli.mode == BENCH_MODE_CLIENT) {
     char host[64];
-    const char *colon = strrchr(target, ':');
-    if (!colon || (size_t)(colon - target) >= sizeof host)
+    const char *colon = strrchr(cli.target, ':');
+    if (!colon || (size_t)(colon - cli.target) >= sizeof host)
       usage();
-    memcpy(host, target, (size_t)(colon - target));
-    host[colon - target] = 0;
-    return client_run(host, atoi(colon + 1), server_pid, &o);
+    memcpy(host, cli.target, (size_t)(colon - cli.target));
+    host[colon - cli.target] = 0;
+    return client_run(host, atoi(colon + 1), cli.server_pid, &o);
   }
 
   /* Both: the listening socket exists before the fork, so no port race. */

@@ -1,9 +1,10 @@
 /*
  * Pieces shared by the benchmark programs (baseline_echo, mprpc-bench):
  * monotonic clock, a log-linear latency histogram, CPU sampling of a process
- * through /proc/<pid>/stat, size parsing, and the one result line that
- * ci/bench.sh parses. Header-only because the Makefile builds each
- * tests/bench/<name>.c as its own program.
+ * through /proc/<pid>/stat, size parsing, the command line both take, the
+ * measurement window, and the one result line that ci/bench.sh parses.
+ * Header-only because the Makefile builds each tests/bench/<name>.c as its
+ * own program.
  */
 #ifndef MPRPC_BENCH_COMMON_H
 #define MPRPC_BENCH_COMMON_H
@@ -14,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 #include <time.h>
@@ -149,6 +151,150 @@ static inline void bench_print_result(const char *impl, size_t payload, int conc
          (unsigned long long)h->n, client_cpu_pct, bench_hist_pct_us(h, 99.9),
          bench_hist_pct_us(h, 100));
   fflush(stdout);
+}
+
+/* Sleeps until bench_now_ns() >= t. */
+static inline void bench_sleep_until(uint64_t t) {
+  for (uint64_t now; (now = bench_now_ns()) < t;) {
+    uint64_t d = t - now;
+    struct timespec ts = {(time_t)(d / 1000000000ull), (long)(d % 1000000000ull)};
+    nanosleep(&ts, NULL);
+  }
+}
+
+/* The request payload both programs send: n bytes of 'a'..'z' repeating. */
+static inline void bench_fill_payload(char *p, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    p[i] = (char)('a' + i % 26);
+}
+
+/* ------------------------------------------------------------ command line */
+
+typedef struct bench_opts {
+  size_t payload;  /* -s */
+  int conc;        /* -c: callers in flight */
+  int srv_threads; /* -t */
+  int cli_threads; /* -T */
+  int conns;       /* -n */
+  double secs;     /* -d: measurement window */
+  double warmup;   /* -w: before the window */
+} bench_opts_t;
+
+enum { BENCH_MODE_BOTH, BENCH_MODE_SERVER, BENCH_MODE_CLIENT, BENCH_MODE_IDLE };
+
+typedef struct bench_cli {
+  bench_opts_t o;
+  int mode;            /* BENCH_MODE_* */
+  int port;            /* -p, server mode */
+  int idle;            /* --idle-conns N */
+  const char *target;  /* --client HOST:PORT */
+  pid_t server_pid;    /* --server-pid, for cpu_pct */
+} bench_cli_t;
+
+/* Parses the options both programs share into c, after filling in the
+ * defaults. -s may not exceed max_payload; --idle-conns is an option only
+ * when allow_idle. Returns 0, or -1 on an unknown option, a missing value
+ * or a bad size (the caller prints its usage). Ranges of the other values
+ * are the caller's to check. */
+static inline int bench_parse_args(int argc, char **argv, long long max_payload, bool allow_idle,
+                                   bench_cli_t *c) {
+  memset(c, 0, sizeof *c);
+  c->o = (bench_opts_t){.payload = 64, .conc = 1, .srv_threads = 1, .cli_threads = 1,
+                        .conns = 1, .secs = 3, .warmup = 0.5};
+  c->mode = BENCH_MODE_BOTH;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+    if (!strcmp(a, "--server")) {
+      c->mode = BENCH_MODE_SERVER;
+      continue;
+    }
+    if (!v)
+      return -1;
+    i++;
+    if (!strcmp(a, "--client")) {
+      c->mode = BENCH_MODE_CLIENT;
+      c->target = v;
+    } else if (allow_idle && !strcmp(a, "--idle-conns")) {
+      c->mode = BENCH_MODE_IDLE;
+      c->idle = atoi(v);
+    } else if (!strcmp(a, "--server-pid")) {
+      c->server_pid = (pid_t)atoi(v);
+    } else if (!strcmp(a, "-s")) {
+      long long s = bench_parse_size(v);
+      if (s < 0 || s > max_payload)
+        return -1;
+      c->o.payload = (size_t)s;
+    } else if (!strcmp(a, "-c")) {
+      c->o.conc = atoi(v);
+    } else if (!strcmp(a, "-d")) {
+      c->o.secs = atof(v);
+    } else if (!strcmp(a, "-w")) {
+      c->o.warmup = atof(v);
+    } else if (!strcmp(a, "-t")) {
+      c->o.srv_threads = atoi(v);
+    } else if (!strcmp(a, "-T")) {
+      c->o.cli_threads = atoi(v);
+    } else if (!strcmp(a, "-n")) {
+      c->o.conns = atoi(v);
+    } else if (!strcmp(a, "-p")) {
+      c->port = atoi(v);
+    } else {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+/* ------------------------------------------------------ measurement window */
+
+/* Calls that complete in [t_start, t_end) are the ones counted; the server's
+ * CPU and our own are sampled at the two ends, so both programs measure the
+ * same thing the same way. */
+typedef struct bench_window {
+  uint64_t t_start, t_end;
+  pid_t server_pid;             /* <= 0: not known, cpu_pct=-1 */
+  long long srv_ticks0, srv_ticks1; /* bench_proc_cpu_ticks of server_pid */
+  uint64_t self_cpu0, self_cpu1;    /* bench_self_cpu_ns */
+  uint64_t wall0, wall1;            /* bench_now_ns at the samples */
+} bench_window_t;
+
+/* The window opens o->warmup seconds from now and lasts o->secs. */
+static inline void bench_window_open(bench_window_t *w, const bench_opts_t *o, pid_t server_pid) {
+  memset(w, 0, sizeof *w);
+  w->server_pid = server_pid;
+  uint64_t t0 = bench_now_ns();
+  w->t_start = t0 + (uint64_t)(o->warmup * 1e9);
+  w->t_end = w->t_start + (uint64_t)(o->secs * 1e9);
+}
+
+static inline bool bench_window_has(const bench_window_t *w, uint64_t now) {
+  return now >= w->t_start && now < w->t_end;
+}
+
+/* Sleeps through the window (the callers run on other threads), sampling
+ * CPU at its start and at its end. */
+static inline void bench_window_run(bench_window_t *w) {
+  bench_sleep_until(w->t_start);
+  w->srv_ticks0 = bench_proc_cpu_ticks(w->server_pid);
+  w->self_cpu0 = bench_self_cpu_ns();
+  w->wall0 = bench_now_ns();
+  bench_sleep_until(w->t_end);
+  w->srv_ticks1 = bench_proc_cpu_ticks(w->server_pid);
+  w->self_cpu1 = bench_self_cpu_ns();
+  w->wall1 = bench_now_ns();
+}
+
+/* The result of a run: count calls in the window, their latencies in h. */
+static inline void bench_window_report(const bench_window_t *w, const char *impl,
+                                       const bench_opts_t *o, uint64_t count,
+                                       const bench_hist_t *h) {
+  double wall = (double)(w->wall1 - w->wall0) / 1e9;
+  bench_print_result(impl, o->payload, o->conc, (double)count / o->secs, h,
+                     w->server_pid > 0
+                         ? bench_cpu_pct(w->srv_ticks0, w->srv_ticks1, w->wall1 - w->wall0)
+                         : -1,
+                     (double)(w->self_cpu1 - w->self_cpu0) / 1e9 / wall * 100.0);
 }
 
 #endif

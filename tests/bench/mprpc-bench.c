@@ -37,12 +37,6 @@
 #include "mprpc/rt.h"
 #include "mprpc/server.h"
 
-typedef struct opts {
-  size_t payload;
-  int conc, srv_threads, cli_threads, conns;
-  double secs, warmup;
-} opts_t;
-
 static void die(const char *what, int rc) {
   if (rc)
     fprintf(stderr, "mprpc-bench: %s: %s\n", what, mprpc_strerror(rc));
@@ -174,7 +168,7 @@ struct worker {
 
 static struct {
   Example__EchoRequest req;
-  uint64_t t_start, t_end;
+  bench_window_t win;
 } g;
 
 static void call_done(const ProtobufCMessage *resp, void *arg);
@@ -198,7 +192,7 @@ static void call_done(const ProtobufCMessage *resp, void *arg) {
     w->failures++;
     mprpc_controller_t *ctl = mprpc_controller_current();
     w->last_error = ctl ? mprpc_controller_error_code(ctl) : MPRPC_EINTERNAL;
-  } else if (now >= g.t_start && now < g.t_end) {
+  } else if (bench_window_has(&g.win, now)) {
     const Example__EchoResponse *r = (const Example__EchoResponse *)resp;
     if (strlen(r->message) != strlen(g.req.message)) {
       w->failures++;
@@ -209,27 +203,18 @@ static void call_done(const ProtobufCMessage *resp, void *arg) {
     }
   }
   atomic_fetch_sub(&w->inflight, 1);
-  if (now < g.t_end)
+  if (now < g.win.t_end)
     start_call(c);
 }
 
 static void post_start(void *arg) { start_call(arg); }
 
-static void sleep_until(uint64_t t) {
-  for (uint64_t now; (now = bench_now_ns()) < t;) {
-    uint64_t d = t - now;
-    struct timespec ts = {(time_t)(d / 1000000000ull), (long)(d % 1000000000ull)};
-    nanosleep(&ts, NULL);
-  }
-}
-
-static int client_main(const char *target, pid_t server_pid, const opts_t *o) {
+static int client_main(const char *target, pid_t server_pid, const bench_opts_t *o) {
   mprpc_log_set_level(MPRPC_LOG_LEVEL_WARN);
   char *body = malloc(o->payload + 1);
   if (!body)
     die("malloc", 0);
-  for (size_t i = 0; i < o->payload; i++)
-    body[i] = (char)('a' + i % 26);
+  bench_fill_payload(body, o->payload);
   body[o->payload] = 0;
   Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
   req.message = body;
@@ -268,21 +253,14 @@ static int client_main(const char *target, pid_t server_pid, const opts_t *o) {
     callers[k].w = &ws[ci % nthreads];
   }
 
-  uint64_t t0 = bench_now_ns();
-  g.t_start = t0 + (uint64_t)(o->warmup * 1e9);
-  g.t_end = g.t_start + (uint64_t)(o->secs * 1e9);
+  bench_window_open(&g.win, o, server_pid);
   for (int k = 0; k < o->conc; k++) {
     caller_t *c = &callers[k];
     if ((rc = mprpc_loop_post(mprpc_channel_loop(c->ch), post_start, c)) != 0)
       die("mprpc_loop_post", rc);
   }
 
-  sleep_until(g.t_start);
-  long long s0 = bench_proc_cpu_ticks(server_pid);
-  uint64_t c0 = bench_self_cpu_ns(), w0 = bench_now_ns();
-  sleep_until(g.t_end);
-  long long s1 = bench_proc_cpu_ticks(server_pid);
-  uint64_t c1 = bench_self_cpu_ns(), w1 = bench_now_ns();
+  bench_window_run(&g.win);
 
   /* Let the calls in flight finish (bounded), then tear down. */
   for (int i = 0; i < 500; i++) {
@@ -306,10 +284,7 @@ static int client_main(const char *target, pid_t server_pid, const opts_t *o) {
     if (ws[t].last_error)
       last_error = ws[t].last_error;
   }
-  double wall = (double)(w1 - w0) / 1e9;
-  bench_print_result("mprpc", o->payload, o->conc, (double)count / o->secs, h,
-                     server_pid > 0 ? bench_cpu_pct(s0, s1, w1 - w0) : -1,
-                     (double)(c1 - c0) / 1e9 / wall * 100.0);
+  bench_window_report(&g.win, "mprpc", o, count, h);
   if (failures)
     fprintf(stderr, "mprpc-bench: %llu failed calls (last: %s)\n", (unsigned long long)failures,
             mprpc_err_name(last_error));
@@ -416,67 +391,24 @@ static void usage(void) {
 }
 
 int main(int argc, char **argv) {
-  opts_t o = {.payload = 64, .conc = 1, .srv_threads = 1, .cli_threads = 1, .conns = 1,
-              .secs = 3, .warmup = 0.5};
-  int mode = 0; /* 0 both, 1 server, 2 client, 3 idle */
-  int port = 0, idle = 0;
-  const char *target = NULL;
-  pid_t server_pid = 0;
+  bench_cli_t cli;
   signal(SIGPIPE, SIG_IGN);
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    const char *v = i + 1 < argc ? argv[i + 1] : NULL;
-    if (!strcmp(a, "--server")) {
-      mode = 1;
-      continue;
-    }
-    if (!v)
-      usage();
-    i++;
-    if (!strcmp(a, "--client")) {
-      mode = 2;
-      target = v;
-    } else if (!strcmp(a, "--idle-conns")) {
-      mode = 3;
-      idle = atoi(v);
-    } else if (!strcmp(a, "--server-pid")) {
-      server_pid = (pid_t)atoi(v);
-    } else if (!strcmp(a, "-s")) {
-      long long s = bench_parse_size(v);
-      if (s < 0 || s > (32ll << 20))
-        usage();
-      o.payload = (size_t)s;
-    } else if (!strcmp(a, "-c")) {
-      o.conc = atoi(v);
-    } else if (!strcmp(a, "-d")) {
-      o.secs = atof(v);
-    } else if (!strcmp(a, "-w")) {
-      o.warmup = atof(v);
-    } else if (!strcmp(a, "-t")) {
-      o.srv_threads = atoi(v);
-    } else if (!strcmp(a, "-T")) {
-      o.cli_threads = atoi(v);
-    } else if (!strcmp(a, "-n")) {
-      o.conns = atoi(v);
-    } else if (!strcmp(a, "-p")) {
-      port = atoi(v);
-    } else {
-      usage();
-    }
-  }
+  if (bench_parse_args(argc, argv, 32ll << 20, true, &cli) != 0)
+    usage();
+  const bench_opts_t o = cli.o;
   if (o.conc < 1 || o.conc > 100000 || o.secs <= 0 || o.secs > 3600 || o.warmup < 0 ||
       o.srv_threads < 1 || o.srv_threads > 256 || o.cli_threads > 256 || o.conns > 4096)
     usage();
 
-  switch (mode) {
-  case 1:
-    return server_main(port, o.srv_threads);
-  case 2:
-    return client_main(target, server_pid, &o);
-  case 3:
-    if (idle < 1 || idle > 1000000)
+  switch (cli.mode) {
+  case BENCH_MODE_SERVER:
+    return server_main(cli.port, o.srv_threads);
+  case BENCH_MODE_CLIENT:
+    return client_main(cli.target, cli.server_pid, &o);
+  case BENCH_MODE_IDLE:
+    if (cli.idle < 1 || cli.idle > 1000000)
       usage();
-    return idle_main(idle, o.srv_threads);
+    return idle_main(cli.idle, o.srv_threads);
   default: {
     int sport;
     pid_t pid = spawn_server(o.srv_threads, &sport);
