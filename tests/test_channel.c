@@ -407,6 +407,110 @@ static void test_channel_async_and_sync_basic(void **state) {
   assert_int_equal(atomic_load(&r.called), 1);
 }
 
+/* Responses are decoded into an arena inside the call record when they fit:
+ * mprpc_controller_take_response must still hand out a message the caller
+ * frees with protobuf_c_message_free_unpacked(m, NULL), whatever its size,
+ * for sync calls (foreign thread) and for chained async calls on the loop
+ * (recycled call records). */
+enum { TAKE_N = 600 };
+static const size_t take_sizes[] = {0, 5, 200, 240, 300, 5000};
+
+static void take_fill(char *buf, size_t len, int i) {
+  for (size_t k = 0; k < len; k++)
+    buf[k] = (char)('A' + (i + k) % 26);
+  buf[len] = 0;
+}
+
+typedef struct take_chain {
+  mprpc_channel_t *ch;
+  int next;
+  atomic_int done;
+  int bad;
+  ProtobufCMessage *taken[TAKE_N];
+  char buf[5001];
+} take_chain_t;
+
+static void take_issue(take_chain_t *tc);
+
+static void take_done(const ProtobufCMessage *msg, void *arg) {
+  take_chain_t *tc = arg;
+  int i = tc->next - 1;
+  char want[5001];
+  take_fill(want, take_sizes[i % 6], i);
+  const Example__EchoResponse *r = (const Example__EchoResponse *)msg;
+  if (!r || strcmp(r->message, want) != 0)
+    tc->bad++;
+  if (i % 2 == 0) {
+    mprpc_controller_t *ctl = mprpc_controller_current();
+    tc->taken[i] = mprpc_controller_take_response(ctl);
+    if (!tc->taken[i] || mprpc_controller_take_response(ctl) != NULL)
+      tc->bad++;
+  }
+  if (tc->next < TAKE_N)
+    take_issue(tc);
+  else
+    atomic_store(&tc->done, 1);
+}
+
+static void take_issue(take_chain_t *tc) {
+  int i = tc->next++;
+  take_fill(tc->buf, take_sizes[i % 6], i);
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = tc->buf;
+  if (mprpc_channel_call(tc->ch, 0, &req.base, NULL, take_done, tc) != 0)
+    tc->bad++;
+}
+
+static void take_start_on_loop(void *arg) { take_issue(arg); }
+
+static void take_sync_cb(const ProtobufCMessage *msg, void *arg) {
+  (void)msg;
+  *(ProtobufCMessage **)arg = mprpc_controller_take_response(mprpc_controller_current());
+}
+
+static void test_channel_take_response_from_arena_and_heap(void **state) {
+  (void)state;
+  prov_t p;
+  prov_start(&p, MODE_ECHO, 0);
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(&p.port, 1));
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+
+  char buf[5001];
+  for (int i = 0; i < 12; i++) { /* sync, from this thread */
+    take_fill(buf, take_sizes[i % 6], i);
+    Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+    req.message = buf;
+    ProtobufCMessage *m = NULL;
+    example__echo_service__echo(mprpc_channel_service(ch), &req,
+                                (Example__EchoResponse_Closure)take_sync_cb, &m);
+    assert_non_null(m);
+    assert_string_equal(((Example__EchoResponse *)m)->message, buf);
+    protobuf_c_message_free_unpacked(m, NULL);
+  }
+
+  take_chain_t *tc = calloc(1, sizeof *tc);
+  tc->ch = ch;
+  assert_int_equal(mprpc_loop_post(e.loop, take_start_on_loop, tc), 0);
+  for (int k = 0; k < 2000 && !atomic_load(&tc->done); k++)
+    usleep(5000);
+  assert_int_equal(atomic_load(&tc->done), 1);
+  assert_int_equal(tc->bad, 0);
+  for (int i = 0; i < TAKE_N; i += 2) {
+    take_fill(buf, take_sizes[i % 6], i);
+    assert_non_null(tc->taken[i]);
+    assert_string_equal(((Example__EchoResponse *)tc->taken[i])->message, buf);
+    protobuf_c_message_free_unpacked(tc->taken[i], NULL);
+  }
+  free(tc);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+  prov_stop(&p);
+}
+
 typedef struct thr_arg {
   mprpc_channel_t *ch;
   int n;
@@ -1425,6 +1529,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_channel_bad_input_never_calls_back),
       cmocka_unit_test(test_channel_async_and_sync_basic),
+      cmocka_unit_test(test_channel_take_response_from_arena_and_heap),
       cmocka_unit_test(test_channel_many_threads_sync_and_async),
       cmocka_unit_test(test_channel_ten_thousand_in_flight_one_connection),
       cmocka_unit_test(test_channel_timeout_slow_handler_not_retried),

@@ -1015,6 +1015,58 @@ static void test_server_core_pipelined_thousands(void **state) {
   fconn_free(c);
 }
 
+/* Call blocks are pooled (after quarantine) with an arena for the decoded
+ * request and the packed response: requests and attachments on both sides
+ * of the arena's size, many times over the pool and quarantine sizes, each
+ * answered with exactly its own bytes. */
+static void test_server_core_call_blocks_and_arena(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  fsrv_t f;
+  fsrv_opts(&o);
+  fsrv_start(&f, &o);
+  mprpc_conn_t *c = fconn_new(f.e);
+  static const size_t sizes[] = {1, 17, 500, 950, 1100, 3000, 70000};
+  enum { N = 1600 }; /* over 3x the quarantine (256) plus the pool (256) */
+  char *msg = malloc(70001), *att = malloc(2000), *got = malloc(70001);
+  for (int i = 0; i < N; i++) {
+    size_t len = sizes[i % 7], alen = (size_t)(i * 37) % 1500;
+    for (size_t k = 0; k < len; k++)
+      msg[k] = (char)('a' + (i + k) % 26);
+    msg[len] = 0;
+    for (size_t k = 0; k < alen; k++)
+      att[k] = (char)(i + k);
+    Example__EchoRequest m;
+    tclient_req_t r = echo_req(i, &m, msg);
+    char rid[32];
+    snprintf(rid, sizeof rid, "rid-%d", i);
+    r.request_id = i % 3 ? rid : NULL;
+    r.att = att;
+    r.att_len = alen;
+    fconn_send(c, &r);
+    tclient_resp_t resp;
+    assert_true(fconn_resp(c, &resp));
+    assert_int_equal(resp.cid, i);
+    assert_int_equal(resp.error_code, 0);
+    assert_int_equal(tclient_echo_decode(&resp, got, 70001), 0);
+    assert_int_equal(strlen(got), len);
+    assert_memory_equal(got, msg, len);
+    assert_int_equal(resp.att_len, alen);
+    if (alen)
+      assert_memory_equal(resp.att, att, alen);
+    tclient_resp_free(&resp);
+  }
+  free(msg);
+  free(att);
+  free(got);
+  mprpc_method_stats_t ms;
+  mprpc_server_method_stats_at(f.s, 0, &ms);
+  assert_int_equal(ms.completed, N);
+  fsrv_shutdown(&f);
+  fsrv_free(&f);
+  fconn_free(c);
+}
+
 static void test_server_core_stats_log_timer(void **state) {
   (void)state;
   mprpc_server_opts_t o;
@@ -1837,6 +1889,7 @@ int main(void) {
       cmocka_unit_test(test_server_core_closure_after_close_and_never),
       cmocka_unit_test(test_server_core_graceful_stop),
       cmocka_unit_test(test_server_core_pipelined_thousands),
+      cmocka_unit_test(test_server_core_call_blocks_and_arena),
       cmocka_unit_test(test_server_core_stats_log_timer),
       cmocka_unit_test(test_server_core_decode_memory_cap_and_hwm),
       cmocka_unit_test(test_server_core_register_failure_fails_start),

@@ -80,8 +80,11 @@ const void *mprpc_controller_response_attachment(const mprpc_controller_t *c, si
 
 /* Only inside the closure: takes ownership of the response message, which
  * the channel would otherwise free as soon as the closure returns. Free it
- * with protobuf_c_message_free_unpacked(msg, NULL). NULL if the call failed
- * or the response was already taken. */
+ * with protobuf_c_message_free_unpacked(msg, NULL). Small responses are
+ * decoded into memory inside the call record; for those the result is a
+ * copy (the message the closure got stays valid until it returns), so do
+ * not compare the two pointers. NULL if the call failed, the response was
+ * already taken, or a copy could not be allocated. */
 ProtobufCMessage *mprpc_controller_take_response(mprpc_controller_t *c);
 
 /* Cancels the pending call using this controller, from any thread: its

@@ -7,6 +7,7 @@
  * to the channel's loop (holding a channel reference for the post), and
  * everything else runs there.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,7 +77,7 @@ void mprpc__channel_maybe_free(mprpc_channel_t *ch) {
 
 static void call_free(mprpc__call_t *c) {
   if (c->own_ctl)
-    mprpc_controller_free(c->ctl);
+    mprpc__controller_release(&c->own);
   free(c->req);
   free(c);
 }
@@ -89,7 +90,7 @@ static void call_recycle(mprpc_channel_t *ch, mprpc__call_t *c) {
     return;
   }
   if (c->own_ctl)
-    mprpc_controller_free(c->ctl);
+    mprpc__controller_release(&c->own);
   if (c->req_cap > MPRPC__CALL_REQ_KEEP) { /* keep only small buffers */
     free(c->req);
     c->req = NULL;
@@ -118,11 +119,80 @@ static void stat_failure(mprpc_channel_t *ch, int err) {
   }
 }
 
+/* ---- the response arena ------------------------------------------------ */
+
+static bool in_resp_arena(const mprpc__call_t *c, const void *p) {
+  uintptr_t u = (uintptr_t)p, a = (uintptr_t)c->resp_arena;
+  return u >= a && u < a + sizeof c->resp_arena;
+}
+
+static void *resp_alloc(void *ad, size_t n) {
+  mprpc__call_t *c = ad;
+  size_t an = n ? (n + 15) & ~(size_t)15 : 16;
+  if (an <= sizeof c->resp_arena - c->resp_used) {
+    void *p = c->resp_arena + c->resp_used;
+    c->resp_used += an;
+    return p;
+  }
+  void *p = malloc(n ? n : 1);
+  if (p)
+    c->resp_heap++;
+  return p;
+}
+
+static void resp_free(void *ad, void *p) {
+  mprpc__call_t *c = ad;
+  if (!p || in_resp_arena(c, p))
+    return;
+  c->resp_heap--;
+  free(p);
+}
+
+/* One response per call is ever decoded (the attempt that answers first
+ * finishes the call), so the arena starts empty each time. */
+ProtobufCMessage *mprpc__call_unpack(mprpc__call_t *c, size_t len, const uint8_t *data) {
+  c->resp_used = 0;
+  c->resp_heap = 0; /* the last one was freed or taken */
+  c->resp_alloc = (ProtobufCAllocator){resp_alloc, resp_free, c};
+  return protobuf_c_message_unpack(c->method->output, &c->resp_alloc, len, data);
+}
+
+void mprpc__call_free_resp(mprpc__call_t *c, ProtobufCMessage *msg) {
+  if (msg && c->resp_heap) /* else nothing of it is on the heap */
+    protobuf_c_message_free_unpacked(msg, &c->resp_alloc);
+}
+
+/* A message wholly on the heap is handed over as is. One partly in the
+ * arena is copied out (pack, unpack with the default allocator) and the
+ * original, which the closure is still looking at, is freed after the
+ * closure as if it had not been taken. */
+ProtobufCMessage *mprpc__call_take_response(mprpc__call_t *c) {
+  ProtobufCMessage *m = c->resp;
+  if (!m || c->resp_taken)
+    return NULL;
+  if (c->resp_used) {
+    size_t n = protobuf_c_message_get_packed_size(m);
+    uint8_t *buf = malloc(n ? n : 1);
+    if (!buf)
+      return NULL;
+    protobuf_c_message_pack(m, buf);
+    ProtobufCMessage *copy = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
+    free(buf);
+    if (copy)
+      c->resp_taken = true;
+    return copy;
+  }
+  c->resp = NULL;
+  c->resp_heap = 0; /* what was on the heap is the caller's now */
+  return m;
+}
+
 /* Runs the user's closure for an async call (on the loop) and frees. */
 static void deliver(mprpc__call_t *c) {
   mprpc_channel_t *ch = c->ch;
   mprpc_controller_t *ctl = c->ctl;
   ctl->resp_slot = &c->resp;
+  ctl->resp_call = c;
   ch->cb_depth++;
   mprpc_controller_t *prev = mprpc__controller_set_current(ctl);
   if (c->done)
@@ -130,9 +200,8 @@ static void deliver(mprpc__call_t *c) {
   mprpc__controller_set_current(prev);
   ch->cb_depth--;
   if (ctl->resp_slot == &c->resp)
-    ctl->resp_slot = NULL;
-  if (c->resp)
-    protobuf_c_message_free_unpacked(c->resp, NULL);
+    ctl->resp_slot = NULL, ctl->resp_call = NULL;
+  mprpc__call_free_resp(c, c->resp);
   call_recycle(ch, c);
 }
 
@@ -140,14 +209,14 @@ static void deliver(mprpc__call_t *c) {
 static void deliver_sync(mprpc__call_t *c) {
   mprpc_controller_t *ctl = c->ctl;
   ctl->resp_slot = &c->resp;
+  ctl->resp_call = c;
   mprpc_controller_t *prev = mprpc__controller_set_current(ctl);
   if (c->done)
     c->done(c->resp, c->arg);
   mprpc__controller_set_current(prev);
   if (ctl->resp_slot == &c->resp)
-    ctl->resp_slot = NULL;
-  if (c->resp)
-    protobuf_c_message_free_unpacked(c->resp, NULL);
+    ctl->resp_slot = NULL, ctl->resp_call = NULL;
+  mprpc__call_free_resp(c, c->resp);
   call_free(c);
 }
 
@@ -203,8 +272,7 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
                         mprpc__ep_t *from, const uint8_t *att, size_t att_len, uint64_t now) {
   mprpc_channel_t *ch = c->ch;
   if (c->finished) { /* cannot happen; keep the exactly-once promise anyway */
-    if (msg)
-      protobuf_c_message_free_unpacked(msg, NULL);
+    mprpc__call_free_resp(c, msg);
     return;
   }
   c->finished = true;
@@ -527,7 +595,7 @@ static int call_new(mprpc_channel_t *ch, unsigned midx, const ProtobufCMessage *
     ch->ncall_free--;
     uint8_t *req = c->req;
     size_t cap = c->req_cap;
-    memset(c, 0, sizeof *c);
+    memset(c, 0, offsetof(mprpc__call_t, resp_alloc)); /* not the arena */
     c->req = req;
     c->req_cap = cap;
   } else {
@@ -544,10 +612,8 @@ static int call_new(mprpc_channel_t *ch, unsigned midx, const ProtobufCMessage *
       goto fail;
   }
   c->req_len = protobuf_c_message_pack(input, c->req);
-  if (!ctl) {
-    ctl = mprpc_controller_new();
-    if (!ctl)
-      goto fail;
+  if (!ctl) { /* zeroed with the record */
+    ctl = &c->own;
     c->own_ctl = true;
   }
   c->ch = ch;

@@ -44,6 +44,7 @@ typedef struct mprpc__alist {
 #define MPRPC__ATT_CACHE 256
 #define MPRPC__CALL_CACHE 256
 #define MPRPC__CALL_REQ_KEEP 4096 /* larger request buffers are not kept */
+#define MPRPC__RESP_ARENA 256     /* inline bytes for the decoded response */
 
 struct mprpc__attempt {
   mprpc__call_t *call;
@@ -99,7 +100,8 @@ struct mprpc__call {
   uint8_t *req;
   size_t req_len, req_cap;
   mprpc_controller_t *ctl;
-  bool own_ctl;
+  bool own_ctl;              /* ctl is &own: the caller passed none */
+  mprpc_controller_t own;
   ProtobufCClosure done;
   void *arg;
   bool sync;
@@ -120,8 +122,21 @@ struct mprpc__call {
   int err;
   char text[MPRPC__CTL_TEXT];
   ProtobufCMessage *resp;
+  bool resp_taken; /* a copy of resp was taken (mprpc_controller_take_response) */
   mprpc__call_t *wait_next; /* ch->waitq */
+
+  /* The decoded response is allocated from resp_arena while it fits, the
+   * rest with malloc (resp_heap counts those); see mprpc__call_unpack.
+   * Kept last: a reused record is zeroed only up to here. */
+  ProtobufCAllocator resp_alloc;
+  size_t resp_used, resp_heap;
+  _Alignas(16) uint8_t resp_arena[MPRPC__RESP_ARENA];
 };
+
+/* channel.c: decodes a's response into the call's arena. */
+ProtobufCMessage *mprpc__call_unpack(mprpc__call_t *c, size_t len, const uint8_t *data);
+/* channel.c: frees a response decoded by mprpc__call_unpack. */
+void mprpc__call_free_resp(mprpc__call_t *c, ProtobufCMessage *msg);
 
 struct mprpc_channel {
   ProtobufCService service; /* handed to stubs */

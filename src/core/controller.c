@@ -22,15 +22,21 @@ void mprpc__controller_clear_outputs(mprpc_controller_t *c) {
   c->resp_att = NULL;
   c->resp_att_len = 0;
   c->resp_slot = NULL;
+  c->resp_call = NULL;
+}
+
+void mprpc__controller_release(mprpc_controller_t *c) {
+  if (tls_next == c)
+    tls_next = NULL;
+  free(c->req_att);
+  free(c->resp_att);
+  c->req_att = c->resp_att = NULL;
 }
 
 void mprpc_controller_free(mprpc_controller_t *c) {
   if (!c)
     return;
-  if (tls_next == c)
-    tls_next = NULL;
-  free(c->req_att);
-  free(c->resp_att);
+  mprpc__controller_release(c);
   free(c);
 }
 
@@ -88,11 +94,9 @@ const void *mprpc_controller_response_attachment(const mprpc_controller_t *c, si
 }
 
 ProtobufCMessage *mprpc_controller_take_response(mprpc_controller_t *c) {
-  if (!c->resp_slot)
+  if (!c->resp_slot || !c->resp_call)
     return NULL;
-  ProtobufCMessage *m = *c->resp_slot;
-  *c->resp_slot = NULL;
-  return m;
+  return mprpc__call_take_response(c->resp_call);
 }
 
 void mprpc_controller_cancel(mprpc_controller_t *c) {

@@ -32,15 +32,22 @@ struct mprpc_controller {
    * it). The call keeps the slot, so reusing the controller for a new call
    * inside the closure neither leaks nor double-frees the response. */
   ProtobufCMessage **resp_slot;
+  struct mprpc__call *resp_call; /* owner of *resp_slot */
   /* link to the pending call, for cancel (set by the invoking thread) */
   struct mprpc_channel *ch;
   uint64_t call_id;
 };
 
 void mprpc__controller_clear_outputs(mprpc_controller_t *c);
+/* mprpc_controller_free for a controller embedded in a call record: frees
+ * what it owns, not the struct. */
+void mprpc__controller_release(mprpc_controller_t *c);
 /* Thread-local hand-off for stub users. */
 mprpc_controller_t *mprpc__controller_take_next(void);
 mprpc_controller_t *mprpc__controller_set_current(mprpc_controller_t *c);
+/* Defined in channel.c: hands the response in call's slot over as a
+ * message the caller frees with protobuf_c_message_free_unpacked(m, NULL). */
+ProtobufCMessage *mprpc__call_take_response(struct mprpc__call *call);
 /* Defined in channel.c: posts a cancel of call_id to ch's loop. */
 void mprpc__channel_cancel(struct mprpc_channel *ch, uint64_t call_id);
 

@@ -281,8 +281,7 @@ static void handle_frame(mprpc__ep_t *ep, const mprpc_frame_t *f) {
                             NULL, NULL, 0, now);
     return;
   }
-  ProtobufCMessage *msg = protobuf_c_message_unpack(a->call->method->output, NULL,
-                                                    f->payload.len, f->payload.ptr);
+  ProtobufCMessage *msg = mprpc__call_unpack(a->call, f->payload.len, f->payload.ptr);
   if (!msg) {
     char text[MPRPC__CTL_TEXT];
     snprintf(text, sizeof text, "%s: response does not decode as %s", ep->name,

@@ -19,30 +19,97 @@
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 
-/* ---- unpack allocator: caps what one request may allocate -------------- */
+/* ---- call blocks and the unpack allocator ------------------------------ */
 
 #define HDR 16 /* keeps max_align_t alignment */
+#define ALIGN16(n) (((n) + 15) & ~(size_t)15)
 
+/* A call with `tail` bytes after the struct (request attachment and
+ * request_id). Small ones come from the loop's pool with the rest of their
+ * MPRPC__CALL_TAIL bytes as an arena. Only the struct is zeroed. */
+mprpc_server_call_t *mprpc__srv_call_alloc(srv_loop_t *l, size_t tail) {
+  mprpc_server_call_t *call;
+  bool pooled = tail <= MPRPC__CALL_TAIL - 64;
+  if (pooled && l->pool) {
+    call = l->pool;
+    l->pool = call->next;
+    l->npool--;
+  } else {
+    call = malloc(sizeof *call + (pooled ? MPRPC__CALL_TAIL : tail));
+    if (!call)
+      return NULL;
+  }
+  memset(call, 0, sizeof *call);
+  call->pooled = pooled;
+  if (pooled) {
+    uintptr_t base = (uintptr_t)(call + 1), end = base + MPRPC__CALL_TAIL;
+    uintptr_t a = ALIGN16(base + tail);
+    call->arena = (uint8_t *)a;
+    call->arena_len = a < end ? end - a : 0;
+  }
+  return call;
+}
+
+/* Frees a call block that left quarantine (or never ran): pooled blocks are
+ * kept for the next call. */
+static void call_block_done(srv_loop_t *l, mprpc_server_call_t *call) {
+  if (!call)
+    return;
+  if (call->pooled && l->npool < MPRPC__CALL_POOL) {
+    call->magic = 0;
+    call->next = l->pool;
+    l->pool = call;
+    l->npool++;
+    return;
+  }
+  free(call);
+}
+
+void mprpc__srv_pool_free(srv_loop_t *l) {
+  while (l->pool) {
+    mprpc_server_call_t *n = l->pool->next;
+    free(l->pool);
+    l->pool = n;
+  }
+  l->npool = 0;
+}
+
+static bool in_arena(const mprpc_server_call_t *call, const void *p) {
+  uintptr_t u = (uintptr_t)p, a = (uintptr_t)call->arena;
+  return call->arena_len && u >= a && u < a + call->arena_len;
+}
+
+/* Bump allocation from the call's arena, else malloc; either way capped
+ * at alloc_limit bytes for the whole request. */
 void *mprpc__srv_alloc(void *ad, size_t n) {
   mprpc_server_call_t *call = ad;
   if (n > call->alloc_limit - call->alloc_used)
     return NULL;
+  size_t an = ALIGN16(n ? n : 1);
+  if (an <= call->arena_len - call->arena_used) {
+    void *p = call->arena + call->arena_used;
+    call->arena_used += an;
+    call->alloc_used += n;
+    return p;
+  }
   uint8_t *p = malloc(n + HDR);
   if (!p)
     return NULL;
   memcpy(p, &n, sizeof n);
   call->alloc_used += n;
+  call->heap_allocs++;
   return p + HDR;
 }
 
 void mprpc__srv_free(void *ad, void *ptr) {
   mprpc_server_call_t *call = ad;
-  if (!ptr)
-    return;
+  if (!ptr || in_arena(call, ptr))
+    return; /* arena bytes go with the call */
   uint8_t *p = (uint8_t *)ptr - HDR;
   size_t n;
   memcpy(&n, p, sizeof n);
   call->alloc_used -= n;
+  call->heap_allocs--;
   free(p);
 }
 
@@ -138,7 +205,8 @@ static void encode_response(mprpc_server_call_t *call, const ProtobufCMessage *m
   }
   if (!call->err_wire) {
     plen = protobuf_c_message_get_packed_size(msg);
-    call->payload = malloc(plen ? plen : 1);
+    size_t room = call->arena_len - call->arena_used;
+    call->payload = plen <= room && plen ? call->arena + call->arena_used : malloc(plen ? plen : 1);
     if (!call->payload) {
       call->err_wire = mprpc_err_to_wire(MPRPC_EINTERNAL);
     } else {
@@ -164,6 +232,12 @@ static void encode_response(mprpc_server_call_t *call, const ProtobufCMessage *m
     rc = mprpc_frame_encode(&call->out, &meta, NULL, 0, NULL, 0);
   }
   call->encoded = rc == 0;
+}
+
+static void free_payload(mprpc_server_call_t *call) {
+  if (!in_arena(call, call->payload))
+    free(call->payload);
+  call->payload = NULL;
 }
 
 /* On the connection's loop thread. */
@@ -194,8 +268,7 @@ static void complete_now(mprpc_server_call_t *call) {
     write_frame(conn, &call->out, now);
   mprpc_frame_out_free(&call->out);
   call->encoded = false;
-  free(call->payload);
-  call->payload = NULL;
+  free_payload(call);
   mprpc__srv_call_release(call);
 }
 
@@ -229,13 +302,13 @@ void mprpc__srv_closure(const ProtobufCMessage *msg, void *closure_data) {
 
 /* Frees what the call owns except the struct itself. */
 static void call_free_parts(mprpc_server_call_t *call) {
-  if (call->input)
+  if (call->input && call->heap_allocs) /* else all of it is in the arena */
     protobuf_c_message_free_unpacked(call->input, &call->alloc);
   call->input = NULL;
   if (call->encoded)
     mprpc_frame_out_free(&call->out);
   call->encoded = false;
-  free(call->payload);
+  free_payload(call);
   free(call->err_text);
   free(call->resp_att);
   call->payload = NULL;
@@ -265,7 +338,7 @@ void mprpc__srv_call_release(mprpc_server_call_t *call) {
   mprpc_server_call_t *old = l->quarantine[l->qpos];
   l->quarantine[l->qpos] = call;
   l->qpos = (l->qpos + 1) % MPRPC__QUARANTINE;
-  free(old);
+  call_block_done(l, old);
   /* The conn may go now; a quarantined call's twice-called path reads only
    * call->m, call->meta and call->s, which outlive it. */
   call->conn = NULL;

@@ -23,6 +23,12 @@
 
 #define MPRPC__HIST_BUCKETS 320
 #define MPRPC__QUARANTINE 256
+/* Calls whose request attachment and request_id fit in this many bytes
+ * come from a per-loop pool (after their time in quarantine) and carry an
+ * arena in the rest of the block for the decoded request and the packed
+ * response, so a small call allocates nothing. */
+#define MPRPC__CALL_TAIL 1024
+#define MPRPC__CALL_POOL 256
 
 typedef struct mprpc__mstats {
   atomic_uint_fast64_t requests, errors, completed, inflight, max_us;
@@ -33,6 +39,7 @@ typedef struct mprpc__mstats {
 typedef struct srv_method {
   const char *service; /* descriptor strings: static */
   const char *name;
+  size_t service_len, name_len;
   ProtobufCService *svc;
   unsigned index;
   const ProtobufCMethodDescriptor *desc;
@@ -49,6 +56,8 @@ struct srv_loop {
   srv_conn_t *conns; /* every conn not yet freed, incl. closed with calls */
   mprpc_server_call_t *quarantine[MPRPC__QUARANTINE];
   size_t qpos;
+  mprpc_server_call_t *pool; /* out of quarantine, linked through next */
+  size_t npool;
 };
 
 struct srv_conn {
@@ -64,6 +73,7 @@ struct srv_conn {
   uint64_t last_active;
   bool closing, closed, authed;
   bool batching;   /* inside on_data: small responses go to wbuf */
+  srv_method_t *last_m; /* the method of the last request (lookup cache) */
   uint8_t *wbuf;   /* responses batched for one writev per on_data */
   size_t wlen, wcap;
   char peer[64];
@@ -85,6 +95,10 @@ struct mprpc_server_call {
   ProtobufCMessage *input;
   ProtobufCAllocator alloc;
   size_t alloc_used, alloc_limit;
+  bool pooled;             /* a MPRPC__CALL_TAIL block: back to the pool */
+  uint8_t *arena;          /* inside the block, 16-byte aligned */
+  size_t arena_len, arena_used;
+  size_t heap_allocs;      /* unpack allocations that missed the arena */
   const uint8_t *att;
   size_t att_len;
   /* response, filled by the handler / closure */
@@ -161,6 +175,8 @@ void mprpc__srv_flush(srv_conn_t *conn);
 void mprpc__srv_conn_maybe_free(srv_conn_t *conn);
 void *mprpc__srv_alloc(void *ad, size_t n);
 void mprpc__srv_free(void *ad, void *p);
+mprpc_server_call_t *mprpc__srv_call_alloc(srv_loop_t *l, size_t tail);
+void mprpc__srv_pool_free(srv_loop_t *l);
 
 /* server_stats.c */
 size_t mprpc__srv_code_slot(int err);

@@ -424,6 +424,7 @@ void mprpc__srv_free_all(mprpc_server_t *s) {
     }
     for (size_t q = 0; q < MPRPC__QUARANTINE; q++)
       free(l->quarantine[q]);
+    mprpc__srv_pool_free(l);
   }
   if (s->group)
     mprpc_loop_group_free(s->group);
