@@ -511,6 +511,129 @@ static void test_channel_take_response_from_arena_and_heap(void **state) {
   prov_stop(&p);
 }
 
+/* Calls with the channel's default timeout share one deadline list and one
+ * timer; others keep their own timer. Against a provider that never
+ * answers, every call still times out, never early, in deadline order
+ * across both kinds; calls answered in time never fire; destroying the
+ * channel with calls on the list leaves no timer behind (ASan). */
+typedef struct dl_rec {
+  atomic_int *seq;
+  int order;  /* completion order, 1-based */
+  int err;
+  uint64_t latency_us;
+  atomic_int done;
+} dl_rec_t;
+
+static void dl_done(const ProtobufCMessage *msg, void *arg) {
+  (void)msg;
+  dl_rec_t *r = arg;
+  mprpc_controller_t *ctl = mprpc_controller_current();
+  r->err = mprpc_controller_error_code(ctl);
+  r->latency_us = mprpc_controller_latency_us(ctl);
+  r->order = atomic_fetch_add(r->seq, 1) + 1;
+  atomic_store(&r->done, 1);
+}
+
+static void dl_call(mprpc_channel_t *ch, dl_rec_t *r, atomic_int *seq, int64_t timeout_ms,
+                    mprpc_controller_t **ctl) {
+  r->seq = seq;
+  *ctl = NULL;
+  if (timeout_ms) {
+    *ctl = mprpc_controller_new();
+    mprpc_controller_set_timeout_ms(*ctl, timeout_ms);
+  }
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = "held";
+  assert_int_equal(mprpc_channel_call(ch, 0, &req.base, *ctl, dl_done, r), 0);
+}
+
+static void dl_wait(dl_rec_t *r, int n) {
+  for (int k = 0; k < 3000; k++) {
+    int d = 0;
+    for (int i = 0; i < n; i++)
+      d += atomic_load(&r[i].done);
+    if (d == n)
+      return;
+    usleep(5000);
+  }
+  fail_msg("calls did not complete");
+}
+
+static void test_channel_deadline_list_order_and_destroy(void **state) {
+  (void)state;
+  prov_t p;
+  prov_start(&p, MODE_HOLD, 0);
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(&p.port, 1));
+  o.timeout_ms = 300;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+
+  enum { A = 20, C = 20, N = A + 2 + C };
+  dl_rec_t r[N];
+  mprpc_controller_t *ctl[N];
+  memset(r, 0, sizeof r);
+  atomic_int seq = 0;
+  for (int i = 0; i < A; i++)
+    dl_call(ch, &r[i], &seq, 0, &ctl[i]);
+  dl_call(ch, &r[A], &seq, 100, &ctl[A]);     /* before the list's head */
+  dl_call(ch, &r[A + 1], &seq, 600, &ctl[A + 1]); /* after its tail */
+  usleep(50 * 1000);
+  for (int i = A + 2; i < N; i++)
+    dl_call(ch, &r[i], &seq, 0, &ctl[i]);
+  dl_wait(r, N);
+  for (int i = 0; i < N; i++) {
+    assert_int_equal(r[i].err, MPRPC_ERPCTIMEDOUT);
+    uint64_t tmo = i == A ? 100 : i == A + 1 ? 600 : 300;
+    assert_true(r[i].latency_us >= tmo * 1000); /* never early */
+    mprpc_controller_free(ctl[i]);
+  }
+  assert_int_equal(r[A].order, 1);
+  assert_int_equal(r[A + 1].order, N);
+  for (int i = 0; i < A; i++)
+    for (int j = A + 2; j < N; j++)
+      assert_true(r[i].order < r[j].order);
+
+  /* answered in time: no late fire, the list empties */
+  dl_rec_t ok[5];
+  mprpc_controller_t *okc[5];
+  memset(ok, 0, sizeof ok);
+  for (int i = 0; i < 5; i++)
+    dl_call(ch, &ok[i], &seq, 0, &okc[i]);
+  for (int k = 0; k < 400; k++) {
+    pthread_mutex_lock(&p.mu);
+    size_t held = p.nheld;
+    pthread_mutex_unlock(&p.mu);
+    if (held >= N + 5)
+      break;
+    usleep(5000);
+  }
+  release_held(&p);
+  dl_wait(ok, 5);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(ok[i].err, 0);
+  usleep(400 * 1000); /* past their deadlines: nothing fires twice */
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(atomic_load(&ok[i].done), 1);
+
+  /* destroyed with calls on the list */
+  dl_rec_t d[5];
+  mprpc_controller_t *dc[5];
+  memset(d, 0, sizeof d);
+  for (int i = 0; i < 5; i++)
+    dl_call(ch, &d[i], &seq, 0, &dc[i]);
+  mprpc_channel_destroy(ch);
+  dl_wait(d, 5);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(d[i].err, MPRPC_ECANCELED);
+  usleep(400 * 1000); /* past the list timer's deadline */
+  env_stop(&e);
+  release_held(&p);
+  prov_stop(&p);
+}
+
 typedef struct thr_arg {
   mprpc_channel_t *ch;
   int n;
@@ -1530,6 +1653,7 @@ int main(void) {
       cmocka_unit_test(test_channel_bad_input_never_calls_back),
       cmocka_unit_test(test_channel_async_and_sync_basic),
       cmocka_unit_test(test_channel_take_response_from_arena_and_heap),
+      cmocka_unit_test(test_channel_deadline_list_order_and_destroy),
       cmocka_unit_test(test_channel_many_threads_sync_and_async),
       cmocka_unit_test(test_channel_ten_thousand_in_flight_one_connection),
       cmocka_unit_test(test_channel_timeout_slow_handler_not_retried),

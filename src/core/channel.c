@@ -69,7 +69,7 @@ static void ch_free_mem(mprpc_channel_t *ch) {
 
 void mprpc__channel_maybe_free(mprpc_channel_t *ch) {
   if (ch->destroying && ch->live_eps == 0 && ch->cb_depth == 0 &&
-      __atomic_load_n(&ch->refs, __ATOMIC_ACQUIRE) == 0 && ch->calls.n == 0)
+      __atomic_load_n(&ch->refs, __ATOMIC_ACQUIRE) == 0 && ch->nlive == 0)
     ch_free_mem(ch);
 }
 
@@ -260,6 +260,54 @@ static void call_drop_attempts(mprpc__call_t *c) {
   c->outstanding = 0;
 }
 
+/* Started calls are on ch->live (destroy fails them all); the ones a
+ * caller holds a controller for are also in ch->calls, where a cancel finds
+ * them by id. A call without one cannot be cancelled and skips the map. */
+static int live_link(mprpc_channel_t *ch, mprpc__call_t *c) {
+  c->live_prev = NULL;
+  c->live_next = ch->live;
+  if (ch->live)
+    ch->live->live_prev = c;
+  ch->live = c;
+  ch->nlive++;
+  if (c->own_ctl)
+    return 0;
+  int rc = mprpc__idmap_put(&ch->calls, c->id, c);
+  c->in_map = rc == 0;
+  return rc;
+}
+
+static void live_unlink(mprpc_channel_t *ch, mprpc__call_t *c) {
+  if (c->live_prev)
+    c->live_prev->live_next = c->live_next;
+  else if (ch->live == c)
+    ch->live = c->live_next;
+  else
+    return; /* never linked */
+  if (c->live_next)
+    c->live_next->live_prev = c->live_prev;
+  c->live_prev = c->live_next = NULL;
+  ch->nlive--;
+  if (c->in_map)
+    mprpc__idmap_del(&ch->calls, c->id);
+  c->in_map = false;
+}
+
+static void dl_unlink(mprpc_channel_t *ch, mprpc__call_t *c) {
+  if (!c->in_dl)
+    return;
+  if (c->dl_prev)
+    c->dl_prev->dl_next = c->dl_next;
+  else
+    ch->dl_head = c->dl_next;
+  if (c->dl_next)
+    c->dl_next->dl_prev = c->dl_prev;
+  else
+    ch->dl_tail = c->dl_prev;
+  c->dl_prev = c->dl_next = NULL;
+  c->in_dl = false;
+}
+
 /* snprintf("%s") without the format machinery: this runs for every call. */
 static void copy_text(char *dst, size_t cap, const char *src) {
   size_t n = strnlen(src, cap - 1);
@@ -282,8 +330,9 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
   mprpc_timer_cancel(ch->loop, c->deadline_timer);
   mprpc_timer_cancel(ch->loop, c->backup_timer);
   c->deadline_timer = c->backup_timer = 0;
+  dl_unlink(ch, c);
   call_drop_attempts(c);
-  mprpc__idmap_del(&ch->calls, c->id);
+  live_unlink(ch, c);
   if (c->waiting_eps) {
     for (mprpc__call_t **pp = &ch->waitq; *pp; pp = &(*pp)->wait_next)
       if (*pp == c) {
@@ -340,6 +389,41 @@ static void deadline_fire(void *arg) {
   snprintf(text, sizeof text, "deadline of %llu ms exceeded after %d attempt(s)",
            (unsigned long long)((c->deadline_ns - c->start_ns) / MPRPC_NS_PER_MS), c->nattempts);
   call_fail(c, MPRPC_ERPCTIMEDOUT, text, c->att ? c->att->ep : NULL);
+}
+
+/* The deadline list's timer: fails every call whose deadline has come, in
+ * order, then re-arms for the new head. Closures run here may start calls;
+ * those end up behind `now` and stop the loop. The timer may also fire for
+ * a head that already finished: then it only re-arms. */
+static void dl_fire(void *arg) {
+  mprpc_channel_t *ch = arg;
+  ch->dl_timer = 0;
+  uint64_t now = mprpc_loop_now(ch->loop);
+  ch->cb_depth++; /* keeps ch alive through the closures */
+  while (ch->dl_head && ch->dl_head->deadline_ns <= now) {
+    mprpc__call_t *c = ch->dl_head;
+    dl_unlink(ch, c);
+    deadline_fire(c);
+  }
+  ch->cb_depth--;
+  if (ch->dl_head && !ch->destroying)
+    ch->dl_timer =
+        mprpc_timer_start_from(ch->loop, now, ch->dl_head->deadline_ns - now, dl_fire, ch);
+  mprpc__channel_maybe_free(ch);
+}
+
+static void dl_append(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t now) {
+  c->in_dl = true;
+  c->dl_next = NULL;
+  c->dl_prev = ch->dl_tail;
+  if (ch->dl_tail)
+    ch->dl_tail->dl_next = c;
+  else
+    ch->dl_head = c;
+  ch->dl_tail = c;
+  if (!ch->dl_timer)
+    ch->dl_timer =
+        mprpc_timer_start_from(ch->loop, now, ch->dl_head->deadline_ns - now, dl_fire, ch);
 }
 
 static void attempt_timeout_fire(void *arg) {
@@ -559,7 +643,7 @@ static void start_on_loop(void *arg) {
     ch_unref(ch);
     return;
   }
-  if (mprpc__idmap_put(&ch->calls, c->id, c) != 0) {
+  if (live_link(ch, c) != 0) {
     call_fail(c, MPRPC_ENOMEM, "out of memory", NULL);
     ch_unref(ch);
     return;
@@ -570,7 +654,10 @@ static void start_on_loop(void *arg) {
     tmo_ns = 0;
   if (tmo_ns) {
     c->deadline_ns = now + tmo_ns;
-    c->deadline_timer = mprpc_timer_start_from(ch->loop, now, tmo_ns, deadline_fire, c);
+    if (tmo_ns == ch->timeout_ns && (!ch->dl_tail || ch->dl_tail->deadline_ns <= c->deadline_ns))
+      dl_append(ch, c, now);
+    else
+      c->deadline_timer = mprpc_timer_start_from(ch->loop, now, tmo_ns, deadline_fire, c);
   }
   if (ch->backup_ns && call_idempotent(c) && ch->max_retry > 0)
     c->backup_timer = mprpc_timer_start_from(ch->loop, now, ch->backup_ns, backup_fire, c);
@@ -901,17 +988,12 @@ static void destroy_on_loop(mprpc_channel_t *ch) {
     ch->subscribed = false;
   }
   /* Cancel every pending call; closures may start new calls, which the
-   * start handler cancels in turn. Bounded: no new call enters the map. */
+   * start handler cancels in turn. Bounded: no new call enters the list. */
   ch->cb_depth++;
-  while (ch->calls.n > 0) {
-    mprpc__call_t *c = NULL;
-    for (size_t i = 0; i < ch->calls.cap && !c; i++)
-      if (ch->calls.slots[i].key)
-        c = ch->calls.slots[i].val;
-    if (!c)
-      break;
-    call_fail(c, MPRPC_ECANCELED, "channel destroyed", NULL);
-  }
+  while (ch->live)
+    call_fail(ch->live, MPRPC_ECANCELED, "channel destroyed", NULL);
+  mprpc_timer_cancel(ch->loop, ch->dl_timer); /* the list is empty now */
+  ch->dl_timer = 0;
   mprpc__ep_shutdown_all(ch);
   ch->cb_depth--;
 }

@@ -107,6 +107,10 @@ struct mprpc__call {
   bool sync;
   void *waiter;
   bool waiting_eps; /* parked until the registry's first list */
+  bool in_map;      /* in ch->calls */
+  bool in_dl;       /* in the channel's deadline list */
+  mprpc__call_t *dl_prev, *dl_next;
+  mprpc__call_t *live_prev, *live_next;
   bool finished;
 
   uint64_t start_ns, deadline_ns; /* 0 = no deadline */
@@ -167,7 +171,14 @@ struct mprpc_channel {
   size_t live_eps; /* allocated endpoints, listed or draining */
 
   mprpc__idmap_t attempts; /* cid -> attempt */
-  mprpc__idmap_t calls;    /* call id -> call */
+  mprpc__idmap_t calls;    /* call id -> call, for calls with a caller's controller (cancel) */
+  mprpc__call_t *live;     /* every started, unfinished call (live_prev/live_next) */
+  size_t nlive;
+  /* Calls with the channel's default timeout, in deadline order (they
+   * start on this loop, so appending keeps the order), and ONE loop timer
+   * for the earliest: finishing a call is an unlink, not a heap removal. */
+  mprpc__call_t *dl_head, *dl_tail;
+  uint64_t dl_timer;
   uint64_t next_cid;
   uint64_t next_call_id;   /* atomic: assigned on invoking threads */
   mprpc__call_t *waitq;
