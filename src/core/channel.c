@@ -578,7 +578,6 @@ void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int r
       mprpc__ep_unref(ep);
     return;
   }
-  snprintf(c->text, sizeof c->text, "%s", text ? text : "");
   bool may = ch->policy == MPRPC_RETRY_FAILOVER &&
              (retry == MPRPC__RETRY_SAFE || (retry == MPRPC__RETRY_UNKNOWN && call_idempotent(c)));
   if (a_not_tried) {
@@ -682,7 +681,7 @@ static int call_new(mprpc_channel_t *ch, unsigned midx, const ProtobufCMessage *
     ch->ncall_free--;
     uint8_t *req = c->req;
     size_t cap = c->req_cap;
-    memset(c, 0, offsetof(mprpc__call_t, resp_alloc)); /* not the arena */
+    memset(c, 0, offsetof(mprpc__call_t, own)); /* see the struct */
     c->req = req;
     c->req_cap = cap;
   } else {
@@ -699,8 +698,9 @@ static int call_new(mprpc_channel_t *ch, unsigned midx, const ProtobufCMessage *
       goto fail;
   }
   c->req_len = protobuf_c_message_pack(input, c->req);
-  if (!ctl) { /* zeroed with the record */
+  if (!ctl) {
     ctl = &c->own;
+    memset(ctl, 0, offsetof(mprpc_controller_t, error_code)); /* the inputs */
     c->own_ctl = true;
   }
   c->ch = ch;

@@ -101,7 +101,6 @@ struct mprpc__call {
   size_t req_len, req_cap;
   mprpc_controller_t *ctl;
   bool own_ctl;              /* ctl is &own: the caller passed none */
-  mprpc_controller_t own;
   ProtobufCClosure done;
   void *arg;
   bool sync;
@@ -124,14 +123,16 @@ struct mprpc__call {
 
   /* outcome, handed over to the caller's thread for sync calls */
   int err;
-  char text[MPRPC__CTL_TEXT];
   ProtobufCMessage *resp;
   bool resp_taken; /* a copy of resp was taken (mprpc_controller_take_response) */
   mprpc__call_t *wait_next; /* ch->waitq */
 
-  /* The decoded response is allocated from resp_arena while it fits, the
-   * rest with malloc (resp_heap counts those); see mprpc__call_unpack.
-   * Kept last: a reused record is zeroed only up to here. */
+  /* Not zeroed when a record is reused (call_new): the controller used when
+   * the caller passed none (call_new zeroes its inputs, clear_outputs the
+   * rest) and the response arena. The decoded response is allocated from
+   * resp_arena while it fits, the rest with malloc (resp_heap counts
+   * those); see mprpc__call_unpack. */
+  mprpc_controller_t own;
   ProtobufCAllocator resp_alloc;
   size_t resp_used, resp_heap;
   _Alignas(16) uint8_t resp_arena[MPRPC__RESP_ARENA];
