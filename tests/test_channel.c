@@ -559,6 +559,31 @@ static void dl_wait(dl_rec_t *r, int n) {
   fail_msg("calls did not complete");
 }
 
+/* A timed-out call whose closure starts the next call (which arms the list
+ * timer from inside the list timer's own callback). */
+typedef struct dl_chain {
+  mprpc_channel_t *ch;
+  dl_rec_t first, second;
+  atomic_int *seq;
+} dl_chain_t;
+
+static void dl_chain_first(const ProtobufCMessage *msg, void *arg) {
+  dl_chain_t *dc = arg;
+  dl_done(msg, &dc->first);
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = "held";
+  dc->second.seq = dc->seq;
+  mprpc_channel_call(dc->ch, 0, &req.base, NULL, dl_done, &dc->second);
+}
+
+static void dl_chain_start(void *arg) {
+  dl_chain_t *dc = arg;
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = "held";
+  dc->first.seq = dc->seq;
+  mprpc_channel_call(dc->ch, 0, &req.base, NULL, dl_chain_first, dc);
+}
+
 static void test_channel_deadline_list_order_and_destroy(void **state) {
   (void)state;
   prov_t p;
@@ -629,9 +654,109 @@ static void test_channel_deadline_list_order_and_destroy(void **state) {
   for (int i = 0; i < 5; i++)
     assert_int_equal(d[i].err, MPRPC_ECANCELED);
   usleep(400 * 1000); /* past the list timer's deadline */
+
+  /* the list timer re-armed from its own callback, then destroy: exactly
+   * one timer is left to cancel (a second one would fire into freed
+   * memory below) */
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  dl_chain_t *dcn = calloc(1, sizeof *dcn);
+  dcn->ch = ch;
+  dcn->seq = &seq;
+  assert_int_equal(mprpc_loop_post(e.loop, dl_chain_start, dcn), 0);
+  dl_wait(&dcn->first, 1);
+  assert_int_equal(dcn->first.err, MPRPC_ERPCTIMEDOUT);
+  mprpc_channel_destroy(ch);
+  dl_wait(&dcn->second, 1);
+  assert_int_equal(dcn->second.err, MPRPC_ECANCELED);
+  usleep(400 * 1000);
+  free(dcn);
   env_stop(&e);
   release_held(&p);
   prov_stop(&p);
+}
+
+/* A call made on the loop thread (from a closure) starts inside
+ * mprpc_channel_call; when it fails right there (the endpoint refuses and
+ * is backing off, the channel is being destroyed) its closure must still
+ * run later, once, and never inside mprpc_channel_call. */
+enum { INLOOP_N = 30 };
+typedef struct inloop {
+  mprpc_channel_t *ch;
+  int in_call; /* inside mprpc_channel_call */
+  int next, inside, ran[INLOOP_N + 1], errs;
+  atomic_int finished;
+  bool destroy_at_half, stopped;
+} inloop_t;
+
+static void inloop_done(const ProtobufCMessage *msg, void *arg);
+
+static void inloop_issue(inloop_t *t) {
+  int k = t->next++;
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = "x";
+  t->in_call = 1;
+  int rc = mprpc_channel_call(t->ch, 0, &req.base, NULL, inloop_done, (void *)(intptr_t)t);
+  t->in_call = 0;
+  if (rc != 0)
+    atomic_store(&t->finished, 1);
+  (void)k;
+}
+
+static void inloop_done(const ProtobufCMessage *msg, void *arg) {
+  inloop_t *t = (inloop_t *)arg;
+  if (t->in_call)
+    t->inside++;
+  if (msg)
+    t->errs++; /* nothing listens: every call must fail */
+  t->ran[t->next - 1 < INLOOP_N ? t->next - 1 : INLOOP_N]++;
+  if (t->stopped) {
+    atomic_store(&t->finished, 1);
+    return;
+  }
+  if (t->destroy_at_half && t->next == INLOOP_N / 2) {
+    t->stopped = true;
+    mprpc_channel_destroy(t->ch); /* from the loop: asynchronous */
+    inloop_issue(t);              /* refused at start: ECANCELED */
+    return;
+  }
+  if (t->next < INLOOP_N)
+    inloop_issue(t);
+  else
+    atomic_store(&t->finished, 1);
+}
+
+static void inloop_start(void *arg) { inloop_issue(arg); }
+
+static void test_channel_inloop_call_never_calls_back_inside(void **state) {
+  (void)state;
+  env_t e;
+  env_start(&e);
+  for (int round = 0; round < 2; round++) {
+    uint16_t port = dead_port();
+    mprpc_channel_options_t o;
+    opts_for(&o, &e, servers_str(&port, 1));
+    o.max_retry = 0;
+    mprpc_channel_t *ch;
+    assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+    inloop_t *t = calloc(1, sizeof *t);
+    t->ch = ch;
+    t->destroy_at_half = round == 1;
+    assert_int_equal(mprpc_loop_post(e.loop, inloop_start, t), 0);
+    for (int k = 0; k < 2000 && !atomic_load(&t->finished); k++)
+      usleep(5000);
+    assert_int_equal(atomic_load(&t->finished), 1);
+    usleep(100 * 1000); /* deferred closures, if any, have run */
+    assert_int_equal(t->inside, 0);
+    assert_int_equal(t->errs, 0);
+    int issued = round == 0 ? INLOOP_N : INLOOP_N / 2 + 1;
+    for (int k = 0; k < issued; k++)
+      assert_int_equal(t->ran[k], 1);
+    if (round == 0)
+      mprpc_channel_destroy(ch);
+    usleep(50 * 1000);
+    free(t);
+  }
+  env_stop(&e);
 }
 
 typedef struct thr_arg {
@@ -1654,6 +1779,7 @@ int main(void) {
       cmocka_unit_test(test_channel_async_and_sync_basic),
       cmocka_unit_test(test_channel_take_response_from_arena_and_heap),
       cmocka_unit_test(test_channel_deadline_list_order_and_destroy),
+      cmocka_unit_test(test_channel_inloop_call_never_calls_back_inside),
       cmocka_unit_test(test_channel_many_threads_sync_and_async),
       cmocka_unit_test(test_channel_ten_thousand_in_flight_one_connection),
       cmocka_unit_test(test_channel_timeout_slow_handler_not_retried),

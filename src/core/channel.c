@@ -205,6 +205,13 @@ static void deliver(mprpc__call_t *c) {
   call_recycle(ch, c);
 }
 
+static void deliver_posted(void *arg) {
+  mprpc__call_t *c = arg;
+  mprpc_channel_t *ch = c->ch;
+  deliver(c);
+  ch_unref(ch);
+}
+
 /* The same for a sync call, on the caller's thread once woken. */
 static void deliver_sync(mprpc__call_t *c) {
   mprpc_controller_t *ctl = c->ctl;
@@ -367,6 +374,14 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
     /* The caller's thread runs the closure; c is its from here on. */
     void *w = c->waiter;
     ch->loop.vt->waiter_wake(ch->loop.ctx, w);
+  } else if (ch->starting) {
+    /* Finished inside mprpc_channel_call (see call_post): the closure runs
+     * from the loop once that returned. */
+    ch_ref(ch);
+    if (mprpc_loop_post(ch->loop, deliver_posted, c) != 0) {
+      __atomic_fetch_sub(&ch->refs, 1, __ATOMIC_ACQ_REL);
+      deliver(c); /* the loop refuses posts: it is stopping */
+    }
   } else {
     deliver(c);
   }
@@ -406,7 +421,8 @@ static void dl_fire(void *arg) {
     deadline_fire(c);
   }
   ch->cb_depth--;
-  if (ch->dl_head && !ch->destroying)
+  /* A closure above may have started a call that armed the timer again. */
+  if (ch->dl_head && !ch->dl_timer && !ch->destroying)
     ch->dl_timer =
         mprpc_timer_start_from(ch->loop, now, ch->dl_head->deadline_ns - now, dl_fire, ch);
   mprpc__channel_maybe_free(ch);
@@ -631,20 +647,18 @@ void mprpc__attempt_answered(mprpc__attempt_t *a, int err, const char *text,
 
 /* ---- starting calls ------------------------------------------------------------ */
 
-static void start_on_loop(void *arg) {
-  mprpc__call_t *c = arg;
+/* On the loop thread; the caller keeps ch alive. */
+static void start_call(mprpc__call_t *c) {
   mprpc_channel_t *ch = c->ch;
   uint64_t now = mprpc_loop_now(ch->loop);
   c->start_ns = now;
   MPRPC__STAT_INC(ch, calls);
   if (ch->destroying) {
     call_fail(c, MPRPC_ECANCELED, "channel destroyed", NULL);
-    ch_unref(ch);
     return;
   }
   if (live_link(ch, c) != 0) {
     call_fail(c, MPRPC_ENOMEM, "out of memory", NULL);
-    ch_unref(ch);
     return;
   }
   int64_t tmo = c->ctl->timeout_ms;
@@ -661,6 +675,12 @@ static void start_on_loop(void *arg) {
   if (ch->backup_ns && call_idempotent(c) && ch->max_retry > 0)
     c->backup_timer = mprpc_timer_start_from(ch->loop, now, ch->backup_ns, backup_fire, c);
   call_try(c);
+}
+
+static void start_on_loop(void *arg) {
+  mprpc__call_t *c = arg;
+  mprpc_channel_t *ch = c->ch;
+  start_call(c);
   ch_unref(ch);
 }
 
@@ -721,8 +741,22 @@ fail:
   return MPRPC_ENOMEM;
 }
 
+/* An async call made on the channel's loop thread (the closed-loop pattern:
+ * the next call from the previous one's closure) starts right here instead
+ * of through a post. A call that finishes while starting has its closure
+ * posted (call_finish looks at ch->starting), so it never runs inside
+ * mprpc_channel_call. Other calls are posted to the loop. */
 static int call_post(mprpc__call_t *c) {
   mprpc_channel_t *ch = c->ch;
+  if (!c->sync && mprpc_loop_in_loop(ch->loop)) {
+    ch->starting++;
+    ch->cb_depth++; /* keeps ch alive, as the post's reference would */
+    start_call(c);
+    ch->cb_depth--;
+    ch->starting--;
+    mprpc__channel_maybe_free(ch);
+    return 0;
+  }
   ch_ref(ch);
   int rc = mprpc_loop_post(ch->loop, start_on_loop, c);
   if (rc != 0)

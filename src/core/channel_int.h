@@ -194,6 +194,7 @@ struct mprpc_channel {
 
   int refs;       /* atomic: posts in flight */
   int cb_depth;   /* user callbacks running */
+  int starting;   /* calls being started inside mprpc_channel_call (loop thread) */
   bool destroying;
   mprpc_channel_stats_t st; /* counters: atomic relaxed */
 };

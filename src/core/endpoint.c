@@ -655,7 +655,7 @@ static bool tried(const mprpc__call_t *c, uint64_t id) {
 mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t exclude_id) {
   if (ch->neps == 0)
     return NULL;
-  uint64_t now = mprpc_loop_now(ch->loop);
+  uint64_t now = 0; /* read only when an endpoint is ejected */
   mprpc_rand_t r = mprpc_loop_rand(ch->loop);
   bool has_key = c->ctl && c->ctl->has_hash_key;
   uint64_t key = has_key ? c->ctl->hash_key : 0;
@@ -663,8 +663,13 @@ mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t excl
   for (int pass = 0; pass < 2; pass++) {
     for (size_t i = 0; i < ch->neps; i++) {
       mprpc__ep_t *ep = ch->eps[i];
-      ch->nodes[i].skip = !mprpc__breaker_admits(&ep->br, now) || ep->id == exclude_id ||
-                          (pass == 0 && tried(c, ep->id));
+      bool admitted = ep->br.state != MPRPC__BREAKER_EJECTED;
+      if (!admitted) {
+        if (!now)
+          now = mprpc_loop_now(ch->loop);
+        admitted = mprpc__breaker_admits(&ep->br, now);
+      }
+      ch->nodes[i].skip = !admitted || ep->id == exclude_id || (pass == 0 && tried(c, ep->id));
     }
     long idx = mprpc__lb_pick(&ch->lb, r, has_key, key);
     if (idx >= 0)
