@@ -109,7 +109,9 @@ static void stat_failure(mprpc_channel_t *ch, int err) {
   size_t n = __atomic_load_n(&st->ncodes, __ATOMIC_ACQUIRE);
   for (size_t i = 0; i < n; i++)
     if (st->by_code[i].code == err) {
-      __atomic_fetch_add(&st->by_code[i].count, 1, __ATOMIC_RELAXED);
+      __atomic_store_n(&st->by_code[i].count,
+                       __atomic_load_n(&st->by_code[i].count, __ATOMIC_RELAXED) + 1,
+                       __ATOMIC_RELAXED); /* one writer: see MPRPC__STAT_ADD */
       return;
     }
   if (n < MPRPC_CHANNEL_MAX_CODES) {
@@ -674,7 +676,9 @@ static void start_call(mprpc__call_t *c) {
   }
   if (ch->backup_ns && call_idempotent(c) && ch->max_retry > 0)
     c->backup_timer = mprpc_timer_start_from(ch->loop, now, ch->backup_ns, backup_fire, c);
+  ch->start_now = now; /* the first attempt's write reuses this reading */
   call_try(c);
+  ch->start_now = 0;
 }
 
 static void start_on_loop(void *arg) {

@@ -196,10 +196,16 @@ struct mprpc_channel {
   int cb_depth;   /* user callbacks running */
   int starting;   /* calls being started inside mprpc_channel_call (loop thread) */
   bool destroying;
-  mprpc_channel_stats_t st; /* counters: atomic relaxed */
+  mprpc_channel_stats_t st; /* counters: written by the loop thread only */
+  uint64_t start_now;       /* the clock reading of the call being started, or 0 */
 };
 
-#define MPRPC__STAT_ADD(ch, field, v) __atomic_fetch_add(&(ch)->st.field, (v), __ATOMIC_RELAXED)
+/* The loop thread is the only writer, so a relaxed load and store (plain
+ * moves) suffice; readers on other threads load relaxed and never see a
+ * torn value. No locked read-modify-write per call. */
+#define MPRPC__STAT_ADD(ch, field, v)                                                   \
+  __atomic_store_n(&(ch)->st.field, __atomic_load_n(&(ch)->st.field, __ATOMIC_RELAXED) + (v), \
+                   __ATOMIC_RELAXED)
 #define MPRPC__STAT_INC(ch, field) MPRPC__STAT_ADD(ch, field, 1)
 
 /* endpoint.c */

@@ -147,7 +147,7 @@ static void attempt_write(mprpc__ep_t *ep, mprpc__attempt_t *a) {
   }
   /* One clock read per write: the request's remaining time and the RTT
    * sample's start (read before encoding; the difference is the encode). */
-  uint64_t now = mprpc_loop_now(ch->loop);
+  uint64_t now = ch->start_now ? ch->start_now : mprpc_loop_now(ch->loop);
   if (c->deadline_ns) {
     uint64_t left = c->deadline_ns > now ? c->deadline_ns - now : 0;
     uint64_t ms = (left + MPRPC_NS_PER_MS - 1) / MPRPC_NS_PER_MS;
