@@ -261,6 +261,20 @@ static char *servers_str(const uint16_t *ports, size_t n) {
   return buf;
 }
 
+/* One provider in `mode`, a loop, and channel options pointing at it (the
+ * caller may adjust them before channel_for). */
+static void one_provider_setup(prov_t *p, int mode, env_t *e, mprpc_channel_options_t *o) {
+  prov_start(p, mode, 0);
+  env_start(e);
+  opts_for(o, e, servers_str(&p->port, 1));
+}
+
+static mprpc_channel_t *channel_for(const mprpc_channel_options_t *o) {
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, o, &ch), 0);
+  return ch;
+}
+
 /* One async call's record. */
 typedef struct rec {
   atomic_int called;
@@ -349,13 +363,10 @@ static void assert_once(rec_t *recs, int n) {
 static void test_channel_async_and_sync_basic(void **state) {
   (void)state;
   prov_t p;
-  prov_start(&p, MODE_ECHO, 0);
   env_t e;
-  env_start(&e);
   mprpc_channel_options_t o;
-  opts_for(&o, &e, servers_str(&p.port, 1));
-  mprpc_channel_t *ch;
-  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  one_provider_setup(&p, MODE_ECHO, &e, &o);
+  mprpc_channel_t *ch = channel_for(&o);
 
   /* async with an explicit controller and attachments */
   mprpc_controller_t *ctl = mprpc_controller_new();
@@ -471,13 +482,10 @@ static void take_sync_cb(const ProtobufCMessage *msg, void *arg) {
 static void test_channel_take_response_from_arena_and_heap(void **state) {
   (void)state;
   prov_t p;
-  prov_start(&p, MODE_ECHO, 0);
   env_t e;
-  env_start(&e);
   mprpc_channel_options_t o;
-  opts_for(&o, &e, servers_str(&p.port, 1));
-  mprpc_channel_t *ch;
-  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  one_provider_setup(&p, MODE_ECHO, &e, &o);
+  mprpc_channel_t *ch = channel_for(&o);
 
   char buf[5001];
   for (int i = 0; i < 12; i++) { /* sync, from this thread */
@@ -587,14 +595,11 @@ static void dl_chain_start(void *arg) {
 static void test_channel_deadline_list_order_and_destroy(void **state) {
   (void)state;
   prov_t p;
-  prov_start(&p, MODE_HOLD, 0);
   env_t e;
-  env_start(&e);
   mprpc_channel_options_t o;
-  opts_for(&o, &e, servers_str(&p.port, 1));
+  one_provider_setup(&p, MODE_HOLD, &e, &o);
   o.timeout_ms = 300;
-  mprpc_channel_t *ch;
-  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  mprpc_channel_t *ch = channel_for(&o);
 
   enum { A = 20, C = 20, N = A + 2 + C };
   dl_rec_t r[N];
@@ -788,13 +793,10 @@ static void *sync_thread(void *arg) {
 static void test_channel_many_threads_sync_and_async(void **state) {
   (void)state;
   prov_t p;
-  prov_start(&p, MODE_ECHO, 0);
   env_t e;
-  env_start(&e);
   mprpc_channel_options_t o;
-  opts_for(&o, &e, servers_str(&p.port, 1));
-  mprpc_channel_t *ch;
-  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  one_provider_setup(&p, MODE_ECHO, &e, &o);
+  mprpc_channel_t *ch = channel_for(&o);
   enum { T = 4, N = 150 };
   static rec_t recs[T][N];
   memset(recs, 0, sizeof recs);
