@@ -53,9 +53,15 @@ int mprpc__idmap_put(mprpc__idmap_t *m, uint64_t key, void *val) {
     if (rc)
       return rc;
   }
-  if (mprpc__idmap_get(m, key))
-    return MPRPC_EEXIST;
-  insert_raw(m->slots, m->cap, key, val);
+  /* One probe both finds a duplicate and the free slot: the probe from the
+   * key's home slot ends at the first empty one, and the key, if present,
+   * sits before it. */
+  size_t mask = m->cap - 1, i = slot_of(key, m->cap);
+  for (; m->slots[i].key != 0; i = (i + 1) & mask)
+    if (m->slots[i].key == key)
+      return MPRPC_EEXIST;
+  m->slots[i].key = key;
+  m->slots[i].val = val;
   m->n++;
   return 0;
 }

@@ -11,6 +11,7 @@
  * another thread is usually detected too; past that window a second call is
  * undefined, as it is in protobuf-c's own RPC and in brpc.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,7 +40,7 @@ mprpc_server_call_t *mprpc__srv_call_alloc(srv_loop_t *l, size_t tail) {
     if (!call)
       return NULL;
   }
-  memset(call, 0, sizeof *call);
+  memset(call, 0, offsetof(mprpc_server_call_t, out));
   call->pooled = pooled;
   if (pooled) {
     uintptr_t base = (uintptr_t)(call + 1), end = base + MPRPC__CALL_TAIL;

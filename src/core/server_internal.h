@@ -107,9 +107,11 @@ struct mprpc_server_call {
   uint8_t *resp_att;
   size_t resp_att_len;
   uint8_t *payload;
-  mprpc_frame_out_t out;
   bool encoded;
   bool completed;
+  /* Last, and not zeroed by mprpc__srv_call_alloc (its inline head is
+   * 256 bytes): only read once encode_response has initialised it. */
+  mprpc_frame_out_t out;
   /* request attachment and request_id bytes follow the struct */
 };
 
