@@ -997,6 +997,13 @@ static void test_server_core_pipelined_thousands(void **state) {
     seen++;
   }
   assert_int_equal(held_count(), N / 2);
+  /* in flight without limits: admitted - completed, per method and in all */
+  mprpc_method_stats_t mid;
+  mprpc_server_method_stats_at(f.s, 0, &mid);
+  assert_int_equal(mid.inflight, N / 2);
+  mprpc_server_stats_t sst;
+  mprpc_server_stats(f.s, &sst);
+  assert_int_equal(sst.inflight, N / 2);
   for (int i = N / 2 - 1; i >= 0; i--)
     held_complete(i, "late");
   for (int i = N - 2; i >= 0; i -= 2) {
@@ -1008,6 +1015,9 @@ static void test_server_core_pipelined_thousands(void **state) {
   mprpc_server_method_stats_at(f.s, 0, &ms);
   assert_int_equal(ms.requests, N);
   assert_int_equal(ms.completed, N);
+  assert_int_equal(ms.inflight, 0);
+  mprpc_server_stats(f.s, &sst);
+  assert_int_equal(sst.inflight, 0);
   assert_true(ms.p50_us <= ms.p99_us && ms.p99_us <= ms.p999_us);
   mprpc_server_log_stats(f.s);
   fsrv_shutdown(&f);

@@ -416,16 +416,19 @@ static void handle_request(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t ar
   }
   bool acquired = false;
   if (!err) {
-    if (!try_acquire(&s->inflight, s->o.max_concurrency)) {
+    if (s->o.max_concurrency && !try_acquire(&s->inflight, s->o.max_concurrency)) {
       err = MPRPC_ELIMIT;
       snprintf(text, sizeof text, "server concurrency limit %u reached", s->o.max_concurrency);
-    } else if (!try_acquire(&m->st.inflight, m->limit)) {
-      atomic_fetch_sub(&s->inflight, 1);
+    } else if (m->limit && !try_acquire(&m->st.inflight, m->limit)) {
+      if (s->o.max_concurrency)
+        atomic_fetch_sub(&s->inflight, 1);
       err = MPRPC_ELIMIT;
       snprintf(text, sizeof text, "concurrency limit %u of %s.%s reached", m->limit, m->service,
                m->name);
     } else {
       acquired = true;
+      if (!m->limit)
+        atomic_fetch_add(&m->st.admitted, 1);
     }
   }
 
@@ -483,8 +486,9 @@ static void handle_request(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t ar
   }
   if (err) {
     if (acquired) {
-      atomic_fetch_sub(&s->inflight, 1);
-      atomic_fetch_sub(&m->st.inflight, 1);
+      if (s->o.max_concurrency)
+        atomic_fetch_sub(&s->inflight, 1);
+      atomic_fetch_sub(m->limit ? &m->st.inflight : &m->st.admitted, 1);
     }
     if (m) {
       mprpc__srv_count_error(s, m, err);

@@ -261,8 +261,10 @@ static void complete_now(mprpc_server_call_t *call) {
   atomic_fetch_add(&m->st.completed, 1);
   if (call->err_wire)
     mprpc__srv_count_error(s, m, mprpc_err_from_wire(call->err_wire));
-  atomic_fetch_sub(&m->st.inflight, 1);
-  atomic_fetch_sub(&s->inflight, 1);
+  if (m->limit)
+    atomic_fetch_sub(&m->st.inflight, 1);
+  if (s->o.max_concurrency)
+    atomic_fetch_sub(&s->inflight, 1);
   conn->inflight--;
   call->completed = true;
   if (call->encoded)

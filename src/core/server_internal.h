@@ -31,7 +31,12 @@
 #define MPRPC__CALL_POOL 256
 
 typedef struct mprpc__mstats {
-  atomic_uint_fast64_t requests, errors, completed, inflight, max_us;
+  atomic_uint_fast64_t requests, errors, completed, max_us;
+  /* In flight: with a method limit, `inflight` is counted up and down (the
+   * limit needs it); without one, only `admitted` is counted up and in
+   * flight is admitted - completed (one atomic operation per call, not
+   * four). See mprpc__srv_method_inflight. */
+  atomic_uint_fast64_t inflight, admitted;
   atomic_uint_fast64_t by_code[MPRPC_SERVER_NCODES];
   atomic_uint_fast64_t hist[MPRPC__HIST_BUCKETS];
 } mprpc__mstats_t;
@@ -184,5 +189,8 @@ void mprpc__srv_pool_free(srv_loop_t *l);
 size_t mprpc__srv_code_slot(int err);
 void mprpc__srv_count_error(mprpc_server_t *s, srv_method_t *m, int err);
 void mprpc__srv_record_latency(srv_method_t *m, uint64_t ns);
+uint64_t mprpc__srv_method_inflight(const srv_method_t *m);
+/* Calls in flight in the whole server (for the drain and the stats). */
+uint64_t mprpc__srv_inflight(const mprpc_server_t *s);
 
 #endif

@@ -184,7 +184,7 @@ static void sd_tick(void *arg) {
   mprpc_server_t *s = arg;
   s->sd_timer = 0;
   if (s->sd_phase == SD_DRAIN) {
-    uint64_t left = atomic_load(&s->inflight);
+    uint64_t left = mprpc__srv_inflight(s);
     uint64_t now = mprpc_loop_now(s->loops[0]);
     if ((left > 0 || now < s->sd_grace_end) && now < s->sd_deadline) {
       s->sd_timer = mprpc_timer_start(s->loops[0], SD_TICK_NS, sd_tick, s);
