@@ -63,6 +63,7 @@ static void ch_free_mem(mprpc_channel_t *ch) {
   free(ch->eps);
   free(ch->nodes);
   free(ch->idem);
+  free(ch->mname_len);
   free(ch->auth);
   free(ch);
 }
@@ -960,8 +961,12 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
     goto fail;
   rc = MPRPC_ENOMEM;
   ch->idem = calloc(sd->n_methods ? sd->n_methods : 1, sizeof *ch->idem);
-  if (!ch->idem)
+  ch->mname_len = calloc(sd->n_methods ? sd->n_methods : 1, sizeof *ch->mname_len);
+  if (!ch->idem || !ch->mname_len)
     goto fail;
+  ch->svc_name_len = strlen(sd->name);
+  for (unsigned i = 0; i < sd->n_methods; i++)
+    ch->mname_len[i] = strlen(sd->methods[i].name);
   if ((rc = set_idempotent_list(ch, o->idempotent_methods)) != 0)
     goto fail;
   if (o->auth_len) {
@@ -1008,6 +1013,7 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
   return 0;
 fail:
   free(ch->idem);
+  free(ch->mname_len);
   free(ch->auth);
   mprpc__lb_free(&ch->lb); /* safe on a zeroed balancer */
   free(ch);

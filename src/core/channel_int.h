@@ -158,6 +158,7 @@ struct mprpc_channel {
   int max_retry;
   int policy;
   bool *idem;
+  size_t svc_name_len, *mname_len; /* strlen of sd->name and of each method name */
   uint8_t *auth;
   size_t auth_len;
   uint32_t max_body;
