@@ -334,9 +334,10 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
     return;
   }
   c->finished = true;
-  char remote[MPRPC__CTL_REMOTE] = "";
+  mprpc_controller_t *ctl = c->ctl;
+  mprpc__controller_clear_outputs(ctl);
   if (from) /* copied first: dropping the attempts may release the endpoint */
-    copy_text(remote, sizeof remote, from->name);
+    copy_text(ctl->remote, sizeof ctl->remote, from->name);
   mprpc_timer_cancel(ch->loop, c->deadline_timer);
   mprpc_timer_cancel(ch->loop, c->backup_timer);
   c->deadline_timer = c->backup_timer = 0;
@@ -352,12 +353,9 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
     c->waiting_eps = false;
   }
 
-  mprpc_controller_t *ctl = c->ctl;
-  mprpc__controller_clear_outputs(ctl);
   ctl->error_code = err;
   copy_text(ctl->error_text, sizeof ctl->error_text,
             err ? (text && *text ? text : mprpc_strerror(err)) : "");
-  memcpy(ctl->remote, remote, sizeof remote);
   ctl->attempts = c->nattempts;
   ctl->latency_us = (now > c->start_ns ? now - c->start_ns : 0) / MPRPC_NS_PER_US;
   if (err == 0 && att_len) {
