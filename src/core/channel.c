@@ -124,20 +124,12 @@ static void stat_failure(mprpc_channel_t *ch, int err) {
 
 /* ---- the response arena ------------------------------------------------ */
 
-static bool in_resp_arena(const mprpc__call_t *c, const void *p) {
-  uintptr_t u = (uintptr_t)p, a = (uintptr_t)c->resp_arena;
-  return u >= a && u < a + sizeof c->resp_arena;
-}
-
 static void *resp_alloc(void *ad, size_t n) {
   mprpc__call_t *c = ad;
-  size_t an = n ? (n + 15) & ~(size_t)15 : 16;
-  if (an <= sizeof c->resp_arena - c->resp_used) {
-    void *p = c->resp_arena + c->resp_used;
-    c->resp_used += an;
+  void *p = mprpc__arena_alloc(&c->resp_arena, n);
+  if (p)
     return p;
-  }
-  void *p = malloc(n ? n : 1);
+  p = malloc(n ? n : 1);
   if (p)
     c->resp_heap++;
   return p;
@@ -145,7 +137,7 @@ static void *resp_alloc(void *ad, size_t n) {
 
 static void resp_free(void *ad, void *p) {
   mprpc__call_t *c = ad;
-  if (!p || in_resp_arena(c, p))
+  if (!p || mprpc__arena_owns(&c->resp_arena, p))
     return;
   c->resp_heap--;
   free(p);
@@ -154,7 +146,7 @@ static void resp_free(void *ad, void *p) {
 /* One response per call is ever decoded (the attempt that answers first
  * finishes the call), so the arena starts empty each time. */
 ProtobufCMessage *mprpc__call_unpack(mprpc__call_t *c, size_t len, const uint8_t *data) {
-  c->resp_used = 0;
+  mprpc__arena_init(&c->resp_arena, c->resp_buf, sizeof c->resp_buf);
   c->resp_heap = 0; /* the last one was freed or taken */
   c->resp_alloc = (ProtobufCAllocator){resp_alloc, resp_free, c};
   return protobuf_c_message_unpack(c->method->output, &c->resp_alloc, len, data);
@@ -173,7 +165,7 @@ ProtobufCMessage *mprpc__call_take_response(mprpc__call_t *c) {
   ProtobufCMessage *m = c->resp;
   if (!m || c->resp_taken)
     return NULL;
-  if (c->resp_used) {
+  if (c->resp_arena.used) {
     size_t n = protobuf_c_message_get_packed_size(m);
     uint8_t *buf = malloc(n ? n : 1);
     if (!buf)

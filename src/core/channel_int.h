@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "core/backoff.h"
 #include "core/breaker.h"
 #include "core/controller_int.h"
@@ -130,12 +131,13 @@ struct mprpc__call {
   /* Not zeroed when a record is reused (call_new): the controller used when
    * the caller passed none (call_new zeroes its inputs, clear_outputs the
    * rest) and the response arena. The decoded response is allocated from
-   * resp_arena while it fits, the rest with malloc (resp_heap counts
+   * resp_buf while it fits, the rest with malloc (resp_heap counts
    * those); see mprpc__call_unpack. */
   mprpc_controller_t own;
   ProtobufCAllocator resp_alloc;
-  size_t resp_used, resp_heap;
-  _Alignas(16) uint8_t resp_arena[MPRPC__RESP_ARENA];
+  mprpc__arena_t resp_arena; /* over resp_buf */
+  size_t resp_heap;
+  _Alignas(16) uint8_t resp_buf[MPRPC__RESP_ARENA];
 };
 
 /* channel.c: decodes a's response into the call's arena. */

@@ -45,8 +45,7 @@ mprpc_server_call_t *mprpc__srv_call_alloc(srv_loop_t *l, size_t tail) {
   if (pooled) {
     uintptr_t base = (uintptr_t)(call + 1), end = base + MPRPC__CALL_TAIL;
     uintptr_t a = ALIGN16(base + tail);
-    call->arena = (uint8_t *)a;
-    call->arena_len = a < end ? end - a : 0;
+    mprpc__arena_init(&call->arena, (uint8_t *)a, a < end ? end - a : 0);
   }
   return call;
 }
@@ -75,23 +74,16 @@ void mprpc__srv_pool_free(srv_loop_t *l) {
   l->npool = 0;
 }
 
-static bool in_arena(const mprpc_server_call_t *call, const void *p) {
-  uintptr_t u = (uintptr_t)p, a = (uintptr_t)call->arena;
-  return call->arena_len && u >= a && u < a + call->arena_len;
-}
-
 /* Bump allocation from the call's arena, else malloc; either way capped
  * at alloc_limit bytes for the whole request. */
 void *mprpc__srv_alloc(void *ad, size_t n) {
   mprpc_server_call_t *call = ad;
   if (n > call->alloc_limit - call->alloc_used)
     return NULL;
-  size_t an = ALIGN16(n ? n : 1);
-  if (an <= call->arena_len - call->arena_used) {
-    void *p = call->arena + call->arena_used;
-    call->arena_used += an;
+  void *a = mprpc__arena_alloc(&call->arena, n);
+  if (a) {
     call->alloc_used += n;
-    return p;
+    return a;
   }
   uint8_t *p = malloc(n + HDR);
   if (!p)
@@ -104,7 +96,7 @@ void *mprpc__srv_alloc(void *ad, size_t n) {
 
 void mprpc__srv_free(void *ad, void *ptr) {
   mprpc_server_call_t *call = ad;
-  if (!ptr || in_arena(call, ptr))
+  if (!ptr || mprpc__arena_owns(&call->arena, ptr))
     return; /* arena bytes go with the call */
   uint8_t *p = (uint8_t *)ptr - HDR;
   size_t n;
@@ -206,8 +198,9 @@ static void encode_response(mprpc_server_call_t *call, const ProtobufCMessage *m
   }
   if (!call->err_wire) {
     plen = protobuf_c_message_get_packed_size(msg);
-    size_t room = call->arena_len - call->arena_used;
-    call->payload = plen <= room && plen ? call->arena + call->arena_used : malloc(plen ? plen : 1);
+    call->payload = plen ? mprpc__arena_alloc(&call->arena, plen) : NULL;
+    if (!call->payload)
+      call->payload = malloc(plen ? plen : 1);
     if (!call->payload) {
       call->err_wire = mprpc_err_to_wire(MPRPC_EINTERNAL);
     } else {
@@ -236,7 +229,7 @@ static void encode_response(mprpc_server_call_t *call, const ProtobufCMessage *m
 }
 
 static void free_payload(mprpc_server_call_t *call) {
-  if (!in_arena(call, call->payload))
+  if (!mprpc__arena_owns(&call->arena, call->payload))
     free(call->payload);
   call->payload = NULL;
 }

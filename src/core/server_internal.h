@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/arena.h"
 #include "mprpc/buf.h"
 #include "mprpc/frame.h"
 #include "mprpc/rt.h"
@@ -101,8 +102,7 @@ struct mprpc_server_call {
   ProtobufCAllocator alloc;
   size_t alloc_used, alloc_limit;
   bool pooled;             /* a MPRPC__CALL_TAIL block: back to the pool */
-  uint8_t *arena;          /* inside the block, 16-byte aligned */
-  size_t arena_len, arena_used;
+  mprpc__arena_t arena;    /* the rest of a pooled block; empty otherwise */
   size_t heap_allocs;      /* unpack allocations that missed the arena */
   const uint8_t *att;
   size_t att_len;
