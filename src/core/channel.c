@@ -186,7 +186,6 @@ ProtobufCMessage *mprpc__call_take_response(mprpc__call_t *c) {
 static void deliver(mprpc__call_t *c) {
   mprpc_channel_t *ch = c->ch;
   mprpc_controller_t *ctl = c->ctl;
-  ctl->resp_slot = &c->resp;
   ctl->resp_call = c;
   ch->cb_depth++;
   mprpc_controller_t *prev = mprpc__controller_set_current(ctl);
@@ -194,8 +193,8 @@ static void deliver(mprpc__call_t *c) {
     c->done(c->resp, c->arg);
   mprpc__controller_set_current(prev);
   ch->cb_depth--;
-  if (ctl->resp_slot == &c->resp)
-    ctl->resp_slot = NULL, ctl->resp_call = NULL;
+  if (ctl->resp_call == c)
+    ctl->resp_call = NULL;
   mprpc__call_free_resp(c, c->resp);
   call_recycle(ch, c);
 }
@@ -210,14 +209,13 @@ static void deliver_posted(void *arg) {
 /* The same for a sync call, on the caller's thread once woken. */
 static void deliver_sync(mprpc__call_t *c) {
   mprpc_controller_t *ctl = c->ctl;
-  ctl->resp_slot = &c->resp;
   ctl->resp_call = c;
   mprpc_controller_t *prev = mprpc__controller_set_current(ctl);
   if (c->done)
     c->done(c->resp, c->arg);
   mprpc__controller_set_current(prev);
-  if (ctl->resp_slot == &c->resp)
-    ctl->resp_slot = NULL, ctl->resp_call = NULL;
+  if (ctl->resp_call == c)
+    ctl->resp_call = NULL;
   mprpc__call_free_resp(c, c->resp);
   call_free(c);
 }

@@ -21,7 +21,6 @@ void mprpc__controller_clear_outputs(mprpc_controller_t *c) {
   free(c->resp_att);
   c->resp_att = NULL;
   c->resp_att_len = 0;
-  c->resp_slot = NULL;
   c->resp_call = NULL;
 }
 
@@ -94,7 +93,7 @@ const void *mprpc_controller_response_attachment(const mprpc_controller_t *c, si
 }
 
 ProtobufCMessage *mprpc_controller_take_response(mprpc_controller_t *c) {
-  if (!c->resp_slot || !c->resp_call)
+  if (!c->resp_call)
     return NULL;
   return mprpc__call_take_response(c->resp_call);
 }

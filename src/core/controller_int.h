@@ -28,11 +28,10 @@ struct mprpc_controller {
   uint64_t latency_us;
   uint8_t *resp_att;
   size_t resp_att_len;
-  /* During the closure: the call's response slot (take_response empties
-   * it). The call keeps the slot, so reusing the controller for a new call
-   * inside the closure neither leaks nor double-frees the response. */
-  ProtobufCMessage **resp_slot;
-  struct mprpc__call *resp_call; /* owner of *resp_slot */
+  /* During the closure: the call whose response take_response hands over.
+   * The call keeps its response, so reusing the controller for a new call
+   * inside the closure neither leaks nor double-frees it. */
+  struct mprpc__call *resp_call;
   /* link to the pending call, for cancel (set by the invoking thread) */
   struct mprpc_channel *ch;
   uint64_t call_id;
@@ -45,7 +44,7 @@ void mprpc__controller_release(mprpc_controller_t *c);
 /* Thread-local hand-off for stub users. */
 mprpc_controller_t *mprpc__controller_take_next(void);
 mprpc_controller_t *mprpc__controller_set_current(mprpc_controller_t *c);
-/* Defined in channel.c: hands the response in call's slot over as a
+/* Defined in channel.c: hands call's response over as a
  * message the caller frees with protobuf_c_message_free_unpacked(m, NULL). */
 ProtobufCMessage *mprpc__call_take_response(struct mprpc__call *call);
 /* Defined in channel.c: posts a cancel of call_id to ch's loop. */
