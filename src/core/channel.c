@@ -62,8 +62,7 @@ static void ch_free_mem(mprpc_channel_t *ch) {
   mprpc__idmap_free(&ch->calls);
   free(ch->eps);
   free(ch->nodes);
-  free(ch->idem);
-  free(ch->mname_len);
+  free(ch->minfo);
   free(ch->auth);
   free(ch);
 }
@@ -102,7 +101,7 @@ static void call_recycle(mprpc_channel_t *ch, mprpc__call_t *c) {
   ch->ncall_free++;
 }
 
-static bool call_idempotent(const mprpc__call_t *c) { return c->ch->idem[c->midx]; }
+static bool call_idempotent(const mprpc__call_t *c) { return c->ch->minfo[c->midx].idempotent; }
 
 static void stat_failure(mprpc_channel_t *ch, int err) {
   MPRPC__STAT_INC(ch, failed);
@@ -110,9 +109,7 @@ static void stat_failure(mprpc_channel_t *ch, int err) {
   size_t n = __atomic_load_n(&st->ncodes, __ATOMIC_ACQUIRE);
   for (size_t i = 0; i < n; i++)
     if (st->by_code[i].code == err) {
-      __atomic_store_n(&st->by_code[i].count,
-                       __atomic_load_n(&st->by_code[i].count, __ATOMIC_RELAXED) + 1,
-                       __ATOMIC_RELAXED); /* one writer: see MPRPC__STAT_ADD */
+      MPRPC__ONE_WRITER_ADD(&st->by_code[i].count, 1);
       return;
     }
   if (n < MPRPC_CHANNEL_MAX_CODES) {
@@ -397,6 +394,15 @@ static void deadline_fire(void *arg) {
   call_fail(c, MPRPC_ERPCTIMEDOUT, text, c->att ? c->att->ep : NULL);
 }
 
+static void dl_fire(void *arg);
+
+/* Arms the list's one timer for its head, unless it is armed already. */
+static void dl_arm(mprpc_channel_t *ch, uint64_t now) {
+  if (!ch->dl_timer)
+    ch->dl_timer =
+        mprpc_timer_start_from(ch->loop, now, ch->dl_head->deadline_ns - now, dl_fire, ch);
+}
+
 /* The deadline list's timer: fails every call whose deadline has come, in
  * order, then re-arms for the new head. Closures run here may start calls;
  * those end up behind `now` and stop the loop. The timer may also fire for
@@ -413,9 +419,8 @@ static void dl_fire(void *arg) {
   }
   ch->cb_depth--;
   /* A closure above may have started a call that armed the timer again. */
-  if (ch->dl_head && !ch->dl_timer && !ch->destroying)
-    ch->dl_timer =
-        mprpc_timer_start_from(ch->loop, now, ch->dl_head->deadline_ns - now, dl_fire, ch);
+  if (ch->dl_head && !ch->destroying)
+    dl_arm(ch, now);
   mprpc__channel_maybe_free(ch);
 }
 
@@ -428,9 +433,7 @@ static void dl_append(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t now) {
   else
     ch->dl_head = c;
   ch->dl_tail = c;
-  if (!ch->dl_timer)
-    ch->dl_timer =
-        mprpc_timer_start_from(ch->loop, now, ch->dl_head->deadline_ns - now, dl_fire, ch);
+  dl_arm(ch, now);
 }
 
 static void attempt_timeout_fire(void *arg) {
@@ -880,7 +883,7 @@ static int set_idempotent_list(mprpc_channel_t *ch, const char *list) {
     return 0;
   if (strcmp(list, "*") == 0) {
     for (unsigned i = 0; i < ch->sd->n_methods; i++)
-      ch->idem[i] = true;
+      ch->minfo[i].idempotent = true;
     return 0;
   }
   const char *p = list;
@@ -896,9 +899,8 @@ static int set_idempotent_list(mprpc_channel_t *ch, const char *list) {
     if (len) {
       bool found = false;
       for (unsigned i = 0; i < ch->sd->n_methods; i++)
-        if (strlen(ch->sd->methods[i].name) == len &&
-            memcmp(ch->sd->methods[i].name, p, len) == 0) {
-          ch->idem[i] = true;
+        if (ch->minfo[i].name_len == len && memcmp(ch->sd->methods[i].name, p, len) == 0) {
+          ch->minfo[i].idempotent = true;
           found = true;
         }
       if (!found)
@@ -915,7 +917,7 @@ int mprpc_channel_set_idempotent(mprpc_channel_t *ch, const char *method, bool i
     return MPRPC_EINVAL;
   for (unsigned i = 0; i < ch->sd->n_methods; i++)
     if (strcmp(ch->sd->methods[i].name, method) == 0) {
-      ch->idem[i] = idempotent;
+      ch->minfo[i].idempotent = idempotent;
       return 0;
     }
   return MPRPC_ENOTFOUND;
@@ -948,13 +950,12 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
   if ((rc = mprpc__lb_init(&ch->lb, o->lb)) != 0)
     goto fail;
   rc = MPRPC_ENOMEM;
-  ch->idem = calloc(sd->n_methods ? sd->n_methods : 1, sizeof *ch->idem);
-  ch->mname_len = calloc(sd->n_methods ? sd->n_methods : 1, sizeof *ch->mname_len);
-  if (!ch->idem || !ch->mname_len)
+  ch->minfo = calloc(sd->n_methods ? sd->n_methods : 1, sizeof *ch->minfo);
+  if (!ch->minfo)
     goto fail;
   ch->svc_name_len = strlen(sd->name);
   for (unsigned i = 0; i < sd->n_methods; i++)
-    ch->mname_len[i] = strlen(sd->methods[i].name);
+    ch->minfo[i].name_len = strlen(sd->methods[i].name);
   if ((rc = set_idempotent_list(ch, o->idempotent_methods)) != 0)
     goto fail;
   if (o->auth_len) {
@@ -1000,8 +1001,7 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
   *out = ch;
   return 0;
 fail:
-  free(ch->idem);
-  free(ch->mname_len);
+  free(ch->minfo);
   free(ch->auth);
   mprpc__lb_free(&ch->lb); /* safe on a zeroed balancer */
   free(ch);

@@ -47,6 +47,12 @@ typedef struct mprpc__alist {
 #define MPRPC__CALL_REQ_KEEP 4096 /* larger request buffers are not kept */
 #define MPRPC__RESP_ARENA 256     /* inline bytes for the decoded response */
 
+/* What a channel keeps per method of its service. */
+typedef struct mprpc__ch_method {
+  size_t name_len; /* strlen of the descriptor's name, sent in every request */
+  bool idempotent; /* may be resent after an attempt of unknown outcome */
+} mprpc__ch_method_t;
+
 struct mprpc__attempt {
   mprpc__call_t *call;
   mprpc__ep_t *ep;
@@ -159,8 +165,8 @@ struct mprpc_channel {
   bool no_deadline;
   int max_retry;
   int policy;
-  bool *idem;
-  size_t svc_name_len, *mname_len; /* strlen of sd->name and of each method name */
+  mprpc__ch_method_t *minfo; /* one per method of sd */
+  size_t svc_name_len;       /* strlen(sd->name) */
   uint8_t *auth;
   size_t auth_len;
   uint32_t max_body;
@@ -206,9 +212,9 @@ struct mprpc_channel {
 /* The loop thread is the only writer, so a relaxed load and store (plain
  * moves) suffice; readers on other threads load relaxed and never see a
  * torn value. No locked read-modify-write per call. */
-#define MPRPC__STAT_ADD(ch, field, v)                                                   \
-  __atomic_store_n(&(ch)->st.field, __atomic_load_n(&(ch)->st.field, __ATOMIC_RELAXED) + (v), \
-                   __ATOMIC_RELAXED)
+#define MPRPC__ONE_WRITER_ADD(p, v)                                                     \
+  __atomic_store_n((p), __atomic_load_n((p), __ATOMIC_RELAXED) + (v), __ATOMIC_RELAXED)
+#define MPRPC__STAT_ADD(ch, field, v) MPRPC__ONE_WRITER_ADD(&(ch)->st.field, (v))
 #define MPRPC__STAT_INC(ch, field) MPRPC__STAT_ADD(ch, field, 1)
 
 /* endpoint.c */

@@ -138,7 +138,7 @@ static void attempt_write(mprpc__ep_t *ep, mprpc__attempt_t *a) {
   memset(&m, 0, sizeof m);
   m.has_request = true;
   m.service_name = (mprpc_bytes_t){(const uint8_t *)ch->sd->name, ch->svc_name_len};
-  m.method_name = (mprpc_bytes_t){(const uint8_t *)c->method->name, ch->mname_len[c->midx]};
+  m.method_name = (mprpc_bytes_t){(const uint8_t *)c->method->name, ch->minfo[c->midx].name_len};
   m.correlation_id = (int64_t)a->cid;
   if (ctl) {
     m.log_id = ctl->log_id;
