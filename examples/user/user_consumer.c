@@ -18,6 +18,7 @@
  * loop mode), 1 otherwise.
  */
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,22 +47,24 @@ static void copy_result(outcome_t *o, int code, const char *msg) {
   snprintf(o->errmsg, sizeof o->errmsg, "%s", msg ? msg : "");
 }
 
+/* Login and Register answer alike: a ResultCode and a success flag. */
+static void user_outcome(outcome_t *o, const Fixbug__ResultCode *rc, bool success) {
+  copy_result(o, rc ? rc->errcode : 0, rc ? rc->errmsg : "");
+  o->success = success;
+}
+
 static void login_done(const Fixbug__LoginResponse *r, void *arg) {
   outcome_t *o = arg;
   o->done = 1;
-  if (!r)
-    return;
-  copy_result(o, r->result ? r->result->errcode : 0, r->result ? r->result->errmsg : "");
-  o->success = r->success;
+  if (r)
+    user_outcome(o, r->result, r->success);
 }
 
 static void register_done(const Fixbug__RegisterResponse *r, void *arg) {
   outcome_t *o = arg;
   o->done = 1;
-  if (!r)
-    return;
-  copy_result(o, r->result ? r->result->errcode : 0, r->result ? r->result->errmsg : "");
-  o->success = r->success;
+  if (r)
+    user_outcome(o, r->result, r->success);
 }
 
 static void friends_done(const Fixbug__Friend__GetFriendsListResponse *r, void *arg) {
