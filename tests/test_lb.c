@@ -247,9 +247,58 @@ static void test_lb_idmap_many_ids(void **state) {
   mprpc__idmap_free(&m);
 }
 
+/* Correlation ids: increasing, one slot per lookup, a long-lived id is
+ * skipped over rather than overwritten, and growth keeps every live id. */
+static void test_lb_idseq_ids_increase_and_skip_live_slots(void **state) {
+  (void)state;
+  mprpc__idseq_t t;
+  mprpc__idseq_init(&t);
+  static int vals[5000];
+  assert_null(mprpc__idseq_get(&t, 1));
+  uint64_t old = mprpc__idseq_add(&t, &vals[0]); /* lives through everything */
+  assert_int_equal(old, 1);
+  uint64_t prev = old;
+  /* many short-lived ids, a few in flight at a time: the table stays small
+   * and the old id's slot comes round again and again */
+  for (int i = 1; i < 5000; i++) {
+    uint64_t id = mprpc__idseq_add(&t, &vals[i]);
+    assert_true(id > prev);
+    assert_true((id & (t.cap - 1)) != (old & (t.cap - 1)));
+    assert_ptr_equal(mprpc__idseq_get(&t, id), &vals[i]);
+    assert_ptr_equal(mprpc__idseq_del(&t, id), &vals[i]);
+    assert_null(mprpc__idseq_get(&t, id));
+    assert_null(mprpc__idseq_del(&t, id));
+    prev = id;
+  }
+  assert_int_equal(t.cap, 64);
+  assert_true(prev > 5000); /* the old slot was skipped each time round */
+  assert_ptr_equal(mprpc__idseq_get(&t, old), &vals[0]);
+  /* fill past several doublings: every id stays reachable */
+  uint64_t ids[3000];
+  for (int i = 0; i < 3000; i++) {
+    ids[i] = mprpc__idseq_add(&t, &vals[i]);
+    assert_true(ids[i] > prev);
+    prev = ids[i];
+  }
+  assert_true(t.cap >= 2 * 3001);
+  for (int i = 0; i < 3000; i++)
+    assert_ptr_equal(mprpc__idseq_get(&t, ids[i]), &vals[i]);
+  assert_ptr_equal(mprpc__idseq_get(&t, old), &vals[0]);
+  /* an id that was never handed out, or is aliased onto a live slot */
+  assert_null(mprpc__idseq_get(&t, prev + 1));
+  assert_null(mprpc__idseq_get(&t, ids[0] + t.cap));
+  assert_null(mprpc__idseq_get(&t, 0));
+  assert_int_equal(t.n, 3001);
+  mprpc__idseq_free(&t);
+  assert_true(t.next > prev); /* still increasing after a reset */
+  assert_null(mprpc__idseq_get(&t, ids[0]));
+  mprpc__idseq_free(&t);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lb_names_round_trip),
+      cmocka_unit_test(test_lb_idseq_ids_increase_and_skip_live_slots),
       cmocka_unit_test(test_lb_rr_is_even_and_skips),
       cmocka_unit_test(test_lb_random_is_weighted),
       cmocka_unit_test(test_lb_random_replays_under_seed),

@@ -17,6 +17,10 @@
 #include "mprpc/log.h"
 #include "mprpc/rt.h"
 
+/* call_finish copies an endpoint's name into the controller whole. */
+_Static_assert(sizeof(((mprpc__ep_t *)0)->name) == sizeof(((mprpc_controller_t *)0)->remote),
+               "endpoint name and controller remote differ in size");
+
 static void call_try(mprpc__call_t *c);
 static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMessage *msg,
                         mprpc__ep_t *from, const uint8_t *att, size_t att_len, uint64_t now);
@@ -58,7 +62,7 @@ static void ch_free_mem(mprpc_channel_t *ch) {
     free(a);
   }
   mprpc__lb_free(&ch->lb);
-  mprpc__idmap_free(&ch->attempts);
+  mprpc__idseq_free(&ch->attempts);
   mprpc__idmap_free(&ch->calls);
   free(ch->eps);
   free(ch->nodes);
@@ -247,7 +251,7 @@ static void call_drop_attempts(mprpc__call_t *c) {
   c->att = NULL;
   while (a) {
     mprpc__attempt_t *n = a->call_next;
-    mprpc__idmap_del(&ch->attempts, a->cid);
+    mprpc__idseq_del(&ch->attempts, a->cid);
     mprpc_timer_cancel(ch->loop, a->timer);
     if (a->ep)
       mprpc__ep_detach(a->ep, a);
@@ -323,8 +327,9 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
   c->finished = true;
   mprpc_controller_t *ctl = c->ctl;
   mprpc__controller_clear_outputs(ctl);
-  if (from) /* copied first: dropping the attempts may release the endpoint */
-    copy_text(ctl->remote, sizeof ctl->remote, from->name);
+  if (from) /* copied first: dropping the attempts may release the endpoint;
+                whole (a fixed-size copy), both arrays are MPRPC__CTL_REMOTE */
+    memcpy(ctl->remote, from->name, sizeof ctl->remote);
   mprpc_timer_cancel(ch->loop, c->deadline_timer);
   mprpc_timer_cancel(ch->loop, c->backup_timer);
   c->deadline_timer = c->backup_timer = 0;
@@ -455,8 +460,8 @@ static void attempt_start(mprpc__call_t *c, mprpc__ep_t *ep) {
     return;
   }
   a->call = c;
-  a->cid = ch->next_cid++;
-  if (mprpc__idmap_put(&ch->attempts, a->cid, a) != 0) {
+  a->cid = mprpc__idseq_add(&ch->attempts, a);
+  if (a->cid == 0) {
     att_release(ch, a);
     call_fail(c, MPRPC_ENOMEM, "out of memory starting an attempt", NULL);
     return;
@@ -539,7 +544,7 @@ static void attempt_unlink(mprpc__attempt_t *a) {
       break;
     }
   c->outstanding--;
-  mprpc__idmap_del(&ch->attempts, a->cid);
+  mprpc__idseq_del(&ch->attempts, a->cid);
   mprpc_timer_cancel(ch->loop, a->timer);
   a->timer = 0;
 }
@@ -944,8 +949,7 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
   ch->service.invoke = channel_invoke;
   ch->service.destroy = channel_service_destroy;
   ch->sd = sd;
-  ch->next_cid = 1;
-  mprpc__idmap_init(&ch->attempts);
+  mprpc__idseq_init(&ch->attempts);
   mprpc__idmap_init(&ch->calls);
   if ((rc = mprpc__lb_init(&ch->lb, o->lb)) != 0)
     goto fail;

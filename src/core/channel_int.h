@@ -180,7 +180,7 @@ struct mprpc_channel {
   uint64_t next_ep_id;
   size_t live_eps; /* allocated endpoints, listed or draining */
 
-  mprpc__idmap_t attempts; /* cid -> attempt */
+  mprpc__idseq_t attempts; /* cid -> attempt; hands out the cids */
   mprpc__idmap_t calls;    /* call id -> call, for calls with a caller's controller (cancel) */
   mprpc__call_t *live;     /* every started, unfinished call (live_prev/live_next) */
   size_t nlive;
@@ -189,7 +189,6 @@ struct mprpc_channel {
    * for the earliest: finishing a call is an unlink, not a heap removal. */
   mprpc__call_t *dl_head, *dl_tail;
   uint64_t dl_timer;
-  uint64_t next_cid;
   uint64_t next_call_id;   /* atomic: assigned on invoking threads */
   mprpc__call_t *waitq;
   /* Freed attempt records kept for reuse (loop thread only; linked through

@@ -250,9 +250,9 @@ static void on_connect(mprpc_conn_t *c, void *ud) {
 static void handle_frame(mprpc__ep_t *ep, const mprpc_frame_t *f) {
   mprpc_channel_t *ch = ep->ch;
   uint64_t cid = (uint64_t)f->meta.correlation_id;
-  mprpc__attempt_t *a = mprpc__idmap_get(&ch->attempts, cid);
+  mprpc__attempt_t *a = mprpc__idseq_get(&ch->attempts, cid);
   if (!a || a->ep != ep || !a->written) {
-    if (cid > 0 && cid < ch->next_cid)
+    if (cid > 0 && cid < ch->attempts.next)
       MPRPC__STAT_INC(ch, late_responses);
     else
       MPRPC__STAT_INC(ch, unknown_ids);

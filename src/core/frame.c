@@ -274,35 +274,18 @@ static size_t response_len(const mprpc_meta_t *m) {
   return n;
 }
 
-/* Sizes of the whole meta and of its sub-messages, computed once per encode
- * (the writer needs the sub-message lengths for their length prefixes). */
-typedef struct meta_lens {
-  size_t req, resp, total;
-} meta_lens_t;
-
-static void meta_lens(const mprpc_meta_t *m, meta_lens_t *l) {
+/* The exact size; the encoder does not need it (it writes in one pass), so
+ * this serves mprpc_meta_size alone. */
+size_t mprpc_meta_size(const mprpc_meta_t *m) {
   size_t n = 0;
-  l->req = l->resp = 0;
-  if (m->has_request) {
-    l->req = request_len(m);
-    n += bfield_len(l->req);
-  }
-  if (m->has_response) {
-    l->resp = response_len(m);
-    n += bfield_len(l->resp);
-  }
+  if (m->has_request) n += bfield_len(request_len(m));
+  if (m->has_response) n += bfield_len(response_len(m));
   if (m->compress_type) n += vfield_len(i32w(m->compress_type));
   if (m->correlation_id) n += vfield_len((uint64_t)m->correlation_id);
   if (m->attachment_size) n += vfield_len(i32w(m->attachment_size));
   if (m->auth_data.len) n += bfield_len(m->auth_data.len);
   if (m->content_type) n += vfield_len(i32w(m->content_type));
-  l->total = n;
-}
-
-size_t mprpc_meta_size(const mprpc_meta_t *m) {
-  meta_lens_t l;
-  meta_lens(m, &l);
-  return l.total;
+  return n;
 }
 
 static inline uint8_t *put_vfield(uint8_t *o, uint32_t field, uint64_t v) {
@@ -318,11 +301,32 @@ static inline uint8_t *put_bfield(uint8_t *o, uint32_t field, const void *p, siz
   return o + n;
 }
 
-static size_t meta_write(const mprpc_meta_t *m, const meta_lens_t *l, uint8_t *out) {
-  uint8_t *o = out;
+/* A sub-message's length prefix, written after its fields: one byte is
+ * reserved for it, which holds any length below 128 (the common case: names
+ * and ids); a longer sub-message is moved up to make room. */
+static inline uint8_t *close_sub(uint8_t *len_at, uint8_t *o) {
+  size_t n = (size_t)(o - (len_at + 1));
+  if (n < 0x80) {
+    *len_at = (uint8_t)n;
+    return o;
+  }
+  size_t extra = varint_len(n) - 1;
+  if (extra) {
+    memmove(len_at + 1 + extra, len_at + 1, n);
+    o += extra;
+  }
+  put_varint(len_at, n);
+  return o;
+}
+
+/* One pass, no sizing: out must hold mprpc_meta_size(m) bytes (or the
+ * bound of meta_bound, which is larger). The attachment size is passed
+ * apart, so the encoder need not copy the meta to set it. */
+static size_t meta_write(const mprpc_meta_t *m, int32_t attachment_size, uint8_t *out) {
+  uint8_t *o = out, *len_at;
   if (m->has_request) {
     *o++ = (uint8_t)TAG(1, WT_LEN);
-    o = put_varint(o, l->req);
+    len_at = o++;
     o = put_bfield(o, 1, m->service_name.ptr, m->service_name.len);
     o = put_bfield(o, 2, m->method_name.ptr, m->method_name.len);
     if (m->log_id) o = put_vfield(o, 3, (uint64_t)m->log_id);
@@ -331,25 +335,34 @@ static size_t meta_write(const mprpc_meta_t *m, const meta_lens_t *l, uint8_t *o
     if (m->parent_span_id) o = put_vfield(o, 6, (uint64_t)m->parent_span_id);
     if (m->request_id.len) o = put_bfield(o, 7, m->request_id.ptr, m->request_id.len);
     if (m->timeout_ms) o = put_vfield(o, 8, i32w(m->timeout_ms));
+    o = close_sub(len_at, o);
   }
   if (m->has_response) {
     *o++ = (uint8_t)TAG(2, WT_LEN);
-    o = put_varint(o, l->resp);
+    len_at = o++;
     if (m->error_code) o = put_vfield(o, 1, i32w(m->error_code));
     if (m->error_text.len) o = put_bfield(o, 2, m->error_text.ptr, m->error_text.len);
+    o = close_sub(len_at, o);
   }
   if (m->compress_type) o = put_vfield(o, 3, i32w(m->compress_type));
   if (m->correlation_id) o = put_vfield(o, 4, (uint64_t)m->correlation_id);
-  if (m->attachment_size) o = put_vfield(o, 5, i32w(m->attachment_size));
+  if (attachment_size) o = put_vfield(o, 5, i32w(attachment_size));
   if (m->auth_data.len) o = put_bfield(o, 7, m->auth_data.ptr, m->auth_data.len);
   if (m->content_type) o = put_vfield(o, 10, i32w(m->content_type));
   return (size_t)(o - out);
 }
 
 size_t mprpc_meta_write(const mprpc_meta_t *m, uint8_t *out) {
-  meta_lens_t l;
-  meta_lens(m, &l);
-  return meta_write(m, &l, out);
+  return meta_write(m, m->attachment_size, out);
+}
+
+/* An upper bound of the meta's size that costs no field walk: every field
+ * at its widest (a tag byte and a 10-byte varint; a bytes field's length
+ * prefix at most 10 bytes too), plus the bytes themselves. */
+#define META_FIXED_BOUND (2 * 11 /* sub-message keys + lengths */ + 15 * 11)
+static size_t meta_bound(const mprpc_meta_t *m) {
+  return META_FIXED_BOUND + m->service_name.len + m->method_name.len + m->request_id.len +
+         m->error_text.len + m->auth_data.len;
 }
 
 /* ---- frames ------------------------------------------------------------- */
@@ -370,12 +383,14 @@ long mprpc_frame_parse(const uint8_t *buf, size_t len, uint32_t max_body, mprpc_
   f->frame_len = MPRPC_FRAME_HEADER_LEN;
   /* Reject garbage as soon as it differs from the magic: a prefix with a
    * bad magic can only grow into a frame with a bad magic. */
-  size_t k = len < 4 ? len : 4;
-  for (size_t i = 0; i < k; i++)
-    if (buf[i] != magic[i])
-      return MPRPC_EBADMAGIC;
-  if (len < MPRPC_FRAME_HEADER_LEN)
+  if (len < MPRPC_FRAME_HEADER_LEN) {
+    for (size_t i = 0; i < len && i < 4; i++)
+      if (buf[i] != magic[i])
+        return MPRPC_EBADMAGIC;
     return 0;
+  }
+  if (memcmp(buf, magic, 4) != 0)
+    return MPRPC_EBADMAGIC;
   if (max_body == 0)
     max_body = MPRPC_FRAME_DEFAULT_MAX_BODY;
   uint32_t body_size = get_be32(buf + 4);
@@ -417,27 +432,27 @@ int mprpc_frame_encode(mprpc_frame_out_t *out, const mprpc_meta_t *m, const void
   out->total = 0;
   if (att_len > INT32_MAX)
     return MPRPC_ETOOBIG;
-  mprpc_meta_t mm = *m;
-  mm.attachment_size = (int32_t)att_len;
-  meta_lens_t lens;
-  meta_lens(&mm, &lens);
-  size_t meta_len = lens.total;
-  if (meta_len > UINT32_MAX || payload_len > UINT32_MAX ||
-      meta_len + payload_len + att_len > UINT32_MAX)
-    return MPRPC_ETOOBIG;
-  size_t head_len = MPRPC_FRAME_HEADER_LEN + meta_len;
-  if (head_len > sizeof out->inline_head) {
-    out->head = malloc(head_len);
+  size_t bound = MPRPC_FRAME_HEADER_LEN + meta_bound(m);
+  if (bound - MPRPC_FRAME_HEADER_LEN - META_FIXED_BOUND > UINT32_MAX)
+    return MPRPC_ETOOBIG; /* its strings alone are over 4 GiB */
+  if (bound > sizeof out->inline_head) {
+    out->head = malloc(bound);
     if (!out->head) {
       out->head = out->inline_head;
       return MPRPC_ENOMEM;
     }
   }
   uint8_t *h = out->head;
+  size_t meta_len = meta_write(m, (int32_t)att_len, h + MPRPC_FRAME_HEADER_LEN);
+  if (meta_len > UINT32_MAX || payload_len > UINT32_MAX ||
+      meta_len + payload_len + att_len > UINT32_MAX) {
+    mprpc_frame_out_free(out);
+    return MPRPC_ETOOBIG;
+  }
+  size_t head_len = MPRPC_FRAME_HEADER_LEN + meta_len;
   memcpy(h, "PRPC", 4);
   put_be32(h + 4, (uint32_t)(meta_len + payload_len + att_len));
   put_be32(h + 8, (uint32_t)meta_len);
-  meta_write(&mm, &lens, h + MPRPC_FRAME_HEADER_LEN);
 
   out->iov[0].iov_base = h;
   out->iov[0].iov_len = head_len;

@@ -112,3 +112,49 @@ void *mprpc__idmap_del(mprpc__idmap_t *m, uint64_t key) {
   m->n--;
   return val;
 }
+
+/* ---- increasing ids ------------------------------------------------------ */
+
+void mprpc__idseq_init(mprpc__idseq_t *t) {
+  t->slots = NULL;
+  t->cap = t->n = 0;
+  t->next = 1;
+}
+
+void mprpc__idseq_free(mprpc__idseq_t *t) {
+  free(t->slots);
+  uint64_t next = t->next; /* ids stay increasing across a reset */
+  mprpc__idseq_init(t);
+  t->next = next;
+}
+
+static int seq_grow(mprpc__idseq_t *t) {
+  size_t ncap = t->cap ? t->cap * 2 : 64;
+  mprpc__idmap_slot_t *ns = calloc(ncap, sizeof *ns);
+  if (!ns)
+    return MPRPC_ENOMEM;
+  /* Two ids apart in the old table differ in their low bits, so they are
+   * apart in the new one too: a plain copy, no probing. */
+  for (size_t i = 0; i < t->cap; i++)
+    if (t->slots[i].key)
+      ns[t->slots[i].key & (ncap - 1)] = t->slots[i];
+  free(t->slots);
+  t->slots = ns;
+  t->cap = ncap;
+  return 0;
+}
+
+uint64_t mprpc__idseq_add(mprpc__idseq_t *t, void *val) {
+  if ((t->n + 1) * 2 > t->cap && seq_grow(t) != 0)
+    return 0;
+  size_t mask = t->cap - 1;
+  /* At most half the slots are held, so this ends within cap tries; in the
+   * usual case (ids retire roughly in order) the first slot is free. */
+  while (t->slots[t->next & mask].key != 0 || t->next == 0)
+    t->next++;
+  uint64_t id = t->next++;
+  t->slots[id & mask].key = id;
+  t->slots[id & mask].val = val;
+  t->n++;
+  return id;
+}

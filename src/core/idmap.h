@@ -28,4 +28,41 @@ void *mprpc__idmap_get(const mprpc__idmap_t *m, uint64_t key);
 /* Removes and returns the value, NULL when absent. */
 void *mprpc__idmap_del(mprpc__idmap_t *m, uint64_t key);
 
+/* Id allocator + map for ids the map itself hands out in increasing order
+ * (correlation ids): an id lives in slot id & (cap - 1), so a lookup is one
+ * slot and one compare. An id whose slot is still held by an older, live id
+ * is skipped (the next id is tried), so ids stay increasing but may have
+ * gaps; the table doubles when it is half full, and doubling never makes
+ * two live ids share a slot. */
+typedef struct mprpc__idseq {
+  mprpc__idmap_slot_t *slots;
+  size_t cap; /* power of two, or 0 */
+  size_t n;
+  uint64_t next; /* every id handed out so far is below it; starts at 1 */
+} mprpc__idseq_t;
+
+void mprpc__idseq_init(mprpc__idseq_t *t);
+void mprpc__idseq_free(mprpc__idseq_t *t);
+/* Stores val under a new id and returns the id; 0 when out of memory. */
+uint64_t mprpc__idseq_add(mprpc__idseq_t *t, void *val);
+static inline void *mprpc__idseq_get(const mprpc__idseq_t *t, uint64_t id) {
+  if (t->cap == 0 || id == 0)
+    return NULL;
+  const mprpc__idmap_slot_t *s = &t->slots[id & (t->cap - 1)];
+  return s->key == id ? s->val : NULL;
+}
+/* Removes and returns the value, NULL when absent. */
+static inline void *mprpc__idseq_del(mprpc__idseq_t *t, uint64_t id) {
+  if (t->cap == 0 || id == 0)
+    return NULL;
+  mprpc__idmap_slot_t *s = &t->slots[id & (t->cap - 1)];
+  if (s->key != id)
+    return NULL;
+  void *val = s->val;
+  s->key = 0;
+  s->val = NULL;
+  t->n--;
+  return val;
+}
+
 #endif

@@ -168,6 +168,7 @@ struct worker {
 
 static struct {
   Example__EchoRequest req;
+  size_t req_len; /* strlen(req.message), for checking echoes */
   bench_window_t win;
 } g;
 
@@ -194,7 +195,7 @@ static void call_done(const ProtobufCMessage *resp, void *arg) {
     w->last_error = ctl ? mprpc_controller_error_code(ctl) : MPRPC_EINTERNAL;
   } else if (bench_window_has(&g.win, now)) {
     const Example__EchoResponse *r = (const Example__EchoResponse *)resp;
-    if (strlen(r->message) != strlen(g.req.message)) {
+    if (strlen(r->message) != g.req_len) {
       w->failures++;
       w->last_error = MPRPC_ERESPONSE;
     } else {
@@ -219,6 +220,7 @@ static int client_main(const char *target, pid_t server_pid, const bench_opts_t 
   Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
   req.message = body;
   g.req = req;
+  g.req_len = o->payload;
 
   int nthreads = o->cli_threads < 1 ? 1 : o->cli_threads;
   int nch = o->conns < nthreads ? nthreads : o->conns;
