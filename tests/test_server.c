@@ -442,7 +442,8 @@ typedef struct fsrv {
   freg_t reg;
 } fsrv_t;
 
-static void fsrv_start(fsrv_t *f, mprpc_server_opts_t *o) {
+/* A server with the echo service in a fake env, not started yet. */
+static void fsrv_new(fsrv_t *f, mprpc_server_opts_t *o) {
   memset(f, 0, sizeof *f);
   held_forget();
   f->e = fenv_new();
@@ -451,8 +452,16 @@ static void fsrv_start(fsrv_t *f, mprpc_server_opts_t *o) {
   o->nloops = 1;
   assert_int_equal(mprpc_server_new(o, &f->s), 0);
   assert_int_equal(mprpc_server_add_service(f->s, &echo_svc.base), 0);
+}
+
+static void fsrv_go(fsrv_t *f) {
   assert_int_equal(mprpc_server_start(f->s), 0);
   fenv_run(f->e);
+}
+
+static void fsrv_start(fsrv_t *f, mprpc_server_opts_t *o) {
+  fsrv_new(f, o);
+  fsrv_go(f);
 }
 
 static void fsrv_opts(mprpc_server_opts_t *o) {
@@ -719,10 +728,17 @@ static void test_server_core_limits(void **state) {
   fsrv_t f;
   fsrv_opts(&o);
   o.max_concurrency = 3;
-  fsrv_start(&f, &o);
+  fsrv_new(&f, &o);
   assert_int_equal(mprpc_server_set_method_limit(f.s, "example.EchoService", "Echo", 2), 0);
   assert_int_equal(mprpc_server_set_method_limit(f.s, "example.EchoService", "Nope", 2),
                    MPRPC_ENOTFOUND);
+  assert_int_equal(mprpc_server_set_method_limit(NULL, "example.EchoService", "Echo", 2),
+                   MPRPC_EINVAL);
+  fsrv_go(&f);
+  /* In flight is counted differently with and without a limit, so the
+   * limit is fixed once the server runs. */
+  assert_int_equal(mprpc_server_set_method_limit(f.s, "example.EchoService", "Echo", 0),
+                   MPRPC_ESTATE);
   mprpc_conn_t *c = fconn_new(f.e);
   Example__EchoRequest m;
   tclient_req_t r;
@@ -1461,6 +1477,51 @@ static void test_server_tcp_pipelined_5000(void **state) {
   mprpc_server_destroy(s);
 }
 
+/* Method stats are kept per loop and summed when read: with two loops and
+ * four connections, every request, completion and error is counted once. */
+static void test_server_tcp_stats_sum_over_loops(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  o.threads = 2;
+  mprpc_server_t *s = tsrv_start(&o);
+  enum { NC = 4, N = 300 };
+  tclient_t c[NC];
+  for (int k = 0; k < NC; k++)
+    assert_int_equal(tclient_connect(&c[k], mprpc_server_port(s)), 0);
+  for (int k = 0; k < NC; k++)
+    for (int i = 0; i < N; i++) {
+      Example__EchoRequest m;
+      tclient_req_t r = echo_req(i, &m, i % 10 == 0 ? "error" : "x");
+      assert_int_equal(tclient_send(&c[k], &r), 0);
+    }
+  for (int k = 0; k < NC; k++)
+    for (int i = 0; i < N; i++) {
+      tclient_resp_t resp;
+      assert_int_equal(tclient_recv(&c[k], &resp, GUARD_MS), 0);
+      assert_int_equal(resp.error_code, resp.cid % 10 == 0 ? 4242 : 0);
+      tclient_resp_free(&resp);
+    }
+  mprpc_method_stats_t ms;
+  assert_int_equal(mprpc_server_method_stats(s, "example.EchoService", "Echo", &ms), 0);
+  assert_int_equal(ms.requests, NC * N);
+  assert_int_equal(ms.completed, NC * N);
+  assert_int_equal(ms.errors, NC * N / 10);
+  uint64_t by_code = 0;
+  for (size_t i = 0; i < MPRPC_SERVER_NCODES; i++)
+    by_code += ms.errors_by_code[i];
+  assert_int_equal(by_code, NC * N / 10);
+  assert_int_equal(ms.inflight, 0);
+  assert_true(ms.p50_us <= ms.p99_us && ms.p99_us <= ms.p999_us);
+  assert_true(ms.max_us > 0 || ms.p999_us == 0);
+  mprpc_server_stats_t sst;
+  mprpc_server_stats(s, &sst);
+  assert_int_equal(sst.inflight, 0);
+  for (int k = 0; k < NC; k++)
+    tclient_close(&c[k]);
+  mprpc_server_destroy(s);
+}
+
 static void *complete_reverse(void *arg) {
   int n = *(int *)arg;
   for (int i = n - 1; i >= 0; i--) {
@@ -1909,6 +1970,7 @@ int main(void) {
       cmocka_unit_test(test_server_core_batched_responses_keep_order),
       cmocka_unit_test(test_server_tcp_echo_attachment_splits),
       cmocka_unit_test(test_server_tcp_pipelined_5000),
+      cmocka_unit_test(test_server_tcp_stats_sum_over_loops),
       cmocka_unit_test(test_server_tcp_async_out_of_order_and_limit),
       cmocka_unit_test(test_server_tcp_errors_keep_connection),
       cmocka_unit_test(test_server_tcp_malformed_and_idle),

@@ -120,7 +120,8 @@ int mprpc_server_new(const mprpc_server_opts_t *opts, mprpc_server_t **out);
 int mprpc_server_add_service(mprpc_server_t *s, ProtobufCService *service);
 
 /* Per-method concurrency limit overriding max_method_concurrency (0 =
- * unlimited). Before start. MPRPC_ENOTFOUND when no such method was added. */
+ * unlimited). Before start: MPRPC_ESTATE after. MPRPC_ENOTFOUND when no
+ * such method was added, MPRPC_EINVAL when s is NULL. */
 int mprpc_server_set_method_limit(mprpc_server_t *s, const char *service, const char *method,
                                   uint32_t max_concurrency);
 

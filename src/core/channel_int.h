@@ -16,6 +16,7 @@
 #include "core/breaker.h"
 #include "core/controller_int.h"
 #include "core/idmap.h"
+#include "core/one_writer.h"
 #include "core/lb.h"
 #include "mprpc/buf.h"
 #include "mprpc/channel.h"
@@ -208,11 +209,7 @@ struct mprpc_channel {
   uint64_t start_now;       /* the clock reading of the call being started, or 0 */
 };
 
-/* The loop thread is the only writer, so a relaxed load and store (plain
- * moves) suffice; readers on other threads load relaxed and never see a
- * torn value. No locked read-modify-write per call. */
-#define MPRPC__ONE_WRITER_ADD(p, v)                                                     \
-  __atomic_store_n((p), __atomic_load_n((p), __ATOMIC_RELAXED) + (v), __ATOMIC_RELAXED)
+/* The loop thread is the only writer of the stats (core/one_writer.h). */
 #define MPRPC__STAT_ADD(ch, field, v) MPRPC__ONE_WRITER_ADD(&(ch)->st.field, (v))
 #define MPRPC__STAT_INC(ch, field) MPRPC__STAT_ADD(ch, field, 1)
 

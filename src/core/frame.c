@@ -52,6 +52,10 @@ static inline const uint8_t *get_varint(const uint8_t *p, const uint8_t *end, ui
     *out = *p;
     return p + 1;
   }
+  if (end - p >= 2 && p[1] < 0x80) { /* two: timeouts, early correlation ids */
+    *out = (uint64_t)(p[0] & 0x7f) | (uint64_t)p[1] << 7;
+    return p + 2;
+  }
   size_t avail = (size_t)(end - p);
   size_t max = avail < 10 ? avail : 10;
   uint64_t v = 0;

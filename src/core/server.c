@@ -190,6 +190,7 @@ int mprpc_server_new(const mprpc_server_opts_t *opts, mprpc_server_t **out) {
     goto fail;
   for (size_t i = 0; i < s->nloops; i++) {
     s->sl[i].s = s;
+    s->sl[i].idx = i;
     s->sl[i].loop = s->loops[i];
   }
   *out = s;
@@ -230,6 +231,11 @@ int mprpc_server_add_service(mprpc_server_t *s, ProtobufCService *service) {
     m->index = i;
     m->desc = &d->methods[i];
     m->limit = s->o.max_method_concurrency;
+    m->st = calloc(s->nloops, sizeof *m->st);
+    if (!m->st) {
+      free(m);
+      goto fail;
+    }
     s->methods[s->nmethods + added++] = m;
   }
   s->services[s->nservices++] = service;
@@ -241,13 +247,19 @@ int mprpc_server_add_service(mprpc_server_t *s, ProtobufCService *service) {
   }
   return 0;
 fail:
-  for (size_t i = 0; i < added; i++)
+  for (size_t i = 0; i < added; i++) {
+    free(s->methods[s->nmethods + i]->st);
     free(s->methods[s->nmethods + i]);
+  }
   return MPRPC_ENOMEM;
 }
 
 int mprpc_server_set_method_limit(mprpc_server_t *s, const char *service, const char *method,
                                   uint32_t max_concurrency) {
+  if (!s)
+    return MPRPC_EINVAL;
+  if (atomic_load(&s->state) != SRV_NEW)
+    return MPRPC_ESTATE; /* calls in flight are counted by whether there is a limit */
   srv_method_t *m = lookup_str(s, service, method);
   if (!m)
     return MPRPC_ENOTFOUND;
@@ -369,8 +381,9 @@ static void handle_request(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t ar
     if (m)
       conn->last_m = m;
   }
-  if (m)
-    atomic_fetch_add(&m->st.requests, 1);
+  mprpc__mstats_t *st = m ? &m->st[conn->l->idx] : NULL;
+  if (st)
+    MPRPC__ONE_WRITER_ADD(&st->requests, 1);
 
   text[0] = 0;
   if (atomic_load(&s->stopping)) {
@@ -419,7 +432,7 @@ static void handle_request(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t ar
     if (s->o.max_concurrency && !try_acquire(&s->inflight, s->o.max_concurrency)) {
       err = MPRPC_ELIMIT;
       snprintf(text, sizeof text, "server concurrency limit %u reached", s->o.max_concurrency);
-    } else if (m->limit && !try_acquire(&m->st.inflight, m->limit)) {
+    } else if (m->limit && !try_acquire(&m->limit_inflight, m->limit)) {
       if (s->o.max_concurrency)
         atomic_fetch_sub(&s->inflight, 1);
       err = MPRPC_ELIMIT;
@@ -428,7 +441,7 @@ static void handle_request(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t ar
     } else {
       acquired = true;
       if (!m->limit)
-        atomic_fetch_add(&m->st.admitted, 1);
+        MPRPC__ONE_WRITER_ADD(&st->admitted, 1);
     }
   }
 
@@ -488,10 +501,13 @@ static void handle_request(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t ar
     if (acquired) {
       if (s->o.max_concurrency)
         atomic_fetch_sub(&s->inflight, 1);
-      atomic_fetch_sub(m->limit ? &m->st.inflight : &m->st.admitted, 1);
+      if (m->limit)
+        atomic_fetch_sub(&m->limit_inflight, 1);
+      else
+        MPRPC__ONE_WRITER_ADD(&st->admitted, (uint64_t)-1);
     }
     if (m) {
-      mprpc__srv_count_error(s, m, err);
+      mprpc__srv_count_error(conn->l, m, err);
     } else if (err == MPRPC_ENOSERVICE) {
       atomic_fetch_add(&s->st_noservice, 1);
     } else if (err == MPRPC_ENOMETHOD) {

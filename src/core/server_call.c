@@ -250,12 +250,12 @@ static void complete_now(mprpc_server_call_t *call) {
   mprpc_server_t *s = conn->s;
   srv_method_t *m = call->m;
   uint64_t now = mprpc_loop_now(conn->l->loop);
-  mprpc__srv_record_latency(m, now > call->arrival_ns ? now - call->arrival_ns : 0);
-  atomic_fetch_add(&m->st.completed, 1);
+  mprpc__srv_record_latency(conn->l, m, now > call->arrival_ns ? now - call->arrival_ns : 0);
   if (call->err_wire)
-    mprpc__srv_count_error(s, m, mprpc_err_from_wire(call->err_wire));
+    mprpc__srv_count_error(conn->l, m, mprpc_err_from_wire(call->err_wire));
   if (m->limit)
-    atomic_fetch_sub(&m->st.inflight, 1);
+    atomic_fetch_sub(&m->limit_inflight, 1);
+  MPRPC__ONE_WRITER_ADD(&m->st[conn->l->idx].completed, 1);
   if (s->o.max_concurrency)
     atomic_fetch_sub(&s->inflight, 1);
   conn->inflight--;

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "core/arena.h"
+#include "core/one_writer.h"
 #include "mprpc/buf.h"
 #include "mprpc/frame.h"
 #include "mprpc/rt.h"
@@ -31,15 +32,15 @@
 #define MPRPC__CALL_TAIL 1024
 #define MPRPC__CALL_POOL 256
 
+/* A method's counters on one loop. A request is dispatched and completed
+ * on its connection's loop, so that loop's thread is the only writer
+ * (core/one_writer.h: no locked operation per call); readers sum the loops.
+ * Without a method limit, in flight is admitted - completed (see
+ * mprpc__srv_method_inflight). */
 typedef struct mprpc__mstats {
-  atomic_uint_fast64_t requests, errors, completed, max_us;
-  /* In flight: with a method limit, `inflight` is counted up and down (the
-   * limit needs it); without one, only `admitted` is counted up and in
-   * flight is admitted - completed (one atomic operation per call, not
-   * four). See mprpc__srv_method_inflight. */
-  atomic_uint_fast64_t inflight, admitted;
-  atomic_uint_fast64_t by_code[MPRPC_SERVER_NCODES];
-  atomic_uint_fast64_t hist[MPRPC__HIST_BUCKETS];
+  uint64_t requests, errors, completed, admitted, max_us;
+  uint64_t by_code[MPRPC_SERVER_NCODES];
+  uint64_t hist[MPRPC__HIST_BUCKETS];
 } mprpc__mstats_t;
 
 typedef struct srv_method {
@@ -50,7 +51,10 @@ typedef struct srv_method {
   unsigned index;
   const ProtobufCMethodDescriptor *desc;
   uint32_t limit; /* 0 = unlimited */
-  mprpc__mstats_t st;
+  /* With a limit, in flight on all loops, counted up and down (the limit
+   * is shared, so this one is a locked counter). */
+  atomic_uint_fast64_t limit_inflight;
+  mprpc__mstats_t *st; /* one per loop (mprpc_server_t.nloops) */
 } srv_method_t;
 
 typedef struct srv_loop srv_loop_t;
@@ -58,6 +62,7 @@ typedef struct srv_conn srv_conn_t;
 
 struct srv_loop {
   mprpc_server_t *s;
+  size_t idx; /* in s->sl: selects the per-loop method stats */
   mprpc_loop_t loop;
   srv_conn_t *conns; /* every conn not yet freed, incl. closed with calls */
   mprpc_server_call_t *quarantine[MPRPC__QUARANTINE];
@@ -187,9 +192,10 @@ void mprpc__srv_pool_free(srv_loop_t *l);
 
 /* server_stats.c */
 size_t mprpc__srv_code_slot(int err);
-void mprpc__srv_count_error(mprpc_server_t *s, srv_method_t *m, int err);
-void mprpc__srv_record_latency(srv_method_t *m, uint64_t ns);
-uint64_t mprpc__srv_method_inflight(const srv_method_t *m);
+/* Both on the loop thread of the request's connection. */
+void mprpc__srv_count_error(const srv_loop_t *l, srv_method_t *m, int err);
+void mprpc__srv_record_latency(const srv_loop_t *l, srv_method_t *m, uint64_t ns);
+uint64_t mprpc__srv_method_inflight(const mprpc_server_t *s, const srv_method_t *m);
 /* Calls in flight in the whole server (for the drain and the stats). */
 uint64_t mprpc__srv_inflight(const mprpc_server_t *s);
 

@@ -428,8 +428,10 @@ void mprpc__srv_free_all(mprpc_server_t *s) {
   }
   if (s->group)
     mprpc_loop_group_free(s->group);
-  for (size_t i = 0; i < s->nmethods; i++)
+  for (size_t i = 0; i < s->nmethods; i++) {
+    free(s->methods[i]->st);
     free(s->methods[i]);
+  }
   free(s->methods);
   free(s->services);
   free(s->stab);

@@ -29,10 +29,10 @@ size_t mprpc__srv_code_slot(int err) {
   return MPRPC_SERVER_NCODES - 1;
 }
 
-void mprpc__srv_count_error(mprpc_server_t *s, srv_method_t *m, int err) {
-  (void)s;
-  atomic_fetch_add_explicit(&m->st.errors, 1, memory_order_relaxed);
-  atomic_fetch_add_explicit(&m->st.by_code[mprpc__srv_code_slot(err)], 1, memory_order_relaxed);
+void mprpc__srv_count_error(const srv_loop_t *l, srv_method_t *m, int err) {
+  mprpc__mstats_t *st = &m->st[l->idx];
+  MPRPC__ONE_WRITER_ADD(&st->errors, 1);
+  MPRPC__ONE_WRITER_ADD(&st->by_code[mprpc__srv_code_slot(err)], 1);
 }
 
 static size_t bucket_of(uint64_t us) {
@@ -53,25 +53,28 @@ static uint64_t bucket_upper(size_t idx) {
   return lower + (1ull << (e - 3)) - 1;
 }
 
-void mprpc__srv_record_latency(srv_method_t *m, uint64_t ns) {
+void mprpc__srv_record_latency(const srv_loop_t *l, srv_method_t *m, uint64_t ns) {
+  mprpc__mstats_t *st = &m->st[l->idx];
   uint64_t us = ns / 1000;
-  atomic_fetch_add_explicit(&m->st.hist[bucket_of(us)], 1, memory_order_relaxed);
-  uint64_t cur = atomic_load_explicit(&m->st.max_us, memory_order_relaxed);
-  while (us > cur &&
-         !atomic_compare_exchange_weak_explicit(&m->st.max_us, &cur, us, memory_order_relaxed,
-                                                memory_order_relaxed)) {
-  }
+  MPRPC__ONE_WRITER_ADD(&st->hist[bucket_of(us)], 1);
+  if (us > st->max_us) /* this thread is the writer: its own value */
+    MPRPC__ONE_WRITER_SET(&st->max_us, us);
 }
 
-/* Without a method limit: completed is read before admitted, so a call in
- * flight at the first read is counted (no false zero for the drain); one
- * admitted in between only makes the number larger for a moment. */
-uint64_t mprpc__srv_method_inflight(const srv_method_t *m) {
-  mprpc__mstats_t *st = (mprpc__mstats_t *)&m->st;
+/* Without a method limit: every loop's completed is read before any
+ * admitted. A call admitted and completed on loop i bumps admitted before
+ * completed (release stores, read with acquire), so each admitted read is
+ * at least the completed read before it: a call in flight at the first
+ * read is counted (no false zero for the drain), and one admitted in
+ * between only makes the number larger for a moment. */
+uint64_t mprpc__srv_method_inflight(const mprpc_server_t *s, const srv_method_t *m) {
   if (m->limit)
-    return atomic_load(&st->inflight);
-  uint64_t done = atomic_load(&st->completed);
-  uint64_t in = atomic_load(&st->admitted);
+    return atomic_load(&((srv_method_t *)m)->limit_inflight);
+  uint64_t done = 0, in = 0;
+  for (size_t i = 0; i < s->nloops; i++)
+    done += MPRPC__ONE_WRITER_READ(&m->st[i].completed);
+  for (size_t i = 0; i < s->nloops; i++)
+    in += MPRPC__ONE_WRITER_READ(&m->st[i].admitted);
   return in > done ? in - done : 0;
 }
 
@@ -81,7 +84,7 @@ uint64_t mprpc__srv_inflight(const mprpc_server_t *s) {
     return atomic_load(&w->inflight);
   uint64_t n = 0;
   for (size_t i = 0; i < s->nmethods; i++)
-    n += mprpc__srv_method_inflight(s->methods[i]);
+    n += mprpc__srv_method_inflight(s, s->methods[i]);
   return n;
 }
 
@@ -102,24 +105,29 @@ static uint64_t percentile(const uint64_t *h, uint64_t total, double p) {
   return bucket_upper(MPRPC__HIST_BUCKETS - 1);
 }
 
-static void fill(const srv_method_t *m, mprpc_method_stats_t *out) {
-  uint64_t hist[MPRPC__HIST_BUCKETS];
+/* Sums the loops' counters (each read once; the loops keep counting). */
+static void fill(const mprpc_server_t *s, const srv_method_t *m, mprpc_method_stats_t *out) {
+  uint64_t hist[MPRPC__HIST_BUCKETS] = {0};
   uint64_t total = 0;
   memset(out, 0, sizeof *out);
   out->service = m->service;
   out->method = m->name;
-  mprpc__mstats_t *st = (mprpc__mstats_t *)&m->st;
-  out->requests = atomic_load_explicit(&st->requests, memory_order_relaxed);
-  out->errors = atomic_load_explicit(&st->errors, memory_order_relaxed);
-  out->inflight = mprpc__srv_method_inflight(m);
-  out->completed = atomic_load_explicit(&st->completed, memory_order_relaxed);
-  out->max_us = atomic_load_explicit(&st->max_us, memory_order_relaxed);
-  for (size_t i = 0; i < MPRPC_SERVER_NCODES; i++)
-    out->errors_by_code[i] = atomic_load_explicit(&st->by_code[i], memory_order_relaxed);
-  for (size_t i = 0; i < MPRPC__HIST_BUCKETS; i++) {
-    hist[i] = atomic_load_explicit(&st->hist[i], memory_order_relaxed);
-    total += hist[i];
+  out->inflight = mprpc__srv_method_inflight(s, m);
+  for (size_t l = 0; l < s->nloops; l++) {
+    const mprpc__mstats_t *st = &m->st[l];
+    out->requests += MPRPC__ONE_WRITER_READ(&st->requests);
+    out->errors += MPRPC__ONE_WRITER_READ(&st->errors);
+    out->completed += MPRPC__ONE_WRITER_READ(&st->completed);
+    uint64_t mx = MPRPC__ONE_WRITER_READ(&st->max_us);
+    if (mx > out->max_us)
+      out->max_us = mx;
+    for (size_t i = 0; i < MPRPC_SERVER_NCODES; i++)
+      out->errors_by_code[i] += MPRPC__ONE_WRITER_READ(&st->by_code[i]);
+    for (size_t i = 0; i < MPRPC__HIST_BUCKETS; i++)
+      hist[i] += MPRPC__ONE_WRITER_READ(&st->hist[i]);
   }
+  for (size_t i = 0; i < MPRPC__HIST_BUCKETS; i++)
+    total += hist[i];
   out->p50_us = percentile(hist, total, 0.50);
   out->p99_us = percentile(hist, total, 0.99);
   out->p999_us = percentile(hist, total, 0.999);
@@ -132,7 +140,7 @@ int mprpc_server_method_stats_at(const mprpc_server_t *s, size_t i, mprpc_method
     return MPRPC_EINVAL;
   if (i >= s->nmethods)
     return MPRPC_ERANGE;
-  fill(s->methods[i], out);
+  fill(s, s->methods[i], out);
   return 0;
 }
 
@@ -142,7 +150,7 @@ int mprpc_server_method_stats(const mprpc_server_t *s, const char *service, cons
     return MPRPC_EINVAL;
   for (size_t i = 0; i < s->nmethods; i++)
     if (strcmp(s->methods[i]->service, service) == 0 && strcmp(s->methods[i]->name, method) == 0) {
-      fill(s->methods[i], out);
+      fill(s, s->methods[i], out);
       return 0;
     }
   return MPRPC_ENOTFOUND;
@@ -170,7 +178,7 @@ void mprpc_server_log_stats(const mprpc_server_t *s) {
     return;
   for (size_t i = 0; i < s->nmethods; i++) {
     mprpc_method_stats_t st;
-    fill(s->methods[i], &st);
+    fill(s, s->methods[i], &st);
     MPRPC_LOG_INFO("server stats: %s.%s requests=%llu errors=%llu inflight=%llu p50=%lluus "
                    "p99=%lluus p999=%lluus max=%lluus",
                    st.service, st.method, (unsigned long long)st.requests,
