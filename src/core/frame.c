@@ -139,6 +139,14 @@ static const uint8_t *skip_field(const uint8_t *p, const uint8_t *end, uint64_t 
       return MPRPC_EBADMETA;                                                              \
     (dst) = (type)(via)v_;                                                                \
   }
+#define TAKE_SUB(tag, has, decode)                                                        \
+  if (p < end && *p == (tag)) {                                                          \
+    if (!(p = get_bytes(p + 1, end, &sub)))                                               \
+      return MPRPC_EBADMETA;                                                              \
+    m->has = true;                                                                        \
+    if (decode(sub.ptr, sub.ptr + sub.len, m) != 0)                                       \
+      return MPRPC_EBADMETA;                                                              \
+  }
 
 static int decode_request(const uint8_t *p, const uint8_t *end, mprpc_meta_t *m) {
   TAKE_BYTES(TAG(1, WT_LEN), &m->service_name)
@@ -214,20 +222,8 @@ int mprpc_meta_decode(const uint8_t *p, size_t n, mprpc_meta_t *m) {
     return 0;
   const uint8_t *end = p + n;
   mprpc_bytes_t sub;
-  if (p < end && *p == TAG(1, WT_LEN)) {
-    if (!(p = get_bytes(p + 1, end, &sub)))
-      return MPRPC_EBADMETA;
-    m->has_request = true;
-    if (decode_request(sub.ptr, sub.ptr + sub.len, m) != 0)
-      return MPRPC_EBADMETA;
-  }
-  if (p < end && *p == TAG(2, WT_LEN)) {
-    if (!(p = get_bytes(p + 1, end, &sub)))
-      return MPRPC_EBADMETA;
-    m->has_response = true;
-    if (decode_response(sub.ptr, sub.ptr + sub.len, m) != 0)
-      return MPRPC_EBADMETA;
-  }
+  TAKE_SUB(TAG(1, WT_LEN), has_request, decode_request)
+  TAKE_SUB(TAG(2, WT_LEN), has_response, decode_response)
   TAKE_VARINT(TAG(3, WT_VARINT), m->compress_type, int32_t, uint32_t)
   TAKE_VARINT(TAG(4, WT_VARINT), m->correlation_id, int64_t, uint64_t)
   TAKE_VARINT(TAG(5, WT_VARINT), m->attachment_size, int32_t, uint32_t)
