@@ -109,18 +109,26 @@ $(BUILD)/gen/examples/%.pb-c.c $(BUILD)/gen/examples/%.pb-c.h: examples/%.proto
 
 # --- compilation ----------------------------------------------------------
 # Our code gets the full warning set; generated code only the defaults.
+# Each flavour's objects depend on a stamp holding its compiler and flags,
+# rewritten only when they change: a new OPT (or CC) rebuilds, no clean needed.
+.PHONY: FORCE
+FORCE:
 define flavour
-$(BUILD)/$(1)/%.o: %.c | $(ALL_GEN_H)
+$(BUILD)/$(1)/.flags: FORCE
+	@mkdir -p $$(@D)
+	@echo '$$(CC) $$(FLAGS_$(1)) $$(WARN)' | cmp -s - $$@ || echo '$$(CC) $$(FLAGS_$(1)) $$(WARN)' > $$@
+
+$(BUILD)/$(1)/%.o: %.c $(BUILD)/$(1)/.flags | $(ALL_GEN_H)
 	@mkdir -p $$(@D)
 	$$(call say,CC,$$@)
 	$(Q)$$(CC) $$(FLAGS_$(1)) $$(WARN) $$(EXTRA_CFLAGS) -MMD -MP -c $$< -o $$@
 
-$(BUILD)/$(1)/examples/%.o: examples/%.c | $(ALL_GEN_H)
+$(BUILD)/$(1)/examples/%.o: examples/%.c $(BUILD)/$(1)/.flags | $(ALL_GEN_H)
 	@mkdir -p $$(@D)
 	$$(call say,CC,$$@)
 	$(Q)$$(CC) $$(FLAGS_$(1)) $$(WARN) $$(EXTRA_CFLAGS) -I$(BUILD)/gen/examples/$$(firstword $$(subst /, ,$$*)) -MMD -MP -c $$< -o $$@
 
-$(BUILD)/$(1)/gen/%.o: $(BUILD)/gen/%.c | $(ALL_GEN_H)
+$(BUILD)/$(1)/gen/%.o: $(BUILD)/gen/%.c $(BUILD)/$(1)/.flags | $(ALL_GEN_H)
 	@mkdir -p $$(@D)
 	$$(call say,CC,$$@)
 	$(Q)$$(CC) $$(FLAGS_$(1)) -c $$< -o $$@
