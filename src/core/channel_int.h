@@ -16,8 +16,8 @@
 #include "core/breaker.h"
 #include "core/controller_int.h"
 #include "core/idmap.h"
-#include "core/one_writer.h"
 #include "core/lb.h"
+#include "core/one_writer.h"
 #include "mprpc/buf.h"
 #include "mprpc/channel.h"
 

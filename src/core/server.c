@@ -507,7 +507,7 @@ static void handle_request(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t ar
         MPRPC__ONE_WRITER_ADD(&st->admitted, (uint64_t)-1);
     }
     if (m) {
-      mprpc__srv_count_error(conn->l, m, err);
+      mprpc__srv_count_error(st, err);
     } else if (err == MPRPC_ENOSERVICE) {
       atomic_fetch_add(&s->st_noservice, 1);
     } else if (err == MPRPC_ENOMETHOD) {

@@ -250,12 +250,13 @@ static void complete_now(mprpc_server_call_t *call) {
   mprpc_server_t *s = conn->s;
   srv_method_t *m = call->m;
   uint64_t now = mprpc_loop_now(conn->l->loop);
-  mprpc__srv_record_latency(conn->l, m, now > call->arrival_ns ? now - call->arrival_ns : 0);
+  mprpc__mstats_t *st = &m->st[conn->l->idx];
+  mprpc__srv_record_latency(st, now > call->arrival_ns ? now - call->arrival_ns : 0);
   if (call->err_wire)
-    mprpc__srv_count_error(conn->l, m, mprpc_err_from_wire(call->err_wire));
+    mprpc__srv_count_error(st, mprpc_err_from_wire(call->err_wire));
   if (m->limit)
     atomic_fetch_sub(&m->limit_inflight, 1);
-  MPRPC__ONE_WRITER_ADD(&m->st[conn->l->idx].completed, 1);
+  MPRPC__ONE_WRITER_ADD(&st->completed, 1);
   if (s->o.max_concurrency)
     atomic_fetch_sub(&s->inflight, 1);
   conn->inflight--;

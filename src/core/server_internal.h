@@ -192,9 +192,10 @@ void mprpc__srv_pool_free(srv_loop_t *l);
 
 /* server_stats.c */
 size_t mprpc__srv_code_slot(int err);
-/* Both on the loop thread of the request's connection. */
-void mprpc__srv_count_error(const srv_loop_t *l, srv_method_t *m, int err);
-void mprpc__srv_record_latency(const srv_loop_t *l, srv_method_t *m, uint64_t ns);
+/* Both on the loop thread of the request's connection, with that loop's
+ * stats of the method (m->st[loop index]). */
+void mprpc__srv_count_error(mprpc__mstats_t *st, int err);
+void mprpc__srv_record_latency(mprpc__mstats_t *st, uint64_t ns);
 uint64_t mprpc__srv_method_inflight(const mprpc_server_t *s, const srv_method_t *m);
 /* Calls in flight in the whole server (for the drain and the stats). */
 uint64_t mprpc__srv_inflight(const mprpc_server_t *s);

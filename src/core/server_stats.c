@@ -29,8 +29,7 @@ size_t mprpc__srv_code_slot(int err) {
   return MPRPC_SERVER_NCODES - 1;
 }
 
-void mprpc__srv_count_error(const srv_loop_t *l, srv_method_t *m, int err) {
-  mprpc__mstats_t *st = &m->st[l->idx];
+void mprpc__srv_count_error(mprpc__mstats_t *st, int err) {
   MPRPC__ONE_WRITER_ADD(&st->errors, 1);
   MPRPC__ONE_WRITER_ADD(&st->by_code[mprpc__srv_code_slot(err)], 1);
 }
@@ -53,8 +52,7 @@ static uint64_t bucket_upper(size_t idx) {
   return lower + (1ull << (e - 3)) - 1;
 }
 
-void mprpc__srv_record_latency(const srv_loop_t *l, srv_method_t *m, uint64_t ns) {
-  mprpc__mstats_t *st = &m->st[l->idx];
+void mprpc__srv_record_latency(mprpc__mstats_t *st, uint64_t ns) {
   uint64_t us = ns / 1000;
   MPRPC__ONE_WRITER_ADD(&st->hist[bucket_of(us)], 1);
   if (us > st->max_us) /* this thread is the writer: its own value */
