@@ -27,7 +27,7 @@ run() { # name cmd...
   local name=$1; shift
   local log; log=$(mktemp)
   local t0=$SECONDS
-  if timeout "${TEST_TIMEOUT:-300}" "$@" >"$log" 2>&1; then
+  if timeout "${TEST_TIMEOUT:-600}" "$@" >"$log" 2>&1; then
     passed=$((passed + 1)); echo "PASS $name ($((SECONDS - t0))s)"
     grep -E '^\[  (PASSED|FAILED|  SKIP)' "$log" | sed 's/^/     /'
   else

@@ -98,13 +98,15 @@ static targ_t targs[16];
 
 static void start_ordered(void *p) {
   tctx_t *t = p;
-  /* Started longest first; the spacing only has to beat scheduling noise
-   * between two consecutive statements, and equal delays started later
-   * always have a later deadline. */
+  /* Started longest first, all from one reading of the clock, so the order
+   * does not depend on how long the loop thread takes between two starts:
+   * equal deadlines fire in the order they were started. */
   static const uint64_t ms[] = {400, 300, 200, 100, 0, 0, 0};
+  uint64_t now = mprpc_loop_now(t->f->loop);
   for (int i = 0; i < 7; i++) {
     targs[i] = (targ_t){t, i};
-    t->ids[i] = mprpc_timer_start(t->f->loop, ms[i] * MPRPC_NS_PER_MS, record, &targs[i]);
+    t->ids[i] =
+        mprpc_timer_start_from(t->f->loop, now, ms[i] * MPRPC_NS_PER_MS, record, &targs[i]);
     if (t->ids[i] == 0)
       t->bad++;
     for (int j = 0; j < i; j++)

@@ -40,7 +40,13 @@ typedef struct done {
 
 static void done_init(done_t *d) {
   pthread_mutex_init(&d->mu, NULL);
-  pthread_cond_init(&d->cv, NULL);
+  /* On the monotonic clock: a wall-clock step (NTP on a fresh VM) must not
+   * end the hang guard early. */
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&d->cv, &ca);
+  pthread_condattr_destroy(&ca);
   d->n = 0;
 }
 
@@ -59,7 +65,7 @@ static void done_signal(done_t *d) {
 /* True once n signals arrived; false if the hang guard expired. */
 static bool done_wait(done_t *d, int n) {
   struct timespec dl;
-  clock_gettime(CLOCK_REALTIME, &dl);
+  clock_gettime(CLOCK_MONOTONIC, &dl);
   dl.tv_sec += HANG_GUARD_S;
   pthread_mutex_lock(&d->mu);
   int rc = 0;
