@@ -686,6 +686,19 @@ static void test_log_flush_makes_lines_visible(void **state) {
   mprpc_log_close();
 }
 
+/* The thread id in the header of the line whose message is msg, or -1. */
+static long line_tid(const char *buf, const char *msg) {
+  const char *m = strstr(buf, msg);
+  if (!m)
+    return -1;
+  const char *l = m;
+  while (l > buf && l[-1] != '\n')
+    l--;
+  if (m - l < 36 || !parse_header(l, (size_t)(m - l) + strlen(msg)))
+    return -1;
+  return strtol(l + 34, NULL, 10);
+}
+
 /* A forked child has no writer thread: it must log synchronously to the
  * same file and close without waiting for a thread it does not have. */
 static void test_log_fork_child_logs_synchronously(void **state) {
@@ -713,6 +726,10 @@ static void test_log_fork_child_logs_synchronously(void **state) {
   assert_int_equal(count_substr(b, "parent before fork\n"), 1); /* not written twice */
   assert_int_equal(count_substr(b, "child line\n"), 1);
   assert_int_equal(count_substr(b, "parent after fork\n"), 1);
+  /* each line carries the id of the thread that logged it: the child's only
+   * thread is the child process, not the parent thread it was forked from */
+  assert_int_equal(line_tid(b, "child line\n"), (long)pid);
+  assert_int_equal(line_tid(b, "parent after fork\n"), (long)syscall(SYS_gettid));
   free(b);
 }
 
@@ -793,6 +810,54 @@ static int exit_child_main(const char *path, const char *errpath) {
   exit(mprpc_log_dropped() == 0 ? 0 : 4); /* no close, no flush */
 }
 
+/* Runs in a fresh process that never opens the logger: its lines go to
+ * stderr (errpath), from before and after a fork. */
+static int fork_stderr_child_main(const char *errpath) {
+  int efd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (efd < 0 || dup2(efd, 2) != 2)
+    return 5;
+  MPRPC_LOG_WARN("before fork"); /* caches this thread's id */
+  pid_t pid = fork();
+  if (pid < 0)
+    return 3;
+  if (pid == 0) {
+    MPRPC_LOG_WARN("forked line");
+    _exit(0);
+  }
+  int status = 0;
+  if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    return 4;
+  MPRPC_LOG_WARN("forked pid=%ld", (long)pid);
+  return 0;
+}
+
+/* A forked child logs under its own id even when the logger was never
+ * opened (stderr) and the forking thread had already logged. */
+static void test_log_fork_child_thread_id_without_open(void **state) {
+  (void)state;
+  char errpath[256];
+  path_in(errpath, sizeof errpath, "fork.err");
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    setenv("MPRPC_TEST_LOG_FORK_ERR", errpath, 1);
+    execl("/proc/self/exe", "test_log", (char *)NULL);
+    _exit(6);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  char *e = read_all(errpath, NULL);
+  assert_non_null(e);
+  const char *at = strstr(e, "forked pid=");
+  assert_non_null(at);
+  long forked = strtol(at + strlen("forked pid="), NULL, 10);
+  assert_int_equal(line_tid(e, "before fork\n"), (long)pid);
+  assert_int_equal(line_tid(e, "forked line\n"), forked);
+  free(e);
+}
+
 /* Lines still queued at a normal exit() are written by the atexit handler;
  * logging from other atexit handlers, before or after it, is safe. */
 static void test_log_exit_flushes_queue(void **state) {
@@ -844,6 +909,9 @@ int main(void) {
   const char *child = getenv("MPRPC_TEST_LOG_EXIT_CHILD");
   if (child)
     return exit_child_main(child, getenv("MPRPC_TEST_LOG_EXIT_ERR"));
+  const char *fork_err = getenv("MPRPC_TEST_LOG_FORK_ERR");
+  if (fork_err)
+    return fork_stderr_child_main(fork_err);
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_log_concurrent_lines_intact, setup_dir, teardown_dir),
       cmocka_unit_test_setup_teardown(test_log_full_queue_drops_and_reports, setup_dir,
@@ -866,6 +934,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_log_sync_fake_clock_deterministic, setup_dir,
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(test_log_flush_makes_lines_visible, setup_dir,
+                                      teardown_dir),
+      cmocka_unit_test_setup_teardown(test_log_fork_child_thread_id_without_open, setup_dir,
                                       teardown_dir),
       cmocka_unit_test_setup_teardown(test_log_fork_child_logs_synchronously, setup_dir,
                                       teardown_dir),

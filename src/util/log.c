@@ -146,9 +146,18 @@ static uint64_t now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* The forking thread goes on as the child's only thread, under a new id:
+ * forget the cached one. Registered on the first lookup, so a process that
+ * logs to stderr without ever opening the logger is covered too. */
+static pthread_once_t tid_once = PTHREAD_ONCE_INIT;
+static void tid_fork_child(void) { tl_tid = 0; }
+static void tid_init(void) { pthread_atfork(NULL, NULL, tid_fork_child); }
+
 static long thread_id(void) {
-  if (!tl_tid)
+  if (!tl_tid) {
+    pthread_once(&tid_once, tid_init);
     tl_tid = (long)syscall(SYS_gettid);
+  }
   return tl_tid;
 }
 
