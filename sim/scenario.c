@@ -110,6 +110,7 @@ typedef struct params {
   bool no_failures;           /* no faults at all: every call must succeed */
   size_t chunk;
   bool chunk_fixed;
+  bool compress; /* consumers compress requests: none/snappy/gzip/zlib by index */
   uint64_t lat_max_ns;
   uint64_t session_timeout_ns;
   uint64_t quiet_after_ns; /* faults end; everything healed */
@@ -545,6 +546,8 @@ static int make_channel(cons_t *c, bool idem, mprpc_channel_t **out) {
   if (idem)
     o.backup_request_ms = r->p.backup_ms;
   o.idempotent_methods = idem || (mprpc__sim_bug & MPRPC_SIM_BUG_RETRY_NONIDEM) ? "Echo" : NULL;
+  if (r->p.compress) /* providers answer in kind, so both directions run compressed */
+    o.compress_type = c->idx % 4;
   return mprpc_channel_new(&example__echo_service__descriptor, &o, out);
 }
 
@@ -782,6 +785,7 @@ static void sc_one_byte(run_t *r) {
   r->p.no_failures = true;
   r->p.chunk = 1;
   r->p.chunk_fixed = true;
+  r->p.compress = true; /* compressed frames split byte by byte too */
   r->p.consumers = 5;
   r->p.duration_ns = 20 * SEC;
   r->p.quiet_after_ns = 0;
@@ -859,7 +863,8 @@ static const mprpc_sim_scenario_t scenarios[] = {
      sc_expiry_storm},
     {"slow_provider", "handlers take virtual work time up to 1.5 s against a 1 s deadline",
      sc_slow},
-    {"one_byte", "every connection delivers 1-byte chunks", sc_one_byte},
+    {"one_byte", "every connection delivers 1-byte chunks; consumers use each compress type",
+     sc_one_byte},
     {"rolling_restart", "providers stop gracefully one after another and come back: no idempotent call fails",
      sc_rolling},
     {"churn", "50 consumers x 10 providers under crashes, graceful restarts, resets and stalls",

@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include "core/compress.h"
 #include "echo.pb-c.h"
 #include "mprpc/channel.h"
 #include "mprpc/errors.h"
@@ -317,6 +318,7 @@ typedef struct rec {
   int attempts;
   char remote[96];
   char msg[64];
+  size_t msg_len; /* the whole echoed message's, msg may hold a prefix */
   char att[64];
   struct tally *t;
 } rec_t;
@@ -350,6 +352,7 @@ static void on_done(const ProtobufCMessage *msg, void *arg) {
   if (msg) {
     const Example__EchoResponse *resp = (const Example__EchoResponse *)msg;
     snprintf(r->msg, sizeof r->msg, "%s", resp->message);
+    r->msg_len = strlen(resp->message);
     size_t alen = 0;
     const void *a = mprpc_controller_response_attachment(ctl, &alen);
     if (alen)
@@ -1500,7 +1503,10 @@ static void test_channel_bad_input_never_calls_back(void **state) {
   mprpc_channel_t *ch = NULL;
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), MPRPC_EADDR);
   o.servers = "127.0.0.1:1";
-  o.compress_type = 1;
+  o.compress_type = 4; /* brpc's LZ4: not implemented */
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch),
+                   MPRPC_EUNSUPPORTED);
+  o.compress_type = -1;
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch),
                    MPRPC_EUNSUPPORTED);
   o.compress_type = 0;
@@ -1528,10 +1534,18 @@ static void test_channel_bad_input_never_calls_back(void **state) {
 
 /* ---- a raw provider that answers with a wrong correlation id first ------- */
 
+enum {
+  RAW_BOGUS_THEN_RIGHT, /* an answer with an id never issued, then the right one */
+  RAW_GZIP,             /* the right answer, gzip-compressed */
+  RAW_BAD_GZIP,         /* compress_type gzip over bytes that are not gzip */
+  RAW_LZ4,              /* compress_type 4, which mprpc does not implement */
+};
+
 typedef struct raw_srv {
   int lfd;
   uint16_t port;
   pthread_t th;
+  int mode; /* RAW_* */
 } raw_srv_t;
 
 static bool read_full(int fd, uint8_t *p, size_t n) {
@@ -1544,22 +1558,33 @@ static bool read_full(int fd, uint8_t *p, size_t n) {
   return true;
 }
 
-static void send_response(int fd, int64_t cid, const char *text) {
+static void send_response(int fd, int64_t cid, const char *text, int mode) {
   Example__EchoResponse resp = EXAMPLE__ECHO_RESPONSE__INIT;
   resp.message = (char *)text;
   uint8_t pl[128];
   size_t pn = protobuf_c_message_pack(&resp.base, pl);
+  uint8_t *z = NULL;
+  size_t zn = 0;
   mprpc_meta_t m;
   memset(&m, 0, sizeof m);
   m.has_response = true;
   m.correlation_id = cid;
+  if (mode == RAW_GZIP) {
+    assert_int_equal(mprpc__compress(MPRPC_COMPRESS_GZIP, pl, pn, &z, &zn), 0);
+    m.compress_type = MPRPC_COMPRESS_GZIP;
+  } else if (mode == RAW_BAD_GZIP) {
+    m.compress_type = MPRPC_COMPRESS_GZIP; /* pl stays a plain EchoResponse */
+  } else if (mode == RAW_LZ4) {
+    m.compress_type = 4;
+  }
   mprpc_frame_out_t out;
-  assert_int_equal(mprpc_frame_encode(&out, &m, pl, pn, NULL, 0), 0);
+  assert_int_equal(mprpc_frame_encode(&out, &m, z ? z : pl, z ? zn : pn, NULL, 0), 0);
   for (int i = 0; i < out.iovcnt; i++)
     if (out.iov[i].iov_len)
       assert_int_equal(write(fd, out.iov[i].iov_base, out.iov[i].iov_len),
                        (ssize_t)out.iov[i].iov_len);
   mprpc_frame_out_free(&out);
+  free(z); /* after the write: the frame points into it */
 }
 
 /* Serves one connection: for each request, first an answer with an id that
@@ -1583,8 +1608,9 @@ static void *raw_thread(void *arg) {
     mprpc_frame_t f;
     long n = mprpc_frame_parse(buf, 12 + body, 0, &f);
     assert_true(n > 0);
-    send_response(fd, f.meta.correlation_id + 1000000, "bogus");
-    send_response(fd, f.meta.correlation_id, "right");
+    if (r->mode == RAW_BOGUS_THEN_RIGHT)
+      send_response(fd, f.meta.correlation_id + 1000000, "bogus", r->mode);
+    send_response(fd, f.meta.correlation_id, "right", r->mode);
     free(buf);
   }
   close(fd);
@@ -1604,7 +1630,7 @@ static void raw_start(raw_srv_t *r) {
 
 static void test_channel_unknown_ids_ignored_and_counted(void **state) {
   (void)state;
-  raw_srv_t rs;
+  raw_srv_t rs = {.mode = RAW_BOGUS_THEN_RIGHT};
   raw_start(&rs);
   env_t e;
   env_start(&e);
@@ -1632,6 +1658,88 @@ static void test_channel_unknown_ids_ignored_and_counted(void **state) {
   pthread_join(rs.th, NULL);
   close(rs.lfd);
   env_stop(&e);
+}
+
+/* Every compress type, both ways: the channel compresses each request, the
+ * provider answers in kind, and the channel inflates the answer. */
+static void test_channel_compressed_calls(void **state) {
+  (void)state;
+  static const int types[] = {MPRPC_COMPRESS_SNAPPY, MPRPC_COMPRESS_GZIP, MPRPC_COMPRESS_ZLIB};
+  prov_t p;
+  env_t e;
+  mprpc_channel_options_t o;
+  one_provider_setup(&p, MODE_ECHO, &e, &o);
+  enum { BIG = 100 * 1024 };
+  char *big = malloc(BIG + 1);
+  assert_non_null(big);
+  for (size_t i = 0; i < BIG; i++)
+    big[i] = (char)('a' + i % 26);
+  big[BIG] = 0;
+  for (size_t k = 0; k < sizeof types / sizeof types[0]; k++) {
+    o.compress_type = types[k];
+    mprpc_channel_t *ch = channel_for(&o);
+    tally_t t = {0};
+    rec_t small = {.t = &t}, large = {.t = &t};
+    call_async(ch, "hello", NULL, &small);
+    call_async(ch, big, NULL, &large);
+    wait_done(&t, 2, 10);
+    assert_int_equal(small.err, 0);
+    assert_string_equal(small.msg, "hello");
+    assert_int_equal(large.err, 0);
+    assert_int_equal(large.msg_len, BIG);
+    assert_memory_equal(large.msg, big, sizeof large.msg - 1);
+    mprpc_channel_destroy(ch);
+  }
+  free(big);
+  env_stop(&e);
+  assert_int_equal(atomic_load(&p.execs), 6);
+  prov_stop(&p);
+}
+
+/* Answers the channel cannot read fail that call with ERESPONSE, a clear
+ * text, and nothing else: the next call on the same connection works. */
+static void test_channel_compressed_response_errors(void **state) {
+  (void)state;
+  static const struct {
+    int mode;
+    int err;
+    const char *text;
+  } cases[] = {
+      {RAW_GZIP, 0, NULL},
+      {RAW_BAD_GZIP, MPRPC_ERESPONSE, "not a valid compressed stream"},
+      {RAW_LZ4, MPRPC_ERESPONSE, "compress_type 4 not supported"},
+  };
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    raw_srv_t rs = {.mode = cases[k].mode};
+    raw_start(&rs);
+    env_t e;
+    env_start(&e);
+    mprpc_channel_options_t o;
+    opts_for(&o, &e, servers_str(&rs.port, 1));
+    o.max_retry = 0;
+    mprpc_channel_t *ch;
+    assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+    for (int i = 0; i < 2; i++) {
+      mprpc_controller_t *ctl = mprpc_controller_new();
+      tally_t t = {0};
+      rec_t r = {.t = &t};
+      call_async(ch, "q", ctl, &r);
+      wait_done(&t, 1, 10);
+      assert_int_equal(r.err, cases[k].err);
+      if (cases[k].err == 0)
+        assert_string_equal(r.msg, "right");
+      else
+        assert_non_null(strstr(mprpc_controller_error_text(ctl), cases[k].text));
+      mprpc_controller_free(ctl);
+    }
+    mprpc_channel_stats_t st;
+    mprpc_channel_stats(ch, &st);
+    assert_int_equal(st.calls, 2);
+    mprpc_channel_destroy(ch); /* closes the connection: the thread ends */
+    pthread_join(rs.th, NULL);
+    close(rs.lfd);
+    env_stop(&e);
+  }
 }
 
 static void test_channel_all_isolated_still_tried(void **state) {
@@ -1860,6 +1968,8 @@ int main(void) {
       cmocka_unit_test(test_channel_lb_hash_key_sticks_and_random_spreads),
       cmocka_unit_test(test_channel_unknown_ids_ignored_and_counted),
       cmocka_unit_test(test_channel_meta_auth_and_errors_not_retried),
+      cmocka_unit_test(test_channel_compressed_calls),
+      cmocka_unit_test(test_channel_compressed_response_errors),
       cmocka_unit_test(test_channel_all_isolated_still_tried),
       /* last: it starts the process-wide default loop, which stays */
       cmocka_unit_test(test_channel_default_loop_and_transport),

@@ -694,7 +694,8 @@ static void test_config_channel_options(void **state) {
   mprpc_channel_options_init(&o);
   mprpc_config_t *cfg = parse_ok("timeout=2s\nconnect_timeout=250ms\nmax_retry=5\n"
                                  "retry_policy=failfast\nlb=least\nbackup_request=30ms\n"
-                                 "idempotent_methods=Echo,Get\nservers=127.0.0.1:1,127.0.0.1:2\n");
+                                 "idempotent_methods=Echo,Get\nservers=127.0.0.1:1,127.0.0.1:2\n"
+                                 "compress=gzip\n");
   assert_int_equal(mprpc_channel_options_from_config(cfg, &o), 0);
   assert_int_equal(o.timeout_ms, 2000);
   assert_int_equal(o.connect_timeout_ms, 250);
@@ -704,6 +705,7 @@ static void test_config_channel_options(void **state) {
   assert_int_equal(o.backup_request_ms, 30);
   assert_string_equal(o.idempotent_methods, "Echo,Get");
   assert_string_equal(o.servers, "127.0.0.1:1,127.0.0.1:2");
+  assert_int_equal(o.compress_type, MPRPC_COMPRESS_GZIP);
   mprpc_config_free(cfg);
 
   /* absent keys keep the defaults */
@@ -723,6 +725,10 @@ static void test_config_channel_options(void **state) {
   cfg = parse_ok("\nmax_retry=1000\n");
   assert_int_equal(mprpc_channel_options_from_config(cfg, &e), MPRPC_ECONFIG);
   assert_non_null(strstr(mprpc_config_error(cfg), "max_retry"));
+  mprpc_config_free(cfg);
+  cfg = parse_ok("compress=lz4\n");
+  assert_int_equal(mprpc_channel_options_from_config(cfg, &e), MPRPC_ECONFIG);
+  assert_non_null(strstr(mprpc_config_error(cfg), "key 'compress': invalid value 'lz4'"));
   mprpc_config_free(cfg);
   cfg = parse_ok("timeout=soon\n");
   assert_int_equal(mprpc_channel_options_from_config(cfg, &e), MPRPC_ECONFIG);

@@ -21,6 +21,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "core/compress.h"
 #include "core/timerq.h"
 #include "echo.pb-c.h"
 #include "mprpc/errors.h"
@@ -147,6 +148,38 @@ static tclient_req_t echo_req(int64_t cid, Example__EchoRequest *m, const char *
   example__echo_request__init(m);
   m->message = (char *)text;
   return (tclient_req_t){.cid = cid, .msg = &m->base};
+}
+
+/* An Echo request whose payload is the packed request compressed with type
+ * (0: plain); the payload lives in *buf, which the caller frees. */
+static tclient_req_t zecho_req(int64_t cid, int type, const char *text, uint8_t **buf) {
+  Example__EchoRequest m = EXAMPLE__ECHO_REQUEST__INIT;
+  m.message = (char *)text;
+  size_t n;
+  assert_int_equal(tclient_pack(&m.base, type, buf, &n), 0);
+  return (tclient_req_t){.cid = cid, .raw = *buf, .raw_len = n, .compress_type = type};
+}
+
+/* Expects a success whose payload is compressed with type (0: plain) and
+ * inflates to an EchoResponse carrying want. Inflated here rather than by
+ * tclient_echo_decode so that the type is checked against the meta. */
+static void expect_zecho(const tclient_resp_t *r, int64_t cid, int type, const char *want) {
+  assert_int_equal(r->cid, cid);
+  if (r->error_code != 0)
+    fail_msg("cid %lld: error %d (%s)", (long long)cid, r->error_code, r->error_text);
+  assert_int_equal(r->compress_type, type);
+  uint8_t *plain = NULL;
+  size_t plen = r->payload_len;
+  if (type != MPRPC_COMPRESS_NONE)
+    assert_int_equal(mprpc__decompress(type, r->payload, r->payload_len,
+                                       MPRPC_FRAME_DEFAULT_MAX_BODY, &plain, &plen),
+                     0);
+  Example__EchoResponse *e = example__echo_response__unpack(NULL, plen, plain ? plain : r->payload);
+  free(plain);
+  assert_non_null(e);
+  assert_int_equal(strlen(e->message), strlen(want));
+  assert_true(strcmp(e->message, want) == 0); /* no 100 KiB dump on failure */
+  example__echo_response__free_unpacked(e, NULL);
 }
 
 /* ---- fake registry ------------------------------------------------------ */
@@ -406,6 +439,7 @@ static bool fconn_resp(mprpc_conn_t *c, tclient_resp_t *r) {
   assert_true(f.meta.has_response);
   r->cid = f.meta.correlation_id;
   r->error_code = f.meta.error_code;
+  r->compress_type = f.meta.compress_type;
   snprintf(r->error_text, sizeof r->error_text, "%.*s", (int)f.meta.error_text.len,
            f.meta.error_text.len ? (const char *)f.meta.error_text.ptr : "");
   r->payload = malloc(f.payload.len + 1);
@@ -598,11 +632,17 @@ static void test_server_core_routing_errors_keep_connection(void **state) {
   r = (tclient_req_t){.cid = 4, .raw = "", .raw_len = 0};
   fconn_send(c, &r);
   fexpect(c, 4, MPRPC_EREQUEST, NULL, 0);
+  /* compress types brpc has but we do not (4 = LZ4), and nonsense */
   r = echo_req(5, &m, "x");
-  r.compress_type = 1;
+  r.compress_type = 4;
   fconn_send(c, &r);
   fexpect(c, 5, MPRPC_EREQUEST, text, sizeof text);
-  assert_non_null(strstr(text, "compress"));
+  assert_string_equal(text, "compress_type 4 is not supported");
+  r = echo_req(51, &m, "x");
+  r.compress_type = 99;
+  fconn_send(c, &r);
+  fexpect(c, 51, MPRPC_EREQUEST, text, sizeof text);
+  assert_string_equal(text, "compress_type 99 is not supported");
   /* brpc clients may send json (content_type 1): refused, connection kept */
   r = echo_req(55, &m, "x");
   r.content_type = 1;
@@ -631,12 +671,39 @@ static void test_server_core_routing_errors_keep_connection(void **state) {
   assert_int_equal(st.unknown_method, 1);
   mprpc_method_stats_t ms;
   assert_int_equal(mprpc_server_method_stats(f.s, "example.EchoService", "Echo", &ms), 0);
-  assert_int_equal(ms.requests, 8);
-  assert_int_equal(ms.errors, 6);
-  assert_int_equal(ms.errors_by_code[0], 4); /* EREQUEST: 2 payloads, compress, content_type */
+  assert_int_equal(ms.requests, 9);
+  assert_int_equal(ms.errors, 7);
+  assert_int_equal(ms.errors_by_code[0], 5); /* EREQUEST: 2 payloads, 2 compress, content_type */
   assert_int_equal(mprpc_server_stats_code(0), MPRPC_EREQUEST);
   assert_int_equal(ms.errors_by_code[3], 1); /* EINTERNAL */
   assert_int_equal(ms.errors_by_code[MPRPC_SERVER_NCODES - 1], 1); /* 4242 */
+  fsrv_shutdown(&f);
+  fsrv_free(&f);
+  fconn_free(c);
+}
+
+/* A gzip request is inflated before decoding and answered in gzip. */
+static void test_server_core_compressed_echo(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  fsrv_t f;
+  fsrv_opts(&o);
+  fsrv_start(&f, &o);
+  mprpc_conn_t *c = fconn_new(f.e);
+  uint8_t *pl;
+  tclient_req_t r = zecho_req(1, MPRPC_COMPRESS_GZIP, "zipped", &pl);
+  fconn_send(c, &r);
+  free(pl);
+  tclient_resp_t resp;
+  assert_true(fconn_resp(c, &resp));
+  expect_zecho(&resp, 1, MPRPC_COMPRESS_GZIP, "zipped");
+  tclient_resp_free(&resp);
+  Example__EchoRequest m;
+  r = echo_req(2, &m, "plain");
+  fconn_send(c, &r);
+  assert_true(fconn_resp(c, &resp));
+  expect_zecho(&resp, 2, MPRPC_COMPRESS_NONE, "plain");
+  tclient_resp_free(&resp);
   fsrv_shutdown(&f);
   fsrv_free(&f);
   fconn_free(c);
@@ -1702,6 +1769,225 @@ static void test_server_tcp_malformed_and_idle(void **state) {
   mprpc_server_destroy(s);
 }
 
+/* Each compress type round-trips a short and a 100 KiB message; the
+ * attachment is never compressed; a plain request between compressed ones
+ * gets a plain answer (the type is per call, not per connection). */
+static void test_server_tcp_compressed_echo(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  mprpc_server_t *s = tsrv_start(&o);
+  tclient_t c;
+  assert_int_equal(tclient_connect(&c, mprpc_server_port(s)), 0);
+  const char pattern[] = "compress me, please! ";
+  size_t big_n = 100 * 1024;
+  char *big = malloc(big_n + 1);
+  for (size_t i = 0; i < big_n; i++)
+    big[i] = pattern[i % (sizeof pattern - 1)];
+  big[big_n] = 0;
+  static const int types[] = {MPRPC_COMPRESS_SNAPPY, MPRPC_COMPRESS_GZIP, MPRPC_COMPRESS_ZLIB};
+  const char *msgs[] = {"hello compressed", big};
+  int64_t cid = 1;
+  for (int k = 0; k < 3; k++) {
+    for (int j = 0; j < 2; j++) {
+      uint8_t *pl;
+      tclient_req_t r = zecho_req(cid, types[k], msgs[j], &pl);
+      if (j == 0) {
+        r.att = "raw attachment";
+        r.att_len = 14;
+      } else {
+        assert_true(r.raw_len < big_n / 4); /* a small frame for a big message */
+      }
+      tclient_resp_t resp;
+      assert_int_equal(tclient_call(&c, &r, &resp, GUARD_MS), 0);
+      free(pl);
+      expect_zecho(&resp, cid, types[k], msgs[j]);
+      if (j == 0) {
+        assert_int_equal(resp.att_len, 14);
+        assert_memory_equal(resp.att, "raw attachment", 14);
+      } else {
+        assert_true(resp.payload_len < big_n / 4); /* really compressed */
+      }
+      /* the test client's transparent path agrees */
+      char text[32];
+      if (j == 0) {
+        assert_int_equal(tclient_echo_decode(&resp, text, sizeof text), 0);
+        assert_string_equal(text, "hello compressed");
+      }
+      tclient_resp_free(&resp);
+      cid++;
+      Example__EchoRequest m;
+      r = echo_req(cid, &m, j ? big : "plain");
+      assert_int_equal(tclient_call(&c, &r, &resp, GUARD_MS), 0);
+      expect_zecho(&resp, cid, MPRPC_COMPRESS_NONE, j ? big : "plain");
+      if (j)
+        assert_true(resp.payload_len > big_n); /* sent as is */
+      tclient_resp_free(&resp);
+      cid++;
+    }
+  }
+  free(big);
+  mprpc_method_stats_t ms;
+  assert_int_equal(mprpc_server_method_stats(s, "example.EchoService", "Echo", &ms), 0);
+  assert_int_equal(ms.requests, 12);
+  assert_int_equal(ms.errors, 0);
+  tclient_close(&c);
+  mprpc_server_destroy(s);
+}
+
+/* Payloads that are not valid streams of their compress type get EREQUEST;
+ * the connection stays usable after each. */
+static void test_server_tcp_corrupt_compressed_payload(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  mprpc_server_t *s = tsrv_start(&o);
+  tclient_t c;
+  assert_int_equal(tclient_connect(&c, mprpc_server_port(s)), 0);
+  Example__EchoRequest m = EXAMPLE__ECHO_REQUEST__INIT;
+  m.message = "a message long enough that half of its compressed stream is cut off";
+  uint8_t *sn, *gz, *gzx, *junk;
+  size_t snl, gzl, gzxl, junkl;
+  assert_int_equal(tclient_pack(&m.base, MPRPC_COMPRESS_SNAPPY, &sn, &snl), 0);
+  assert_int_equal(tclient_pack(&m.base, MPRPC_COMPRESS_GZIP, &gz, &gzl), 0);
+  /* a whole gzip stream followed by extra bytes */
+  gzxl = gzl + 3;
+  gzx = malloc(gzxl);
+  memcpy(gzx, gz, gzl);
+  memcpy(gzx + gzl, "xyz", 3);
+  /* a valid stream of bytes that are no EchoRequest */
+  assert_int_equal(mprpc__compress(MPRPC_COMPRESS_ZLIB, (const uint8_t *)"\xff\xff", 2, &junk,
+                                   &junkl),
+                   0);
+  static const char bad_stream[] = "is not a valid compressed stream";
+  static const char not_gzip[] = "this is not a gzip stream";
+  static const char bad_zlib[] = "\x78\x9c garbage after a zlib header";
+  const struct {
+    int type;
+    const void *p;
+    size_t n;
+    const char *want; /* in the error text */
+  } cases[] = {
+      {MPRPC_COMPRESS_GZIP, not_gzip, sizeof not_gzip - 1, bad_stream},
+      {MPRPC_COMPRESS_SNAPPY, sn, snl / 2, bad_stream},
+      {MPRPC_COMPRESS_GZIP, gz, gzl - 4, bad_stream}, /* trailer cut */
+      {MPRPC_COMPRESS_ZLIB, bad_zlib, sizeof bad_zlib - 1, bad_stream},
+      {MPRPC_COMPRESS_SNAPPY, "", 0, bad_stream},
+      {MPRPC_COMPRESS_GZIP, gzx, gzxl, bad_stream},
+      {MPRPC_COMPRESS_ZLIB, junk, junkl, "does not decode as"},
+  };
+  int n = (int)(sizeof cases / sizeof cases[0]);
+  for (int k = 0; k < n; k++) {
+    tclient_req_t r = {.cid = 10 * k + 1,
+                       .raw = cases[k].p,
+                       .raw_len = cases[k].n,
+                       .compress_type = cases[k].type};
+    tclient_resp_t resp;
+    assert_int_equal(tclient_call(&c, &r, &resp, GUARD_MS), 0);
+    assert_int_equal(resp.cid, 10 * k + 1);
+    if (resp.error_code != mprpc_err_to_wire(MPRPC_EREQUEST) ||
+        !strstr(resp.error_text, cases[k].want))
+      fail_msg("case %d: error %d (%s), want EREQUEST (...%s...)", k, resp.error_code,
+               resp.error_text, cases[k].want);
+    if (cases[k].want == bad_stream) {
+      char tag[32];
+      snprintf(tag, sizeof tag, "(compress_type %d)", cases[k].type);
+      assert_non_null(strstr(resp.error_text, tag));
+    }
+    assert_int_equal(resp.payload_len, 0);
+    tclient_resp_free(&resp);
+    char text[32];
+    tcall(&c, 10 * k + 2, "still here", 0, text, sizeof text);
+    assert_string_equal(text, "still here");
+  }
+  free(sn);
+  free(gz);
+  free(gzx);
+  free(junk);
+  mprpc_method_stats_t ms;
+  assert_int_equal(mprpc_server_method_stats(s, "example.EchoService", "Echo", &ms), 0);
+  assert_int_equal(ms.requests, 2 * n);
+  assert_int_equal(ms.errors, n);
+  assert_int_equal(ms.errors_by_code[0], n); /* all EREQUEST */
+  tclient_close(&c);
+  mprpc_server_destroy(s);
+}
+
+/* A small frame may not inflate past max_body (a decompression bomb); an
+ * inflated payload of exactly max_body is accepted. */
+static void test_server_tcp_compressed_body_limit(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  o.max_body = 64 * 1024;
+  mprpc_server_t *s = tsrv_start(&o);
+  tclient_t c;
+  assert_int_equal(tclient_connect(&c, mprpc_server_port(s)), 0);
+  /* 1 MiB of zeros; snappy's ratio is lower, 256 KiB keeps its frame under
+   * max_body so that the server does read it */
+  size_t zn = 1024 * 1024;
+  uint8_t *zeros = calloc(1, zn);
+  static const struct {
+    int type;
+    size_t n;
+  } bombs[] = {{MPRPC_COMPRESS_GZIP, 1024 * 1024},
+               {MPRPC_COMPRESS_ZLIB, 1024 * 1024},
+               {MPRPC_COMPRESS_SNAPPY, 256 * 1024}};
+  char text[64];
+  int64_t cid = 1;
+  for (int k = 0; k < 3; k++) {
+    uint8_t *z;
+    size_t zl;
+    assert_int_equal(mprpc__compress(bombs[k].type, zeros, bombs[k].n, &z, &zl), 0);
+    assert_true(zl < o.max_body / 2);
+    tclient_req_t r = {.cid = cid, .raw = z, .raw_len = zl, .compress_type = bombs[k].type};
+    tclient_resp_t resp;
+    assert_int_equal(tclient_call(&c, &r, &resp, GUARD_MS), 0);
+    free(z);
+    assert_int_equal(resp.cid, cid);
+    assert_int_equal(resp.error_code, mprpc_err_to_wire(MPRPC_EREQUEST));
+    char want[96];
+    snprintf(want, sizeof want,
+             "request payload (compress_type %d) inflates past the body limit", bombs[k].type);
+    assert_string_equal(resp.error_text, want);
+    tclient_resp_free(&resp);
+    tcall(&c, cid + 1, "still here", 0, text, sizeof text);
+    assert_string_equal(text, "still here");
+    cid += 2;
+  }
+  free(zeros);
+  /* An EchoRequest packs as tag, 3-byte length, message: a message of
+   * max_body - 4 bytes inflates to exactly max_body, one more passes it. */
+  size_t exact = o.max_body - 4;
+  char *msg = malloc(exact + 2);
+  memset(msg, 'a', exact + 1);
+  for (int extra = 0; extra < 2; extra++) {
+    msg[exact + (size_t)extra] = 0;
+    uint8_t *pl;
+    tclient_req_t r = zecho_req(cid, MPRPC_COMPRESS_GZIP, msg, &pl);
+    tclient_resp_t resp;
+    assert_int_equal(tclient_call(&c, &r, &resp, GUARD_MS), 0);
+    free(pl);
+    if (!extra) {
+      expect_zecho(&resp, cid, MPRPC_COMPRESS_GZIP, msg);
+    } else {
+      assert_int_equal(resp.error_code, mprpc_err_to_wire(MPRPC_EREQUEST));
+      assert_non_null(strstr(resp.error_text, "inflates past the body limit"));
+    }
+    tclient_resp_free(&resp);
+    msg[exact + (size_t)extra] = 'a';
+    cid++;
+  }
+  free(msg);
+  tcall(&c, cid, "still here", 0, text, sizeof text);
+  assert_string_equal(text, "still here");
+  mprpc_server_stats_t st;
+  mprpc_server_stats(s, &st);
+  assert_int_equal(st.malformed_frames, 0);
+  tclient_close(&c);
+  mprpc_server_destroy(s);
+}
+
 typedef struct stopper {
   mprpc_server_t *s;
   int rc;
@@ -1953,6 +2239,7 @@ int main(void) {
       cmocka_unit_test(test_server_core_echo_and_attachment),
       cmocka_unit_test(test_server_core_split_and_coalesced),
       cmocka_unit_test(test_server_core_routing_errors_keep_connection),
+      cmocka_unit_test(test_server_core_compressed_echo),
       cmocka_unit_test(test_server_core_malformed_closes_only_that_connection),
       cmocka_unit_test(test_server_core_deadline_passed_before_dispatch),
       cmocka_unit_test(test_server_core_limits),
@@ -1976,6 +2263,9 @@ int main(void) {
       cmocka_unit_test(test_server_tcp_async_out_of_order_and_limit),
       cmocka_unit_test(test_server_tcp_errors_keep_connection),
       cmocka_unit_test(test_server_tcp_malformed_and_idle),
+      cmocka_unit_test(test_server_tcp_compressed_echo),
+      cmocka_unit_test(test_server_tcp_corrupt_compressed_payload),
+      cmocka_unit_test(test_server_tcp_compressed_body_limit),
       cmocka_unit_test(test_server_tcp_logoff_during_stop),
       cmocka_unit_test(test_server_tcp_never_called_closure),
       cmocka_unit_test(test_server_tcp_run_until_stop_async),

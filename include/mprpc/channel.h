@@ -41,6 +41,7 @@
 
 #include "mprpc/config.h"
 #include "mprpc/controller.h"
+#include "mprpc/frame.h" /* MPRPC_COMPRESS_*, for compress_type */
 #include "mprpc/loop.h"
 #include "mprpc/registry.h"
 #include "mprpc/transport.h"
@@ -96,7 +97,7 @@ typedef struct mprpc_channel_options {
 
   const void *auth_data; /* sent in every request's meta; copied */
   size_t auth_len;
-  int compress_type;     /* must be 0 (MPRPC_COMPRESS_NONE) */
+  int compress_type;     /* MPRPC_COMPRESS_{NONE,SNAPPY,GZIP,ZLIB}: of every request payload */
   uint32_t max_body;     /* response size limit; 0 = frame default */
 
   /* Outlier ejection (0 = defaults) */
@@ -123,7 +124,8 @@ void mprpc_channel_options_init(mprpc_channel_options_t *o);
 int mprpc_channel_options_from_config(mprpc_config_t *cfg, mprpc_channel_options_t *o);
 
 /* Creates a channel for service sd. Any thread. Errors: MPRPC_EINVAL (bad
- * options), MPRPC_EADDR (bad servers list), MPRPC_EUNSUPPORTED (compression),
+ * options), MPRPC_EADDR (bad servers list), MPRPC_EUNSUPPORTED (compress_type
+ * not one of MPRPC_COMPRESS_*),
  * MPRPC_ENOMEM, or a loop/registry error. sd is borrowed (generated
  * descriptors are static). */
 int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_options_t *o,

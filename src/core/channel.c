@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "core/channel_int.h"
+#include "core/compress.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 #include "mprpc/rt.h"
@@ -719,6 +720,17 @@ static int call_new(mprpc_channel_t *ch, unsigned midx, const ProtobufCMessage *
       goto fail;
   }
   c->req_len = protobuf_c_message_pack(input, c->req);
+  if (ch->compress_type != MPRPC_COMPRESS_NONE) {
+    /* Compressed once: retries and backups resend the same bytes. */
+    uint8_t *z;
+    size_t zlen;
+    if (mprpc__compress(ch->compress_type, c->req, c->req_len, &z, &zlen) != 0)
+      goto fail;
+    free(c->req);
+    c->req = z;
+    c->req_cap = zlen ? zlen : 1;
+    c->req_len = zlen;
+  }
   if (!ctl) {
     ctl = &c->own;
     memset(ctl, 0, offsetof(mprpc_controller_t, error_code)); /* the inputs */
@@ -937,7 +949,7 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
   }
   if (!sd || !out || (!o->servers && !o->registry.vt) || (o->servers && o->registry.vt))
     return MPRPC_EINVAL;
-  if (o->compress_type != 0)
+  if (!mprpc__compress_known(o->compress_type))
     return MPRPC_EUNSUPPORTED;
   if (o->retry_policy != MPRPC_RETRY_FAILOVER && o->retry_policy != MPRPC_RETRY_FAILFAST)
     return MPRPC_EINVAL;
@@ -984,6 +996,7 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
   ch->max_retry = o->max_retry > 0 ? o->max_retry : 0;
   ch->policy = o->retry_policy;
   ch->max_body = o->max_body;
+  ch->compress_type = o->compress_type;
   ch->bopts.conn_failures = o->eject_conn_failures > 0 ? (uint32_t)o->eject_conn_failures : 0;
   ch->bopts.error_percent = o->eject_error_percent > 0 ? (uint32_t)o->eject_error_percent : 0;
   ch->bopts.min_requests = o->eject_min_requests > 0 ? (uint32_t)o->eject_min_requests : 0;

@@ -171,6 +171,7 @@ struct mprpc_channel {
   uint8_t *auth;
   size_t auth_len;
   uint32_t max_body;
+  int compress_type; /* of every request payload; MPRPC_COMPRESS_* */
   mprpc__breaker_opts_t bopts;
   uint64_t reconnect_base_ns, reconnect_max_ns;
 

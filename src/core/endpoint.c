@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/channel_int.h"
+#include "core/compress.h"
 #include "mprpc/errors.h"
 #include "mprpc/frame.h"
 #include "mprpc/log.h"
@@ -154,6 +155,7 @@ static void attempt_write(mprpc__ep_t *ep, mprpc__attempt_t *a) {
     m.timeout_ms = (int32_t)(ms == 0 ? 1 : (ms > INT32_MAX ? INT32_MAX : ms));
   }
   m.auth_data = (mprpc_bytes_t){ch->auth, ch->auth_len};
+  m.compress_type = ch->compress_type; /* c->req is compressed already */
   mprpc_frame_out_t out;
   int rc = mprpc_frame_encode(&out, &m, c->req, c->req_len, ctl ? ctl->req_att : NULL,
                               ctl ? ctl->req_att_len : 0);
@@ -274,14 +276,38 @@ static void handle_frame(mprpc__ep_t *ep, const mprpc_frame_t *f) {
                             now);
     return;
   }
-  if (f->meta.compress_type != MPRPC_COMPRESS_NONE || f->meta.content_type != 0) {
-    mprpc__attempt_answered(a, MPRPC_ERESPONSE,
-                            f->meta.compress_type ? "compressed response not supported"
-                                                  : "non-protobuf content_type not supported",
-                            NULL, NULL, 0, now);
+  if (!mprpc__compress_known(f->meta.compress_type) || f->meta.content_type != 0) {
+    char text[MPRPC__CTL_TEXT];
+    if (f->meta.content_type != 0)
+      snprintf(text, sizeof text, "%s: non-protobuf content_type %d not supported", ep->name,
+               (int)f->meta.content_type);
+    else
+      snprintf(text, sizeof text, "%s: compress_type %d not supported", ep->name,
+               (int)f->meta.compress_type);
+    mprpc__attempt_answered(a, MPRPC_ERESPONSE, text, NULL, NULL, 0, now);
     return;
   }
-  ProtobufCMessage *msg = mprpc__call_unpack(a->call, f->payload.len, f->payload.ptr);
+  const uint8_t *pl = f->payload.ptr;
+  size_t plen = f->payload.len;
+  uint8_t *plain = NULL;
+  if (f->meta.compress_type != MPRPC_COMPRESS_NONE) {
+    /* inflated at most to the frame body limit, like an uncompressed one */
+    uint32_t lim = ch->max_body ? ch->max_body : MPRPC_FRAME_DEFAULT_MAX_BODY;
+    int zr = mprpc__decompress(f->meta.compress_type, pl, plen, lim, &plain, &plen);
+    if (zr) {
+      char text[MPRPC__CTL_TEXT];
+      snprintf(text, sizeof text, "%s: response payload (compress_type %d) %s", ep->name,
+               (int)f->meta.compress_type,
+               zr == MPRPC_ERANGE    ? "inflates past the body limit"
+               : zr == MPRPC_ENOMEM ? "could not be inflated: out of memory"
+                                    : "is not a valid compressed stream");
+      mprpc__attempt_answered(a, MPRPC_ERESPONSE, text, NULL, NULL, 0, now);
+      return;
+    }
+    pl = plain;
+  }
+  ProtobufCMessage *msg = mprpc__call_unpack(a->call, plen, pl);
+  free(plain); /* unpack copies what it keeps */
   if (!msg) {
     char text[MPRPC__CTL_TEXT];
     snprintf(text, sizeof text, "%s: response does not decode as %s", ep->name,

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/compress.h"
 #include "core/server_internal.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
@@ -397,7 +398,7 @@ static void handle_request(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t ar
       conn->authed = true;
     }
   }
-  if (!err && mt->compress_type != MPRPC_COMPRESS_NONE) {
+  if (!err && !mprpc__compress_known(mt->compress_type)) {
     err = MPRPC_EREQUEST;
     snprintf(text, sizeof text, "compress_type %d is not supported", (int)mt->compress_type);
   }
@@ -447,6 +448,9 @@ static void handle_request(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t ar
 
   mprpc_server_call_t *call = NULL;
   size_t rid = mt->request_id.len;
+  const uint8_t *pl = f->payload.ptr; /* the payload, inflated when compressed */
+  size_t plen = f->payload.len;
+  uint8_t *plain = NULL;
   if (!err) {
     call = mprpc__srv_call_alloc(conn->l, f->attachment.len + rid + 1);
     if (!call) {
@@ -483,12 +487,32 @@ static void handle_request(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t ar
         .method = m->name,
         .peer = conn->peer,
     };
-    size_t lim = s->o.max_decode_bytes ? s->o.max_decode_bytes
-                                       : 16 * f->payload.len + 64 * 1024;
+    call->compress_type = mt->compress_type; /* the response uses it too */
+    if (mt->compress_type != MPRPC_COMPRESS_NONE) {
+      /* Inflated at most to the frame body limit: a request may not carry
+       * more than an uncompressed one could. */
+      uint32_t lim = s->o.max_body ? s->o.max_body : MPRPC_FRAME_DEFAULT_MAX_BODY;
+      int zr = mprpc__decompress(mt->compress_type, pl, plen, lim, &plain, &plen);
+      if (zr) {
+        free(call);
+        call = NULL;
+        err = zr == MPRPC_ENOMEM ? MPRPC_EINTERNAL : MPRPC_EREQUEST;
+        snprintf(text, sizeof text, "request payload (compress_type %d) %s",
+                 (int)mt->compress_type,
+                 zr == MPRPC_ERANGE    ? "inflates past the body limit"
+                 : zr == MPRPC_ENOMEM ? "could not be inflated: out of memory"
+                                      : "is not a valid compressed stream");
+      }
+      pl = plain;
+    }
+  }
+  if (call) {
+    size_t lim = s->o.max_decode_bytes ? s->o.max_decode_bytes : 16 * plen + 64 * 1024;
     call->alloc_limit = lim;
     call->alloc = (ProtobufCAllocator){mprpc__srv_alloc, mprpc__srv_free, call};
-    call->input = protobuf_c_message_unpack(m->desc->input, &call->alloc, f->payload.len,
-                                            f->payload.ptr);
+    call->input = protobuf_c_message_unpack(m->desc->input, &call->alloc, plen, pl);
+    free(plain); /* unpack copies what it keeps */
+    plain = NULL;
     if (!call->input) {
       free(call);
       call = NULL;

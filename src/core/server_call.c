@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/compress.h"
 #include "core/server_internal.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
@@ -185,6 +186,12 @@ void mprpc__srv_send_error(srv_conn_t *conn, int64_t cid, int err, const char *t
   mprpc_frame_out_free(&out);
 }
 
+static void free_payload(mprpc_server_call_t *call) {
+  if (!mprpc__arena_owns(&call->arena, call->payload))
+    free(call->payload);
+  call->payload = NULL;
+}
+
 /* Builds the response frame; runs on the thread that called the closure, so
  * the handler's output message may die as soon as the closure returns. */
 static void encode_response(mprpc_server_call_t *call, const ProtobufCMessage *msg) {
@@ -209,6 +216,18 @@ static void encode_response(mprpc_server_call_t *call, const ProtobufCMessage *m
         call->err_wire = mprpc_err_to_wire(MPRPC_EINTERNAL);
     }
   }
+  if (!call->err_wire && call->compress_type != MPRPC_COMPRESS_NONE) {
+    /* A caller that compressed its request reads compressed answers. If
+     * compressing fails (memory), the plain payload is as valid an answer. */
+    uint8_t *z;
+    size_t zlen;
+    if (mprpc__compress(call->compress_type, call->payload, plen, &z, &zlen) == 0) {
+      free_payload(call);
+      call->payload = z;
+      plen = zlen;
+      meta.compress_type = call->compress_type;
+    }
+  }
   meta.has_response = true;
   meta.correlation_id = call->meta.correlation_id;
   meta.error_code = call->err_wire;
@@ -226,12 +245,6 @@ static void encode_response(mprpc_server_call_t *call, const ProtobufCMessage *m
     rc = mprpc_frame_encode(&call->out, &meta, NULL, 0, NULL, 0);
   }
   call->encoded = rc == 0;
-}
-
-static void free_payload(mprpc_server_call_t *call) {
-  if (!mprpc__arena_owns(&call->arena, call->payload))
-    free(call->payload);
-  call->payload = NULL;
 }
 
 /* On the connection's loop thread. */

@@ -20,6 +20,8 @@ static int get_ms(mprpc_config_t *cfg, const char *key, int64_t *field) {
 int mprpc_channel_options_from_config(mprpc_config_t *cfg, mprpc_channel_options_t *o) {
   static const char *const policies[] = {"failover", "failfast"};
   static const char *const lbs[] = {"rr", "random", "hash", "least"};
+  /* indexed by MPRPC_COMPRESS_*, brpc's numbering */
+  static const char *const compressions[] = {"none", "snappy", "gzip", "zlib"};
   int64_t v;
   const char *s;
   int rc;
@@ -34,7 +36,8 @@ int mprpc_channel_options_from_config(mprpc_config_t *cfg, mprpc_channel_options
     return rc;
   o->max_retry = (int)v;
   if ((rc = mprpc_config_get_choice(cfg, "retry_policy", policies, 2, &o->retry_policy)) != 0 ||
-      (rc = mprpc_config_get_choice(cfg, "lb", lbs, 4, &o->lb)) != 0)
+      (rc = mprpc_config_get_choice(cfg, "lb", lbs, 4, &o->lb)) != 0 ||
+      (rc = mprpc_config_get_choice(cfg, "compress", compressions, 4, &o->compress_type)) != 0)
     return rc;
   if ((rc = mprpc_config_get_string(cfg, "idempotent_methods", o->idempotent_methods, &s)) != 0)
     return rc;

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "core/compress.h"
 #include "echo.pb-c.h"
 #include "mprpc/errors.h"
 #include "mprpc/frame.h"
@@ -177,6 +178,7 @@ int tclient_recv(tclient_t *c, tclient_resp_t *r, int timeout_ms) {
       if (n > 0) {
         r->cid = f.meta.correlation_id;
         r->error_code = f.meta.error_code;
+        r->compress_type = f.meta.compress_type;
         snprintf(r->error_text, sizeof r->error_text, "%.*s", (int)f.meta.error_text.len,
                  f.meta.error_text.ptr ? (const char *)f.meta.error_text.ptr : "");
         r->payload = dup_bytes(f.payload);
@@ -219,9 +221,34 @@ int tclient_wait_closed(tclient_t *c, int timeout_ms) {
   return MPRPC_ETIMEDOUT;
 }
 
+int tclient_pack(const ProtobufCMessage *msg, int compress_type, uint8_t **out, size_t *len) {
+  size_t n = protobuf_c_message_get_packed_size(msg);
+  uint8_t *p = malloc(n + 1);
+  if (!p)
+    return MPRPC_ENOMEM;
+  protobuf_c_message_pack(msg, p);
+  if (compress_type == MPRPC_COMPRESS_NONE) {
+    *out = p;
+    *len = n;
+    return 0;
+  }
+  int rc = mprpc__compress(compress_type, p, n, out, len);
+  free(p);
+  return rc;
+}
+
 int tclient_echo_decode(const tclient_resp_t *r, char *out, size_t cap) {
-  Example__EchoResponse *m =
-      example__echo_response__unpack(NULL, r->payload_len, r->payload ? r->payload : (uint8_t *)"");
+  const uint8_t *pl = r->payload ? r->payload : (const uint8_t *)"";
+  size_t plen = r->payload_len;
+  uint8_t *plain = NULL;
+  if (r->compress_type != MPRPC_COMPRESS_NONE) {
+    if (mprpc__decompress(r->compress_type, pl, plen, MPRPC_FRAME_DEFAULT_MAX_BODY, &plain,
+                          &plen) != 0)
+      return MPRPC_ERESPONSE;
+    pl = plain ? plain : (const uint8_t *)"";
+  }
+  Example__EchoResponse *m = example__echo_response__unpack(NULL, plen, pl);
+  free(plain);
   if (!m)
     return MPRPC_ERESPONSE;
   snprintf(out, cap, "%s", m->message);

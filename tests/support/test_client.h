@@ -41,7 +41,8 @@ typedef struct tclient_req {
 
 typedef struct tclient_resp {
   int64_t cid;
-  int32_t error_code; /* positive wire code, 0 = success */
+  int32_t error_code;    /* positive wire code, 0 = success */
+  int32_t compress_type; /* of the payload, from the response meta */
   char error_text[512];
   uint8_t *payload;
   size_t payload_len;
@@ -63,7 +64,11 @@ int tclient_call(tclient_t *c, const tclient_req_t *req, tclient_resp_t *resp, i
 /* Waits until the server closes the connection (EOF or reset), discarding
  * what arrives: 0, or MPRPC_ETIMEDOUT. */
 int tclient_wait_closed(tclient_t *c, int timeout_ms);
-/* Echo helpers: request with `message`; response's message copied into out. */
+/* Packs msg into a malloc'd *out (caller frees), compressed with
+ * compress_type unless it is 0: a payload for tclient_req_t.raw. */
+int tclient_pack(const ProtobufCMessage *msg, int compress_type, uint8_t **out, size_t *len);
+/* Echo helpers: request with `message`; response's message copied into out
+ * (the payload is inflated first when the response is compressed). */
 int tclient_echo_decode(const tclient_resp_t *r, char *out, size_t cap);
 
 #endif
