@@ -166,7 +166,8 @@ static void usage(void) {
           "                   [--count N | --duration-s S] [--concurrency C] [--timeout-ms T]\n"
           "                   [--max-retry R] [--policy failover|failfast]\n"
           "                   [--lb rr|random|hash|least] [--idempotent] [--backup-ms B]\n"
-          "                   [--message TEXT] [--attachment TEXT]\n");
+          "                   [--message TEXT] [--attachment TEXT]\n"
+          "                   [--compress none|snappy|gzip|zlib]\n");
 }
 
 static bool parse_ll(const char *s, long long min, long long *out) {
@@ -181,10 +182,10 @@ static bool parse_ll(const char *s, long long min, long long *out) {
 int main(int argc, char **argv) {
   const char *server = NULL, *registry = NULL, *message = "hello world", *attachment = NULL;
   long long count = -1, duration = -1, conc = 1, timeout = 1000, retry = 2, backup = 0;
-  int policy = MPRPC_RETRY_FAILOVER, lb = MPRPC_LB_RR;
+  int policy = MPRPC_RETRY_FAILOVER, lb = MPRPC_LB_RR, compress = MPRPC_COMPRESS_NONE;
   bool idempotent = false;
   enum { O_SERVER = 1, O_REGISTRY, O_COUNT, O_DURATION, O_CONC, O_TIMEOUT, O_RETRY, O_POLICY,
-         O_LB, O_IDEM, O_BACKUP, O_MESSAGE, O_ATT, O_HELP };
+         O_LB, O_IDEM, O_BACKUP, O_MESSAGE, O_ATT, O_COMPRESS, O_HELP };
   static const struct option opts[] = {
       {"server", required_argument, 0, O_SERVER},
       {"registry", required_argument, 0, O_REGISTRY},
@@ -199,6 +200,7 @@ int main(int argc, char **argv) {
       {"backup-ms", required_argument, 0, O_BACKUP},
       {"message", required_argument, 0, O_MESSAGE},
       {"attachment", required_argument, 0, O_ATT},
+      {"compress", required_argument, 0, O_COMPRESS},
       {"help", no_argument, 0, O_HELP},
       {0, 0, 0, 0},
   };
@@ -229,6 +231,15 @@ int main(int argc, char **argv) {
     case O_IDEM: idempotent = true; break;
     case O_MESSAGE: message = optarg; break;
     case O_ATT: attachment = optarg; break;
+    case O_COMPRESS: {
+      static const char *const names[] = {"none", "snappy", "gzip", "zlib"}; /* brpc's numbers */
+      compress = -1;
+      for (int i = 0; i < 4; i++)
+        if (strcmp(optarg, names[i]) == 0)
+          compress = i;
+      ok &= compress >= 0;
+      break;
+    }
     case O_HELP: usage(); return 0;
     default: ok = false; break;
     }
@@ -270,6 +281,7 @@ int main(int argc, char **argv) {
   o.lb = lb;
   o.backup_request_ms = backup;
   o.idempotent_methods = idempotent ? "Echo" : NULL;
+  o.compress_type = compress;
   mprpc_channel_t *ch = NULL;
   int rc = mprpc_channel_new(&example__echo_service__descriptor, &o, &ch);
   if (rc != 0) {
