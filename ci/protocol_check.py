@@ -7,7 +7,8 @@ document:
     python3 ci/protocol_check.py 127.0.0.1:PORT
     python3 ci/protocol_check.py --spawn build/bin/echo_server   # both at once
 
-It calls example.EchoService.Echo, pipelines requests, and checks the
+It calls example.EchoService.Echo, pipelines requests, sends compressed
+requests (section 6; snappy as literals, gzip and zlib with zlib), and checks the
 provider's answer to each input of section 8 of docs/protocol.md. Exit
 status 0 when every check passes; one line per check either way.
 """
@@ -16,6 +17,7 @@ import socket
 import struct
 import subprocess
 import sys
+import zlib
 
 # ---- protobuf wire format, by hand (section 3) ------------------------------
 
@@ -79,11 +81,14 @@ def signed(v, bits):
 # ---- frames (section 2) ------------------------------------------------------
 
 
-def request_frame(cid, service, method, payload=b"", attachment=b"", timeout_ms=0):
+def request_frame(cid, service, method, payload=b"", attachment=b"", timeout_ms=0, compress=0):
     req = field_bytes(1, service.encode()) + field_bytes(2, method.encode())
     if timeout_ms:
         req += field_varint(8, timeout_ms)
-    meta = field_bytes(1, req) + field_varint(4, cid)
+    meta = field_bytes(1, req)
+    if compress:
+        meta += field_varint(3, compress)
+    meta += field_varint(4, cid)
     if attachment:
         meta += field_varint(5, len(attachment))
     body = meta + payload + attachment
@@ -92,6 +97,51 @@ def request_frame(cid, service, method, payload=b"", attachment=b"", timeout_ms=
 
 def echo_request(msg):  # EchoRequest { required string message = 1; }
     return field_bytes(1, msg)
+
+
+# Section 6: snappy (raw format), gzip (RFC 1952), zlib (RFC 1950).
+def snappy_literal(b):  # the whole input as one literal element
+    n = len(b) - 1
+    if n < 60:
+        return varint(len(b)) + bytes([n << 2]) + b
+    k = (n.bit_length() + 7) // 8  # 1-4 bytes of length - 1 follow the tag
+    return varint(len(b)) + bytes([(59 + k) << 2]) + n.to_bytes(k, "little") + b
+
+
+def snappy_decode(b):
+    n, i = read_varint(b, 0)
+    out = bytearray()
+    while i < len(b):
+        tag, kind = b[i], b[i] & 3
+        i += 1
+        if kind == 0:  # literal; lengths over 60 in 1-4 following bytes
+            ln = tag >> 2
+            if ln >= 60:
+                k = ln - 59
+                ln = int.from_bytes(b[i:i + k], "little")
+                i += k
+            ln += 1
+            out += b[i:i + ln]
+            i += ln
+            continue
+        if kind == 1:
+            ln, off = ((tag >> 2) & 7) + 4, ((tag >> 5) << 8) | b[i]
+            i += 1
+        else:
+            k = 2 if kind == 2 else 4
+            ln, off = (tag >> 2) + 1, int.from_bytes(b[i:i + k], "little")
+            i += k
+        for _ in range(ln):
+            out.append(out[-off])
+    if len(out) != n:
+        raise ValueError("snappy length %d != %d" % (len(out), n))
+    return bytes(out)
+
+
+def inflate(kind, b):
+    if kind == 1:
+        return snappy_decode(b)
+    return zlib.decompress(b, 31 if kind == 2 else 15)
 
 
 class Conn:
@@ -228,6 +278,37 @@ def run(addr):
     check("pipelined: every id answered once with its message",
           got == {i: b"m%d" % k for k, i in enumerate(ids)}, repr(got))
     c.close()
+
+    # compression (section 6): a compressed request is answered in kind
+    check("snappy: the document's example", snappy_literal(echo_request(b"hi")) ==
+          bytes.fromhex("040c0a026869"))
+    gz = zlib.compressobj(wbits=31)
+    msg = b"compress me " * 40
+    c = Conn(addr)
+    for kind, name, pay in [(1, "snappy", snappy_literal(echo_request(msg))),
+                            (2, "gzip", gz.compress(echo_request(msg)) + gz.flush()),
+                            (3, "zlib", zlib.compress(echo_request(msg)))]:
+        c.send(request_frame(3, "example.EchoService", "Echo", pay, compress=kind))
+        meta, payload, _ = c.read_frame()
+        check("%s: error_code 0" % name, error_of(meta)[0] == 0, str(error_of(meta)))
+        check("%s: answered with compress_type %d" % (name, kind), meta.get(3, 0) == kind,
+              repr(meta.get(3)))
+        try:
+            got = parse_fields(inflate(kind, payload)).get(1)
+        except Exception as e:  # noqa: BLE001 - reported as a failed check
+            got = "does not inflate: %s" % e
+        check("%s: payload inflates to EchoResponse{message}" % name, got == msg, repr(got)[:80])
+    c.close()
+
+    for name, args, kw, code in [
+        ("compress_type 4 (not implemented)",
+         ("example.EchoService", "Echo", echo_request(b"x")), {"compress": 4}, 1003),
+        ("gzip payload that is not gzip",
+         ("example.EchoService", "Echo", echo_request(b"x")), {"compress": 2}, 1003),
+    ]:
+        err, cid, still_open = call_error(addr, *args, **kw)
+        check("%s -> error %d" % (name, code), err == code, "got %r" % (err,))
+        check("%s -> connection stays open" % name, still_open)
 
     for name, args, code in [
         ("unknown service", ("no.Such", "Echo", echo_request(b"x")), 1001),
