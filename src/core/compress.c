@@ -13,11 +13,6 @@
 #include "mprpc/errors.h"
 #include "mprpc/frame.h"
 
-int mprpc__compress_known(int type) {
-  return type == MPRPC_COMPRESS_NONE || type == MPRPC_COMPRESS_SNAPPY ||
-         type == MPRPC_COMPRESS_GZIP || type == MPRPC_COMPRESS_ZLIB;
-}
-
 /* zlib's window bits: 15 with a zlib header, +16 for a gzip one. */
 static int window_bits(int type) { return type == MPRPC_COMPRESS_GZIP ? 15 + 16 : 15; }
 

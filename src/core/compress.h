@@ -11,8 +11,10 @@
 
 #include "mprpc/frame.h" /* MPRPC_COMPRESS_* */
 
-/* True for MPRPC_COMPRESS_{NONE,SNAPPY,GZIP,ZLIB}. */
-int mprpc__compress_known(int type);
+/* True for MPRPC_COMPRESS_{NONE,SNAPPY,GZIP,ZLIB} (inline: every frame asks). */
+static inline int mprpc__compress_known(int type) {
+  return type >= MPRPC_COMPRESS_NONE && type <= MPRPC_COMPRESS_ZLIB;
+}
 
 /* Compresses in[0..n) with type (not NONE) into a malloc'd *out (caller
  * frees; n == 0 gives a valid empty stream). 0, MPRPC_EINVAL (type) or

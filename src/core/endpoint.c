@@ -307,7 +307,8 @@ static void handle_frame(mprpc__ep_t *ep, const mprpc_frame_t *f) {
     pl = plain;
   }
   ProtobufCMessage *msg = mprpc__call_unpack(a->call, plen, pl);
-  free(plain); /* unpack copies what it keeps */
+  if (plain)
+    free(plain); /* unpack copies what it keeps */
   if (!msg) {
     char text[MPRPC__CTL_TEXT];
     snprintf(text, sizeof text, "%s: response does not decode as %s", ep->name,

@@ -511,8 +511,10 @@ static void handle_request(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t ar
     call->alloc_limit = lim;
     call->alloc = (ProtobufCAllocator){mprpc__srv_alloc, mprpc__srv_free, call};
     call->input = protobuf_c_message_unpack(m->desc->input, &call->alloc, plen, pl);
-    free(plain); /* unpack copies what it keeps */
-    plain = NULL;
+    if (plain) { /* unpack copies what it keeps */
+      free(plain);
+      plain = NULL;
+    }
     if (!call->input) {
       free(call);
       call = NULL;
