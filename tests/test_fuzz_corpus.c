@@ -1,12 +1,19 @@
 /*
- * The seed corpora of the frame, frame_split, meta and client_conn fuzz
- * targets are generated here, from the encoder and from hand-assembled
- * protobuf, so no binary in fuzz/corpus/ is made by hand. Each frame/meta
- * seed states what it is meant to be (a valid stream of N frames, or a
- * stream ending in error E) and the test checks the parser agrees, so a
- * seed cannot silently rot. client_conn seeds are inputs in the layout
- * fuzz/fuzz_client_conn.c describes; that harness checks its own outcomes
- * when `make test` replays them.
+ * The seed corpora of the frame, frame_split, meta, client_conn and
+ * compress fuzz targets are generated here, from the encoder, from
+ * hand-assembled protobuf and from the compressors, so no binary in
+ * fuzz/corpus/ is made by hand. Each frame/meta/compress seed states what it
+ * is meant to be (a valid stream of N frames, or a stream ending in error E;
+ * a compressed stream that decompresses to given bytes, or fails with E
+ * under its limit) and the test checks the parser / mprpc__decompress
+ * agrees, so a seed cannot silently rot. client_conn seeds are inputs in the
+ * layout fuzz/fuzz_client_conn.c describes; that harness checks its own
+ * outcomes when `make test` replays them.
+ *
+ * The compress seeds are made with the zlib and snappy that the build links
+ * (ci/install-deps.sh's Debian packages): another deflate implementation
+ * (zlib-ng, say) may produce other bytes for the same input, and this test
+ * then asks for a regeneration.
  *
  * The test compares fuzz/corpus/ (relative to the repository root, where
  * `make test` runs) with what it generates. To (re)write the files:
@@ -23,7 +30,9 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <cmocka.h>
+#include <zlib.h>
 
+#include "core/compress.h"
 #include "mprpc/errors.h"
 #include "mprpc/frame.h"
 #include "support/bytes.h"
@@ -669,11 +678,162 @@ static void gen_client_conn(void) {
   cc_seed("midway_reset_unflushed_retried", &b);
 }
 
+/* ---- compress: inputs in fuzz/fuzz_compress.c's layout ---------------------- */
+
+/* Limit selectors (byte 1): the harness takes 1 << (byte % 22), or 0 for 21. */
+enum { LIM_0 = 21, LIM_64 = 6, LIM_2K = 11, LIM_4K = 12, LIM_1M = 20 };
+
+static size_t lim_of(uint8_t sel) { return sel % 22 <= 20 ? (size_t)1 << (sel % 22) : 0; }
+
+/* A compress seed: type, limit selector, stream, and what mprpc__decompress
+ * must give under that limit: want (0 or an error), and for 0 the bytes. */
+static void compress_seed(const char *name, int type, uint8_t lsel, const bytes_t *z, int want,
+                          const void *plain, size_t plain_n) {
+  uint8_t *out = NULL;
+  size_t len = 0;
+  int rc = mprpc__decompress(type, z->p, z->n, lim_of(lsel), &out, &len);
+  if (rc != want)
+    fail_msg("compress seed %s: %s, expected %s", name, mprpc_err_name(rc), mprpc_err_name(want));
+  if (rc == 0 && (len != plain_n || (len && memcmp(out, plain, len) != 0)))
+    fail_msg("compress seed %s: decompresses to other bytes", name);
+  free(out);
+  bytes_t b = {0};
+  bput_u8(&b, (uint8_t)type);
+  bput_u8(&b, lsel);
+  bput(&b, z->p, z->n);
+  seed("compress", name, &b);
+  bfree(&b);
+}
+
+/* z = in[0..n) compressed with mprpc__compress. */
+static void zput(bytes_t *z, int type, const void *in, size_t n) {
+  uint8_t *c = NULL;
+  size_t cn = 0;
+  assert_int_equal(mprpc__compress(type, in, n, &c, &cn), 0);
+  bput(z, c, cn);
+  free(c);
+}
+
+/* A zlib/gzip stream made with zlib directly: a level, a gzip header with
+ * every optional field, or a preset dictionary (zlib's FDICT). */
+static void zput_custom(bytes_t *z, int type, int level, bool header, const char *dict,
+                        const void *in, size_t n) {
+  z_stream s;
+  memset(&s, 0, sizeof s);
+  assert_int_equal(deflateInit2(&s, level, Z_DEFLATED, type == MPRPC_COMPRESS_GZIP ? 31 : 15, 8,
+                                Z_DEFAULT_STRATEGY),
+                   Z_OK);
+  gz_header h;
+  memset(&h, 0, sizeof h);
+  if (header) {
+    h.text = 1;
+    h.time = 0x5f5e1000;
+    h.os = 3;
+    h.extra = (Bytef *)"XYZ\x02\x00ok";
+    h.extra_len = 7;
+    h.name = (Bytef *)"seed.txt";
+    h.comment = (Bytef *)"a gzip header with every optional field";
+    h.hcrc = 1;
+    assert_int_equal(deflateSetHeader(&s, &h), Z_OK);
+  }
+  if (dict)
+    assert_int_equal(deflateSetDictionary(&s, (const Bytef *)dict, (uInt)strlen(dict)), Z_OK);
+  uint8_t out[8192];
+  s.next_in = (Bytef *)(uintptr_t)in;
+  s.avail_in = (uInt)n;
+  s.next_out = out;
+  s.avail_out = sizeof out;
+  assert_int_equal(deflate(&s, Z_FINISH), Z_STREAM_END);
+  bput(z, out, s.total_out);
+  deflateEnd(&s);
+}
+
+static void gen_compress(void) {
+  static const int types[] = {MPRPC_COMPRESS_SNAPPY, MPRPC_COMPRESS_GZIP, MPRPC_COMPRESS_ZLIB};
+  static const char *const tname[] = {"snappy", "gzip", "zlib"};
+  static const char text[] = "hello, compressed world";
+  static const char phrase[] = "mprpc compresses this phrase; ";
+  uint8_t rep[4096];
+  for (size_t i = 0; i < sizeof rep; i++)
+    rep[i] = (uint8_t)phrase[i % (sizeof phrase - 1)];
+  size_t bomb_n = ((size_t)1 << 20) + 1;
+  uint8_t *zeros = calloc(bomb_n, 1);
+  assert_non_null(zeros);
+  bytes_t z = {0};
+  char name[64];
+
+  for (int t = 0; t < 3; t++) {
+    int ty = types[t];
+    const char *tn = tname[t];
+#define SEED(what, lsel, want, plain, plain_n)                                                     \
+  do {                                                                                             \
+    snprintf(name, sizeof name, "%s_%s", tn, what);                                                \
+    compress_seed(name, ty, lsel, &z, want, plain, plain_n);                                       \
+    bfree(&z);                                                                                     \
+  } while (0)
+
+    zput(&z, ty, NULL, 0);
+    SEED("valid_empty_limit_0", LIM_0, 0, NULL, 0);
+    zput(&z, ty, text, strlen(text));
+    SEED("valid_short_text", LIM_64, 0, text, strlen(text));
+    zput(&z, ty, rep, sizeof rep);
+    SEED("valid_4k_text_at_limit", LIM_4K, 0, rep, sizeof rep);
+    zput(&z, ty, rep, sizeof rep);
+    SEED("over_limit_4k_in_2k", LIM_2K, MPRPC_ERANGE, NULL, 0);
+    zput(&z, ty, rep, sizeof rep);
+    z.n /= 2;
+    SEED("truncated_half", LIM_1M, MPRPC_EREQUEST, NULL, 0);
+    zput(&z, ty, text, strlen(text));
+    bput(&z, "TRAILING", 8);
+    SEED("trailing_bytes", LIM_1M, MPRPC_EREQUEST, NULL, 0);
+
+    if (ty == MPRPC_COMPRESS_SNAPPY) {
+      /* a header declaring 2^32-1 bytes and nothing after it */
+      bput(&z, "\xff\xff\xff\xff\x0f", 5);
+      SEED("declares_4gib", LIM_1M, MPRPC_ERANGE, NULL, 0);
+      /* the header says one byte more than the body makes */
+      bput_varint(&z, strlen(text) + 1);
+      bytes_t body = {0};
+      zput(&body, ty, text, strlen(text));
+      size_t skip = 1; /* the real header: strlen(text) < 128, one byte */
+      bput(&z, body.p + skip, body.n - skip);
+      bfree(&body);
+      SEED("length_mismatch", LIM_1M, MPRPC_EREQUEST, NULL, 0);
+    } else {
+      /* 1 MiB + 1 zero bytes in about a kilobyte: one byte over the limit */
+      zput(&z, ty, zeros, bomb_n);
+      SEED("bomb_1mib_plus_1", LIM_1M, MPRPC_ERANGE, NULL, 0);
+      zput(&z, ty, text, strlen(text));
+      z.p[z.n - (ty == MPRPC_COMPRESS_GZIP ? 5 : 1)] ^= 0x01; /* CRC-32 / Adler-32 */
+      SEED("bad_checksum", LIM_1M, MPRPC_EREQUEST, NULL, 0);
+      zput_custom(&z, ty, 0, false, NULL, text, strlen(text));
+      SEED("valid_stored_block", LIM_64, 0, text, strlen(text));
+      zput_custom(&z, ty, 9, false, NULL, rep, sizeof rep);
+      SEED("valid_level_9", LIM_1M, 0, rep, sizeof rep);
+    }
+#undef SEED
+  }
+  zput_custom(&z, MPRPC_COMPRESS_GZIP, Z_DEFAULT_COMPRESSION, true, NULL, text, strlen(text));
+  compress_seed("gzip_valid_header_fields", MPRPC_COMPRESS_GZIP, LIM_64, &z, 0, text, strlen(text));
+  bfree(&z);
+  zput_custom(&z, MPRPC_COMPRESS_ZLIB, Z_DEFAULT_COMPRESSION, false, "hello, world", text,
+              strlen(text));
+  compress_seed("zlib_needs_dictionary", MPRPC_COMPRESS_ZLIB, LIM_1M, &z, MPRPC_EREQUEST, NULL, 0);
+  bfree(&z);
+
+  /* NONE is not a compression: EINVAL whatever follows */
+  bput(&z, text, strlen(text));
+  compress_seed("none_rejected", MPRPC_COMPRESS_NONE, LIM_1M, &z, MPRPC_EINVAL, NULL, 0);
+  bfree(&z);
+  free(zeros);
+}
+
 static void test_fuzz_corpus_matches_generator(void **state) {
   (void)state;
   gen_frames();
   gen_metas();
   gen_client_conn();
+  gen_compress();
 }
 
 int main(void) {
