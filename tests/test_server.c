@@ -40,6 +40,7 @@
  *   "error"      set_error(4242, "application error")
  *   "meta"       answer with the call's meta fields
  *   "sleep:N"    block N ms, then echo (tcp group)
+ *   "zip:N..."   answer with compress_type N (set_response_compress), echo
  *   "advance:N"  move the fake clock N ms, then echo (core group)
  *   anything     echo the message and the attachment back
  * ==================================================================== */
@@ -76,6 +77,13 @@ static void svc_echo(Example__EchoService_Service *svc, const Example__EchoReque
   }
   if (strncmp(msg, "sleep:", 6) == 0)
     usleep((useconds_t)atoi(msg + 6) * 1000);
+  if (strncmp(msg, "zip:", 4) == 0 &&
+      mprpc_server_call_set_response_compress(call, atoi(msg + 4)) != 0) {
+    mprpc_server_call_set_error(call, 4243, "bad compress type");
+    out.message = "ignored";
+    closure(&out, data);
+    return;
+  }
   if (strncmp(msg, "advance:", 8) == 0 && g_fenv)
     fenv_advance_now(g_fenv, (uint64_t)atoi(msg + 8));
   if (strcmp(msg, "null") == 0) {
@@ -1772,6 +1780,47 @@ static void test_server_tcp_malformed_and_idle(void **state) {
 /* Each compress type round-trips a short and a 100 KiB message; the
  * attachment is never compressed; a plain request between compressed ones
  * gets a plain answer (the type is per call, not per connection). */
+/* The handler chooses the response's compression (brpc's
+ * set_response_compress_type): a plain request answered compressed, a
+ * compressed one answered plain, and an unknown type refused. */
+static void test_server_tcp_handler_sets_response_compress(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  mprpc_server_t *s = tsrv_start(&o);
+  tclient_t c;
+  assert_int_equal(tclient_connect(&c, mprpc_server_port(s)), 0);
+  static const struct {
+    int req_type;
+    const char *msg;
+    int resp_type;
+  } cases[] = {
+      {MPRPC_COMPRESS_NONE, "zip:1", MPRPC_COMPRESS_SNAPPY},
+      {MPRPC_COMPRESS_NONE, "zip:2", MPRPC_COMPRESS_GZIP},
+      {MPRPC_COMPRESS_SNAPPY, "zip:3", MPRPC_COMPRESS_ZLIB},
+      {MPRPC_COMPRESS_GZIP, "zip:0", MPRPC_COMPRESS_NONE},
+  };
+  for (int k = 0; k < 4; k++) {
+    uint8_t *buf;
+    tclient_req_t r = zecho_req(k + 1, cases[k].req_type, cases[k].msg, &buf);
+    tclient_resp_t resp;
+    assert_int_equal(tclient_call(&c, &r, &resp, GUARD_MS), 0);
+    expect_zecho(&resp, k + 1, cases[k].resp_type, cases[k].msg);
+    tclient_resp_free(&resp);
+    free(buf);
+  }
+  uint8_t *buf;
+  tclient_req_t r = zecho_req(9, MPRPC_COMPRESS_NONE, "zip:4", &buf);
+  tclient_resp_t resp;
+  assert_int_equal(tclient_call(&c, &r, &resp, GUARD_MS), 0);
+  assert_int_equal(resp.error_code, 4243); /* set_response_compress refused LZ4 */
+  tclient_resp_free(&resp);
+  free(buf);
+  assert_int_equal(mprpc_server_call_set_response_compress(NULL, 1), MPRPC_EINVAL);
+  tclient_close(&c);
+  mprpc_server_destroy(s);
+}
+
 static void test_server_tcp_compressed_echo(void **state) {
   (void)state;
   mprpc_server_opts_t o;
@@ -2264,6 +2313,7 @@ int main(void) {
       cmocka_unit_test(test_server_tcp_errors_keep_connection),
       cmocka_unit_test(test_server_tcp_malformed_and_idle),
       cmocka_unit_test(test_server_tcp_compressed_echo),
+      cmocka_unit_test(test_server_tcp_handler_sets_response_compress),
       cmocka_unit_test(test_server_tcp_corrupt_compressed_payload),
       cmocka_unit_test(test_server_tcp_compressed_body_limit),
       cmocka_unit_test(test_server_tcp_logoff_during_stop),

@@ -204,6 +204,10 @@ int64_t mprpc_server_call_remaining_ns(const mprpc_server_call_t *c);
 int mprpc_server_call_set_error(mprpc_server_call_t *c, int code, const char *text);
 /* Response attachment, copied. Replaces an earlier one. 0 or MPRPC_ENOMEM. */
 int mprpc_server_call_set_attachment(mprpc_server_call_t *c, const void *p, size_t len);
+/* How the response payload is compressed: MPRPC_COMPRESS_{NONE,SNAPPY,GZIP,
+ * ZLIB} (brpc's set_response_compress_type). The default is the request's
+ * compress_type. Call it before the closure. 0 or MPRPC_EINVAL. */
+int mprpc_server_call_set_response_compress(mprpc_server_call_t *c, int compress_type);
 
 /* ---- stats --------------------------------------------------------------- */
 

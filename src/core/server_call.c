@@ -397,6 +397,13 @@ int mprpc_server_call_set_error(mprpc_server_call_t *c, int code, const char *te
   return 0;
 }
 
+int mprpc_server_call_set_response_compress(mprpc_server_call_t *c, int compress_type) {
+  if (!c || !mprpc__compress_known(compress_type))
+    return MPRPC_EINVAL;
+  c->compress_type = compress_type;
+  return 0;
+}
+
 int mprpc_server_call_set_attachment(mprpc_server_call_t *c, const void *p, size_t len) {
   if (!c || (len && !p))
     return MPRPC_EINVAL;

@@ -117,7 +117,7 @@ struct mprpc_server_call {
   uint8_t *resp_att;
   size_t resp_att_len;
   uint8_t *payload;
-  int compress_type; /* the request's: the response payload uses the same */
+  int compress_type; /* of the response payload: the request's, or set by the handler */
   bool encoded;
   bool completed;
   /* Last, and not zeroed by mprpc__srv_call_alloc (its inline head is
