@@ -1545,7 +1545,9 @@ typedef struct raw_srv {
   int lfd;
   uint16_t port;
   pthread_t th;
-  int mode; /* RAW_* */
+  int mode;                /* RAW_* */
+  atomic_int req_compress; /* the last request's compress_type */
+  atomic_int nreq;
 } raw_srv_t;
 
 static bool read_full(int fd, uint8_t *p, size_t n) {
@@ -1608,6 +1610,8 @@ static void *raw_thread(void *arg) {
     mprpc_frame_t f;
     long n = mprpc_frame_parse(buf, 12 + body, 0, &f);
     assert_true(n > 0);
+    atomic_store(&r->req_compress, f.meta.compress_type);
+    atomic_fetch_add(&r->nreq, 1);
     if (r->mode == RAW_BOGUS_THEN_RIGHT)
       send_response(fd, f.meta.correlation_id + 1000000, "bogus", r->mode);
     send_response(fd, f.meta.correlation_id, "right", r->mode);
@@ -1740,6 +1744,52 @@ static void test_channel_compressed_response_errors(void **state) {
     close(rs.lfd);
     env_stop(&e);
   }
+}
+
+/* The controller overrides the channel's compress_type for one call (brpc's
+ * set_request_compress_type), both ways; the raw provider sees the meta. */
+static void test_channel_controller_request_compress(void **state) {
+  (void)state;
+  raw_srv_t rs = {.mode = RAW_GZIP};
+  raw_start(&rs);
+  env_t e;
+  env_start(&e);
+  mprpc_channel_options_t o;
+  opts_for(&o, &e, servers_str(&rs.port, 1));
+  o.compress_type = MPRPC_COMPRESS_SNAPPY;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  static const struct {
+    int set; /* -1: leave the controller alone */
+    int want;
+  } cases[] = {
+      {-1, MPRPC_COMPRESS_SNAPPY},
+      {MPRPC_COMPRESS_ZLIB, MPRPC_COMPRESS_ZLIB},
+      {MPRPC_COMPRESS_NONE, MPRPC_COMPRESS_NONE},
+      {-1, MPRPC_COMPRESS_SNAPPY}, /* a fresh controller: the channel's again */
+  };
+  for (int k = 0; k < 4; k++) {
+    mprpc_controller_t *ctl = mprpc_controller_new();
+    if (cases[k].set >= 0)
+      assert_int_equal(mprpc_controller_set_request_compress(ctl, cases[k].set), 0);
+    tally_t t = {0};
+    rec_t r = {.t = &t};
+    call_async(ch, "q", ctl, &r);
+    wait_done(&t, 1, 10);
+    assert_int_equal(r.err, 0);
+    assert_string_equal(r.msg, "right");
+    assert_int_equal(atomic_load(&rs.nreq), k + 1);
+    assert_int_equal(atomic_load(&rs.req_compress), cases[k].want);
+    mprpc_controller_free(ctl);
+  }
+  mprpc_controller_t *ctl = mprpc_controller_new();
+  assert_int_equal(mprpc_controller_set_request_compress(ctl, 4), MPRPC_EINVAL);
+  assert_int_equal(mprpc_controller_set_request_compress(ctl, -1), MPRPC_EINVAL);
+  mprpc_controller_free(ctl);
+  mprpc_channel_destroy(ch);
+  pthread_join(rs.th, NULL);
+  close(rs.lfd);
+  env_stop(&e);
 }
 
 static void test_channel_all_isolated_still_tried(void **state) {
@@ -1970,6 +2020,7 @@ int main(void) {
       cmocka_unit_test(test_channel_meta_auth_and_errors_not_retried),
       cmocka_unit_test(test_channel_compressed_calls),
       cmocka_unit_test(test_channel_compressed_response_errors),
+      cmocka_unit_test(test_channel_controller_request_compress),
       cmocka_unit_test(test_channel_all_isolated_still_tried),
       /* last: it starts the process-wide default loop, which stays */
       cmocka_unit_test(test_channel_default_loop_and_transport),

@@ -60,6 +60,10 @@ void mprpc_controller_set_trace_id(mprpc_controller_t *c, int64_t trace_id, int6
  * random. */
 void mprpc_controller_set_hash_key(mprpc_controller_t *c, uint64_t key);
 void mprpc_controller_set_hash_key_str(mprpc_controller_t *c, const char *key);
+/* Compression of this call's request payload, MPRPC_COMPRESS_{NONE,SNAPPY,
+ * GZIP,ZLIB}, instead of the channel's compress_type (brpc's
+ * set_request_compress_type). 0 or MPRPC_EINVAL. */
+int mprpc_controller_set_request_compress(mprpc_controller_t *c, int compress_type);
 
 /* ---- outputs: valid once the call's closure runs ------------------------ */
 

@@ -720,11 +720,12 @@ static int call_new(mprpc_channel_t *ch, unsigned midx, const ProtobufCMessage *
       goto fail;
   }
   c->req_len = protobuf_c_message_pack(input, c->req);
-  if (ch->compress_type != MPRPC_COMPRESS_NONE) {
+  c->compress_type = ctl && ctl->req_compress ? ctl->req_compress - 1 : ch->compress_type;
+  if (c->compress_type != MPRPC_COMPRESS_NONE) {
     /* Compressed once: retries and backups resend the same bytes. */
     uint8_t *z;
     size_t zlen;
-    if (mprpc__compress(ch->compress_type, c->req, c->req_len, &z, &zlen) != 0)
+    if (mprpc__compress(c->compress_type, c->req, c->req_len, &z, &zlen) != 0)
       goto fail;
     free(c->req);
     c->req = z;

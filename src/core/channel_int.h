@@ -107,6 +107,7 @@ struct mprpc__call {
   const ProtobufCMethodDescriptor *method;
   uint8_t *req;
   size_t req_len, req_cap;
+  int compress_type; /* of req: the controller's choice or the channel's */
   mprpc_controller_t *ctl;
   bool own_ctl;              /* ctl is &own: the caller passed none */
   ProtobufCClosure done;

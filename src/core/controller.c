@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/compress.h"
 #include "core/controller_int.h"
 #include "core/lb.h"
 #include "mprpc/errors.h"
@@ -46,6 +47,13 @@ void mprpc_controller_reset(mprpc_controller_t *c) {
 }
 
 void mprpc_controller_set_timeout_ms(mprpc_controller_t *c, int64_t ms) { c->timeout_ms = ms; }
+
+int mprpc_controller_set_request_compress(mprpc_controller_t *c, int compress_type) {
+  if (!c || !mprpc__compress_known(compress_type))
+    return MPRPC_EINVAL;
+  c->req_compress = compress_type + 1;
+  return 0;
+}
 
 int mprpc_controller_set_request_attachment(mprpc_controller_t *c, const void *p, size_t n) {
   uint8_t *copy = NULL;

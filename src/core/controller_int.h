@@ -20,6 +20,7 @@ struct mprpc_controller {
   int64_t log_id, trace_id, span_id;
   bool has_hash_key;
   uint64_t hash_key;
+  int req_compress; /* MPRPC_COMPRESS_* + 1; 0 = the channel's compress_type */
   /* outputs */
   int error_code;
   char error_text[MPRPC__CTL_TEXT];

@@ -155,7 +155,7 @@ static void attempt_write(mprpc__ep_t *ep, mprpc__attempt_t *a) {
     m.timeout_ms = (int32_t)(ms == 0 ? 1 : (ms > INT32_MAX ? INT32_MAX : ms));
   }
   m.auth_data = (mprpc_bytes_t){ch->auth, ch->auth_len};
-  m.compress_type = ch->compress_type; /* c->req is compressed already */
+  m.compress_type = c->compress_type; /* c->req is compressed already */
   mprpc_frame_out_t out;
   int rc = mprpc_frame_encode(&out, &m, c->req, c->req_len, ctl ? ctl->req_att : NULL,
                               ctl ? ctl->req_att_len : 0);
