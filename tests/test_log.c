@@ -810,6 +810,27 @@ static int exit_child_main(const char *path, const char *errpath) {
   exit(mprpc_log_dropped() == 0 ? 0 : 4); /* no close, no flush */
 }
 
+/* Runs this test binary again in a child, with name=value (and name2 =
+ * value2 when name2 is not NULL) in its environment, so that main() takes
+ * the child's path; asserts it exits 0 and returns its pid. */
+static pid_t run_reexec(const char *name, const char *value, const char *name2,
+                        const char *value2) {
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    setenv(name, value, 1);
+    if (name2)
+      setenv(name2, value2, 1);
+    execl("/proc/self/exe", "test_log", (char *)NULL);
+    _exit(6);
+  }
+  int status = 0;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  return pid;
+}
+
 /* Runs in a fresh process that never opens the logger: its lines go to
  * stderr (errpath), from before and after a fork. */
 static int fork_stderr_child_main(const char *errpath) {
@@ -837,17 +858,7 @@ static void test_log_fork_child_thread_id_without_open(void **state) {
   (void)state;
   char errpath[256];
   path_in(errpath, sizeof errpath, "fork.err");
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    setenv("MPRPC_TEST_LOG_FORK_ERR", errpath, 1);
-    execl("/proc/self/exe", "test_log", (char *)NULL);
-    _exit(6);
-  }
-  int status = 0;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 0);
+  pid_t pid = run_reexec("MPRPC_TEST_LOG_FORK_ERR", errpath, NULL, NULL);
   char *e = read_all(errpath, NULL);
   assert_non_null(e);
   const char *at = strstr(e, "forked pid=");
@@ -865,18 +876,7 @@ static void test_log_exit_flushes_queue(void **state) {
   char path[256], errpath[256];
   path_in(path, sizeof path, "exit.log");
   path_in(errpath, sizeof errpath, "exit.err");
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
-    setenv("MPRPC_TEST_LOG_EXIT_CHILD", path, 1);
-    setenv("MPRPC_TEST_LOG_EXIT_ERR", errpath, 1);
-    execl("/proc/self/exe", "test_log", (char *)NULL);
-    _exit(6);
-  }
-  int status = 0;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  assert_true(WIFEXITED(status));
-  assert_int_equal(WEXITSTATUS(status), 0);
+  run_reexec("MPRPC_TEST_LOG_EXIT_CHILD", path, "MPRPC_TEST_LOG_EXIT_ERR", errpath);
   char *b = read_all(path, NULL);
   char *e = read_all(errpath, NULL);
   assert_non_null(b);
