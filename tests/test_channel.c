@@ -1632,6 +1632,15 @@ static void raw_start(raw_srv_t *r) {
   assert_int_equal(pthread_create(&r->th, NULL, raw_thread, r), 0);
 }
 
+/* Destroys the channel, which closes its connection so the raw thread
+ * ends, then stops the raw provider and the environment. */
+static void raw_stop(raw_srv_t *r, mprpc_channel_t *ch, env_t *e) {
+  mprpc_channel_destroy(ch);
+  pthread_join(r->th, NULL);
+  close(r->lfd);
+  env_stop(e);
+}
+
 static void test_channel_unknown_ids_ignored_and_counted(void **state) {
   (void)state;
   raw_srv_t rs = {.mode = RAW_BOGUS_THEN_RIGHT};
@@ -1658,10 +1667,7 @@ static void test_channel_unknown_ids_ignored_and_counted(void **state) {
   mprpc_channel_stats(ch, &st);
   assert_int_equal(st.unknown_ids, N);
   assert_int_equal(st.late_responses, 0);
-  mprpc_channel_destroy(ch); /* closes the connection: the thread ends */
-  pthread_join(rs.th, NULL);
-  close(rs.lfd);
-  env_stop(&e);
+  raw_stop(&rs, ch, &e);
 }
 
 /* Every compress type, both ways: the channel compresses each request, the
@@ -1739,10 +1745,7 @@ static void test_channel_compressed_response_errors(void **state) {
     mprpc_channel_stats_t st;
     mprpc_channel_stats(ch, &st);
     assert_int_equal(st.calls, 2);
-    mprpc_channel_destroy(ch); /* closes the connection: the thread ends */
-    pthread_join(rs.th, NULL);
-    close(rs.lfd);
-    env_stop(&e);
+    raw_stop(&rs, ch, &e);
   }
 }
 
@@ -1786,10 +1789,7 @@ static void test_channel_controller_request_compress(void **state) {
   assert_int_equal(mprpc_controller_set_request_compress(ctl, 4), MPRPC_EINVAL);
   assert_int_equal(mprpc_controller_set_request_compress(ctl, -1), MPRPC_EINVAL);
   mprpc_controller_free(ctl);
-  mprpc_channel_destroy(ch);
-  pthread_join(rs.th, NULL);
-  close(rs.lfd);
-  env_stop(&e);
+  raw_stop(&rs, ch, &e);
 }
 
 static void test_channel_all_isolated_still_tried(void **state) {

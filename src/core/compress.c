@@ -193,3 +193,14 @@ int mprpc__decompress(int type, const uint8_t *in, size_t n, size_t limit, uint8
     return MPRPC_EINVAL;
   }
 }
+
+int mprpc__decompress_payload(int type, const uint8_t *in, size_t n, uint32_t max_body,
+                              uint8_t **out, size_t *out_len, const char **why) {
+  int rc = mprpc__decompress(type, in, n, max_body ? max_body : MPRPC_FRAME_DEFAULT_MAX_BODY, out,
+                             out_len);
+  *why = rc == 0               ? ""
+         : rc == MPRPC_ERANGE  ? "inflates past the body limit"
+         : rc == MPRPC_ENOMEM ? "could not be inflated: out of memory"
+                               : "is not a valid compressed stream";
+  return rc;
+}

@@ -30,4 +30,11 @@ int mprpc__compress(int type, const uint8_t *in, size_t n, uint8_t **out, size_t
 int mprpc__decompress(int type, const uint8_t *in, size_t n, size_t limit, uint8_t **out,
                       size_t *out_len);
 
+/* A frame's payload, for the provider and the channel alike: mprpc__decompress
+ * limited to the frame body limit max_body (0 = MPRPC_FRAME_DEFAULT_MAX_BODY),
+ * since a compressed payload may not carry more than a plain one could. On
+ * failure *why completes "payload (compress_type N) ..." for the error text. */
+int mprpc__decompress_payload(int type, const uint8_t *in, size_t n, uint32_t max_body,
+                              uint8_t **out, size_t *out_len, const char **why);
+
 #endif

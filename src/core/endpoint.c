@@ -291,16 +291,12 @@ static void handle_frame(mprpc__ep_t *ep, const mprpc_frame_t *f) {
   size_t plen = f->payload.len;
   uint8_t *plain = NULL;
   if (f->meta.compress_type != MPRPC_COMPRESS_NONE) {
-    /* inflated at most to the frame body limit, like an uncompressed one */
-    uint32_t lim = ch->max_body ? ch->max_body : MPRPC_FRAME_DEFAULT_MAX_BODY;
-    int zr = mprpc__decompress(f->meta.compress_type, pl, plen, lim, &plain, &plen);
-    if (zr) {
+    const char *why;
+    if (mprpc__decompress_payload(f->meta.compress_type, pl, plen, ch->max_body, &plain, &plen,
+                                  &why) != 0) {
       char text[MPRPC__CTL_TEXT];
       snprintf(text, sizeof text, "%s: response payload (compress_type %d) %s", ep->name,
-               (int)f->meta.compress_type,
-               zr == MPRPC_ERANGE    ? "inflates past the body limit"
-               : zr == MPRPC_ENOMEM ? "could not be inflated: out of memory"
-                                    : "is not a valid compressed stream");
+               (int)f->meta.compress_type, why);
       mprpc__attempt_answered(a, MPRPC_ERESPONSE, text, NULL, NULL, 0, now);
       return;
     }

@@ -489,19 +489,15 @@ static void handle_request(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t ar
     };
     call->compress_type = mt->compress_type; /* the response uses it too */
     if (mt->compress_type != MPRPC_COMPRESS_NONE) {
-      /* Inflated at most to the frame body limit: a request may not carry
-       * more than an uncompressed one could. */
-      uint32_t lim = s->o.max_body ? s->o.max_body : MPRPC_FRAME_DEFAULT_MAX_BODY;
-      int zr = mprpc__decompress(mt->compress_type, pl, plen, lim, &plain, &plen);
+      const char *why;
+      int zr = mprpc__decompress_payload(mt->compress_type, pl, plen, s->o.max_body, &plain,
+                                         &plen, &why);
       if (zr) {
         free(call);
         call = NULL;
         err = zr == MPRPC_ENOMEM ? MPRPC_EINTERNAL : MPRPC_EREQUEST;
         snprintf(text, sizeof text, "request payload (compress_type %d) %s",
-                 (int)mt->compress_type,
-                 zr == MPRPC_ERANGE    ? "inflates past the body limit"
-                 : zr == MPRPC_ENOMEM ? "could not be inflated: out of memory"
-                                      : "is not a valid compressed stream");
+                 (int)mt->compress_type, why);
       }
       pl = plain;
     }
