@@ -34,6 +34,7 @@ MPRPC_BEGIN_DECLS
   X(EMFILE, -24, "too many open files")                                        \
   X(EPIPE, -32, "broken pipe")                                                 \
   X(ERANGE, -34, "value out of range")                                         \
+  X(EDEADLK, -35, "the call would deadlock")                                   \
   X(ENAMETOOLONG, -36, "name too long")                                        \
   X(EADDRINUSE, -98, "address already in use")                                 \
   X(EADDRNOTAVAIL, -99, "address not available")                               \

@@ -50,6 +50,19 @@ typedef struct mprpc_server_call mprpc_server_call_t;
  * NUL-terminated and is only valid during the call. */
 typedef int (*mprpc_server_auth_cb)(void *ud, const uint8_t *data, size_t len, const char *peer);
 
+/* Where handlers run when they are not run on the loop: a pool of threads
+ * (handler_threads) in production. submit may be called from a loop
+ * thread; fn(arg) then runs on another thread. 0, or an error (the server
+ * then runs the handler on the loop). */
+typedef struct mprpc_executor_ops {
+  int (*submit)(void *ctx, void (*fn)(void *arg), void *arg);
+} mprpc_executor_ops_t;
+
+typedef struct mprpc_executor {
+  const mprpc_executor_ops_t *vt;
+  void *ctx;
+} mprpc_executor_t;
+
 /* Called once when a non-blocking shutdown completes (on loops[0]'s thread). */
 typedef void (*mprpc_server_done_cb)(void *ud);
 
@@ -61,6 +74,15 @@ typedef struct mprpc_server_opts {
   /* Production runtime: number of I/O loops (0 = 1) used when transport.vt
    * is NULL. */
   size_t threads;
+  /* Handlers run on a pool of this many threads instead of the loop
+   * (0 = on the loop, the default; config key handler_threads). Blocking
+   * handlers and synchronous calls to other services are fine there; on
+   * the loop a blocking handler stalls every connection of its loop, and a
+   * synchronous stub call fails at once with MPRPC_EDEADLK. The pool is
+   * created by mprpc_server_new (production); with an injected
+   * environment, pass `executor` instead. */
+  size_t handler_threads;
+  mprpc_executor_t executor;  /* injected handler executor (vt NULL = none) */
   /* Injected environment (simulator, tests, or a shared runtime). When
    * transport.vt is non-NULL, loops/nloops must be given and outlive the
    * server; the server never starts or stops them. */
@@ -91,6 +113,9 @@ typedef struct mprpc_server_opts {
   mprpc_server_auth_cb authenticate; /* NULL = no authentication */
   void *auth_ud;
   uint64_t stats_log_period_ms;   /* log per-method stats this often [off] */
+  uint64_t slow_handler_warn_ms;  /* a handler holding its loop longer is logged
+                                     (WARN, rate limited) and counted [100];
+                                     UINT64_MAX = never */
 } mprpc_server_opts_t;
 
 /* Fills defaults (all zero except drain_timeout_ms = 5000 and
@@ -99,8 +124,8 @@ void mprpc_server_opts_init(mprpc_server_opts_t *o);
 
 /* Reads provider options from a config file's keys (docs/server.md):
  * rpcserverip/rpcserverport (listen address, parsed into *listen, which
- * o->host then points into), threads, max_body_size, max_concurrency,
- * max_method_concurrency, idle_timeout, drain_timeout, logoff_grace, stats_period,
+ * o->host then points into), threads, handler_threads, max_body_size, max_concurrency,
+ * max_method_concurrency, idle_timeout, drain_timeout, logoff_grace, stats_period, slow_handler_warn_ms,
  * advertise_host, weight, version. Absent keys leave *o unchanged; string
  * options point into cfg or *listen, which must outlive mprpc_server_new.
  * Errors: MPRPC_ECONFIG (text in mprpc_config_error(cfg)), MPRPC_ERANGE
@@ -251,6 +276,8 @@ typedef struct mprpc_method_stats {
   uint64_t errors_by_code[MPRPC_SERVER_NCODES];
   uint64_t inflight;   /* handlers running or not yet completed */
   uint64_t completed;  /* calls whose handler ran and called the closure */
+  uint64_t slow_handlers; /* invocations that held their loop past
+                             slow_handler_warn_ms (on-loop handlers only) */
   /* Latency of completed calls (arrival to closure), microseconds; upper
    * bounds of log-linear buckets (<= 12.5% over the true value). */
   uint64_t p50_us, p99_us, p999_us, max_us;

@@ -7,6 +7,7 @@
  * to the channel's loop (holding a channel reference for the post), and
  * everything else runs there.
  */
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -739,7 +740,8 @@ int mprpc_channel_call(mprpc_channel_t *ch, unsigned method_index, const Protobu
 
 /* Reports a call that could not start to a stub user: the closure still
  * runs exactly once. */
-static void invoke_error(mprpc_controller_t *ctl, int err, ProtobufCClosure done, void *arg) {
+static void invoke_fail(mprpc_controller_t *ctl, int err, const char *text, ProtobufCClosure done,
+                        void *arg) {
   mprpc_controller_t tmp;
   mprpc_controller_t *use = ctl;
   if (!use) {
@@ -748,7 +750,7 @@ static void invoke_error(mprpc_controller_t *ctl, int err, ProtobufCClosure done
   }
   mprpc__controller_clear_outputs(use);
   use->error_code = err;
-  snprintf(use->error_text, sizeof use->error_text, "call not started: %s", mprpc_strerror(err));
+  snprintf(use->error_text, sizeof use->error_text, "%s", text);
   mprpc_controller_t *prev = mprpc__controller_set_current(use);
   if (done)
     done(NULL, arg);
@@ -757,12 +759,33 @@ static void invoke_error(mprpc_controller_t *ctl, int err, ProtobufCClosure done
     mprpc__controller_clear_outputs(&tmp);
 }
 
+static void invoke_error(mprpc_controller_t *ctl, int err, ProtobufCClosure done, void *arg) {
+  char text[MPRPC__CTL_TEXT];
+  snprintf(text, sizeof text, "call not started: %s", mprpc_strerror(err));
+  invoke_fail(ctl, err, text, done, arg);
+}
+
 static void channel_invoke(ProtobufCService *service, unsigned method_index,
                            const ProtobufCMessage *input, ProtobufCClosure closure,
                            void *closure_data) {
   mprpc_channel_t *ch = (mprpc_channel_t *)service;
   mprpc_controller_t *ctl = mprpc__controller_take_next();
   bool sync = mprpc_loop_can_block(ch->loop) && !mprpc_loop_in_loop(ch->loop);
+  if (sync && mprpc_loop_on_a_loop(ch->loop)) {
+    /* A handler running on a provider loop: blocking here would stall that
+     * loop, and the answer may need it (nested call to the same process). */
+    char text[MPRPC__CTL_TEXT];
+    snprintf(text, sizeof text,
+             "synchronous call of %s.%s from an event-loop thread would block that loop: "
+             "call it asynchronously (mprpc_channel_call, answer from its callback) or run "
+             "handlers on a pool (handler_threads)",
+             ch->sd->name, method_index < ch->sd->n_methods ? ch->sd->methods[method_index].name : "?");
+    static atomic_int warned; /* once per process: the error itself says it all */
+    if (!atomic_exchange(&warned, 1))
+      MPRPC_LOG_WARN("channel: %s", text);
+    invoke_fail(ctl, MPRPC_EDEADLK, text, closure, closure_data);
+    return;
+  }
   mprpc__call_t *c;
   int rc = call_new(ch, method_index, input, ctl, closure, closure_data, &c);
   if (rc != 0) {

@@ -22,6 +22,54 @@ static bool try_acquire(atomic_uint_fast64_t *ctr, uint32_t limit) {
   return true;
 }
 
+/* ---- handlers on a pool (handler_threads) --------------------------------- */
+
+static void invoke_done_task(void *arg) {
+  mprpc_server_call_t *call = arg;
+  mprpc_server_t *s = call->s;
+  mprpc__srv_call_release(call); /* the invoke reference, on the loop */
+  mprpc__srv_task_done(s);
+}
+
+/* On a pool thread. The call's refs are loop-thread state, so dropping the
+ * invoke reference goes back to the connection's loop. If that loop is gone
+ * (the server stopped), the call stays on its connection and
+ * mprpc_server_destroy frees it. */
+static void run_on_pool(void *arg) {
+  mprpc_server_call_t *call = arg;
+  srv_method_t *m = call->m;
+  mprpc_loop_t loop = call->conn->l->loop;
+  m->svc->invoke(m->svc, m->index, call->input, mprpc__srv_closure, call);
+  if (mprpc__srv_post(call->s, loop, invoke_done_task, call) < 0)
+    MPRPC_LOG_DEBUG("server: %s.%s returned after its loop stopped", m->service, m->name);
+}
+
+/* ---- the loop-stall watchdog --------------------------------------------- */
+
+/* A handler held its loop for held_ns (until now, a reading of that loop's
+ * clock): every other connection of the loop waited. Counted always;
+ * logged at most once a second per server, with how many went unlogged. */
+static void slow_handler(mprpc_server_t *s, mprpc__mstats_t *st, srv_method_t *m, uint64_t now,
+                         uint64_t held_ns) {
+  MPRPC__ONE_WRITER_ADD(&st->slow, 1);
+  uint64_t unlogged = atomic_fetch_add(&s->slow_unlogged, 1);
+  uint64_t last = atomic_load(&s->slow_last_log);
+  if (last && now - last < MPRPC_NS_PER_S)
+    return;
+  if (!atomic_compare_exchange_strong(&s->slow_last_log, &last, now ? now : 1))
+    return; /* another loop is logging this second */
+  atomic_fetch_sub(&s->slow_unlogged, unlogged + 1);
+  char more[64] = "";
+  if (unlogged)
+    snprintf(more, sizeof more, " (%llu more since the last warning)",
+             (unsigned long long)unlogged);
+  MPRPC_LOG_WARN("server: handler %s.%s held its event loop for %llu ms (slow_handler_warn_ms="
+                 "%llu): the loop's other connections waited; answer asynchronously or set "
+                 "handler_threads%s",
+                 m->service, m->name, (unsigned long long)(held_ns / MPRPC_NS_PER_MS),
+                 (unsigned long long)(s->slow_ns / MPRPC_NS_PER_MS), more);
+}
+
 /* Order of checks (the first failing one answers): stopping (ELOGOFF),
  * authentication (ERPCAUTH), compress_type (EREQUEST), service (ENOSERVICE),
  * method (ENOMETHOD), deadline (ERPCTIMEDOUT), concurrency (ELIMIT), payload
@@ -204,7 +252,12 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
   conn->calls = call;
   conn->ncalls++;
   conn->inflight++;
+  if (s->o.executor.vt && s->o.executor.vt->submit(s->o.executor.ctx, run_on_pool, call) == 0)
+    return; /* the invoke reference is released by invoke_done_task */
   m->svc->invoke(m->svc, m->index, call->input, mprpc__srv_closure, call);
+  uint64_t done_at = mprpc_loop_now(conn->l->loop);
+  if (done_at - arrival > s->slow_ns)
+    slow_handler(s, st, m, done_at, done_at - arrival);
   mprpc__srv_call_release(call); /* the invoke reference */
 }
 

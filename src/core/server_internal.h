@@ -42,6 +42,7 @@
  * mprpc__srv_method_inflight). */
 typedef struct mprpc__mstats {
   uint64_t requests, errors, completed, admitted, max_us;
+  uint64_t slow; /* handlers that held the loop past slow_handler_warn_ms */
   uint64_t by_code[MPRPC_SERVER_NCODES];
   uint64_t hist[MPRPC__HIST_BUCKETS];
 } mprpc__mstats_t;
@@ -166,6 +167,10 @@ struct mprpc_server {
   uint64_t stats_timer, run_timer;
   void *run_waiter;
   atomic_int run_woken;
+
+  /* the loop-stall watchdog (server_dispatch.c) */
+  uint64_t slow_ns; /* slow_handler_warn_ms in ns */
+  atomic_uint_fast64_t slow_last_log, slow_unlogged;
 
   /* server-wide stats */
   atomic_uint_fast64_t st_accepted, st_idle_closed, st_malformed, st_noservice, st_nomethod,

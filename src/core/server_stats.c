@@ -118,6 +118,7 @@ static void fill(const mprpc_server_t *s, const srv_method_t *m, mprpc_method_st
     out->requests += MPRPC__ONE_WRITER_READ(&st->requests);
     out->errors += MPRPC__ONE_WRITER_READ(&st->errors);
     out->completed += MPRPC__ONE_WRITER_READ(&st->completed);
+    out->slow_handlers += MPRPC__ONE_WRITER_READ(&st->slow);
     uint64_t mx = MPRPC__ONE_WRITER_READ(&st->max_us);
     if (mx > out->max_us)
       out->max_us = mx;

@@ -39,6 +39,7 @@ int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
     o->field = (uint64_t)v;                                                                        \
   } while (0)
   GET_INT("threads", threads, 1, 256);
+  GET_INT("handler_threads", handler_threads, 0, 1024);
   GET_INT("max_concurrency", max_concurrency, 0, UINT32_MAX);
   GET_INT("max_method_concurrency", max_method_concurrency, 0, UINT32_MAX);
   GET_INT("weight", weight, 0, 1000000);
@@ -46,6 +47,7 @@ int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
   GET_MS("drain_timeout", drain_timeout_ms);
   GET_MS("logoff_grace", logoff_grace_ms);
   GET_MS("stats_period", stats_log_period_ms);
+  GET_MS("slow_handler_warn_ms", slow_handler_warn_ms);
 #undef GET_INT
 #undef GET_MS
   uint64_t def_body = o->max_body ? o->max_body : MPRPC_FRAME_DEFAULT_MAX_BODY;
