@@ -33,6 +33,7 @@
 #include "mprpc/log.h"
 #include "mprpc/rt.h"
 #include "mprpc/server.h"
+#include "support/fake_registry.h"
 
 /* ---- a test provider ------------------------------------------------------ */
 
@@ -1339,69 +1340,11 @@ static void test_channel_ejection_and_readmission(void **state) {
 
 /* ---- registry subscription through a fake registry ---------------------- */
 
-typedef struct fake_reg {
-  mprpc_registry_watch_cb cb;
-  void *ud;
-  mprpc_loop_t loop;
-  int subs, unsubs;
-  /* what the next push delivers */
-  mprpc_instance_t items[4];
-  size_t n;
-  int health;
-  atomic_int pushed;
-} fake_reg_t;
-
-static int fr_register(void *ctx, const mprpc_instance_t *i) {
-  (void)ctx;
-  (void)i;
-  return 0;
-}
-static int fr_unregister(void *ctx, const char *s, const char *h, uint16_t p) {
-  (void)ctx;
-  (void)s;
-  (void)h;
-  (void)p;
-  return 0;
-}
-static int fr_subscribe(void *ctx, const char *service, mprpc_loop_t loop,
-                        mprpc_registry_watch_cb cb, void *ud, uint64_t *sub_id) {
-  fake_reg_t *r = ctx;
-  assert_string_equal(service, "example.EchoService");
-  r->cb = cb;
-  r->ud = ud;
-  r->loop = loop;
-  r->subs++;
-  *sub_id = 7;
-  return 0;
-}
-static void fr_unsubscribe(void *ctx, uint64_t id) {
-  fake_reg_t *r = ctx;
-  assert_int_equal(id, 7);
-  r->unsubs++;
-}
-static int fr_health(void *ctx) {
-  fake_reg_t *r = ctx;
-  return r->health;
-}
-static void fr_close(void *ctx) { (void)ctx; }
-static const mprpc_registry_ops_t fr_ops = {fr_register, fr_unregister, fr_subscribe,
-                                           fr_unsubscribe, fr_health, fr_close};
-
-static void fr_push_on_loop(void *arg) {
-  fake_reg_t *r = arg;
-  r->cb(r->ud, r->items, r->n, r->health);
-  atomic_fetch_add(&r->pushed, 1);
-}
-
 /* Delivers the list on the loop and waits until it has been: the asserts
  * after a push read what it changed. A stalled loop fails here, clearly,
  * rather than as a wrong endpoint count further on. */
 static void fr_push(fake_reg_t *r) {
-  int before = atomic_load(&r->pushed);
-  assert_int_equal(mprpc_loop_post(r->loop, fr_push_on_loop, r), 0);
-  for (int i = 0; i < 10000 && atomic_load(&r->pushed) == before; i++)
-    usleep(1000);
-  if (atomic_load(&r->pushed) == before)
+  if (!fake_reg_push_wait(r, 10000))
     fail_msg("the loop did not run the registry push within 10 s");
 }
 
@@ -1413,12 +1356,13 @@ static void test_channel_registry_list_and_empty_protection(void **state) {
   env_t e;
   env_start(&e);
   fake_reg_t fr;
-  memset(&fr, 0, sizeof fr);
+  fake_reg_init(&fr);
   mprpc_channel_options_t o;
   opts_for(&o, &e, NULL);
-  o.registry = (mprpc_registry_t){&fr_ops, &fr};
+  o.registry = fake_reg(&fr);
   mprpc_channel_t *ch;
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  assert_string_equal(fr.sub_service, "example.EchoService");
   assert_int_equal(fr.subs, 1);
   /* a call before the first list waits for it */
   rec_t r0 = {0};
@@ -1488,6 +1432,7 @@ static void test_channel_registry_list_and_empty_protection(void **state) {
   assert_int_equal(r4.err, 0);
   mprpc_controller_free(ctl);
   mprpc_channel_destroy(ch);
+  assert_int_equal(fr.unsub_id, fr.sub_id);
   assert_int_equal(fr.unsubs, 1);
   env_stop(&e);
   prov_stop(&a);
