@@ -98,7 +98,7 @@ static void post(mprpc_conn_t *c, mprpc_post_cb fn) {
   FAKE_CHECK(mprpc_loop_post(c->loop, fn, c) == 0);
 }
 
-static void close_now(mprpc_conn_t *c, int reason, int err);
+static void post_close(mprpc_conn_t *c, int reason, int err);
 
 static void fire_close(void *arg) {
   mprpc_conn_t *c = arg;
@@ -112,7 +112,7 @@ static void fire_close(void *arg) {
       if (peer->deliver_posted)
         peer->eof_pending = true;
       else
-        close_now(peer, MPRPC_CLOSE_EOF, 0);
+        post_close(peer, MPRPC_CLOSE_EOF, 0);
     }
   }
   if (c->h)
@@ -121,7 +121,7 @@ static void fire_close(void *arg) {
 }
 
 /* Posts on_close once; later requests change nothing. */
-static void close_now(mprpc_conn_t *c, int reason, int err) {
+static void post_close(mprpc_conn_t *c, int reason, int err) {
   if (c->close_posted)
     return;
   c->close_posted = true;
@@ -139,14 +139,14 @@ static void fire_connect(void *arg) {
   c->connect_timer = 0;
   c->h->on_connect(c, c->ud);
   if (c->eof_after_connect)
-    close_now(c, MPRPC_CLOSE_EOF, 0);
+    post_close(c, MPRPC_CLOSE_EOF, 0);
 }
 
 static void connect_timeout(void *arg) {
   mprpc_conn_t *c = arg;
   c->connect_timer = 0;
   if (!c->connected)
-    close_now(c, MPRPC_CLOSE_CONNECT_FAILED, MPRPC_ETIMEDOUT);
+    post_close(c, MPRPC_CLOSE_CONNECT_FAILED, MPRPC_ETIMEDOUT);
 }
 
 static void append_in(mprpc_conn_t *c, const void *p, size_t n) {
@@ -173,7 +173,7 @@ static void fire_deliver(void *arg) {
     c->deliver_posted = true;
     post(c, fire_deliver);
   } else if (c->eof_pending) {
-    close_now(c, MPRPC_CLOSE_EOF, 0);
+    post_close(c, MPRPC_CLOSE_EOF, 0);
   }
   if (n && c->h && !c->closed)
     c->h->on_data(c, c->ud, c->in);
@@ -189,7 +189,7 @@ static void fire_accept(void *arg) {
   if (c->close_posted)
     return;
   if (!l->open) {
-    close_now(c, MPRPC_CLOSE_SHUTDOWN, 0);
+    post_close(c, MPRPC_CLOSE_SHUTDOWN, 0);
     return;
   }
   l->lo.on_accept(l->lo.ud, c, c->loop);
@@ -262,7 +262,7 @@ static int op_connect(void *ctx, mprpc_loop_t loop, const char *host, uint16_t p
   snprintf(c->peer_name, sizeof c->peer_name, "%s:%u", host ? host : "", (unsigned)port);
   *out = c;
   if (mode == FAKE_CONNECT_REFUSED) {
-    close_now(c, MPRPC_CLOSE_CONNECT_FAILED, MPRPC_ECONNREFUSED);
+    post_close(c, MPRPC_CLOSE_CONNECT_FAILED, MPRPC_ECONNREFUSED);
     return 0;
   }
   /* the connect timeout is the transport's job: honour it */
@@ -339,7 +339,7 @@ static size_t op_out_pending(void *ctx, mprpc_conn_t *c) {
 static void op_close(void *ctx, mprpc_conn_t *c, bool flush) {
   (void)ctx, (void)flush; /* written bytes are "sent" at once: flush has nothing to wait for */
   FAKE_CHECK(!c->closed);
-  close_now(c, MPRPC_CLOSE_LOCAL, 0);
+  post_close(c, MPRPC_CLOSE_LOCAL, 0);
 }
 
 static const char *op_peer_name(void *ctx, mprpc_conn_t *c) {
@@ -423,7 +423,7 @@ void fake_conn_deliver(fake_conn_t *c, const void *p, size_t n) {
   c->h->on_data(c, c->ud, c->in);
 }
 
-void fake_conn_hangup(fake_conn_t *c, int reason, int err) { close_now(c, reason, err); }
+void fake_conn_hangup(fake_conn_t *c, int reason, int err) { post_close(c, reason, err); }
 void fake_conn_refuse_writes(fake_conn_t *c, bool on) { c->refuse_writes = on; }
 
 void fake_conn_drain(fake_conn_t *c) {
