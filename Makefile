@@ -10,6 +10,8 @@
 #   sim/*.c (main.c has main)        -> build/bin/mprpc-sim, linked with libmprpc-core.a only
 #   tests/test_*.c                   -> one cmocka binary each (ASan+UBSan)
 #   tests/support/*.c                -> linked into every test
+#   tests/support/fake_*.c           -> the fake loop/transport/registry (no cmocka),
+#                                       linked into the fuzz harnesses too
 #   tests/bench/*.c                  -> one program each, build/bin/<name>
 #   fuzz/fuzz_*.c                    -> harnesses (LLVMFuzzerTestOneInput), linked with
 #                                       libmprpc-core.a and src/util only
@@ -53,6 +55,7 @@ EX_PROGS := $(foreach f,$(wildcard examples/*/*.c),$(BUILD)/bin/$(basename $(not
 SIM_SRC := $(filter-out sim/main.c,$(sort $(wildcard sim/*.c)))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_SUPPORT := $(sort $(wildcard tests/support/*.c))
+FAKE_SUPPORT := $(sort $(wildcard tests/support/fake_*.c))
 BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 
@@ -71,6 +74,7 @@ SIM_OBJ_rel := $(call obj,rel,$(SIM_SRC))
 SIM_OBJ_asan := $(call obj,asan,$(SIM_SRC))
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/asan/tests/%,$(TEST_SRC))
 SUPPORT_OBJ := $(call obj,asan,$(TEST_SUPPORT))
+FAKE_OBJ := $(call obj,asan,$(FAKE_SUPPORT))
 BENCH_PROGS := $(patsubst tests/bench/%.c,$(BUILD)/bin/%,$(BENCH_SRC))
 FUZZ_REPLAY := $(patsubst fuzz/%.c,$(BUILD)/asan/fuzz/%,$(FUZZ_SRC))
 
@@ -149,6 +153,8 @@ $(eval $(call flavour,asan))
 # Test, sim and fuzz code may include any example's generated headers.
 EX_INCS := $(addprefix -I$(BUILD)/gen/examples/,$(EX_DIRS))
 $(BUILD)/asan/tests/%.o $(BUILD)/asan/sim/%.o $(BUILD)/rel/sim/%.o $(BUILD)/asan/fuzz/%.o $(BUILD)/rel/tests/%.o: EXTRA_CFLAGS += $(EX_INCS)
+# Harnesses include the shared fakes as "tests/support/fake_env.h".
+$(BUILD)/asan/fuzz/%.o: EXTRA_CFLAGS += -I.
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -212,7 +218,7 @@ $(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(
 	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS) -lcmocka
 
 # Fuzz harnesses replayed over their corpora by `make test`.
-$(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(UTIL_OBJ_asan) $(BUILD)/asan/libmprpc-core.a
+$(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o $(FAKE_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(UTIL_OBJ_asan) $(BUILD)/asan/libmprpc-core.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(CORE_LIBS)
