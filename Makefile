@@ -7,6 +7,8 @@
 #   examples/<dir>/*.c               -> one program each, build/bin/<name>
 #   sim/*.c (main.c has main)        -> build/bin/mprpc-sim
 #   tests/test_*.c                   -> one cmocka binary each (ASan+UBSan)
+#   tests/proto/*.proto              -> compiled into every test
+#   src/cli/*.c                      -> build/bin/mprpc (not in the library)
 #   tests/support/*.c                -> linked into every test
 #   tests/bench/*.c                  -> one program each, build/bin/<name>
 #   fuzz/fuzz_*.c                    -> harnesses (LLVMFuzzerTestOneInput)
@@ -49,7 +51,12 @@ TEST_SUPPORT := $(sort $(wildcard tests/support/*.c))
 BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 
-ALL_GEN_H := $(LIB_GEN_H) $(EX_GEN_H)
+TEST_PROTO := $(sort $(wildcard tests/proto/*.proto))
+TEST_GEN_C := $(patsubst tests/proto/%.proto,$(BUILD)/gen/tests/%.pb-c.c,$(TEST_PROTO))
+TEST_GEN_H := $(TEST_GEN_C:.c=.h)
+CLI_SRC := $(sort $(wildcard src/cli/*.c))
+
+ALL_GEN_H := $(LIB_GEN_H) $(EX_GEN_H) $(TEST_GEN_H)
 
 # --- object lists per flavour: rel (release, -O2) and asan (tests) ---------
 obj = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(2))
@@ -57,6 +64,8 @@ LIB_OBJ_rel := $(call obj,rel,$(LIB_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/r
 LIB_OBJ_asan := $(call obj,asan,$(LIB_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(LIB_GEN_C))
 EXGEN_OBJ_rel := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/rel/gen/%.o,$(EX_GEN_C))
 EXGEN_OBJ_asan := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(EX_GEN_C))
+TESTGEN_OBJ_asan := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(TEST_GEN_C))
+CLI_OBJ_rel := $(call obj,rel,$(CLI_SRC))
 SIM_OBJ_rel := $(call obj,rel,$(SIM_SRC))
 SIM_OBJ_asan := $(call obj,asan,$(SIM_SRC))
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/asan/tests/%,$(TEST_SRC))
@@ -81,7 +90,7 @@ FLAGS_asan := $(CFLAGS_COMMON) -O1 $(SAN)
 .SECONDARY:
 .DELETE_ON_ERROR:
 
-all: check-deps lib $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BENCH_PROGS)
+all: check-deps lib $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BENCH_PROGS) $(BUILD)/bin/mprpc
 
 lib: $(BUILD)/libmprpc.a $(BUILD)/libmprpc.so
 
@@ -97,6 +106,11 @@ $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: src/proto/%.proto
 	@mkdir -p $(@D)
 	$(call say,PROTOC,$<)
 	$(Q)protoc-c --proto_path=src/proto --c_out=$(BUILD)/gen $<
+
+$(BUILD)/gen/tests/%.pb-c.c $(BUILD)/gen/tests/%.pb-c.h: tests/proto/%.proto
+	@mkdir -p $(@D)
+	$(call say,PROTOC,$<)
+	$(Q)protoc-c --proto_path=tests/proto --c_out=$(@D) $<
 
 # protoc-c 1.4 keeps a method named like a C keyword as is (rpc Register ->
 # member `register`), which does not compile; such members get a trailing _.
@@ -139,6 +153,7 @@ $(eval $(call flavour,asan))
 # Test, sim and fuzz code may include any example's generated headers.
 EX_INCS := $(addprefix -I$(BUILD)/gen/examples/,$(EX_DIRS))
 $(BUILD)/asan/tests/%.o $(BUILD)/asan/sim/%.o $(BUILD)/rel/sim/%.o $(BUILD)/asan/fuzz/%.o $(BUILD)/rel/tests/%.o: EXTRA_CFLAGS += $(EX_INCS)
+$(BUILD)/asan/tests/%.o: EXTRA_CFLAGS += -I$(BUILD)/gen/tests
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -169,6 +184,12 @@ $(foreach f,$(wildcard examples/*/*.c),$(eval $(call example_prog,$(f))))
 # user_consumer calls the friend service too.
 $(BUILD)/bin/user_consumer: $(BUILD)/rel/gen/examples/friend/friend.pb-c.o
 
+# The `mprpc` command: a client of the public API (docs/cli.md).
+$(BUILD)/bin/mprpc: $(CLI_OBJ_rel) $(BUILD)/libmprpc.a
+	@mkdir -p $(@D)
+	$(call say,LD,$@)
+	$(Q)$(CC) -pthread -o $@ $^ $(LIBS)
+
 $(BUILD)/bin/mprpc-sim: $(BUILD)/rel/sim/main.o $(SIM_OBJ_rel) $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
@@ -184,7 +205,7 @@ $(BUILD)/bin/%: $(BUILD)/rel/tests/bench/%.o $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.
 	$(call say,LD,$@)
 	$(Q)$(CC) -pthread -o $@ $^ $(LIBS)
 
-$(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
+$(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(TESTGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS) -lcmocka
@@ -201,7 +222,7 @@ tests-build: check-deps $(TEST_BINS) $(FUZZ_REPLAY) $(BUILD)/asan/bin/mprpc-sim
 lint: check-deps
 	@bash ci/lint.sh
 
-test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim
+test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BUILD)/bin/mprpc
 	@bash ci/run-tests.sh $(BUILD)
 
 sim: check-deps $(BUILD)/bin/mprpc-sim
@@ -217,8 +238,9 @@ demo: check-deps all
 bench: check-deps all
 	@if [ -f ci/bench.sh ]; then bash ci/bench.sh; else echo "make bench: not built yet"; fi
 
-install: lib
-	install -d $(DESTDIR)$(PREFIX)/include/mprpc $(DESTDIR)$(PREFIX)/lib/pkgconfig
+install: lib $(BUILD)/bin/mprpc
+	install -d $(DESTDIR)$(PREFIX)/include/mprpc $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/bin/mprpc $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/mprpc/*.h $(DESTDIR)$(PREFIX)/include/mprpc/
 	install -m 644 $(BUILD)/libmprpc.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libmprpc.so $(DESTDIR)$(PREFIX)/lib/libmprpc.so.$(VERSION)
