@@ -7,6 +7,7 @@
 #   examples/<dir>/*.c               -> one program each, build/bin/<name>
 #   sim/*.c (main.c has main)        -> build/bin/mprpc-sim
 #   tests/test_*.c                   -> one cmocka binary each (ASan+UBSan)
+#   tests/proto/*.proto              -> compiled into every test and fuzz binary
 #   tests/support/*.c                -> linked into every test
 #   tests/bench/*.c                  -> one program each, build/bin/<name>
 #   fuzz/fuzz_*.c                    -> harnesses (LLVMFuzzerTestOneInput)
@@ -30,7 +31,7 @@ LTO := $(if $(shell $(CC) --version 2>/dev/null | grep -q 'Free Software Foundat
 OPT ?= -O2 $(LTO)
 CFLAGS_COMMON := $(CSTD) $(INCS) -g -fPIC -pthread
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LIBS := -lprotobuf-c -lev -lzookeeper_mt -lsnappy -lz -lpthread -lm
+LIBS := -lprotobuf-c -lev -lzookeeper_mt -lsnappy -lz -ljansson -lpthread -lm
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/rt/*.c src/registry/*.c src/util/*.c))
 LIB_PROTO := $(sort $(wildcard src/proto/*.proto))
@@ -43,13 +44,17 @@ EX_GEN_C := $(patsubst examples/%.proto,$(BUILD)/gen/examples/%.pb-c.c,$(EX_PROT
 EX_GEN_H := $(EX_GEN_C:.c=.h)
 EX_PROGS := $(foreach f,$(wildcard examples/*/*.c),$(BUILD)/bin/$(basename $(notdir $(f))))
 
+TEST_PROTO := $(sort $(wildcard tests/proto/*.proto))
+TEST_GEN_C := $(patsubst tests/proto/%.proto,$(BUILD)/gen/tests/%.pb-c.c,$(TEST_PROTO))
+TEST_GEN_H := $(TEST_GEN_C:.c=.h)
+
 SIM_SRC := $(filter-out sim/main.c,$(sort $(wildcard sim/*.c)))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_SUPPORT := $(sort $(wildcard tests/support/*.c))
 BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 
-ALL_GEN_H := $(LIB_GEN_H) $(EX_GEN_H)
+ALL_GEN_H := $(LIB_GEN_H) $(EX_GEN_H) $(TEST_GEN_H)
 
 # --- object lists per flavour: rel (release, -O2) and asan (tests) ---------
 obj = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(2))
@@ -57,6 +62,7 @@ LIB_OBJ_rel := $(call obj,rel,$(LIB_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/r
 LIB_OBJ_asan := $(call obj,asan,$(LIB_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(LIB_GEN_C))
 EXGEN_OBJ_rel := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/rel/gen/%.o,$(EX_GEN_C))
 EXGEN_OBJ_asan := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(EX_GEN_C))
+TESTGEN_OBJ_asan := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(TEST_GEN_C))
 SIM_OBJ_rel := $(call obj,rel,$(SIM_SRC))
 SIM_OBJ_asan := $(call obj,asan,$(SIM_SRC))
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/asan/tests/%,$(TEST_SRC))
@@ -107,6 +113,11 @@ $(BUILD)/gen/examples/%.pb-c.c $(BUILD)/gen/examples/%.pb-c.h: examples/%.proto
 	$(Q)protoc-c --proto_path=$(dir $<) --c_out=$(@D) $<
 	@sed -i -E 's/\(\*($(CKEYWORDS))\)\(/(*\1_)(/; s/(function_prefix__ ## )($(CKEYWORDS))([ ,]|$$)/\1\2_\3/' $(@D)/$(basename $(notdir $<)).pb-c.h
 
+$(BUILD)/gen/tests/%.pb-c.c $(BUILD)/gen/tests/%.pb-c.h: tests/proto/%.proto
+	@mkdir -p $(@D)
+	$(call say,PROTOC,$<)
+	$(Q)protoc-c --proto_path=tests/proto --c_out=$(@D) $<
+
 # --- compilation ----------------------------------------------------------
 # Our code gets the full warning set; generated code only the defaults.
 # Each flavour's objects depend on a stamp holding its compiler and flags,
@@ -136,9 +147,11 @@ endef
 $(eval $(call flavour,rel))
 $(eval $(call flavour,asan))
 
-# Test, sim and fuzz code may include any example's generated headers.
+# Test, sim and fuzz code may include any example's generated headers;
+# test and fuzz code also tests/proto's.
 EX_INCS := $(addprefix -I$(BUILD)/gen/examples/,$(EX_DIRS))
 $(BUILD)/asan/tests/%.o $(BUILD)/asan/sim/%.o $(BUILD)/rel/sim/%.o $(BUILD)/asan/fuzz/%.o $(BUILD)/rel/tests/%.o: EXTRA_CFLAGS += $(EX_INCS)
+$(BUILD)/asan/tests/%.o $(BUILD)/asan/fuzz/%.o: EXTRA_CFLAGS += -I$(BUILD)/gen/tests
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -184,13 +197,13 @@ $(BUILD)/bin/%: $(BUILD)/rel/tests/bench/%.o $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.
 	$(call say,LD,$@)
 	$(Q)$(CC) -pthread -o $@ $^ $(LIBS)
 
-$(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
+$(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(TESTGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS) -lcmocka
 
 # Fuzz harnesses replayed over their corpora by `make test`.
-$(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
+$(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(TESTGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS)
