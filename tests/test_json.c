@@ -886,7 +886,8 @@ static void count_free(void *data, void *ptr) {
 }
 
 static const char rich3[] =
-    "{\"fInt32\":1,\"fString\":\"abc\",\"fBytes\":\"YWJjZA==\",\"fLeaf\":{\"id\":1,\"name\":\"n\"},"
+    "{\"fInt32\":1,\"fInt64\":-9223372036854775807,\"fDouble\":1.2345678901234567e-300,"
+    "\"fString\":\"a string longer than jansson's first token buffer\",\"fBytes\":\"YWJjZA==\",\"fLeaf\":{\"id\":1,\"name\":\"n\"},"
     "\"rString\":[\"a\",\"bb\",\"\"],\"rBytes\":[\"YQ\",\"\"],\"rLeaf\":[{\"name\":\"x\"},{}],"
     "\"rInt64\":[\"1\",2],\"mStrInt\":{\"a\":1,\"b\":2},\"mIntStr\":{\"3\":\"c\"},"
     "\"mI64Leaf\":{\"4\":{\"name\":\"l\"}},\"mBoolBytes\":{\"false\":\"AA\"},"
@@ -926,6 +927,9 @@ static void alloc_failure_sweep(const char *json, const ProtobufCMessageDescript
   assert_true(n > 10);
 }
 
+/* Every index, including those inside jansson: its lexer goes on after a
+ * failed append to a token longer than 16 bytes (the long number and string
+ * in rich3), which must still be ENOMEM, not a silently shortened value. */
 static void test_json_alloc_failure_every_index(void **state) {
   (void)state;
   alloc_failure_sweep(rich3, D3, 0);

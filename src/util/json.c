@@ -888,7 +888,15 @@ int mprpc_json_to_message(const char *json, size_t len, const ProtobufCMessageDe
     if (rc == 0)
       *out = m;
   }
-  if (rc != 0 && (c->oom || tl_oom)) {
+  /* Any failed allocation is ENOMEM, even when the parse went on: jansson's
+   * lexer drops a character it cannot append to a token's text (its
+   * lex_save ignores strbuffer's failure), which would silently turn
+   * "12345678901234567" into a shorter number. */
+  if (c->oom || tl_oom) {
+    if (rc == 0) {
+      protobuf_c_message_free_unpacked(*out, c->a);
+      *out = NULL;
+    }
     rc = MPRPC_ENOMEM;
     if (c->errlen)
       snprintf(c->err, c->errlen, "out of memory");
