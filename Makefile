@@ -7,7 +7,7 @@
 #   examples/<dir>/*.c               -> one program each, build/bin/<name>
 #   sim/*.c (main.c has main)        -> build/bin/mprpc-sim
 #   tests/test_*.c                   -> one cmocka binary each (ASan+UBSan)
-#   tests/proto/*.proto              -> compiled into every test
+#   tests/proto/*.proto              -> compiled into every test and fuzz binary
 #   src/cli/*.c                      -> build/bin/mprpc (not in the library)
 #   tests/support/*.c                -> linked into every test
 #   tests/bench/*.c                  -> one program each, build/bin/<name>
@@ -32,7 +32,7 @@ LTO := $(if $(shell $(CC) --version 2>/dev/null | grep -q 'Free Software Foundat
 OPT ?= -O2 $(LTO)
 CFLAGS_COMMON := $(CSTD) $(INCS) -g -fPIC -pthread
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LIBS := -lprotobuf-c -lev -lzookeeper_mt -lsnappy -lz -lpthread -lm
+LIBS := -lprotobuf-c -lev -lzookeeper_mt -lsnappy -lz -ljansson -lpthread -lm
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/rt/*.c src/registry/*.c src/util/*.c))
 LIB_PROTO := $(sort $(wildcard src/proto/*.proto))
@@ -45,15 +45,16 @@ EX_GEN_C := $(patsubst examples/%.proto,$(BUILD)/gen/examples/%.pb-c.c,$(EX_PROT
 EX_GEN_H := $(EX_GEN_C:.c=.h)
 EX_PROGS := $(foreach f,$(wildcard examples/*/*.c),$(BUILD)/bin/$(basename $(notdir $(f))))
 
+TEST_PROTO := $(sort $(wildcard tests/proto/*.proto))
+TEST_GEN_C := $(patsubst tests/proto/%.proto,$(BUILD)/gen/tests/%.pb-c.c,$(TEST_PROTO))
+TEST_GEN_H := $(TEST_GEN_C:.c=.h)
+
 SIM_SRC := $(filter-out sim/main.c,$(sort $(wildcard sim/*.c)))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_SUPPORT := $(sort $(wildcard tests/support/*.c))
 BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 
-TEST_PROTO := $(sort $(wildcard tests/proto/*.proto))
-TEST_GEN_C := $(patsubst tests/proto/%.proto,$(BUILD)/gen/tests/%.pb-c.c,$(TEST_PROTO))
-TEST_GEN_H := $(TEST_GEN_C:.c=.h)
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 
 ALL_GEN_H := $(LIB_GEN_H) $(EX_GEN_H) $(TEST_GEN_H)
@@ -107,11 +108,6 @@ $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: src/proto/%.proto
 	$(call say,PROTOC,$<)
 	$(Q)protoc-c --proto_path=src/proto --c_out=$(BUILD)/gen $<
 
-$(BUILD)/gen/tests/%.pb-c.c $(BUILD)/gen/tests/%.pb-c.h: tests/proto/%.proto
-	@mkdir -p $(@D)
-	$(call say,PROTOC,$<)
-	$(Q)protoc-c --proto_path=tests/proto --c_out=$(@D) $<
-
 # protoc-c 1.4 keeps a method named like a C keyword as is (rpc Register ->
 # member `register`), which does not compile; such members get a trailing _.
 CKEYWORDS := auto|break|case|char|const|continue|default|do|double|else|enum|extern|float|for|goto|if|inline|int|long|register|restrict|return|short|signed|sizeof|static|struct|switch|typedef|union|unsigned|void|volatile|while
@@ -120,6 +116,11 @@ $(BUILD)/gen/examples/%.pb-c.c $(BUILD)/gen/examples/%.pb-c.h: examples/%.proto
 	$(call say,PROTOC,$<)
 	$(Q)protoc-c --proto_path=$(dir $<) --c_out=$(@D) $<
 	@sed -i -E 's/\(\*($(CKEYWORDS))\)\(/(*\1_)(/; s/(function_prefix__ ## )($(CKEYWORDS))([ ,]|$$)/\1\2_\3/' $(@D)/$(basename $(notdir $<)).pb-c.h
+
+$(BUILD)/gen/tests/%.pb-c.c $(BUILD)/gen/tests/%.pb-c.h: tests/proto/%.proto
+	@mkdir -p $(@D)
+	$(call say,PROTOC,$<)
+	$(Q)protoc-c --proto_path=tests/proto --c_out=$(@D) $<
 
 # --- compilation ----------------------------------------------------------
 # Our code gets the full warning set; generated code only the defaults.
@@ -150,10 +151,11 @@ endef
 $(eval $(call flavour,rel))
 $(eval $(call flavour,asan))
 
-# Test, sim and fuzz code may include any example's generated headers.
+# Test, sim and fuzz code may include any example's generated headers;
+# test and fuzz code also tests/proto's.
 EX_INCS := $(addprefix -I$(BUILD)/gen/examples/,$(EX_DIRS))
 $(BUILD)/asan/tests/%.o $(BUILD)/asan/sim/%.o $(BUILD)/rel/sim/%.o $(BUILD)/asan/fuzz/%.o $(BUILD)/rel/tests/%.o: EXTRA_CFLAGS += $(EX_INCS)
-$(BUILD)/asan/tests/%.o: EXTRA_CFLAGS += -I$(BUILD)/gen/tests
+$(BUILD)/asan/tests/%.o $(BUILD)/asan/fuzz/%.o: EXTRA_CFLAGS += -I$(BUILD)/gen/tests
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -211,7 +213,7 @@ $(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(
 	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS) -lcmocka
 
 # Fuzz harnesses replayed over their corpora by `make test`.
-$(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
+$(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(TESTGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS)

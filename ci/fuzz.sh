@@ -44,17 +44,19 @@ CC=afl-clang-fast
 gen=()
 for p in src/proto/*.proto; do [[ -f $p ]] && gen+=("$BUILD/gen/$(basename "${p%.proto}").pb-c.c"); done
 for p in examples/*/*.proto; do [[ -f $p ]] && gen+=("$BUILD/gen/${p%.proto}.pb-c.c"); done
+for p in tests/proto/*.proto; do [[ -f $p ]] && gen+=("$BUILD/gen/tests/$(basename "${p%.proto}").pb-c.c"); done
 if [[ ${#gen[@]} -gt 0 ]]; then
   make -s BUILD="$BUILD" "${gen[@]}" || { echo "fuzz: protobuf generation failed" >&2; exit 2; }
 fi
 
 incs=(-Iinclude -Isrc -I"$BUILD/gen")
 for d in "$BUILD"/gen/examples/*/; do [[ -d $d ]] && incs+=(-I"${d%/}"); done
+[[ -d $BUILD/gen/tests ]] && incs+=(-I"$BUILD/gen/tests")
 # No -Werror here: clang's warning set differs from the release compiler's
 # and a warning must not stop a fuzzing campaign.
 CFLAGS=(-std=c11 -D_GNU_SOURCE -DTHREADED "${incs[@]}" -g -O1 -pthread
         -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
-LIBS=(-lprotobuf-c -lev -lzookeeper_mt -lsnappy -lz -lpthread -lm)
+LIBS=(-lprotobuf-c -lev -lzookeeper_mt -lsnappy -lz -ljansson -lpthread -lm)
 
 # Everything a harness may call: the library, the simulator (for connection
 # harnesses), generated code. Linked as an archive, so a harness pulls in
