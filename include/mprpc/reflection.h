@@ -100,6 +100,10 @@ void mprpc_dynmsg_init(const ProtobufCMessageDescriptor *d, ProtobufCMessage *ms
  * protobuf_c_service_destroy(*out) does). Add it to a server with
  * mprpc_server_add_service; it must outlive the server. Errors:
  * MPRPC_EINVAL (a NULL service, two with the same name), MPRPC_ENOMEM. */
+/* The compiled descriptor of mprpc.Reflection (static), for clients that
+ * create a channel to it (the `mprpc` command does). */
+const ProtobufCServiceDescriptor *mprpc_reflection_descriptor(void);
+
 int mprpc_reflection_service_new(ProtobufCService *const *services, size_t n,
                                  ProtobufCService **out);
 void mprpc_reflection_service_free(ProtobufCService *svc);

@@ -132,6 +132,10 @@ fail:
   return rc;
 }
 
+const ProtobufCServiceDescriptor *mprpc_reflection_descriptor(void) {
+  return &mprpc__reflection__descriptor;
+}
+
 void mprpc_reflection_service_free(ProtobufCService *svc) {
   refl_t *r = (refl_t *)svc;
   if (!r)
