@@ -32,7 +32,9 @@
 #include "mprpc/reflection.h"
 #include "mprpc/server.h"
 
+#ifndef MPRPC_BIN
 #define MPRPC_BIN "build/bin/mprpc"
+#endif
 
 static char g_tmp[64];
 static char g_addr[64]; /* the in-process provider */
