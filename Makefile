@@ -1,17 +1,20 @@
 # mprpc — plain GNU make. See README.md for the quick start.
 #
 # Layout conventions the rules below rely on (add files, not rules):
-#   src/{core,rt,registry,util}/*.c  -> libmprpc.{a,so}
-#   src/proto/*.proto                -> compiled into the library
+#   src/{core,rt,registry,util,app}/*.c -> libmprpc.{a,so}, the one library users link
+#   src/core/*.c + src/util/log.c    -> also libmprpc-core.a: the engines, no libev,
+#                                       no ZooKeeper, no sockets (docs/design.md)
+#   src/proto/*.proto                -> compiled into both libraries
 #   examples/<dir>/*.proto           -> compiled into every program of <dir>
 #   examples/<dir>/*.c               -> one program each, build/bin/<name>
-#   sim/*.c (main.c has main)        -> build/bin/mprpc-sim
+#   sim/*.c (main.c has main)        -> build/bin/mprpc-sim, linked with libmprpc-core.a only
 #   tests/test_*.c                   -> one cmocka binary each (ASan+UBSan)
 #   tests/proto/*.proto              -> compiled into every test and fuzz binary
 #   src/cli/*.c                      -> build/bin/mprpc (not in the library)
 #   tests/support/*.c                -> linked into every test
 #   tests/bench/*.c                  -> one program each, build/bin/<name>
-#   fuzz/fuzz_*.c                    -> harnesses (LLVMFuzzerTestOneInput)
+#   fuzz/fuzz_*.c                    -> harnesses (LLVMFuzzerTestOneInput), linked with
+#                                       libmprpc-core.a and src/util only
 
 SHELL := /bin/bash
 CC ?= cc
@@ -30,11 +33,17 @@ INCS := -Iinclude -Isrc -I$(BUILD)/gen
 # static library still links without LTO (or with another compiler).
 LTO := $(if $(shell $(CC) --version 2>/dev/null | grep -q 'Free Software Foundation' && echo y),-flto=auto -ffat-lto-objects)
 OPT ?= -O2 $(LTO)
-CFLAGS_COMMON := $(CSTD) $(INCS) -g -fPIC -pthread
+CFLAGS_COMMON := $(CSTD) $(INCS) -g -fPIC -pthread -fvisibility=hidden
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LIBS := -lprotobuf-c -lev -lzookeeper_mt -lsnappy -lz -ljansson -lpthread -lm
+# The core's own dependencies, src/util's (jansson for the JSON module),
+# then the runtime's and the registry's.
+CORE_LIBS := -lprotobuf-c -lsnappy -lz -lpthread -lm
+UTIL_LIBS := -ljansson
+LIBS := $(CORE_LIBS) $(UTIL_LIBS) -lev -lzookeeper_mt
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/rt/*.c src/registry/*.c src/util/*.c))
+LIB_SRC := $(sort $(wildcard src/core/*.c src/rt/*.c src/registry/*.c src/util/*.c src/app/*.c))
+CORE_SRC := $(sort $(wildcard src/core/*.c)) src/util/log.c
+UTIL_SRC := $(filter-out src/util/log.c,$(sort $(wildcard src/util/*.c)))
 LIB_PROTO := $(sort $(wildcard src/proto/*.proto))
 LIB_GEN_C := $(patsubst src/proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(LIB_PROTO))
 LIB_GEN_H := $(LIB_GEN_C:.c=.h)
@@ -63,6 +72,9 @@ ALL_GEN_H := $(LIB_GEN_H) $(EX_GEN_H) $(TEST_GEN_H)
 obj = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(2))
 LIB_OBJ_rel := $(call obj,rel,$(LIB_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/rel/gen/%.o,$(LIB_GEN_C))
 LIB_OBJ_asan := $(call obj,asan,$(LIB_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(LIB_GEN_C))
+CORE_OBJ_rel := $(call obj,rel,$(CORE_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/rel/gen/%.o,$(LIB_GEN_C))
+CORE_OBJ_asan := $(call obj,asan,$(CORE_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(LIB_GEN_C))
+UTIL_OBJ_asan := $(call obj,asan,$(UTIL_SRC))
 EXGEN_OBJ_rel := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/rel/gen/%.o,$(EX_GEN_C))
 EXGEN_OBJ_asan := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(EX_GEN_C))
 TESTGEN_OBJ_asan := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(TEST_GEN_C))
@@ -93,7 +105,7 @@ FLAGS_asan := $(CFLAGS_COMMON) -O1 $(SAN)
 
 all: check-deps lib $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BENCH_PROGS) $(BUILD)/bin/mprpc
 
-lib: $(BUILD)/libmprpc.a $(BUILD)/libmprpc.so
+lib: $(BUILD)/libmprpc.a $(BUILD)/libmprpc.so $(BUILD)/libmprpc-core.a
 
 # --- dependencies: install missing Debian packages on demand --------------
 check-deps:
@@ -174,6 +186,18 @@ $(BUILD)/asan/libmprpc.a: $(LIB_OBJ_asan)
 	$(call say,AR,$@)
 	$(Q)ar rcs $@ $^
 
+# The engines alone. The simulator and the fuzzers link this and not
+# libmprpc.a, so a reach from src/core into the runtime fails at link time.
+$(BUILD)/libmprpc-core.a: $(CORE_OBJ_rel)
+	@rm -f $@
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
+
+$(BUILD)/asan/libmprpc-core.a: $(CORE_OBJ_asan)
+	@rm -f $@
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
+
 # --- programs -------------------------------------------------------------
 # examples/<dir>/<prog>.c links with <dir>'s generated protos.
 define example_prog
@@ -192,15 +216,15 @@ $(BUILD)/bin/mprpc: $(CLI_OBJ_rel) $(BUILD)/libmprpc.a
 	$(call say,LD,$@)
 	$(Q)$(CC) -pthread -o $@ $^ $(LIBS)
 
-$(BUILD)/bin/mprpc-sim: $(BUILD)/rel/sim/main.o $(SIM_OBJ_rel) $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
+$(BUILD)/bin/mprpc-sim: $(BUILD)/rel/sim/main.o $(SIM_OBJ_rel) $(EXGEN_OBJ_rel) $(BUILD)/libmprpc-core.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
-	$(Q)$(CC) -pthread -o $@ $^ $(LIBS)
+	$(Q)$(CC) -pthread -o $@ $^ $(CORE_LIBS)
 
-$(BUILD)/asan/bin/mprpc-sim: $(BUILD)/asan/sim/main.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
+$(BUILD)/asan/bin/mprpc-sim: $(BUILD)/asan/sim/main.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc-core.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS)
+	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(CORE_LIBS)
 
 $(BUILD)/bin/%: $(BUILD)/rel/tests/bench/%.o $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
 	@mkdir -p $(@D)
@@ -213,10 +237,10 @@ $(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(
 	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS) -lcmocka
 
 # Fuzz harnesses replayed over their corpora by `make test`.
-$(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(TESTGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
+$(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(TESTGEN_OBJ_asan) $(UTIL_OBJ_asan) $(BUILD)/asan/libmprpc-core.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS)
+	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(CORE_LIBS) $(UTIL_LIBS)
 
 # --- top-level targets ----------------------------------------------------
 tests-build: check-deps $(TEST_BINS) $(FUZZ_REPLAY) $(BUILD)/asan/bin/mprpc-sim
@@ -224,7 +248,7 @@ tests-build: check-deps $(TEST_BINS) $(FUZZ_REPLAY) $(BUILD)/asan/bin/mprpc-sim
 lint: check-deps
 	@bash ci/lint.sh
 
-test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BUILD)/bin/mprpc
+test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BUILD)/libmprpc.so $(BUILD)/bin/mprpc
 	@bash ci/run-tests.sh $(BUILD)
 
 sim: check-deps $(BUILD)/bin/mprpc-sim
@@ -245,6 +269,7 @@ install: lib $(BUILD)/bin/mprpc
 	install -m 755 $(BUILD)/bin/mprpc $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/mprpc/*.h $(DESTDIR)$(PREFIX)/include/mprpc/
 	install -m 644 $(BUILD)/libmprpc.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(BUILD)/libmprpc-core.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libmprpc.so $(DESTDIR)$(PREFIX)/lib/libmprpc.so.$(VERSION)
 	ln -sf libmprpc.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libmprpc.so.0
 	ln -sf libmprpc.so.0 $(DESTDIR)$(PREFIX)/lib/libmprpc.so

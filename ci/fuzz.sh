@@ -56,13 +56,15 @@ for d in "$BUILD"/gen/examples/*/; do [[ -d $d ]] && incs+=(-I"${d%/}"); done
 # and a warning must not stop a fuzzing campaign.
 CFLAGS=(-std=c11 -D_GNU_SOURCE -DTHREADED "${incs[@]}" -g -O1 -pthread
         -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
-LIBS=(-lprotobuf-c -lev -lzookeeper_mt -lsnappy -lz -ljansson -lpthread -lm)
+# The core's and src/util's libraries only: harnesses never reach the
+# runtime or ZooKeeper.
+LIBS=(-lprotobuf-c -lsnappy -lz -ljansson -lpthread -lm)
 
-# Everything a harness may call: the library, the simulator (for connection
-# harnesses), generated code. Linked as an archive, so a harness pulls in
+# Everything a harness may call: the core, src/util, the simulator (for
+# connection harnesses), generated code; never src/rt or src/registry. Linked as an archive, so a harness pulls in
 # only what it uses.
 srcs=()
-for f in src/core/*.c src/rt/*.c src/registry/*.c src/util/*.c sim/*.c "${gen[@]}"; do
+for f in src/core/*.c src/util/*.c sim/*.c "${gen[@]}"; do
   [[ -f $f && $f != sim/main.c ]] && srcs+=("$f")
 done
 

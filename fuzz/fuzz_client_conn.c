@@ -616,8 +616,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   int end = (f0 >> 5) & 3;
 
   mprpc_loop_t loop = fuzz_loop_seam(&E.loop);
-  mprpc_channel_options_t o;
-  mprpc_channel_options_init(&o);
+  mprpc_channel_opts_t o;
+  mprpc_channel_opts_init(&o);
   o.loop = loop;
   o.transport = (mprpc_transport_t){&tr_ops, NULL};
   o.servers = "192.0.2.1:8000";
@@ -628,7 +628,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   o.backup_request_ms = (f1 & 0x80) ? 5 : 0;
   o.auth_data = "secret";
   o.auth_len = 6;
-  FUZZ_CHECK(mprpc_channel_new(&example__echo_service__descriptor, &o, &E.ch) == 0);
+  FUZZ_CHECK(mprpc_channel_new_in(&example__echo_service__descriptor, &o, &E.ch) == 0);
   E.destroy_in_cb = (f2 & 8) != 0;
   E.call_in_cb = (f2 & 0x10) != 0;
   E.use_stub = (f2 & 0x20) != 0;

@@ -171,7 +171,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   o.idle_timeout_ms = (flags & 8) ? 50 : 0;
   o.drain_timeout_ms = 100;
   mprpc_server_t *s;
-  FUZZ_CHECK(mprpc_server_new(&o, &s) == 0);
+  FUZZ_CHECK(mprpc_server_new_in(&o, (mprpc_loop_owner_t){0}, &s) == 0);
   FUZZ_CHECK(mprpc_server_add_service(s, &svc.base) == 0);
   FUZZ_CHECK(mprpc_server_start(s) == 0);
   settle();

@@ -122,8 +122,8 @@ static void do_call(call_kind_t kind, mprpc_channel_t *user_ch, mprpc_channel_t 
 
 static mprpc_channel_t *open_channel(const ProtobufCServiceDescriptor *sd, mprpc_registry_t reg,
                                      const char *servers, const char *idempotent) {
-  mprpc_channel_options_t co;
-  mprpc_channel_options_init(&co);
+  mprpc_channel_opts_t co;
+  mprpc_channel_opts_init(&co);
   if (servers)
     co.servers = servers;
   else

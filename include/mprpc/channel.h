@@ -34,6 +34,7 @@
 #ifndef MPRPC_CHANNEL_H
 #define MPRPC_CHANNEL_H
 
+#include "mprpc/export.h"
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,9 +47,7 @@
 #include "mprpc/registry.h"
 #include "mprpc/transport.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 typedef struct mprpc_channel mprpc_channel_t;
 
@@ -64,14 +63,15 @@ typedef enum mprpc_lb_kind {
   MPRPC_LB_LEAST = 3,  /* fewest calls in flight, ties by latency EWMA */
 } mprpc_lb_kind_t;
 
-/* "rr", "random", "hash", "least" -> kind; -1 when unknown. */
+/* "rr", "random", "hash", "least" -> kind; MPRPC_EINVAL when unknown
+ * (before 0.2: -1, which is MPRPC_EPERM). */
 int mprpc_lb_from_name(const char *name);
 const char *mprpc_lb_name(int kind);
 
-typedef struct mprpc_channel_options {
+typedef struct mprpc_channel_opts {
   /* Loop and transport; vt == NULL means mprpc_default_loop() and
-   * mprpc_tcp_transport() (include/mprpc/rt.h). Borrowed: both must outlive
-   * the channel. */
+   * mprpc_tcp_transport() (include/mprpc/rt.h), filled in by
+   * mprpc_channel_new. Borrowed: both must outlive the channel. */
   mprpc_loop_t loop;
   mprpc_transport_t transport;
 
@@ -108,11 +108,16 @@ typedef struct mprpc_channel_options {
   int64_t eject_max_ms;        /* cap: 30000 */
   int64_t reconnect_base_ms;   /* backoff: 50, doubling, equal jitter */
   int64_t reconnect_max_ms;    /* cap: 2000 */
-} mprpc_channel_options_t;
+} mprpc_channel_opts_t;
+
+/* The names before 0.2, kept for one release. */
+typedef mprpc_channel_opts_t mprpc_channel_options_t;
+#define mprpc_channel_options_init mprpc_channel_opts_init
+#define mprpc_channel_options_from_config mprpc_channel_opts_from_config
 
 /* Defaults as listed above (servers NULL, no registry, max_retry 2).
  * Always start from this: a zeroed struct means max_retry 0. */
-void mprpc_channel_options_init(mprpc_channel_options_t *o);
+void mprpc_channel_opts_init(mprpc_channel_opts_t *o);
 
 /* Reads consumer options from a config file's keys (docs/config.md):
  * timeout, connect_timeout, attempt_timeout, max_retry, retry_policy
@@ -121,15 +126,22 @@ void mprpc_channel_options_init(mprpc_channel_options_t *o);
  * point into cfg, which must outlive mprpc_channel_new. Errors:
  * MPRPC_ECONFIG with the text in mprpc_config_error(cfg). Defined in
  * src/util/channel_config.c. */
-int mprpc_channel_options_from_config(mprpc_config_t *cfg, mprpc_channel_options_t *o);
+int mprpc_channel_opts_from_config(mprpc_config_t *cfg, mprpc_channel_opts_t *o);
 
 /* Creates a channel for service sd. Any thread. Errors: MPRPC_EINVAL (bad
  * options), MPRPC_EADDR (bad servers list), MPRPC_EUNSUPPORTED (compress_type
  * not one of MPRPC_COMPRESS_*),
  * MPRPC_ENOMEM, or a loop/registry error. sd is borrowed (generated
  * descriptors are static). */
-int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_options_t *o,
+int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_opts_t *o,
                       mprpc_channel_t **out);
+
+/* The core constructor behind mprpc_channel_new (src/rt/defaults.c): o is
+ * required and so are o->loop and o->transport; nothing is chosen for the
+ * caller. The simulator and the fuzzers, which link libmprpc-core.a only,
+ * create channels with it. Same errors. */
+int mprpc_channel_new_in(const ProtobufCServiceDescriptor *sd, const mprpc_channel_opts_t *o,
+                         mprpc_channel_t **out);
 
 /* Cancels every pending call (each done runs once with NULL and
  * MPRPC_ECANCELED), closes the connections and frees the channel. From a
@@ -186,7 +198,5 @@ void mprpc_channel_stats(const mprpc_channel_t *ch, mprpc_channel_stats_t *out);
  * thread, or any thread for a rough value. */
 size_t mprpc_channel_endpoint_count(const mprpc_channel_t *ch);
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

@@ -25,14 +25,13 @@
 #ifndef MPRPC_CONTROLLER_H
 #define MPRPC_CONTROLLER_H
 
+#include "mprpc/export.h"
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 typedef struct mprpc_controller mprpc_controller_t;
 
@@ -106,7 +105,5 @@ void mprpc_controller_use_next(mprpc_controller_t *c);
  * outside a closure. */
 mprpc_controller_t *mprpc_controller_current(void);
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

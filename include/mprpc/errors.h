@@ -14,9 +14,9 @@
 #ifndef MPRPC_ERRORS_H
 #define MPRPC_ERRORS_H
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+#include "mprpc/export.h"
+
+MPRPC_BEGIN_DECLS
 
 /* X(name, value, text) */
 #define MPRPC_ERRNO_MAP(X)                                                     \
@@ -113,7 +113,5 @@ int mprpc_err_from_errno(int errno_value);
 static inline int mprpc_err_to_wire(int err) { return err < 0 ? -err : err; }
 static inline int mprpc_err_from_wire(int code) { return code > 0 ? -code : code; }
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

@@ -19,14 +19,13 @@
 #ifndef MPRPC_LOOP_H
 #define MPRPC_LOOP_H
 
+#include "mprpc/export.h"
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "mprpc/rand.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 typedef void (*mprpc_timer_cb)(void *arg);
 typedef void (*mprpc_post_cb)(void *arg);
@@ -97,7 +96,5 @@ static inline bool mprpc_loop_can_block(mprpc_loop_t l) { return l.vt->waiter_ne
 #define MPRPC_NS_PER_US 1000ull
 #define MPRPC_NS_PER_S 1000000000ull
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

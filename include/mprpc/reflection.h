@@ -32,9 +32,9 @@
 
 #include <protobuf-c/protobuf-c.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+#include "mprpc/export.h"
+
+MPRPC_BEGIN_DECLS
 
 /* Largest serialized FileDescriptorSet a pool accepts (bytes). */
 #define MPRPC_DYNPOOL_MAX_BYTES (16u << 20)
@@ -108,7 +108,5 @@ int mprpc_reflection_service_new(ProtobufCService *const *services, size_t n,
                                  ProtobufCService **out);
 void mprpc_reflection_service_free(ProtobufCService *svc);
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

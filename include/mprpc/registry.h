@@ -24,14 +24,14 @@
 #ifndef MPRPC_REGISTRY_H
 #define MPRPC_REGISTRY_H
 
+#include "mprpc/export.h"
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mprpc/config.h"
 #include "mprpc/loop.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 #define MPRPC_DEFAULT_WEIGHT 100
 
@@ -109,7 +109,12 @@ int mprpc_registry_open(const char *uri, mprpc_registry_t *out, char *errbuf, si
  * and their meaning: docs/registry.md. */
 int mprpc_registry_zk_uri(const char *ip, const char *port, char *out, size_t outlen);
 
-#ifdef __cplusplus
-}
-#endif
+/* The registry URI: `registry` when set, else zk://<zookeeperip>:<zookeeperport>
+ * (port 2181 when only the ip is given; IPv6 in brackets). Written into
+ * out[n] NUL-terminated. MPRPC_ENOTFOUND when neither is configured,
+ * MPRPC_ECONFIG for a bad zookeeperip/zookeeperport, MPRPC_ENAMETOOLONG
+ * when out is too small. Defined in src/util/registry_config.c. */
+int mprpc_config_registry_uri(mprpc_config_t *cfg, char *out, size_t n);
+
+MPRPC_END_DECLS
 #endif

@@ -10,7 +10,9 @@
  * The server core runs on the seams only (loop, transport, registry), so the
  * same code runs on the libev runtime and in the deterministic simulator:
  * inject `transport` + `loops` in the options, or leave `transport.vt` NULL
- * and the server creates its own group of `threads` libev loops.
+ * and mprpc_server_new (the runtime's facade, src/rt/defaults.c) gives the
+ * server its own group of `threads` libev loops and TCP. The core itself
+ * (libmprpc-core.a) only has mprpc_server_new_in, which takes them.
  *
  * Functions return 0 or a negative MPRPC_E* code.
  *
@@ -23,6 +25,7 @@
 #ifndef MPRPC_SERVER_H
 #define MPRPC_SERVER_H
 
+#include "mprpc/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,9 +37,7 @@
 #include "mprpc/registry.h"
 #include "mprpc/transport.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 typedef struct mprpc_server mprpc_server_t;
 typedef struct mprpc_server_call mprpc_server_call_t;
@@ -107,11 +108,37 @@ void mprpc_server_opts_init(mprpc_server_opts_t *o);
 int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
                                   mprpc_hostport_t *listen);
 
+/* The provider's listen address: rpcserverip + rpcserverport (the seeds'
+ * keys). MPRPC_ENOTFOUND when rpcserverip is absent; port defaults to 0
+ * (any free port). Defined in src/util/server_config.c. */
+int mprpc_config_server_addr(mprpc_config_t *cfg, mprpc_hostport_t *out);
+
 /* Creates a stopped server. The options are copied (strings included; the
  * loops array too). *out is owned by the caller: mprpc_server_destroy.
  * Errors: MPRPC_EINVAL (transport given without loops), MPRPC_ENOMEM, or the
  * runtime's error when it could not create its loops. */
 int mprpc_server_new(const mprpc_server_opts_t *opts, mprpc_server_t **out);
+
+/* Loops a server owns: started by mprpc_server_start, stopped (threads
+ * joined) by the graceful stop, freed by mprpc_server_destroy. The facade
+ * passes a loop group's hooks here; injected loops have none. */
+typedef struct mprpc_loop_owner_ops {
+  int (*start)(void *ctx);
+  void (*stop)(void *ctx); /* idempotent; not from one of the loops */
+  void (*free)(void *ctx); /* stops first if needed */
+} mprpc_loop_owner_ops_t;
+
+typedef struct mprpc_loop_owner {
+  const mprpc_loop_owner_ops_t *vt; /* NULL: the loops are not the server's */
+  void *ctx;
+} mprpc_loop_owner_t;
+
+/* The core constructor: like mprpc_server_new, but opts->transport and
+ * opts->loops are required (MPRPC_EINVAL otherwise) and nothing is chosen
+ * for the caller. On success the server owns `owner` (it calls owner's
+ * free in mprpc_server_destroy); on failure the caller keeps it. */
+int mprpc_server_new_in(const mprpc_server_opts_t *opts, mprpc_loop_owner_t owner,
+                        mprpc_server_t **out);
 
 /* Adds a service before start. The service is borrowed: it must outlive the
  * server (the server never calls service->destroy). Errors: MPRPC_EEXIST
@@ -252,7 +279,5 @@ int mprpc_server_method_stats(const mprpc_server_t *s, const char *service, cons
 /* Logs one INFO line per method (what the periodic stats log prints). */
 void mprpc_server_log_stats(const mprpc_server_t *s);
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

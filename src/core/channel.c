@@ -16,7 +16,6 @@
 #include "core/compress.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
-#include "mprpc/rt.h"
 
 /* call_finish copies an endpoint's name into the controller whole. */
 _Static_assert(sizeof(((mprpc__ep_t *)0)->name) == sizeof(((mprpc_controller_t *)0)->remote),
@@ -28,7 +27,7 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
 
 /* ---- options -------------------------------------------------------------- */
 
-void mprpc_channel_options_init(mprpc_channel_options_t *o) {
+void mprpc_channel_opts_init(mprpc_channel_opts_t *o) {
   memset(o, 0, sizeof *o);
   o->timeout_ms = 1000;
   o->connect_timeout_ms = 500;
@@ -295,21 +294,6 @@ static void live_unlink(mprpc_channel_t *ch, mprpc__call_t *c) {
   c->in_map = false;
 }
 
-static void dl_unlink(mprpc_channel_t *ch, mprpc__call_t *c) {
-  if (!c->in_dl)
-    return;
-  if (c->dl_prev)
-    c->dl_prev->dl_next = c->dl_next;
-  else
-    ch->dl_head = c->dl_next;
-  if (c->dl_next)
-    c->dl_next->dl_prev = c->dl_prev;
-  else
-    ch->dl_tail = c->dl_prev;
-  c->dl_prev = c->dl_next = NULL;
-  c->in_dl = false;
-}
-
 /* snprintf("%s") without the format machinery: this runs for every call. */
 static void copy_text(char *dst, size_t cap, const char *src) {
   size_t n = strnlen(src, cap - 1);
@@ -334,7 +318,7 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
   mprpc_timer_cancel(ch->loop, c->deadline_timer);
   mprpc_timer_cancel(ch->loop, c->backup_timer);
   c->deadline_timer = c->backup_timer = 0;
-  dl_unlink(ch, c);
+  mprpc__dl_unlink(ch, c);
   call_drop_attempts(c);
   live_unlink(ch, c);
   if (c->waiting_eps) {
@@ -386,7 +370,7 @@ static void call_fail(mprpc__call_t *c, int err, const char *text, mprpc__ep_t *
   call_finish(c, err, text, NULL, from, NULL, 0, mprpc_loop_now(c->ch->loop));
 }
 
-static void deadline_fire(void *arg) {
+void mprpc__call_deadline(void *arg) {
   mprpc__call_t *c = arg;
   c->deadline_timer = 0;
   char text[MPRPC__CTL_TEXT];
@@ -398,48 +382,6 @@ static void deadline_fire(void *arg) {
   snprintf(text, sizeof text, "deadline of %llu ms exceeded after %d attempt(s)",
            (unsigned long long)((c->deadline_ns - c->start_ns) / MPRPC_NS_PER_MS), c->nattempts);
   call_fail(c, MPRPC_ERPCTIMEDOUT, text, c->att ? c->att->ep : NULL);
-}
-
-static void dl_fire(void *arg);
-
-/* Arms the list's one timer for its head, unless it is armed already. */
-static void dl_arm(mprpc_channel_t *ch, uint64_t now) {
-  if (!ch->dl_timer)
-    ch->dl_timer =
-        mprpc_timer_start_from(ch->loop, now, ch->dl_head->deadline_ns - now, dl_fire, ch);
-}
-
-/* The deadline list's timer: fails every call whose deadline has come, in
- * order, then re-arms for the new head. Closures run here may start calls;
- * those end up behind `now` and stop the loop. The timer may also fire for
- * a head that already finished: then it only re-arms. */
-static void dl_fire(void *arg) {
-  mprpc_channel_t *ch = arg;
-  ch->dl_timer = 0;
-  uint64_t now = mprpc_loop_now(ch->loop);
-  ch->cb_depth++; /* keeps ch alive through the closures */
-  while (ch->dl_head && ch->dl_head->deadline_ns <= now) {
-    mprpc__call_t *c = ch->dl_head;
-    dl_unlink(ch, c);
-    deadline_fire(c);
-  }
-  ch->cb_depth--;
-  /* A closure above may have started a call that armed the timer again. */
-  if (ch->dl_head && !ch->destroying)
-    dl_arm(ch, now);
-  mprpc__channel_maybe_free(ch);
-}
-
-static void dl_append(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t now) {
-  c->in_dl = true;
-  c->dl_next = NULL;
-  c->dl_prev = ch->dl_tail;
-  if (ch->dl_tail)
-    ch->dl_tail->dl_next = c;
-  else
-    ch->dl_head = c;
-  ch->dl_tail = c;
-  dl_arm(ch, now);
 }
 
 static void attempt_timeout_fire(void *arg) {
@@ -668,9 +610,9 @@ static void start_call(mprpc__call_t *c) {
   if (tmo_ns) {
     c->deadline_ns = now + tmo_ns;
     if (tmo_ns == ch->timeout_ns && (!ch->dl_tail || ch->dl_tail->deadline_ns <= c->deadline_ns))
-      dl_append(ch, c, now);
+      mprpc__dl_append(ch, c, now);
     else
-      c->deadline_timer = mprpc_timer_start_from(ch->loop, now, tmo_ns, deadline_fire, c);
+      c->deadline_timer = mprpc_timer_start_from(ch->loop, now, tmo_ns, mprpc__call_deadline, c);
   }
   if (ch->backup_ns && call_idempotent(c) && ch->max_retry > 0)
     c->backup_timer = mprpc_timer_start_from(ch->loop, now, ch->backup_ns, backup_fire, c);
@@ -941,14 +883,10 @@ int mprpc_channel_set_idempotent(mprpc_channel_t *ch, const char *method, bool i
   return MPRPC_ENOTFOUND;
 }
 
-int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_options_t *o,
-                      mprpc_channel_t **out) {
-  mprpc_channel_options_t dflt;
-  if (!o) {
-    mprpc_channel_options_init(&dflt);
-    o = &dflt;
-  }
-  if (!sd || !out || (!o->servers && !o->registry.vt) || (o->servers && o->registry.vt))
+int mprpc_channel_new_in(const ProtobufCServiceDescriptor *sd, const mprpc_channel_opts_t *o,
+                         mprpc_channel_t **out) {
+  if (!sd || !out || !o || !o->loop.vt || !o->transport.vt || (!o->servers && !o->registry.vt) ||
+      (o->servers && o->registry.vt))
     return MPRPC_EINVAL;
   if (!mprpc__compress_known(o->compress_type))
     return MPRPC_EUNSUPPORTED;
@@ -983,12 +921,8 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
     memcpy(ch->auth, o->auth_data, o->auth_len);
     ch->auth_len = o->auth_len;
   }
-  if (o->loop.vt) {
-    ch->loop = o->loop;
-  } else if ((rc = mprpc_default_loop(&ch->loop)) != 0) {
-    goto fail;
-  }
-  ch->tr = o->transport.vt ? o->transport : mprpc_tcp_transport();
+  ch->loop = o->loop;
+  ch->tr = o->transport;
   ch->timeout_ns = ms_or(o->timeout_ms, 1000);
   ch->no_deadline = o->timeout_ms < 0;
   ch->connect_timeout_ns = ms_or(o->connect_timeout_ms, 500);
@@ -1042,8 +976,7 @@ static void destroy_on_loop(mprpc_channel_t *ch) {
   ch->cb_depth++;
   while (ch->live)
     call_fail(ch->live, MPRPC_ECANCELED, "channel destroyed", NULL);
-  mprpc_timer_cancel(ch->loop, ch->dl_timer); /* the list is empty now */
-  ch->dl_timer = 0;
+  mprpc__dl_stop(ch); /* the list is empty now */
   mprpc__ep_shutdown_all(ch);
   ch->cb_depth--;
 }

@@ -17,7 +17,7 @@ static int get_ms(mprpc_config_t *cfg, const char *key, int64_t *field) {
   return rc;
 }
 
-int mprpc_channel_options_from_config(mprpc_config_t *cfg, mprpc_channel_options_t *o) {
+int mprpc_channel_opts_from_config(mprpc_config_t *cfg, mprpc_channel_opts_t *o) {
   static const char *const policies[] = {"failover", "failfast"};
   static const char *const lbs[] = {"rr", "random", "hash", "least"};
   /* indexed by MPRPC_COMPRESS_*, brpc's numbering */
