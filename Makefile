@@ -9,6 +9,8 @@
 #   examples/<dir>/*.c               -> one program each, build/bin/<name>
 #   sim/*.c (main.c has main)        -> build/bin/mprpc-sim, linked with libmprpc-core.a only
 #   tests/test_*.c                   -> one cmocka binary each (ASan+UBSan)
+#   tests/proto/*.proto              -> compiled into every test and fuzz binary
+#   src/cli/*.c                      -> build/bin/mprpc (not in the library)
 #   tests/support/*.c                -> linked into every test
 #   tests/support/fake_*.c           -> the fake loop/transport/registry (no cmocka),
 #                                       linked into the fuzz harnesses too
@@ -35,9 +37,11 @@ LTO := $(if $(shell $(CC) --version 2>/dev/null | grep -q 'Free Software Foundat
 OPT ?= -O2 $(LTO)
 CFLAGS_COMMON := $(CSTD) $(INCS) -g -fPIC -pthread -fvisibility=hidden
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-# The core's own dependencies, then the runtime's and the registry's.
+# The core's own dependencies, src/util's (jansson for the JSON module),
+# then the runtime's and the registry's.
 CORE_LIBS := -lprotobuf-c -lsnappy -lz -lpthread -lm
-LIBS := $(CORE_LIBS) -lev -lzookeeper_mt
+UTIL_LIBS := -ljansson
+LIBS := $(CORE_LIBS) $(UTIL_LIBS) -lev -lzookeeper_mt
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/rt/*.c src/registry/*.c src/util/*.c src/app/*.c))
 CORE_SRC := $(sort $(wildcard src/core/*.c)) src/util/log.c
@@ -52,6 +56,10 @@ EX_GEN_C := $(patsubst examples/%.proto,$(BUILD)/gen/examples/%.pb-c.c,$(EX_PROT
 EX_GEN_H := $(EX_GEN_C:.c=.h)
 EX_PROGS := $(foreach f,$(wildcard examples/*/*.c),$(BUILD)/bin/$(basename $(notdir $(f))))
 
+TEST_PROTO := $(sort $(wildcard tests/proto/*.proto))
+TEST_GEN_C := $(patsubst tests/proto/%.proto,$(BUILD)/gen/tests/%.pb-c.c,$(TEST_PROTO))
+TEST_GEN_H := $(TEST_GEN_C:.c=.h)
+
 SIM_SRC := $(filter-out sim/main.c,$(sort $(wildcard sim/*.c)))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_SUPPORT := $(sort $(wildcard tests/support/*.c))
@@ -59,7 +67,9 @@ FAKE_SUPPORT := $(sort $(wildcard tests/support/fake_*.c))
 BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 
-ALL_GEN_H := $(LIB_GEN_H) $(EX_GEN_H)
+CLI_SRC := $(sort $(wildcard src/cli/*.c))
+
+ALL_GEN_H := $(LIB_GEN_H) $(EX_GEN_H) $(TEST_GEN_H)
 
 # --- object lists per flavour: rel (release, -O2) and asan (tests) ---------
 obj = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(2))
@@ -70,6 +80,8 @@ CORE_OBJ_asan := $(call obj,asan,$(CORE_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUIL
 UTIL_OBJ_asan := $(call obj,asan,$(UTIL_SRC))
 EXGEN_OBJ_rel := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/rel/gen/%.o,$(EX_GEN_C))
 EXGEN_OBJ_asan := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(EX_GEN_C))
+TESTGEN_OBJ_asan := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(TEST_GEN_C))
+CLI_OBJ_rel := $(call obj,rel,$(CLI_SRC))
 SIM_OBJ_rel := $(call obj,rel,$(SIM_SRC))
 SIM_OBJ_asan := $(call obj,asan,$(SIM_SRC))
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/asan/tests/%,$(TEST_SRC))
@@ -95,7 +107,7 @@ FLAGS_asan := $(CFLAGS_COMMON) -O1 $(SAN)
 .SECONDARY:
 .DELETE_ON_ERROR:
 
-all: check-deps lib $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BENCH_PROGS)
+all: check-deps lib $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BENCH_PROGS) $(BUILD)/bin/mprpc
 
 lib: $(BUILD)/libmprpc.a $(BUILD)/libmprpc.so $(BUILD)/libmprpc-core.a
 
@@ -120,6 +132,11 @@ $(BUILD)/gen/examples/%.pb-c.c $(BUILD)/gen/examples/%.pb-c.h: examples/%.proto
 	$(call say,PROTOC,$<)
 	$(Q)protoc-c --proto_path=$(dir $<) --c_out=$(@D) $<
 	@sed -i -E 's/\(\*($(CKEYWORDS))\)\(/(*\1_)(/; s/(function_prefix__ ## )($(CKEYWORDS))([ ,]|$$)/\1\2_\3/' $(@D)/$(basename $(notdir $<)).pb-c.h
+
+$(BUILD)/gen/tests/%.pb-c.c $(BUILD)/gen/tests/%.pb-c.h: tests/proto/%.proto
+	@mkdir -p $(@D)
+	$(call say,PROTOC,$<)
+	$(Q)protoc-c --proto_path=tests/proto --c_out=$(@D) $<
 
 # --- compilation ----------------------------------------------------------
 # Our code gets the full warning set; generated code only the defaults.
@@ -150,11 +167,13 @@ endef
 $(eval $(call flavour,rel))
 $(eval $(call flavour,asan))
 
-# Test, sim and fuzz code may include any example's generated headers.
+# Test, sim and fuzz code may include any example's generated headers;
+# test and fuzz code also tests/proto's.
 EX_INCS := $(addprefix -I$(BUILD)/gen/examples/,$(EX_DIRS))
 $(BUILD)/asan/tests/%.o $(BUILD)/asan/sim/%.o $(BUILD)/rel/sim/%.o $(BUILD)/asan/fuzz/%.o $(BUILD)/rel/tests/%.o: EXTRA_CFLAGS += $(EX_INCS)
 # Harnesses include the shared fakes as "tests/support/fake_env.h".
 $(BUILD)/asan/fuzz/%.o: EXTRA_CFLAGS += -I.
+$(BUILD)/asan/tests/%.o $(BUILD)/asan/fuzz/%.o: EXTRA_CFLAGS += -I$(BUILD)/gen/tests
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -197,6 +216,12 @@ $(foreach f,$(wildcard examples/*/*.c),$(eval $(call example_prog,$(f))))
 # user_consumer calls the friend service too.
 $(BUILD)/bin/user_consumer: $(BUILD)/rel/gen/examples/friend/friend.pb-c.o
 
+# The `mprpc` command: a client of the public API (docs/cli.md).
+$(BUILD)/bin/mprpc: $(CLI_OBJ_rel) $(BUILD)/libmprpc.a
+	@mkdir -p $(@D)
+	$(call say,LD,$@)
+	$(Q)$(CC) -pthread -o $@ $^ $(LIBS)
+
 $(BUILD)/bin/mprpc-sim: $(BUILD)/rel/sim/main.o $(SIM_OBJ_rel) $(EXGEN_OBJ_rel) $(BUILD)/libmprpc-core.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
@@ -212,16 +237,16 @@ $(BUILD)/bin/%: $(BUILD)/rel/tests/bench/%.o $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.
 	$(call say,LD,$@)
 	$(Q)$(CC) -pthread -o $@ $^ $(LIBS)
 
-$(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
+$(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(TESTGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS) -lcmocka
 
 # Fuzz harnesses replayed over their corpora by `make test`.
-$(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o $(FAKE_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(UTIL_OBJ_asan) $(BUILD)/asan/libmprpc-core.a
+$(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o $(FAKE_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(TESTGEN_OBJ_asan) $(UTIL_OBJ_asan) $(BUILD)/asan/libmprpc-core.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(CORE_LIBS)
+	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(CORE_LIBS) $(UTIL_LIBS)
 
 # --- top-level targets ----------------------------------------------------
 tests-build: check-deps $(TEST_BINS) $(FUZZ_REPLAY) $(BUILD)/asan/bin/mprpc-sim
@@ -229,7 +254,7 @@ tests-build: check-deps $(TEST_BINS) $(FUZZ_REPLAY) $(BUILD)/asan/bin/mprpc-sim
 lint: check-deps
 	@bash ci/lint.sh
 
-test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BUILD)/libmprpc.so
+test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BUILD)/libmprpc.so $(BUILD)/bin/mprpc
 	@bash ci/run-tests.sh $(BUILD)
 
 sim: check-deps $(BUILD)/bin/mprpc-sim
@@ -245,8 +270,9 @@ demo: check-deps all
 bench: check-deps all
 	@if [ -f ci/bench.sh ]; then bash ci/bench.sh; else echo "make bench: not built yet"; fi
 
-install: lib
-	install -d $(DESTDIR)$(PREFIX)/include/mprpc $(DESTDIR)$(PREFIX)/lib/pkgconfig
+install: lib $(BUILD)/bin/mprpc
+	install -d $(DESTDIR)$(PREFIX)/include/mprpc $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/bin/mprpc $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/mprpc/*.h $(DESTDIR)$(PREFIX)/include/mprpc/
 	install -m 644 $(BUILD)/libmprpc.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 644 $(BUILD)/libmprpc-core.a $(DESTDIR)$(PREFIX)/lib/
