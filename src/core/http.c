@@ -176,6 +176,11 @@ static int on_headers_complete(http_parser *p) {
   mprpc__http_impl_t *im = impl_of(p);
   if (end_piece(im) || split_url(im))
     return -1;
+  /* Debian's libhttp_parser is built with HTTP_PARSER_STRICT=0 and lets
+   * HTTP/0.9 and 2.x request lines through: the console speaks 1.0/1.1. */
+  if (p->http_major != 1 || p->http_minor > 1)
+    return fail(im->hc, MPRPC_EHTTP, 400, "unsupported HTTP version %u.%u", p->http_major,
+                p->http_minor);
   size_t max = im->lim.max_body;
   if (!(p->flags & F_CHUNKED) && p->content_length != UINT64_MAX && p->content_length > 0) {
     if (p->content_length > max)
