@@ -96,6 +96,7 @@ static int drive(const void *in, size_t n, size_t chunk, const mprpc__http_limit
       if (rc == MPRPC__HTTP_REQUEST) {
         const mprpc__http_req_t *r = mprpc__http_request(&hc);
         assert_non_null(r);
+        assert_true(mprpc__http_req_in_storage(&hc));
         log_req(log, r);
         mprpc__http_next(&hc);
         assert_null(mprpc__http_request(&hc));

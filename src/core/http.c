@@ -32,6 +32,10 @@ enum { ST_IDLE, ST_REQUEST, ST_ERROR, ST_CLOSED };
 enum { PHASE_HEAD, PHASE_BODY };
 enum { PIECE_NONE, PIECE_URL, PIECE_FIELD, PIECE_VALUE };
 
+/* The strings a request may hold that are not in its storage. */
+static const char empty_str[] = "";
+static const char root_path[] = "/";
+
 /* A body that grew past this is given back between requests. */
 #define BODY_KEEP (64u * 1024)
 
@@ -120,7 +124,7 @@ static int on_header_field(http_parser *p, const char *at, size_t n) {
       return fail(im->hc, MPRPC_ETOOBIG, 431, "more than %zu header fields", im->lim.max_headers);
     mprpc__http_header_t *h = &im->headers[im->nheaders++];
     h->name = (mprpc__http_str_t){im->head + im->head_len, 0};
-    h->value = (mprpc__http_str_t){"", 0};
+    h->value = (mprpc__http_str_t){empty_str, 0};
     im->piece = PIECE_FIELD;
   }
   im->headers[im->nheaders - 1].name.len += n;
@@ -159,7 +163,7 @@ static int split_url(mprpc__http_impl_t *im) {
     q[qn] = '\0';
     im->query = (mprpc__http_str_t){q, qn};
   } else {
-    im->query = (mprpc__http_str_t){"", 0};
+    im->query = (mprpc__http_str_t){empty_str, 0};
   }
   if (u.field_set & (1u << UF_PATH)) {
     char *s = url + u.field_data[UF_PATH].off;
@@ -167,7 +171,7 @@ static int split_url(mprpc__http_impl_t *im) {
     s[n] = '\0';
     im->path = (mprpc__http_str_t){s, n};
   } else {
-    im->path = (mprpc__http_str_t){"/", 1};
+    im->path = (mprpc__http_str_t){root_path, 1};
   }
   return 0;
 }
@@ -292,7 +296,7 @@ static void reset_request(mprpc__http_impl_t *im) {
   im->head_wire = im->body_wire = 0;
   im->head_len = im->url_off = im->url_len = 0;
   im->nheaders = 0;
-  im->path = im->query = (mprpc__http_str_t){"", 0};
+  im->path = im->query = (mprpc__http_str_t){empty_str, 0};
   im->body_len = 0;
   if (im->body_cap > BODY_KEEP) {
     free(im->body);
@@ -435,6 +439,29 @@ void mprpc__http_next(mprpc__http_conn_t *hc) {
   }
   http_parser_pause(&im->parser, 0);
   hc->state = ST_IDLE;
+}
+
+static bool str_owned(const mprpc__http_impl_t *im, mprpc__http_str_t s) {
+  if (s.ptr == empty_str || s.ptr == root_path)
+    return s.len == strlen(s.ptr);
+  uintptr_t p = (uintptr_t)s.ptr, b = (uintptr_t)im->head;
+  return p >= b && s.len < im->head_cap && p - b < im->head_cap - s.len && s.ptr[s.len] == '\0';
+}
+
+bool mprpc__http_req_in_storage(const mprpc__http_conn_t *hc) {
+  const mprpc__http_impl_t *im = hc->impl;
+  const mprpc__http_req_t *r = mprpc__http_request(hc);
+  if (!im || !r)
+    return false;
+  if (!str_owned(im, r->path) || !str_owned(im, r->query) || r->headers != im->headers ||
+      r->nheaders > im->lim.max_headers || r->body_len > im->lim.max_body)
+    return false;
+  for (size_t i = 0; i < r->nheaders; i++)
+    if (!str_owned(im, r->headers[i].name) || !str_owned(im, r->headers[i].value))
+      return false;
+  if (r->body_len && (r->body != im->body || r->body_len > im->body_cap || im->body_len != r->body_len))
+    return false;
+  return true;
 }
 
 /* ---- request helpers ---------------------------------------------------------- */

@@ -135,6 +135,11 @@ const mprpc__http_req_t *mprpc__http_request(const mprpc__http_conn_t *hc);
  * MPRPC_ECLOSED. */
 void mprpc__http_next(mprpc__http_conn_t *hc);
 
+/* For tests and the fuzzer: true when a request is pending and every one of
+ * its strings (NUL-terminated) and its body lie inside the connection's own
+ * storage, within the limits. */
+bool mprpc__http_req_in_storage(const mprpc__http_conn_t *hc);
+
 /* HTTP status owed for the connection's error (0 if none). */
 static inline int mprpc__http_error_status(const mprpc__http_conn_t *hc) { return hc->status; }
 
