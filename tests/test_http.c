@@ -5,6 +5,7 @@
  * a PROT_NONE page, so any read past what was handed in faults. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -640,6 +641,61 @@ static void test_http_misuse_is_an_error(void **state) {
   assert_int_equal(mprpc__http_conn_init(&hc, &huge), MPRPC_EINVAL);
 }
 
+/* ---- the fuzz seeds ------------------------------------------------------------- */
+
+/* fuzz/corpus/http/ is written by hand (readable HTTP); each seed's name
+ * says what it is, checked here so a seed cannot silently stop meaning it.
+ * Layout of fuzz/fuzz_http.c: byte 0 holds k (bits 0-3) and "small limits"
+ * (bit 4), then k chunk sizes, then the stream. Paths are relative to the
+ * repository root, where `make test` runs. */
+static void test_http_fuzz_seeds_mean_what_they_say(void **state) {
+  (void)state;
+  static const struct {
+    const char *name, *want;
+    bool absent; /* want must not be in the log */
+  } seeds[] = {
+      {"get_bytewise", "GET \"/\" ?\"\" HTTP/1.1 keep=1"},
+      {"get_query_split", "GET \"/status\" ?\"format=json&x=%41+b\""},
+      {"pipelined_then_close", "GET \"/d\"", true}, /* after Connection: close */
+      {"pipelined_then_close", "ERR ECLOSED 0"},
+      {"chunked_post", "body[12] \"hello, world\""},
+      {"http10_close", "HTTP/1.0 keep=0"},
+      {"http10_keepalive_head", "HEAD \"/x\" ?\"\" HTTP/1.1 keep=1"},
+      {"body_over_limit_small", "ERR ETOOBIG 413 body of 65 bytes"},
+      {"chunked_over_limit_small", "ERR ETOOBIG 413 chunked body"},
+      {"too_many_headers_small", "ERR ETOOBIG 431 more than 4"},
+      {"head_over_16k", "ERR ETOOBIG 431 request line and headers exceed 16384"},
+      {"garbage_tls", "ERR EHTTP 400 HPE_INVALID_METHOD"},
+      {"garbage_baidu", "ERR EHTTP 400 HPE_INVALID_METHOD"},
+      {"http09", "ERR EHTTP 400 unsupported HTTP version 0.9"},
+      {"http20", "ERR EHTTP 400 unsupported HTTP version 2.0"},
+      {"upgrade", "GET \"/ws\" ?\"\" HTTP/1.1 keep=0"},
+      {"cl_and_chunked", "ERR EHTTP 400 HPE_UNEXPECTED_CONTENT_LENGTH"},
+      {"nul_in_path", "GET \"/a\\u0000b\" ?\"%zz=1&q\""},
+  };
+  for (size_t i = 0; i < sizeof seeds / sizeof seeds[0]; i++) {
+    char path[128];
+    snprintf(path, sizeof path, "fuzz/corpus/http/%s", seeds[i].name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+      fail_msg("%s: missing (run from the repository root)", path);
+    static uint8_t buf[32768];
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    assert_true(n >= 1 && n < sizeof buf);
+    size_t k = buf[0] & 15u;
+    assert_true(n >= 1 + k);
+    mprpc__http_limits_t small = {.max_head = 256, .max_body = 64, .max_headers = 4};
+    mprpc__textbuf_t log = MPRPC__TEXTBUF_INIT;
+    drive(buf + 1 + k, n - 1 - k, 0, (buf[0] & 0x10) ? &small : NULL, &log);
+    bool found = strstr(mprpc__textbuf_cstr(&log), seeds[i].want) != NULL;
+    if (found == seeds[i].absent)
+      fail_msg("%s: %s \"%s\" in:\n%s", seeds[i].name, found ? "unexpected" : "no", seeds[i].want,
+               mprpc__textbuf_cstr(&log));
+    mprpc__textbuf_free(&log);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_http_get_every_split),
@@ -655,6 +711,7 @@ int main(void) {
       cmocka_unit_test(test_http_headers_case_insensitive),
       cmocka_unit_test(test_http_response_format),
       cmocka_unit_test(test_http_misuse_is_an_error),
+      cmocka_unit_test(test_http_fuzz_seeds_mean_what_they_say),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
