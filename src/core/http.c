@@ -17,6 +17,13 @@
  * - Callbacks report our own failures through fail(), which records the
  *   status and reason and makes the callback return nonzero; http_parser's
  *   own errors are translated into a 400 with its errno name and text.
+ *   Only the notify callbacks (headers complete, chunk header, message
+ *   complete) may refuse a request: they run at a fixed byte of the stream,
+ *   while a data callback runs wherever the caller's bytes happen to end,
+ *   so a refusal there would make the outcome depend on the split (the
+ *   fuzzer found this: one header too many seen early as a 431, or as the
+ *   400 of a bad byte after it when fed at once). Too many header fields
+ *   are therefore counted while reading and refused at the end of the head.
  */
 #include "http.h"
 
@@ -30,7 +37,8 @@
 
 enum { ST_IDLE, ST_REQUEST, ST_ERROR, ST_CLOSED };
 enum { PHASE_HEAD, PHASE_BODY };
-enum { PIECE_NONE, PIECE_URL, PIECE_FIELD, PIECE_VALUE };
+/* PIECE_SKIP_*: a header past max_headers, read but not kept. */
+enum { PIECE_NONE, PIECE_URL, PIECE_FIELD, PIECE_VALUE, PIECE_SKIP_FIELD, PIECE_SKIP_VALUE };
 
 /* The strings a request may hold that are not in its storage. */
 static const char empty_str[] = "";
@@ -46,6 +54,7 @@ struct mprpc__http_impl {
   int phase;
   int piece;        /* what the last data callback appended */
   int complete;     /* on_message_complete ran */
+  int skipped_headers; /* more than max_headers fields came */
   size_t head_wire; /* wire bytes of this request's head so far */
   size_t body_wire; /* wire bytes after the head: data, chunk framing, trailers */
 
@@ -92,9 +101,10 @@ static int head_put(mprpc__http_impl_t *im, const char *at, size_t n) {
 
 /* Ends the string the last data callback was appending with a NUL. */
 static int end_piece(mprpc__http_impl_t *im) {
-  if (im->piece == PIECE_NONE)
-    return 0;
+  int piece = im->piece;
   im->piece = PIECE_NONE;
+  if (piece == PIECE_NONE || piece == PIECE_SKIP_FIELD || piece == PIECE_SKIP_VALUE)
+    return 0;
   if (im->head_len >= im->head_cap)
     return fail(im->hc, MPRPC_ETOOBIG, 431, "request head exceeds its storage");
   im->head[im->head_len++] = '\0';
@@ -115,13 +125,16 @@ static int on_url(http_parser *p, const char *at, size_t n) {
 
 static int on_header_field(http_parser *p, const char *at, size_t n) {
   mprpc__http_impl_t *im = impl_of(p);
-  if (im->phase == PHASE_BODY)
-    return 0; /* a chunked body's trailer: not kept */
+  if (im->phase == PHASE_BODY || im->piece == PIECE_SKIP_FIELD)
+    return 0; /* a chunked body's trailer, or a header past the limit */
   if (im->piece != PIECE_FIELD) {
     if (end_piece(im))
       return -1;
-    if (im->nheaders == im->lim.max_headers)
-      return fail(im->hc, MPRPC_ETOOBIG, 431, "more than %zu header fields", im->lim.max_headers);
+    if (im->nheaders == im->lim.max_headers) {
+      im->skipped_headers = 1; /* refused in on_headers_complete */
+      im->piece = PIECE_SKIP_FIELD;
+      return 0;
+    }
     mprpc__http_header_t *h = &im->headers[im->nheaders++];
     h->name = (mprpc__http_str_t){im->head + im->head_len, 0};
     h->value = (mprpc__http_str_t){empty_str, 0};
@@ -133,10 +146,12 @@ static int on_header_field(http_parser *p, const char *at, size_t n) {
 
 static int on_header_value(http_parser *p, const char *at, size_t n) {
   mprpc__http_impl_t *im = impl_of(p);
-  if (im->phase == PHASE_BODY)
+  if (im->phase == PHASE_BODY || im->nheaders == 0)
+    return 0; /* (http_parser never sends a value first; be safe anyway) */
+  if (im->piece == PIECE_SKIP_FIELD || im->piece == PIECE_SKIP_VALUE) {
+    im->piece = PIECE_SKIP_VALUE;
     return 0;
-  if (im->nheaders == 0)
-    return 0; /* http_parser never sends a value first; be safe anyway */
+  }
   mprpc__http_header_t *h = &im->headers[im->nheaders - 1];
   if (im->piece != PIECE_VALUE) {
     if (end_piece(im))
@@ -178,7 +193,11 @@ static int split_url(mprpc__http_impl_t *im) {
 
 static int on_headers_complete(http_parser *p) {
   mprpc__http_impl_t *im = impl_of(p);
-  if (end_piece(im) || split_url(im))
+  if (end_piece(im))
+    return -1;
+  if (im->skipped_headers)
+    return fail(im->hc, MPRPC_ETOOBIG, 431, "more than %zu header fields", im->lim.max_headers);
+  if (split_url(im))
     return -1;
   /* Debian's libhttp_parser is built with HTTP_PARSER_STRICT=0 and lets
    * HTTP/0.9 and 2.x request lines through: the console speaks 1.0/1.1. */
@@ -293,6 +312,7 @@ static void reset_request(mprpc__http_impl_t *im) {
   im->phase = PHASE_HEAD;
   im->piece = PIECE_NONE;
   im->complete = 0;
+  im->skipped_headers = 0;
   im->head_wire = im->body_wire = 0;
   im->head_len = im->url_off = im->url_len = 0;
   im->nheaders = 0;
