@@ -372,6 +372,27 @@ static void test_http_body_limit_before_body(void **state) {
   assert_int_equal(drive(S(chunked_ok), 1, &sixteen, &log), 0);
   assert_non_null(strstr(mprpc__textbuf_cstr(&log), "body[16]"));
   mprpc__textbuf_free(&log);
+
+  /* framing counts too: 2 x max_body + max_head on the wire at most, at
+   * the same byte whatever the split */
+  mprpc__http_limits_t tiny = {.max_head = 64, .max_body = 16};
+  mprpc__textbuf_t wire = MPRPC__TEXTBUF_INIT;
+  mprpc__textbuf_puts(&wire, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+  for (int i = 0; i < 8; i++)
+    mprpc__textbuf_puts(&wire, "2\r\nxx\r\n");
+  mprpc__textbuf_puts(&wire, "0\r\n\r\n");
+  char *got = drive_all_splits(wire.data, wire.len, &tiny);
+  assert_non_null(strstr(got, "body[16]"));
+  free(got);
+  mprpc__textbuf_reset(&wire);
+  mprpc__textbuf_puts(&wire, "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+  for (int i = 0; i < 16; i++)
+    mprpc__textbuf_puts(&wire, "1;e\r\nx\r\n");
+  mprpc__textbuf_puts(&wire, "0\r\n\r\n");
+  got = drive_all_splits(wire.data, wire.len, &tiny);
+  assert_non_null(strstr(got, "ERR ETOOBIG 413 chunked body exceeds 96 bytes on the wire"));
+  free(got);
+  mprpc__textbuf_free(&wire);
   mprpc__textbuf_free(&req);
 }
 

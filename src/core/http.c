@@ -398,10 +398,14 @@ int mprpc__http_feed(mprpc__http_conn_t *hc, const uint8_t *p, size_t len, size_
   }
   size_t off = 0;
   while (off < len) { /* never len 0: http_parser reads that as EOF */
+    /* Hand the parser no more than the head (or body) may still use, so a
+     * limit is hit at the same byte whatever the split. */
     size_t n = len - off;
     int phase = im->phase;
-    if (phase == PHASE_HEAD && n > im->lim.max_head - im->head_wire)
-      n = im->lim.max_head - im->head_wire;
+    size_t room = phase == PHASE_HEAD ? im->lim.max_head - im->head_wire
+                                      : body_wire_limit(&im->lim) - im->body_wire;
+    if (n > room)
+      n = room;
     size_t got = http_parser_execute(&im->parser, &settings, (const char *)p + off, n);
     if (got > n)
       got = n;
@@ -430,7 +434,7 @@ int mprpc__http_feed(mprpc__http_conn_t *hc, const uint8_t *p, size_t len, size_
       fail(hc, MPRPC_ETOOBIG, 431, "request line and headers exceed %zu bytes", im->lim.max_head);
       return hc->err;
     }
-    if (im->phase == PHASE_BODY && im->body_wire > body_wire_limit(&im->lim)) {
+    if (im->phase == PHASE_BODY && im->body_wire >= body_wire_limit(&im->lim)) {
       fail(hc, MPRPC_ETOOBIG, 413, "chunked body exceeds %zu bytes on the wire",
            body_wire_limit(&im->lim));
       return hc->err;
