@@ -37,9 +37,10 @@ LTO := $(if $(shell $(CC) --version 2>/dev/null | grep -q 'Free Software Foundat
 OPT ?= -O2 $(LTO)
 CFLAGS_COMMON := $(CSTD) $(INCS) -g -fPIC -pthread -fvisibility=hidden
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-# The core's own dependencies, src/util's (jansson for the JSON module),
-# then the runtime's and the registry's.
-CORE_LIBS := -lprotobuf-c -lsnappy -lz -lpthread -lm
+# The core's own dependencies (http_parser for the console's HTTP layer),
+# src/util's (jansson for the JSON module), then the runtime's and the
+# registry's.
+CORE_LIBS := -lprotobuf-c -lsnappy -lz -lhttp_parser -lpthread -lm
 UTIL_LIBS := -ljansson
 LIBS := $(CORE_LIBS) $(UTIL_LIBS) -lev -lzookeeper_mt
 

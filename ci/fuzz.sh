@@ -59,7 +59,7 @@ CFLAGS=(-std=c11 -D_GNU_SOURCE -DTHREADED "${incs[@]}" -g -O1 -pthread
         -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
 # The core's and src/util's libraries only: harnesses never reach the
 # runtime or ZooKeeper.
-LIBS=(-lprotobuf-c -lsnappy -lz -ljansson -lpthread -lm)
+LIBS=(-lprotobuf-c -lsnappy -lz -lhttp_parser -ljansson -lpthread -lm)
 
 # Everything a harness may call: the core, src/util, the simulator and the
 # fake loop/transport/registry of tests/support (for connection harnesses),
