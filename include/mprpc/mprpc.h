@@ -20,6 +20,7 @@
 #include "mprpc/server.h"
 #include "mprpc/controller.h"
 #include "mprpc/channel.h"
+#include "mprpc/app.h"
 
 #define MPRPC_VERSION "0.1.0"
 
