@@ -138,6 +138,18 @@ static mprpc_channel_t *open_channel(const ProtobufCServiceDescriptor *sd, mprpc
   return ch;
 }
 
+/* A channel from the config's consumer keys, on the registry both channels
+ * share (each mprpc_channel_from_config would open its own). */
+static mprpc_channel_t *config_channel(mprpc_config_t *cfg, const ProtobufCServiceDescriptor *sd,
+                                       mprpc_registry_t reg) {
+  mprpc_channel_t *ch = NULL;
+  if (mprpc_channel_from_config_reg(cfg, sd, reg, &ch) != 0) {
+    fprintf(stderr, "user_consumer: %s\n", mprpc_config_error(cfg));
+    exit(1);
+  }
+  return ch;
+}
+
 /* Waits (bounded) until the registry has delivered at least one provider. */
 static int wait_endpoints(mprpc_channel_t *ch, int timeout_ms) {
   for (int waited = 0; waited < timeout_ms; waited += 20) {
@@ -384,11 +396,15 @@ int main(int argc, char **argv) {
     usage();
   mprpc_config_t *cfg = app_init(3, cfg_argv);
   mprpc_registry_t reg = app_registry("user_consumer", cfg);
-
-  mprpc_channel_t *user_ch =
-      open_channel(&fixbug__user_service_rpc__descriptor, reg, NULL, "Login,Register");
+  /* One list for both channels: each takes the entries of its service.
+   * Login and Register give the same answer when repeated, and so does
+   * GetFriendsList, so the channels may fail over when a provider dies. */
+  if (!mprpc_config_has(cfg, "idempotent_methods"))
+    mprpc_config_set(cfg, "idempotent_methods",
+                     "UserServiceRpc.Login, UserServiceRpc.Register, FriendServiceRpc.*");
+  mprpc_channel_t *user_ch = config_channel(cfg, &fixbug__user_service_rpc__descriptor, reg);
   mprpc_channel_t *friend_ch =
-      open_channel(&fixbug__friend__friend_service_rpc__descriptor, reg, NULL, "*");
+      config_channel(cfg, &fixbug__friend__friend_service_rpc__descriptor, reg);
   int rc = 0;
   if (wait_endpoints(user_ch, 10000) != 0 || wait_endpoints(friend_ch, 10000) != 0) {
     fprintf(stderr, "user_consumer: no provider found in the registry within 10 s\n");
@@ -400,7 +416,7 @@ int main(int argc, char **argv) {
   }
   mprpc_channel_destroy(user_ch);
   mprpc_channel_destroy(friend_ch);
-  mprpc_registry_close(reg);
+  mprpc_registry_close(reg); /* shared, so ours to close, after the channels */
   mprpc_config_free(cfg);
   mprpc_log_flush();
   return rc;

@@ -80,6 +80,10 @@ typedef struct mprpc_channel_opts {
   /* ... or a registry (vt != NULL; borrowed, must outlive the channel),
    * subscribed to the service's full name. */
   mprpc_registry_t registry;
+  /* The channel owns `registry`: mprpc_channel_destroy closes it once the
+   * channel has unsubscribed (mprpc_channel_from_config sets this). Not
+   * closed when mprpc_channel_new fails: the caller still owns it then. */
+  bool own_registry;
 
   int64_t timeout_ms;         /* whole call, every attempt; 0 = 1000; <0 none */
   int64_t connect_timeout_ms; /* 0 = 500 */
@@ -92,13 +96,24 @@ typedef struct mprpc_channel_opts {
   int64_t backup_request_ms;  /* 0 = no backup requests */
   /* Methods that may safely run twice (retried when the outcome of an
    * attempt is unknown; eligible for backup requests): a comma-separated
-   * list of method names, or "*" for all. Also mprpc_channel_set_idempotent. */
+   * list of method names, or "*" for all. An entry may be qualified,
+   * "Service.Method" or "Service.*", with the service's short name
+   * (UserServiceRpc) or full name (fixbug.UserServiceRpc); entries qualified
+   * with another service are ignored, so one list can serve the channels of
+   * several services. An unknown method of this service makes
+   * mprpc_channel_new fail with MPRPC_ENOTFOUND and an ERROR log line naming
+   * it (mprpc_channel_parse_idempotent). Also mprpc_channel_set_idempotent. */
   const char *idempotent_methods;
 
   const void *auth_data; /* sent in every request's meta; copied */
   size_t auth_len;
   int compress_type;     /* MPRPC_COMPRESS_{NONE,SNAPPY,GZIP,ZLIB}: of every request payload */
-  uint32_t max_body;     /* response size limit; 0 = frame default */
+  /* Frame body limit, both ways: a response over it closes the connection;
+   * a request over it fails at once with MPRPC_ETOOBIG (never sent, never
+   * retried; the text gives both sizes). Set it to the providers'
+   * max_body_size. 0 = MPRPC_FRAME_DEFAULT_MAX_BODY (64 MiB), the
+   * providers' default. */
+  uint32_t max_body;
 
   /* Outlier ejection (0 = defaults) */
   int eject_conn_failures;     /* consecutive connect failures: 1 */
@@ -122,7 +137,7 @@ void mprpc_channel_opts_init(mprpc_channel_opts_t *o);
 /* Reads consumer options from a config file's keys (docs/config.md):
  * timeout, connect_timeout, attempt_timeout, max_retry, retry_policy
  * (failover|failfast), lb (rr|random|hash|least), backup_request,
- * idempotent_methods, servers. Absent keys leave *o unchanged; strings
+ * compress, max_body_size (-> max_body), idempotent_methods, servers. Absent keys leave *o unchanged; strings
  * point into cfg, which must outlive mprpc_channel_new. Errors:
  * MPRPC_ECONFIG with the text in mprpc_config_error(cfg). Defined in
  * src/util/channel_config.c. */
@@ -159,11 +174,22 @@ ProtobufCService *mprpc_channel_service(mprpc_channel_t *ch);
  * call only. MPRPC_ENOTFOUND when the service has no such method. */
 int mprpc_channel_set_idempotent(mprpc_channel_t *ch, const char *method, bool idempotent);
 
+/* Parses an idempotent_methods list (syntax above) for service sd without
+ * a channel: marks[i] (sd->n_methods entries; may be NULL) is set true for
+ * each method the list names for sd. 0, or MPRPC_ENOTFOUND for a method sd
+ * does not have, with why (may be NULL) naming it and listing sd's methods:
+ * "idempotent_methods: fixbug.UserServiceRpc has no method 'Logn' (it has:
+ * Login, Register)". */
+int mprpc_channel_parse_idempotent(const ProtobufCServiceDescriptor *sd, const char *list,
+                                   bool *marks, char *why, size_t whylen);
+
 /* Asynchronous call of method `method_index` (index in sd->methods), from
  * any thread. input is serialized before returning. ctl may be NULL (see
  * controller.h). 0: done will run exactly once on the loop. An error
  * (MPRPC_EINVAL, MPRPC_ENOMEM, MPRPC_ESTATE when the loop is gone): done
- * never runs. */
+ * never runs; for MPRPC_EINVAL a given ctl's error text says why (e.g.
+ * "inv.ReserveRequest.item_id is required"; a stub call hands the same
+ * text to done). */
 int mprpc_channel_call(mprpc_channel_t *ch, unsigned method_index, const ProtobufCMessage *input,
                        mprpc_controller_t *ctl, ProtobufCClosure done, void *arg);
 

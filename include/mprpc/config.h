@@ -94,8 +94,25 @@ int mprpc_parse_duration_ms(const char *s, int64_t *out_ms);
 int mprpc_parse_size(const char *s, uint64_t *out);
 /* mprpc_parse_hostport (host:port, [v6]:port) is in mprpc/addr.h. */
 
-/* Logs a warning for every key no getter has asked for (typos); returns
- * how many there were. */
+/* Whether the library reads key (one table of every key, src/util/keys.c,
+ * listed in docs/config.md). */
+bool mprpc_config_key_known(const char *key);
+
+/* Logs one WARN line per key that the library does not know, that no
+ * getter has read and that is not in extra (a NULL-terminated list of the
+ * program's own keys; may be NULL), naming file and line and, when a known
+ * key is close, suggesting it:
+ *   friend.conf:3: unknown key 'zookeeprip' (did you mean zookeeperip?)
+ * Returns how many. mprpc_app_init calls it after loading (with the keys
+ * of mprpc_app_declare_keys). Each key is reported once per config, by this
+ * function or by mprpc_config_warn_unused. */
+size_t mprpc_config_warn_unknown(mprpc_config_t *cfg, const char *const *extra);
+
+/* At the end of a program's setup: logs one WARN line per key no getter
+ * has read; an unknown key gets the same line (and suggestion) as from
+ * mprpc_config_warn_unknown unless it was reported already, a key the
+ * library knows but this program did not read gets "key 'K' is not used by
+ * this program (ignored)". Returns how many keys were unread. */
 size_t mprpc_config_warn_unused(const mprpc_config_t *cfg);
 
 MPRPC_END_DECLS

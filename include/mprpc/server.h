@@ -90,8 +90,12 @@ typedef struct mprpc_server_opts {
   const mprpc_loop_t *loops;
   size_t nloops;
   /* Registry to publish to (vt NULL = none). Not owned: the caller closes it
-   * after mprpc_server_destroy. */
+   * after mprpc_server_destroy ... */
   mprpc_registry_t registry;
+  /* ... unless own_registry: then mprpc_server_destroy closes it last (as
+   * mprpc_server_from_config sets up). Not closed when mprpc_server_new
+   * fails: the caller still owns it then. */
+  bool own_registry;
   const char *advertise_host; /* host published; NULL = `host` (must then be
                                  a concrete address, not 0.0.0.0) */
   uint32_t weight;            /* 0 = MPRPC_DEFAULT_WEIGHT */

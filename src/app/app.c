@@ -15,6 +15,10 @@
 
 /* ---- logger keys and the command line ----------------------------------- */
 
+static const char *const *g_program_keys; /* mprpc_app_declare_keys */
+
+void mprpc_app_declare_keys(const char *const *keys) { g_program_keys = keys; }
+
 int mprpc_config_apply_log(mprpc_config_t *cfg) {
   static const char *const keys[] = {"log_level", "log_file", "log_max_bytes",
                                      "log_rotate_daily", "log_keep", "log_queue_bytes",
@@ -119,6 +123,8 @@ int mprpc_app_init(int argc, char **argv, mprpc_config_t **cfg_out) {
   rc = mprpc_config_load_file(cfg, path);
   if (rc == 0)
     rc = mprpc_config_apply_log(cfg);
+  if (rc == 0) /* after the log keys: the lines go where they configure */
+    mprpc_config_warn_unknown(cfg, g_program_keys);
   if (rc) {
     fprintf(stderr, "%s: error: %s\n", prog, mprpc_config_error(cfg));
     if (rc != MPRPC_ECONFIG)

@@ -131,6 +131,10 @@ struct mprpc__call {
   uint64_t tried[8];
   int ntried;
 
+  /* error_code of the answer being handled while mprpc__attempt_failed
+   * runs for it, 0 otherwise; becomes the controller's remote_code when
+   * that answer ends the call */
+  int32_t wire_code;
   /* outcome, handed over to the caller's thread for sync calls */
   int err;
   ProtobufCMessage *resp;
@@ -160,6 +164,7 @@ struct mprpc_channel {
   mprpc_loop_t loop;
   mprpc_transport_t tr;
   mprpc_registry_t reg;
+  bool own_reg; /* opts.own_registry: destroy closes reg after unsubscribing */
   uint64_t sub_id;
   bool subscribed;
   bool have_list; /* fixed list, or the registry delivered one */

@@ -266,15 +266,28 @@ static void handle_frame(mprpc__ep_t *ep, const mprpc_frame_t *f) {
   ep->ewma_ns = ep->ewma_ns ? ep->ewma_ns - ep->ewma_ns / 8 + lat / 8 : lat;
   node_sync(ep);
   if (f->meta.error_code != 0) {
-    if (mprpc_err_from_wire(f->meta.error_code) == MPRPC_ELOGOFF &&
+    int32_t wire = f->meta.error_code;
+    if (mprpc_err_from_wire(wire) == MPRPC_ELOGOFF &&
         (ep->logoff_off == 0 || a->end_off < ep->logoff_off))
       ep->logoff_off = a->end_off;
     char text[MPRPC__CTL_TEXT];
     int len = f->meta.error_text.len > 200 ? 200 : (int)f->meta.error_text.len;
-    snprintf(text, sizeof text, "%s: %.*s", ep->name, len,
-             f->meta.error_text.ptr ? (const char *)f->meta.error_text.ptr : "");
-    mprpc__attempt_answered(a, mprpc_err_from_wire(f->meta.error_code), text, NULL, NULL, 0,
-                            now);
+    const char *et = f->meta.error_text.ptr ? (const char *)f->meta.error_text.ptr : "";
+    int err;
+    if (mprpc_err_wire_is_app(wire)) {
+      /* The handler's own code: its text as it is, its code kept for
+       * mprpc_controller_remote_code (not read as an errno or brpc name). */
+      err = MPRPC_EAPP;
+      if (len)
+        snprintf(text, sizeof text, "%.*s", len, et);
+      else
+        snprintf(text, sizeof text, "application error %d", (int)wire);
+    } else {
+      err = mprpc_err_from_wire(wire);
+      snprintf(text, sizeof text, "%s: %.*s", ep->name, len, et);
+    }
+    a->call->wire_code = wire;
+    mprpc__attempt_answered(a, err, text, NULL, NULL, 0, now);
     return;
   }
   if (!mprpc__compress_known(f->meta.compress_type) || f->meta.content_type != 0) {

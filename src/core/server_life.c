@@ -390,9 +390,7 @@ static void abandon(mprpc_server_t *s) {
     s->zombie = true;
 }
 
-void mprpc_server_destroy(mprpc_server_t *s) {
-  if (!s)
-    return;
+static void server_destroy(mprpc_server_t *s) {
   int st = atomic_load(&s->state);
   if (st == SRV_RUNNING || st == SRV_STOPPING) {
     if (mprpc_loop_can_block(s->loops[0])) {
@@ -405,6 +403,16 @@ void mprpc_server_destroy(mprpc_server_t *s) {
   }
   stop_owned_loops(s);
   mprpc__srv_free_all(s);
+}
+
+/* opts.own_registry (mprpc_server_from_config): the registry is closed
+ * after everything else, once nothing of the server can use it. */
+void mprpc_server_destroy(mprpc_server_t *s) {
+  if (!s)
+    return;
+  mprpc_registry_t owned = s->o.own_registry ? s->o.registry : (mprpc_registry_t){0};
+  server_destroy(s);
+  mprpc_registry_close(owned);
 }
 
 void mprpc__srv_free_all(mprpc_server_t *s) {

@@ -12,6 +12,7 @@
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 #include "util/config_int.h"
+#include "util/keys.h"
 
 #define MAX_FILE_BYTES ((size_t)64 << 20)
 #define SHOW_MAX 80 /* longest value quoted in an error message */
@@ -22,6 +23,7 @@ typedef struct entry {
   char *file; /* NULL when set programmatically */
   int line;
   bool used;
+  bool reported; /* named by an unknown-key warning already */
 } entry_t;
 
 struct mprpc_config {
@@ -318,17 +320,65 @@ int mprpc_config_entry(const mprpc_config_t *cfg, size_t i, const char **key, co
   return 0;
 }
 
+/* " (did you mean K?)" when a known key is close, else "". */
+static const char *hint(const char *key, char *buf, size_t n) {
+  const char *s = mprpc__key_suggest(key);
+  if (s)
+    snprintf(buf, n, " (did you mean %s?)", s);
+  else
+    buf[0] = '\0';
+  return buf;
+}
+
+static bool in_list(const char *const *list, const char *key) {
+  for (; list && *list; list++)
+    if (strcmp(*list, key) == 0)
+      return true;
+  return false;
+}
+
+static void warn_key(entry_t *e, const char *what) {
+  char h[96];
+  e->reported = true;
+  if (e->file)
+    MPRPC_LOG_WARN("%s:%d: %s '%s'%s", e->file, e->line, what, e->key, hint(e->key, h, sizeof h));
+  else
+    MPRPC_LOG_WARN("%s '%s'%s", what, e->key, hint(e->key, h, sizeof h));
+}
+
+size_t mprpc_config_warn_unknown(mprpc_config_t *cfg, const char *const *extra) {
+  size_t k = 0;
+  for (size_t i = 0; cfg && i < cfg->n; i++) {
+    entry_t *e = &cfg->v[i];
+    if (e->reported || e->used || mprpc_config_key_known(e->key) || in_list(extra, e->key))
+      continue;
+    k++;
+    warn_key(e, "unknown key");
+  }
+  return k;
+}
+
 size_t mprpc_config_warn_unused(const mprpc_config_t *cfg) {
   size_t k = 0;
   for (size_t i = 0; cfg && i < cfg->n; i++) {
-    const entry_t *e = &cfg->v[i];
+    entry_t *e = &cfg->v[i];
     if (e->used)
       continue;
     k++;
-    if (e->file)
-      MPRPC_LOG_WARN("%s:%d: unknown key '%s' (ignored)", e->file, e->line, e->key);
-    else
-      MPRPC_LOG_WARN("unknown key '%s' (ignored)", e->key);
+    if (e->reported) /* an unknown key, named already */
+      continue;
+    /* A key of the library that this program never read (say, a channel
+     * key in a provider's file) is not a typo: said so, without a hint. */
+    if (mprpc_config_key_known(e->key)) {
+      e->reported = true;
+      if (e->file)
+        MPRPC_LOG_WARN("%s:%d: key '%s' is not used by this program (ignored)", e->file, e->line,
+                       e->key);
+      else
+        MPRPC_LOG_WARN("key '%s' is not used by this program (ignored)", e->key);
+    } else {
+      warn_key(e, "unknown key");
+    }
   }
   return k;
 }
@@ -597,4 +647,16 @@ void mprpc__config_errorf(mprpc_config_t *cfg, const char *fmt, ...) {
   va_start(ap, fmt);
   vsnprintf(cfg->err, sizeof cfg->err, fmt, ap);
   va_end(ap);
+}
+
+int mprpc__config_key_error(mprpc_config_t *cfg, const char *key, const char *text) {
+  entry_t *e = lookup(cfg, key);
+  char w[512];
+  set_err(cfg, "%skey '%s': %s", e ? where(e, w, sizeof w) : "", key, text);
+  return MPRPC_ECONFIG;
+}
+
+bool mprpc__config_used(const mprpc_config_t *cfg, const char *key) {
+  entry_t *e = cfg && key ? find(cfg, key) : NULL;
+  return e && e->used;
 }

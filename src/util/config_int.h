@@ -12,5 +12,10 @@
 int mprpc__config_bad_value(mprpc_config_t *cfg, const char *key, const char *expected);
 void mprpc__config_errorf(mprpc_config_t *cfg, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* Sets the error text to "FILE:LINE: key 'K': TEXT" (marking the key used)
+ * and returns MPRPC_ECONFIG. */
+int mprpc__config_key_error(mprpc_config_t *cfg, const char *key, const char *text);
+/* Whether a getter has read key (false when absent). */
+bool mprpc__config_used(const mprpc_config_t *cfg, const char *key);
 
 #endif

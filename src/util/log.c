@@ -42,7 +42,7 @@
 #define MIN_QUEUE_BYTES 256
 #define DEFAULT_KEEP 5
 
-volatile int mprpc__log_level = MPRPC_LOG_LEVEL_WARN;
+volatile int mprpc__log_level = MPRPC_LOG_LEVEL_INFO;
 
 enum { MODE_LAZY = 0, MODE_SYNC, MODE_ASYNC };
 

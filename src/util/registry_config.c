@@ -30,8 +30,11 @@ int mprpc_config_registry_uri(mprpc_config_t *cfg, char *out, size_t n) {
     len = snprintf(out, n, "%s", r);
   } else {
     const char *ip = take(cfg, "zookeeperip");
-    if (!ip)
+    if (!ip) {
+      mprpc__config_errorf(cfg, "no registry configured: looked for the keys 'registry' "
+                                "(a URI) and 'zookeeperip' (with 'zookeeperport')");
       return MPRPC_ENOTFOUND;
+    }
     mprpc_hostport_t hp;
     int rc = mprpc_addr_parse_host(ip, strlen(ip), &hp);
     if (rc)
@@ -42,10 +45,41 @@ int mprpc_config_registry_uri(mprpc_config_t *cfg, char *out, size_t n) {
     len = hp.family == 6 ? snprintf(out, n, "zk://[%s]:%d", hp.host, (int)port)
                          : snprintf(out, n, "zk://%s:%d", hp.host, (int)port);
   }
-  /* registry_cache=PATH becomes the zk registry's cache option. */
+  /* registry_cache=PATH and the zookeeper_* keys become zk:// options. */
+  bool zk = strncmp(out, "zk://", 5) == 0;
   const char *cache = take(cfg, "registry_cache");
-  if (len >= 0 && (size_t)len < n && cache && cache[0] && strncmp(out, "zk://", 5) == 0)
+  if (len >= 0 && (size_t)len < n && cache && cache[0] && zk)
     len += snprintf(out + len, n - (size_t)len, "%ccache=%s", strchr(out, '?') ? '&' : '?', cache);
+  bool wait;
+  int64_t ms;
+  int rc;
+  if (mprpc_config_has(cfg, "zookeeper_wait")) {
+    if ((rc = mprpc_config_get_bool(cfg, "zookeeper_wait", true, &wait)) != 0)
+      return rc;
+    if (zk && len >= 0 && (size_t)len < n)
+      len += snprintf(out + len, n - (size_t)len, "%cwait=%d", strchr(out, '?') ? '&' : '?',
+                      wait ? 1 : 0);
+  }
+  static const struct {
+    const char *key, *opt;
+    int64_t min, max;
+  } durations[] = {{"zookeeper_session_timeout", "session_timeout", 1000, 600000},
+                   {"zookeeper_connect_timeout", "connect_timeout", 0, 600000}};
+  for (size_t i = 0; i < sizeof durations / sizeof durations[0]; i++) {
+    if (!mprpc_config_has(cfg, durations[i].key))
+      continue;
+    if ((rc = mprpc_config_get_duration_ms(cfg, durations[i].key, 0, &ms)) != 0)
+      return rc;
+    if (ms < durations[i].min || ms > durations[i].max) {
+      char exp[96];
+      snprintf(exp, sizeof exp, "a duration from %lldms to %llds", (long long)durations[i].min,
+               (long long)durations[i].max / 1000);
+      return mprpc__config_bad_value(cfg, durations[i].key, exp);
+    }
+    if (zk && len >= 0 && (size_t)len < n)
+      len += snprintf(out + len, n - (size_t)len, "%c%s=%lld", strchr(out, '?') ? '&' : '?',
+                      durations[i].opt, (long long)ms);
+  }
   if (len < 0 || (size_t)len >= n) {
     mprpc__config_errorf(cfg, "registry URI longer than %zu bytes", n - 1);
     return MPRPC_ENAMETOOLONG;
