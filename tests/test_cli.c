@@ -209,7 +209,7 @@ static void test_cli_call_framework_errors_exit_1(void **state) {
   expect(r, 1, NULL, "error 1002 ENOMETHOD: service example.EchoService has no method Nope");
   /* an application error code from the handler */
   run_mprpc(r, NULL, "call", g_addr, "example.EchoService.Echo", "{\"message\":\"fail\"}", NULL);
-  expect(r, 1, NULL, "error 5000 UNKNOWN: ");
+  expect(r, 1, NULL, "error 5000 EAPP: ");
   assert_non_null(strstr(r->err, "asked to fail"));
   /* nothing listens there */
   run_mprpc(r, NULL, "call", "127.0.0.1:1", "example.EchoService.Echo", "{\"message\":\"x\"}", "--proto",
@@ -464,7 +464,7 @@ static void test_cli_press_lines(void **state) {
   /* every call fails: counted by code, exit 1 */
   run_mprpc(r, NULL, "press", g_addr, "example.EchoService.Echo", "{\"message\":\"fail\"}",
             "--duration", "1", NULL);
-  expect(r, 1, "press error code=5000 name=UNKNOWN count=", NULL);
+  expect(r, 1, "press error code=5000 name=EAPP count=", NULL);
   free(r);
 }
 

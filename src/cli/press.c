@@ -126,7 +126,7 @@ static void maybe_finish(press_t *p) {
 static void on_done(const ProtobufCMessage *resp, void *arg) {
   slot_t *s = arg;
   press_t *p = s->p;
-  int code = mprpc_controller_error_code(s->ctl);
+  int code = cli_call_code(s->ctl);
   p->inflight--;
   if (resp && code == 0) {
     p->ok++;
@@ -408,7 +408,7 @@ int cli_press(int argc, char **argv) {
              (unsigned long long)hist_pct(&p.total, 0.999), (unsigned long long)p.total.max);
       for (size_t i = 0; i < p.ncodes; i++)
         printf("press error code=%d name=%s count=%llu\n", mprpc_err_to_wire(p.codes[i]),
-               mprpc_err_name(p.codes[i]), (unsigned long long)p.code_count[i]);
+               cli_err_name(p.codes[i]), (unsigned long long)p.code_count[i]);
       if (histogram)
         for (unsigned i = 0; i < NBUCKETS; i++)
           if (p.total.b[i])
