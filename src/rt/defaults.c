@@ -84,13 +84,10 @@ int mprpc_server_new(const mprpc_server_opts_t *opts, mprpc_server_t **out) {
     o.nloops = n;
   }
   rc = mprpc_server_new_in(&o, (mprpc_loop_owner_t){.vt = &owned_ops, .ctx = own}, out);
-  free(loops); /* the server copied the array */
-  if (rc == 0)
-    return 0;
-  loops = NULL;
 fail:
-  free(loops);
-  owned_free(own);
+  free(loops); /* the server copied the array */
+  if (rc < 0)
+    owned_free(own); /* a server that failed to build did not take it */
   return rc;
 }
 
