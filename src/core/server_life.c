@@ -185,6 +185,31 @@ static void close_all_task(void *arg) {
   mprpc__srv_task_done(s);
 }
 
+/* Names the methods still running when the drain gives up, so the
+ * operator knows which handler did not finish: "inv.Stock.Reserve x2". */
+static void warn_drain_timeout(const mprpc_server_t *s, uint64_t left) {
+  char names[512];
+  size_t len = 0, listed = 0;
+  names[0] = '\0';
+  for (size_t i = 0; i < s->nmethods; i++) {
+    const srv_method_t *m = s->methods[i];
+    uint64_t n = mprpc__srv_method_inflight(s, m);
+    if (n == 0)
+      continue;
+    int w = snprintf(names + len, sizeof names - len, "%s%s.%s x%llu", listed ? ", " : "",
+                     m->service, m->name, (unsigned long long)n);
+    if (w < 0 || (size_t)w >= sizeof names - len) {
+      names[len] = '\0';
+      snprintf(names + len, sizeof names - len, "%s...", listed ? ", " : "");
+      break;
+    }
+    len += (size_t)w;
+    listed++;
+  }
+  MPRPC_LOG_WARN("server: drain timeout with %llu call(s) in flight (%s); closing anyway",
+                 (unsigned long long)left, names);
+}
+
 static void sd_tick(void *arg) {
   mprpc_server_t *s = arg;
   s->sd_timer = 0;
@@ -196,8 +221,7 @@ static void sd_tick(void *arg) {
       return;
     }
     if (left > 0)
-      MPRPC_LOG_WARN("server: drain timeout with %llu call(s) in flight; closing anyway",
-                     (unsigned long long)left);
+      warn_drain_timeout(s, left);
     s->sd_phase = SD_CLOSING;
     atomic_store(&s->closeall_pending, (int)s->nloops);
     for (size_t i = 1; i < s->nloops; i++)
