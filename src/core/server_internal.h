@@ -149,6 +149,7 @@ struct mprpc_server {
 
   ProtobufCService **services;
   size_t nservices;
+  ProtobufCService *builtin; /* made by reflection_factory at start; not registered */
   srv_method_t **methods; /* registration order; pointers stable */
   size_t nmethods;
   uint32_t *stab, *mtab; /* open addressing: index or UINT32_MAX */

@@ -24,6 +24,8 @@ static bool concrete_host(const char *h) {
 static void unregister_all(mprpc_server_t *s, size_t n) {
   const char *host = s->advertise_host ? s->advertise_host : s->host;
   for (size_t i = 0; i < n; i++) {
+    if (s->services[i] == s->builtin)
+      continue;
     int rc = mprpc_registry_unregister(s->o.registry, s->services[i]->descriptor->name, host,
                                        s->port);
     if (rc < 0)
@@ -36,6 +38,8 @@ static int register_all(mprpc_server_t *s) {
   const char *host = s->advertise_host ? s->advertise_host : s->host;
   uint64_t start_ms = mprpc_loop_wall(s->loops[0]) / MPRPC_NS_PER_MS;
   for (size_t i = 0; i < s->nservices; i++) {
+    if (s->services[i] == s->builtin)
+      continue;
     const ProtobufCServiceDescriptor *d = s->services[i]->descriptor;
     size_t len = 1;
     for (unsigned k = 0; k < d->n_methods; k++)
@@ -112,6 +116,27 @@ static void listener_close_task(void *arg) {
   mprpc__srv_task_done(s);
 }
 
+/* mprpc.Reflection over what was added, unless it is off, there is no
+ * factory (the simulator), or the program added its own. */
+static int add_reflection(mprpc_server_t *s) {
+  const mprpc_service_factory_t *f = &s->o.reflection_factory;
+  if (!s->o.reflection || !f->vt || s->builtin)
+    return 0;
+  for (size_t i = 0; i < s->nservices; i++)
+    if (strcmp(s->services[i]->descriptor->name, "mprpc.Reflection") == 0)
+      return 0;
+  ProtobufCService *svc = NULL;
+  int rc = f->vt->make(f->ctx, s->services, s->nservices, &svc);
+  if (rc == 0 && (rc = mprpc_server_add_service(s, svc)) < 0)
+    f->vt->destroy(f->ctx, svc);
+  if (rc < 0) {
+    MPRPC_LOG_ERROR("server: cannot serve mprpc.Reflection: %s", mprpc_strerror(rc));
+    return rc;
+  }
+  s->builtin = svc;
+  return 0;
+}
+
 int mprpc_server_start(mprpc_server_t *s) {
   int expect = SRV_NEW, rc;
   if (!s)
@@ -120,6 +145,10 @@ int mprpc_server_start(mprpc_server_t *s) {
     MPRPC_LOG_ERROR("server: listening on %s with a registry needs advertise_host", s->host);
     return MPRPC_ECONFIG;
   }
+  if (atomic_load(&s->state) != SRV_NEW)
+    return MPRPC_ESTATE;
+  if ((rc = add_reflection(s)) < 0)
+    return rc;
   if (!atomic_compare_exchange_strong(&s->state, &expect, SRV_RUNNING))
     return MPRPC_ESTATE;
   if (s->owner.vt) {
@@ -468,6 +497,8 @@ void mprpc__srv_free_all(mprpc_server_t *s) {
     free(s->methods[i]);
   }
   free(s->methods);
+  if (s->builtin)
+    s->o.reflection_factory.vt->destroy(s->o.reflection_factory.ctx, s->builtin);
   free(s->services);
   free(s->stab);
   free(s->mtab);
