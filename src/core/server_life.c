@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rpcz.h"
 #include "core/server_internal.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
@@ -445,6 +446,7 @@ void mprpc__srv_free_all(mprpc_server_t *s) {
   }
   free(s->methods);
   free(s->services);
+  mprpc__rpcz_free(s->rpcz);
   free(s->stab);
   free(s->mtab);
   free(s->sl);
