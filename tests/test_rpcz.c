@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -621,6 +622,79 @@ static void test_rpcz_refusals_are_recorded_and_off_means_none(void **st) {
   mprpc_server_destroy(s);
 }
 
+/* Calls completing on several loops at once while a reader snapshots: every
+ * span read is whole, and every call is there once. */
+#define NCALLERS 3
+#define PER_CALLER 200
+
+typedef struct caller {
+  pthread_t th;
+  mprpc_channel_t *ch;
+  int failed;
+} caller_t;
+
+static void *caller_main(void *arg) {
+  caller_t *c = arg;
+  mprpc_controller_t *ctl = mprpc_controller_new();
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = "plain";
+  for (int i = 0; i < PER_CALLER; i++) {
+    mprpc_controller_reset(ctl);
+    mprpc_controller_use_next(ctl);
+    example__echo_service__echo(mprpc_channel_service(c->ch), &req, ignore_done, NULL);
+    c->failed += mprpc_controller_failed(ctl);
+  }
+  mprpc_controller_free(ctl);
+  return NULL;
+}
+
+static int cmp_span(const void *a, const void *b) {
+  int64_t x = ((const mprpc_rpcz_span_t *)a)->span_id, y = ((const mprpc_rpcz_span_t *)b)->span_id;
+  return x < y ? -1 : x > y;
+}
+
+static void test_rpcz_concurrent_loops_record_whole_spans(void **st) {
+  (void)st;
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  o.host = "127.0.0.1";
+  o.threads = NCALLERS;
+  mprpc_server_t *s;
+  assert_int_equal(mprpc_server_new(&o, &s), 0);
+  assert_int_equal(mprpc_server_add_service(s, &a_svc.base), 0);
+  assert_int_equal(mprpc_server_start(s), 0);
+  caller_t cs[NCALLERS];
+  for (int i = 0; i < NCALLERS; i++) {
+    cs[i].ch = channel_to(s);
+    cs[i].failed = 0;
+    assert_int_equal(pthread_create(&cs[i].th, NULL, caller_main, &cs[i]), 0);
+  }
+  mprpc_rpcz_span_t *sp = calloc(MPRPC_RPCZ_SPANS, sizeof *sp);
+  size_t n = 0;
+  for (int round = 0; round < 200 && n < NCALLERS * PER_CALLER; round++) {
+    n = mprpc_server_rpcz_snapshot(s, sp, MPRPC_RPCZ_SPANS, 0);
+    for (size_t i = 0; i < n; i++) {
+      assert_string_equal(sp[i].method, "Echo");
+      assert_true(sp[i].span_id != 0 && sp[i].trace_id != 0);
+      assert_int_equal(sp[i].parent_span_id, 0);
+      assert_non_null(strstr(sp[i].peer, "127.0.0.1:"));
+    }
+    usleep(1000);
+  }
+  for (int i = 0; i < NCALLERS; i++) {
+    pthread_join(cs[i].th, NULL);
+    assert_int_equal(cs[i].failed, 0);
+    mprpc_channel_destroy(cs[i].ch);
+  }
+  n = mprpc_server_rpcz_snapshot(s, sp, MPRPC_RPCZ_SPANS, 0);
+  assert_int_equal(n, NCALLERS * PER_CALLER);
+  qsort(sp, n, sizeof *sp, cmp_span);
+  for (size_t i = 1; i < n; i++)
+    assert_true(sp[i].span_id != sp[i - 1].span_id);
+  free(sp);
+  mprpc_server_destroy(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rpcz_ring_wraps_at_1024),
@@ -632,6 +706,7 @@ int main(void) {
       cmocka_unit_test(test_rpcz_saved_context_on_another_thread),
       cmocka_unit_test(test_rpcz_brpc_client_ids_are_kept),
       cmocka_unit_test(test_rpcz_refusals_are_recorded_and_off_means_none),
+      cmocka_unit_test(test_rpcz_concurrent_loops_record_whole_spans),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
