@@ -11,11 +11,13 @@
 #define MASK (MPRPC_RPCZ_SPANS - 1)
 _Static_assert((MPRPC_RPCZ_SPANS & MASK) == 0, "the ring size is a power of two");
 
+/* Cache-line aligned: loops completing consecutive tickets write
+ * different lines. */
 typedef struct slot {
   /* 2t+1 while ticket t writes, 2t+2 once written; 0 never written */
   atomic_uint_fast64_t seq;
   mprpc_rpcz_span_t sp;
-} slot_t;
+} __attribute__((aligned(64))) slot_t;
 
 struct mprpc__rpcz {
   _Alignas(64) atomic_uint_fast64_t head; /* next ticket */
