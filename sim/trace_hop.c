@@ -229,6 +229,8 @@ static void a_b_done(const ProtobufCMessage *msg, void *arg) {
  * context to go on. */
 static void a_later(void *arg) {
   ajob_t *j = arg;
+  if (mprpc__sim_bug & MPRPC_SIM_BUG_LOST_TRACE) /* the bug: the context stays behind */
+    j->ctx = (mprpc_trace_ctx_t){0, 0};
   if (j->mode == M_LATER_CTL) {
     j->ctl = mprpc_controller_new();
     if (!j->ctl)
@@ -437,6 +439,8 @@ int mprpc__sim_trace_hop_run(const mprpc_sim_opts_t *o, mprpc_sim_result_t *res)
   if (!r)
     return MPRPC_ENOMEM;
   int rc = MPRPC_ENOMEM;
+  unsigned saved_bugs = mprpc__sim_bug;
+  mprpc__sim_bug = o->bugs;
   r->o = o;
   r->res = res;
   r->w = mprpc_sim_world_new(o->seed);
@@ -532,5 +536,6 @@ out:
   mprpc_log_set_clock(NULL, NULL);
   mprpc_sim_world_free(r->w);
   free(r);
+  mprpc__sim_bug = saved_bugs;
   return rc;
 }
