@@ -780,8 +780,9 @@ static int call_new(mprpc_channel_t *ch, unsigned midx, const ProtobufCMessage *
   c->id = __atomic_add_fetch(&ch->next_call_id, 1, __ATOMIC_RELAXED);
   /* The parent: the controller's explicit one, else this thread's context
    * (a handler's call, or a traced call's closure); none starts a trace. */
-  mprpc_trace_ctx_t parent = ctl->trace_id ? (mprpc_trace_ctx_t){ctl->trace_id, ctl->parent_span_id}
-                                           : mprpc_trace_current();
+  mprpc_trace_ctx_t parent = mprpc_trace_current();
+  if (ctl->trace_id)
+    parent = (mprpc_trace_ctx_t){ctl->trace_id, ctl->parent_span_id};
   c->trace_id = parent.trace_id;
   c->parent_span_id = parent.trace_id ? parent.span_id : 0;
   mprpc__controller_clear_outputs(ctl);
