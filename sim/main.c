@@ -34,6 +34,7 @@ static const struct {
     {"lost_watch", MPRPC_SIM_BUG_LOST_WATCH},
     {"no_heal", MPRPC_SIM_BUG_NO_HEAL},
     {"lying_logoff", MPRPC_SIM_BUG_LYING_LOGOFF},
+    {"lost_trace", MPRPC_SIM_BUG_LOST_TRACE},
 };
 
 /* What is running now, so that a crash (an ASan report, an abort) still

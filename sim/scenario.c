@@ -171,6 +171,8 @@ struct mprpc_sim_scenario {
   const char *name;
   const char *desc;
   void (*setup)(run_t *r);
+  /* A scenario with a topology of its own runs here instead (setup NULL). */
+  int (*run)(const mprpc_sim_opts_t *o, mprpc_sim_result_t *r);
 };
 
 /* ---- helpers ----------------------------------------------------------------------- */
@@ -1001,6 +1003,9 @@ static const mprpc_sim_scenario_t scenarios[] = {
     {"churn", "50 consumers x 10 providers under crashes, graceful restarts, resets and stalls",
      sc_churn},
     {"swarm", "the seed picks the topology, which faults are on and their rates", sc_swarm},
+    {"trace_hop", "consumers -> A -> B over a jittery, chunking network: every B span's parent is an "
+                  "A span of the same trace (handlers, closures, saved contexts, /rpcz rings)",
+     NULL, mprpc__sim_trace_hop_run},
 };
 
 #define NSCEN (sizeof scenarios / sizeof scenarios[0])
@@ -1187,6 +1192,8 @@ static uint64_t log_clock(void *ctx) { return MPRPC_SIM_EPOCH_NS + mprpc_sim_now
 
 int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
                   mprpc_sim_result_t *res) {
+  if (sc->run)
+    return sc->run(o, res);
   memset(res, 0, sizeof *res);
   run_t *r = calloc(1, sizeof *r);
   if (!r)

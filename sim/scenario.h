@@ -59,4 +59,8 @@ const char *mprpc_sim_scenario_desc(const mprpc_sim_scenario_t *sc);
 int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
                   mprpc_sim_result_t *r);
 
+/* Scenarios with their own topology (registered in scenario.c's table):
+ * trace_hop, in sim/trace_hop.c. */
+int mprpc__sim_trace_hop_run(const mprpc_sim_opts_t *o, mprpc_sim_result_t *r);
+
 #endif

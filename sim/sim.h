@@ -239,6 +239,7 @@ enum {
   MPRPC_SIM_BUG_NO_HEAL = 1u << 7,        /* partitions are never healed */
   MPRPC_SIM_BUG_LOST_CLOSURE = 1u << 8,   /* a call's closure never runs */
   MPRPC_SIM_BUG_LYING_LOGOFF = 1u << 9,   /* handler runs, then answers ELOGOFF */
+  MPRPC_SIM_BUG_LOST_TRACE = 1u << 10,    /* trace_hop: a saved context is not applied */
 };
 extern unsigned mprpc__sim_bug;
 

@@ -581,6 +581,11 @@ static void test_sim_catches_run_then_logoff(void **state) {
   expect_caught(&(bug_case_t){MPRPC_SIM_BUG_LYING_LOGOFF, "steady", 5});
 }
 
+static void test_sim_catches_lost_trace(void **state) {
+  (void)state;
+  expect_caught(&(bug_case_t){MPRPC_SIM_BUG_LOST_TRACE, "trace_hop", 3});
+}
+
 int main(void) {
   mprpc_log_set_level(MPRPC_LOG_LEVEL_OFF); /* faults make the stack chatty */
   const struct CMUnitTest tests[] = {
@@ -598,6 +603,7 @@ int main(void) {
       cmocka_unit_test(test_sim_scenario_steady_load_all_calls_succeed),
       cmocka_unit_test(test_sim_catches_double_closure),
       cmocka_unit_test(test_sim_catches_lost_closure),
+      cmocka_unit_test(test_sim_catches_lost_trace),
       cmocka_unit_test(test_sim_catches_wrong_response),
       cmocka_unit_test(test_sim_catches_missed_deadline),
       cmocka_unit_test(test_sim_catches_nonidempotent_retry),

@@ -3,7 +3,7 @@
  * channel (include/mprpc/channel.h).
  *
  * A controller carries per-call overrides in (timeout, request attachment,
- * log/trace ids, hash key for consistent hashing) and the outcome out
+ * log id, trace parent, hash key for consistent hashing) and the outcome out
  * (failed or not, MPRPC_E* code, error text, remote endpoint, attempts used,
  * latency, response attachment).
  *
@@ -31,6 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mprpc/trace.h"
+
 MPRPC_BEGIN_DECLS
 
 typedef struct mprpc_controller mprpc_controller_t;
@@ -53,6 +55,14 @@ void mprpc_controller_set_timeout_ms(mprpc_controller_t *c, int64_t ms);
 /* Raw bytes sent after the request message; copied. */
 int mprpc_controller_set_request_attachment(mprpc_controller_t *c, const void *p, size_t n);
 void mprpc_controller_set_log_id(mprpc_controller_t *c, int64_t log_id);
+/* Tracing (include/mprpc/trace.h). By default a call joins the thread's
+ * current context (mprpc_trace_current: inside a handler, the handler's
+ * call) or starts a new trace. set_trace makes this call a child of
+ * parent instead: typically a context saved with mprpc_server_call_trace()
+ * and used later or on another thread. parent.trace_id 0 clears it (back
+ * to the default). set_trace_id(c, t, s) is set_trace(c, {t, s}): s is the
+ * PARENT span; the call always gets a fresh span_id of its own. */
+void mprpc_controller_set_trace(mprpc_controller_t *c, mprpc_trace_ctx_t parent);
 void mprpc_controller_set_trace_id(mprpc_controller_t *c, int64_t trace_id, int64_t span_id);
 /* Key for the consistent-hashing balancer: calls with the same key go to
  * the same endpoint while it is available. Without a key, "hash" picks at
@@ -84,6 +94,12 @@ const char *mprpc_controller_error_text(const mprpc_controller_t *c);
 const char *mprpc_controller_remote(const mprpc_controller_t *c);
 /* Attempts sent (first try + retries + backup requests). */
 int mprpc_controller_attempts(const mprpc_controller_t *c);
+/* The ids this call travelled with (its trace, its own span, the parent
+ * span; 0 when the call never started). Look the trace up in a provider's
+ * /rpcz?trace_id=... */
+int64_t mprpc_controller_trace_id(const mprpc_controller_t *c);
+int64_t mprpc_controller_span_id(const mprpc_controller_t *c);
+int64_t mprpc_controller_parent_span_id(const mprpc_controller_t *c);
 /* From the call's start to its completion, microseconds. */
 uint64_t mprpc_controller_latency_us(const mprpc_controller_t *c);
 /* The response attachment; owned by the controller (valid until reset/free).

@@ -18,6 +18,7 @@
 #include "mprpc/log.h"
 #include "mprpc/config.h"
 #include "mprpc/server.h"
+#include "mprpc/trace.h"
 #include "mprpc/controller.h"
 #include "mprpc/channel.h"
 #include "mprpc/json.h"

@@ -35,6 +35,7 @@
 #include "mprpc/config.h"
 #include "mprpc/loop.h"
 #include "mprpc/registry.h"
+#include "mprpc/trace.h"
 #include "mprpc/transport.h"
 
 MPRPC_BEGIN_DECLS
@@ -140,6 +141,9 @@ typedef struct mprpc_server_opts {
    * the program added its own mprpc.Reflection. */
   bool reflection;
   mprpc_service_factory_t reflection_factory;
+  uint32_t rpcz_every;            /* /rpcz keeps one call in this many, per
+                                     loop [1: every call]; UINT32_MAX = none
+                                     (no ring is allocated) */
 } mprpc_server_opts_t;
 
 /* Fills defaults (all zero except drain_timeout_ms = 5000,
@@ -150,7 +154,7 @@ void mprpc_server_opts_init(mprpc_server_opts_t *o);
  * rpcserverip/rpcserverport (listen address, parsed into *listen, which
  * o->host then points into), threads, handler_threads, max_body_size, max_concurrency,
  * max_method_concurrency, idle_timeout, drain_timeout, logoff_grace, stats_period, slow_handler_warn_ms,
- * advertise_host, weight, version, reflection (on|off). Absent keys leave *o unchanged; string
+ * rpcz_every, advertise_host, weight, version, reflection (on|off). Absent keys leave *o unchanged; string
  * options point into cfg or *listen, which must outlive mprpc_server_new.
  * Errors: MPRPC_ECONFIG (text in mprpc_config_error(cfg)), MPRPC_ERANGE
  * (max_body_size 0 or over 4 GiB - 1). Defined in src/util/server_config.c. */
@@ -265,8 +269,15 @@ typedef struct mprpc_server_call_meta {
   const char *peer;       /* "host:port" of the client */
 } mprpc_server_call_meta_t;
 
-/* Pointers inside stay valid as long as the call. */
+/* Pointers inside stay valid as long as the call. The ids are as sent. */
 const mprpc_server_call_meta_t *mprpc_server_call_meta(const mprpc_server_call_t *c);
+/* The context calls made on behalf of this call should join: {trace_id,
+ * span_id} of the span the server serves it as (the request's ids, or
+ * fresh ones when the request carried no trace_id / span_id). A plain
+ * value: keep it past the closure, hand it to another thread, then pass it
+ * to mprpc_controller_set_trace or mprpc_trace_set_current there. Inside
+ * the handler itself mprpc_trace_current() already returns it. */
+mprpc_trace_ctx_t mprpc_server_call_trace(const mprpc_server_call_t *c);
 /* Request attachment (a copy owned by the call; len 0 when none). */
 const uint8_t *mprpc_server_call_attachment(const mprpc_server_call_t *c, size_t *len);
 /* Nanoseconds left before the client's deadline (arrival + timeout_ms);
@@ -329,6 +340,34 @@ int mprpc_server_method_stats(const mprpc_server_t *s, const char *service, cons
                               mprpc_method_stats_t *out);
 /* Logs one INFO line per method (what the periodic stats log prints). */
 void mprpc_server_log_stats(const mprpc_server_t *s);
+
+/* ---- rpcz: the last calls served (docs/console.md, "/rpcz") ------------- */
+
+/* Calls the ring keeps. */
+#define MPRPC_RPCZ_SPANS 1024
+
+/* One completed call, recorded on its loop when the response was handed to
+ * the connection (refusals after routing, e.g. ELIMIT, included; requests
+ * for unknown services or methods are not recorded). */
+typedef struct mprpc_rpcz_span {
+  uint64_t start_wall_ns;   /* arrival, wall clock, ns since the Unix epoch */
+  uint64_t latency_us;      /* arrival to response */
+  const char *service;      /* static for the server's life */
+  const char *method;
+  char peer[64];            /* "host:port" of the client */
+  int64_t trace_id, span_id, parent_span_id; /* as served (see
+                                                mprpc_server_call_trace) */
+  int32_t error_code;       /* as sent: positive wire code, 0 = success */
+  uint64_t request_bytes;   /* the request frame, header included */
+  uint64_t response_bytes;  /* the response frame, header included */
+} mprpc_rpcz_span_t;
+
+/* Copies up to max recorded spans into out, newest first, only those of
+ * trace trace_id when it is non-zero; returns how many. Any thread; calls
+ * completing meanwhile are either in or not, never torn. 0 when the
+ * server records none (rpcz_every = UINT32_MAX). */
+size_t mprpc_server_rpcz_snapshot(const mprpc_server_t *s, mprpc_rpcz_span_t *out, size_t max,
+                                  int64_t trace_id);
 
 MPRPC_END_DECLS
 #endif

@@ -16,6 +16,7 @@
 #include "core/channel_int.h"
 #include "core/compress.h"
 #include "core/msg_check.h"
+#include "core/trace.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 
@@ -185,6 +186,19 @@ ProtobufCMessage *mprpc__call_take_response(mprpc__call_t *c) {
   return m;
 }
 
+/* A closure continues the work of whoever made the call: a call made from
+ * a handler (it has a parent span) runs its closure in that handler's
+ * context, so the handler's next calls join the same trace. A root call's
+ * closure gets no context: a client's closed loop (the next call from the
+ * previous one's closure) starts a new trace per call, not one endless
+ * trace. Returns the context to restore. */
+static mprpc_trace_ctx_t closure_trace_enter(const mprpc__call_t *c) {
+  mprpc_trace_ctx_t t = {0, 0};
+  if (c->parent_span_id)
+    t = (mprpc_trace_ctx_t){c->trace_id, c->parent_span_id};
+  return mprpc_trace_set_current(t);
+}
+
 /* Runs the user's closure for an async call (on the loop) and frees. */
 static void deliver(mprpc__call_t *c) {
   mprpc_channel_t *ch = c->ch;
@@ -192,8 +206,10 @@ static void deliver(mprpc__call_t *c) {
   ctl->resp_call = c;
   ch->cb_depth++;
   mprpc_controller_t *prev = mprpc__controller_set_current(ctl);
+  mprpc_trace_ctx_t tprev = closure_trace_enter(c);
   if (c->done)
     c->done(c->resp, c->arg);
+  mprpc_trace_set_current(tprev);
   mprpc__controller_set_current(prev);
   ch->cb_depth--;
   if (ctl->resp_call == c)
@@ -214,8 +230,10 @@ static void deliver_sync(mprpc__call_t *c) {
   mprpc_controller_t *ctl = c->ctl;
   ctl->resp_call = c;
   mprpc_controller_t *prev = mprpc__controller_set_current(ctl);
+  mprpc_trace_ctx_t tprev = closure_trace_enter(c);
   if (c->done)
     c->done(c->resp, c->arg);
+  mprpc_trace_set_current(tprev);
   mprpc__controller_set_current(prev);
   if (ctl->resp_call == c)
     ctl->resp_call = NULL;
@@ -339,6 +357,9 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
             err ? (text && *text ? text : mprpc_strerror(err)) : "");
   ctl->attempts = c->nattempts;
   ctl->latency_us = (now > c->start_ns ? now - c->start_ns : 0) / MPRPC_NS_PER_US;
+  ctl->out_trace_id = c->trace_id;
+  ctl->out_span_id = c->span_id;
+  ctl->out_parent_span_id = c->parent_span_id;
   if (err == 0 && att_len) {
     ctl->resp_att = malloc(att_len);
     if (ctl->resp_att) {
@@ -616,8 +637,7 @@ static bool request_fits(const mprpc__call_t *c, char *text, size_t n) {
   m.method_name = (mprpc_bytes_t){(const uint8_t *)c->method->name, ch->minfo[c->midx].name_len};
   m.correlation_id = INT64_MAX;
   m.log_id = ctl->log_id ? INT64_MIN : 0; /* negative: the longest varint */
-  m.trace_id = ctl->trace_id ? INT64_MIN : 0;
-  m.span_id = ctl->span_id ? INT64_MIN : 0;
+  m.trace_id = m.span_id = m.parent_span_id = INT64_MIN;
   m.timeout_ms = INT32_MAX;
   m.auth_data = (mprpc_bytes_t){ch->auth, ch->auth_len};
   m.compress_type = c->compress_type;
@@ -639,6 +659,11 @@ static void start_call(mprpc__call_t *c) {
   uint64_t now = mprpc_loop_now(ch->loop);
   c->start_ns = now;
   MPRPC__STAT_INC(ch, calls);
+  /* One span per call, as brpc: retries and backups resend these ids. */
+  mprpc_rand_t r = mprpc_loop_rand(ch->loop);
+  if (!c->trace_id)
+    c->trace_id = mprpc__trace_new_id(r);
+  c->span_id = mprpc__trace_new_id(r);
   if (ch->destroying) {
     call_fail(c, MPRPC_ECANCELED, "channel destroyed", NULL);
     return;
@@ -753,6 +778,13 @@ static int call_new(mprpc_channel_t *ch, unsigned midx, const ProtobufCMessage *
   c->done = done;
   c->arg = arg;
   c->id = __atomic_add_fetch(&ch->next_call_id, 1, __ATOMIC_RELAXED);
+  /* The parent: the controller's explicit one, else this thread's context
+   * (a handler's call, or a traced call's closure); none starts a trace. */
+  mprpc_trace_ctx_t parent = mprpc_trace_current();
+  if (ctl->trace_id)
+    parent = (mprpc_trace_ctx_t){ctl->trace_id, ctl->parent_span_id};
+  c->trace_id = parent.trace_id;
+  c->parent_span_id = parent.trace_id ? parent.span_id : 0;
   mprpc__controller_clear_outputs(ctl);
   ctl->ch = ch;
   ctl->call_id = c->id;

@@ -135,6 +135,10 @@ struct mprpc__call {
    * runs for it, 0 otherwise; becomes the controller's remote_code when
    * that answer ends the call */
   int32_t wire_code;
+  /* The call's span (include/mprpc/trace.h): trace and parent taken on the
+   * invoking thread (call_new), span_id (and a fresh trace_id when there
+   * was none) drawn on the loop (start_call); every attempt sends them. */
+  int64_t trace_id, span_id, parent_span_id;
   /* outcome, handed over to the caller's thread for sync calls */
   int err;
   ProtobufCMessage *resp;

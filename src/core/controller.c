@@ -20,6 +20,7 @@ void mprpc__controller_clear_outputs(mprpc_controller_t *c) {
   c->remote[0] = '\0';
   c->attempts = 0;
   c->latency_us = 0;
+  c->out_trace_id = c->out_span_id = c->out_parent_span_id = 0;
   free(c->resp_att);
   c->resp_att = NULL;
   c->resp_att_len = 0;
@@ -74,9 +75,13 @@ int mprpc_controller_set_request_attachment(mprpc_controller_t *c, const void *p
 
 void mprpc_controller_set_log_id(mprpc_controller_t *c, int64_t log_id) { c->log_id = log_id; }
 
+void mprpc_controller_set_trace(mprpc_controller_t *c, mprpc_trace_ctx_t parent) {
+  c->trace_id = parent.trace_id;
+  c->parent_span_id = parent.trace_id ? parent.span_id : 0;
+}
+
 void mprpc_controller_set_trace_id(mprpc_controller_t *c, int64_t trace_id, int64_t span_id) {
-  c->trace_id = trace_id;
-  c->span_id = span_id;
+  mprpc_controller_set_trace(c, (mprpc_trace_ctx_t){trace_id, span_id});
 }
 
 void mprpc_controller_set_hash_key(mprpc_controller_t *c, uint64_t key) {
@@ -94,6 +99,11 @@ int mprpc_controller_remote_code(const mprpc_controller_t *c) { return c->remote
 const char *mprpc_controller_error_text(const mprpc_controller_t *c) { return c->error_text; }
 const char *mprpc_controller_remote(const mprpc_controller_t *c) { return c->remote; }
 int mprpc_controller_attempts(const mprpc_controller_t *c) { return c->attempts; }
+int64_t mprpc_controller_trace_id(const mprpc_controller_t *c) { return c->out_trace_id; }
+int64_t mprpc_controller_span_id(const mprpc_controller_t *c) { return c->out_span_id; }
+int64_t mprpc_controller_parent_span_id(const mprpc_controller_t *c) {
+  return c->out_parent_span_id;
+}
 uint64_t mprpc_controller_latency_us(const mprpc_controller_t *c) { return c->latency_us; }
 
 const void *mprpc_controller_response_attachment(const mprpc_controller_t *c, size_t *len) {

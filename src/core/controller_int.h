@@ -17,7 +17,8 @@ struct mprpc_controller {
   int64_t timeout_ms; /* 0 = channel default */
   uint8_t *req_att;
   size_t req_att_len;
-  int64_t log_id, trace_id, span_id;
+  int64_t log_id;
+  int64_t trace_id, parent_span_id; /* set_trace; trace_id 0 = none */
   bool has_hash_key;
   uint64_t hash_key;
   int req_compress; /* MPRPC_COMPRESS_* + 1; 0 = the channel's compress_type */
@@ -28,6 +29,7 @@ struct mprpc_controller {
   char remote[MPRPC__CTL_REMOTE];
   int attempts;
   uint64_t latency_us;
+  int64_t out_trace_id, out_span_id, out_parent_span_id; /* the call's ids */
   uint8_t *resp_att;
   size_t resp_att_len;
   /* During the closure: the call whose response take_response hands over.

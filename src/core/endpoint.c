@@ -142,11 +142,11 @@ static void attempt_write(mprpc__ep_t *ep, mprpc__attempt_t *a) {
   m.service_name = (mprpc_bytes_t){(const uint8_t *)ch->sd->name, ch->svc_name_len};
   m.method_name = (mprpc_bytes_t){(const uint8_t *)c->method->name, ch->minfo[c->midx].name_len};
   m.correlation_id = (int64_t)a->cid;
-  if (ctl) {
+  if (ctl)
     m.log_id = ctl->log_id;
-    m.trace_id = ctl->trace_id;
-    m.span_id = ctl->span_id;
-  }
+  m.trace_id = c->trace_id;
+  m.span_id = c->span_id;
+  m.parent_span_id = c->parent_span_id;
   /* One clock read per write: the request's remaining time and the RTT
    * sample's start (read before encoding; the difference is the encode). */
   uint64_t now = ch->start_now ? ch->start_now : mprpc_loop_now(ch->loop);

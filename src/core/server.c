@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rpcz.h"
 #include "core/server_internal.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
@@ -173,6 +174,8 @@ int mprpc_server_new_in(const mprpc_server_opts_t *opts, mprpc_loop_owner_t owne
     s->sl[i].idx = i;
     s->sl[i].loop = s->loops[i];
   }
+  if (opts->rpcz_every != UINT32_MAX && !(s->rpcz = mprpc__rpcz_new()))
+    goto fail;
   s->slow_ns = opts->slow_handler_warn_ms == UINT64_MAX ? UINT64_MAX
                : (opts->slow_handler_warn_ms ? opts->slow_handler_warn_ms : 100) * MPRPC_NS_PER_MS;
   s->owner = owner;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "core/compress.h"
+#include "core/rpcz.h"
 #include "core/server_internal.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
@@ -195,6 +196,16 @@ static void complete_now(mprpc_server_call_t *call) {
     atomic_fetch_sub(&s->inflight, 1);
   conn->inflight--;
   call->completed = true;
+  if (mprpc__srv_rpcz_want(s, conn->l)) {
+    mprpc_rpcz_span_t sp;
+    sp.trace_id = call->trace_id;
+    sp.span_id = call->span_id;
+    sp.parent_span_id = call->meta.parent_span_id;
+    sp.error_code = call->err_wire;
+    sp.request_bytes = call->req_bytes;
+    sp.response_bytes = call->encoded ? call->out.total : 0;
+    mprpc__srv_rpcz_put(conn, m, call->arrival_ns, now, &sp);
+  }
   if (call->encoded)
     mprpc__srv_write_frame(conn, &call->out, now);
   mprpc_frame_out_free(&call->out);
@@ -282,6 +293,36 @@ void mprpc__srv_call_destroy(mprpc_server_call_t *call) {
   free(call);
 }
 
+/* ---- rpcz ----------------------------------------------------------------- */
+
+bool mprpc__srv_rpcz_want(const mprpc_server_t *s, srv_loop_t *l) {
+  if (!s->rpcz)
+    return false;
+  uint32_t every = s->o.rpcz_every;
+  return every <= 1 || ++l->rpcz_tick % every == 0;
+}
+
+void mprpc__srv_rpcz_put(srv_conn_t *conn, const srv_method_t *m, uint64_t arrival, uint64_t now,
+                         mprpc_rpcz_span_t *sp) {
+  uint64_t lat = now > arrival ? now - arrival : 0;
+  sp->latency_us = lat / MPRPC_NS_PER_US;
+  uint64_t wall = mprpc_loop_wall(conn->l->loop);
+  sp->start_wall_ns = wall > lat ? wall - lat : 0;
+  sp->service = m->service;
+  sp->method = m->name;
+  size_t n = strnlen(conn->peer, sizeof sp->peer - 1);
+  memcpy(sp->peer, conn->peer, n);
+  sp->peer[n] = 0;
+  mprpc__rpcz_record(conn->s->rpcz, sp);
+}
+
+size_t mprpc_server_rpcz_snapshot(const mprpc_server_t *s, mprpc_rpcz_span_t *out, size_t max,
+                                  int64_t trace_id) {
+  if (!s || !out)
+    return 0;
+  return mprpc__rpcz_snapshot(s->rpcz, out, max, trace_id);
+}
+
 /* ---- call context API ------------------------------------------------------ */
 
 mprpc_server_call_t *mprpc_server_call_from(void *closure_data) {
@@ -291,6 +332,10 @@ mprpc_server_call_t *mprpc_server_call_from(void *closure_data) {
 
 const mprpc_server_call_meta_t *mprpc_server_call_meta(const mprpc_server_call_t *c) {
   return c ? &c->meta : NULL;
+}
+
+mprpc_trace_ctx_t mprpc_server_call_trace(const mprpc_server_call_t *c) {
+  return c ? (mprpc_trace_ctx_t){c->trace_id, c->span_id} : (mprpc_trace_ctx_t){0, 0};
 }
 
 const uint8_t *mprpc_server_call_attachment(const mprpc_server_call_t *c, size_t *len) {

@@ -10,6 +10,7 @@
 
 #include "core/compress.h"
 #include "core/server_internal.h"
+#include "core/trace.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 
@@ -39,7 +40,9 @@ static void run_on_pool(void *arg) {
   mprpc_server_call_t *call = arg;
   srv_method_t *m = call->m;
   mprpc_loop_t loop = call->conn->l->loop;
+  mprpc_trace_ctx_t tprev = mprpc_trace_set_current(mprpc_server_call_trace(call));
   m->svc->invoke(m->svc, m->index, call->input, mprpc__srv_closure, call);
+  mprpc_trace_set_current(tprev);
   if (mprpc__srv_post(call->s, loop, invoke_done_task, call) < 0)
     MPRPC_LOG_DEBUG("server: %s.%s returned after its loop stopped", m->service, m->name);
 }
@@ -193,6 +196,18 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
         .method = m->name,
         .peer = conn->peer,
     };
+    /* The span: the request's ids as sent (a brpc client's are kept), fresh
+     * ones from this loop's seam when it carried none. */
+    call->trace_id = mt->trace_id;
+    call->span_id = mt->span_id;
+    if (!call->trace_id || !call->span_id) {
+      mprpc_rand_t r = mprpc_loop_rand(conn->l->loop);
+      if (!call->trace_id)
+        call->trace_id = mprpc__trace_new_id(r);
+      if (!call->span_id)
+        call->span_id = mprpc__trace_new_id(r);
+    }
+    call->req_bytes = f->frame_len;
     call->compress_type = mt->compress_type; /* the response uses it too */
     if (mt->compress_type != MPRPC_COMPRESS_NONE) {
       const char *why;
@@ -243,7 +258,17 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
     } else {
       atomic_fetch_add(&s->st_unrouted, 1);
     }
-    mprpc__srv_send_error(conn, mt->correlation_id, err, text);
+    size_t sent = mprpc__srv_send_error(conn, mt->correlation_id, err, text);
+    if (m && mprpc__srv_rpcz_want(s, conn->l)) {
+      mprpc_rpcz_span_t sp;
+      sp.trace_id = mt->trace_id;
+      sp.span_id = mt->span_id;
+      sp.parent_span_id = mt->parent_span_id;
+      sp.error_code = mprpc_err_to_wire(err);
+      sp.request_bytes = f->frame_len;
+      sp.response_bytes = sent;
+      mprpc__srv_rpcz_put(conn, m, arrival, mprpc_loop_now(conn->l->loop), &sp);
+    }
     return;
   }
   call->next = conn->calls;
@@ -256,7 +281,10 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
     return; /* the invoke reference is released by invoke_done_task */
   srv_loop_t *l = conn->l;
   uint64_t started = l->handler_done_ns > arrival ? l->handler_done_ns : arrival;
+  /* Calls the handler makes join its span (include/mprpc/trace.h). */
+  mprpc_trace_ctx_t tprev = mprpc_trace_set_current(mprpc_server_call_trace(call));
   m->svc->invoke(m->svc, m->index, call->input, mprpc__srv_closure, call);
+  mprpc_trace_set_current(tprev);
   uint64_t done_at = mprpc_loop_now(l->loop);
   l->handler_done_ns = done_at;
   if (done_at > started && done_at - started > s->slow_ns)
@@ -264,7 +292,7 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
   mprpc__srv_call_release(call); /* the invoke reference */
 }
 
-void mprpc__srv_send_error(srv_conn_t *conn, int64_t cid, int err, const char *text) {
+size_t mprpc__srv_send_error(srv_conn_t *conn, int64_t cid, int err, const char *text) {
   mprpc_meta_t meta;
   memset(&meta, 0, sizeof meta);
   meta.has_response = true;
@@ -272,7 +300,11 @@ void mprpc__srv_send_error(srv_conn_t *conn, int64_t cid, int err, const char *t
   meta.error_text = mprpc_bytes_str(text);
   meta.correlation_id = cid;
   mprpc_frame_out_t out;
-  if (mprpc_frame_encode(&out, &meta, NULL, 0, NULL, 0) == 0)
+  size_t sent = 0;
+  if (mprpc_frame_encode(&out, &meta, NULL, 0, NULL, 0) == 0) {
+    sent = out.total;
     mprpc__srv_write_frame(conn, &out, mprpc_loop_now(conn->l->loop));
+  }
   mprpc_frame_out_free(&out);
+  return sent;
 }

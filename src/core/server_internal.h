@@ -77,6 +77,7 @@ struct srv_loop {
    * from the same read as a slow one starts its watch there, not at the
    * read, so it is not blamed for the other's time (no extra clock read). */
   uint64_t handler_done_ns;
+  uint32_t rpcz_tick; /* calls completed here, for rpcz_every sampling */
 };
 
 struct srv_conn {
@@ -119,6 +120,10 @@ struct mprpc_server_call {
   size_t heap_allocs;      /* unpack allocations that missed the arena */
   const uint8_t *att;
   size_t att_len;
+  /* the span this call is served as (mprpc_server_call_trace); the parent
+   * is meta.parent_span_id */
+  int64_t trace_id, span_id;
+  uint64_t req_bytes; /* the request frame, for /rpcz */
   /* response, filled by the handler / closure */
   int32_t err_wire; /* positive wire code, 0 = success */
   char *err_text;
@@ -177,6 +182,10 @@ struct mprpc_server {
   uint64_t slow_ns; /* slow_handler_warn_ms in ns */
   atomic_uint_fast64_t slow_last_log, slow_unlogged;
 
+  /* the last calls served (core/rpcz.h); NULL when rpcz_every is
+   * UINT32_MAX. Written by every loop, read by /rpcz and the snapshot. */
+  struct mprpc__rpcz *rpcz;
+
   /* server-wide stats */
   atomic_uint_fast64_t st_accepted, st_idle_closed, st_malformed, st_noservice, st_nomethod,
       st_unrouted, st_twice, st_dropped;
@@ -207,7 +216,8 @@ void mprpc__srv_flush(srv_conn_t *conn);
 
 /* server_dispatch.c: one request frame to its handler, or an error answer */
 void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arrival);
-void mprpc__srv_send_error(srv_conn_t *conn, int64_t cid, int err, const char *text);
+/* Returns the bytes of the error frame queued (0 if none could be built). */
+size_t mprpc__srv_send_error(srv_conn_t *conn, int64_t cid, int err, const char *text);
 
 /* server_call.c: call blocks, the unpack allocator, completion */
 mprpc_server_call_t *mprpc__srv_call_alloc(srv_loop_t *l, size_t tail);
@@ -217,6 +227,12 @@ void mprpc__srv_free(void *ad, void *p);
 void mprpc__srv_closure(const ProtobufCMessage *msg, void *closure_data);
 void mprpc__srv_call_release(mprpc_server_call_t *call);
 void mprpc__srv_call_destroy(mprpc_server_call_t *call);
+/* rpcz: whether the call completing now on loop l is sampled, then its
+ * record (sp's ids, code and byte counts filled by the caller; the rest
+ * here). now is l's clock. */
+bool mprpc__srv_rpcz_want(const mprpc_server_t *s, srv_loop_t *l);
+void mprpc__srv_rpcz_put(srv_conn_t *conn, const srv_method_t *m, uint64_t arrival, uint64_t now,
+                         mprpc_rpcz_span_t *sp);
 
 /* server_life.c: start, stop, destroy */
 void mprpc__srv_free_all(mprpc_server_t *s);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/rpcz.h"
 #include "core/server_internal.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
@@ -500,6 +501,7 @@ void mprpc__srv_free_all(mprpc_server_t *s) {
   if (s->builtin)
     s->o.reflection_factory.vt->destroy(s->o.reflection_factory.ctx, s->builtin);
   free(s->services);
+  mprpc__rpcz_free(s->rpcz);
   free(s->stab);
   free(s->mtab);
   free(s->sl);

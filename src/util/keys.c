@@ -22,6 +22,7 @@ static const mprpc__key_t k_keys[] = {
     {"drain_timeout", "server"},
     {"logoff_grace", "server"},
     {"stats_period", "server"},
+    {"rpcz_every", "server"},
     {"advertise_host", "server"},
     {"version", "server"},
     {"handler_threads", "server"},

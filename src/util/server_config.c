@@ -48,6 +48,7 @@ int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
   GET_MS("logoff_grace", logoff_grace_ms);
   GET_MS("stats_period", stats_log_period_ms);
   GET_MS("slow_handler_warn_ms", slow_handler_warn_ms);
+  GET_INT("rpcz_every", rpcz_every, 0, UINT32_MAX);
 #undef GET_INT
 #undef GET_MS
   uint64_t def_body = o->max_body ? o->max_body : MPRPC_FRAME_DEFAULT_MAX_BODY;
