@@ -36,6 +36,7 @@
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 #include "mprpc/server.h"
+#include "check.h"
 #include "sim.h"
 
 #define MS MPRPC_NS_PER_MS
@@ -51,13 +52,7 @@ typedef struct run run_t;
 typedef struct rec {
   run_t *run;
   uint32_t token;
-  uint16_t consumer;
-  uint8_t idem;
-  uint8_t done;
-  uint8_t exec_flagged;
-  uint32_t execs;
-  int err;
-  uint64_t start;
+  mprpc_check_call_t c; /* what the shared checker (sim/check.c) reads */
 } rec_t;
 
 typedef struct pend {
@@ -139,6 +134,7 @@ struct run {
   uint32_t ncalls;
   fault_t *faults;
   mprpc_sim_result_t *res;
+  mprpc_check_policy_t pol;
   int nviol_printed;
   bool tearing_down;
 };
@@ -192,6 +188,7 @@ static rec_t *rec_new(run_t *r) {
   rec_t *rec = &r->blocks[t / REC_BLOCK][t % REC_BLOCK];
   rec->run = r;
   rec->token = t;
+  rec->c.id = t;
   return rec;
 }
 
@@ -206,7 +203,8 @@ static bool parse_token(const char *m, uint32_t *t) {
   return true;
 }
 
-static int max_retry_effective(const run_t *r) { return r->p.max_retry < 0 ? 0 : r->p.max_retry; }
+/* The shared checker reports through this. */
+static void report(void *ud, const char *msg) { violate(ud, "%s", msg); }
 
 /* ---- provider side: the echo handler ------------------------------------------------------- */
 
@@ -262,14 +260,9 @@ static void sim_echo(Example__EchoService_Service *svc, const Example__EchoReque
   if (parse_token(in->message, &token)) {
     rec_t *rec = rec_get(r, token);
     if (rec) {
-      rec->execs++;
+      rec->c.execs++;
       mprpc_sim_note(r->w, "exec", token, (uint64_t)p->idx);
-      uint32_t limit = rec->idem ? 1u + (uint32_t)max_retry_effective(r) : 1u;
-      if (rec->execs > limit && !rec->exec_flagged) {
-        rec->exec_flagged = 1;
-        violate(r, "%s call %u executed %u times (limit %u)",
-                rec->idem ? "idempotent" : "non-idempotent", token, rec->execs, limit);
-      }
+      mprpc_check_exec(&r->pol, &rec->c, report, r);
     }
   }
   uint64_t work = 0;
@@ -425,26 +418,20 @@ static int providers_up(const run_t *r) {
 static void check_done(const ProtobufCMessage *msg, rec_t *rec) {
   run_t *r = rec->run;
   uint64_t t = now(r);
-  if (rec->done) {
-    violate(r, "call %u: closure ran a second time", rec->token);
-    return;
-  }
-  rec->done = 1;
-  r->cons[rec->consumer].inflight--;
   mprpc_controller_t *ctl = mprpc_controller_current();
   int err = ctl ? mprpc_controller_error_code(ctl) : 0;
+  const Example__EchoResponse *resp = (const Example__EchoResponse *)msg;
+  uint32_t got;
+  bool own = resp && parse_token(resp->message, &got) && got == rec->token;
+  if (!msg && !err)
+    err = MPRPC_EINTERNAL;
+  if (!mprpc_check_done(&r->pol, &rec->c, msg != NULL, own, resp ? resp->message : NULL, err, t,
+                        r->tearing_down, report, r))
+    return;
+  r->cons[rec->c.consumer].inflight--;
   if (msg) {
-    const Example__EchoResponse *resp = (const Example__EchoResponse *)msg;
-    uint32_t got;
-    if (!parse_token(resp->message, &got) || got != rec->token) {
-      violate(r, "call %u got the response of another request (\"%.20s\")", rec->token,
-              resp->message ? resp->message : "(null)");
-    }
     r->res->ok++;
   } else {
-    if (!err)
-      err = MPRPC_EINTERNAL;
-    rec->err = err;
     r->res->failed++;
     for (size_t i = 0; i < sizeof r->res->fails / sizeof r->res->fails[0]; i++) {
       if (r->res->fails[i].code == err || r->res->fails[i].count == 0) {
@@ -453,18 +440,7 @@ static void check_done(const ProtobufCMessage *msg, rec_t *rec) {
         break;
       }
     }
-    if (r->p.no_failures && !r->tearing_down)
-      violate(r, "call %u failed with %s in a run without faults", rec->token,
-              mprpc_err_name(err));
-    else if (rec->idem && t >= r->p.live_from_ns && rec->start >= r->p.live_from_ns &&
-             !r->tearing_down)
-      violate(r, "liveness: idempotent call %u failed with %s %.1f s after the faults healed",
-              rec->token, mprpc_err_name(err), (double)(rec->start - r->p.quiet_after_ns) / 1e9);
   }
-  uint64_t deadline = rec->start + (uint64_t)r->p.timeout_ms * MS;
-  if (r->p.timeout_ms > 0 && t > deadline + DEADLINE_SLACK_NS)
-    violate(r, "call %u completed %.3f s after its deadline (%s)", rec->token,
-            (double)(t - deadline) / 1e9, msg ? "ok" : mprpc_err_name(err));
   mprpc_sim_note(r->w, "call.done", rec->token, (uint64_t)(uint32_t)(-err));
 }
 
@@ -483,22 +459,22 @@ static void issue(cons_t *c) {
   rec_t *rec = rec_new(r);
   if (!rec)
     return;
-  rec->consumer = (uint16_t)c->idx;
-  rec->idem = !mprpc_sim_chance(r->w, r->p.nonidem_frac);
-  rec->start = now(r);
+  rec->c.consumer = (uint16_t)c->idx;
+  rec->c.idem = !mprpc_sim_chance(r->w, r->p.nonidem_frac);
+  rec->c.start_ns = now(r);
   r->res->calls++;
   char msg[24];
   snprintf(msg, sizeof msg, "c%u", rec->token);
   Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
   req.message = msg;
   c->inflight++;
-  mprpc_sim_note(r->w, "call", rec->token, (uint64_t)c->idx << 1 | rec->idem);
-  int rc = mprpc_channel_call(rec->idem ? c->ch_idem : c->ch_non, 0, &req.base, NULL, on_done,
+  mprpc_sim_note(r->w, "call", rec->token, (uint64_t)c->idx << 1 | rec->c.idem);
+  int rc = mprpc_channel_call(rec->c.idem ? c->ch_idem : c->ch_non, 0, &req.base, NULL, on_done,
                               rec);
   if (rc < 0) {
     c->inflight--;
-    rec->done = 1;
-    rec->err = rc;
+    rec->c.done = 1;
+    rec->c.err = rc;
     r->res->failed++;
   }
 }
@@ -927,8 +903,7 @@ static void run_for(run_t *r, uint64_t dur) { mprpc_sim_run_until(r->w, now(r) +
 static void check_convergence(run_t *r) {
   int up = providers_up(r);
   size_t reg = mprpc_sim_zk_count(r->zk, SERVICE);
-  if (reg != (size_t)up)
-    violate(r, "registry did not converge: %zu nodes for %d running providers", reg, up);
+  mprpc_check_registry(reg, up, report, r);
   for (int i = 0; i < r->p.consumers; i++) {
     cons_t *c = &r->cons[i];
     mprpc_channel_t *chs[2] = {c->ch_idem, c->ch_non};
@@ -937,36 +912,19 @@ static void check_convergence(run_t *r) {
       if (!chs[k])
         continue;
       mprpc_channel_stats(chs[k], &st);
-      if (st.unknown_ids)
-        violate(r, "consumer %d got %llu responses with correlation ids it never issued", i,
-                (unsigned long long)st.unknown_ids);
+      mprpc_check_unknown_ids(i, st.unknown_ids, report, r);
     }
   }
   for (int i = 0; i < r->p.consumers; i++) {
     cons_t *c = &r->cons[i];
     size_t n1 = c->ch_idem ? mprpc_channel_endpoint_count(c->ch_idem) : reg;
     size_t n2 = c->ch_non ? mprpc_channel_endpoint_count(c->ch_non) : reg;
-    if (n1 != (size_t)up || n2 != (size_t)up) {
-      violate(r, "consumer %d did not converge: channels know %zu/%zu endpoints, %d running", i,
-              n1, n2, up);
+    if (!mprpc_check_consumer_endpoints(i, n1, n2, up, report, r))
       break;
-    }
   }
 }
 
-static bool surely_not_run(int err) {
-  switch (err) {
-  case MPRPC_ECONNREFUSED:
-  case MPRPC_ETIMEDOUT: /* connect timeout (an RPC timeout is ERPCTIMEDOUT) */
-  case MPRPC_ENOENDPOINT:
-  case MPRPC_ELOGOFF:
-  case MPRPC_ELIMIT:
-  case MPRPC_EOVERCROWDED:
-    return true;
-  default:
-    return false;
-  }
-}
+static mprpc_check_call_t *call_at(void *ud, size_t i) { return &rec_get(ud, (uint32_t)i)->c; }
 
 static void teardown(run_t *r) {
   r->tearing_down = true;
@@ -1014,28 +972,7 @@ static void teardown(run_t *r) {
     r->cons[i].reg = (mprpc_registry_t){0};
   }
   run_for(r, 1 * SEC);
-  /* Exactly once: every accepted call has completed by now. */
-  uint64_t lost = 0;
-  uint32_t first = 0;
-  for (uint32_t t = 0; t < r->ncalls; t++) {
-    rec_t *rec = rec_get(r, t);
-    if (!rec->done && lost++ == 0)
-      first = t;
-  }
-  if (lost)
-    violate(r, "%llu calls never ran their closure (first: call %u)", (unsigned long long)lost,
-            first);
-  /* Truthful errors: a non-idempotent call is only retried after attempts
-   * that surely did not run, so when its final error also says "did not
-   * run", it must not have executed anywhere. */
-  for (uint32_t t = 0; t < r->ncalls; t++) {
-    rec_t *rec = rec_get(r, t);
-    if (!rec->idem && rec->execs > 0 && surely_not_run(rec->err)) {
-      violate(r, "non-idempotent call %u failed with %s (did not run) but executed %u times", t,
-              mprpc_err_name(rec->err), rec->execs);
-      break;
-    }
-  }
+  mprpc_check_final(&r->pol, call_at, r, r->ncalls, report, r);
 }
 
 static uint64_t log_clock(void *ctx) { return MPRPC_SIM_EPOCH_NS + mprpc_sim_now(ctx); }
@@ -1059,6 +996,14 @@ int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
   mprpc_log_set_clock(log_clock, r->w);
   sc->setup(r); /* may draw from the world PRNG (swarm) before anything else */
   apply_knobs(r);
+  r->pol = (mprpc_check_policy_t){
+      .max_retry = r->p.max_retry < 0 ? 0 : r->p.max_retry,
+      .timeout_ms = r->p.timeout_ms,
+      .deadline_slack_ns = DEADLINE_SLACK_NS,
+      .quiet_after_ns = r->p.quiet_after_ns,
+      .live_from_ns = r->p.live_from_ns,
+      .no_failures = r->p.no_failures,
+  };
   mprpc_sim_tracef(r->w, "scenario %s seed %llu: %d consumers, %d providers, %.0f s", sc->name,
                    (unsigned long long)o->seed, r->p.consumers, r->p.providers,
                    (double)r->p.duration_ns / 1e9);
