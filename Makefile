@@ -9,6 +9,8 @@
 #   tests/test_*.c                   -> one cmocka binary each (ASan+UBSan)
 #   tests/support/*.c                -> linked into every test
 #   tests/bench/*.c                  -> one program each, build/bin/<name>
+#   tests/chaos/chaos_*.c            -> one program each, build/bin/<name>, linked with
+#                                       tests/chaos/support/*.c and sim/ (make chaos)
 #   fuzz/fuzz_*.c                    -> harnesses (LLVMFuzzerTestOneInput)
 
 SHELL := /bin/bash
@@ -48,6 +50,8 @@ TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_SUPPORT := $(sort $(wildcard tests/support/*.c))
 BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+CHAOS_SRC := $(sort $(wildcard tests/chaos/chaos_*.c))
+CHAOS_SUPPORT := $(sort $(wildcard tests/chaos/support/*.c))
 
 ALL_GEN_H := $(LIB_GEN_H) $(EX_GEN_H)
 
@@ -63,6 +67,8 @@ TEST_BINS := $(patsubst tests/%.c,$(BUILD)/asan/tests/%,$(TEST_SRC))
 SUPPORT_OBJ := $(call obj,asan,$(TEST_SUPPORT))
 BENCH_PROGS := $(patsubst tests/bench/%.c,$(BUILD)/bin/%,$(BENCH_SRC))
 FUZZ_REPLAY := $(patsubst fuzz/%.c,$(BUILD)/asan/fuzz/%,$(FUZZ_SRC))
+CHAOS_PROGS := $(patsubst tests/chaos/%.c,$(BUILD)/bin/%,$(CHAOS_SRC))
+CHAOS_SUPPORT_OBJ := $(call obj,rel,$(CHAOS_SUPPORT))
 
 # Quiet by default: `make V=1` prints full commands.
 ifeq ($(V),1)
@@ -76,12 +82,12 @@ endif
 FLAGS_rel := $(CFLAGS_COMMON) $(OPT)
 FLAGS_asan := $(CFLAGS_COMMON) -O1 $(SAN)
 
-.PHONY: all lib test sim fuzz demo bench lint install clean deps check-deps tests-build sim-build
+.PHONY: all lib test sim fuzz demo bench chaos lint install clean deps check-deps tests-build sim-build
 .DEFAULT_GOAL := all
 .SECONDARY:
 .DELETE_ON_ERROR:
 
-all: check-deps lib $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BENCH_PROGS)
+all: check-deps lib $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BENCH_PROGS) $(CHAOS_PROGS)
 
 lib: $(BUILD)/libmprpc.a $(BUILD)/libmprpc.so
 
@@ -184,6 +190,14 @@ $(BUILD)/bin/%: $(BUILD)/rel/tests/bench/%.o $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.
 	$(call say,LD,$@)
 	$(Q)$(CC) -pthread -o $@ $^ $(LIBS)
 
+# Chaos programs: the stem is shorter than the bench rule's, so this one wins.
+# connect is exported so that it interposes libc's for the ZooKeeper client
+# too (tests/chaos/support/bindsrc.c).
+$(BUILD)/bin/chaos_%: $(BUILD)/rel/tests/chaos/chaos_%.o $(CHAOS_SUPPORT_OBJ) $(SIM_OBJ_rel) $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
+	@mkdir -p $(@D)
+	$(call say,LD,$@)
+	$(Q)$(CC) -pthread -Wl,--export-dynamic-symbol=connect -o $@ $^ $(LIBS)
+
 $(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
@@ -213,6 +227,13 @@ fuzz: check-deps
 
 demo: check-deps all
 	@if [ -f ci/demo.sh ]; then bash ci/demo.sh $(REGISTRY); else echo "make demo: not built yet"; fi
+
+# The real runtime under real network faults in a private network namespace
+# (docs/simulator.md, "Chaos runs"): CHAOS_SCENARIO=NAME CHAOS_SEED=N
+# CHAOS_QUICK=1 (the two-minute subset) CHAOS_OUT=DIR.
+chaos: check-deps $(CHAOS_PROGS) $(BUILD)/bin/mprpc-sim
+	@BUILD="$(BUILD)" CHAOS_SCENARIO="$(CHAOS_SCENARIO)" CHAOS_SEED="$(CHAOS_SEED)" \
+	  CHAOS_QUICK="$(CHAOS_QUICK)" CHAOS_OUT="$(CHAOS_OUT)" bash ci/chaos.sh
 
 bench: check-deps all
 	@if [ -f ci/bench.sh ]; then bash ci/bench.sh; else echo "make bench: not built yet"; fi
