@@ -26,4 +26,16 @@ void chaos_log(int fd, const char *fmt, ...) __attribute__((format(printf, 2, 3)
  * the process leave from that address, so that the harness's per-host
  * firewall and delay rules see who is talking (support/bindsrc.c). */
 
+/* Userspace delay/jitter for packets an iptables NFQUEUE rule hands over
+ * (support/netem.c). Hosts are the last octet of 127.0.0.x, below
+ * CHAOS_NETEM_HOSTS. start: 0 or -errno. */
+#define CHAOS_NETEM_HOSTS 32
+int chaos_netem_start(uint16_t queue, uint64_t seed);
+/* One direction, from -> to; 0/0 lifts it. Any thread. */
+void chaos_netem_set(int from, int to, uint32_t delay_ms, uint32_t jitter_ms);
+void chaos_netem_clear(void);
+void chaos_netem_stats(uint64_t *held, uint64_t *passed);
+/* Lets every held packet go and joins the thread. */
+void chaos_netem_stop(void);
+
 #endif
