@@ -37,7 +37,9 @@
 #include "mprpc/log.h"
 #include "mprpc/server.h"
 #include "check.h"
+#include "plan.h"
 #include "sim.h"
+#include "timeline.h"
 
 #define MS MPRPC_NS_PER_MS
 #define SEC MPRPC_NS_PER_S
@@ -119,7 +121,10 @@ typedef struct fault {
   int kind;
   int a, b;
   uint64_t d;
+  const mprpc_plan_fault_t *pf; /* F_PLAN, F_PLAN_END */
 } fault_t;
+
+#define PLAN_HOSTS 16
 
 struct run {
   const mprpc_sim_opts_t *o;
@@ -137,6 +142,10 @@ struct run {
   mprpc_check_policy_t pol;
   int nviol_printed;
   bool tearing_down;
+  uint64_t *first_exec_after_quiet; /* per provider */
+  /* Plan runs: how many active faults cut each direction / each host. */
+  uint8_t cut[PLAN_HOSTS][PLAN_HOSTS];
+  uint8_t zkcut[PLAN_HOSTS];
 };
 
 struct mprpc_sim_scenario {
@@ -257,6 +266,10 @@ static void sim_echo(Example__EchoService_Service *svc, const Example__EchoReque
   run_t *r = p->run;
   uint32_t token;
   r->res->executions++;
+  if (r->first_exec_after_quiet && r->p.quiet_after_ns && now(r) >= r->p.quiet_after_ns &&
+      now(r) < r->first_exec_after_quiet[p->idx])
+    r->first_exec_after_quiet[p->idx] = now(r);
+  mprpc_timeline_exec(r->o->timeline, now(r), p->idx);
   if (parse_token(in->message, &token)) {
     rec_t *rec = rec_get(r, token);
     if (rec) {
@@ -429,6 +442,7 @@ static void check_done(const ProtobufCMessage *msg, rec_t *rec) {
                         r->tearing_down, report, r))
     return;
   r->cons[rec->c.consumer].inflight--;
+  mprpc_timeline_call(r->o->timeline, t, msg != NULL, (t - rec->c.start_ns) / MPRPC_NS_PER_US);
   if (msg) {
     r->res->ok++;
   } else {
@@ -556,11 +570,14 @@ enum {
   F_ZK_HEAL,
   F_ZK_EXPIRE_ALL,
   F_QUIET,         /* heal everything, restart every provider */
+  F_PLAN,          /* a fault of a plan (mprpc_sim_run_plan): pf */
+  F_PLAN_END,      /* its end (links and registry cuts only) */
+  F_ZK_UP_PLAN,    /* the ensemble serves again after an election */
 };
 
 static void fault_fire(void *arg);
 
-static void fault_at(run_t *r, uint64_t t, int kind, int a, int b, uint64_t d) {
+static fault_t *fault_at(run_t *r, uint64_t t, int kind, int a, int b, uint64_t d) {
   if (t < now(r))
     t = now(r);
   fault_t *f = calloc(1, sizeof *f);
@@ -569,7 +586,17 @@ static void fault_at(run_t *r, uint64_t t, int kind, int a, int b, uint64_t d) {
   *f = (fault_t){.next = r->faults, .run = r, .kind = kind, .a = a, .b = b, .d = d};
   r->faults = f;
   mprpc_sim_at(r->w, t - now(r), MPRPC_SIM_EV_SCEN, (uint64_t)kind, fault_fire, f);
+  return f;
 }
+
+/* A fault span on the picture (mprpc-sim --svg); draws nothing random. */
+static void span(run_t *r, uint64_t d, int lane, const char *label) {
+  if (r->o->timeline)
+    mprpc_timeline_fault(r->o->timeline, now(r), now(r) + d, lane, label);
+}
+
+static void plan_fault(run_t *r, const mprpc_plan_fault_t *pf);
+static void plan_heal(run_t *r, const mprpc_plan_fault_t *pf);
 
 static prov_t *random_up_provider(run_t *r, int keep) {
   int up = providers_up(r);
@@ -597,6 +624,7 @@ static void fault_fire(void *arg) {
     prov_t *p = f->a >= 0 ? &r->provs[f->a] : random_up_provider(r, 1);
     if (!p)
       break;
+    span(r, f->d, p->idx, f->kind == F_CRASH ? "crash" : "graceful");
     if (f->kind == F_CRASH) {
       prov_crash(p);
       if (f->d && t + f->d < r->p.quiet_after_ns)
@@ -627,6 +655,7 @@ static void fault_fire(void *arg) {
       }
     }
     fault_at(r, t + f->d, F_HEAL_NET, 0, 0, 0);
+    span(r, f->d, -1, f->b == 0 ? "partition" : "one-way partition");
     break;
   }
   case F_HEAL_NET:
@@ -652,6 +681,7 @@ static void fault_fire(void *arg) {
       break;
     mprpc_sim_zk_set_down(r->zk, true);
     fault_at(r, t + f->d, F_ZK_UP, 0, 0, 0);
+    span(r, f->d, -1, "zookeeper down");
     break;
   case F_ZK_UP:
     mprpc_sim_zk_set_down(r->zk, false);
@@ -663,16 +693,31 @@ static void fault_fire(void *arg) {
     int h = f->a >= 0 ? f->a : (int)mprpc_sim_rand_range(r->w, 0, (uint64_t)nh - 1);
     mprpc_sim_zk_partition(r->zk, h, true);
     fault_at(r, t + f->d, F_ZK_HEAL, h, 0, 0);
+    span(r, f->d, -1, "zk cut");
     break;
   }
   case F_ZK_HEAL:
     mprpc_sim_zk_partition(r->zk, f->a, false);
     break;
   case F_ZK_EXPIRE_ALL:
-    if (in_window)
+    if (in_window) {
       mprpc_sim_zk_expire_all(r->zk);
+      span(r, 50 * MS, -1, "expire all");
+    }
+    break;
+  case F_PLAN:
+    if (in_window)
+      plan_fault(r, f->pf);
+    break;
+  case F_PLAN_END:
+    plan_heal(r, f->pf);
+    break;
+  case F_ZK_UP_PLAN:
+    mprpc_sim_zk_set_down(r->zk, false);
     break;
   case F_QUIET:
+    memset(r->cut, 0, sizeof r->cut);
+    memset(r->zkcut, 0, sizeof r->zkcut);
     mprpc_sim_net_heal_all(r->net);
     mprpc_sim_zk_heal_all(r->zk);
     mprpc_sim_zk_set_down(r->zk, false);
@@ -699,6 +744,160 @@ static void sprinkle(run_t *r, int kind, uint64_t from, uint64_t to, uint64_t ga
   for (uint64_t t = from + mprpc_sim_rand_range(r->w, 0, g); t < to;
        t += mprpc_sim_rand_range(r->w, g / 2, g + g / 2))
     fault_at(r, t, kind, -1, b, mprpc_sim_rand_range(r->w, dmin, dmax));
+}
+
+/* ---- fault plans (sim/plan.h): the chaos harness's scenarios on virtual hosts ---------------- */
+
+/* A ZooKeeper leader election, as measured on the real ensemble (3 nodes,
+ * tickTime 500 ms): every client of the ensemble waits this long. */
+#define PLAN_ELECTION_NS (1500 * MS)
+
+static void plan_cut(run_t *r, int from, int to, int delta) {
+  if (from >= PLAN_HOSTS || to >= PLAN_HOSTS)
+    return;
+  uint8_t *c = &r->cut[from][to];
+  if (delta > 0 && (*c)++ == 0)
+    mprpc_sim_net_partition(r->net, from, to, true);
+  else if (delta < 0 && *c && --(*c) == 0)
+    mprpc_sim_net_heal(r->net, from, to, true);
+}
+
+static void plan_zkcut(run_t *r, int host, int delta) {
+  if (host >= PLAN_HOSTS)
+    return;
+  uint8_t *c = &r->zkcut[host];
+  if (delta > 0 && (*c)++ == 0)
+    mprpc_sim_zk_partition(r->zk, host, true);
+  else if (delta < 0 && *c && --(*c) == 0)
+    mprpc_sim_zk_partition(r->zk, host, false);
+}
+
+/* Applies (delta 1) or lifts (delta -1) a plan fault that acts on links. */
+static void plan_links(run_t *r, const mprpc_plan_fault_t *pf, int delta) {
+  for (int c = 0; c < r->p.consumers; c++)
+    for (int p = 0; p < r->p.providers; p++) {
+      if (!(pf->cons_mask & (1u << c)) || !(pf->prov_mask & (1u << p)))
+        continue;
+      int ch = r->cons[c].host, ph = r->provs[p].host;
+      if (pf->kind == MPRPC_PLAN_PARTITION) {
+        plan_cut(r, ch, ph, delta);
+        plan_cut(r, ph, ch, delta);
+      } else if (pf->kind == MPRPC_PLAN_ONEWAY) {
+        if (pf->dir == 0)
+          plan_cut(r, ch, ph, delta);
+        else
+          plan_cut(r, ph, ch, delta);
+      } else if (pf->kind == MPRPC_PLAN_NETEM) {
+        uint64_t dl = delta > 0 ? pf->delay_ms * MS : 0, jt = delta > 0 ? pf->jitter_ms * MS : 0;
+        double loss = delta > 0 ? pf->loss_pm / 1000.0 : 0;
+        mprpc_sim_net_impair(r->net, ch, ph, dl, jt, loss);
+        mprpc_sim_net_impair(r->net, ph, ch, dl, jt, loss);
+      }
+    }
+  if (pf->kind == MPRPC_PLAN_ZK_CUT) {
+    for (int p = 0; p < r->p.providers; p++)
+      if (pf->prov_mask & (1u << p))
+        plan_zkcut(r, r->provs[p].host, delta);
+    for (int c = 0; c < r->p.consumers; c++)
+      if (pf->cons_mask & (1u << c))
+        plan_zkcut(r, r->cons[c].host, delta);
+  }
+}
+
+static prov_t *plan_provider(run_t *r, int a) {
+  if (a >= 0)
+    return a < r->p.providers && r->provs[a].up && !r->provs[a].stopping ? &r->provs[a] : NULL;
+  return random_up_provider(r, 1);
+}
+
+static void plan_fault(run_t *r, const mprpc_plan_fault_t *pf) {
+  uint64_t t = now(r), d = pf->dur_ms * MS;
+  char label[96];
+  mprpc_plan_describe(pf, label, sizeof label);
+  switch (pf->kind) {
+  case MPRPC_PLAN_PARTITION:
+  case MPRPC_PLAN_ONEWAY:
+  case MPRPC_PLAN_NETEM:
+  case MPRPC_PLAN_ZK_CUT:
+    plan_links(r, pf, 1);
+    fault_at(r, t + d, F_PLAN_END, 0, 0, 0)->pf = pf;
+    span(r, d, -1, label);
+    break;
+  case MPRPC_PLAN_CRASH: {
+    prov_t *p = plan_provider(r, pf->a);
+    if (!p)
+      break;
+    span(r, d, p->idx, "kill -9");
+    prov_crash(p);
+    if (t + d < r->p.quiet_after_ns)
+      mprpc_sim_at(r->w, d, MPRPC_SIM_EV_SCEN, (uint64_t)p->idx, prov_restart_ev, p);
+    break;
+  }
+  case MPRPC_PLAN_GRACEFUL: {
+    prov_t *p = plan_provider(r, pf->a);
+    if (!p)
+      break;
+    span(r, d, p->idx, "SIGTERM");
+    prov_graceful(p, d);
+    break;
+  }
+  case MPRPC_PLAN_STOP: {
+    /* A stopped process: its connections deliver nothing either way until
+     * SIGCONT, and it does not heartbeat (a stop past the session timeout
+     * expires its session). */
+    prov_t *p = plan_provider(r, pf->a);
+    if (!p)
+      break;
+    span(r, d, p->idx, "SIGSTOP");
+    for (int c = 0; c < r->p.consumers; c++) {
+      mprpc_sim_net_stall(r->net, r->cons[c].host, p->host, d);
+      mprpc_sim_net_stall(r->net, p->host, r->cons[c].host, d);
+    }
+    mprpc_sim_zk_partition(r->zk, p->host, true);
+    fault_t *e = fault_at(r, t + d, F_ZK_HEAL, p->host, 0, 0);
+    (void)e;
+    break;
+  }
+  case MPRPC_PLAN_ZK_KILL:
+    /* The ensemble survives (2 of 3); every client waits out the election. */
+    span(r, PLAN_ELECTION_NS, -1, label);
+    mprpc_sim_zk_set_down(r->zk, true);
+    fault_at(r, t + PLAN_ELECTION_NS, F_ZK_UP_PLAN, 0, 0, 0);
+    break;
+  case MPRPC_PLAN_CRASH_CONSUMER:
+  default:
+    /* Not modelled: the simulator's consumers do not crash. */
+    mprpc_sim_tracef(r->w, "plan fault %s not modelled", label);
+    break;
+  }
+}
+
+static void plan_heal(run_t *r, const mprpc_plan_fault_t *pf) { plan_links(r, pf, -1); }
+
+static void sc_plan(run_t *r) {
+  const mprpc_plan_t *pl = r->o->plan;
+  r->p.consumers = pl->consumers;
+  r->p.providers = pl->providers;
+  r->p.rate = pl->rate;
+  r->p.nonidem_frac = pl->nonidem_frac;
+  r->p.max_retry = pl->max_retry;
+  r->p.timeout_ms = pl->timeout_ms;
+  r->p.session_timeout_ns = pl->session_timeout_ms * MS;
+  r->p.start_ns = pl->start_ms * MS;
+  r->p.duration_ns = pl->duration_ms * MS;
+  r->p.quiet_after_ns = pl->quiet_ms * MS;
+  r->p.live_from_ns = pl->live_from_ms * MS;
+  for (size_t k = 0; k < pl->nfaults; k++)
+    fault_at(r, pl->faults[k].at_ms * MS, F_PLAN, 0, 0, 0)->pf = &pl->faults[k];
+}
+
+static const mprpc_sim_scenario_t plan_scenario = {"plan", "a fault plan (sim/plan.h)", sc_plan};
+
+int mprpc_sim_run_plan(const mprpc_plan_t *plan, const mprpc_sim_opts_t *o,
+                       mprpc_sim_result_t *r) {
+  mprpc_sim_opts_t po = *o;
+  po.plan = plan;
+  return mprpc_sim_run(&plan_scenario, &po, r);
 }
 
 /* ---- scenarios ------------------------------------------------------------------------------ */
@@ -1003,6 +1202,7 @@ int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
       .quiet_after_ns = r->p.quiet_after_ns,
       .live_from_ns = r->p.live_from_ns,
       .no_failures = r->p.no_failures,
+      .recovery_bound_ns = o->plan ? o->plan->recovery_bound_ms * MS : 0,
   };
   mprpc_sim_tracef(r->w, "scenario %s seed %llu: %d consumers, %d providers, %.0f s", sc->name,
                    (unsigned long long)o->seed, r->p.consumers, r->p.providers,
@@ -1016,8 +1216,11 @@ int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
   r->zk = mprpc_sim_zk_new(r->w, &zcfg);
   r->provs = calloc((size_t)r->p.providers, sizeof *r->provs);
   r->cons = calloc((size_t)r->p.consumers, sizeof *r->cons);
-  if (!r->net || !r->zk || !r->provs || !r->cons)
+  r->first_exec_after_quiet = calloc((size_t)r->p.providers, sizeof *r->first_exec_after_quiet);
+  if (!r->net || !r->zk || !r->provs || !r->cons || !r->first_exec_after_quiet)
     goto out;
+  for (int i = 0; i < r->p.providers; i++)
+    r->first_exec_after_quiet[i] = UINT64_MAX;
   r->tr = mprpc_sim_net_transport(r->net);
   for (int i = 0; i < r->p.providers; i++) {
     prov_t *p = &r->provs[i];
@@ -1053,6 +1256,19 @@ int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
   mprpc_sim_run_until(r->w, r->p.duration_ns);
   mprpc_sim_run_until(r->w, r->p.duration_ns + (uint64_t)r->p.timeout_ms * MS + 2 * SEC);
   check_convergence(r);
+  if (r->p.quiet_after_ns) {
+    /* Recovery: every running provider is called again after the heal. */
+    for (int i = 0; i < r->p.providers; i++) {
+      if (!r->provs[i].up)
+        continue;
+      uint64_t d = mprpc_check_recovery(&r->pol, i, r->p.quiet_after_ns,
+                                        r->first_exec_after_quiet[i], report, r);
+      if (d > res->recovery_ns)
+        res->recovery_ns = d;
+    }
+  }
+  if (o->timeline)
+    mprpc_timeline_marks(o->timeline, r->p.quiet_after_ns, r->p.live_from_ns);
   teardown(r);
   rc = 0;
 out:
@@ -1101,6 +1317,7 @@ out:
     free(r->blocks[b]);
   free(r->provs);
   free(r->cons);
+  free(r->first_exec_after_quiet);
   if (o->violations && res->violations > (uint64_t)r->nviol_printed)
     fprintf(o->violations, "  ... and %llu more violations with seed %llu\n",
             (unsigned long long)(res->violations - (uint64_t)r->nviol_printed),

@@ -100,6 +100,13 @@ void mprpc_timeline_fault(mprpc_timeline_t *tl, uint64_t from_ns, uint64_t to_ns
   snprintf(f->label, sizeof f->label, "%s", label ? label : "");
 }
 
+void mprpc_timeline_set_duration(mprpc_timeline_t *tl, uint64_t duration_ns) {
+  if (!tl || !duration_ns || duration_ns >= tl->duration)
+    return;
+  tl->duration = duration_ns;
+  tl->nb = (size_t)((duration_ns + BUCKET_NS - 1) / BUCKET_NS);
+}
+
 void mprpc_timeline_marks(mprpc_timeline_t *tl, uint64_t quiet_ns, uint64_t live_from_ns) {
   if (!tl)
     return;

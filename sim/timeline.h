@@ -28,6 +28,9 @@ void mprpc_timeline_exec(mprpc_timeline_t *tl, uint64_t t_ns, int provider);
  * label is copied (first 47 bytes). */
 void mprpc_timeline_fault(mprpc_timeline_t *tl, uint64_t from_ns, uint64_t to_ns, int lane,
                           const char *label);
+/* Shortens the picture to duration_ns (no longer than it was created):
+ * for runs whose length is known only afterwards. */
+void mprpc_timeline_set_duration(mprpc_timeline_t *tl, uint64_t duration_ns);
 /* Vertical marks: the heal (quiet) time and the start of the liveness window. */
 void mprpc_timeline_marks(mprpc_timeline_t *tl, uint64_t quiet_ns, uint64_t live_from_ns);
 
