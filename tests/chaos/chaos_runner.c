@@ -1221,13 +1221,34 @@ static int run_scenario(const char *name, uint64_t seed, result_t *res) {
     mprpc_timeline_fault(r->tl, r->spans[k].from * MS, r->spans[k].to * MS, r->spans[k].lane,
                          r->spans[k].label);
   mprpc_timeline_marks(r->tl, pl->quiet_ms * MS, pl->live_from_ms * MS);
-  char svg[PATH_MAX + 16], title[160];
+  char svg[PATH_MAX + 32], title[160];
   snprintf(svg, sizeof svg, "%s/timeline.svg", r->dir);
   snprintf(title, sizeof title, "chaos %s seed %" PRIu64 ": %d providers, %d consumers (real processes)",
            name, seed, pl->providers, pl->consumers);
   mprpc_timeline_write_svg(r->tl, svg, title);
 
   (void)t_end;
+  {
+    uint64_t held, passed;
+    chaos_netem_stats(&held, &passed);
+    note(r, "netem so far: %" PRIu64 " packets delayed, %" PRIu64 " passed at once", held, passed);
+  }
+  /* The same plan in the simulator, for the model-vs-reality table. */
+  {
+    mprpc_timeline_t *stl = mprpc_timeline_new(end_ms * MS + 10000 * MS, pl->providers);
+    mprpc_sim_opts_t so = {.seed = seed, .max_retry = -1, .timeline = stl};
+    if (mprpc_sim_run_plan(pl, &so, &res->sim) == 0) {
+      res->have_sim = true;
+      res->sim_recovery_ms =
+          res->sim.recovery_ns == UINT64_MAX ? UINT64_MAX : res->sim.recovery_ns / MS;
+      snprintf(svg, sizeof svg, "%s/timeline-sim.svg", r->dir);
+      snprintf(title, sizeof title, "mprpc-sim --plan %s --seed %" PRIu64 "%s (simulated)", name,
+               seed, G.quick ? " --quick" : "");
+      mprpc_timeline_set_duration(stl, end_ms * MS);
+      mprpc_timeline_write_svg(stl, svg, title);
+    }
+    mprpc_timeline_free(stl);
+  }
   printf("CHAOS scenario=%s seed=%" PRIu64 " calls=%" PRIu64 " ok=%" PRIu64 " failed=%" PRIu64
          " violations=%" PRIu64 " recovery_ms=%" PRIu64 "\n",
          name, seed, res->calls, res->ok, res->failed, res->viol,
@@ -1236,6 +1257,10 @@ static int run_scenario(const char *name, uint64_t seed, result_t *res) {
     printf("  violation: %s\n", r->viol[k]);
   if (r->nviol > MAX_VIOL)
     printf("  ... and %" PRIu64 " more\n", r->nviol - MAX_VIOL);
+  if (res->have_sim && res->sim.violations)
+    printf("  simulator twin: %" PRIu64 " violations (%s); replay: build/bin/mprpc-sim --plan %s "
+           "--seed %" PRIu64 "%s\n",
+           res->sim.violations, res->sim.first_violation, name, seed, G.quick ? " --quick" : "");
   if (r->nviol)
     printf("  rerun: make chaos CHAOS_SCENARIO=%s CHAOS_SEED=%" PRIu64 "%s   (logs: %s)\n", name,
            seed, G.quick ? " CHAOS_QUICK=1" : "", r->dir);
@@ -1248,6 +1273,40 @@ static int run_scenario(const char *name, uint64_t seed, result_t *res) {
 }
 
 /* ---- main ------------------------------------------------------------------------------------------- */
+
+/* Failure share in percent of the calls that ended. */
+static double fail_pct(uint64_t ok, uint64_t failed) {
+  return ok + failed ? 100.0 * (double)failed / (double)(ok + failed) : 0;
+}
+
+/* Bands (docs/simulator.md): failure shares agree within 2 points or a
+ * factor 1.5, recovery within 1 s or a factor 1.5. */
+static bool within(double a, double b, double abs_band) {
+  double d = a > b ? a - b : b - a, hi = a > b ? a : b;
+  return d <= abs_band || d <= hi / 3;
+}
+
+static void print_table(const result_t *res, size_t n) {
+  printf("\nmodel vs reality (same plan, same seed; real = this run, sim = mprpc-sim --plan):\n");
+  printf("%-24s %8s %8s %9s %9s %12s %12s  %s\n", "scenario", "calls", "sim", "fail%", "sim%",
+         "recovery_ms", "sim_rec_ms", "verdict");
+  for (size_t i = 0; i < n; i++) {
+    const result_t *r = &res[i];
+    if (!r->have_sim)
+      continue;
+    double fr = fail_pct(r->ok, r->failed), fs = fail_pct(r->sim.ok, r->sim.failed);
+    double rr = (double)r->recovery_ms, rs = r->sim_recovery_ms == UINT64_MAX ? 1e9 : (double)r->sim_recovery_ms;
+    bool ok_fail = within(fr, fs, 2.0), ok_rec = within(rr, rs, 1000.0);
+    printf("%-24s %8" PRIu64 " %8" PRIu64 " %9.2f %9.2f %12" PRIu64 " %12.0f  %s\n", r->name,
+           r->calls, r->sim.calls, fr, fs, r->recovery_ms, rs,
+           ok_fail && ok_rec ? "within band" : !ok_fail && !ok_rec ? "DIFFERS (failures, recovery)"
+                                             : !ok_fail ? "DIFFERS (failures)" : "DIFFERS (recovery)");
+    printf("MODEL scenario=%s seed=%" PRIu64 " real_fail_pct=%.2f sim_fail_pct=%.2f "
+           "real_recovery_ms=%" PRIu64 " sim_recovery_ms=%.0f within_band=%d\n",
+           r->name, r->seed, fr, fs, r->recovery_ms, rs, ok_fail && ok_rec);
+  }
+  fflush(stdout);
+}
 
 static void on_signal(int sig) {
   (void)sig;
@@ -1335,6 +1394,7 @@ int main(int argc, char **argv) {
                     "(use make chaos / ci/chaos.sh)\n");
     return 2;
   }
+  mprpc_log_set_level(MPRPC_LOG_LEVEL_OFF); /* the simulator twin runs in this process */
   signal(SIGINT, on_signal);
   signal(SIGTERM, on_signal);
   signal(SIGHUP, on_signal);
@@ -1379,6 +1439,8 @@ int main(int argc, char **argv) {
   for (int i = 0; i < ZK_N; i++)
     proc_stop(NULL, &G.zk[i], SIGTERM, 3000);
   chaos_netem_stop();
+  if (res && ndone)
+    print_table(res, ndone);
   free(res);
   if (G.interrupted) {
     fprintf(stderr, "chaos_runner: interrupted\n");
