@@ -264,6 +264,15 @@ int main(int argc, char **argv) {
       viol += res.violations;
       if (res.recovery_ns > rec_max)
         rec_max = res.recovery_ns;
+      if (verbose) {
+        printf("  seed=%" PRIu64 " calls=%" PRIu64 " ok=%" PRIu64 " failed=%" PRIu64
+               " violations=%" PRIu64 " recovery_ms=%" PRIu64 " hash=%016" PRIx64 "\n",
+               o.seed, res.calls, res.ok, res.failed, res.violations,
+               res.recovery_ns == UINT64_MAX ? (uint64_t)0 : (uint64_t)(res.recovery_ns / MPRPC_NS_PER_MS),
+               res.hash);
+        for (size_t f = 0; f < sizeof res.fails / sizeof res.fails[0] && res.fails[f].count; f++)
+          printf("    failed %s %" PRIu64 "\n", mprpc_err_name(res.fails[f].code), res.fails[f].count);
+      }
       if (res.violations)
         printf("  replay: %s --plan %s --seed %" PRIu64 "%s\n", argv[0], plan_name, seed + k,
                quick ? " --quick" : "");

@@ -1210,7 +1210,8 @@ int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
   mprpc_sim_net_config_t ncfg = {.chunk_max = r->p.chunk, .chunk_fixed = r->p.chunk_fixed,
                                  .lat_min_ns = 100 * MPRPC_NS_PER_US,
                                  .lat_max_ns = r->p.lat_max_ns ? r->p.lat_max_ns : 2 * MS,
-                                 .lat_tail_p = 0.01, .lat_tail_ns = 20 * MS};
+                                 .lat_tail_p = 0.01, .lat_tail_ns = 20 * MS,
+                                 .rto_backoff = o->plan != NULL};
   r->net = mprpc_sim_net_new(r->w, &ncfg);
   mprpc_sim_zk_config_t zcfg = {.session_timeout_ns = r->p.session_timeout_ns};
   r->zk = mprpc_sim_zk_new(r->w, &zcfg);

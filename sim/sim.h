@@ -134,6 +134,10 @@ typedef struct mprpc_sim_net_config {
   bool chunk_fixed;      /* with chunk_max: always exactly chunk_max bytes */
   uint64_t ns_per_byte;  /* serialisation cost; default 1 (1 GB/s) */
   uint64_t rto_ns;       /* retransmit interval while partitioned; 200 ms */
+  bool rto_backoff;      /* the interval doubles per retransmission of a
+                            direction (as TCP's RTO, capped at 120 s) and
+                            resets when it gets through; off: constant.
+                            On in plan runs (docs/simulator.md) */
 } mprpc_sim_net_config_t;
 
 typedef struct mprpc_sim_net_stats {
