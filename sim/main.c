@@ -40,6 +40,20 @@ static const struct {
 
 /* What is running now, so that a crash (an ASan report, an abort) still
  * names the seed to replay. */
+/* The timeline's SVG text into path; the library renders, the command writes. */
+static void write_svg(const mprpc_timeline_t *tl, const char *path, const char *title) {
+  char *svg = NULL;
+  size_t len = 0;
+  FILE *f = NULL;
+  if (mprpc_timeline_svg(tl, title, &svg, &len) < 0 || !(f = fopen(path, "w")) ||
+      fwrite(svg, 1, len, f) != len) {
+    fprintf(stderr, "mprpc-sim: cannot write %s\n", path);
+  }
+  if (f && fclose(f) != 0)
+    fprintf(stderr, "mprpc-sim: cannot write %s\n", path);
+  free(svg);
+}
+
 static char current_run[512];
 static size_t current_len;
 
@@ -281,8 +295,7 @@ int main(int argc, char **argv) {
         char title[160];
         snprintf(title, sizeof title, "mprpc-sim --plan %s --seed %" PRIu64 ": %d providers, %d consumers (simulated)",
                  plan_name, seed + k, pl.providers, pl.consumers);
-        if (mprpc_timeline_write_svg(tl, svg, title) < 0)
-          fprintf(stderr, "mprpc-sim: cannot write %s\n", svg);
+        write_svg(tl, svg, title);
       }
     }
     printf("SIM scenario=plan:%s seeds=%" PRIu64 " calls=%" PRIu64 " ok=%" PRIu64 " failed=%" PRIu64
@@ -374,8 +387,7 @@ int main(int argc, char **argv) {
         char title[160];
         snprintf(title, sizeof title, "mprpc-sim --scenario %s --seed %" PRIu64 " (simulated)", name,
                  o.seed);
-        if (mprpc_timeline_write_svg(tl, svg, title) < 0)
-          fprintf(stderr, "mprpc-sim: cannot write %s\n", svg);
+        write_svg(tl, svg, title);
       }
     }
     current_len = 0;

@@ -4,10 +4,12 @@
  */
 #include "timeline.h"
 
-#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "core/textbuf.h"
+#include "mprpc/errors.h"
 
 #define BUCKET_NS 100000000ull /* 100 ms */
 #define MAX_LANES 16
@@ -130,23 +132,13 @@ static uint64_t p99_us(const bucket_t *b) {
   return 1ull << (LAT_BINS - 1);
 }
 
-static void esc(FILE *f, const char *s) {
-  for (; *s; s++) {
-    if (*s == '<')
-      fputs("&lt;", f);
-    else if (*s == '>')
-      fputs("&gt;", f);
-    else if (*s == '&')
-      fputs("&amp;", f);
-    else
-      fputc(*s, f);
-  }
+static void esc(mprpc__textbuf_t *f, const char *s) {
+  mprpc__textbuf_html(f, s, strlen(s));
 }
 
-int mprpc_timeline_write_svg(const mprpc_timeline_t *tl, const char *path, const char *title) {
-  FILE *f = fopen(path, "w");
-  if (!f)
-    return -errno;
+int mprpc_timeline_svg(const mprpc_timeline_t *tl, const char *title, char **out, size_t *len) {
+  mprpc__textbuf_t tb = MPRPC__TEXTBUF_INIT;
+  mprpc__textbuf_t *f = &tb;
   const double L = 60, R = 60, W = 1000; /* plot area x: L .. L+W */
   const double top = 34, calls_h = 180, lat_h = 90, lane_h = 16, gap = 14;
   double lat_top = top + calls_h + gap, lanes_top = lat_top + lat_h + gap;
@@ -162,14 +154,14 @@ int mprpc_timeline_write_svg(const mprpc_timeline_t *tl, const char *path, const
       if (tl->b[i].exec[l] > maxe)
         maxe = tl->b[i].exec[l];
   }
-  fprintf(f,
+  mprpc__textbuf_printf(f,
           "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" "
           "font-family=\"monospace\" font-size=\"11\">\n",
           L + W + R, H);
-  fprintf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
-  fprintf(f, "<text x=\"%.0f\" y=\"18\" font-size=\"13\">", L);
+  mprpc__textbuf_printf(f, "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n");
+  mprpc__textbuf_printf(f, "<text x=\"%.0f\" y=\"18\" font-size=\"13\">", L);
   esc(f, title ? title : "");
-  fprintf(f, "</text>\n");
+  mprpc__textbuf_printf(f, "</text>\n");
   /* Fault spans: global ones across the calls and latency panels. */
   for (size_t i = 0; i < tl->nfaults; i++) {
     const fault_span_t *s = &tl->faults[i];
@@ -177,24 +169,24 @@ int mprpc_timeline_write_svg(const mprpc_timeline_t *tl, const char *path, const
     if (w < 1)
       w = 1;
     if (s->lane < 0) {
-      fprintf(f,
+      mprpc__textbuf_printf(f,
               "<rect x=\"%.1f\" y=\"%.0f\" width=\"%.1f\" height=\"%.0f\" fill=\"#f4a742\" "
               "fill-opacity=\"0.18\"><title>",
               x, top, w, lanes_top - top - gap);
       esc(f, s->label);
-      fprintf(f, "</title></rect>\n");
-      fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" font-size=\"9\" fill=\"#a05a00\">", x + 1,
+      mprpc__textbuf_printf(f, "</title></rect>\n");
+      mprpc__textbuf_printf(f, "<text x=\"%.1f\" y=\"%.0f\" font-size=\"9\" fill=\"#a05a00\">", x + 1,
               top + 10 + (double)(i % 6) * 10);
       esc(f, s->label);
-      fprintf(f, "</text>\n");
+      mprpc__textbuf_printf(f, "</text>\n");
     } else if (s->lane < tl->lanes) {
       double y = lanes_top + s->lane * (lane_h + 3);
-      fprintf(f,
+      mprpc__textbuf_printf(f,
               "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.1f\" height=\"%.0f\" fill=\"#d62728\" "
               "fill-opacity=\"0.35\"><title>",
               x, y, w, lane_h);
       esc(f, s->label);
-      fprintf(f, "</title></rect>\n");
+      mprpc__textbuf_printf(f, "</title></rect>\n");
     }
   }
   /* Calls per bucket: ok (green) under failed (red). */
@@ -204,21 +196,21 @@ int mprpc_timeline_write_svg(const mprpc_timeline_t *tl, const char *path, const
     double x = L + (double)i * bw;
     double hok = calls_h * b->ok / maxc, hf = calls_h * b->failed / maxc;
     if (b->ok)
-      fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"#2ca02c\"/>\n",
+      mprpc__textbuf_printf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"#2ca02c\"/>\n",
               x, top + calls_h - hok, bw, hok);
     if (b->failed)
-      fprintf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"#d62728\"/>\n",
+      mprpc__textbuf_printf(f, "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"%.1f\" fill=\"#d62728\"/>\n",
               x, top + calls_h - hok - hf, bw, hf);
   }
-  fprintf(f, "<text x=\"4\" y=\"%.0f\">%u/100ms</text>\n", top + 10, maxc);
-  fprintf(f, "<text x=\"4\" y=\"%.0f\">calls</text>\n", top + calls_h / 2);
-  fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" fill=\"#2ca02c\">ok</text>", L + W + 6, top + 12);
-  fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" fill=\"#d62728\">failed</text>\n", L + W + 6, top + 26);
+  mprpc__textbuf_printf(f, "<text x=\"4\" y=\"%.0f\">%u/100ms</text>\n", top + 10, maxc);
+  mprpc__textbuf_printf(f, "<text x=\"4\" y=\"%.0f\">calls</text>\n", top + calls_h / 2);
+  mprpc__textbuf_printf(f, "<text x=\"%.0f\" y=\"%.0f\" fill=\"#2ca02c\">ok</text>", L + W + 6, top + 12);
+  mprpc__textbuf_printf(f, "<text x=\"%.0f\" y=\"%.0f\" fill=\"#d62728\">failed</text>\n", L + W + 6, top + 26);
   /* p99 latency, log2 scale 64 us .. 4 s. */
-  fprintf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#ccc\"/>\n",
+  mprpc__textbuf_printf(f, "<rect x=\"%.0f\" y=\"%.0f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#ccc\"/>\n",
           L, lat_top, W, lat_h);
   const int lo = 6, hi = 22;
-  fprintf(f, "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.2\" points=\"");
+  mprpc__textbuf_printf(f, "<polyline fill=\"none\" stroke=\"#1f77b4\" stroke-width=\"1.2\" points=\"");
   for (size_t i = 0; i < tl->nb; i++) {
     uint64_t p = p99_us(&tl->b[i]);
     if (!p)
@@ -229,26 +221,26 @@ int mprpc_timeline_write_svg(const mprpc_timeline_t *tl, const char *path, const
     if (k > hi)
       k = hi;
     double y = lat_top + lat_h - lat_h * (double)(k - lo) / (double)(hi - lo);
-    fprintf(f, "%.1f,%.1f ", L + ((double)i + 0.5) * bw, y);
+    mprpc__textbuf_printf(f, "%.1f,%.1f ", L + ((double)i + 0.5) * bw, y);
   }
-  fprintf(f, "\"/>\n");
-  fprintf(f, "<text x=\"4\" y=\"%.0f\">p99</text>\n", lat_top + lat_h / 2);
-  fprintf(f, "<text x=\"4\" y=\"%.0f\" font-size=\"9\">4 s</text>\n", lat_top + 8);
-  fprintf(f, "<text x=\"4\" y=\"%.0f\" font-size=\"9\">64 us</text>\n", lat_top + lat_h);
-  fprintf(f, "<text x=\"4\" y=\"%.0f\" font-size=\"9\">1 ms</text>\n",
+  mprpc__textbuf_printf(f, "\"/>\n");
+  mprpc__textbuf_printf(f, "<text x=\"4\" y=\"%.0f\">p99</text>\n", lat_top + lat_h / 2);
+  mprpc__textbuf_printf(f, "<text x=\"4\" y=\"%.0f\" font-size=\"9\">4 s</text>\n", lat_top + 8);
+  mprpc__textbuf_printf(f, "<text x=\"4\" y=\"%.0f\" font-size=\"9\">64 us</text>\n", lat_top + lat_h);
+  mprpc__textbuf_printf(f, "<text x=\"4\" y=\"%.0f\" font-size=\"9\">1 ms</text>\n",
           lat_top + lat_h - lat_h * (10.0 - lo) / (hi - lo) + 3);
   /* Provider lanes: shade = handler runs per bucket. */
   for (int l = 0; l < tl->lanes; l++) {
     double y = lanes_top + l * (lane_h + 3);
-    fprintf(f, "<text x=\"4\" y=\"%.0f\">p%d</text>\n", y + 12, l);
-    fprintf(f, "<rect x=\"%.0f\" y=\"%.1f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#ddd\"/>\n",
+    mprpc__textbuf_printf(f, "<text x=\"4\" y=\"%.0f\">p%d</text>\n", y + 12, l);
+    mprpc__textbuf_printf(f, "<rect x=\"%.0f\" y=\"%.1f\" width=\"%.0f\" height=\"%.0f\" fill=\"none\" stroke=\"#ddd\"/>\n",
             L, y, W, lane_h);
     for (size_t i = 0; i < tl->nb; i++) {
       uint32_t e = tl->b[i].exec[l];
       if (!e)
         continue;
       double op = 0.15 + 0.85 * (double)e / maxe;
-      fprintf(f,
+      mprpc__textbuf_printf(f,
               "<rect x=\"%.1f\" y=\"%.1f\" width=\"%.2f\" height=\"%.0f\" fill=\"#555\" "
               "fill-opacity=\"%.2f\"/>\n",
               L + (double)i * bw, y, bw, lane_h, op);
@@ -258,28 +250,29 @@ int mprpc_timeline_write_svg(const mprpc_timeline_t *tl, const char *path, const
   double bottom = lanes_top + tl->lanes * (lane_h + 3);
   if (tl->quiet) {
     double x = L + (double)tl->quiet * px_per_ns;
-    fprintf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#000\" stroke-dasharray=\"4,3\"/>\n",
+    mprpc__textbuf_printf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#000\" stroke-dasharray=\"4,3\"/>\n",
             x, top, x, bottom);
-    fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" font-size=\"9\">healed</text>\n", x + 2, bottom + 10);
+    mprpc__textbuf_printf(f, "<text x=\"%.1f\" y=\"%.0f\" font-size=\"9\">healed</text>\n", x + 2, bottom + 10);
   }
   if (tl->live_from && tl->live_from != tl->quiet) {
     double x = L + (double)tl->live_from * px_per_ns;
-    fprintf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#888\" stroke-dasharray=\"2,3\"/>\n",
+    mprpc__textbuf_printf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#888\" stroke-dasharray=\"2,3\"/>\n",
             x, top, x, bottom);
-    fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" font-size=\"9\">liveness</text>\n", x + 2,
+    mprpc__textbuf_printf(f, "<text x=\"%.1f\" y=\"%.0f\" font-size=\"9\">liveness</text>\n", x + 2,
             bottom + 10);
   }
   uint64_t step = tl->duration > 60ull * 1000000000ull ? 10000000000ull : 5000000000ull;
   for (uint64_t t = 0; t <= tl->duration; t += step) {
     double x = L + (double)t * px_per_ns;
-    fprintf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#000\"/>\n", x,
+    mprpc__textbuf_printf(f, "<line x1=\"%.1f\" y1=\"%.0f\" x2=\"%.1f\" y2=\"%.0f\" stroke=\"#000\"/>\n", x,
             bottom + 14, x, bottom + 18);
-    fprintf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%llus</text>\n", x, bottom + 30,
+    mprpc__textbuf_printf(f, "<text x=\"%.1f\" y=\"%.0f\" text-anchor=\"middle\">%llus</text>\n", x, bottom + 30,
             (unsigned long long)(t / 1000000000ull));
   }
-  fprintf(f, "</svg>\n");
-  int rc = ferror(f) ? -EIO : 0;
-  if (fclose(f) != 0 && rc == 0)
-    rc = -errno;
-  return rc;
+  mprpc__textbuf_printf(f, "</svg>\n");
+  /* Errors are sticky: one check covers every append above. */
+  int rc = tb.err;
+  *out = rc == 0 ? mprpc__textbuf_take(&tb, len) : NULL;
+  mprpc__textbuf_free(&tb);
+  return rc == 0 && !*out ? MPRPC_ENOMEM : rc;
 }

@@ -14,6 +14,7 @@
 #define MPRPC_SIM_TIMELINE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 typedef struct mprpc_timeline mprpc_timeline_t;
@@ -34,7 +35,9 @@ void mprpc_timeline_set_duration(mprpc_timeline_t *tl, uint64_t duration_ns);
 /* Vertical marks: the heal (quiet) time and the start of the liveness window. */
 void mprpc_timeline_marks(mprpc_timeline_t *tl, uint64_t quiet_ns, uint64_t live_from_ns);
 
-/* 0, or -errno when the file cannot be written. */
-int mprpc_timeline_write_svg(const mprpc_timeline_t *tl, const char *path, const char *title);
+/* The picture as SVG text: 0 and *out (malloc'd, NUL-terminated, *len bytes
+ * before the NUL; the caller frees it), or MPRPC_ENOMEM and *out NULL. The
+ * simulator's library makes no OS calls: the caller writes the file. */
+int mprpc_timeline_svg(const mprpc_timeline_t *tl, const char *title, char **out, size_t *len);
 
 #endif
