@@ -113,6 +113,7 @@ typedef struct params {
   uint64_t quiet_after_ns; /* faults end; everything healed */
   uint64_t live_from_ns;   /* idempotent calls must succeed from here */
   double fault_scale;
+  bool rto_backoff; /* TCP's retransmission backoff on the virtual links (plan runs too) */
 } params_t;
 
 typedef struct fault {
@@ -573,6 +574,7 @@ enum {
   F_PLAN,          /* a fault of a plan (mprpc_sim_run_plan): pf */
   F_PLAN_END,      /* its end (links and registry cuts only) */
   F_ZK_UP_PLAN,    /* the ensemble serves again after an election */
+  F_CUT_CONSUMERS, /* consumers 0..a-1 cut from every provider, both ways, for d */
 };
 
 static void fault_fire(void *arg);
@@ -714,6 +716,15 @@ static void fault_fire(void *arg) {
     break;
   case F_ZK_UP_PLAN:
     mprpc_sim_zk_set_down(r->zk, false);
+    break;
+  case F_CUT_CONSUMERS:
+    if (!in_window)
+      break;
+    for (int i = 0; i < f->a && i < r->p.consumers; i++)
+      for (int j = 0; j < r->p.providers; j++)
+        mprpc_sim_net_partition(r->net, r->cons[i].host, r->provs[j].host, false);
+    fault_at(r, t + f->d, F_HEAL_NET, 0, 0, 0);
+    span(r, f->d, -1, "consumers cut");
     break;
   case F_QUIET:
     memset(r->cut, 0, sizeof r->cut);
@@ -973,6 +984,23 @@ static void sc_rolling(run_t *r) {
     fault_at(r, (uint64_t)(4 + 6 * k) * SEC, F_GRACEFUL, k % r->p.providers, 0, 1 * SEC);
 }
 
+/* A long partition with TCP's retransmission backoff: a connection that
+ * carried requests into it retransmits at 0.2, 0.6, 1.4, ... 25.4, 51 s,
+ * so after the heal (30 s in) it stays silent for another ~20 s unless the
+ * channel gives up on it (reset_after_timeouts) and dials a new one, whose
+ * SYN goes out at once. Calls of the cut consumers must succeed again
+ * 5 s after the heal (reconnect backoff and ejection are capped at 2 s and
+ * 3 s). Found by make chaos: partition seed 2, ~3 s of timeouts after the
+ * heal (docs/simulator.md). */
+static void sc_stuck_conn(run_t *r) {
+  r->p.consumers = 4;
+  r->p.rto_backoff = true;
+  r->p.quiet_after_ns = 33 * SEC;
+  r->p.live_from_ns = r->p.quiet_after_ns + 5 * SEC;
+  r->p.duration_ns = 48 * SEC;
+  fault_at(r, 3 * SEC, F_CUT_CONSUMERS, 2, 0, 30 * SEC);
+}
+
 static void sc_churn(run_t *r) {
   r->p.consumers = 50;
   r->p.providers = 10;
@@ -1045,6 +1073,8 @@ static const mprpc_sim_scenario_t scenarios[] = {
      sc_rolling},
     {"churn", "50 consumers x 10 providers under crashes, graceful restarts, resets and stalls",
      sc_churn},
+    {"stuck_conn", "two consumers cut from every provider for 30 s under TCP's retransmission backoff: calls succeed 5 s after the heal",
+     sc_stuck_conn},
     {"swarm", "the seed picks the topology, which faults are on and their rates", sc_swarm},
 };
 
@@ -1212,7 +1242,7 @@ int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
                                  .lat_min_ns = 100 * MPRPC_NS_PER_US,
                                  .lat_max_ns = r->p.lat_max_ns ? r->p.lat_max_ns : 2 * MS,
                                  .lat_tail_p = 0.01, .lat_tail_ns = 20 * MS,
-                                 .rto_backoff = o->plan != NULL};
+                                 .rto_backoff = o->plan != NULL || r->p.rto_backoff};
   r->net = mprpc_sim_net_new(r->w, &ncfg);
   mprpc_sim_zk_config_t zcfg = {.session_timeout_ns = r->p.session_timeout_ns};
   r->zk = mprpc_sim_zk_new(r->w, &zcfg);
