@@ -269,7 +269,7 @@ tests-build: check-deps $(TEST_BINS) $(FUZZ_REPLAY) $(BUILD)/asan/bin/mprpc-sim
 lint: check-deps
 	@bash ci/lint.sh
 
-test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BUILD)/libmprpc.so $(BUILD)/bin/mprpc
+test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BUILD)/libmprpc.so $(BUILD)/bin/mprpc $(CHAOS_PROGS)
 	@bash ci/run-tests.sh $(BUILD)
 
 sim: check-deps $(BUILD)/bin/mprpc-sim
@@ -284,10 +284,11 @@ demo: check-deps all
 
 # The real runtime under real network faults in a private network namespace
 # (docs/simulator.md, "Chaos runs"): CHAOS_SCENARIO=NAME CHAOS_SEED=N
-# CHAOS_QUICK=1 (the two-minute subset) CHAOS_OUT=DIR.
+# CHAOS_QUICK=1 (the two-minute subset) CHAOS_OUT=DIR CHAOS_BUG=exec_twice
+# (self-test: the checker must fail the run).
 chaos: check-deps $(CHAOS_PROGS) $(BUILD)/bin/mprpc-sim
 	@BUILD="$(BUILD)" CHAOS_SCENARIO="$(CHAOS_SCENARIO)" CHAOS_SEED="$(CHAOS_SEED)" \
-	  CHAOS_QUICK="$(CHAOS_QUICK)" CHAOS_OUT="$(CHAOS_OUT)" bash ci/chaos.sh
+	  CHAOS_QUICK="$(CHAOS_QUICK)" CHAOS_OUT="$(CHAOS_OUT)" CHAOS_BUG="$(CHAOS_BUG)" bash ci/chaos.sh
 
 bench: check-deps all
 	@if [ -f ci/bench.sh ]; then bash ci/bench.sh; else echo "make bench: not built yet"; fi

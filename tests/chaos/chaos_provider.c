@@ -10,6 +10,7 @@
  */
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 static mprpc_server_t *g_server;
 static int g_log = -1;
 static int g_index;
+static bool g_exec_twice; /* --bug exec_twice: the runner's self-test */
 
 static void on_signal(int sig) {
   (void)sig;
@@ -36,6 +38,9 @@ static void echo(Example__EchoService_Service *svc, const Example__EchoRequest *
   const char *m = req->message ? req->message : "";
   chaos_log(g_log, "X %.40s %d %llu", m[0] ? m : "-", g_index,
             (unsigned long long)chaos_wall_ns());
+  if (g_exec_twice) /* the bug: the log says it ran twice */
+    chaos_log(g_log, "X %.40s %d %llu", m[0] ? m : "-", g_index,
+              (unsigned long long)chaos_wall_ns());
   Example__EchoResponse resp = EXAMPLE__ECHO_RESPONSE__INIT;
   resp.message = req->message;
   done(&resp, closure_data);
@@ -48,6 +53,7 @@ int main(int argc, char **argv) {
                                            {"registry", required_argument, 0, 'r'},
                                            {"index", required_argument, 0, 'n'},
                                            {"log", required_argument, 0, 'o'},
+                                           {"bug", required_argument, 0, 'b'},
                                            {0, 0, 0, 0}};
   const char *listen = NULL, *uri = NULL, *logpath = NULL;
   int c;
@@ -57,6 +63,7 @@ int main(int argc, char **argv) {
     case 'r': uri = optarg; break;
     case 'n': g_index = atoi(optarg); break;
     case 'o': logpath = optarg; break;
+    case 'b': g_exec_twice = strcmp(optarg, "exec_twice") == 0; break;
     default:
       fprintf(stderr, "usage: %s --listen HOST:PORT --registry URI --index N --log FILE\n",
               argv[0]);

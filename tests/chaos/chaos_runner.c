@@ -17,6 +17,8 @@
  * timeline SVG is written (sim/timeline.c).
  *
  *   chaos_runner --out DIR [--scenario NAME]... [--seed N] [--quick] [--bin DIR]
+ *                [--bug exec_twice]   (self-test: providers log each run twice,
+ *                                      so the checker must report at-most-once)
  *
  * Prints per scenario
  *   CHAOS scenario=NAME seed=S calls=N ok=K failed=F violations=V recovery_ms=R
@@ -116,6 +118,7 @@ typedef struct result {
 static struct {
   const char *bin, *out;
   bool quick;
+  const char *bug; /* --bug: a deliberate fault in the providers (self-test) */
   bool have_iptables;
   proc_t zk[ZK_N];
   char zk_dir[PATH_MAX];
@@ -690,7 +693,11 @@ static int prov_spawn(run_t *r, int i) {
   char prog[PATH_MAX];
   snprintf(prog, sizeof prog, "%s/chaos_provider", G.bin);
   char *argv[] = {prog, (char *)"--listen", listen, (char *)"--registry", r->uri,
-                  (char *)"--index", idx, (char *)"--log", log, NULL};
+                  (char *)"--index", idx, (char *)"--log", log, NULL, NULL, NULL};
+  if (G.bug) {
+    argv[9] = (char *)"--bug";
+    argv[10] = (char *)G.bug;
+  }
   pid_t pid = spawn(argv, err, NULL, NULL, p->addr);
   if (pid < 0)
     return -1;
@@ -1275,8 +1282,9 @@ static int run_scenario(const char *name, uint64_t seed, result_t *res) {
            "--seed %" PRIu64 "%s\n",
            res->sim.violations, res->sim.first_violation, name, seed, G.quick ? " --quick" : "");
   if (r->nviol)
-    printf("  rerun: make chaos CHAOS_SCENARIO=%s CHAOS_SEED=%" PRIu64 "%s   (logs: %s)\n", name,
-           seed, G.quick ? " CHAOS_QUICK=1" : "", r->dir);
+    printf("  rerun: make chaos CHAOS_SCENARIO=%s CHAOS_SEED=%" PRIu64 "%s%s%s   (logs: %s)\n",
+           name, seed, G.quick ? " CHAOS_QUICK=1" : "", G.bug ? " CHAOS_BUG=" : "",
+           G.bug ? G.bug : "", r->dir);
   fflush(stdout);
   mprpc_timeline_free(r->tl);
   free(r->calls);
@@ -1348,6 +1356,7 @@ static bool private_netns(void) {
 
 static void usage(FILE *f) {
   fprintf(f, "usage: chaos_runner --out DIR [--scenario NAME]... [--seed N] [--quick] [--bin DIR]\n"
+             "                    [--bug exec_twice]\n"
              "       chaos_runner --list\n");
 }
 
@@ -1378,6 +1387,8 @@ int main(int argc, char **argv) {
       G.bin = v, i++;
     else if (strcmp(a, "--list") == 0)
       list = true;
+    else if (strcmp(a, "--bug") == 0 && v && strcmp(v, "exec_twice") == 0)
+      G.bug = v, i++;
     else {
       usage(stderr);
       return 2;
