@@ -15,6 +15,8 @@
 #   tests/support/fake_*.c           -> the fake loop/transport/registry (no cmocka),
 #                                       linked into the fuzz harnesses too
 #   tests/bench/*.c                  -> one program each, build/bin/<name>
+#   tests/chaos/chaos_*.c            -> one program each, build/bin/<name>, linked with
+#                                       tests/chaos/support/*.c, sim/ and libmprpc.a (make chaos)
 #   fuzz/fuzz_*.c                    -> harnesses (LLVMFuzzerTestOneInput), linked with
 #                                       libmprpc-core.a and src/util only
 
@@ -67,6 +69,8 @@ TEST_SUPPORT := $(sort $(wildcard tests/support/*.c))
 FAKE_SUPPORT := $(sort $(wildcard tests/support/fake_*.c))
 BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+CHAOS_SRC := $(sort $(wildcard tests/chaos/chaos_*.c))
+CHAOS_SUPPORT := $(sort $(wildcard tests/chaos/support/*.c))
 
 CLI_SRC := $(sort $(wildcard src/cli/*.c))
 
@@ -90,6 +94,8 @@ SUPPORT_OBJ := $(call obj,asan,$(TEST_SUPPORT))
 FAKE_OBJ := $(call obj,asan,$(FAKE_SUPPORT))
 BENCH_PROGS := $(patsubst tests/bench/%.c,$(BUILD)/bin/%,$(BENCH_SRC))
 FUZZ_REPLAY := $(patsubst fuzz/%.c,$(BUILD)/asan/fuzz/%,$(FUZZ_SRC))
+CHAOS_PROGS := $(patsubst tests/chaos/%.c,$(BUILD)/bin/%,$(CHAOS_SRC))
+CHAOS_SUPPORT_OBJ := $(call obj,rel,$(CHAOS_SUPPORT))
 
 # Quiet by default: `make V=1` prints full commands.
 ifeq ($(V),1)
@@ -103,12 +109,12 @@ endif
 FLAGS_rel := $(CFLAGS_COMMON) $(OPT)
 FLAGS_asan := $(CFLAGS_COMMON) -O1 $(SAN)
 
-.PHONY: all lib test sim fuzz demo bench lint install clean deps check-deps tests-build sim-build
+.PHONY: all lib test sim fuzz demo bench chaos lint install clean deps check-deps tests-build sim-build
 .DEFAULT_GOAL := all
 .SECONDARY:
 .DELETE_ON_ERROR:
 
-all: check-deps lib $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BENCH_PROGS) $(BUILD)/bin/mprpc
+all: check-deps lib $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BENCH_PROGS) $(BUILD)/bin/mprpc $(CHAOS_PROGS)
 
 lib: $(BUILD)/libmprpc.a $(BUILD)/libmprpc.so $(BUILD)/libmprpc-core.a
 
@@ -238,6 +244,14 @@ $(BUILD)/bin/%: $(BUILD)/rel/tests/bench/%.o $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.
 	$(call say,LD,$@)
 	$(Q)$(CC) -pthread -o $@ $^ $(LIBS)
 
+# Chaos programs: the stem is shorter than the bench rule's, so this one wins.
+# connect is exported so that it interposes libc's for the ZooKeeper client
+# too (tests/chaos/support/bindsrc.c).
+$(BUILD)/bin/chaos_%: $(BUILD)/rel/tests/chaos/chaos_%.o $(CHAOS_SUPPORT_OBJ) $(SIM_OBJ_rel) $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
+	@mkdir -p $(@D)
+	$(call say,LD,$@)
+	$(Q)$(CC) -pthread -Wl,--export-dynamic-symbol=connect -o $@ $^ $(LIBS)
+
 $(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(TESTGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
@@ -255,7 +269,7 @@ tests-build: check-deps $(TEST_BINS) $(FUZZ_REPLAY) $(BUILD)/asan/bin/mprpc-sim
 lint: check-deps
 	@bash ci/lint.sh
 
-test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BUILD)/libmprpc.so $(BUILD)/bin/mprpc
+test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BUILD)/libmprpc.so $(BUILD)/bin/mprpc $(CHAOS_PROGS)
 	@bash ci/run-tests.sh $(BUILD)
 
 sim: check-deps $(BUILD)/bin/mprpc-sim
@@ -267,6 +281,14 @@ fuzz: check-deps
 
 demo: check-deps all
 	@if [ -f ci/demo.sh ]; then bash ci/demo.sh $(REGISTRY); else echo "make demo: not built yet"; fi
+
+# The real runtime under real network faults in a private network namespace
+# (docs/simulator.md, "Chaos runs"): CHAOS_SCENARIO=NAME CHAOS_SEED=N
+# CHAOS_QUICK=1 (the two-minute subset) CHAOS_OUT=DIR CHAOS_BUG=exec_twice
+# (self-test: the checker must fail the run).
+chaos: check-deps $(CHAOS_PROGS) $(BUILD)/bin/mprpc-sim
+	@BUILD="$(BUILD)" CHAOS_SCENARIO="$(CHAOS_SCENARIO)" CHAOS_SEED="$(CHAOS_SEED)" \
+	  CHAOS_QUICK="$(CHAOS_QUICK)" CHAOS_OUT="$(CHAOS_OUT)" CHAOS_BUG="$(CHAOS_BUG)" bash ci/chaos.sh
 
 bench: check-deps all
 	@if [ -f ci/bench.sh ]; then bash ci/bench.sh; else echo "make bench: not built yet"; fi

@@ -17,8 +17,10 @@
 
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
+#include "plan.h"
 #include "scenario.h"
 #include "sim.h"
+#include "timeline.h"
 
 static const struct {
   const char *name;
@@ -39,6 +41,20 @@ static const struct {
 
 /* What is running now, so that a crash (an ASan report, an abort) still
  * names the seed to replay. */
+/* The timeline's SVG text into path; the library renders, the command writes. */
+static void write_svg(const mprpc_timeline_t *tl, const char *path, const char *title) {
+  char *svg = NULL;
+  size_t len = 0;
+  FILE *f = NULL;
+  if (mprpc_timeline_svg(tl, title, &svg, &len) < 0 || !(f = fopen(path, "w")) ||
+      fwrite(svg, 1, len, f) != len) {
+    fprintf(stderr, "mprpc-sim: cannot write %s\n", path);
+  }
+  if (f && fclose(f) != 0)
+    fprintf(stderr, "mprpc-sim: cannot write %s\n", path);
+  free(svg);
+}
+
 static char current_run[512];
 static size_t current_len;
 
@@ -66,6 +82,8 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: mprpc-sim [--list] [--all | --scenario NAME ...] [--seed N] [--seeds K]\n"
           "                 [--trace] [--check-determinism] [--verbose] [--log LEVEL]\n"
+          "                 [--svg FILE] (one scenario, one seed: its timeline)\n"
+          "       mprpc-sim --plan NAME [--quick] ...  a chaos plan (make chaos) on virtual hosts\n"
           "  fault knobs: --chunk N [--chunk-fixed] --lat-max-us US --consumers N\n"
           "               --providers N --duration-s S --rate CALLS_PER_S --fault-scale X\n"
           "               --timeout-ms MS --max-retry N\n"
@@ -96,7 +114,8 @@ int main(int argc, char **argv) {
   mprpc_sim_opts_t o = {.max_retry = -1, .violations = stdout};
   const char *names[64];
   size_t nnames = 0;
-  bool all = false, list = false, check_det = false, verbose = false;
+  bool all = false, list = false, check_det = false, verbose = false, quick = false;
+  const char *svg = NULL, *plan_name = NULL;
   uint64_t seed = 1, seeds = 1;
   char knobs[512] = "";
   size_t kl = 0;
@@ -199,6 +218,14 @@ int main(int argc, char **argv) {
       }
       KNOB();
       i++;
+    } else if (strcmp(a, "--svg") == 0 && v) {
+      svg = v;
+      i++;
+    } else if (strcmp(a, "--plan") == 0 && v) {
+      plan_name = v;
+      i++;
+    } else if (strcmp(a, "--quick") == 0) {
+      quick = true;
     } else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
       usage(stdout);
       return 0;
@@ -216,7 +243,69 @@ int main(int argc, char **argv) {
       const mprpc_sim_scenario_t *sc = mprpc_sim_scenario_at(i);
       printf("%s  %s\n", mprpc_sim_scenario_name(sc), mprpc_sim_scenario_desc(sc));
     }
+    for (size_t i = 0; i < mprpc_plan_count(); i++)
+      printf("--plan %s  %s\n", mprpc_plan_name(i), mprpc_plan_desc(i));
     return 0;
+  }
+  mprpc_timeline_t *tl = NULL;
+  if (svg) {
+    if ((all || nnames + (plan_name != NULL) != 1) || seeds != 1) {
+      fprintf(stderr, "mprpc-sim: --svg needs one scenario (or --plan) and one seed\n");
+      return 2;
+    }
+    tl = mprpc_timeline_new(600 * MPRPC_NS_PER_S, 16);
+    if (!tl)
+      return 2;
+    o.timeline = tl;
+  }
+  if (plan_name) {
+    /* A chaos plan on virtual hosts (docs/simulator.md, "Model against reality"). */
+    mprpc_log_set_level(log_level);
+    mprpc_sim_result_t sum = {0};
+    uint64_t viol = 0, rec_max = 0;
+    double t0 = wall_now();
+    for (uint64_t k = 0; k < seeds; k++) {
+      mprpc_plan_t pl;
+      if (mprpc_plan_make(plan_name, seed + k, quick, &pl) < 0) {
+        fprintf(stderr, "mprpc-sim: no plan %s (see --list)\n", plan_name);
+        return 2;
+      }
+      mprpc_sim_result_t res;
+      o.seed = seed + k;
+      if (mprpc_sim_run_plan(&pl, &o, &res) < 0)
+        res.violations++;
+      sum.calls += res.calls, sum.ok += res.ok, sum.failed += res.failed;
+      sum.sim_ns += res.sim_ns;
+      viol += res.violations;
+      if (res.recovery_ns > rec_max)
+        rec_max = res.recovery_ns;
+      if (verbose) {
+        printf("  seed=%" PRIu64 " calls=%" PRIu64 " ok=%" PRIu64 " failed=%" PRIu64
+               " violations=%" PRIu64 " recovery_ms=%" PRIu64 " hash=%016" PRIx64 "\n",
+               o.seed, res.calls, res.ok, res.failed, res.violations,
+               res.recovery_ns == UINT64_MAX ? (uint64_t)0 : (uint64_t)(res.recovery_ns / MPRPC_NS_PER_MS),
+               res.hash);
+        for (size_t f = 0; f < sizeof res.fails / sizeof res.fails[0] && res.fails[f].count; f++)
+          printf("    failed %s %" PRIu64 "\n", mprpc_err_name(res.fails[f].code), res.fails[f].count);
+      }
+      if (res.violations)
+        printf("  replay: %s --plan %s --seed %" PRIu64 "%s\n", argv[0], plan_name, seed + k,
+               quick ? " --quick" : "");
+      if (tl) {
+        mprpc_timeline_set_duration(tl, res.sim_ns);
+        char title[160];
+        snprintf(title, sizeof title, "mprpc-sim --plan %s --seed %" PRIu64 ": %d providers, %d consumers (simulated)",
+                 plan_name, seed + k, pl.providers, pl.consumers);
+        write_svg(tl, svg, title);
+      }
+    }
+    printf("SIM scenario=plan:%s seeds=%" PRIu64 " calls=%" PRIu64 " ok=%" PRIu64 " failed=%" PRIu64
+           " violations=%" PRIu64 " recovery_ms=%" PRIu64 " sim_seconds=%.1f wall_seconds=%.3f\n",
+           plan_name, seeds, sum.calls, sum.ok, sum.failed, viol,
+           rec_max == UINT64_MAX ? (uint64_t)0 : (uint64_t)(rec_max / MPRPC_NS_PER_MS), (double)sum.sim_ns / 1e9,
+           wall_now() - t0);
+    mprpc_timeline_free(tl);
+    return viol ? 1 : 0;
   }
   const mprpc_sim_scenario_t *run_list[64];
   size_t nrun = 0;
@@ -268,6 +357,7 @@ int main(int argc, char **argv) {
         mprpc_sim_result_t again;
         mprpc_sim_opts_t o2 = o;
         o2.violations = NULL;
+        o2.timeline = NULL; /* recorded once */
         if (mprpc_sim_run(sc, &o2, &again) == 0 && again.hash != res.hash) {
           printf("  violation seed=%" PRIu64 ": nondeterminism: trace hash %016" PRIx64
                  " then %016" PRIx64 "\n",
@@ -293,6 +383,13 @@ int main(int argc, char **argv) {
                  res.fails[f].count);
       if (res.violations && nbad < sizeof bad_seeds / sizeof bad_seeds[0])
         bad_seeds[nbad++] = o.seed;
+      if (tl) {
+        mprpc_timeline_set_duration(tl, res.sim_ns);
+        char title[160];
+        snprintf(title, sizeof title, "mprpc-sim --scenario %s --seed %" PRIu64 " (simulated)", name,
+                 o.seed);
+        write_svg(tl, svg, title);
+      }
     }
     current_len = 0;
     double wall = wall_now() - t0;
@@ -309,5 +406,6 @@ int main(int argc, char **argv) {
       status = 1;
     fflush(stdout);
   }
+  mprpc_timeline_free(tl);
   return status;
 }

@@ -15,6 +15,9 @@
 #include <stdint.h>
 #include <stdio.h>
 
+struct mprpc_plan;     /* sim/plan.h */
+struct mprpc_timeline; /* sim/timeline.h */
+
 typedef struct mprpc_sim_opts {
   uint64_t seed;
   FILE *trace;       /* readable trace, or NULL */
@@ -31,6 +34,10 @@ typedef struct mprpc_sim_opts {
   int64_t timeout_ms;
   int max_retry;     /* -1 = scenario default */
   FILE *violations;  /* one line per violation (first 20), or NULL */
+  /* Recorded into when set (mprpc-sim --svg); recording changes nothing. */
+  struct mprpc_timeline *timeline;
+  /* Internal: set by mprpc_sim_run_plan. */
+  const struct mprpc_plan *plan;
 } mprpc_sim_opts_t;
 
 typedef struct mprpc_sim_result {
@@ -39,6 +46,9 @@ typedef struct mprpc_sim_result {
   uint64_t sim_ns;
   uint64_t events;
   uint64_t hash;
+  /* After the faults healed, the longest a running provider waited for its
+   * first call (ns); UINT64_MAX: one never got one; 0 without faults. */
+  uint64_t recovery_ns;
   char first_violation[256];
   struct {
     int code;
@@ -62,5 +72,13 @@ int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
 /* Scenarios with their own topology (registered in scenario.c's table):
  * trace_hop, in sim/trace_hop.c. */
 int mprpc__sim_trace_hop_run(const mprpc_sim_opts_t *o, mprpc_sim_result_t *r);
+
+/* Runs a fault plan (sim/plan.h, the chaos harness's scenarios) on virtual
+ * hosts: the plan's topology, workload and faults, mapped onto the virtual
+ * network and ZooKeeper as docs/simulator.md ("Model against reality")
+ * describes. The recovery bound of the plan is enforced. o->plan is
+ * ignored; the other options apply as in mprpc_sim_run. */
+int mprpc_sim_run_plan(const struct mprpc_plan *plan, const mprpc_sim_opts_t *o,
+                       mprpc_sim_result_t *r);
 
 #endif

@@ -147,6 +147,10 @@ typedef struct mprpc_sim_net_config {
   bool chunk_fixed;      /* with chunk_max: always exactly chunk_max bytes */
   uint64_t ns_per_byte;  /* serialisation cost; default 1 (1 GB/s) */
   uint64_t rto_ns;       /* retransmit interval while partitioned; 200 ms */
+  bool rto_backoff;      /* the interval doubles per retransmission of a
+                            direction (as TCP's RTO, capped at 120 s) and
+                            resets when it gets through; off: constant.
+                            On in plan runs (docs/simulator.md) */
 } mprpc_sim_net_config_t;
 
 typedef struct mprpc_sim_net_stats {
@@ -173,6 +177,11 @@ void mprpc_sim_net_partition(mprpc_sim_net_t *n, int from, int to, bool one_way)
 void mprpc_sim_net_heal(mprpc_sim_net_t *n, int from, int to, bool one_way);
 void mprpc_sim_net_heal_all(mprpc_sim_net_t *n);
 bool mprpc_sim_net_blocked(const mprpc_sim_net_t *n, int from, int to);
+/* Impairs the link from -> to: every chunk (and SYN) waits delay +- jitter
+ * more, and with probability loss it is lost and retransmitted after a
+ * retransmission timeout (>= rto). All zero lifts it. */
+void mprpc_sim_net_impair(mprpc_sim_net_t *n, int from, int to, uint64_t delay_ns,
+                          uint64_t jitter_ns, double loss);
 /* Every connection direction from -> to stops delivering for dur_ns. */
 void mprpc_sim_net_stall(mprpc_sim_net_t *n, int from, int to, uint64_t dur_ns);
 /* Resets one random established connection touching host (-1: any host).

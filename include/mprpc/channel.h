@@ -123,6 +123,13 @@ typedef struct mprpc_channel_opts {
   int64_t eject_max_ms;        /* cap: 30000 */
   int64_t reconnect_base_ms;   /* backoff: 50, doubling, equal jitter */
   int64_t reconnect_max_ms;    /* cap: 2000 */
+  /* A connection on which this many attempts in a row timed out while
+   * nothing at all arrived on it since they were written is closed, and
+   * the next attempt re-dials (a fresh SYN goes out at once, while the old
+   * TCP connection may sit in retransmission backoff for seconds after a
+   * partition healed). 0 = 3; negative = never. Attempt timeouts and call
+   * deadlines both count; any byte received starts the count again. */
+  int reset_after_timeouts;
 } mprpc_channel_opts_t;
 
 /* The names before 0.2, kept for one release. */
@@ -207,6 +214,7 @@ typedef struct mprpc_channel_stats {
   uint64_t unknown_ids;    /* answers with a correlation id never issued */
   uint64_t ejections;
   uint64_t reconnects;
+  uint64_t silent_resets;  /* connections closed by reset_after_timeouts */
   /* failures by code: the first MPRPC_CHANNEL_MAX_CODES distinct codes */
 #define MPRPC_CHANNEL_MAX_CODES 16
   struct {

@@ -406,6 +406,9 @@ void mprpc__call_deadline(void *arg) {
   }
   snprintf(text, sizeof text, "deadline of %llu ms exceeded after %d attempt(s)",
            (unsigned long long)((c->deadline_ns - c->start_ns) / MPRPC_NS_PER_MS), c->nattempts);
+  for (mprpc__attempt_t *a = c->att; a; a = a->call_next)
+    if (a->ep && a->written)
+      mprpc__ep_attempt_timed_out(a->ep, a);
   call_fail(c, MPRPC_ERPCTIMEDOUT, text, c->att ? c->att->ep : NULL);
 }
 
@@ -414,6 +417,8 @@ static void attempt_timeout_fire(void *arg) {
   a->timer = 0;
   char text[MPRPC__CTL_TEXT];
   snprintf(text, sizeof text, "attempt to %s timed out", a->ep ? a->ep->name : "?");
+  if (a->ep && a->written)
+    mprpc__ep_attempt_timed_out(a->ep, a);
   /* Still waiting for its connection: it never left, so it surely did not
    * run; once written, its outcome is unknown. */
   mprpc__attempt_failed(a, MPRPC_ERPCTIMEDOUT, text,
@@ -1128,6 +1133,7 @@ int mprpc_channel_new_in(const ProtobufCServiceDescriptor *sd, const mprpc_chann
   ch->bopts.max_ns = ms_or(o->eject_max_ms, 30000);
   ch->reconnect_base_ns = ms_or(o->reconnect_base_ms, 50);
   ch->reconnect_max_ns = ms_or(o->reconnect_max_ms, 2000);
+  ch->reset_after = o->reset_after_timeouts < 0 ? 0 : o->reset_after_timeouts ? o->reset_after_timeouts : 3;
   if (o->servers) {
     if ((rc = mprpc__ep_list_set_fixed(ch, o->servers)) != 0)
       goto fail;
@@ -1248,6 +1254,7 @@ void mprpc_channel_stats(const mprpc_channel_t *ch, mprpc_channel_stats_t *out) 
   LD(unknown_ids);
   LD(ejections);
   LD(reconnects);
+  LD(silent_resets);
 #undef LD
   size_t n = __atomic_load_n(&s->ncodes, __ATOMIC_ACQUIRE);
   for (size_t i = 0; i < n; i++) {

@@ -64,6 +64,7 @@ struct mprpc__attempt {
   int list;          /* which endpoint list holds it (AL_*) */
   bool not_tried;    /* failed without reaching the endpoint: no blame */
   uint64_t sent_ns;
+  uint64_t rx_mark;  /* ep->rx_count when written */
   uint64_t timer;    /* attempt timeout */
   mprpc__attempt_t *ep_prev, *ep_next;  /* ep->queued or ep->sent */
   mprpc__attempt_t *call_next;          /* call->att */
@@ -91,6 +92,10 @@ struct mprpc__ep {
    * that is unanswered when the connection closes surely did not run. */
   uint64_t logoff_off;
   int last_err;
+  /* reset_after_timeouts: on_data calls on this connection, and the
+   * attempts in a row that timed out with none since they were written */
+  uint64_t rx_count;
+  int silent_timeouts;
   mprpc__backoff_t backoff;
   uint64_t backoff_timer;
 
@@ -185,6 +190,7 @@ struct mprpc_channel {
   int compress_type; /* of every request payload; MPRPC_COMPRESS_* */
   mprpc__breaker_opts_t bopts;
   uint64_t reconnect_base_ns, reconnect_max_ns;
+  int reset_after; /* opts.reset_after_timeouts; 0: never */
 
   mprpc__ep_t **eps;
   mprpc__lb_node_t *nodes;
@@ -235,6 +241,11 @@ void mprpc__ep_submit(mprpc__ep_t *ep, mprpc__attempt_t *a);
 void mprpc__ep_detach(mprpc__ep_t *ep, mprpc__attempt_t *a);
 void mprpc__ep_unref(mprpc__ep_t *ep);
 void mprpc__ep_shutdown_all(mprpc_channel_t *ch);
+/* Attempt a, written on ep's connection, timed out (its own timer or its
+ * call's deadline): counts it, and closes the connection once
+ * ch->reset_after of them in a row saw nothing arrive. The close is
+ * deferred (on_close fails the rest), so a may still be failed after. */
+void mprpc__ep_attempt_timed_out(mprpc__ep_t *ep, const mprpc__attempt_t *a);
 /* The LB's eligibility pass, then the least-bad fallback. NULL when empty. */
 mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t exclude_id);
 

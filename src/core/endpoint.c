@@ -181,6 +181,7 @@ static void attempt_write(mprpc__ep_t *ep, mprpc__attempt_t *a) {
   a->end_off = ep->bytes_accepted;
   a->written = true;
   a->sent_ns = now;
+  a->rx_mark = ep->rx_count;
   list_push(ep, AL_SENT, a);
 }
 
@@ -235,6 +236,7 @@ static void on_connect(mprpc_conn_t *c, void *ud) {
   ep->cstate = EP_UP;
   ep->bytes_accepted = ep->bytes_flushed = ep->logoff_off = 0;
   ep->last_err = 0;
+  ep->silent_timeouts = 0;
   mprpc__backoff_reset(&ep->backoff);
   mprpc__breaker_on_conn_ok(&ep->br, mprpc_loop_now(ch->loop));
   /* Write what waited for the connection, oldest first. A failed write
@@ -332,6 +334,10 @@ static void handle_frame(mprpc__ep_t *ep, const mprpc_frame_t *f) {
 static void on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
   mprpc__ep_t *ep = ud;
   mprpc_channel_t *ch = ep->ch;
+  if (ep->conn == c) { /* the peer is alive: timeouts in a row count again from 0 */
+    ep->rx_count++;
+    ep->silent_timeouts = 0;
+  }
   /* Bounded: each iteration consumes one whole frame. */
   while (ep->conn == c && ep->cstate == EP_UP && !ch->destroying && mprpc_rbuf_len(in) > 0) {
     mprpc_frame_t f;
@@ -360,6 +366,23 @@ static void on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
   }
   if (mprpc_rbuf_len(in) == 0)
     mprpc_rbuf_shrink(in, 64 * 1024); /* after a huge response passed */
+}
+
+void mprpc__ep_attempt_timed_out(mprpc__ep_t *ep, const mprpc__attempt_t *a) {
+  mprpc_channel_t *ch = ep->ch;
+  /* Only a connection that is silent since a was written: a provider that
+   * answers other calls is slow, not unreachable. */
+  if (!ch->reset_after || ep->cstate != EP_UP || !ep->conn || a->rx_mark != ep->rx_count)
+    return;
+  if (++ep->silent_timeouts < ch->reset_after)
+    return;
+  MPRPC_LOG_INFO("channel %s: %d attempts in a row to %s timed out with nothing received; "
+                 "closing the connection to re-dial",
+                 ch->sd->name, ep->silent_timeouts, ep->name);
+  MPRPC__STAT_INC(ch, silent_resets);
+  ep->silent_timeouts = 0;
+  ep->last_err = MPRPC_ERPCTIMEDOUT; /* what on_close reports for the rest */
+  mprpc_conn_close(ch->tr, ep->conn, false);
 }
 
 static void on_writable(mprpc_conn_t *c, void *ud) {
