@@ -33,6 +33,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "mprpc/config.h"
+#include "mprpc/console.h"
 #include "mprpc/loop.h"
 #include "mprpc/registry.h"
 #include "mprpc/transport.h"
@@ -120,10 +121,24 @@ typedef struct mprpc_server_opts {
   uint64_t slow_handler_warn_ms;  /* a handler holding its loop longer is logged
                                      (WARN, rate limited) and counted [100];
                                      UINT64_MAX = never */
+  /* The builtin console (docs/console.md): HTTP/1.1 on the service port,
+   * told apart from baidu_std by a connection's first bytes (config keys
+   * console, console_port, console_write). mprpc_server_opts_init turns it
+   * on; a zeroed struct has it off. */
+  bool console;
+  uint16_t console_port; /* serve it on this port instead (same host); 0 = the
+                            service port. A port of its own speaks only HTTP */
+  bool console_write;    /* POST /flags/NAME allowed [off: 403] */
+  /* Seams the console reads from; mprpc_server_new (the facade) fills the
+   * ones left empty: JSON for HTTP/JSON calls, process figures and the
+   * process's channels for /metrics. */
+  mprpc_json_codec_t json;
+  mprpc_procinfo_t procinfo;
+  mprpc_channel_list_t channels;
 } mprpc_server_opts_t;
 
-/* Fills defaults (all zero except drain_timeout_ms = 5000 and
- * logoff_grace_ms = 200). */
+/* Fills defaults (all zero except drain_timeout_ms = 5000,
+ * logoff_grace_ms = 200 and console on). */
 void mprpc_server_opts_init(mprpc_server_opts_t *o);
 
 /* Reads provider options from a config file's keys (docs/server.md):

@@ -350,6 +350,7 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
     MPRPC__STAT_INC(ch, ok);
   else
     stat_failure(ch, err);
+  mprpc__ch_method_record(ch, c->midx, err, now > c->start_ns ? now - c->start_ns : 0);
   c->err = err;
   c->resp = msg;
   if (c->sync) {
