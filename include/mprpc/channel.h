@@ -35,6 +35,7 @@
 #define MPRPC_CHANNEL_H
 
 #include "mprpc/export.h"
+#include "mprpc/console.h"
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -123,6 +124,10 @@ typedef struct mprpc_channel_opts {
   int64_t eject_max_ms;        /* cap: 30000 */
   int64_t reconnect_base_ms;   /* backoff: 50, doubling, equal jitter */
   int64_t reconnect_max_ms;    /* cap: 2000 */
+
+  /* The list the console's client metrics read (mprpc/console.h); vt NULL:
+   * none. mprpc_channel_new (the facade) joins the process-wide list. */
+  mprpc_channel_list_t list;
 } mprpc_channel_opts_t;
 
 /* The names before 0.2, kept for one release. */

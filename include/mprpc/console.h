@@ -68,6 +68,10 @@ typedef struct mprpc_procinfo {
  * the channel's stats. Any thread. */
 typedef struct mprpc_channel_list_ops {
   void (*each)(void *ctx, void (*fn)(void *arg, const mprpc_channel_t *ch), void *arg);
+  /* A channel joins when made and leaves at the start of its destroy,
+   * before anything of it is freed (waiting for a running each()). */
+  void (*add)(void *ctx, mprpc_channel_t *ch);
+  void (*remove)(void *ctx, mprpc_channel_t *ch);
 } mprpc_channel_list_ops_t;
 
 typedef struct mprpc_channel_list {

@@ -205,6 +205,10 @@ int mprpc_server_start(mprpc_server_t *s);
 
 /* The bound port once started (useful with port 0); 0 before start. */
 uint16_t mprpc_server_port(const mprpc_server_t *s);
+/* The console's port once started: console_port's bound port, or the
+ * service port when the console shares it; 0 when the console is off or
+ * before start. */
+uint16_t mprpc_server_console_port(const mprpc_server_t *s);
 
 /* The seeds' Run: starts if needed, then blocks until
  * mprpc_server_stop_async() (or mprpc_server_stop() from another thread) is

@@ -187,6 +187,7 @@ struct mprpc_channel {
   int max_retry;
   int policy;
   mprpc__ch_method_t *minfo; /* one per method of sd */
+  mprpc_channel_list_t list; /* joined at creation, left at destroy */
   size_t svc_name_len;       /* strlen(sd->name) */
   uint8_t *auth;
   size_t auth_len;

@@ -254,6 +254,12 @@ int mprpc_server_set_method_limit(mprpc_server_t *s, const char *service, const 
 
 uint16_t mprpc_server_port(const mprpc_server_t *s) { return s ? s->port : 0; }
 
+uint16_t mprpc_server_console_port(const mprpc_server_t *s) {
+  if (!s || !s->o.console || !s->port)
+    return 0;
+  return s->o.console_port ? s->console_port : s->port;
+}
+
 /* ---- posted tasks ----------------------------------------------------------- */
 
 /* Every task the server posts is counted, so a server destroyed while its

@@ -16,6 +16,7 @@
 #include "mprpc/rt.h"
 #include "mprpc/server.h"
 #include "rt/pool.h"
+#include "rt/rt_internal.h"
 
 /* What a server made here owns: its loop group (unless the caller injected
  * loops) and its handler pool (handler_threads). Stopped in that order: the
@@ -56,10 +57,11 @@ static const mprpc_executor_ops_t pool_ops = {.submit = mprpc__pool_submit};
 int mprpc_server_new(const mprpc_server_opts_t *opts, mprpc_server_t **out) {
   if (!opts || !out)
     return MPRPC_EINVAL;
+  mprpc_server_opts_t o = *opts;
+  mprpc__rt_console_seams(&o); /* JSON, /proc, the process's channels */
   bool want_pool = opts->handler_threads > 0 && !opts->executor.vt;
   if (opts->transport.vt && !want_pool)
-    return mprpc_server_new_in(opts, (mprpc_loop_owner_t){0}, out);
-  mprpc_server_opts_t o = *opts;
+    return mprpc_server_new_in(&o, (mprpc_loop_owner_t){0}, out);
   mprpc_loop_t *loops = NULL;
   int rc = MPRPC_ENOMEM;
   owned_t *own = calloc(1, sizeof *own);
@@ -107,5 +109,7 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
   }
   if (!o.transport.vt)
     o.transport = mprpc_tcp_transport();
+  if (!o.list.vt)
+    o.list = mprpc_process_channels(); /* for the console's client metrics */
   return mprpc_channel_new_in(sd, &o, out);
 }
