@@ -145,7 +145,7 @@ void mprpc_server_opts_init(mprpc_server_opts_t *o);
  * rpcserverip/rpcserverport (listen address, parsed into *listen, which
  * o->host then points into), threads, handler_threads, max_body_size, max_concurrency,
  * max_method_concurrency, idle_timeout, drain_timeout, logoff_grace, stats_period, slow_handler_warn_ms,
- * advertise_host, weight, version. Absent keys leave *o unchanged; string
+ * advertise_host, weight, version, console, console_port, console_write. Absent keys leave *o unchanged; string
  * options point into cfg or *listen, which must outlive mprpc_server_new.
  * Errors: MPRPC_ECONFIG (text in mprpc_config_error(cfg)), MPRPC_ERANGE
  * (max_body_size 0 or over 4 GiB - 1). Defined in src/util/server_config.c. */

@@ -24,6 +24,9 @@ static const mprpc__key_t k_keys[] = {
     {"stats_period", "server"},
     {"advertise_host", "server"},
     {"version", "server"},
+    {"console", "server"},
+    {"console_port", "server"},
+    {"console_write", "server"},
     /* both sides: the frame body limit */
     {"max_body_size", "server, channel"},
     /* registry: mprpc_config_registry_uri */
