@@ -105,6 +105,11 @@ static void method_row(const mprpc_server_t *s, size_t i, mrow_t *r, uint64_t *h
   r->p90 = mprpc__srv_hist_percentile(hist, 0.90);
   r->p99 = mprpc__srv_hist_percentile(hist, 0.99);
   r->p999 = mprpc__srv_hist_percentile(hist, 0.999);
+  /* a bucket's upper bound may pass the slowest call seen: never show more */
+  uint64_t *ps[4] = {&r->p50, &r->p90, &r->p99, &r->p999};
+  for (size_t k = 0; k < 4; k++)
+    if (*ps[k] > r->st.max_us)
+      *ps[k] = r->st.max_us;
   r->n = mprpc__srv_method_series(s, m, r->qps, r->p99s, 60);
   double sum = 0;
   for (size_t k = 0; k < r->n; k++)
