@@ -73,7 +73,11 @@ static int register_all(mprpc_server_t *s) {
 static void arm_stats(mprpc_server_t *s) {
   if (atomic_load(&s->state) != SRV_RUNNING)
     return;
-  s->stats_timer = mprpc_timer_start(s->loops[0], s->o.stats_log_period_ms * MPRPC_NS_PER_MS,
+  /* stats_period may change at run time (POST /flags/stats_period) */
+  uint64_t ms = __atomic_load_n(&s->o.stats_log_period_ms, __ATOMIC_RELAXED);
+  if (!ms)
+    return;
+  s->stats_timer = mprpc_timer_start(s->loops[0], ms * MPRPC_NS_PER_MS,
                                      mprpc__srv_stats_tick, s);
 }
 
