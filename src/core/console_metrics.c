@@ -64,6 +64,8 @@ static void server_families(mprpc__prom_t *w, const mprpc_server_t *s) {
     mprpc__prom_label_t lb[3] = {{"service", m->service}, {"method", m->name}, {"code", "0"}};
     mprpc__prom_counter(w, "mprpc_server_requests_total", rq_help, lb, 3, (double)ms.ok);
     for (size_t c = 0; c < MPRPC_SERVER_NCODES; c++) {
+      if (!ms.by_code[c]) /* an error code's series starts at its first count */
+        continue;
       int e = mprpc_server_stats_code(c);
       if (e)
         snprintf(code, sizeof code, "%d", (int)mprpc_err_to_wire(e));
