@@ -32,6 +32,7 @@
 #include "mprpc/console.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
+#include "mprpc/server.h"
 
 static char g_tmp[64];
 static pid_t g_pid;
@@ -307,6 +308,14 @@ static void test_console_tcp_chromium_renders_status(void **state) {
   assert_true(sb.st_size > 1000);
 }
 
+static void tcp_echo(Example__EchoService_Service *svc, const Example__EchoRequest *in,
+                     Example__EchoResponse_Closure done, void *data) {
+  (void)svc;
+  Example__EchoResponse out = EXAMPLE__ECHO_RESPONSE__INIT;
+  out.message = in->message;
+  done(&out, data);
+}
+
 static void echo_done(const Example__EchoResponse *r, void *arg) {
   snprintf(arg, 64, "%s", r ? r->message : "(failed)");
 }
@@ -352,6 +361,67 @@ static void test_console_tcp_client_metrics_without_server(void **state) {
   mprpc_console_stop(con);
 }
 
+/* Two loops: /connections is gathered from both (each lists its own). */
+static void test_console_tcp_connections_of_every_loop(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  o.host = "127.0.0.1";
+  o.threads = 2;
+  static Example__EchoService_Service svc = EXAMPLE__ECHO_SERVICE__INIT(tcp_);
+  mprpc_server_t *s;
+  assert_int_equal(mprpc_server_new(&o, &s), 0);
+  assert_int_equal(mprpc_server_add_service(s, &svc.base), 0);
+  assert_int_equal(mprpc_server_start(s), 0);
+  unsigned port = mprpc_server_port(s);
+  int fds[4];
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  for (int i = 0; i < 4; i++) { /* idle peers, spread over the loops */
+    fds[i] = socket(AF_INET, SOCK_STREAM, 0);
+    assert_int_equal(connect(fds[i], (struct sockaddr *)&a, sizeof a), 0);
+  }
+  char *b = NULL;
+  int st = 0, rows = 0;
+  for (int tries = 0; tries < 100 && rows < 5; tries++) { /* accepts are asynchronous */
+    free(b);
+    usleep(10000);
+    b = http(port, "GET", "/connections", NULL, &st);
+    assert_int_equal(st, 200);
+    rows = 0;
+    for (const char *p = b; (p = strstr(p, " protocol=")); p++)
+      rows++;
+  }
+  if (rows != 5)
+    fail_msg("want 4 idle connections and the asking one:\n%s", b);
+  assert_non_null(strstr(b, "protocol=unknown")); /* nothing sent yet */
+  assert_non_null(strstr(b, "protocol=http"));
+  free(b);
+  for (int i = 0; i < 4; i++)
+    close(fds[i]);
+  mprpc_server_destroy(s);
+}
+
+/* `mprpc status` and `mprpc metrics` (src/cli/http.c) read the real pages. */
+static void test_console_tcp_cli_status_and_metrics(void **state) {
+  (void)state;
+  NEED_SERVER();
+  if (access("build/bin/mprpc", X_OK) != 0) {
+    fprintf(stderr, "test_console_tcp: build/bin/mprpc missing (make build/bin/mprpc)\n");
+    skip();
+  }
+  char cmd[256], out[128], text[8192];
+  snprintf(out, sizeof out, "%s/cli.out", g_tmp);
+  snprintf(cmd, sizeof cmd, "build/bin/mprpc status 127.0.0.1:%u > %s 2>&1", g_port, out);
+  assert_int_equal(system(cmd), 0);
+  slurp(out, text, sizeof text);
+  assert_non_null(strstr(text, "service example.EchoService"));
+  snprintf(cmd, sizeof cmd, "build/bin/mprpc metrics 127.0.0.1:%u > %s 2>&1", g_port, out);
+  assert_int_equal(system(cmd), 0);
+  slurp(out, text, sizeof text);
+  assert_non_null(strstr(text, "# TYPE mprpc_server_requests_total counter"));
+}
+
 int main(void) {
   mprpc_log_set_level(MPRPC_LOG_LEVEL_ERROR);
   signal(SIGPIPE, SIG_IGN);
@@ -360,6 +430,8 @@ int main(void) {
       cmocka_unit_test(test_console_tcp_prometheus_scrapes),
       cmocka_unit_test(test_console_tcp_chromium_renders_status),
       cmocka_unit_test(test_console_tcp_client_metrics_without_server),
+      cmocka_unit_test(test_console_tcp_connections_of_every_loop),
+      cmocka_unit_test(test_console_tcp_cli_status_and_metrics),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
