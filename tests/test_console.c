@@ -249,6 +249,8 @@ static void test_console_pages_in_three_formats(void **state) {
   expect_body(web, GET("/connections?format=json"), 200, "\"requests\":5,");
   expect_body(web, GET("/rpcz"), 404, "rpcz not built");
   expect_body(web, GET("/nope"), 404, "no page /nope");
+  expect_body(web, GET("/static/app.js"), 404, "no page /static/app.js");
+  expect_body(web, GET("/example.EchoService/Echo"), 405, "POST");
   expect_body(web, "POST /status HTTP/1.1\r\nContent-Length: 0\r\n\r\n", 405, "GET");
   /* HEAD: the headers only */
   hresp_t r;

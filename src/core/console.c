@@ -125,8 +125,12 @@ static bool is_get(const mprpc__http_req_t *r) {
   return r->method == MPRPC__HTTP_GET || r->method == MPRPC__HTTP_HEAD;
 }
 
-/* GET /rpcz: the sampled-calls ring belongs to the trace work; until it is
- * built the route answers 404 (see docs/console.md). */
+/* GET /rpcz[?trace_id=X]: the sampled-calls ring belongs to the trace work
+ * (core/rpcz.h); until it is plugged in the route answers 404. Plugging it
+ * in: parse trace_id (0 = all) with mprpc__http_query_param, then
+ *   mprpc__rpcz_render(rq->s->rpcz, &rs->body, (int)rq->fmt, trace_id);
+ * (rq->fmt is 0 text, 1 html, 2 json; for HTML wrap the render in
+ * mprpc__console_html_head/tail unless it writes a whole page). */
 static int page_rpcz(mprpc__creq_t *rq, mprpc__cresp_t *rs) {
   mprpc__console_error(rq, rs, 404, "rpcz not built");
   return 0;
@@ -172,6 +176,14 @@ static int route(mprpc__creq_t *rq, mprpc__cresp_t *rs) {
   /* /package.Service/Method */
   const char *slash = r->path.len > 1 ? memchr(r->path.ptr + 1, '/', r->path.len - 1) : NULL;
   if (slash && slash[1] && !memchr(slash + 1, '/', r->path.len - (size_t)(slash + 1 - r->path.ptr))) {
+    bool svc_found = false;
+    mprpc__srv_lookup(rq->s, (mprpc_bytes_t){(const uint8_t *)r->path.ptr + 1, (size_t)(slash - r->path.ptr - 1)},
+                      mprpc_bytes_str(slash + 1), &svc_found);
+    if (r->method != MPRPC__HTTP_POST && !svc_found) {
+      mprpc__console_error(rq, rs, 404, "no page %.*s (see /)",
+                           (int)(r->path.len > 200 ? 200 : r->path.len), r->path.ptr);
+      return 0;
+    }
     if (r->method != MPRPC__HTTP_POST) {
       mprpc__console_error(rq, rs, 405, "call a method with POST and a JSON body");
       rs->hdr[rs->nhdr++] = (mprpc__http_kv_t){"Allow", "POST"};
