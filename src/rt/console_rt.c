@@ -193,6 +193,7 @@ int mprpc_console_start(const mprpc_console_opts_t *opts, mprpc_console_t **out)
   o.port = opts->port;
   o.console = true;
   o.console_write = opts->write;
+  o.reflection = false; /* no services to describe */
   o.drain_timeout_ms = 100;
   o.logoff_grace_ms = 0;
   int rc = mprpc_server_new(&o, &c->s);
