@@ -519,7 +519,7 @@ static void test_console_json_calls(void **state) {
   expect_body(web, req, 404, "\"error_code\":1002");
   snprintf(req, sizeof req, CALL("/example.EchoService/Echo", "{\"message\":\"error\"}"),
            strlen("{\"message\":\"error\"}"));
-  expect_body(web, req, 500, "\"error_code\":4242");
+  expect_body(web, req, 500, "{\"error_code\":4242,\"error_name\":\"EAPP\",\"error_text\":");
   /* a held call answers later; a request pipelined behind it waits its turn */
   char two[768];
   snprintf(req, sizeof req, CALL("/example.EchoService/Echo", "{\"message\":\"hold\"}"),

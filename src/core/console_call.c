@@ -41,14 +41,21 @@ static int http_status_of(int err) {
   }
 }
 
-static void json_error(mprpc__cresp_t *rs, int err, const char *text, size_t tlen) {
+/* wire: the code as it travels (an application's own code is kept as is);
+ * 0: mprpc_err_to_wire(err). */
+static void json_error_wire(mprpc__cresp_t *rs, int err, int32_t wire, const char *text,
+                            size_t tlen) {
   rs->status = http_status_of(err);
   rs->ctype = "application/json";
   mprpc__textbuf_reset(&rs->body);
   mprpc__textbuf_printf(&rs->body, "{\"error_code\":%d,\"error_name\":\"%s\",\"error_text\":",
-                        (int)mprpc_err_to_wire(err), mprpc_err_name(err));
+                        (int)(wire ? wire : mprpc_err_to_wire(err)), mprpc_err_name(err));
   mprpc__textbuf_json(&rs->body, text, tlen);
   mprpc__textbuf_puts(&rs->body, "}\n");
+}
+
+static void json_error(mprpc__cresp_t *rs, int err, const char *text, size_t tlen) {
+  json_error_wire(rs, err, 0, text, tlen);
 }
 
 int mprpc__cpage_call(mprpc__creq_t *rq, mprpc__cresp_t *rs) {
@@ -138,16 +145,11 @@ void mprpc__console_call_answer(srv_conn_t *conn, const mprpc_frame_out_t *out) 
   if (n <= 0) {
     json_error(&rs, MPRPC_EINTERNAL, "answer frame does not parse", 27);
   } else if (f.meta.error_code) {
-    int err = mprpc_err_from_wire(f.meta.error_code);
-    json_error(&rs, err, (const char *)f.meta.error_text.ptr, f.meta.error_text.len);
-    if (err == MPRPC_EAPP || f.meta.error_code >= 10000) /* an application's own code */
-      mprpc__textbuf_reset(&rs.body),
-          mprpc__textbuf_printf(&rs.body, "{\"error_code\":%d,\"error_name\":\"EAPP\","
-                                          "\"error_text\":",
-                                (int)f.meta.error_code),
-          mprpc__textbuf_json(&rs.body, (const char *)f.meta.error_text.ptr,
-                              f.meta.error_text.len),
-          mprpc__textbuf_puts(&rs.body, "}\n");
+    /* an application's own code (EAPP) keeps its number */
+    int err = mprpc_err_wire_is_app(f.meta.error_code) ? MPRPC_EAPP
+                                                       : mprpc_err_from_wire(f.meta.error_code);
+    json_error_wire(&rs, err, f.meta.error_code,
+                    (const char *)f.meta.error_text.ptr, f.meta.error_text.len);
   } else if (!h->call) {
     json_error(&rs, MPRPC_EINTERNAL, "answer without a method", 23);
   } else {
