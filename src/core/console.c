@@ -174,14 +174,15 @@ static int route(mprpc__creq_t *rq, mprpc__cresp_t *rs) {
     return mprpc__cpage_flag_set(rq, rs, r->path.ptr + 7);
   }
   /* /package.Service/Method */
+  int shown = (int)(r->path.len > 200 ? 200 : r->path.len);
   const char *slash = r->path.len > 1 ? memchr(r->path.ptr + 1, '/', r->path.len - 1) : NULL;
-  if (slash && slash[1] && !memchr(slash + 1, '/', r->path.len - (size_t)(slash + 1 - r->path.ptr))) {
+  size_t rest = slash ? r->path.len - (size_t)(slash + 1 - r->path.ptr) : 0;
+  if (slash && slash[1] && !memchr(slash + 1, '/', rest)) {
     bool svc_found = false;
-    mprpc__srv_lookup(rq->s, (mprpc_bytes_t){(const uint8_t *)r->path.ptr + 1, (size_t)(slash - r->path.ptr - 1)},
-                      mprpc_bytes_str(slash + 1), &svc_found);
+    mprpc_bytes_t svc = {(const uint8_t *)r->path.ptr + 1, (size_t)(slash - r->path.ptr - 1)};
+    mprpc__srv_lookup(rq->s, svc, mprpc_bytes_str(slash + 1), &svc_found);
     if (r->method != MPRPC__HTTP_POST && !svc_found) {
-      mprpc__console_error(rq, rs, 404, "no page %.*s (see /)",
-                           (int)(r->path.len > 200 ? 200 : r->path.len), r->path.ptr);
+      mprpc__console_error(rq, rs, 404, "no page %.*s (see /)", shown, r->path.ptr);
       return 0;
     }
     if (r->method != MPRPC__HTTP_POST) {
@@ -191,8 +192,7 @@ static int route(mprpc__creq_t *rq, mprpc__cresp_t *rs) {
     }
     return mprpc__cpage_call(rq, rs);
   }
-  mprpc__console_error(rq, rs, 404, "no page %.*s (see /)", (int)(r->path.len > 200 ? 200 : r->path.len),
-                       r->path.ptr);
+  mprpc__console_error(rq, rs, 404, "no page %.*s (see /)", shown, r->path.ptr);
   return 0;
 }
 

@@ -169,7 +169,8 @@ void mprpc__console_call_answer(srv_conn_t *conn, const mprpc_frame_out_t *out) 
                                                  &json, &jlen, err, sizeof err);
     if (rc < 0) {
       char text[400];
-      snprintf(text, sizeof text, "response as JSON: %s", zr ? why : err[0] ? err : mprpc_strerror(rc));
+      const char *why_text = zr ? why : err[0] ? err : mprpc_strerror(rc);
+      snprintf(text, sizeof text, "response as JSON: %s", why_text);
       json_error(&rs, MPRPC_EINTERNAL, text, strlen(text));
     } else {
       mprpc__textbuf_append(&rs.body, json, jlen);
