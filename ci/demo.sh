@@ -127,6 +127,11 @@ wait "$cpid"
 crc=$?
 step "consumer done"
 
+# The builtin console of each provider, before they stop (docs/console.md).
+for name in user-a user-b friend; do
+  curl -s --max-time 5 "http://127.0.0.1:${port[$name]}/status" >"$tmp/$name.status" 2>/dev/null || true
+done
+
 # Stop the providers now so they report what they served.
 for name in user-a user-b friend; do kill -TERM "${pid_of[$name]}" 2>/dev/null; done
 for name in user-a user-b friend; do
@@ -151,6 +156,12 @@ self=$(sed -n 's/.*served \([0-9]*\) calls.*/\1/p' "$tmp/user-a.out" | tail -n 1
 [[ -n $calls && $calls -gt 0 ]] || fail "the consumer made no calls (exit $crc)"
 [[ $failed == 0 && $crc == 0 ]] || fail "$failed of $calls calls failed"
 [[ -n $rejoin && $rejoin -gt 0 ]] || fail "user-a did not serve calls after it was restarted"
+echo "consoles (curl http://HOST:PORT/status, /metrics, /connections, /flags; docs/console.md):"
+for name in user-a user-b friend; do
+  printf '    %-7s http://127.0.0.1:%s/status\n' "$name" "${port[$name]}"
+  grep -E '^(uptime_seconds|  method )' "$tmp/$name.status" 2>/dev/null | head -n 3 | sed 's/^ */        /'
+done
+echo
 printf '  PASS: %s calls, 0 failed; restarted user-a served %s calls after rejoining (its own count: %s)\n' \
   "$calls" "$rejoin" "${self:-?}"
 ok=1

@@ -320,7 +320,22 @@ def run(addr):
         check("%s -> correlation_id echoed" % name, cid == 7, "got %r" % (cid,))
         check("%s -> connection stays open" % name, still_open)
 
-    expect_close(addr, "bad magic", b"GET / HTTP/1.1\r\n\r\n")
+    expect_close(addr, "bad magic", b"HELO\0\0\0\0\0\0\0\0")
+    # The same port serves the builtin console to HTTP (docs/console.md).
+    c = Conn(addr)
+    c.send(b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n")
+    got = b""
+    try:
+        while True:
+            chunk = c.s.recv(4096)
+            if not chunk:
+                break
+            got += chunk
+    except socket.timeout:
+        pass
+    c.close()
+    check("HTTP on the service port -> the console answers", got.startswith(b"HTTP/1.1 200 OK"),
+          repr(got[:40]))
     expect_close(addr, "meta_size > body_size", b"PRPC" + struct.pack(">II", 4, 5) + b"\0" * 4)
     expect_close(addr, "body over the limit (header only)", b"PRPC" + struct.pack(">II", 0xFFFFFFFF, 0))
     meta = field_varint(5, 100) + field_varint(4, 1)

@@ -110,6 +110,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   o.max_concurrency = (flags & 4) ? 2 : 0;
   o.idle_timeout_ms = (flags & 8) ? 50 : 0;
   o.drain_timeout_ms = 100;
+  o.console = false; /* baidu_std only: the HTTP side is fuzz_console.c */
   mprpc_server_t *s;
   FUZZ_CHECK(mprpc_server_new_in(&o, (mprpc_loop_owner_t){0}, &s) == 0);
   FUZZ_CHECK(mprpc_server_add_service(s, &svc.base) == 0);

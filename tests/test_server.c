@@ -346,6 +346,7 @@ static void test_server_core_malformed_closes_only_that_connection(void **state)
   fsrv_t f;
   fsrv_opts(&o);
   o.max_body = 1024;
+  o.console = false; /* HTTP is then garbage too (tests/test_console.c: with the console) */
   fsrv_start(&f, &o);
   mprpc_conn_t *good = fconn_new(f.e);
   Example__EchoRequest m;
@@ -828,6 +829,7 @@ static void test_server_core_stats_log_timer(void **state) {
   fsrv_t f;
   fsrv_opts(&o);
   o.stats_log_period_ms = 100;
+  o.console = false; /* the console's per-second ring has a timer of its own */
   fsrv_start(&f, &o);
   size_t before = fake_loop_timers(f.e->L);
   assert_int_equal(before, 1);

@@ -29,7 +29,7 @@ static inline void app_provider_on_signal(int sig) {
  * mprpc_server_from_config (listen on rpcserverip:rpcserverport, open the
  * configured registry, which the server owns), add_service, run. Prints
  * "<prog>: <service> on <ip>:<port>" once serving (ci/demo.sh waits for
- * it). SIGTERM or SIGINT stops it gracefully; it then prints
+ * it), then "<prog>: console http://<ip>:<port>/status" unless console=off. SIGTERM or SIGINT stops it gracefully; it then prints
  * "<prog>: <ip>:<port> served N calls". Returns the exit status: 0, or 1
  * when it cannot serve; exits 2 on a bad command line, as app.h does.
  * svc must outlive the call. */
@@ -57,6 +57,9 @@ static inline int app_provider_main(const char *prog, int argc, char **argv,
   sigaction(SIGINT, &sa, NULL);
   unsigned bound = mprpc_server_port(app_provider_server);
   printf("%s: %s on %s:%u\n", prog, svc->descriptor->name, ip, bound);
+  unsigned cport = mprpc_server_console_port(app_provider_server);
+  if (cport) /* the builtin console (docs/console.md): on the service port by default */
+    printf("%s: console http://%s:%u/status\n", prog, ip, cport);
   fflush(stdout);
 
   mprpc_server_run(app_provider_server);

@@ -182,6 +182,9 @@ int main(int argc, char **argv) {
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
   printf("echo_server: listening on %s:%u\n", o.host, (unsigned)mprpc_server_port(g_server));
+  if (mprpc_server_console_port(g_server))
+    printf("echo_server: console http://%s:%u/status\n", o.host,
+           (unsigned)mprpc_server_console_port(g_server));
   fflush(stdout);
   rc = mprpc_server_run(g_server);
   mprpc_server_destroy(g_server);

@@ -35,6 +35,7 @@
 #define MPRPC_CHANNEL_H
 
 #include "mprpc/export.h"
+#include "mprpc/console.h"
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -130,6 +131,10 @@ typedef struct mprpc_channel_opts {
    * partition healed). 0 = 3; negative = never. Attempt timeouts and call
    * deadlines both count; any byte received starts the count again. */
   int reset_after_timeouts;
+
+  /* The list the console's client metrics read (mprpc/console.h); vt NULL:
+   * none. mprpc_channel_new (the facade) joins the process-wide list. */
+  mprpc_channel_list_t list;
 } mprpc_channel_opts_t;
 
 /* The names before 0.2, kept for one release. */

@@ -33,6 +33,7 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "mprpc/config.h"
+#include "mprpc/console.h"
 #include "mprpc/loop.h"
 #include "mprpc/registry.h"
 #include "mprpc/trace.h"
@@ -144,17 +145,31 @@ typedef struct mprpc_server_opts {
   uint32_t rpcz_every;            /* /rpcz keeps one call in this many, per
                                      loop [1: every call]; UINT32_MAX = none
                                      (no ring is allocated) */
+  /* The builtin console (docs/console.md): HTTP/1.1 on the service port,
+   * told apart from baidu_std by a connection's first bytes (config keys
+   * console, console_port, console_write). mprpc_server_opts_init turns it
+   * on; a zeroed struct has it off. */
+  bool console;
+  uint16_t console_port; /* serve it on this port instead (same host); 0 = the
+                            service port. A port of its own speaks only HTTP */
+  bool console_write;    /* POST /flags/NAME allowed [off: 403] */
+  /* Seams the console reads from; mprpc_server_new (the facade) fills the
+   * ones left empty: JSON for HTTP/JSON calls, process figures and the
+   * process's channels for /metrics. */
+  mprpc_json_codec_t json;
+  mprpc_procinfo_t procinfo;
+  mprpc_channel_list_t channels;
 } mprpc_server_opts_t;
 
 /* Fills defaults (all zero except drain_timeout_ms = 5000,
- * logoff_grace_ms = 200 and reflection = true). */
+ * logoff_grace_ms = 200, reflection = true and console on). */
 void mprpc_server_opts_init(mprpc_server_opts_t *o);
 
 /* Reads provider options from a config file's keys (docs/server.md):
  * rpcserverip/rpcserverport (listen address, parsed into *listen, which
  * o->host then points into), threads, handler_threads, max_body_size, max_concurrency,
  * max_method_concurrency, idle_timeout, drain_timeout, logoff_grace, stats_period, slow_handler_warn_ms,
- * rpcz_every, advertise_host, weight, version, reflection (on|off). Absent keys leave *o unchanged; string
+ * rpcz_every, advertise_host, weight, version, reflection (on|off), console, console_port, console_write. Absent keys leave *o unchanged; string
  * options point into cfg or *listen, which must outlive mprpc_server_new.
  * Errors: MPRPC_ECONFIG (text in mprpc_config_error(cfg)), MPRPC_ERANGE
  * (max_body_size 0 or over 4 GiB - 1). Defined in src/util/server_config.c. */
@@ -214,6 +229,10 @@ int mprpc_server_start(mprpc_server_t *s);
 
 /* The bound port once started (useful with port 0); 0 before start. */
 uint16_t mprpc_server_port(const mprpc_server_t *s);
+/* The console's port once started: console_port's bound port, or the
+ * service port when the console shares it; 0 when the console is off or
+ * before start. */
+uint16_t mprpc_server_console_port(const mprpc_server_t *s);
 
 /* The seeds' Run: starts if needed, then blocks until
  * mprpc_server_stop_async() (or mprpc_server_stop() from another thread) is

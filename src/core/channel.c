@@ -371,6 +371,7 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
     MPRPC__STAT_INC(ch, ok);
   else
     stat_failure(ch, err);
+  mprpc__ch_method_record(ch, c->midx, err, now > c->start_ns ? now - c->start_ns : 0);
   c->err = err;
   c->resp = msg;
   if (c->sync) {
@@ -1145,6 +1146,9 @@ int mprpc_channel_new_in(const ProtobufCServiceDescriptor *sd, const mprpc_chann
       goto fail;
     ch->subscribed = true;
   }
+  ch->list = o->list;
+  if (ch->list.vt && ch->list.vt->add)
+    ch->list.vt->add(ch->list.ctx, ch);
   *out = ch;
   return 0;
 fail:
@@ -1194,6 +1198,8 @@ static void destroy_post_cb(void *arg) {
 void mprpc_channel_destroy(mprpc_channel_t *ch) {
   if (!ch)
     return;
+  if (ch->list.vt && ch->list.vt->remove) /* no /metrics reads it from here on */
+    ch->list.vt->remove(ch->list.ctx, ch);
   /* own_registry: closed once the channel has unsubscribed from it, on the
    * destroying thread when it waits for that, else right after on the loop. */
   mprpc_registry_t owned = ch->own_reg ? ch->reg : (mprpc_registry_t){0};

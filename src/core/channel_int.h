@@ -53,7 +53,20 @@ typedef struct mprpc__alist {
 typedef struct mprpc__ch_method {
   size_t name_len; /* strlen of the descriptor's name, sent in every request */
   bool idempotent; /* may be resent after an attempt of unknown outcome */
+  /* Client metrics (channel_metrics.c); one writer, the channel's loop. */
+#define MPRPC__CH_BOUNDS 16
+#define MPRPC__CH_CODES 8
+  uint64_t ok, sum_us;
+  uint64_t hist[MPRPC__CH_BOUNDS + 1]; /* per bound, not cumulative; last: above all */
+  struct {
+    int code;
+    uint64_t count;
+  } codes[MPRPC__CH_CODES]; /* the first distinct failure codes; the last slot: any other */
+  size_t ncodes;
 } mprpc__ch_method_t;
+
+/* channel_metrics.c: one finished call of method midx (the channel's loop). */
+void mprpc__ch_method_record(mprpc_channel_t *ch, unsigned midx, int err, uint64_t ns);
 
 struct mprpc__attempt {
   mprpc__call_t *call;
@@ -183,6 +196,7 @@ struct mprpc_channel {
   int max_retry;
   int policy;
   mprpc__ch_method_t *minfo; /* one per method of sd */
+  mprpc_channel_list_t list; /* joined at creation, left at destroy */
   size_t svc_name_len;       /* strlen(sd->name) */
   uint8_t *auth;
   size_t auth_len;

@@ -49,6 +49,20 @@ const char *mprpc__prom_format_value(char buf[32], double v) {
     return strcpy(buf, "NaN");
   if (isinf(v))
     return strcpy(buf, v > 0 ? "+Inf" : "-Inf");
+  /* Counters and most gauges are whole numbers below 2^53: written by hand,
+   * they cost no snprintf/strtod round trip (/metrics writes thousands). */
+  if (v >= 0 && v < 9007199254740992.0 && v == (double)(uint64_t)v) {
+    char tmp[24];
+    size_t n = 0;
+    uint64_t u = (uint64_t)v;
+    do
+      tmp[n++] = (char)('0' + u % 10);
+    while ((u /= 10) != 0);
+    for (size_t i = 0; i < n; i++)
+      buf[i] = tmp[n - 1 - i];
+    buf[n] = 0;
+    return buf;
+  }
   for (int prec = 15; prec <= 17; prec++) {
     snprintf(buf, 32, "%.*g", prec, v);
     if (strtod(buf, NULL) == v)

@@ -138,6 +138,7 @@ void mprpc_server_opts_init(mprpc_server_opts_t *o) {
   memset(o, 0, sizeof *o);
   o->drain_timeout_ms = 5000;
   o->logoff_grace_ms = 200;
+  o->console = true;
   o->reflection = true;
 }
 
@@ -218,7 +219,8 @@ int mprpc_server_add_service(mprpc_server_t *s, ProtobufCService *service) {
     m->desc = &d->methods[i];
     m->limit = s->o.max_method_concurrency;
     m->st = calloc(s->nloops, sizeof *m->st);
-    if (!m->st) {
+    if (!m->st || mprpc__srv_ring_alloc(m) < 0) {
+      free(m->st);
       free(m);
       goto fail;
     }
@@ -235,6 +237,7 @@ int mprpc_server_add_service(mprpc_server_t *s, ProtobufCService *service) {
 fail:
   for (size_t i = 0; i < added; i++) {
     free(s->methods[s->nmethods + i]->st);
+    mprpc__srv_ring_free(s->methods[s->nmethods + i]);
     free(s->methods[s->nmethods + i]);
   }
   return MPRPC_ENOMEM;
@@ -249,11 +252,17 @@ int mprpc_server_set_method_limit(mprpc_server_t *s, const char *service, const 
   srv_method_t *m = lookup_str(s, service, method);
   if (!m)
     return MPRPC_ENOTFOUND;
-  m->limit = max_concurrency;
+  __atomic_store_n(&m->limit, max_concurrency, __ATOMIC_RELAXED);
   return 0;
 }
 
 uint16_t mprpc_server_port(const mprpc_server_t *s) { return s ? s->port : 0; }
+
+uint16_t mprpc_server_console_port(const mprpc_server_t *s) {
+  if (!s || !s->o.console || !s->port)
+    return 0;
+  return s->o.console_port ? s->console_port : s->port;
+}
 
 /* ---- posted tasks ----------------------------------------------------------- */
 

@@ -189,7 +189,9 @@ static void complete_now(mprpc_server_call_t *call) {
   mprpc__srv_record_latency(st, now > call->arrival_ns ? now - call->arrival_ns : 0);
   if (call->err_wire)
     mprpc__srv_count_error(st, mprpc_err_from_wire(call->err_wire));
-  if (m->limit)
+  else
+    MPRPC__ONE_WRITER_ADD(&st->ok, 1);
+  if (call->limited)
     atomic_fetch_sub(&m->limit_inflight, 1);
   MPRPC__ONE_WRITER_ADD(&st->completed, 1);
   if (s->o.max_concurrency)

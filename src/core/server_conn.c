@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "core/server_internal.h"
+#include "core/sniff.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 
@@ -53,7 +54,7 @@ void mprpc__srv_conn_close(srv_conn_t *conn, bool flush) {
 }
 
 void mprpc__srv_conn_maybe_free(srv_conn_t *conn) {
-  if (!conn->closed || conn->ncalls > 0)
+  if (!conn->closed || conn->ncalls > 0 || conn->pins > 0)
     return;
   srv_loop_t *l = conn->l;
   if (conn->prev)
@@ -63,6 +64,7 @@ void mprpc__srv_conn_maybe_free(srv_conn_t *conn) {
   if (conn->next)
     conn->next->prev = conn->prev;
   mprpc_rbuf_free(&conn->in);
+  mprpc__console_conn_free(conn);
   free(conn->wbuf);
   free(conn);
 }
@@ -74,6 +76,11 @@ void mprpc__srv_conn_maybe_free(srv_conn_t *conn) {
  * a pipelined batch costs one syscall instead of one per response. */
 #define BATCH_MAX_FRAME (16 * 1024)
 #define BATCH_MAX_BYTES (256 * 1024)
+
+static void conn_count_out(srv_conn_t *conn, size_t n) {
+  conn->bytes_out += n;
+  MPRPC__ONE_WRITER_ADD(&conn->l->bytes_out, n);
+}
 
 static void write_failed(srv_conn_t *conn, int rc) {
   MPRPC_LOG_WARN("server: closing connection from %s: write: %s", conn->peer, mprpc_strerror(rc));
@@ -91,9 +98,13 @@ void mprpc__srv_flush(srv_conn_t *conn) {
   int rc = mprpc_conn_writev(conn->s->t, conn->c, &iov, 1);
   if (rc < 0)
     write_failed(conn, rc);
+  else
+    conn_count_out(conn, n);
 }
 
 static bool batch_append(srv_conn_t *conn, const mprpc_frame_out_t *out) {
+  if (conn->proto == MPRPC__PROTO_HTTP)
+    return false; /* an HTTP/JSON call's answer: console.c writes it */
   if (!conn->batching || out->total > BATCH_MAX_FRAME)
     return false;
   if (conn->wlen + out->total > BATCH_MAX_BYTES)
@@ -128,9 +139,15 @@ void mprpc__srv_write_frame(srv_conn_t *conn, mprpc_frame_out_t *out, uint64_t n
   mprpc__srv_flush(conn); /* keep responses in order */
   if (conn->closing)
     return;
+  if (conn->proto == MPRPC__PROTO_HTTP) {
+    mprpc__console_on_frame(conn, out);
+    return;
+  }
   int rc = mprpc_conn_writev(conn->s->t, conn->c, out->iov, out->iovcnt);
   if (rc < 0)
     write_failed(conn, rc);
+  else
+    conn_count_out(conn, out->total);
 }
 
 /* ---- inbound frames ------------------------------------------------------- */
@@ -146,6 +163,15 @@ static void conn_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
   srv_conn_t *conn = ud;
   mprpc_server_t *s = conn->s;
   (void)c;
+  size_t have = mprpc_rbuf_len(in);
+  if (have > conn->in_seen) {
+    conn->bytes_in += have - conn->in_seen;
+    MPRPC__ONE_WRITER_ADD(&conn->l->bytes_in, have - conn->in_seen);
+  }
+  if (conn->proto != MPRPC__PROTO_BAIDU && mprpc__console_take(conn, in)) {
+    conn->in_seen = conn->closed ? 0 : mprpc_rbuf_len(in);
+    return; /* HTTP (console.c), or not yet told, or closing */
+  }
   /* Every frame completed by these bytes arrived now; a frame that waits
    * behind a slow inline handler keeps this arrival time, so its deadline
    * can pass before it is dispatched. */
@@ -172,6 +198,7 @@ static void conn_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
       break;
     }
     conn->last_active = arrival;
+    conn->nrequests++;
     mprpc__srv_dispatch(conn, &f, arrival);
     mprpc_rbuf_consume(in, (size_t)n);
   }
@@ -179,6 +206,7 @@ static void conn_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
   mprpc__srv_flush(conn); /* a no-op (bytes dropped) once closing */
   if (!conn->closed && mprpc_rbuf_len(in) == 0)
     mprpc_rbuf_shrink(in, 64 * 1024);
+  conn->in_seen = conn->closed ? 0 : mprpc_rbuf_len(in);
 }
 
 static void conn_on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
@@ -204,7 +232,12 @@ static const mprpc_conn_handler_t conn_handler = {
 };
 
 void mprpc__srv_on_accept(void *ud, mprpc_conn_t *c, mprpc_loop_t loop) {
-  mprpc_server_t *s = ud;
+  mprpc__srv_conn_accepted(ud, c, loop, false);
+}
+
+/* console_only: accepted on the console's own port (console.c). */
+void mprpc__srv_conn_accepted(mprpc_server_t *s, mprpc_conn_t *c, mprpc_loop_t loop,
+                              bool console_only) {
   srv_loop_t *l = &s->sl[0];
   for (size_t i = 0; i < s->nloops; i++)
     if (s->loops[i].ctx == loop.ctx) {
@@ -221,6 +254,9 @@ void mprpc__srv_on_accept(void *ud, mprpc_conn_t *c, mprpc_loop_t loop) {
   conn->s = s;
   conn->l = l;
   conn->c = c;
+  conn->console_only = console_only;
+  if (!s->o.console) /* no sniffing: every connection speaks baidu_std */
+    conn->proto = MPRPC__PROTO_BAIDU;
   mprpc_rbuf_init(&conn->in);
   snprintf(conn->peer, sizeof conn->peer, "%s", mprpc_conn_peer(s->t, c));
   conn->next = l->conns;
@@ -229,7 +265,7 @@ void mprpc__srv_on_accept(void *ud, mprpc_conn_t *c, mprpc_loop_t loop) {
   l->conns = conn;
   atomic_fetch_add(&s->st_accepted, 1);
   atomic_fetch_add(&s->open_conns, 1);
-  conn->last_active = mprpc_loop_now(l->loop);
+  conn->last_active = conn->created_ns = mprpc_loop_now(l->loop);
   mprpc_conn_setup(s->t, c, &conn_handler, conn, &conn->in);
   if (s->o.idle_timeout_ms)
     conn_arm_idle(conn, s->o.idle_timeout_ms * MPRPC_NS_PER_MS);

@@ -137,21 +137,23 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
       snprintf(text, sizeof text, "deadline of %d ms passed before dispatch", (int)mt->timeout_ms);
     }
   }
-  bool acquired = false;
+  bool acquired = false, limited = false;
+  /* The limit may change at run time (POST /flags): read it once. */
+  uint32_t limit = m ? __atomic_load_n(&m->limit, __ATOMIC_RELAXED) : 0;
   if (!err) {
     if (s->o.max_concurrency && !try_acquire(&s->inflight, s->o.max_concurrency)) {
       err = MPRPC_ELIMIT;
       snprintf(text, sizeof text, "server concurrency limit %u reached", s->o.max_concurrency);
-    } else if (m->limit && !try_acquire(&m->limit_inflight, m->limit)) {
+    } else if (limit && !try_acquire(&m->limit_inflight, limit)) {
       if (s->o.max_concurrency)
         atomic_fetch_sub(&s->inflight, 1);
       err = MPRPC_ELIMIT;
-      snprintf(text, sizeof text, "concurrency limit %u of %s.%s reached", m->limit, m->service,
+      snprintf(text, sizeof text, "concurrency limit %u of %s.%s reached", limit, m->service,
                m->name);
     } else {
       acquired = true;
-      if (!m->limit)
-        MPRPC__ONE_WRITER_ADD(&st->admitted, 1);
+      limited = limit != 0;
+      MPRPC__ONE_WRITER_ADD(&st->admitted, 1);
     }
   }
 
@@ -176,6 +178,7 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
     call->m = m;
     call->arrival_ns = arrival;
     call->deadline_ns = deadline;
+    call->limited = limited;
     if (f->attachment.len)
       memcpy(tail, f->attachment.ptr, f->attachment.len);
     call->att = tail;
@@ -244,10 +247,9 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
     if (acquired) {
       if (s->o.max_concurrency)
         atomic_fetch_sub(&s->inflight, 1);
-      if (m->limit)
+      if (limited)
         atomic_fetch_sub(&m->limit_inflight, 1);
-      else
-        MPRPC__ONE_WRITER_ADD(&st->admitted, (uint64_t)-1);
+      MPRPC__ONE_WRITER_ADD(&st->admitted, (uint64_t)-1);
     }
     if (m) {
       mprpc__srv_count_error(st, err);

@@ -42,6 +42,8 @@
  * mprpc__srv_method_inflight). */
 typedef struct mprpc__mstats {
   uint64_t requests, errors, completed, admitted, max_us;
+  uint64_t ok;     /* answered with error_code 0 */
+  uint64_t sum_us; /* latency of completed calls, summed */
   uint64_t slow; /* handlers that held the loop past slow_handler_warn_ms */
   uint64_t by_code[MPRPC_SERVER_NCODES];
   uint64_t hist[MPRPC__HIST_BUCKETS];
@@ -54,11 +56,12 @@ typedef struct srv_method {
   ProtobufCService *svc;
   unsigned index;
   const ProtobufCMethodDescriptor *desc;
-  uint32_t limit; /* 0 = unlimited */
+  uint32_t limit; /* 0 = unlimited; changed at run time by POST /flags: __atomic */
   /* With a limit, in flight on all loops, counted up and down (the limit
    * is shared, so this one is a locked counter). */
   atomic_uint_fast64_t limit_inflight;
   mprpc__mstats_t *st; /* one per loop (mprpc_server_t.nloops) */
+  struct mprpc__mring *ring; /* per-second qps/p99 of the last 60 s (server_stats.c) */
 } srv_method_t;
 
 typedef struct srv_loop srv_loop_t;
@@ -73,6 +76,7 @@ struct srv_loop {
   size_t qpos;
   mprpc_server_call_t *pool; /* out of quarantine, linked through next */
   size_t npool;
+  uint64_t bytes_in, bytes_out; /* one writer: this loop's thread */
   /* The loop clock when the last inline handler returned: a request cut
    * from the same read as a slow one starts its watch there, not at the
    * read, so it is not blamed for the other's time (no extra clock read). */
@@ -97,6 +101,13 @@ struct srv_conn {
   uint8_t *wbuf;   /* responses batched for one writev per on_data */
   size_t wlen, wcap;
   char peer[64];
+  /* console (console.c) and /connections */
+  uint8_t proto;      /* mprpc__proto_t once the first bytes told; 0 before */
+  bool console_only;  /* accepted on console_port: HTTP only */
+  int pins;           /* console work in flight referring to the conn */
+  struct mprpc__ccon *http; /* HTTP state once proto is HTTP */
+  uint64_t created_ns, nrequests, bytes_in, bytes_out;
+  size_t in_seen;     /* bytes of `in` already counted in bytes_in */
 };
 
 #define MPRPC__CALL_MAGIC 0x6d707263u
@@ -115,6 +126,7 @@ struct mprpc_server_call {
   ProtobufCMessage *input;
   ProtobufCAllocator alloc;
   size_t alloc_used, alloc_limit;
+  bool limited;            /* took a slot of its method's limit */
   bool pooled;             /* a MPRPC__CALL_TAIL block: back to the pool */
   mprpc__arena_t arena;    /* the rest of a pooled block; empty otherwise */
   size_t heap_allocs;      /* unpack allocations that missed the arena */
@@ -185,6 +197,15 @@ struct mprpc_server {
   /* the last calls served (core/rpcz.h); NULL when rpcz_every is
    * UINT32_MAX. Written by every loop, read by /rpcz and the snapshot. */
   struct mprpc__rpcz *rpcz;
+  /* the console (console.c) and the per-second ring (server_stats.c) */
+  mprpc_listener_t *console_listener;
+  uint16_t console_port;
+  uint64_t start_wall_ns;
+  uint64_t ring_timer;
+  uint64_t ring_ticks; /* seconds recorded so far: __atomic, one writer (loops[0]) */
+  atomic_uint_fast64_t con_last_log, con_unlogged; /* rate limit of console warnings */
+  atomic_uint_fast64_t st_http_requests;
+  atomic_uint_fast64_t st_http_refused[6]; /* by status: 400 401 403 404 413 431 */
 
   /* server-wide stats */
   atomic_uint_fast64_t st_accepted, st_idle_closed, st_malformed, st_noservice, st_nomethod,
@@ -207,6 +228,8 @@ static inline bool mprpc__srv_method_is(const srv_method_t *m, mprpc_bytes_t svc
 }
 
 /* server_conn.c: connection I/O */
+void mprpc__srv_conn_accepted(mprpc_server_t *s, mprpc_conn_t *c, mprpc_loop_t loop,
+                              bool console_only);
 void mprpc__srv_on_accept(void *ud, mprpc_conn_t *c, mprpc_loop_t loop);
 void mprpc__srv_conn_close(srv_conn_t *conn, bool flush);
 void mprpc__srv_conn_maybe_free(srv_conn_t *conn);
@@ -238,7 +261,36 @@ void mprpc__srv_rpcz_put(srv_conn_t *conn, const srv_method_t *m, uint64_t arriv
 void mprpc__srv_free_all(mprpc_server_t *s);
 void mprpc__srv_stats_tick(void *arg);
 
+/* console.c: the HTTP side of a connection */
+/* At the start of on_data while the protocol is not baidu_std: sniffs the
+ * first bytes and serves HTTP. true: the bytes were taken (or the
+ * connection is closing); false: baidu_std, go on with the frames. */
+bool mprpc__console_take(srv_conn_t *conn, mprpc_rbuf_t *in);
+/* A frame the dispatcher answered on an HTTP connection (an HTTP/JSON call). */
+void mprpc__console_on_frame(srv_conn_t *conn, const mprpc_frame_out_t *out);
+void mprpc__console_conn_free(srv_conn_t *conn);
+/* The separate console port (console_port != 0): at start, on stop. */
+int mprpc__console_listen(mprpc_server_t *s);
+void mprpc__console_unlisten(mprpc_server_t *s);
+
 /* server_stats.c */
+/* The per-second ring: a tick on loops[0] every second while running. */
+int mprpc__srv_ring_alloc(srv_method_t *m);
+void mprpc__srv_ring_free(srv_method_t *m);
+void mprpc__srv_ring_start(mprpc_server_t *s);
+void mprpc__srv_ring_stop(mprpc_server_t *s);
+/* The newest n <= 60 seconds of a method, oldest first: requests per
+ * second and p99 latency in microseconds. Returns n. */
+size_t mprpc__srv_method_series(const mprpc_server_t *s, const srv_method_t *m, double *qps,
+                                double *p99_us, size_t max);
+/* A method's cumulative latency histogram summed over the loops (counts per
+ * bucket, MPRPC__HIST_BUCKETS of them) and the buckets' upper bounds in us. */
+void mprpc__srv_method_hist(const mprpc_server_t *s, const srv_method_t *m, uint64_t *hist);
+uint64_t mprpc__srv_bucket_upper_us(size_t idx);
+/* The upper bound (us) of the bucket holding the p-quantile of h. */
+uint64_t mprpc__srv_hist_percentile(const uint64_t *h, double p);
+/* Bytes received and sent by the whole server (every loop). */
+void mprpc__srv_bytes(const mprpc_server_t *s, uint64_t *in, uint64_t *out);
 size_t mprpc__srv_code_slot(int err);
 /* Both on the loop thread of the request's connection, with that loop's
  * stats of the method (m->st[loop index]). */

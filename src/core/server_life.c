@@ -78,7 +78,11 @@ static int register_all(mprpc_server_t *s) {
 static void arm_stats(mprpc_server_t *s) {
   if (atomic_load(&s->state) != SRV_RUNNING)
     return;
-  s->stats_timer = mprpc_timer_start(s->loops[0], s->o.stats_log_period_ms * MPRPC_NS_PER_MS,
+  /* stats_period may change at run time (POST /flags/stats_period) */
+  uint64_t ms = __atomic_load_n(&s->o.stats_log_period_ms, __ATOMIC_RELAXED);
+  if (!ms)
+    return;
+  s->stats_timer = mprpc_timer_start(s->loops[0], ms * MPRPC_NS_PER_MS,
                                      mprpc__srv_stats_tick, s);
 }
 
@@ -109,6 +113,7 @@ static void listener_close_now(mprpc_server_t *s) {
     mprpc_listener_close(s->t, s->listener);
     s->listener = NULL;
   }
+  mprpc__console_unlisten(s);
 }
 
 static void listener_close_task(void *arg) {
@@ -174,6 +179,14 @@ int mprpc_server_start(mprpc_server_t *s) {
     goto fail;
   }
   s->port = mprpc_listener_port(s->t, s->listener);
+  s->start_wall_ns = mprpc_loop_wall(s->loops[0]);
+  if ((rc = mprpc__console_listen(s)) < 0) {
+    if (mprpc_loop_in_loop(s->loops[0]))
+      listener_close_now(s);
+    else if (!s->owner.vt)
+      mprpc__srv_post(s, s->loops[0], listener_close_task, s);
+    goto fail;
+  }
   if (s->o.registry.vt) {
     rc = register_all(s);
     if (rc < 0) {
@@ -189,6 +202,7 @@ int mprpc_server_start(mprpc_server_t *s) {
                  (unsigned)s->port, s->nloops, s->nservices);
   if (s->o.stats_log_period_ms)
     mprpc__srv_post(s, s->loops[0], arm_stats_task, s);
+  mprpc__srv_ring_start(s);
   return 0;
 fail:
   stop_owned_loops(s);
@@ -278,6 +292,7 @@ static void sd_begin(mprpc_server_t *s) {
   listener_close_now(s);
   mprpc_timer_cancel(s->loops[0], s->stats_timer);
   s->stats_timer = 0;
+  mprpc__srv_ring_stop(s);
   s->sd_phase = SD_DRAIN;
   uint64_t now = mprpc_loop_now(s->loops[0]);
   uint64_t grace = s->o.logoff_grace_ms < s->o.drain_timeout_ms ? s->o.logoff_grace_ms
@@ -436,6 +451,7 @@ static void abandon(mprpc_server_t *s) {
   mprpc_timer_cancel(s->loops[0], s->stats_timer);
   mprpc_timer_cancel(s->loops[0], s->run_timer);
   s->sd_timer = s->stats_timer = s->run_timer = 0;
+  mprpc__srv_ring_stop(s);
   listener_close_now(s);
   for (size_t i = 0; i < s->nloops; i++)
     for (srv_conn_t *c = s->sl[i].conns; c; c = c->next)
@@ -483,6 +499,7 @@ void mprpc__srv_free_all(mprpc_server_t *s) {
         call = cn;
       }
       mprpc_rbuf_free(&c->in);
+      mprpc__console_conn_free(c);
       free(c->wbuf);
       free(c);
       c = next;
@@ -495,6 +512,7 @@ void mprpc__srv_free_all(mprpc_server_t *s) {
     s->owner.vt->free(s->owner.ctx);
   for (size_t i = 0; i < s->nmethods; i++) {
     free(s->methods[i]->st);
+    mprpc__srv_ring_free(s->methods[i]);
     free(s->methods[i]);
   }
   free(s->methods);

@@ -9,6 +9,7 @@
  * readers on any thread load with acquire and sum the loops.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/server_internal.h"
@@ -45,7 +46,10 @@ static size_t bucket_of(uint64_t us) {
   return idx < MPRPC__HIST_BUCKETS ? idx : MPRPC__HIST_BUCKETS - 1;
 }
 
-static uint64_t bucket_upper(size_t idx) {
+uint64_t mprpc__srv_bucket_upper_us(size_t idx);
+static uint64_t bucket_upper(size_t idx) { return mprpc__srv_bucket_upper_us(idx); }
+
+uint64_t mprpc__srv_bucket_upper_us(size_t idx) {
   if (idx < 8)
     return idx;
   int e = (int)((idx - 8) / 8) + 3;
@@ -57,19 +61,19 @@ static uint64_t bucket_upper(size_t idx) {
 void mprpc__srv_record_latency(mprpc__mstats_t *st, uint64_t ns) {
   uint64_t us = ns / 1000;
   MPRPC__ONE_WRITER_ADD(&st->hist[bucket_of(us)], 1);
+  MPRPC__ONE_WRITER_ADD(&st->sum_us, us);
   if (us > st->max_us) /* this thread is the writer: its own value */
     MPRPC__ONE_WRITER_SET(&st->max_us, us);
 }
 
-/* Without a method limit: every loop's completed is read before any
- * admitted. A call admitted and completed on loop i bumps admitted before
- * completed (release stores, read with acquire), so each admitted read is
- * at least the completed read before it: a call in flight at the first
- * read is counted (no false zero for the drain), and one admitted in
- * between only makes the number larger for a moment. */
+/* Every loop's completed is read before any admitted (every admitted
+ * call is counted in `admitted`, with or without a limit, so the limit may
+ * change at run time). A call admitted and completed on loop i bumps
+ * admitted before completed (release stores, read with acquire), so each
+ * admitted read is at least the completed read before it: a call in flight
+ * at the first read is counted (no false zero for the drain), and one
+ * admitted in between only makes the number larger for a moment. */
 uint64_t mprpc__srv_method_inflight(const mprpc_server_t *s, const srv_method_t *m) {
-  if (m->limit)
-    return atomic_load(&((srv_method_t *)m)->limit_inflight);
   uint64_t done = 0, in = 0;
   for (size_t i = 0; i < s->nloops; i++)
     done += MPRPC__ONE_WRITER_READ(&m->st[i].completed);
@@ -103,6 +107,13 @@ static uint64_t percentile(const uint64_t *h, uint64_t total, double p) {
       return bucket_upper(i);
   }
   return bucket_upper(MPRPC__HIST_BUCKETS - 1);
+}
+
+uint64_t mprpc__srv_hist_percentile(const uint64_t *h, double p) {
+  uint64_t total = 0;
+  for (size_t i = 0; i < MPRPC__HIST_BUCKETS; i++)
+    total += h[i];
+  return percentile(h, total, p);
 }
 
 /* Sums the loops' counters (each read once; the loops keep counting). */
@@ -187,4 +198,122 @@ void mprpc_server_log_stats(const mprpc_server_t *s) {
                    (unsigned long long)st.p50_us, (unsigned long long)st.p99_us,
                    (unsigned long long)st.p999_us, (unsigned long long)st.max_us);
   }
+}
+
+void mprpc__srv_method_hist(const mprpc_server_t *s, const srv_method_t *m, uint64_t *hist) {
+  memset(hist, 0, MPRPC__HIST_BUCKETS * sizeof *hist);
+  for (size_t l = 0; l < s->nloops; l++)
+    for (size_t i = 0; i < MPRPC__HIST_BUCKETS; i++)
+      hist[i] += MPRPC__ONE_WRITER_READ(&m->st[l].hist[i]);
+}
+
+void mprpc__srv_bytes(const mprpc_server_t *s, uint64_t *in, uint64_t *out) {
+  *in = *out = 0;
+  for (size_t i = 0; i < s->nloops; i++) {
+    *in += MPRPC__ONE_WRITER_READ(&s->sl[i].bytes_in);
+    *out += MPRPC__ONE_WRITER_READ(&s->sl[i].bytes_out);
+  }
+}
+
+/* ---- the per-second ring ----------------------------------------------------
+ *
+ * Once a second loops[0] reads every method's cumulative request count and
+ * histogram (the same counters as everything else), and stores the
+ * differences to the last second: requests in that second and its p99.
+ * One writer (loops[0]); readers on any thread load entries with acquire and
+ * may see a second being written as the older value: a chart one second
+ * behind, never a torn number. */
+
+#define RING 60
+
+typedef struct mprpc__mring {
+  uint64_t last_requests;
+  uint64_t last_hist[MPRPC__HIST_BUCKETS];
+  uint64_t qps[RING];
+  uint64_t p99_us[RING];
+} mprpc__mring_t;
+
+int mprpc__srv_ring_alloc(srv_method_t *m) {
+  m->ring = calloc(1, sizeof *m->ring);
+  return m->ring ? 0 : MPRPC_ENOMEM;
+}
+
+void mprpc__srv_ring_free(srv_method_t *m) {
+  free(m->ring);
+  m->ring = NULL;
+}
+
+static void ring_tick(void *arg) {
+  mprpc_server_t *s = arg;
+  s->ring_timer = 0;
+  if (atomic_load(&s->state) != SRV_RUNNING)
+    return;
+  uint64_t t = __atomic_load_n(&s->ring_ticks, __ATOMIC_RELAXED);
+  size_t slot = (size_t)(t % RING);
+  uint64_t hist[MPRPC__HIST_BUCKETS];
+  for (size_t i = 0; i < s->nmethods; i++) {
+    srv_method_t *m = s->methods[i];
+    mprpc__mring_t *r = m->ring;
+    uint64_t req = 0;
+    for (size_t l = 0; l < s->nloops; l++)
+      req += MPRPC__ONE_WRITER_READ(&m->st[l].requests);
+    mprpc__srv_method_hist(s, m, hist);
+    uint64_t total = 0;
+    for (size_t b = 0; b < MPRPC__HIST_BUCKETS; b++) {
+      uint64_t d = hist[b] - r->last_hist[b];
+      r->last_hist[b] = hist[b];
+      hist[b] = d;
+      total += d;
+    }
+    MPRPC__ONE_WRITER_SET(&r->qps[slot], req - r->last_requests);
+    MPRPC__ONE_WRITER_SET(&r->p99_us[slot], percentile(hist, total, 0.99));
+    r->last_requests = req;
+  }
+  __atomic_store_n(&s->ring_ticks, t + 1, __ATOMIC_RELEASE);
+  s->ring_timer = mprpc_timer_start(s->loops[0], MPRPC_NS_PER_S, ring_tick, s);
+}
+
+static void ring_start_task(void *arg) {
+  mprpc_server_t *s = arg;
+  if (!s->zombie && atomic_load(&s->state) == SRV_RUNNING && !s->ring_timer) {
+    /* the baseline: counts before the first second are not that second's */
+    for (size_t i = 0; i < s->nmethods; i++) {
+      srv_method_t *m = s->methods[i];
+      m->ring->last_requests = 0;
+      for (size_t l = 0; l < s->nloops; l++)
+        m->ring->last_requests += MPRPC__ONE_WRITER_READ(&m->st[l].requests);
+      mprpc__srv_method_hist(s, m, m->ring->last_hist);
+    }
+    s->ring_timer = mprpc_timer_start(s->loops[0], MPRPC_NS_PER_S, ring_tick, s);
+  }
+  mprpc__srv_task_done(s);
+}
+
+/* From start (control thread): the ticker is armed on loops[0]. */
+void mprpc__srv_ring_start(mprpc_server_t *s) {
+  if (s->o.console)
+    mprpc__srv_post(s, s->loops[0], ring_start_task, s);
+}
+
+/* On loops[0] (the shutdown state machine, or destroy). */
+void mprpc__srv_ring_stop(mprpc_server_t *s) {
+  if (s->ring_timer)
+    mprpc_timer_cancel(s->loops[0], s->ring_timer);
+  s->ring_timer = 0;
+}
+
+size_t mprpc__srv_method_series(const mprpc_server_t *s, const srv_method_t *m, double *qps,
+                                double *p99_us, size_t max) {
+  uint64_t t = __atomic_load_n(&s->ring_ticks, __ATOMIC_ACQUIRE);
+  size_t n = t < RING ? (size_t)t : RING;
+  if (n > max)
+    n = max;
+  if (!m->ring)
+    return 0;
+  for (size_t i = 0; i < n; i++) {
+    size_t slot = (size_t)((t - n + i) % RING);
+    qps[i] = (double)MPRPC__ONE_WRITER_READ(&m->ring->qps[slot]);
+    p99_us[i] = (double)MPRPC__ONE_WRITER_READ(&m->ring->p99_us[slot]);
+  }
+  return n;
 }

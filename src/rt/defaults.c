@@ -17,6 +17,7 @@
 #include "mprpc/rt.h"
 #include "mprpc/server.h"
 #include "rt/pool.h"
+#include "rt/rt_internal.h"
 
 /* What a server made here owns: its loop group (unless the caller injected
  * loops) and its handler pool (handler_threads). Stopped in that order: the
@@ -73,6 +74,7 @@ int mprpc_server_new(const mprpc_server_opts_t *opts, mprpc_server_t **out) {
   if (!opts || !out)
     return MPRPC_EINVAL;
   mprpc_server_opts_t o = *opts;
+  mprpc__rt_console_seams(&o); /* JSON, /proc, the process's channels */
   if (!o.reflection_factory.vt)
     o.reflection_factory = (mprpc_service_factory_t){.vt = &reflection_ops};
   bool want_pool = opts->handler_threads > 0 && !opts->executor.vt;
@@ -125,5 +127,7 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
   }
   if (!o.transport.vt)
     o.transport = mprpc_tcp_transport();
+  if (!o.list.vt)
+    o.list = mprpc_process_channels(); /* for the console's client metrics */
   return mprpc_channel_new_in(sd, &o, out);
 }

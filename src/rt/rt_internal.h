@@ -93,4 +93,8 @@ void mprpc__tcp_loop_free(mprpc__evloop_t *L);
 /* Sends the coalesced writes of every connection of L (L->flushw's callback). */
 void mprpc__tcp_loop_flush(mprpc__evloop_t *L);
 
+/* console_rt.c: fills the console seams a server's options left empty. */
+#include "mprpc/server.h"
+void mprpc__rt_console_seams(mprpc_server_opts_t *o);
+
 #endif

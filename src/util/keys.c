@@ -28,6 +28,9 @@ static const mprpc__key_t k_keys[] = {
     {"handler_threads", "server"},
     {"slow_handler_warn_ms", "server"},
     {"reflection", "server"},
+    {"console", "server"},
+    {"console_port", "server"},
+    {"console_write", "server"},
     /* both sides: the frame body limit */
     {"max_body_size", "server, channel"},
     /* registry: mprpc_config_registry_uri */

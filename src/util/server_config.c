@@ -49,6 +49,14 @@ int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
   GET_MS("stats_period", stats_log_period_ms);
   GET_MS("slow_handler_warn_ms", slow_handler_warn_ms);
   GET_INT("rpcz_every", rpcz_every, 0, UINT32_MAX);
+  GET_INT("console_port", console_port, 0, 65535);
+  bool b;
+  if ((rc = mprpc_config_get_bool(cfg, "console", o->console, &b)) != 0)
+    return rc;
+  o->console = b;
+  if ((rc = mprpc_config_get_bool(cfg, "console_write", o->console_write, &b)) != 0)
+    return rc;
+  o->console_write = b;
 #undef GET_INT
 #undef GET_MS
   uint64_t def_body = o->max_body ? o->max_body : MPRPC_FRAME_DEFAULT_MAX_BODY;

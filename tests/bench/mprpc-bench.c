@@ -16,6 +16,8 @@
  *       growth per connection (from /proc/<pid>/status).
  *
  * cpu_pct is the provider's CPU over the measurement window (100 = one core).
+ * MPRPC_BENCH_CONSOLE=off in the environment turns the provider's builtin
+ * console off (for the console's cost check: interleave runs on and off).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -80,6 +82,10 @@ static int server_main(int port, int threads) {
   so.host = "127.0.0.1";
   so.port = (uint16_t)port;
   so.threads = (size_t)threads;
+  /* MPRPC_BENCH_CONSOLE=off: the console's cost check (issue 18) compares
+   * interleaved runs with it on (the default) and off. */
+  const char *con = getenv("MPRPC_BENCH_CONSOLE");
+  so.console = !(con && strcmp(con, "off") == 0);
   int rc = mprpc_server_new(&so, &g_server);
   if (rc)
     die("mprpc_server_new", rc);
