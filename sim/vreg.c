@@ -32,7 +32,7 @@ typedef struct znode {
   char *host;
   uint16_t port;
   uint32_t weight;
-  char *methods, *version;
+  char *methods, *version, *group;
   uint64_t start_time_ms;
   uint64_t owner; /* session id */
 } znode_t;
@@ -53,7 +53,7 @@ typedef struct session {
 
 typedef struct want {
   struct want *next;
-  char *service, *host, *methods, *version;
+  char *service, *host, *methods, *version, *group;
   uint16_t port;
   uint32_t weight;
   uint64_t start_time_ms;
@@ -151,6 +151,7 @@ static void free_node(znode_t *n) {
   free(n->host);
   free(n->methods);
   free(n->version);
+  free(n->group);
   free(n);
 }
 
@@ -197,7 +198,8 @@ static void ev_notify(void *arg) {
                                       .weight = nd->weight,
                                       .methods = nd->methods,
                                       .version = nd->version,
-                                      .start_time_ms = nd->start_time_ms};
+                                      .start_time_ms = nd->start_time_ms,
+                                      .group = nd->group};
   mprpc_sim_note(z->w, "reg.notify", s->id, (uint64_t)n << 8 | (uint64_t)health);
   mprpc_registry_watch_cb cb = s->cb;
   void *ud = s->ud;
@@ -251,6 +253,7 @@ static void create_node(mprpc_sim_zk_t *z, uint64_t session, const want_t *wt) {
   n->weight = wt->weight;
   n->methods = dupstr(wt->methods);
   n->version = dupstr(wt->version);
+  n->group = dupstr(wt->group);
   n->start_time_ms = wt->start_time_ms;
   n->owner = session;
   pp = &svc->nodes;
@@ -420,6 +423,7 @@ static void free_want(want_t *wt) {
   free(wt->host);
   free(wt->methods);
   free(wt->version);
+  free(wt->group);
   free(wt);
 }
 
@@ -434,8 +438,9 @@ static int h_register(void *ctx, const mprpc_instance_t *inst) {
   wt->host = dupstr(inst->host);
   wt->methods = dupstr(inst->methods);
   wt->version = dupstr(inst->version);
+  wt->group = inst->group && *inst->group ? dupstr(inst->group) : NULL;
   if (!wt->service || !wt->host || (inst->methods && !wt->methods) ||
-      (inst->version && !wt->version)) {
+      (inst->version && !wt->version) || (inst->group && *inst->group && !wt->group)) {
     free_want(wt);
     return MPRPC_ENOMEM;
   }

@@ -45,6 +45,7 @@ typedef struct mprpc_instance {
   const char *methods; /* comma-separated method names; may be NULL */
   const char *version; /* free-form; may be NULL */
   uint64_t start_time_ms; /* wall clock, ms since the epoch */
+  const char *group;   /* provider group; NULL or "" = "default" */
 } mprpc_instance_t;
 
 typedef enum mprpc_registry_health {
