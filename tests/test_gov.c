@@ -672,6 +672,77 @@ static void test_gov_limiter_relearns_slower_backend(void **state) {
   model_free(&b);
 }
 
+
+/* --- the simulator's virtual registry drives rule changes mid-run ------- */
+
+typedef struct sim_gov {
+  mprpc__gov_state_t st;
+  problems_t p;
+  int updates;
+} sim_gov_t;
+
+static void sim_cfg_cb(void *ud, const char *name, const char *text, size_t len) {
+  sim_gov_t *g = ud;
+  g->updates++;
+  assert_int_equal(mprpc__gov_state_update(&g->st, name, text, len, collect, &g->p, NULL), 0);
+}
+
+static void test_gov_sim_config_changes_mid_run(void **state) {
+  (void)state;
+  mprpc_sim_world_t *w = mprpc_sim_world_new(3);
+  mprpc_sim_zk_t *z = mprpc_sim_zk_new(w, NULL);
+  mprpc_sim_loop_t *l = mprpc_sim_loop_new(w, 0);
+  mprpc_registry_t r;
+  assert_int_equal(mprpc_sim_zk_handle(z, 0, mprpc_sim_loop(l), &r), 0);
+  sim_gov_t g = {0};
+  assert_int_equal(mprpc__gov_state_init(&g.st, SVC), 0);
+  mprpc_sim_zk_set_config(z, "_global", "timeout_ms=100\n");
+  uint64_t gid, sid;
+  assert_int_equal(mprpc_registry_watch_config(r, "_global", mprpc_sim_loop(l), sim_cfg_cb, &g,
+                                               &gid),
+                   0);
+  assert_int_equal(mprpc_registry_watch_config(r, SVC, mprpc_sim_loop(l), sim_cfg_cb, &g, &sid),
+                   0);
+  mprpc_sim_run_until(w, 1 * SEC);
+  assert_int_equal(g.updates, 1); /* _global only: the service's node does not exist */
+  assert_int_equal(mprpc__gov_rules_method(g.st.rules, "Echo")->timeout_ms, 100);
+
+  mprpc_sim_zk_set_config(z, SVC, "timeout_ms.Echo=20\nrate_limit.Echo=oops\n");
+  mprpc_sim_run_until(w, 2 * SEC);
+  assert_int_equal(mprpc__gov_rules_method(g.st.rules, "Echo")->timeout_ms, 20);
+  assert_true(has_problem(&g.p, SVC ":2: [rate_limit.Echo] bad value 'oops'"));
+
+  /* cut off: changes wait for the reconnect, and only the last one lands */
+  mprpc_sim_zk_partition(z, 0, true);
+  mprpc_sim_run_until(w, 4 * SEC);
+  int before = g.updates;
+  mprpc_sim_zk_set_config(z, SVC, "timeout_ms.Echo=30\n");
+  mprpc_sim_zk_set_config(z, SVC, "timeout_ms.Echo=40\n");
+  mprpc_sim_run_until(w, 5 * SEC);
+  assert_int_equal(g.updates, before);
+  mprpc_sim_zk_partition(z, 0, false);
+  mprpc_sim_run_until(w, 8 * SEC);
+  assert_int_equal(g.updates, before + 1);
+  assert_int_equal(mprpc__gov_rules_method(g.st.rules, "Echo")->timeout_ms, 40);
+
+  /* deleted: the service's keys go */
+  mprpc_sim_zk_set_config(z, SVC, NULL);
+  mprpc_sim_run_until(w, 9 * SEC);
+  assert_int_equal(mprpc__gov_rules_method(g.st.rules, "Echo")->timeout_ms, 100);
+
+  mprpc_registry_unwatch_config(r, gid);
+  mprpc_registry_unwatch_config(r, sid);
+  before = g.updates;
+  mprpc_sim_zk_set_config(z, "_global", "timeout_ms=1\n");
+  mprpc_sim_run_until(w, 10 * SEC);
+  assert_int_equal(g.updates, before);
+  mprpc__gov_state_destroy(&g.st);
+  mprpc_registry_close(r);
+  mprpc_sim_zk_free(z);
+  mprpc_sim_loop_free(l);
+  mprpc_sim_world_free(w);
+}
+
 /* --- version / group selection ------------------------------------------ */
 
 static void test_gov_version_patterns(void **state) {
@@ -741,6 +812,7 @@ int main(void) {
       cmocka_unit_test(test_gov_limiter_holds_goodput_and_latency),
       cmocka_unit_test(test_gov_limiter_relearns_slower_backend),
       cmocka_unit_test(test_gov_version_patterns),
+      cmocka_unit_test(test_gov_sim_config_changes_mid_run),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
