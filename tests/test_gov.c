@@ -239,10 +239,22 @@ static void test_gov_bad_values_keep_last_good(void **state) {
   assert_int_equal(mprpc__gov_rules_method(r, "Any")->timeout_ms, 5);
   mprpc__gov_rules_unref(r);
 
+  /* a bad line kept from the previous layer, then a good line: one
+   * problem, no "set again" (found by fuzz_govcfg) */
+  problems_t p5 = {0};
+  mprpc__gov_node_t *v5 = parse(SVC, "timeout_ms=7\n", NULL, &p5);
+  mprpc__gov_node_t *v6 = parse(SVC, "timeout_ms=x\ntimeout_ms=8\n", v5, &p5);
+  assert_int_equal(p5.n, 1);
+  r = build(NULL, v6);
+  assert_int_equal(mprpc__gov_rules_method(r, "Any")->timeout_ms, 8);
+  mprpc__gov_rules_unref(r);
+
   mprpc__gov_node_free(v1);
   mprpc__gov_node_free(v2);
   mprpc__gov_node_free(v3);
   mprpc__gov_node_free(v4);
+  mprpc__gov_node_free(v5);
+  mprpc__gov_node_free(v6);
 }
 
 static void test_gov_value_edges(void **state) {

@@ -59,6 +59,7 @@ typedef struct entry {
   uint16_t port;
   uint32_t a, b; /* numbers; meaning per kind */
   bool flag;
+  bool kept; /* carried over from the previous layer for a bad value */
   char *str; /* group, version */
 } entry_t;
 
@@ -534,6 +535,7 @@ int mprpc__gov_node_parse(const char *name, const char *text, size_t len,
           goto oom;
         }
         k2.line = kv.line;
+        k2.kept = true;
         if (n->n >= MPRPC__GOV_MAX_KEYS) {
           entry_free(&k2);
         } else if (node_add(n, &k2) != 0) {
@@ -546,8 +548,10 @@ int mprpc__gov_node_parse(const char *name, const char *text, size_t len,
       continue;
     }
     if (dup) {
-      report(&c, kv.line, e.key, "%s set again (line %d); line %d wins", e.key, dup->line,
-             kv.line);
+      /* a value kept for a bad line was not set by this text: no report */
+      if (!dup->kept)
+        report(&c, kv.line, e.key, "%s set again (line %d); line %d wins", e.key, dup->line,
+               kv.line);
       uint32_t h = dup->hash;
       entry_free(dup);
       *dup = e;
