@@ -72,7 +72,8 @@ static void slow_handler(mprpc_server_t *s, mprpc__mstats_t *st, srv_method_t *m
 
 /* Order of checks (the first failing one answers): stopping (ELOGOFF),
  * authentication (ERPCAUTH), compress_type (EREQUEST), service (ENOSERVICE),
- * method (ENOMETHOD), deadline (ERPCTIMEDOUT), concurrency (ELIMIT), payload
+ * method (ENOMETHOD), deadline (ERPCTIMEDOUT), config-centre rate limit and
+ * concurrency (ELIMIT, server_gov.c), concurrency (ELIMIT), payload
  * decode (EREQUEST). */
 void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arrival) {
   mprpc_server_t *s = conn->s;
@@ -134,6 +135,9 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
       snprintf(text, sizeof text, "deadline of %d ms passed before dispatch", (int)mt->timeout_ms);
     }
   }
+  uint8_t gov_taken = 0; /* config-centre limits, checked first: cheapest refusal */
+  if (!err)
+    err = mprpc__srv_gov_admit(s, m, arrival, &gov_taken, text, sizeof text);
   bool acquired = false;
   if (!err) {
     if (s->o.max_concurrency && !try_acquire(&s->inflight, s->o.max_concurrency)) {
@@ -226,6 +230,8 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
     }
   }
   if (err) {
+    if (gov_taken)
+      mprpc__srv_gov_release(m, gov_taken, 0, false, arrival);
     if (acquired) {
       if (s->o.max_concurrency)
         atomic_fetch_sub(&s->inflight, 1);
@@ -246,6 +252,7 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
     mprpc__srv_send_error(conn, mt->correlation_id, err, text);
     return;
   }
+  call->gov_taken = gov_taken; /* given back when the call completes */
   call->next = conn->calls;
   if (conn->calls)
     conn->calls->prev = call;
