@@ -24,6 +24,7 @@ static const mprpc__key_t k_keys[] = {
     {"stats_period", "server"},
     {"advertise_host", "server"},
     {"version", "server"},
+    {"group", "server"},
     /* both sides: the frame body limit */
     {"max_body_size", "server, channel"},
     /* registry: mprpc_config_registry_uri */
@@ -45,6 +46,8 @@ static const mprpc__key_t k_keys[] = {
     {"lb", "channel"},
     {"compress", "channel"},
     {"idempotent_methods", "channel"},
+    {"select_group", "channel"},
+    {"select_version", "channel"},
     /* logger: mprpc_config_apply_log */
     {"log_level", "log"},
     {"log_file", "log"},
