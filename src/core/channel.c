@@ -513,6 +513,10 @@ static void attempt_unlink(mprpc__attempt_t *a) {
   a->timer = 0;
 }
 
+/* ELIMIT is not among them: a provider refusing by its limits (rate_limit,
+ * max_concurrency) is healthy and at capacity; ejecting it would cut the
+ * service below the capacity the operator configured. Its calls are still
+ * retried elsewhere (RETRY_SAFE: a refused call never ran). */
 static bool endpoint_fault(int err) {
   switch (err) {
   case MPRPC_EFAILEDSOCKET:
@@ -521,7 +525,6 @@ static bool endpoint_fault(int err) {
   case MPRPC_ECONNRESET:
   case MPRPC_ETIMEDOUT:
   case MPRPC_EOVERCROWDED:
-  case MPRPC_ELIMIT:
   case MPRPC_EINTERNAL:
   case MPRPC_ERESPONSE:
     return true;
