@@ -31,6 +31,7 @@ typedef struct mprpc_sim_opts {
   int64_t timeout_ms;
   int max_retry;     /* -1 = scenario default */
   FILE *violations;  /* one line per violation (first 20), or NULL */
+  const char *gov_limit; /* gov_overload: max_concurrency.Echo ("auto", "N", "none"); NULL = the scenario's */
 } mprpc_sim_opts_t;
 
 typedef struct mprpc_sim_result {
@@ -39,6 +40,10 @@ typedef struct mprpc_sim_result {
   uint64_t sim_ns;
   uint64_t events;
   uint64_t hash;
+  /* gov_overload: goodput over the measured window, the providers'
+   * capacity (calls/s) and the p99 latency of the calls that succeeded */
+  double gov_goodput, gov_capacity;
+  uint64_t gov_p99_ns;
   char first_violation[256];
   struct {
     int code;

@@ -312,6 +312,11 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
     mprpc__call_free_resp(c, msg);
     return;
   }
+  /* A call failing because no provider can be reached ends with its
+   * method's fallback, if it has one (channel_gov.c). */
+  if (err && !msg && !c->degrading && ch->minfo[c->midx].fallback &&
+      mprpc__chgov_fallback_after(c, err, now))
+    return;
   c->finished = true;
   mprpc_controller_t *ctl = c->ctl;
   mprpc__controller_clear_outputs(ctl);

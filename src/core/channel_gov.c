@@ -275,6 +275,7 @@ done:
 
 static void degrade(mprpc__call_t *c, const char *why) {
   mprpc_channel_t *ch = c->ch;
+  c->degrading = true;
   char text[MPRPC__CTL_TEXT];
   ProtobufCMessage *msg = NULL;
   int rc = run_fallback(c, &msg, text, sizeof text);
@@ -289,6 +290,33 @@ bool mprpc__chgov_fallback(mprpc__call_t *c, const char *why) {
   if (!c->ch->minfo[c->midx].fallback || c->finished)
     return false;
   degrade(c, why);
+  return true;
+}
+
+bool mprpc__chgov_fallback_after(mprpc__call_t *c, int err, uint64_t now) {
+  (void)now;
+  switch (err) {
+  case MPRPC_ERPCTIMEDOUT:
+  case MPRPC_EFAILEDSOCKET:
+  case MPRPC_ECONNREFUSED:
+  case MPRPC_ECONNRESET:
+  case MPRPC_ETIMEDOUT:
+  case MPRPC_EHOSTUNREACH:
+  case MPRPC_ENETUNREACH:
+  case MPRPC_ENOENDPOINT:
+    break;
+  default:
+    return false; /* a provider's answer, a cancel, a bad request: not degradation */
+  }
+  /* No provider answered this call: unreachable, cut off, or too slow for
+   * its deadline. The breaker takes a window of failures to eject an
+   * endpoint that merely went silent (a partition), and probes it again
+   * later; the calls failing meanwhile are exactly the ones a fallback is
+   * for. (A timed-out attempt may have run on the provider: a method whose
+   * fallback must not hide that should not have one.) */
+  if (c->ch->destroying)
+    return false;
+  degrade(c, mprpc_err_name(err));
   return true;
 }
 

@@ -134,6 +134,7 @@ struct mprpc__call {
   uint64_t deadline_timer, backup_timer;
   mprpc__attempt_t *att; /* outstanding attempts */
   int max_retry;  /* the channel's, or the config centre's max_retry.METHOD */
+  bool degrading; /* being answered by its fallback (channel_gov.c) */
   int nattempts;  /* attempts that reached an endpoint (or tried to) */
   int nskipped;   /* attempts failed fast on a reconnecting endpoint */
   int outstanding;
@@ -281,6 +282,10 @@ bool mprpc__chgov_on_start(mprpc__call_t *c, uint64_t *tmo_ns, bool caller_timeo
 /* No usable provider for c (why says which case): answers it with the
  * method's fallback and returns true, or returns false (no fallback). */
 bool mprpc__chgov_fallback(mprpc__call_t *c, const char *why);
+/* Call c is about to fail with err: when err says no provider answered it
+ * (timeout, connection failure, no endpoint), answers it with its
+ * method's fallback and returns true. */
+bool mprpc__chgov_fallback_after(mprpc__call_t *c, int err, uint64_t now);
 /* True when every listed, usable endpoint is ejected by the breaker. */
 bool mprpc__chgov_all_ejected(mprpc_channel_t *ch, uint64_t now);
 

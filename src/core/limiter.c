@@ -1,6 +1,7 @@
 /* Adaptive concurrency limiter; see limiter.h. */
 #include "core/limiter.h"
 
+#include <math.h>
 #include <string.h>
 
 #define NS_PER_S 1e9
@@ -143,7 +144,14 @@ static void end_window(mprpc__limiter_t *l, uint64_t now) {
     l->remeasures++;
     l->drain_until = now + (uint64_t)(2 * avg);
   } else {
-    set_limit(l, l->noload_ns * l->max_qps / NS_PER_S * (1 + l->explore));
+    /* Little's law gives the mean concurrency at the best throughput; a
+     * backend with little concurrency (a serial queue: base about 1) sees
+     * arrivals bunch above the mean all the time, so a queue allowance of
+     * sqrt(base) (at least one call) goes on top, as in Netflix's
+     * Gradient2. It is small beside a large base. */
+    double base = l->noload_ns * l->max_qps / NS_PER_S;
+    double q = sqrt(base);
+    set_limit(l, base * (1 + l->explore) + (q > 1 ? q : 1));
   }
   reset_window(l, now);
 }

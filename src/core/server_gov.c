@@ -115,6 +115,9 @@ int mprpc__srv_gov_start(mprpc_server_t *s) {
   for (size_t i = 0; i < s->nmethods; i++) {
     srv_method_t *m = s->methods[i];
     mprpc__limiter_opts_t lo = {0};
+    /* Small: the first window's latency is the noload estimate, which a
+     * queue built by a large first limit would inflate for good. */
+    lo.initial_limit = 4;
     lo.seed = mprpc_rand_u64(mprpc_loop_rand(s->loops[0])) ^ (uint64_t)i;
     mprpc__limiter_init(&m->gov.lim, &lo);
     mprpc__ratelimit_init(&m->gov.rl, 0, 0);
