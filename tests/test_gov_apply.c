@@ -508,8 +508,12 @@ static void test_gov_apply_auto_limiter_sheds_load(void **state) {
   W.p[0].delay_ns = W.p[1].delay_ns = 10 * MS;
   channel_new(&W, MPRPC_LB_RR, 0, NULL, NULL);
   set_config(&W, SVC, "max_concurrency.Echo=auto\n");
-  calls(&W, 200, 1 * MS); /* within the initial limit: all served */
-  assert_int_equal(W.ok, 200);
+  calls(&W, 100, 10 * MS); /* about one call in flight: all served */
+  assert_int_equal(W.ok, 100);
+  calls(&W, 60, 0); /* 30 at once on each provider: past the limit (it starts at 4) */
+  assert_true(W.ok > 0);
+  assert_true(errs_of(&W, MPRPC_ELIMIT) > 0);
+  assert_int_equal(W.ok + errs_of(&W, MPRPC_ELIMIT), 60);
   world_free(&W);
 }
 
