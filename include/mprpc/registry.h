@@ -90,6 +90,11 @@ typedef struct mprpc_registry_ops {
   int (*watch_config)(void *ctx, const char *name, mprpc_loop_t loop, mprpc_registry_config_cb cb,
                       void *ud, uint64_t *id);
   void (*unwatch_config)(void *ctx, uint64_t id);
+  /* Optional (NULL = cannot enumerate): the names of the services the
+   * registry knows now, as a malloc'ed array of malloc'ed strings the
+   * caller frees with mprpc_registry_names_free. May block the calling
+   * thread (never call it on a loop). */
+  int (*list_services)(void *ctx, char ***names, size_t *n);
 } mprpc_registry_ops_t;
 
 typedef struct mprpc_registry {
@@ -127,6 +132,15 @@ static inline void mprpc_registry_unwatch_config(mprpc_registry_t r, uint64_t id
   if (r.vt->unwatch_config)
     r.vt->unwatch_config(r.ctx, id);
 }
+/* The services the registry knows (zk://: the children of
+ * <chroot>/mprpc/services). MPRPC_EUNSUPPORTED when it cannot enumerate
+ * them; the registry's error (MPRPC_EREGISTRY, ...) when it cannot now. */
+static inline int mprpc_registry_list_services(mprpc_registry_t r, char ***names, size_t *n) {
+  *names = NULL;
+  *n = 0;
+  return r.vt->list_services ? r.vt->list_services(r.ctx, names, n) : MPRPC_EUNSUPPORTED;
+}
+void mprpc_registry_names_free(char **names, size_t n);
 static inline void mprpc_registry_close(mprpc_registry_t r) {
   if (r.vt)
     r.vt->close(r.ctx);

@@ -25,6 +25,9 @@ static const mprpc__key_t k_keys[] = {
     {"advertise_host", "server"},
     {"version", "server"},
     {"group", "server"},
+    {"handler_threads", "server"},
+    {"slow_handler_warn_ms", "server"},
+    {"reflection", "server"},
     /* both sides: the frame body limit */
     {"max_body_size", "server, channel"},
     /* registry: mprpc_config_registry_uri */
