@@ -6,6 +6,7 @@
 #   BENCH_IDLE_CONNS=10000          idle connections for the memory probe (0 = skip)
 #   BENCH_ARGS="-t 1 -T 1 -n 1"     extra arguments for both programs
 #   BENCH_REPEAT=1       runs per cell and impl; the median-qps run is reported
+#   BENCH_OVERLOAD_S=30  the overload cell's simulated seconds (0 = skip)
 #
 # Prints one machine-readable line per run:
 #   BENCH impl=mprpc payload=64 concurrency=16 qps=... p50_us=... p99_us=... cpu_pct=...
@@ -97,6 +98,23 @@ if ((have_mprpc)) && [[ $IDLE -gt 0 ]]; then
   echo
   timeout 90 "$BIN/mprpc-bench" --idle-conns "$IDLE" 2>&1 | grep -E '^(IDLE|mprpc-bench)' ||
     echo "bench: idle-connection probe failed"
+fi
+
+# The overload cell (docs/governance.md): two serial providers of 200
+# calls/s offered twice that, max_concurrency.Echo=auto against no limit.
+# It runs in the simulator's virtual time, so the figures do not depend on
+# this machine's load: goodput and p99 of admitted calls, side by side.
+OVERLOAD_S=${BENCH_OVERLOAD_S:-30}
+if [[ $OVERLOAD_S -gt 0 && -x $BIN/mprpc-sim ]]; then
+  echo
+  for lim in auto none; do
+    timeout 600 "$BIN/mprpc-sim" --scenario gov_overload --seed 1 --duration-s "$OVERLOAD_S" \
+      --gov-limit "$lim" 2>&1 | grep '^OVERLOAD ' || echo "bench: overload cell ($lim) failed"
+  done | tee "$results.ol"
+  awk '/^OVERLOAD / { for (i = 1; i <= NF; i++) { split($i, a, "="); v[a[1]] = a[2] }
+         printf "overload 2x capacity: limit=%-4s goodput %6s/s of %s/s (%5s%%)  p99 %8s ms\n",
+           v["limit"], v["goodput_per_s"], v["capacity_per_s"], v["goodput_pct"], v["p99_ms"] }' "$results.ol"
+  rm -f "$results.ol"
 fi
 
 if [[ -x $BIN/log_bench ]]; then

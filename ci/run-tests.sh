@@ -31,7 +31,7 @@ run() { # name cmd...
   local t0=$SECONDS
   if timeout "${TEST_TIMEOUT:-600}" "$@" >"$log" 2>&1; then
     passed=$((passed + 1)); echo "PASS $name ($((SECONDS - t0))s)"
-    grep -E '^\[  (PASSED|FAILED|  SKIP)' "$log" | sed 's/^/     /'
+    grep -E '^\[  (PASSED|FAILED|  SKIP)|^GOV ' "$log" | sed 's/^/     /'
   else
     failed=$((failed + 1)); failed_names+=("$name"); echo "FAIL $name"
     tail -n 60 "$log" | sed 's/^/     /'
@@ -67,6 +67,13 @@ fi
 if [[ -x "$BUILD/bin/echo_server" ]] && command -v python3 >/dev/null; then
   run "protocol check (docs/protocol.md vs echo_server)" \
     python3 ci/protocol_check.py --spawn "$BUILD/bin/echo_server"
+fi
+
+# The config centre against a real ZooKeeper: disabled.HOST:PORT written
+# with zkCli stops an echo_client's calls to that provider (issue 22).
+if [[ -x "$BUILD/bin/echo_server" && -x "$BUILD/bin/echo_client" ]] && command -v java >/dev/null; then
+  run "config centre: disabled provider via zkCli (tests/test_gov_zk.sh)" \
+    bash tests/test_gov_zk.sh "$BUILD"
 fi
 
 if [[ -f sim/main.c ]]; then

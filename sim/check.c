@@ -110,7 +110,7 @@ void mprpc_check_final(const mprpc_check_policy_t *p,
   uint64_t phantom = 0;
   for (size_t i = 0; i < n; i++) {
     const mprpc_check_call_t *c = get(ud_calls, i);
-    if (c->done && c->ok && c->execs == 0 && phantom++ == 0)
+    if (c->done && c->ok && c->execs == 0 && !c->local && phantom++ == 0)
       first = c->id;
   }
   if (phantom)

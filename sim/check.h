@@ -44,6 +44,7 @@ typedef struct mprpc_check_call {
   uint8_t ok;         /* it ran with a response */
   uint8_t exec_flagged;
   uint8_t abandoned;  /* its consumer was killed: outcome unknown, not checked */
+  uint8_t local;      /* answered by the consumer itself (a fallback): ok without an execution */
 } mprpc_check_call_t;
 
 typedef void (*mprpc_check_report_cb)(void *ud, const char *msg);

@@ -86,7 +86,7 @@ static void usage(FILE *f) {
           "       mprpc-sim --plan NAME [--quick] ...  a chaos plan (make chaos) on virtual hosts\n"
           "  fault knobs: --chunk N [--chunk-fixed] --lat-max-us US --consumers N\n"
           "               --providers N --duration-s S --rate CALLS_PER_S --fault-scale X\n"
-          "               --timeout-ms MS --max-retry N\n"
+          "               --timeout-ms MS --max-retry N --gov-limit auto|N|none (gov_overload)\n"
           "  self-test:   --bug NAME (");
   for (size_t i = 0; i < sizeof bug_names / sizeof bug_names[0]; i++)
     fprintf(f, "%s%s", i ? "|" : "", bug_names[i].name);
@@ -200,6 +200,8 @@ int main(int argc, char **argv) {
       NEED_U64();
       o.timeout_ms = (int64_t)u;
       KNOB();
+    } else if (strcmp(a, "--gov-limit") == 0 && i + 1 < argc) {
+      o.gov_limit = argv[++i];
     } else if (strcmp(a, "--max-retry") == 0) {
       NEED_U64();
       o.max_retry = (int)u;
@@ -365,6 +367,12 @@ int main(int argc, char **argv) {
           res.violations++;
         }
       }
+      if (res.gov_capacity > 0)
+        printf("OVERLOAD scenario=%s seed=%" PRIu64 " limit=%s goodput_per_s=%.0f capacity_per_s=%.0f "
+               "goodput_pct=%.1f p99_ms=%.1f\n",
+               mprpc_sim_scenario_name(sc), o.seed, o.gov_limit ? o.gov_limit : "auto",
+               res.gov_goodput, res.gov_capacity, 100.0 * res.gov_goodput / res.gov_capacity,
+               (double)res.gov_p99_ns / 1e6);
       calls += res.calls;
       ok += res.ok;
       failed += res.failed;

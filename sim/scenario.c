@@ -99,6 +99,12 @@ typedef struct prov {
   worker_arg_t wk_arg[MAX_WORKERS];
   uint64_t slow_expected, slow_counted; /* loop holds past the watchdog's threshold */
   char last[32];
+  /* governance scenarios */
+  uint64_t disabled_at;       /* disabled.HOST:PORT=1 written at (0: not disabled) */
+  uint64_t sec, sec_execs;    /* executions in the current virtual second */
+  bool sec_flagged;
+  uint64_t phase_execs[4];
+  uint64_t busy_until;        /* GOV_OVERLOAD: the single-server queue */
 } prov_t;
 
 typedef struct cons {
@@ -135,6 +141,9 @@ typedef struct params {
   uint64_t lat_max_ns;
   uint64_t session_timeout_ns;
   uint64_t quiet_after_ns; /* faults end; everything healed */
+  int gov;                 /* GOV_*: a governance scenario (config centre) */
+  uint32_t gov_rate;       /* GOV_RATE: rate_limit.Echo */
+  const char *gov_limit;   /* GOV_OVERLOAD: max_concurrency.Echo value, NULL = none */
   uint64_t live_from_ns;   /* idempotent calls must succeed from here */
   double fault_scale;
   bool rto_backoff; /* TCP's retransmission backoff on the virtual links (plan runs too) */
@@ -171,7 +180,16 @@ struct run {
   /* Plan runs: how many active faults cut each direction / each host. */
   uint8_t cut[PLAN_HOSTS][PLAN_HOSTS];
   uint8_t zkcut[PLAN_HOSTS];
+  /* governance scenarios */
+  int gov_phase;
+  uint64_t deg_from, deg_to, deg_calls, deg_ok;
+  uint64_t ol_from, ol_ok;     /* GOV_OVERLOAD: goodput window start, calls ok in it */
+  uint64_t *ol_lat;            /* latencies of admitted calls in the window (ns) */
+  size_t ol_n, ol_cap;
 };
+
+enum { GOV_NONE = 0, GOV_SHIFT, GOV_RATE, GOV_DEGRADE, GOV_OVERLOAD };
+#define GOV_SERVICE_NS (5 * MS) /* GOV_OVERLOAD: one provider serves 200 calls/s */
 
 struct mprpc_sim_scenario {
   const char *name;
@@ -300,6 +318,21 @@ static void pend_cancel_all(prov_t *p) {
     }
 }
 
+/* The handler answers after `work` of virtual time. */
+static void pend_add(prov_t *p, const Example__EchoRequest *in,
+                     Example__EchoResponse_Closure closure, void *closure_data, uint64_t work) {
+  pend_t *pd = calloc(1, sizeof *pd);
+  if (!pd)
+    abort();
+  pd->p = p;
+  pd->in = in;
+  pd->closure = closure;
+  pd->closure_data = closure_data;
+  pd->timer = mprpc_timer_start(p->loops[0], work, pend_fire, pd);
+  pd->next = p->pending;
+  p->pending = pd;
+}
+
 /* The virtual handler pool: one shared FIFO, MAX_WORKERS worker threads
  * (sim loops). A worker takes the next job, runs it (a blocking handler
  * holds the worker), and takes the next one when it is free again. */
@@ -368,7 +401,35 @@ static void sim_echo(Example__EchoService_Service *svc, const Example__EchoReque
       rec->c.execs++;
       mprpc_sim_note(r->w, "exec", token, (uint64_t)p->idx);
       mprpc_check_exec(&r->pol, &rec->c, report, r);
+      /* the config centre's drain: no call started more than 1 s after the
+       * provider was disabled may reach it */
+      if (p->disabled_at && rec->c.start_ns > p->disabled_at + SEC)
+        violate(r, "call %u started %.3f s after provider %d was disabled reached it", token,
+                (double)(rec->c.start_ns - p->disabled_at) / 1e9, p->idx);
     }
+  }
+  if (r->p.gov) {
+    p->phase_execs[r->gov_phase]++;
+    uint64_t sec = now(r) / SEC;
+    if (sec != p->sec) {
+      p->sec = sec;
+      p->sec_execs = 0;
+      p->sec_flagged = false;
+    }
+    p->sec_execs++;
+    /* GCRA: at most burst + qps in any aligned second (burst = qps / 10) */
+    uint64_t cap = r->p.gov_rate + (r->p.gov_rate / 10 ? r->p.gov_rate / 10 : 1);
+    if (r->p.gov == GOV_RATE && now(r) >= 2 * SEC && p->sec_execs > cap && !p->sec_flagged) {
+      p->sec_flagged = true;
+      violate(r, "provider %d ran %llu calls in one second under rate_limit.Echo=%u", p->idx,
+              (unsigned long long)p->sec_execs, r->p.gov_rate);
+    }
+  }
+  if (r->p.gov == GOV_OVERLOAD) { /* one call at a time, GOV_SERVICE_NS each */
+    uint64_t start = p->busy_until > now(r) ? p->busy_until : now(r);
+    p->busy_until = start + GOV_SERVICE_NS;
+    pend_add(p, in, closure, closure_data, p->busy_until - now(r));
+    return;
   }
   uint64_t work = 0;
   mprpc_loop_t on = p->loops[0];
@@ -566,6 +627,24 @@ static void check_done(const ProtobufCMessage *msg, rec_t *rec) {
       }
     }
   }
+  if (r->p.gov == GOV_DEGRADE && rec->c.start_ns >= r->deg_from && rec->c.start_ns < r->deg_to) {
+    r->deg_calls++;
+    r->deg_ok += msg != NULL;
+  }
+  /* admitted calls (all but refusals): their latency, a timeout included */
+  if (r->p.gov == GOV_OVERLOAD && err != MPRPC_ELIMIT && rec->c.start_ns >= r->ol_from && r->ol_from) {
+    r->ol_ok += msg != NULL;
+    if (r->ol_n == r->ol_cap) {
+      size_t nc = r->ol_cap ? 2 * r->ol_cap : 4096;
+      uint64_t *nl = realloc(r->ol_lat, nc * sizeof *nl);
+      if (nl) {
+        r->ol_lat = nl;
+        r->ol_cap = nc;
+      }
+    }
+    if (r->ol_n < r->ol_cap)
+      r->ol_lat[r->ol_n++] = t - rec->c.start_ns;
+  }
   mprpc_sim_note(r->w, "call.done", rec->token, (uint64_t)(uint32_t)(-err));
 }
 
@@ -617,6 +696,18 @@ static void consumer_tick(void *arg) {
                             (uint64_t)c->idx, consumer_tick, c);
 }
 
+/* GOV_DEGRADE: the consumer's local answer echoes the request. */
+static int sim_fallback(void *arg, const ProtobufCMessage *request, ProtobufCMessage *response) {
+  cons_t *c = arg;
+  const Example__EchoRequest *in = (const Example__EchoRequest *)request;
+  uint32_t token;
+  rec_t *rec = parse_token(in->message, &token) ? rec_get(c->run, token) : NULL;
+  if (rec)
+    rec->c.local = 1; /* answered here: no provider need have run it */
+  ((Example__EchoResponse *)response)->message = in->message;
+  return 0;
+}
+
 static int make_channel(cons_t *c, bool idem, mprpc_channel_t **out) {
   run_t *r = c->run;
   mprpc_channel_opts_t o;
@@ -649,7 +740,10 @@ static int make_channel(cons_t *c, bool idem, mprpc_channel_t **out) {
   o.idempotent_methods = idem || (mprpc__sim_bug & MPRPC_SIM_BUG_RETRY_NONIDEM) ? "Echo" : NULL;
   if (r->p.compress) /* providers answer in kind, so both directions run compressed */
     o.compress_type = c->idx % 4;
-  return mprpc_channel_new_in(&example__echo_service__descriptor, &o, out);
+  int rc = mprpc_channel_new_in(&example__echo_service__descriptor, &o, out);
+  if (rc == 0 && r->p.gov == GOV_DEGRADE)
+    rc = mprpc_channel_set_fallback(*out, "Echo", sim_fallback, c);
+  return rc;
 }
 
 static int cons_start(cons_t *c) {
@@ -685,7 +779,59 @@ enum {
   F_PLAN_END,      /* its end (links and registry cuts only) */
   F_ZK_UP_PLAN,    /* the ensemble serves again after an election */
   F_CUT_CONSUMERS, /* consumers 0..a-1 cut from every provider, both ways, for d */
+  F_GOV,           /* the config centre: a = GOVF_* */
 };
+
+enum { GOVF_DISABLE0 = 0, GOVF_WEIGHT1, GOVF_CLEAR, GOVF_RATE, GOVF_CUT_ALL, GOVF_HEAL_ALL,
+       GOVF_LIMIT };
+
+static void prov_addr(const prov_t *p, char *buf, size_t n) {
+  snprintf(buf, n, "%s:%u", mprpc_sim_net_host_addr(p->run->net, p->host),
+           p->srv ? (unsigned)mprpc_server_port(p->srv) : 0u);
+}
+
+static void gov_fire(run_t *r, int what) {
+  char text[512], a0[64], a1[64];
+  prov_addr(&r->provs[0], a0, sizeof a0);
+  prov_addr(&r->provs[1 % r->p.providers], a1, sizeof a1);
+  switch (what) {
+  case GOVF_DISABLE0:
+    snprintf(text, sizeof text, "disabled.%s=1\n", a0);
+    mprpc_sim_zk_set_config(r->zk, SERVICE, text);
+    r->provs[0].disabled_at = now(r);
+    r->gov_phase = 1;
+    break;
+  case GOVF_WEIGHT1: /* provider 1 gets 10x the others' weight */
+    snprintf(text, sizeof text, "weight.%s=1000\n", a1);
+    mprpc_sim_zk_set_config(r->zk, SERVICE, text);
+    r->provs[0].disabled_at = 0;
+    r->gov_phase = 2;
+    break;
+  case GOVF_CLEAR:
+    mprpc_sim_zk_set_config(r->zk, SERVICE, NULL);
+    r->gov_phase = 3;
+    break;
+  case GOVF_RATE:
+    snprintf(text, sizeof text, "rate_limit.Echo=%u\n", r->p.gov_rate);
+    mprpc_sim_zk_set_config(r->zk, SERVICE, text);
+    break;
+  case GOVF_LIMIT:
+    if (!r->p.gov_limit)
+      break; /* the unlimited comparison run */
+    snprintf(text, sizeof text, "max_concurrency.Echo=%s\n", r->p.gov_limit);
+    mprpc_sim_zk_set_config(r->zk, SERVICE, text);
+    break;
+  case GOVF_CUT_ALL:
+  case GOVF_HEAL_ALL:
+    for (int i = 0; i < r->p.consumers; i++)
+      for (int j = 0; j < r->p.providers; j++)
+        if (what == GOVF_CUT_ALL)
+          mprpc_sim_net_partition(r->net, r->cons[i].host, r->provs[j].host, false);
+        else
+          mprpc_sim_net_heal(r->net, r->cons[i].host, r->provs[j].host, false);
+    break;
+  }
+}
 
 static void fault_fire(void *arg);
 
@@ -835,6 +981,9 @@ static void fault_fire(void *arg) {
         mprpc_sim_net_partition(r->net, r->cons[i].host, r->provs[j].host, false);
     fault_at(r, t + f->d, F_HEAL_NET, 0, 0, 0);
     span(r, f->d, -1, "consumers cut");
+    break;
+  case F_GOV:
+    gov_fire(r, f->a);
     break;
   case F_QUIET:
     memset(r->cut, 0, sizeof r->cut);
@@ -1182,6 +1331,107 @@ static void sc_swarm(run_t *r) {
     sprinkle(r, F_ZK_EXPIRE_ALL, 2 * SEC, q, mprpc_sim_rand_range(w, 3, 10) * SEC, 0, 0, 0);
 }
 
+/* ---- governance: the config centre mid-run (issue 22) ---- */
+
+static void gov_base(run_t *r, int kind) {
+  r->p.gov = kind;
+  r->p.consumers = 6;
+  r->p.duration_ns = 24 * SEC;
+  r->p.quiet_after_ns = 0;
+}
+
+static void sc_gov_shift(run_t *r) {
+  gov_base(r, GOV_SHIFT);
+  r->p.no_failures = true; /* one provider of three is drained at a time */
+  fault_at(r, 5 * SEC, F_GOV, GOVF_DISABLE0, 0, 0);
+  fault_at(r, 11 * SEC, F_GOV, GOVF_WEIGHT1, 0, 0);
+  fault_at(r, 17 * SEC, F_GOV, GOVF_CLEAR, 0, 0);
+}
+
+static void sc_gov_rate(run_t *r) {
+  gov_base(r, GOV_RATE);
+  r->p.gov_rate = 25; /* 6 x 20/s over 3 providers offer 40/s each */
+  r->p.live_from_ns = UINT64_MAX; /* refused calls (ELIMIT) may fail */
+  fault_at(r, 500 * MS, F_GOV, GOVF_RATE, 0, 0);
+}
+
+static void sc_gov_degrade(run_t *r) {
+  gov_base(r, GOV_DEGRADE);
+  r->p.live_from_ns = UINT64_MAX;
+  r->deg_from = 10 * SEC; /* cut at 6 s: the breakers eject within 4 s */
+  r->deg_to = 14 * SEC;
+  fault_at(r, 6 * SEC, F_GOV, GOVF_CUT_ALL, 0, 0);
+  fault_at(r, 14 * SEC, F_GOV, GOVF_HEAL_ALL, 0, 0);
+}
+
+static void sc_gov_overload(run_t *r) {
+  gov_base(r, GOV_OVERLOAD);
+  r->p.providers = 2;           /* capacity 2 x 200 calls/s */
+  r->p.consumers = 8;
+  r->p.rate = 100;              /* offered: 800 calls/s, twice the capacity */
+  r->p.max_inflight = 400;
+  r->p.max_retry = 0;
+  r->p.nonidem_frac = 1.0;
+  r->p.duration_ns = 30 * SEC;
+  r->p.live_from_ns = UINT64_MAX;
+  r->p.gov_limit = "auto";
+  fault_at(r, 500 * MS, F_GOV, GOVF_LIMIT, 0, 0);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static void check_gov(run_t *r) {
+  if (r->p.gov == GOV_SHIFT) {
+    uint64_t tot = 0;
+    for (int i = 0; i < r->p.providers; i++)
+      tot += r->provs[i].phase_execs[2];
+    /* weight 1000 against 100 + 100 (83 %) under the weighted balancers;
+     * round robin and least loaded ignore weights (33 %): about half */
+    if (tot && r->provs[1].phase_execs[2] * 100 < tot * 45)
+      violate(r, "weight.%s=1000 gave provider 1 only %llu of %llu calls", "P1",
+              (unsigned long long)r->provs[1].phase_execs[2], (unsigned long long)tot);
+    if (!r->provs[0].phase_execs[3])
+      violate(r, "provider 0 got no calls once enabled again");
+  }
+  if (r->p.gov == GOV_DEGRADE) {
+    uint64_t fb = 0;
+    for (int i = 0; i < r->p.consumers; i++) {
+      mprpc_channel_stats_t st;
+      mprpc_channel_stats(r->cons[i].ch_idem, &st);
+      fb += st.fallbacks;
+      mprpc_channel_stats(r->cons[i].ch_non, &st);
+      fb += st.fallbacks;
+    }
+    if (!fb || r->deg_ok * 100 < r->deg_calls * 95)
+      violate(r, "degradation: %llu of %llu calls answered while every provider was cut off "
+              "(%llu fallbacks)", (unsigned long long)r->deg_ok,
+              (unsigned long long)r->deg_calls, (unsigned long long)fb);
+  }
+  if (r->p.gov == GOV_OVERLOAD && r->ol_n) {
+    double secs = (double)(r->p.duration_ns - r->ol_from) / 1e9;
+    double goodput = (double)r->ol_ok / secs, cap = r->p.providers * (double)SEC / GOV_SERVICE_NS;
+    qsort(r->ol_lat, r->ol_n, sizeof *r->ol_lat, cmp_u64);
+    uint64_t p99 = r->ol_lat[(size_t)((double)(r->ol_n - 1) * 0.99)];
+    mprpc_sim_tracef(r->w, "overload: goodput %.0f/s of %.0f/s, p99 %.1f ms", goodput, cap,
+                     (double)p99 / 1e6);
+    r->res->gov_goodput = goodput;
+    r->res->gov_capacity = cap;
+    r->res->gov_p99_ns = p99;
+    /* the issue's targets: 90 % of the peak, p99 within 3x of unloaded
+     * (this scenario at 2 calls/s per consumer: p99 24.4 ms, the network's
+     * 1 % tail of up to 20 ms per leg included; 25 ms below) */
+    if (r->p.gov_limit && goodput < 0.9 * cap)
+      violate(r, "overload: goodput %.0f/s is below 90%% of the capacity %.0f/s", goodput, cap);
+    if (r->p.gov_limit && p99 > 3 * 25 * MS)
+      violate(r, "overload: p99 of admitted calls %.1f ms", (double)p99 / 1e6);
+  }
+  free(r->ol_lat);
+  r->ol_lat = NULL;
+}
+
 static const mprpc_sim_scenario_t scenarios[] = {
     {"steady", "steady load, 10 consumers x 3 providers for 60 s, no faults: every call succeeds",
      sc_steady},
@@ -1212,6 +1462,13 @@ static const mprpc_sim_scenario_t scenarios[] = {
     {"trace_hop", "consumers -> A -> B over a jittery, chunking network: every B span's parent is an "
                   "A span of the same trace (handlers, closures, saved contexts, /rpcz rings)",
      NULL, mprpc__sim_trace_hop_run},
+    {"gov_shift", "the config centre disables a provider, then reweights: no new call reaches a "
+     "disabled provider 1 s after the change; weights shift traffic", sc_gov_shift},
+    {"gov_rate", "rate_limit.Echo set mid-run: no provider runs more than its rate + burst per second",
+     sc_gov_rate},
+    {"gov_degrade", "every provider cut off from every consumer: the fallbacks answer", sc_gov_degrade},
+    {"gov_overload", "twice the providers' capacity with max_concurrency.Echo=auto: goodput >= 90 %, "
+     "bounded p99", sc_gov_overload},
 };
 
 #define NSCEN (sizeof scenarios / sizeof scenarios[0])
@@ -1249,6 +1506,8 @@ static void apply_knobs(run_t *r) {
     r->p.max_retry = o->max_retry;
   if (o->fault_scale > 0)
     r->p.fault_scale = o->fault_scale;
+  if (o->gov_limit)
+    r->p.gov_limit = strcmp(o->gov_limit, "none") == 0 ? NULL : o->gov_limit;
   if (o->duration_s) {
     /* Stretch the timeline: faults until 2/3, quiet after. */
     uint64_t d = o->duration_s * SEC;
@@ -1262,6 +1521,8 @@ static void apply_knobs(run_t *r) {
     r->p.live_from_ns = r->p.quiet_after_ns ? r->p.quiet_after_ns + LIVE_GRACE_NS : 1;
   if (r->p.slow_until_ns > r->p.quiet_after_ns)
     r->p.slow_until_ns = r->p.quiet_after_ns;
+  if (r->p.gov == GOV_OVERLOAD) /* measured in the second half: the limiter has learnt */
+    r->ol_from = r->p.duration_ns / 2;
 }
 
 static void run_for(run_t *r, uint64_t dur) { mprpc_sim_run_until(r->w, now(r) + dur); }
@@ -1458,6 +1719,7 @@ int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
   }
   if (o->timeline)
     mprpc_timeline_marks(o->timeline, r->p.quiet_after_ns, r->p.live_from_ns);
+  check_gov(r);
   teardown(r);
   check_watchdog(r);
   rc = 0;

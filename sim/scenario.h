@@ -38,6 +38,7 @@ typedef struct mprpc_sim_opts {
   struct mprpc_timeline *timeline;
   /* Internal: set by mprpc_sim_run_plan. */
   const struct mprpc_plan *plan;
+  const char *gov_limit; /* gov_overload: max_concurrency.Echo ("auto", "N", "none"); NULL = the scenario's */
 } mprpc_sim_opts_t;
 
 typedef struct mprpc_sim_result {
@@ -49,6 +50,10 @@ typedef struct mprpc_sim_result {
   /* After the faults healed, the longest a running provider waited for its
    * first call (ns); UINT64_MAX: one never got one; 0 without faults. */
   uint64_t recovery_ns;
+  /* gov_overload: goodput over the measured window, the providers'
+   * capacity (calls/s) and the p99 latency of the calls that succeeded */
+  double gov_goodput, gov_capacity;
+  uint64_t gov_p99_ns;
   char first_violation[256];
   struct {
     int code;

@@ -231,6 +231,10 @@ void mprpc_sim_zk_heal_all(mprpc_sim_zk_t *z);
 void mprpc_sim_zk_expire_all(mprpc_sim_zk_t *z);
 /* Current number of nodes under service (ground truth, for checks). */
 size_t mprpc_sim_zk_count(const mprpc_sim_zk_t *z, const char *service);
+/* Sets config node `name` ("_global" or a service) to text (copied; NULL
+ * deletes it): every watcher of it is notified after a watch delay, or when
+ * its handle reconnects. */
+void mprpc_sim_zk_set_config(mprpc_sim_zk_t *z, const char *name, const char *text);
 uint64_t mprpc_sim_zk_expirations(const mprpc_sim_zk_t *z);
 
 /* ---- injected bugs (sim-only, off by default) ----------------------------- */

@@ -20,6 +20,12 @@
  *
  * During a whole-ensemble outage sessions do not expire; their timers
  * restart when the ensemble is back, as in ZooKeeper.
+ *
+ * Config nodes (/mprpc/config/<name>): scenarios set or delete them with
+ * mprpc_sim_zk_set_config; each watcher is notified after a watch delay and
+ * reads the text at delivery time (so it may skip intermediate texts but
+ * always gets the last one); a watcher whose handle is cut off gets nothing
+ * until it reconnects, then the current text if it changed.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -32,7 +38,7 @@ typedef struct znode {
   char *host;
   uint16_t port;
   uint32_t weight;
-  char *methods, *version;
+  char *methods, *version, *group;
   uint64_t start_time_ms;
   uint64_t owner; /* session id */
 } znode_t;
@@ -53,13 +59,34 @@ typedef struct session {
 
 typedef struct want {
   struct want *next;
-  char *service, *host, *methods, *version;
+  char *service, *host, *methods, *version, *group;
   uint16_t port;
   uint32_t weight;
   uint64_t start_time_ms;
 } want_t;
 
 typedef struct handle handle_t;
+
+typedef struct cnode {
+  struct cnode *next;
+  char *name;
+  char *text; /* NULL: deleted */
+  size_t len;
+} cnode_t;
+
+typedef struct cwatch {
+  struct cwatch *next;
+  handle_t *h;
+  uint64_t id;
+  char *name;
+  mprpc_registry_config_cb cb;
+  void *ud;
+  uint64_t ev;
+  bool present; /* what was last delivered */
+  char *last;
+  size_t last_len;
+  bool missed;
+} cwatch_t;
 
 typedef struct sub {
   struct sub *next;
@@ -89,12 +116,14 @@ struct handle {
   uint64_t tick_ev;
   want_t *wants;
   sub_t *subs;
+  cwatch_t *cws;
 };
 
 struct mprpc_sim_zk {
   mprpc_sim_world_t *w;
   mprpc_sim_zk_config_t cfg;
   svc_t *svcs;
+  cnode_t *cnodes;
   session_t *sessions;
   handle_t *handles;
   bool down;
@@ -151,6 +180,7 @@ static void free_node(znode_t *n) {
   free(n->host);
   free(n->methods);
   free(n->version);
+  free(n->group);
   free(n);
 }
 
@@ -197,7 +227,8 @@ static void ev_notify(void *arg) {
                                       .weight = nd->weight,
                                       .methods = nd->methods,
                                       .version = nd->version,
-                                      .start_time_ms = nd->start_time_ms};
+                                      .start_time_ms = nd->start_time_ms,
+                                      .group = nd->group};
   mprpc_sim_note(z->w, "reg.notify", s->id, (uint64_t)n << 8 | (uint64_t)health);
   mprpc_registry_watch_cb cb = s->cb;
   void *ud = s->ud;
@@ -229,6 +260,140 @@ static void notify_handle(handle_t *h) {
     schedule_notify(s, false);
 }
 
+/* ---- config nodes -------------------------------------------------------------------- */
+
+static cnode_t *find_cnode(const mprpc_sim_zk_t *z, const char *name) {
+  for (cnode_t *c = z->cnodes; c; c = c->next)
+    if (strcmp(c->name, name) == 0)
+      return c;
+  return NULL;
+}
+
+static void ev_cfg_notify(void *arg) {
+  cwatch_t *cw = arg;
+  handle_t *h = cw->h;
+  mprpc_sim_zk_t *z = h->z;
+  cw->ev = 0;
+  if (h->state != MPRPC_REG_HEALTHY || !reachable(z, h->host)) {
+    cw->missed = true; /* read again on reconnect */
+    return;
+  }
+  cw->missed = false;
+  cnode_t *c = find_cnode(z, cw->name);
+  bool present = c && c->text;
+  if (present == cw->present &&
+      (!present || (cw->last_len == c->len && memcmp(cw->last, c->text, c->len) == 0)))
+    return;
+  char *copy = NULL;
+  if (present) {
+    copy = malloc(c->len + 1);
+    if (!copy)
+      abort();
+    memcpy(copy, c->text, c->len + 1);
+  }
+  free(cw->last);
+  cw->last = NULL;
+  cw->last_len = present ? c->len : 0;
+  cw->present = present;
+  if (present) {
+    cw->last = malloc(c->len + 1);
+    if (!cw->last)
+      abort();
+    memcpy(cw->last, c->text, c->len + 1);
+  }
+  mprpc_sim_note(z->w, "reg.config_notify", cw->id, present ? cw->last_len + 1 : 0);
+  /* The callback may unwatch or close the handle: touch nothing after. */
+  mprpc_registry_config_cb cb = cw->cb;
+  void *ud = cw->ud;
+  const char *name = cw->name;
+  char namebuf[256];
+  snprintf(namebuf, sizeof namebuf, "%s", name);
+  cb(ud, namebuf, copy, present ? cw->last_len : 0);
+  free(copy);
+}
+
+static void schedule_cfg_notify(cwatch_t *cw, bool delayed) {
+  if (cw->ev)
+    return;
+  mprpc_sim_zk_t *z = cw->h->z;
+  uint64_t d = delayed ? mprpc_sim_rand_range(z->w, z->cfg.watch_delay_min_ns,
+                                              z->cfg.watch_delay_max_ns)
+                       : 0;
+  cw->ev = mprpc_sim_at(z->w, d, MPRPC_SIM_EV_REG_WATCH, cw->id, ev_cfg_notify, cw);
+}
+
+void mprpc_sim_zk_set_config(mprpc_sim_zk_t *z, const char *name, const char *text) {
+  cnode_t *c = find_cnode(z, name);
+  if (!c) {
+    if (!text)
+      return;
+    c = calloc(1, sizeof *c);
+    if (!c || !(c->name = strdup(name)))
+      abort();
+    cnode_t **pp = &z->cnodes;
+    while (*pp)
+      pp = &(*pp)->next;
+    *pp = c;
+  }
+  free(c->text);
+  c->text = text ? strdup(text) : NULL;
+  if (text && !c->text)
+    abort();
+  c->len = text ? strlen(text) : 0;
+  mprpc_sim_note(z->w, "reg.config_set", 0, text ? c->len + 1 : 0);
+  for (handle_t *h = z->handles; h; h = h->next)
+    for (cwatch_t *cw = h->cws; cw; cw = cw->next)
+      if (strcmp(cw->name, name) == 0)
+        schedule_cfg_notify(cw, true);
+}
+
+static int h_watch_config(void *ctx, const char *name, mprpc_loop_t loop,
+                          mprpc_registry_config_cb cb, void *ud, uint64_t *id) {
+  handle_t *h = ctx;
+  (void)loop; /* every sim loop is the world's scheduler */
+  if (!name || !*name || strchr(name, '/') || !cb)
+    return MPRPC_EINVAL;
+  cwatch_t *cw = calloc(1, sizeof *cw);
+  if (!cw || !(cw->name = strdup(name))) {
+    free(cw);
+    return MPRPC_ENOMEM;
+  }
+  cw->h = h;
+  cw->id = ++h->z->next_sub;
+  cw->cb = cb;
+  cw->ud = ud;
+  cwatch_t **pp = &h->cws;
+  while (*pp)
+    pp = &(*pp)->next;
+  *pp = cw;
+  if (id)
+    *id = cw->id;
+  if (h->state == MPRPC_REG_HEALTHY)
+    schedule_cfg_notify(cw, true);
+  else
+    cw->missed = true;
+  return 0;
+}
+
+static void free_cwatch(mprpc_sim_zk_t *z, cwatch_t *cw) {
+  mprpc_sim_cancel(z->w, cw->ev);
+  free(cw->name);
+  free(cw->last);
+  free(cw);
+}
+
+static void h_unwatch_config(void *ctx, uint64_t id) {
+  handle_t *h = ctx;
+  for (cwatch_t **pp = &h->cws; *pp; pp = &(*pp)->next) {
+    if ((*pp)->id == id) {
+      cwatch_t *cw = *pp;
+      *pp = cw->next;
+      free_cwatch(h->z, cw);
+      return;
+    }
+  }
+}
+
 /* ---- tree operations ----------------------------------------------------------------- */
 
 static void create_node(mprpc_sim_zk_t *z, uint64_t session, const want_t *wt) {
@@ -251,6 +416,7 @@ static void create_node(mprpc_sim_zk_t *z, uint64_t session, const want_t *wt) {
   n->weight = wt->weight;
   n->methods = dupstr(wt->methods);
   n->version = dupstr(wt->version);
+  n->group = dupstr(wt->group);
   n->start_time_ms = wt->start_time_ms;
   n->owner = session;
   pp = &svc->nodes;
@@ -396,6 +562,9 @@ static void handle_tick(handle_t *h) {
     for (sub_t *sb = h->subs; sb; sb = sb->next)
       if (sb->missed)
         schedule_notify(sb, false);
+    for (cwatch_t *cw = h->cws; cw; cw = cw->next)
+      if (cw->missed)
+        schedule_cfg_notify(cw, false);
   } else if (h->state == MPRPC_REG_HEALTHY || h->state == MPRPC_REG_CONNECTING) {
     if (h->state == MPRPC_REG_HEALTHY)
       set_state(h, MPRPC_REG_DISCONNECTED);
@@ -420,6 +589,7 @@ static void free_want(want_t *wt) {
   free(wt->host);
   free(wt->methods);
   free(wt->version);
+  free(wt->group);
   free(wt);
 }
 
@@ -434,8 +604,9 @@ static int h_register(void *ctx, const mprpc_instance_t *inst) {
   wt->host = dupstr(inst->host);
   wt->methods = dupstr(inst->methods);
   wt->version = dupstr(inst->version);
+  wt->group = inst->group && *inst->group ? dupstr(inst->group) : NULL;
   if (!wt->service || !wt->host || (inst->methods && !wt->methods) ||
-      (inst->version && !wt->version)) {
+      (inst->version && !wt->version) || (inst->group && *inst->group && !wt->group)) {
     free_want(wt);
     return MPRPC_ENOMEM;
   }
@@ -545,6 +716,11 @@ static void detach(handle_t *h) {
     h->subs = s->next;
     free_sub(z, s);
   }
+  while (h->cws) {
+    cwatch_t *cw = h->cws;
+    h->cws = cw->next;
+    free_cwatch(z, cw);
+  }
   while (h->wants) {
     want_t *wt = h->wants;
     h->wants = wt->next;
@@ -571,6 +747,8 @@ static const mprpc_registry_ops_t zk_ops = {
     .unsubscribe = h_unsubscribe,
     .health = h_health,
     .close = h_close,
+    .watch_config = h_watch_config,
+    .unwatch_config = h_unwatch_config,
 };
 
 /* ---- ensemble object --------------------------------------------------------------------------- */
@@ -616,6 +794,13 @@ void mprpc_sim_zk_free(mprpc_sim_zk_t *z) {
     }
     free(s->name);
     free(s);
+  }
+  while (z->cnodes) {
+    cnode_t *c = z->cnodes;
+    z->cnodes = c->next;
+    free(c->name);
+    free(c->text);
+    free(c);
   }
   free(z->cut);
   free(z);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -508,6 +509,174 @@ static void test_registry_line_format_round_trip(void **state) {
   assert_int_equal(mprpc__reg_format_line(&inst, line, 8), n);
 }
 
+
+static void write_node(const char *dir, const char *name, const char *text) {
+  char path[700];
+  mkdir(dir, 0755);
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  write_file(path, text);
+}
+
+static void remove_node(const char *dir, const char *name) {
+  char path[700];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  unlink(path);
+}
+
+/* file://: config node NAME is the file PATH.config/NAME. */
+static void test_registry_file_config_watch(void **state) {
+  (void)state;
+  char path[512], dir[600], uri[1400], err[512];
+  tmp_path(path, sizeof path, "cfg.txt");
+  snprintf(dir, sizeof dir, "%s.config", path);
+  write_file(path, "");
+  write_node(dir, "_global", "timeout_ms=800\n");
+  snprintf(uri, sizeof uri, "file://%s?poll_ms=20", path);
+  mprpc_registry_t r;
+  assert_int_equal(mprpc_registry_open(uri, &r, err, sizeof err), 0);
+  regtest_loop_t *loop = regtest_loop_new();
+  regtest_cfg_t g, s;
+  regtest_cfg_init(&g, loop);
+  regtest_cfg_init(&s, loop);
+  uint64_t gid, sid, bad;
+  assert_int_equal(mprpc_registry_watch_config(r, "a/b", regtest_loop(loop), regtest_cfg_cb, &g,
+                                               &bad),
+                   MPRPC_EINVAL);
+  assert_int_equal(mprpc_registry_watch_config(r, "", regtest_loop(loop), regtest_cfg_cb, &g,
+                                               &bad),
+                   MPRPC_EINVAL);
+  assert_int_equal(mprpc_registry_watch_config(r, "_global", regtest_loop(loop), regtest_cfg_cb,
+                                               &g, &gid),
+                   0);
+  assert_int_equal(mprpc_registry_watch_config(r, "example.EchoService", regtest_loop(loop),
+                                               regtest_cfg_cb, &s, &sid),
+                   0);
+  /* present at the start: delivered once; absent: nothing */
+  assert_true(regtest_cfg_wait(&g, "timeout_ms=800\n", 5000));
+  assert_string_equal(g.name, "_global");
+  regtest_loop_run(loop, free, NULL);
+  assert_int_equal(s.deliveries, 0);
+  /* created, changed, deleted, created again */
+  write_node(dir, "example.EchoService", "max_retry=1\n");
+  assert_true(regtest_cfg_wait(&s, "max_retry=1\n", 5000));
+  write_node(dir, "example.EchoService", "max_retry=2\ndegrade=fail\n");
+  assert_true(regtest_cfg_wait(&s, "max_retry=2\ndegrade=fail\n", 5000));
+  remove_node(dir, "example.EchoService");
+  assert_true(regtest_cfg_wait(&s, NULL, 5000));
+  write_node(dir, "example.EchoService", "");
+  assert_true(regtest_cfg_wait(&s, "", 5000));
+  /* a second watcher of a known node gets its text at once */
+  regtest_cfg_t g2;
+  regtest_cfg_init(&g2, loop);
+  uint64_t gid2;
+  assert_int_equal(mprpc_registry_watch_config(r, "_global", regtest_loop(loop), regtest_cfg_cb,
+                                               &g2, &gid2),
+                   0);
+  assert_true(regtest_cfg_wait(&g2, "timeout_ms=800\n", 5000));
+  int before = g.deliveries;
+  assert_int_equal(before, 1);
+  /* unwatched: no more callbacks */
+  regtest_unwatch_config(loop, r, gid);
+  write_node(dir, "_global", "timeout_ms=900\n");
+  assert_true(regtest_cfg_wait(&g2, "timeout_ms=900\n", 5000));
+  regtest_loop_run(loop, free, NULL);
+  assert_int_equal(g.deliveries, before);
+  assert_false(g.wrong_thread || s.wrong_thread || g2.wrong_thread);
+  regtest_unwatch_config(loop, r, sid);
+  regtest_unwatch_config(loop, r, gid2);
+  mprpc_registry_close(r);
+
+  /* ?config_dir=DIR */
+  char dir2[600];
+  snprintf(dir2, sizeof dir2, "%s.other", path);
+  write_node(dir2, "_global", "log_level=warn\n");
+  snprintf(uri, sizeof uri, "file://%s?poll_ms=20&config_dir=%s", path, dir2);
+  assert_int_equal(mprpc_registry_open(uri, &r, err, sizeof err), 0);
+  regtest_cfg_t g3;
+  regtest_cfg_init(&g3, loop);
+  assert_int_equal(mprpc_registry_watch_config(r, "_global", regtest_loop(loop), regtest_cfg_cb,
+                                               &g3, &gid),
+                   0);
+  assert_true(regtest_cfg_wait(&g3, "log_level=warn\n", 5000));
+  regtest_unwatch_config(loop, r, gid);
+  mprpc_registry_close(r);
+  regtest_loop_free(loop);
+  regtest_cfg_destroy(&g);
+  regtest_cfg_destroy(&g2);
+  regtest_cfg_destroy(&g3);
+  regtest_cfg_destroy(&s);
+  remove_node(dir, "_global");
+  remove_node(dir, "example.EchoService");
+  remove_node(dir2, "_global");
+  rmdir(dir);
+  rmdir(dir2);
+  cleanup_file(path);
+}
+
+static void test_registry_static_has_no_config(void **state) {
+  (void)state;
+  mprpc_registry_t r;
+  char err[256];
+  assert_int_equal(mprpc_registry_open("static://127.0.0.1:1", &r, err, sizeof err), 0);
+  regtest_loop_t *loop = regtest_loop_new();
+  uint64_t id;
+  assert_int_equal(mprpc_registry_watch_config(r, "_global", regtest_loop(loop), regtest_cfg_cb,
+                                               NULL, &id),
+                   MPRPC_EUNSUPPORTED);
+  mprpc_registry_unwatch_config(r, 1); /* a no-op */
+  mprpc_registry_close(r);
+  regtest_loop_free(loop);
+}
+
+static void test_registry_group_round_trips(void **state) {
+  (void)state;
+  mprpc_instance_t inst = {.service = "a.S", .host = "10.0.0.1", .port = 80, .weight = 3,
+                           .group = "canary"};
+  char line[256], err[200];
+  mprpc__reg_format_line(&inst, line, sizeof line);
+  assert_string_equal(line, "a.S 10.0.0.1:80 weight=3 group=canary\n");
+  mprpc__reg_list_t l = {0};
+  assert_int_equal(mprpc__reg_parse_text(line, "x", &l, err, sizeof err), 0);
+  assert_string_equal(l.items[0].group, "canary");
+  mprpc__reg_list_t bad = {0};
+  assert_int_equal(mprpc__reg_parse_text("a.S 10.0.0.1:80 group=a+b\n", "x", &bad, err,
+                                         sizeof err),
+                   MPRPC_EINVAL);
+  assert_non_null(strstr(err, "bad group"));
+  /* ZooKeeper node data: written explicitly, "default" when none */
+  char *d = mprpc__zk_data_format(&inst);
+  assert_non_null(strstr(d, "\ngroup=canary\n"));
+  assert_int_equal(mprpc__zk_data_parse("a.S", "10.0.0.1:80", d, &l), 0);
+  assert_string_equal(l.items[1].group, "canary");
+  free(d);
+  inst.group = NULL;
+  d = mprpc__zk_data_format(&inst);
+  assert_non_null(strstr(d, "\ngroup=default\n"));
+  free(d);
+  /* an older node without group=: the default group */
+  char old[] = "address=10.0.0.1:81\nweight=5\n";
+  assert_int_equal(mprpc__zk_data_parse("a.S", "10.0.0.1:81", old, &l), 0);
+  assert_null(l.items[2].group);
+  /* list equality treats absent and "default" alike */
+  mprpc__reg_list_t a = {0}, b = {0};
+  mprpc_instance_t x = {.service = "a.S", .host = "h", .port = 1};
+  mprpc__reg_list_add(&a, &x);
+  x.group = "default";
+  mprpc__reg_list_add(&b, &x);
+  assert_true(mprpc__reg_list_equal(&a, &b));
+  x.group = "blue";
+  mprpc__reg_list_clear(&b);
+  mprpc__reg_list_add(&b, &x);
+  assert_false(mprpc__reg_list_equal(&a, &b));
+  char e[200];
+  assert_int_equal(mprpc__reg_instance_check(&x, e, sizeof e), 0);
+  x.group = "no spaces";
+  assert_int_equal(mprpc__reg_instance_check(&x, e, sizeof e), MPRPC_EINVAL);
+  mprpc__reg_list_clear(&a);
+  mprpc__reg_list_clear(&b);
+  mprpc__reg_list_clear(&l);
+}
+
 /* Teardown: a failed assertion must not leave the forked provider running. */
 static int kill_child(void **state) {
   (void)state;
@@ -606,6 +775,9 @@ int main(void) {
       cmocka_unit_test(test_registry_delivers_on_rt_loop),
       cmocka_unit_test(test_registry_zk_node_data_round_trip),
       cmocka_unit_test(test_registry_line_format_round_trip),
+      cmocka_unit_test(test_registry_file_config_watch),
+      cmocka_unit_test(test_registry_static_has_no_config),
+      cmocka_unit_test(test_registry_group_round_trips),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

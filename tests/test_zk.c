@@ -582,6 +582,195 @@ static void test_zk_outage_keeps_cache_and_reconverges(void **state) {
   unlink(cache);
 }
 
+
+/* --- config-centre nodes ------------------------------------------------ */
+
+/* Writes (text) or deletes (NULL) <chroot>/mprpc/config/<name> with a raw
+ * client, creating the parents. */
+static void raw_config(zhandle_t *zh, const char *chroot, const char *name, const char *text) {
+  char path[512], part[512];
+  snprintf(path, sizeof path, "%s/mprpc/config/%s", chroot, name);
+  if (!text) {
+    assert_int_equal(zoo_delete(zh, path, -1), ZOK);
+    return;
+  }
+  for (char *p = strchr(path + 1, '/'); p; p = strchr(p + 1, '/')) {
+    snprintf(part, sizeof part, "%.*s", (int)(p - path), path);
+    int rc = zoo_create(zh, part, "", 0, &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0);
+    assert_true(rc == ZOK || rc == ZNODEEXISTS);
+  }
+  int rc = zoo_create(zh, path, text, (int)strlen(text), &ZOO_OPEN_ACL_UNSAFE, 0, NULL, 0);
+  if (rc == ZNODEEXISTS)
+    rc = zoo_set(zh, path, text, (int)strlen(text), -1);
+  assert_int_equal(rc, ZOK);
+}
+
+static bool file_has(const char *path, const char *want) {
+  FILE *f = fopen(path, "r");
+  if (!f)
+    return false;
+  char buf[4096];
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+  return strcmp(buf, want) == 0;
+}
+
+static void test_zk_config_watch(void **state) {
+  (void)state;
+  NEED_ZK(hosts);
+  char chroot[128], cache[256], opts[512], cached[300];
+  new_chroot(chroot, sizeof chroot);
+  snprintf(cache, sizeof cache, "/tmp/mprpc-zktest-%ld-cfg.cache", (long)getpid());
+  snprintf(cached, sizeof cached, "%s.config/_global", cache);
+  unlink(cached);
+  snprintf(opts, sizeof opts, "session_timeout=2000&cache=%s", cache);
+  mprpc_registry_t c = open_zk(hosts, chroot, opts);
+  zhandle_t *zh = raw_connect(hosts, NULL);
+  raw_config(zh, chroot, SVC, "timeout_ms.Echo=250\n");
+  regtest_loop_t *loop = regtest_loop_new();
+  regtest_cfg_t g, s;
+  regtest_cfg_init(&g, loop);
+  regtest_cfg_init(&s, loop);
+  uint64_t gid, sid, bad;
+  assert_int_equal(mprpc_registry_watch_config(c, "x/y", regtest_loop(loop), regtest_cfg_cb, &g,
+                                               &bad),
+                   MPRPC_EINVAL);
+  assert_int_equal(
+      mprpc_registry_watch_config(c, "_global", regtest_loop(loop), regtest_cfg_cb, &g, &gid), 0);
+  assert_int_equal(
+      mprpc_registry_watch_config(c, SVC, regtest_loop(loop), regtest_cfg_cb, &s, &sid), 0);
+  /* an existing node: delivered at the start */
+  assert_true(regtest_cfg_wait(&s, "timeout_ms.Echo=250\n", 10000));
+  /* a node created later (exists watch), changed, deleted, created again */
+  raw_config(zh, chroot, "_global", "log_level=debug\n");
+  assert_true(regtest_cfg_wait(&g, "log_level=debug\n", 10000));
+  assert_int_equal(g.deliveries, 1);
+  raw_config(zh, chroot, "_global", "log_level=info\nmax_retry=1\n");
+  assert_true(regtest_cfg_wait(&g, "log_level=info\nmax_retry=1\n", 10000));
+  long long deadline = regtest_now_ms() + 10000; /* the cache directory follows */
+  while (!file_has(cached, "log_level=info\nmax_retry=1\n") && regtest_now_ms() < deadline)
+    usleep(20 * 1000);
+  assert_true(file_has(cached, "log_level=info\nmax_retry=1\n"));
+  raw_config(zh, chroot, "_global", NULL);
+  assert_true(regtest_cfg_wait(&g, NULL, 10000));
+  raw_config(zh, chroot, "_global", "max_retry=2\n");
+  assert_true(regtest_cfg_wait(&g, "max_retry=2\n", 10000));
+
+  /* the session expires (taken over and closed by another handle): the
+   * new session's watches see the next change */
+  clientid_t cid;
+  int64_t old_sid;
+  assert_int_equal(mprpc__zk_session(c, &old_sid, cid.passwd), 0);
+  cid.client_id = old_sid;
+  zhandle_t *thief = raw_connect(hosts, &cid);
+  zookeeper_close(thief);
+  int64_t new_sid = old_sid;
+  char pw[16];
+  deadline = regtest_now_ms() + 15000;
+  while ((mprpc__zk_session(c, &new_sid, pw) != 0 || new_sid == old_sid) &&
+         regtest_now_ms() < deadline)
+    usleep(20 * 1000);
+  assert_true(new_sid != old_sid);
+  raw_config(zh, chroot, "_global", "max_retry=3\n");
+  assert_true(regtest_cfg_wait(&g, "max_retry=3\n", 10000));
+  raw_config(zh, chroot, SVC, "timeout_ms.Echo=300\n");
+  assert_true(regtest_cfg_wait(&s, "timeout_ms.Echo=300\n", 10000));
+  assert_false(g.wrong_thread || s.wrong_thread);
+
+  /* unwatched: no more deliveries */
+  regtest_unwatch_config(loop, c, sid);
+  int before = s.deliveries;
+  raw_config(zh, chroot, SVC, "timeout_ms.Echo=400\n");
+  raw_config(zh, chroot, "_global", "max_retry=4\n");
+  assert_true(regtest_cfg_wait(&g, "max_retry=4\n", 10000));
+  regtest_loop_run(loop, free, NULL);
+  assert_int_equal(s.deliveries, before);
+
+  regtest_unwatch_config(loop, c, gid);
+  zookeeper_close(zh);
+  mprpc_registry_close(c);
+  regtest_loop_free(loop);
+  regtest_cfg_destroy(&g);
+  regtest_cfg_destroy(&s);
+  unlink(cached);
+  char d[300];
+  snprintf(d, sizeof d, "%s.config/" SVC, cache);
+  unlink(d);
+  snprintf(d, sizeof d, "%s.config", cache);
+  rmdir(d);
+  unlink(cache);
+}
+
+/* ZooKeeper stops and comes back: watchers keep the last text during the
+ * outage, a watcher started during it gets the cached text, and both see
+ * the change made after the restart. */
+static void test_zk_config_survives_restart(void **state) {
+  (void)state;
+  if (!test_zk() || !have_zk_sh()) {
+    fprintf(stderr, "needs MPRPC_TEST_ZK and ci/zk.sh (run from the repo root): skipping\n");
+    skip();
+  }
+  char dir[256], hosts[128], cache[300], chroot[128], opts[512], d[400];
+  tmpdir(dir, sizeof dir, "own");
+  snprintf(cache, sizeof cache, "%s.cfgcache", dir);
+  own_server(hosts, sizeof hosts);
+  new_chroot(chroot, sizeof chroot);
+  snprintf(opts, sizeof opts, "session_timeout=4000&cache=%s", cache);
+  mprpc_registry_t c = open_zk(hosts, chroot, opts);
+  zhandle_t *zh = raw_connect(hosts, NULL);
+  raw_config(zh, chroot, "_global", "timeout_ms=100\n");
+  regtest_loop_t *loop = regtest_loop_new();
+  regtest_cfg_t g, g2;
+  regtest_cfg_init(&g, loop);
+  regtest_cfg_init(&g2, loop);
+  uint64_t gid, gid2;
+  assert_int_equal(
+      mprpc_registry_watch_config(c, "_global", regtest_loop(loop), regtest_cfg_cb, &g, &gid), 0);
+  assert_true(regtest_cfg_wait(&g, "timeout_ms=100\n", 10000));
+  snprintf(d, sizeof d, "%s.config/_global", cache);
+  long long deadline = regtest_now_ms() + 10000;
+  while (!file_has(d, "timeout_ms=100\n") && regtest_now_ms() < deadline)
+    usleep(20 * 1000);
+  assert_true(file_has(d, "timeout_ms=100\n"));
+  zookeeper_close(zh);
+
+  assert_int_equal(zk_sh("pause", dir, NULL, NULL, 0), 0);
+  deadline = regtest_now_ms() + 20000;
+  while (mprpc_registry_health(c) == MPRPC_REG_HEALTHY && regtest_now_ms() < deadline)
+    usleep(20 * 1000);
+  assert_int_not_equal(mprpc_registry_health(c), MPRPC_REG_HEALTHY);
+  int before = g.deliveries;
+  /* a process starting now: the cache's text */
+  snprintf(opts, sizeof opts, "connect_timeout=300&wait=0&cache=%s", cache);
+  mprpc_registry_t c2 = open_zk(hosts, chroot, opts);
+  assert_int_equal(
+      mprpc_registry_watch_config(c2, "_global", regtest_loop(loop), regtest_cfg_cb, &g2, &gid2),
+      0);
+  assert_true(regtest_cfg_wait(&g2, "timeout_ms=100\n", 5000));
+  regtest_loop_run(loop, free, NULL);
+  assert_int_equal(g.deliveries, before); /* the outage delivered nothing */
+
+  assert_int_equal(zk_sh("resume", dir, NULL, NULL, 0), 0);
+  zh = raw_connect(hosts, NULL);
+  raw_config(zh, chroot, "_global", "timeout_ms=200\n");
+  assert_true(regtest_cfg_wait(&g, "timeout_ms=200\n", 30000));
+  assert_true(regtest_cfg_wait(&g2, "timeout_ms=200\n", 30000));
+
+  regtest_unwatch_config(loop, c, gid);
+  regtest_unwatch_config(loop, c2, gid2);
+  zookeeper_close(zh);
+  mprpc_registry_close(c2);
+  mprpc_registry_close(c);
+  regtest_loop_free(loop);
+  regtest_cfg_destroy(&g);
+  regtest_cfg_destroy(&g2);
+  unlink(d);
+  snprintf(d, sizeof d, "%s.config", cache);
+  rmdir(d);
+  unlink(cache);
+}
+
 /* --- end to end: provider + channel over ZooKeeper ---------------------- */
 
 static void e2e_echo(Example__EchoService_Service *svc, const Example__EchoRequest *in,
@@ -754,6 +943,8 @@ int main(void) {
       cmocka_unit_test(test_zk_failing_registration_does_not_block_others),
       cmocka_unit_test(test_zk_outage_keeps_cache_and_reconverges),
       cmocka_unit_test(test_zk_calls_survive_outage),
+      cmocka_unit_test(test_zk_config_watch),
+      cmocka_unit_test(test_zk_config_survives_restart),
       cmocka_unit_test_teardown(test_zk_ensemble_leader_killed, stop_ensemble),
   };
   return cmocka_run_group_tests(tests, NULL, stop_own_server);

@@ -7,13 +7,20 @@
  *               [--count N | --duration-s S] [--concurrency C]
  *               [--timeout-ms T] [--max-retry R] [--policy failover|failfast]
  *               [--lb rr|random|hash|least] [--idempotent] [--backup-ms B]
- *               [--message TEXT] [--attachment TEXT]
+ *               [--message TEXT] [--attachment TEXT] [--report-ms MS]
+ *               [--log-level debug|info|warn|error]
  *
  * It keeps C calls in flight, asynchronously, on the channel's loop: each
  * closure records the outcome and starts the next call. The last lines are
  *
  *   echo_client: calls=N ok=S failed=F p50_us=.. p99_us=..
  *   error NAME COUNT        (one per error kind that occurred)
+ *   endpoint HOST:PORT calls=N   (one per provider the channel knows at the end;
+ *                                 attempts sent to it, retries included)
+ *
+ * --report-ms MS also writes, every MS ms while running, to stderr:
+ *   at_ms=WALL_MS endpoint HOST:PORT calls=N disabled=0|1
+ * (scripts use it to see when a provider stopped getting calls).
  *
  * and the exit status is 0 only when no call failed (2 for bad usage).
  */
@@ -51,6 +58,9 @@ typedef struct client {
   void *waiter;          /* main thread waits on it */
   bool woke;
   int bad_echo;
+  uint64_t report_ns;    /* --report-ms, 0 = off */
+  uint64_t report_timer;
+  void *stop_waiter;     /* the report timer is cancelled on the loop */
 } client_t;
 
 typedef struct slot {
@@ -131,6 +141,19 @@ static void issue(slot_t *s) {
   }
 }
 
+static void report_fire(void *arg) {
+  client_t *cl = arg;
+  cl->report_timer = 0;
+  mprpc_channel_endpoint_info_t eps[64];
+  size_t n = mprpc_channel_endpoints(cl->ch, eps, 64);
+  unsigned long long at = (unsigned long long)(mprpc_loop_wall(cl->loop) / MPRPC_NS_PER_MS);
+  for (size_t i = 0; i < n && i < 64; i++)
+    fprintf(stderr, "at_ms=%llu endpoint %s calls=%llu disabled=%d\n", at, eps[i].name,
+            (unsigned long long)eps[i].calls, eps[i].disabled ? 1 : 0);
+  if (cl->inflight > 0)
+    cl->report_timer = mprpc_timer_start(cl->loop, cl->report_ns, report_fire, cl);
+}
+
 typedef struct start_arg {
   slot_t *slots;
   long n;
@@ -145,7 +168,17 @@ static void start_on_loop(void *arg) {
   for (long i = 0; i < a->n; i++)
     issue(&a->slots[i]);
   cl->inflight--;
+  if (cl->report_ns)
+    cl->report_timer = mprpc_timer_start(cl->loop, cl->report_ns, report_fire, cl);
   maybe_finish(cl);
+}
+
+static void stop_report(void *arg) {
+  client_t *cl = arg;
+  mprpc_timer_cancel(cl->loop, cl->report_timer);
+  cl->report_timer = 0;
+  cl->report_ns = 0;
+  cl->loop.vt->waiter_wake(cl->loop.ctx, cl->stop_waiter);
 }
 
 static int cmp_u64(const void *a, const void *b) {
@@ -167,7 +200,8 @@ static void usage(void) {
           "                   [--max-retry R] [--policy failover|failfast]\n"
           "                   [--lb rr|random|hash|least] [--idempotent] [--backup-ms B]\n"
           "                   [--message TEXT] [--attachment TEXT]\n"
-          "                   [--compress none|snappy|gzip|zlib]\n");
+          "                   [--compress none|snappy|gzip|zlib] [--report-ms MS]\n"
+          "                   [--log-level debug|info|warn|error]\n");
 }
 
 static bool parse_ll(const char *s, long long min, long long *out) {
@@ -182,10 +216,12 @@ static bool parse_ll(const char *s, long long min, long long *out) {
 int main(int argc, char **argv) {
   const char *server = NULL, *registry = NULL, *message = "hello world", *attachment = NULL;
   long long count = -1, duration = -1, conc = 1, timeout = 1000, retry = 2, backup = 0;
+  long long report_ms = 0;
+  int log_level = MPRPC_LOG_LEVEL_WARN;
   int policy = MPRPC_RETRY_FAILOVER, lb = MPRPC_LB_RR, compress = MPRPC_COMPRESS_NONE;
   bool idempotent = false;
   enum { O_SERVER = 1, O_REGISTRY, O_COUNT, O_DURATION, O_CONC, O_TIMEOUT, O_RETRY, O_POLICY,
-         O_LB, O_IDEM, O_BACKUP, O_MESSAGE, O_ATT, O_COMPRESS, O_HELP };
+         O_LB, O_IDEM, O_BACKUP, O_MESSAGE, O_ATT, O_COMPRESS, O_REPORT, O_LOGLEVEL, O_HELP };
   static const struct option opts[] = {
       {"server", required_argument, 0, O_SERVER},
       {"registry", required_argument, 0, O_REGISTRY},
@@ -201,6 +237,8 @@ int main(int argc, char **argv) {
       {"message", required_argument, 0, O_MESSAGE},
       {"attachment", required_argument, 0, O_ATT},
       {"compress", required_argument, 0, O_COMPRESS},
+      {"report-ms", required_argument, 0, O_REPORT},
+      {"log-level", required_argument, 0, O_LOGLEVEL},
       {"help", no_argument, 0, O_HELP},
       {0, 0, 0, 0},
   };
@@ -240,6 +278,20 @@ int main(int argc, char **argv) {
       ok &= compress >= 0;
       break;
     }
+    case O_REPORT: ok &= parse_ll(optarg, 1, &report_ms); break;
+    case O_LOGLEVEL: {
+      static const char *const lv[] = {"debug", "info", "warn", "error"};
+      static const int lvv[] = {MPRPC_LOG_LEVEL_DEBUG, MPRPC_LOG_LEVEL_INFO, MPRPC_LOG_LEVEL_WARN,
+                                MPRPC_LOG_LEVEL_ERROR};
+      bool found = false;
+      for (int i = 0; i < 4; i++)
+        if (strcmp(optarg, lv[i]) == 0) {
+          log_level = lvv[i];
+          found = true;
+        }
+      ok &= found;
+      break;
+    }
     case O_HELP: usage(); return 0;
     default: ok = false; break;
     }
@@ -251,7 +303,7 @@ int main(int argc, char **argv) {
   }
   if (count < 0 && duration < 0)
     count = 1;
-  mprpc_log_set_level(MPRPC_LOG_LEVEL_WARN);
+  mprpc_log_set_level(log_level);
 
   mprpc_loop_group_t *g = NULL;
   if (mprpc_loop_group_new(1, &g) != 0 || mprpc_loop_group_start(g) != 0) {
@@ -313,6 +365,7 @@ int main(int argc, char **argv) {
     }
   }
   cl.duration_s = duration;
+  cl.report_ns = (uint64_t)report_ms * MPRPC_NS_PER_MS;
   start_arg_t sa = {slots, (long)conc};
   if (mprpc_loop_post(loop, start_on_loop, &sa) != 0) {
     fprintf(stderr, "echo_client: cannot post to the loop\n");
@@ -320,6 +373,16 @@ int main(int argc, char **argv) {
   }
   loop.vt->waiter_wait(loop.ctx, cl.waiter);
   loop.vt->waiter_free(loop.ctx, cl.waiter);
+  if (cl.report_ns) {
+    cl.stop_waiter = loop.vt->waiter_new(loop.ctx);
+    if (cl.stop_waiter && mprpc_loop_post(loop, stop_report, &cl) == 0)
+      loop.vt->waiter_wait(loop.ctx, cl.stop_waiter);
+    if (cl.stop_waiter)
+      loop.vt->waiter_free(loop.ctx, cl.stop_waiter);
+  }
+  /* one line per provider, before the channel (and its view) goes */
+  mprpc_channel_endpoint_info_t eps[256];
+  size_t neps = mprpc_channel_endpoints(ch, eps, 256);
 
   mprpc_channel_destroy(ch);
   mprpc_loop_group_free(g);
@@ -336,6 +399,8 @@ int main(int argc, char **argv) {
          (unsigned long long)pct(cl.lat, cl.nlat, 0.99));
   for (size_t i = 0; i < cl.nkinds; i++)
     printf("error %s %lld\n", mprpc_err_name(cl.kinds[i]), cl.kind_count[i]);
+  for (size_t i = 0; i < neps && i < 256; i++)
+    printf("endpoint %s calls=%llu\n", eps[i].name, (unsigned long long)eps[i].calls);
   if (cl.bad_echo)
     fprintf(stderr, "echo_client: %d responses did not echo the message and attachment\n",
             cl.bad_echo);

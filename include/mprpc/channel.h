@@ -116,6 +116,15 @@ typedef struct mprpc_channel_opts {
    * providers' default. */
   uint32_t max_body;
 
+  /* Provider selection (registry endpoints only; docs/governance.md): only
+   * providers of this group ("default" matches providers without one) and
+   * whose version matches this pattern ("1.2.3", "1.*", "*", alternatives
+   * separated by ',') are called. NULL: any group / any version. The
+   * config centre's `group` / `version` keys of the service, when set,
+   * take precedence. Copied. A malformed value: MPRPC_EINVAL. */
+  const char *group;
+  const char *version;
+
   /* Outlier ejection (0 = defaults) */
   int eject_conn_failures;     /* consecutive connect failures: 1 */
   int eject_error_percent;     /* error rate over the window: 50 */
@@ -220,6 +229,11 @@ typedef struct mprpc_channel_stats {
   uint64_t ejections;
   uint64_t reconnects;
   uint64_t silent_resets;  /* connections closed by reset_after_timeouts */
+  /* Calls answered by degradation instead of a provider (also counted in
+   * calls and in ok/failed by their outcome): degrade=fail, degrade=fallback,
+   * or the fallback answering because no provider could be used. */
+  uint64_t degraded;
+  uint64_t fallbacks; /* of those, answered by the method's fallback */
   /* failures by code: the first MPRPC_CHANNEL_MAX_CODES distinct codes */
 #define MPRPC_CHANNEL_MAX_CODES 16
   struct {
@@ -232,6 +246,43 @@ typedef struct mprpc_channel_stats {
 /* A snapshot of the counters. Any thread (values read from another thread
  * may lag the loop by a few calls). */
 void mprpc_channel_stats(const mprpc_channel_t *ch, mprpc_channel_stats_t *out);
+
+/* A method's local answer when the call cannot or must not reach a
+ * provider (docs/governance.md): the breaker has ejected every endpoint, no
+ * usable provider is known (none registered, every one disabled or outside
+ * the selection, none within the deadline), or the config centre says
+ * degrade.METHOD=fallback. Runs on the channel's loop, instead of sending.
+ * request is the call's request (decoded again; valid during the call);
+ * response is a fresh message of the method's output type to fill in.
+ * Pointers stored in response must stay valid until the callback returns
+ * control: the channel serialises the response right after (then hands
+ * the caller its own copy, as for a provider's answer), and frees only the
+ * message struct itself, nothing it points to. Return 0 for a success, or
+ * a negative MPRPC_E* code to fail the call with it. */
+typedef int (*mprpc_channel_fallback_cb)(void *arg, const ProtobufCMessage *request,
+                                         ProtobufCMessage *response);
+
+/* Sets (cb non-NULL) or clears the fallback of a method, by name. Before the
+ * first call, like mprpc_channel_set_idempotent. MPRPC_ENOTFOUND when the
+ * service has no such method, MPRPC_EINVAL for NULL ch or method. */
+int mprpc_channel_set_fallback(mprpc_channel_t *ch, const char *method,
+                               mprpc_channel_fallback_cb cb, void *arg);
+
+/* One endpoint as the channel sees it. */
+typedef struct mprpc_channel_endpoint_info {
+  char name[96];     /* "host:port" ("[v6]:port") */
+  uint32_t weight;   /* in effect: the config centre's weight.HOST:PORT or the registered one */
+  bool disabled;     /* disabled.HOST:PORT=1 in the config centre */
+  bool selected;     /* within the channel's group / version selection */
+  uint64_t calls;    /* attempts sent to it (retries and backups included) */
+} mprpc_channel_endpoint_info_t;
+
+/* Copies up to max endpoints currently listed into out; returns how many
+ * are listed (may be more than max). Any thread: from another thread it
+ * runs on the loop and waits (loops that can block), or reads nothing and
+ * returns 0. */
+size_t mprpc_channel_endpoints(mprpc_channel_t *ch, mprpc_channel_endpoint_info_t *out,
+                               size_t max);
 
 /* Number of endpoints currently known (fixed list or registry cache). Loop
  * thread, or any thread for a rough value. */

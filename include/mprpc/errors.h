@@ -95,6 +95,7 @@ MPRPC_BEGIN_DECLS
   X(ESESSION, -3018, "registry session expired")                               \
   X(EUNSUPPORTED, -3019, "not supported")                                      \
   X(ESYNCLOOP, -3020, "synchronous call from the channel's own loop thread")  \
+  X(EDEGRADED, -3021, "call degraded by the config centre (not sent)")         \
   /* the provider's handler failed the call with its own code: */              \
   /* mprpc_controller_remote_code() gives that code (docs/client.md) */        \
   X(EAPP, -3050, "application error")

@@ -20,6 +20,12 @@
  * - An implementation delivers what it knows; the consumer side applies
  *   empty protection: an empty list while health != MPRPC_REG_HEALTHY must
  *   not wipe a non-empty cache.
+ * - Config-centre nodes (optional, docs/governance.md): watch_config hands
+ *   a node's full text to the callback on the given loop once at the start
+ *   if the node exists, then on every change; text NULL means the node was
+ *   deleted. Deliveries coalesce like list deliveries and an unchanged text
+ *   is not delivered again. An outage delivers nothing: the last text
+ *   stays the one to apply. unwatch_config follows unsubscribe's rules.
  */
 #ifndef MPRPC_REGISTRY_H
 #define MPRPC_REGISTRY_H
@@ -46,6 +52,7 @@ typedef struct mprpc_instance {
   const char *methods; /* comma-separated method names; may be NULL */
   const char *version; /* free-form; may be NULL */
   uint64_t start_time_ms; /* wall clock, ms since the epoch */
+  const char *group;   /* provider group ([A-Za-z0-9_.-], at most 64); NULL or "" = "default" */
 } mprpc_instance_t;
 
 typedef enum mprpc_registry_health {
@@ -61,6 +68,14 @@ const char *mprpc_registry_health_name(int health);
 typedef void (*mprpc_registry_watch_cb)(void *ud, const mprpc_instance_t *items, size_t n,
                                         int health);
 
+/* A config node's text (NUL-terminated, len bytes), valid during the call;
+ * text NULL: the node does not exist (any more). name is the watched name. */
+typedef void (*mprpc_registry_config_cb)(void *ud, const char *name, const char *text,
+                                         size_t len);
+
+/* Longest config node text a registry delivers (ZooKeeper's default limit). */
+#define MPRPC_REGISTRY_CONFIG_MAX (1u << 20)
+
 typedef struct mprpc_registry_ops {
   int (*register_instance)(void *ctx, const mprpc_instance_t *inst);
   int (*unregister_instance)(void *ctx, const char *service, const char *host, uint16_t port);
@@ -70,6 +85,11 @@ typedef struct mprpc_registry_ops {
   int (*health)(void *ctx);
   /* Unregisters everything still registered and frees the registry. */
   void (*close)(void *ctx);
+  /* Optional (NULL: the registry has no config centre). name is "_global"
+   * or a service's full name. */
+  int (*watch_config)(void *ctx, const char *name, mprpc_loop_t loop, mprpc_registry_config_cb cb,
+                      void *ud, uint64_t *id);
+  void (*unwatch_config)(void *ctx, uint64_t id);
   /* Optional (NULL = cannot enumerate): the names of the services the
    * registry knows now, as a malloc'ed array of malloc'ed strings the
    * caller frees with mprpc_registry_names_free. May block the calling
@@ -98,6 +118,20 @@ static inline void mprpc_registry_unsubscribe(mprpc_registry_t r, uint64_t sub_i
   r.vt->unsubscribe(r.ctx, sub_id);
 }
 static inline int mprpc_registry_health(mprpc_registry_t r) { return r.vt->health(r.ctx); }
+/* MPRPC_EUNSUPPORTED when the registry has no config centre (static://);
+ * MPRPC_EINVAL for a bad name (empty, '/', spaces, 256 bytes or more). */
+static inline int mprpc_registry_watch_config(mprpc_registry_t r, const char *name,
+                                              mprpc_loop_t loop, mprpc_registry_config_cb cb,
+                                              void *ud, uint64_t *id) {
+  if (!r.vt->watch_config)
+    return MPRPC_EUNSUPPORTED;
+  return r.vt->watch_config(r.ctx, name, loop, cb, ud, id);
+}
+/* On the watcher's loop; once it returns the callback never runs again. */
+static inline void mprpc_registry_unwatch_config(mprpc_registry_t r, uint64_t id) {
+  if (r.vt->unwatch_config)
+    r.vt->unwatch_config(r.ctx, id);
+}
 /* The services the registry knows (zk://: the children of
  * <chroot>/mprpc/services). MPRPC_EUNSUPPORTED when it cannot enumerate
  * them; the registry's error (MPRPC_EREGISTRY, ...) when it cannot now. */

@@ -115,6 +115,7 @@ typedef struct mprpc_server_opts {
                                  a concrete address, not 0.0.0.0) */
   uint32_t weight;            /* 0 = MPRPC_DEFAULT_WEIGHT */
   const char *version;        /* free-form, may be NULL */
+  const char *group;          /* published group ([A-Za-z0-9_.-], 1-64); NULL = "default" */
   /* Limits. 0 means the default given in brackets. */
   uint32_t max_body;              /* frame body limit [64 MiB] */
   size_t max_decode_bytes;        /* memory one request may allocate while

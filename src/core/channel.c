@@ -71,6 +71,7 @@ static void ch_free_mem(mprpc_channel_t *ch) {
   free(ch->nodes);
   free(ch->minfo);
   free(ch->auth);
+  mprpc__chgov_free(ch);
   free(ch);
 }
 
@@ -329,6 +330,11 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
     mprpc__call_free_resp(c, msg);
     return;
   }
+  /* A call failing because no provider can be reached ends with its
+   * method's fallback, if it has one (channel_gov.c). */
+  if (err && !msg && !c->degrading && ch->minfo[c->midx].fallback &&
+      mprpc__chgov_fallback_after(c, err, now))
+    return;
   c->finished = true;
   mprpc_controller_t *ctl = c->ctl;
   mprpc__controller_clear_outputs(ctl);
@@ -396,13 +402,18 @@ static void call_fail(mprpc__call_t *c, int err, const char *text, mprpc__ep_t *
   call_finish(c, err, text, NULL, from, NULL, 0, mprpc_loop_now(c->ch->loop));
 }
 
+void mprpc__call_finish_local(mprpc__call_t *c, int err, const char *text, ProtobufCMessage *msg) {
+  call_finish(c, err, text, msg, NULL, NULL, 0, mprpc_loop_now(c->ch->loop));
+}
+
 void mprpc__call_deadline(void *arg) {
   mprpc__call_t *c = arg;
   c->deadline_timer = 0;
   char text[MPRPC__CTL_TEXT];
   if (c->waiting_eps) {
     snprintf(text, sizeof text, "no endpoint for %s within the deadline", c->ch->sd->name);
-    call_fail(c, MPRPC_ENOENDPOINT, text, NULL);
+    if (!mprpc__chgov_fallback(c, text))
+      call_fail(c, MPRPC_ENOENDPOINT, text, NULL);
     return;
   }
   snprintf(text, sizeof text, "deadline of %llu ms exceeded after %d attempt(s)",
@@ -447,6 +458,7 @@ static void attempt_start(mprpc__call_t *c, mprpc__ep_t *ep) {
   if (c->ntried < (int)(sizeof c->tried / sizeof c->tried[0]))
     c->tried[c->ntried++] = ep->id;
   MPRPC__STAT_INC(ch, attempts);
+  MPRPC__ONE_WRITER_ADD(&ep->calls, 1);
   if (ch->attempt_timeout_ns)
     a->timer = mprpc_timer_start(ch->loop, ch->attempt_timeout_ns, attempt_timeout_fire, a);
   mprpc__ep_submit(ep, a); /* may fail it (and retry) right here */
@@ -460,6 +472,10 @@ static void call_try(mprpc__call_t *c) {
      * deadline, for one to (re)appear: a rolling restart or a session
      * expiry briefly empties the list. */
     if (ch->reg.vt && !ch->destroying) {
+      /* With a fallback, a list that says "nobody" is answered at once;
+       * before the first list the call waits as any other. */
+      if (ch->have_list && mprpc__chgov_fallback(c, "no provider is registered"))
+        return;
       if (!c->waiting_eps) {
         c->waiting_eps = true;
         c->wait_next = ch->waitq;
@@ -470,9 +486,15 @@ static void call_try(mprpc__call_t *c) {
     call_fail(c, MPRPC_ENOENDPOINT, "no endpoint for the service", NULL);
     return;
   }
+  if (c->nattempts == 0 && ch->minfo[c->midx].fallback &&
+      mprpc__chgov_all_ejected(ch, mprpc_loop_now(ch->loop)) &&
+      mprpc__chgov_fallback(c, "every endpoint is ejected"))
+    return;
   mprpc__ep_t *ep = mprpc__ep_pick(ch, c, 0);
   if (!ep) {
-    call_fail(c, MPRPC_ENOENDPOINT, "no endpoint for the service", NULL);
+    if (!mprpc__chgov_fallback(c, "no usable endpoint (disabled or outside the selection)"))
+      call_fail(c, MPRPC_ENOENDPOINT, "no usable endpoint for the service (disabled or outside "
+                "the selection)", NULL);
     return;
   }
   attempt_start(c, ep);
@@ -482,7 +504,7 @@ static void backup_fire(void *arg) {
   mprpc__call_t *c = arg;
   mprpc_channel_t *ch = c->ch;
   c->backup_timer = 0;
-  if (c->finished || c->outstanding != 1 || c->nattempts >= 1 + ch->max_retry)
+  if (c->finished || c->outstanding != 1 || c->nattempts >= 1 + c->max_retry)
     return;
   if (c->deadline_ns && mprpc_loop_now(ch->loop) >= c->deadline_ns)
     return;
@@ -523,6 +545,10 @@ static void attempt_unlink(mprpc__attempt_t *a) {
   a->timer = 0;
 }
 
+/* ELIMIT is not among them: a provider refusing by its limits (rate_limit,
+ * max_concurrency) is healthy and at capacity; ejecting it would cut the
+ * service below the capacity the operator configured. Its calls are still
+ * retried elsewhere (RETRY_SAFE: a refused call never ran). */
 static bool endpoint_fault(int err) {
   switch (err) {
   case MPRPC_EFAILEDSOCKET:
@@ -531,7 +557,6 @@ static bool endpoint_fault(int err) {
   case MPRPC_ECONNRESET:
   case MPRPC_ETIMEDOUT:
   case MPRPC_EOVERCROWDED:
-  case MPRPC_ELIMIT:
   case MPRPC_EINTERNAL:
   case MPRPC_ERESPONSE:
     return true;
@@ -578,7 +603,7 @@ void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int r
     c->nattempts--;
     c->nskipped++;
   }
-  bool budget = c->nattempts < 1 + ch->max_retry && c->nskipped <= (int)ch->neps;
+  bool budget = c->nattempts < 1 + c->max_retry && c->nskipped <= (int)ch->neps;
   bool time_left = !c->deadline_ns || now < c->deadline_ns;
   if (may && budget && time_left && !ch->destroying) {
     MPRPC__STAT_INC(ch, retries);
@@ -687,6 +712,9 @@ static void start_call(mprpc__call_t *c) {
   uint64_t tmo_ns = tmo > 0 ? (uint64_t)tmo * MPRPC_NS_PER_MS : tmo < 0 ? 0 : ch->timeout_ns;
   if (tmo == 0 && ch->no_deadline)
     tmo_ns = 0;
+  c->max_retry = ch->max_retry;
+  if (ch->gov && mprpc__chgov_on_start(c, &tmo_ns, tmo != 0))
+    return; /* degraded: answered here, nothing sent */
   if (tmo_ns) {
     c->deadline_ns = now + tmo_ns;
     if (tmo_ns == ch->timeout_ns && (!ch->dl_tail || ch->dl_tail->deadline_ns <= c->deadline_ns))
@@ -694,7 +722,7 @@ static void start_call(mprpc__call_t *c) {
     else
       c->deadline_timer = mprpc_timer_start_from(ch->loop, now, tmo_ns, mprpc__call_deadline, c);
   }
-  if (ch->backup_ns && call_idempotent(c) && ch->max_retry > 0)
+  if (ch->backup_ns && call_idempotent(c) && c->max_retry > 0)
     c->backup_timer = mprpc_timer_start_from(ch->loop, now, ch->backup_ns, backup_fire, c);
   ch->start_now = now; /* the first attempt's write reuses this reading */
   call_try(c);
@@ -1135,6 +1163,8 @@ int mprpc_channel_new_in(const ProtobufCServiceDescriptor *sd, const mprpc_chann
   ch->reconnect_base_ns = ms_or(o->reconnect_base_ms, 50);
   ch->reconnect_max_ns = ms_or(o->reconnect_max_ms, 2000);
   ch->reset_after = o->reset_after_timeouts < 0 ? 0 : o->reset_after_timeouts ? o->reset_after_timeouts : 3;
+  if ((rc = mprpc__chgov_init(ch, o)) != 0) /* selection first: the first list obeys it */
+    goto fail;
   if (o->servers) {
     if ((rc = mprpc__ep_list_set_fixed(ch, o->servers)) != 0)
       goto fail;
@@ -1152,6 +1182,9 @@ int mprpc_channel_new_in(const ProtobufCServiceDescriptor *sd, const mprpc_chann
   *out = ch;
   return 0;
 fail:
+  if (ch->gov)
+    mprpc__chgov_stop(ch);
+  mprpc__chgov_free(ch);
   free(ch->minfo);
   free(ch->auth);
   mprpc__lb_free(&ch->lb); /* safe on a zeroed balancer */
@@ -1171,6 +1204,7 @@ static void destroy_on_loop(mprpc_channel_t *ch) {
     mprpc_registry_unsubscribe(ch->reg, ch->sub_id);
     ch->subscribed = false;
   }
+  mprpc__chgov_stop(ch);
   /* Cancel every pending call; closures may start new calls, which the
    * start handler cancels in turn. Bounded: no new call enters the list. */
   ch->cb_depth++;
@@ -1261,6 +1295,8 @@ void mprpc_channel_stats(const mprpc_channel_t *ch, mprpc_channel_stats_t *out) 
   LD(ejections);
   LD(reconnects);
   LD(silent_resets);
+  LD(degraded);
+  LD(fallbacks);
 #undef LD
   size_t n = __atomic_load_n(&s->ncodes, __ATOMIC_ACQUIRE);
   for (size_t i = 0; i < n; i++) {

@@ -63,6 +63,8 @@ typedef struct mprpc__ch_method {
     uint64_t count;
   } codes[MPRPC__CH_CODES]; /* the first distinct failure codes; the last slot: any other */
   size_t ncodes;
+  mprpc_channel_fallback_cb fallback; /* channel_gov.c; NULL: none */
+  void *fallback_arg;
 } mprpc__ch_method_t;
 
 /* channel_metrics.c: one finished call of method midx (the channel's loop). */
@@ -89,7 +91,13 @@ struct mprpc__ep {
   size_t idx;    /* position in ch->eps while listed */
   char *host;
   uint16_t port;
-  uint32_t weight;
+  uint32_t weight;     /* in effect (the balancer's): gov override or reg_weight */
+  uint32_t reg_weight; /* as registered */
+  char *group, *version; /* as registered (NULL: none); fixed lists have none */
+  bool from_registry;
+  bool gov_disabled;   /* disabled.HOST:PORT=1 */
+  bool unselected;     /* outside the group / version selection */
+  uint64_t calls;      /* attempts sent to it (loop thread) */
   char name[MPRPC__CTL_REMOTE];
   int refs;      /* listed + open connection + attempts */
   bool listed;
@@ -143,6 +151,8 @@ struct mprpc__call {
   uint64_t start_ns, deadline_ns; /* 0 = no deadline */
   uint64_t deadline_timer, backup_timer;
   mprpc__attempt_t *att; /* outstanding attempts */
+  int max_retry;  /* the channel's, or the config centre's max_retry.METHOD */
+  bool degrading; /* being answered by its fallback (channel_gov.c) */
   int nattempts;  /* attempts that reached an endpoint (or tried to) */
   int nskipped;   /* attempts failed fast on a reconnecting endpoint */
   int outstanding;
@@ -238,6 +248,7 @@ struct mprpc_channel {
   int starting;   /* calls being started inside mprpc_channel_call (loop thread) */
   bool destroying;
   mprpc_channel_stats_t st; /* counters: written by the loop thread only */
+  struct mprpc__ch_gov *gov; /* channel_gov.c: config centre, selection; NULL: none */
   uint64_t start_now;       /* the clock reading of the call being started, or 0 */
 };
 
@@ -260,6 +271,8 @@ void mprpc__ep_shutdown_all(mprpc_channel_t *ch);
  * ch->reset_after of them in a row saw nothing arrive. The close is
  * deferred (on_close fails the rest), so a may still be failed after. */
 void mprpc__ep_attempt_timed_out(mprpc__ep_t *ep, const mprpc__attempt_t *a);
+/* The endpoints' weights changed (config centre): the balancer follows. */
+void mprpc__ep_weights_changed(mprpc_channel_t *ch);
 /* The LB's eligibility pass, then the least-bad fallback. NULL when empty. */
 mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t exclude_id);
 
@@ -274,6 +287,36 @@ void mprpc__channel_eps_changed(mprpc_channel_t *ch);
 void mprpc__channel_maybe_free(mprpc_channel_t *ch);
 /* The deadline of call c (a mprpc__call_t *) has come: fails it. */
 void mprpc__call_deadline(void *c);
+
+/* channel.c: ends call c on the loop without a provider's answer (a
+ * degraded call): msg (decoded by mprpc__call_unpack) on success. */
+void mprpc__call_finish_local(mprpc__call_t *c, int err, const char *text, ProtobufCMessage *msg);
+
+/* channel_gov.c: the config centre on the consumer, selection, fallbacks */
+int mprpc__chgov_init(mprpc_channel_t *ch, const mprpc_channel_opts_t *o);
+void mprpc__chgov_stop(mprpc_channel_t *ch); /* on the loop: ends the watches */
+void mprpc__chgov_free(mprpc_channel_t *ch);
+/* An endpoint's instance data arrived (it may be NULL for fixed lists):
+ * records it and recomputes weight / disabled / unselected. */
+int mprpc__chgov_ep_instance(mprpc_channel_t *ch, mprpc__ep_t *ep, const mprpc_instance_t *it);
+void mprpc__chgov_ep_free(mprpc__ep_t *ep);
+/* True when ep must get no new call (disabled or outside the selection). */
+static inline bool mprpc__chgov_ep_excluded(const mprpc__ep_t *ep) {
+  return ep->gov_disabled || ep->unselected;
+}
+/* At the start of call c: applies timeout_ms / max_retry defaults
+ * (*tmo_ns is the default deadline, replaced unless the caller set one)
+ * and degrade; true when the call was finished here (degraded). */
+bool mprpc__chgov_on_start(mprpc__call_t *c, uint64_t *tmo_ns, bool caller_timeout);
+/* No usable provider for c (why says which case): answers it with the
+ * method's fallback and returns true, or returns false (no fallback). */
+bool mprpc__chgov_fallback(mprpc__call_t *c, const char *why);
+/* Call c is about to fail with err: when err says no provider answered it
+ * (timeout, connection failure, no endpoint), answers it with its
+ * method's fallback and returns true. */
+bool mprpc__chgov_fallback_after(mprpc__call_t *c, int err, uint64_t now);
+/* True when every listed, usable endpoint is ejected by the breaker. */
+bool mprpc__chgov_all_ejected(mprpc_channel_t *ch, uint64_t now);
 
 /* channel_deadline.c: the list of calls with the channel's default timeout */
 void mprpc__dl_append(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t now);

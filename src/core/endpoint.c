@@ -33,6 +33,7 @@ static mprpc__ep_t *ep_new(mprpc_channel_t *ch, const char *host, uint16_t port,
   ep->id = ++ch->next_ep_id;
   ep->port = port;
   ep->weight = weight ? weight : MPRPC_DEFAULT_WEIGHT;
+  ep->reg_weight = ep->weight;
   if (strchr(host, ':'))
     snprintf(ep->name, sizeof ep->name, "[%s]:%u", host, (unsigned)port);
   else
@@ -52,6 +53,7 @@ void mprpc__ep_unref(mprpc__ep_t *ep) {
   mprpc_channel_t *ch = ep->ch;
   mprpc_timer_cancel(ch->loop, ep->backoff_timer);
   mprpc_rbuf_free(&ep->rbuf);
+  mprpc__chgov_ep_free(ep);
   free(ep->host);
   free(ep);
   ch->live_eps--;
@@ -584,6 +586,7 @@ int mprpc__ep_list_set_fixed(mprpc_channel_t *ch, const char *servers) {
         rc = MPRPC_ENOMEM;
         break;
       }
+      mprpc__chgov_ep_instance(ch, eps[n], NULL);
       n++;
     }
     if (!e)
@@ -632,13 +635,15 @@ void mprpc__ep_registry_cb(void *ud, const mprpc_instance_t *items, size_t n, in
       dup = fresh[j]->port == it->port && strcmp(fresh[j]->host, it->host) == 0;
     if (dup)
       continue;
-    if (ep) { /* kept: the list reference carries over */
-      ep->weight = it->weight ? it->weight : MPRPC_DEFAULT_WEIGHT;
-    } else {
+    if (!ep) { /* else kept: the list reference carries over */
       ep = ep_new(ch, it->host, it->port, it->weight);
       if (!ep)
         continue;
     }
+    /* registered weight, group, version; then the config centre's view */
+    if (mprpc__chgov_ep_instance(ch, ep, it) != 0)
+      MPRPC_LOG_ERROR("channel %s: out of memory keeping %s's group and version", ch->sd->name,
+                      ep->name);
     fresh[m++] = ep;
   }
   if (list_install(ch, fresh, m) != 0) {
@@ -656,6 +661,13 @@ void mprpc__ep_registry_cb(void *ud, const mprpc_instance_t *items, size_t n, in
   MPRPC_LOG_INFO("channel %s: %zu endpoints (registry %s)", ch->sd->name, m,
                  health_name(health));
   mprpc__channel_eps_changed(ch);
+}
+
+void mprpc__ep_weights_changed(mprpc_channel_t *ch) {
+  for (size_t i = 0; i < ch->neps; i++)
+    ch->nodes[i].weight = ch->eps[i]->weight;
+  if (ch->neps && mprpc__lb_rebuild(&ch->lb, ch->nodes, ch->neps) != 0)
+    MPRPC_LOG_ERROR("channel %s: load balancer rebuild failed (out of memory)", ch->sd->name);
 }
 
 void mprpc__ep_shutdown_all(mprpc_channel_t *ch) {
@@ -704,7 +716,8 @@ mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t excl
           now = mprpc_loop_now(ch->loop);
         admitted = mprpc__breaker_admits(&ep->br, now);
       }
-      ch->nodes[i].skip = !admitted || ep->id == exclude_id || (pass == 0 && tried(c, ep->id));
+      ch->nodes[i].skip = !admitted || ep->id == exclude_id || (pass == 0 && tried(c, ep->id)) ||
+                          mprpc__chgov_ep_excluded(ep);
     }
     long idx = mprpc__lb_pick(&ch->lb, r, has_key, key);
     if (idx >= 0)
@@ -715,8 +728,8 @@ mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t excl
   mprpc__ep_t *best = NULL;
   for (size_t i = 0; i < ch->neps; i++) {
     mprpc__ep_t *ep = ch->eps[i];
-    if (ep->id == exclude_id && ch->neps > 1)
-      continue;
+    if ((ep->id == exclude_id && ch->neps > 1) || mprpc__chgov_ep_excluded(ep))
+      continue; /* a disabled or unselected provider is never called */
     if (!best) {
       best = ep;
       continue;

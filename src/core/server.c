@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "core/rpcz.h"
+#include "core/select.h"
 #include "core/server_internal.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
@@ -155,11 +156,20 @@ int mprpc_server_new_in(const mprpc_server_opts_t *opts, mprpc_loop_owner_t owne
   s->host = dupstr(opts->host ? opts->host : "0.0.0.0");
   s->advertise_host = dupstr(opts->advertise_host);
   s->version = dupstr(opts->version);
-  if (!s->host || (opts->advertise_host && !s->advertise_host) || (opts->version && !s->version))
+  s->group = dupstr(opts->group);
+  if (!s->host || (opts->advertise_host && !s->advertise_host) || (opts->version && !s->version) ||
+      (opts->group && !s->group))
     goto fail;
+  if (opts->group && !mprpc__group_valid(opts->group)) {
+    MPRPC_LOG_ERROR("server: group '%s' is not usable ([A-Za-z0-9_.-], 1 to 64 characters)",
+                    opts->group);
+    rc = MPRPC_EINVAL;
+    goto fail;
+  }
   s->o.host = s->host;
   s->o.advertise_host = s->advertise_host;
   s->o.version = s->version;
+  s->o.group = s->group;
   s->t = opts->transport;
   s->nloops = opts->nloops;
   s->loops = calloc(s->nloops, sizeof *s->loops);

@@ -193,6 +193,10 @@ static void complete_now(mprpc_server_call_t *call) {
     MPRPC__ONE_WRITER_ADD(&st->ok, 1);
   if (call->limited)
     atomic_fetch_sub(&m->limit_inflight, 1);
+  if (call->gov_taken)
+    mprpc__srv_gov_release(m, call->gov_taken, now > call->arrival_ns ? now - call->arrival_ns : 0,
+                           call->err_wire == 0, now);
+  call->gov_taken = 0;
   MPRPC__ONE_WRITER_ADD(&st->completed, 1);
   if (s->o.max_concurrency)
     atomic_fetch_sub(&s->inflight, 1);

@@ -75,7 +75,8 @@ static void slow_handler(mprpc_server_t *s, mprpc__mstats_t *st, srv_method_t *m
 
 /* Order of checks (the first failing one answers): stopping (ELOGOFF),
  * authentication (ERPCAUTH), compress_type (EREQUEST), service (ENOSERVICE),
- * method (ENOMETHOD), deadline (ERPCTIMEDOUT), concurrency (ELIMIT), payload
+ * method (ENOMETHOD), deadline (ERPCTIMEDOUT), config-centre rate limit and
+ * concurrency (ELIMIT, server_gov.c), concurrency (ELIMIT), payload
  * decode (EREQUEST). */
 void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arrival) {
   mprpc_server_t *s = conn->s;
@@ -137,6 +138,9 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
       snprintf(text, sizeof text, "deadline of %d ms passed before dispatch", (int)mt->timeout_ms);
     }
   }
+  uint8_t gov_taken = 0; /* config-centre limits, checked first: cheapest refusal */
+  if (!err)
+    err = mprpc__srv_gov_admit(s, m, arrival, &gov_taken, text, sizeof text);
   bool acquired = false, limited = false;
   /* The limit may change at run time (POST /flags): read it once. */
   uint32_t limit = m ? __atomic_load_n(&m->limit, __ATOMIC_RELAXED) : 0;
@@ -244,6 +248,8 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
     }
   }
   if (err) {
+    if (gov_taken)
+      mprpc__srv_gov_release(m, gov_taken, 0, false, arrival);
     if (acquired) {
       if (s->o.max_concurrency)
         atomic_fetch_sub(&s->inflight, 1);
@@ -273,6 +279,7 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
     }
     return;
   }
+  call->gov_taken = gov_taken; /* given back when the call completes */
   call->next = conn->calls;
   if (conn->calls)
     conn->calls->prev = call;

@@ -19,6 +19,8 @@
 #include <string.h>
 
 #include "core/arena.h"
+#include "core/limiter.h"
+#include "core/ratelimit.h"
 #include "core/one_writer.h"
 #include "mprpc/buf.h"
 #include "mprpc/frame.h"
@@ -49,6 +51,21 @@ typedef struct mprpc__mstats {
   uint64_t hist[MPRPC__HIST_BUCKETS];
 } mprpc__mstats_t;
 
+/* A method's config-centre limits (server_gov.c). Written by the loop that
+ * receives the config (loops[0]), read by every loop: all atomic. A call
+ * remembers in its gov_taken bits what it took, so a limit that changes
+ * while calls are in flight never unbalances a counter. */
+typedef struct srv_gov_method {
+  mprpc__ratelimit_t rl;               /* rate_limit.METHOD (0 = unlimited) */
+  atomic_uint conc;                    /* max_concurrency.METHOD=N (0 = none) */
+  atomic_bool conc_auto;               /* max_concurrency.METHOD=auto */
+  atomic_uint_fast64_t conc_inflight;  /* calls holding a `conc` slot */
+  atomic_uint_fast64_t refused_log;    /* last refusal log line (loop clock ns) */
+  mprpc__limiter_t lim;                /* the adaptive limiter (initialised at start) */
+} srv_gov_method_t;
+
+enum { MPRPC__GOV_TOOK_CONC = 1u << 0, MPRPC__GOV_TOOK_AUTO = 1u << 1 };
+
 typedef struct srv_method {
   const char *service; /* descriptor strings: static */
   const char *name;
@@ -62,6 +79,7 @@ typedef struct srv_method {
   atomic_uint_fast64_t limit_inflight;
   mprpc__mstats_t *st; /* one per loop (mprpc_server_t.nloops) */
   struct mprpc__mring *ring; /* per-second qps/p99 of the last 60 s (server_stats.c) */
+  srv_gov_method_t gov;
 } srv_method_t;
 
 typedef struct srv_loop srv_loop_t;
@@ -145,6 +163,7 @@ struct mprpc_server_call {
   int compress_type; /* of the response payload: the request's, or set by the handler */
   bool encoded;
   bool completed;
+  uint8_t gov_taken; /* MPRPC__GOV_TOOK_* (server_gov.c) */
   /* Last, and not zeroed by mprpc__srv_call_alloc (its inline head is
    * 256 bytes): only read once encode_response has initialised it. */
   mprpc_frame_out_t out;
@@ -206,6 +225,8 @@ struct mprpc_server {
   atomic_uint_fast64_t con_last_log, con_unlogged; /* rate limit of console warnings */
   atomic_uint_fast64_t st_http_requests;
   atomic_uint_fast64_t st_http_refused[6]; /* by status: 400 401 403 404 413 431 */
+  struct srv_gov *gov; /* config-centre watches (server_gov.c); NULL: none */
+  char *group;          /* published group; NULL = "default" */
 
   /* server-wide stats */
   atomic_uint_fast64_t st_accepted, st_idle_closed, st_malformed, st_noservice, st_nomethod,
@@ -272,6 +293,24 @@ void mprpc__console_conn_free(srv_conn_t *conn);
 /* The separate console port (console_port != 0): at start, on stop. */
 int mprpc__console_listen(mprpc_server_t *s);
 void mprpc__console_unlisten(mprpc_server_t *s);
+/* server_gov.c: config-centre limits and watches */
+/* At start, before listening: initialises the limiters and watches
+ * `_global` and every service's node on loops[0] when the registry has a
+ * config centre. 0 or MPRPC_ENOMEM. */
+int mprpc__srv_gov_start(mprpc_server_t *s);
+/* Ends the watches (on loops[0], or once the loops stopped). Idempotent. */
+void mprpc__srv_gov_stop(mprpc_server_t *s);
+void mprpc__srv_gov_free(mprpc_server_t *s);
+/* Before the handler runs, on the connection's loop: 0 (what was taken is
+ * in *taken) or MPRPC_ELIMIT with text saying which limit refused. */
+int mprpc__srv_gov_admit(mprpc_server_t *s, srv_method_t *m, uint64_t now, uint8_t *taken,
+                         char *text, size_t n);
+/* Gives back what admit took, once per admitted call. */
+void mprpc__srv_gov_release(srv_method_t *m, uint8_t taken, uint64_t latency_ns, bool ok,
+                            uint64_t now);
+/* Applies a node's text as if the registry had delivered it (on loops[0]);
+ * for tests and for static registries. */
+void mprpc__srv_gov_config(mprpc_server_t *s, const char *name, const char *text, size_t len);
 
 /* server_stats.c */
 /* The per-second ring: a tick on loops[0] every second while running. */

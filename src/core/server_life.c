@@ -62,6 +62,7 @@ static int register_all(mprpc_server_t *s) {
         .methods = methods,
         .version = s->version,
         .start_time_ms = start_ms,
+        .group = s->group,
     };
     int rc = mprpc_registry_register(s->o.registry, &inst);
     free(methods);
@@ -162,6 +163,8 @@ int mprpc_server_start(mprpc_server_t *s) {
     if (rc < 0)
       goto fail;
   }
+  if ((rc = mprpc__srv_gov_start(s)) < 0)
+    goto fail;
   mprpc_listen_opts_t lo = {
       .host = s->host,
       .port = s->o.port,
@@ -206,6 +209,7 @@ int mprpc_server_start(mprpc_server_t *s) {
   return 0;
 fail:
   stop_owned_loops(s);
+  mprpc__srv_gov_stop(s);
   s->port = 0;
   atomic_store(&s->state, SRV_STOPPED);
   return rc;
@@ -290,6 +294,7 @@ static void sd_tick(void *arg) {
 
 static void sd_begin(mprpc_server_t *s) {
   listener_close_now(s);
+  mprpc__srv_gov_stop(s);
   mprpc_timer_cancel(s->loops[0], s->stats_timer);
   s->stats_timer = 0;
   mprpc__srv_ring_stop(s);
@@ -453,6 +458,7 @@ static void abandon(mprpc_server_t *s) {
   s->sd_timer = s->stats_timer = s->run_timer = 0;
   mprpc__srv_ring_stop(s);
   listener_close_now(s);
+  mprpc__srv_gov_stop(s);
   for (size_t i = 0; i < s->nloops; i++)
     for (srv_conn_t *c = s->sl[i].conns; c; c = c->next)
       mprpc__srv_conn_close(c, false);
@@ -527,5 +533,7 @@ void mprpc__srv_free_all(mprpc_server_t *s) {
   free(s->host);
   free(s->advertise_host);
   free(s->version);
+  mprpc__srv_gov_free(s);
+  free(s->group);
   free(s);
 }

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "core/select.h"
 #include "mprpc/addr.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
@@ -44,6 +45,7 @@ void mprpc__reg_instance_free(mprpc_instance_t *inst) {
   free((char *)inst->host);
   free((char *)inst->methods);
   free((char *)inst->version);
+  free((char *)inst->group);
   memset(inst, 0, sizeof *inst);
 }
 
@@ -54,6 +56,7 @@ int mprpc__reg_instance_dup(mprpc_instance_t *dst, const mprpc_instance_t *src) 
   dst->host = dup_or_null(src->host, &oom);
   dst->methods = dup_or_null(src->methods, &oom);
   dst->version = dup_or_null(src->version, &oom);
+  dst->group = src->group && *src->group ? dup_or_null(src->group, &oom) : NULL;
   if (dst->weight == 0)
     dst->weight = MPRPC_DEFAULT_WEIGHT;
   if (oom) {
@@ -126,6 +129,7 @@ void mprpc__reg_list_sort(mprpc__reg_list_t *l) {
 static bool inst_equal(const mprpc_instance_t *a, const mprpc_instance_t *b) {
   return inst_cmp(a, b) == 0 && a->weight == b->weight &&
          strcmp_null(a->methods, b->methods) == 0 && strcmp_null(a->version, b->version) == 0 &&
+         strcmp(mprpc__group_of(a->group), mprpc__group_of(b->group)) == 0 &&
          a->start_time_ms == b->start_time_ms;
 }
 
@@ -185,6 +189,11 @@ int mprpc__reg_instance_check(const mprpc_instance_t *inst, char *err, size_t er
   if ((inst->methods && (has_space(inst->methods) || strlen(inst->methods) >= MPRPC__REG_MAX_META)) ||
       (inst->version && (has_space(inst->version) || strlen(inst->version) >= MPRPC__REG_MAX_META))) {
     snprintf(err, errlen, "service %s: methods/version may not contain spaces", inst->service);
+    return MPRPC_EINVAL;
+  }
+  if (inst->group && *inst->group && !mprpc__group_valid(inst->group)) {
+    snprintf(err, errlen, "service %s: bad group '%.64s' (letters, digits, '_', '.', '-'; at most 64)",
+             inst->service, inst->group);
     return MPRPC_EINVAL;
   }
   return 0;
@@ -296,6 +305,12 @@ int mprpc__reg_parse_line_ex(char *line, mprpc_instance_t *out, mprpc__reg_line_
       out->methods = *v ? v : NULL;
     } else if (strcmp(k, "version") == 0) {
       out->version = *v ? v : NULL;
+    } else if (strcmp(k, "group") == 0) {
+      if (*v && !mprpc__group_valid(v)) {
+        snprintf(err, errlen, "bad group '%.64s' (letters, digits, '_', '.', '-'; at most 64)", v);
+        return MPRPC_EINVAL;
+      }
+      out->group = *v ? v : NULL;
     } else if (strcmp(k, "start_time_ms") == 0) {
       if (parse_u64(v, UINT64_MAX, &n)) {
         snprintf(err, errlen, "bad start_time_ms '%.32s'", v);
@@ -314,7 +329,7 @@ int mprpc__reg_parse_line_ex(char *line, mprpc_instance_t *out, mprpc__reg_line_
         extra->hostname = v;
     } else {
       snprintf(err, errlen,
-               "unknown key '%.32s' (known: weight, methods, version, start_time_ms, pid, "
+               "unknown key '%.32s' (known: weight, methods, version, group, start_time_ms, pid, "
                "hostname)",
                k);
       return MPRPC_EINVAL;
@@ -344,6 +359,8 @@ int mprpc__reg_format_line_ex(const mprpc_instance_t *inst, const mprpc__reg_lin
     APPEND(" methods=%s", inst->methods);
   if (inst->version && *inst->version)
     APPEND(" version=%s", inst->version);
+  if (inst->group && *inst->group)
+    APPEND(" group=%s", inst->group);
   if (inst->start_time_ms)
     APPEND(" start_time_ms=%" PRIu64, inst->start_time_ms);
   if (extra && extra->pid > 0)

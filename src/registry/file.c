@@ -20,6 +20,13 @@
  * no longer exists is not delivered, and the next edit of the file drops
  * it, so a provider killed with SIGKILL disappears from consumers on the
  * same host within one poll period. Lines of other hosts are trusted.
+ *
+ * Config centre: node NAME ("_global" or a service) is the file
+ * CONFIG_DIR/NAME, its content the node's text; CONFIG_DIR is PATH.config
+ * unless ?config_dir=DIR says otherwise. The poller checks each watched
+ * node's file identity with the endpoint file and delivers a changed text
+ * (or its removal). Write a node as the endpoint file is written: a temp
+ * file renamed over it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -43,8 +50,20 @@ typedef struct file_id {
   struct timespec mtime;
 } file_id_t;
 
+typedef struct cfg_node {
+  struct cfg_node *next;
+  char *name;
+  file_id_t seen;
+  bool present;
+  char *text;
+  size_t len;
+} cfg_node_t;
+
 typedef struct file_reg {
   char *path;
+  char *config_dir;
+  mprpc__reg_cfgws_t cfgws;
+  cfg_node_t *cfgs; /* mu: the watched config nodes */
   char *lock_path;
   unsigned poll_ms;
   mprpc__reg_subs_t subs;
@@ -225,6 +244,68 @@ done:
   return rc;
 }
 
+/* --- config nodes ------------------------------------------------------ */
+
+static file_id_t cfg_identity(const file_reg_t *f, const char *name) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", f->config_dir, name);
+  return file_identity(path);
+}
+
+/* mu held. Re-reads node c if its file changed; delivers what changed. */
+static void cfg_poll(file_reg_t *f, cfg_node_t *c) {
+  file_id_t id = cfg_identity(f, c->name);
+  if (id_equal(&id, &c->seen))
+    return;
+  c->seen = id;
+  char *text = NULL;
+  size_t len = 0;
+  int rc = mprpc__reg_config_read(f->config_dir, c->name, &text, &len);
+  if (rc && rc != MPRPC_ENOENT) {
+    MPRPC_LOG_ERROR("registry %s: config %s/%s: %s (keeping the previous text)", f->path,
+                    f->config_dir, c->name, mprpc_strerror(rc));
+    return;
+  }
+  free(c->text);
+  c->text = text;
+  c->len = len;
+  c->present = rc == 0;
+  mprpc__reg_cfgws_deliver(&f->cfgws, c->name, 0, c->present ? c->text : NULL, c->len);
+}
+
+static int fr_watch_config(void *ctx, const char *name, mprpc_loop_t loop,
+                           mprpc_registry_config_cb cb, void *ud, uint64_t *id) {
+  file_reg_t *f = ctx;
+  if (!mprpc__reg_config_name_ok(name) || !cb || !id || !loop.vt)
+    return MPRPC_EINVAL;
+  pthread_mutex_lock(&f->mu);
+  cfg_node_t *c = f->cfgs;
+  while (c && strcmp(c->name, name) != 0)
+    c = c->next;
+  int rc = MPRPC_ENOMEM;
+  if (!c) {
+    if (!(c = calloc(1, sizeof *c)) || !(c->name = strdup(name))) {
+      free(c);
+      goto out;
+    }
+    c->next = f->cfgs;
+    f->cfgs = c;
+  }
+  if ((rc = mprpc__reg_cfgws_add(&f->cfgws, name, loop, cb, ud, id)) != 0)
+    goto out;
+  cfg_poll(f, c); /* a new node: the first read */
+  if (c->present)
+    mprpc__reg_cfgws_deliver(&f->cfgws, name, *id, c->text, c->len);
+out:
+  pthread_mutex_unlock(&f->mu);
+  return rc;
+}
+
+static void fr_unwatch_config(void *ctx, uint64_t id) {
+  file_reg_t *f = ctx;
+  mprpc__reg_cfgws_remove(&f->cfgws, id);
+}
+
 static void kick_locked(file_reg_t *f) {
   f->kick = true;
   pthread_cond_signal(&f->cv);
@@ -348,6 +429,8 @@ static void *poller(void *arg) {
       f->local_pids = pids;
       mprpc__reg_subs_deliver(&f->subs, NULL, &f->content, true, MPRPC_REG_HEALTHY);
     }
+    for (cfg_node_t *c = f->cfgs; c; c = c->next)
+      cfg_poll(f, c);
   }
   pthread_mutex_unlock(&f->mu);
   return NULL;
@@ -371,6 +454,14 @@ static void fr_close(void *ctx) {
                       mprpc_strerror(rc));
   }
   mprpc__reg_subs_destroy(&f->subs);
+  mprpc__reg_cfgws_destroy(&f->cfgws);
+  while (f->cfgs) {
+    cfg_node_t *c = f->cfgs;
+    f->cfgs = c->next;
+    free(c->name);
+    free(c->text);
+    free(c);
+  }
   mprpc__reg_list_clear(&f->content);
   free(f->local_pids);
   mprpc__reg_list_clear(&f->regs);
@@ -378,6 +469,7 @@ static void fr_close(void *ctx) {
   pthread_mutex_destroy(&f->mu);
   free(f->path);
   free(f->lock_path);
+  free(f->config_dir);
   free(f);
 }
 
@@ -388,11 +480,14 @@ static const mprpc_registry_ops_t file_ops = {
     .unsubscribe = fr_unsubscribe,
     .health = fr_health,
     .close = fr_close,
+    .watch_config = fr_watch_config,
+    .unwatch_config = fr_unwatch_config,
 };
 
 int mprpc__file_open(const char *path, const mprpc__reg_kv_t *opts, size_t nopts,
                      mprpc_registry_t *out, char *err, size_t errlen) {
   uint64_t poll_ms = 250, liveness = 1;
+  const char *config_dir = NULL;
   for (size_t i = 0; i < nopts; i++) {
     if (strcmp(opts[i].key, "poll_ms") == 0) {
       if (mprpc__reg_opt_uint("file://", "poll_ms", opts[i].value, 10, 60000, &poll_ms, err,
@@ -401,8 +496,14 @@ int mprpc__file_open(const char *path, const mprpc__reg_kv_t *opts, size_t nopts
     } else if (strcmp(opts[i].key, "liveness") == 0) {
       if (mprpc__reg_opt_uint("file://", "liveness", opts[i].value, 0, 1, &liveness, err, errlen))
         return MPRPC_EINVAL;
+    } else if (strcmp(opts[i].key, "config_dir") == 0) {
+      if (!*opts[i].value) {
+        snprintf(err, errlen, "file:// option config_dir needs a directory");
+        return MPRPC_EINVAL;
+      }
+      config_dir = opts[i].value;
     } else {
-      snprintf(err, errlen, "unknown file:// option '%s' (known: poll_ms, liveness)",
+      snprintf(err, errlen, "unknown file:// option '%s' (known: poll_ms, liveness, config_dir)",
                opts[i].key);
       return MPRPC_EINVAL;
     }
@@ -411,14 +512,17 @@ int mprpc__file_open(const char *path, const mprpc__reg_kv_t *opts, size_t nopts
   if (!f)
     return MPRPC_ENOMEM;
   int rc = MPRPC_ENOMEM;
-  bool mu = false, cv = false, subs = false;
+  bool mu = false, cv = false, subs = false, cfgws = false;
   f->poll_ms = (unsigned)poll_ms;
   f->liveness = liveness != 0;
   f->path = strdup(path);
   f->lock_path = malloc(strlen(path) + 6);
-  if (!f->path || !f->lock_path)
+  f->config_dir = config_dir ? strdup(config_dir) : malloc(strlen(path) + 8);
+  if (!f->path || !f->lock_path || !f->config_dir)
     goto fail;
   sprintf(f->lock_path, "%s.lock", path);
+  if (!config_dir)
+    sprintf(f->config_dir, "%s.config", path);
   if (pthread_mutex_init(&f->mu, NULL))
     goto fail;
   mu = true;
@@ -428,6 +532,9 @@ int mprpc__file_open(const char *path, const mprpc__reg_kv_t *opts, size_t nopts
   if (mprpc__reg_subs_init(&f->subs))
     goto fail;
   subs = true;
+  if (mprpc__reg_cfgws_init(&f->cfgws))
+    goto fail;
+  cfgws = true;
   f->seen = file_identity(path);
   if ((rc = load(path, f->liveness, &f->content, &f->local_pids, err, errlen)) != 0)
     goto fail;
@@ -445,12 +552,15 @@ fail:
   free(f->local_pids);
   if (subs)
     mprpc__reg_subs_destroy(&f->subs);
+  if (cfgws)
+    mprpc__reg_cfgws_destroy(&f->cfgws);
   if (cv)
     pthread_cond_destroy(&f->cv);
   if (mu)
     pthread_mutex_destroy(&f->mu);
   free(f->path);
   free(f->lock_path);
+  free(f->config_dir);
   free(f);
   return rc;
 }

@@ -124,6 +124,39 @@ void mprpc__reg_subs_deliver(mprpc__reg_subs_t *s, const char *service,
 void mprpc__reg_subs_deliver_one(mprpc__reg_subs_t *s, uint64_t id, const mprpc__reg_list_t *list,
                                  bool filter, int health);
 
+/* --- config watchers (cfgwatch.c) ---------------------------------------- */
+
+/* Watchers of config nodes, like the subscriber table: deliveries are
+ * posted to each watcher's loop, coalesce, and a text equal to the last one
+ * handed to that watcher (or "absent" before the first) is dropped. Same
+ * lock order as the subscriber table. */
+typedef struct mprpc__reg_cfgw mprpc__reg_cfgw_t;
+
+typedef struct mprpc__reg_cfgws {
+  pthread_mutex_t mu;
+  mprpc__reg_cfgw_t *head;
+  uint64_t next_id;
+} mprpc__reg_cfgws_t;
+
+int mprpc__reg_cfgws_init(mprpc__reg_cfgws_t *s);
+void mprpc__reg_cfgws_destroy(mprpc__reg_cfgws_t *s);
+int mprpc__reg_cfgws_add(mprpc__reg_cfgws_t *s, const char *name, mprpc_loop_t loop,
+                         mprpc_registry_config_cb cb, void *ud, uint64_t *id);
+void mprpc__reg_cfgws_remove(mprpc__reg_cfgws_t *s, uint64_t id);
+/* text NULL: absent. To every watcher of name (id 0) or to one watcher. */
+void mprpc__reg_cfgws_deliver(mprpc__reg_cfgws_t *s, const char *name, uint64_t id,
+                              const char *text, size_t len);
+/* A usable config node name: "_global" or a service name (non-empty, no
+ * '/', no spaces or control bytes, not "." or "..", under 256 bytes). */
+bool mprpc__reg_config_name_ok(const char *name);
+/* Reads DIR/NAME (a config directory: one file per node, its content the
+ * node's text). 0 with *text malloc'd (NUL-terminated), MPRPC_ENOENT when
+ * absent, other MPRPC_E* codes; files over MPRPC_REGISTRY_CONFIG_MAX are
+ * MPRPC_ETOOBIG. */
+int mprpc__reg_config_read(const char *dir, const char *name, char **text, size_t *len);
+/* Writes (text != NULL) or removes (text NULL) DIR/NAME, creating DIR. */
+int mprpc__reg_config_write(const char *dir, const char *name, const char *text, size_t len);
+
 /* --- per-implementation constructors (uri.c dispatches) ---------------- */
 
 typedef struct mprpc__reg_kv {

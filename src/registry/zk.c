@@ -105,6 +105,7 @@ void mprpc__zk_watcher(zhandle_t *zh, int type, int state, const char *path, voi
       /* Re-verify everything on every (re)connect: watches may have been
        * missed and a create's reply may have been lost. */
       mprpc__zk_svcs_mark_all(z);
+      mprpc__zk_cfgs_mark_all(z);
       mprpc__zk_regs_unverify(z);
     } else if (state == ZOO_EXPIRED_SESSION_STATE || state == ZOO_AUTH_FAILED_STATE) {
       MPRPC_LOG_WARN("registry zk://%s: session 0x%" PRIx64 " %s; opening a new one", z->hosts,
@@ -113,7 +114,8 @@ void mprpc__zk_watcher(zhandle_t *zh, int type, int state, const char *path, voi
       z->expired = true;
     }
   } else if (path) {
-    mprpc__zk_svcs_mark_path(z, path);
+    if (!mprpc__zk_cfgs_mark_path(z, path))
+      mprpc__zk_svcs_mark_path(z, path);
   }
   update_health(z);
   mprpc__zk_wake(z);
@@ -219,7 +221,8 @@ static bool work(mprpc__zk_t *z) {
    * (the session changed, the connection is gone) leaves the cache file to
    * the next pass or to close. */
   if (!mprpc__zk_regs_sync(z, zh, sid, pass, &retry) ||
-      !mprpc__zk_svcs_sync(z, zh, sid, pass, &retry))
+      !mprpc__zk_svcs_sync(z, zh, sid, pass, &retry) ||
+      !mprpc__zk_cfgs_sync(z, zh, sid, pass, &retry))
     return true;
   mprpc__zk_cache_save(z);
   return retry;
@@ -310,13 +313,17 @@ static int zr_health(void *ctx) {
 
 static void zk_free(mprpc__zk_t *z) {
   mprpc__reg_subs_destroy(&z->subs);
+  mprpc__reg_cfgws_destroy(&z->cfgws);
   mprpc__zk_regs_free(z);
   mprpc__zk_svcs_free(z);
+  mprpc__zk_cfgs_free(z);
   pthread_cond_destroy(&z->cv);
   pthread_mutex_destroy(&z->mu);
   free(z->hosts);
   free(z->zk_hosts);
   free(z->base);
+  free(z->cfg_base);
+  free(z->cfg_cache_dir);
   free(z->cache_path);
   free(z);
 }
@@ -389,6 +396,8 @@ static const mprpc_registry_ops_t zk_ops = {
     .unsubscribe = mprpc__zk_unsubscribe,
     .health = zr_health,
     .close = zr_close,
+    .watch_config = mprpc__zk_watch_config,
+    .unwatch_config = mprpc__zk_unwatch_config,
     .list_services = zr_list_services,
 };
 
@@ -479,18 +488,26 @@ int mprpc__zk_open(const char *hosts, const char *chroot, const mprpc__reg_kv_t 
   z->hosts = strdup(hosts);
   z->zk_hosts = client_hosts(hosts);
   z->base = malloc(cl + 32);
+  z->cfg_base = malloc(cl + 32);
   z->cache_path = cache ? strdup(cache) : NULL;
+  z->cfg_cache_dir = cache ? malloc(strlen(cache) + 8) : NULL;
   z->session_ms = (int)session_ms;
   z->connect_ms = (int)connect_ms;
   z->wait = wait != 0;
   z->health = MPRPC_REG_CONNECTING;
   pthread_mutex_init(&z->mu, NULL);
   pthread_cond_init(&z->cv, NULL);
-  if (!z->hosts || !z->zk_hosts || !z->base || (cache && !z->cache_path) ||
-      mprpc__reg_subs_init(&z->subs)) {
+  bool subs_ok = false;
+  if (!z->hosts || !z->zk_hosts || !z->base || !z->cfg_base ||
+      (cache && (!z->cache_path || !z->cfg_cache_dir)) ||
+      !(subs_ok = mprpc__reg_subs_init(&z->subs) == 0) || mprpc__reg_cfgws_init(&z->cfgws)) {
+    if (subs_ok)
+      mprpc__reg_subs_destroy(&z->subs);
     free(z->hosts);
     free(z->zk_hosts);
     free(z->base);
+    free(z->cfg_base);
+    free(z->cfg_cache_dir);
     free(z->cache_path);
     pthread_cond_destroy(&z->cv);
     pthread_mutex_destroy(&z->mu);
@@ -498,6 +515,9 @@ int mprpc__zk_open(const char *hosts, const char *chroot, const mprpc__reg_kv_t 
     return MPRPC_ENOMEM;
   }
   snprintf(z->base, cl + 32, "%.*s/mprpc/services", (int)cl, chroot);
+  snprintf(z->cfg_base, cl + 32, "%.*s/mprpc/config", (int)cl, chroot);
+  if (cache)
+    sprintf(z->cfg_cache_dir, "%s.config", cache);
   if (z->cache_path)
     mprpc__zk_cache_load(z);
 

@@ -1,6 +1,6 @@
 /*
  * The data of a provider's ZooKeeper node: key=value lines (address,
- * weight, methods, version, start_time_ms, pid, hostname). The format is
+ * weight, methods, version, start_time_ms, pid, hostname, group). The format is
  * documented in docs/registry.md for other tools; keep the two in step.
  */
 #include <inttypes.h>
@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/select.h"
 #include "mprpc/log.h"
 #include "registry/internal.h"
 
@@ -16,17 +17,18 @@ char *mprpc__zk_data_format(const mprpc_instance_t *inst) {
   char addr[MPRPC__REG_MAX_HOST + 16], hostname[256] = "";
   mprpc__reg_format_hostport(inst->host, inst->port, addr, sizeof addr);
   gethostname(hostname, sizeof hostname - 1);
+  const char *group = mprpc__group_of(inst->group);
   size_t n = strlen(addr) + (inst->methods ? strlen(inst->methods) : 0) +
-             (inst->version ? strlen(inst->version) : 0) + strlen(hostname) + 200;
+             (inst->version ? strlen(inst->version) : 0) + strlen(group) + strlen(hostname) + 200;
   char *d = malloc(n);
   if (!d)
     return NULL;
   snprintf(d, n,
            "address=%s\nweight=%" PRIu32 "\nmethods=%s\nversion=%s\nstart_time_ms=%" PRIu64
-           "\npid=%ld\nhostname=%s\n",
+           "\npid=%ld\nhostname=%s\ngroup=%s\n",
            addr, inst->weight ? inst->weight : MPRPC_DEFAULT_WEIGHT,
            inst->methods ? inst->methods : "", inst->version ? inst->version : "",
-           inst->start_time_ms, (long)getpid(), hostname);
+           inst->start_time_ms, (long)getpid(), hostname, group);
   return d;
 }
 
@@ -68,6 +70,9 @@ int mprpc__zk_data_parse(const char *service, const char *child, char *data, mpr
       inst.version = *v ? v : NULL;
     } else if (strcmp(k, "start_time_ms") == 0) {
       inst.start_time_ms = strtoull(v, NULL, 10);
+    } else if (strcmp(k, "group") == 0) {
+      /* absent (older writers), empty or unusable: the default group */
+      inst.group = *v && mprpc__group_valid(v) ? v : NULL;
     }
   }
   if (!have_addr) {

@@ -13,6 +13,8 @@
  *                  to subscribers, and the consumer cache file.
  *   zk_data.c      the text inside a provider's node (declared in
  *                  registry/internal.h, which the unit tests use).
+ *   zk_config.c    config-centre nodes (/mprpc/config/<name>) watched for
+ *                  their text, and their copies next to the cache file.
  *
  * Threads and locking (the same rules in every file). ZooKeeper's own
  * threads only run mprpc__zk_watcher(), which records what happened under
@@ -38,11 +40,16 @@ typedef struct mprpc__zk_entry mprpc__zk_entry_t;
 typedef struct mprpc__zk_del mprpc__zk_del_t;
 /* One subscribed service (zk_consumer.c). */
 typedef struct mprpc__zk_svc mprpc__zk_svc_t;
+/* One watched config node (zk_config.c). */
+typedef struct mprpc__zk_cfg mprpc__zk_cfg_t;
 
 typedef struct mprpc__zk {
   char *hosts;    /* as in the URI, for messages */
   char *zk_hosts; /* as the C client wants it: IPv6 without brackets */
   char *base;     /* <chroot>/mprpc/services */
+  char *cfg_base; /* <chroot>/mprpc/config */
+  char *cfg_cache_dir; /* <cache>.config, or NULL */
+  mprpc__reg_cfgws_t cfgws;
   int session_ms;
   int connect_ms;
   bool wait;
@@ -62,6 +69,7 @@ typedef struct mprpc__zk {
   mprpc__zk_entry_t *regs; /* zk_provider.c */
   mprpc__zk_del_t *dels;   /* zk_provider.c */
   mprpc__zk_svc_t *svcs;   /* zk_consumer.c */
+  mprpc__zk_cfg_t *cfgs;   /* zk_config.c */
   bool cache_dirty;        /* zk_consumer.c: the cache file is behind */
   /* mu: one mprpc_registry_list_services at a time, answered by the worker */
   struct {
@@ -132,6 +140,24 @@ void mprpc__zk_cache_load(mprpc__zk_t *z);
 bool mprpc__zk_cache_loaded(const mprpc__zk_t *z);
 /* Writes the cache file if it is behind. Takes mu itself. */
 void mprpc__zk_cache_save(mprpc__zk_t *z);
+
+/* --- zk_config.c: config-centre nodes ------------------------------------- */
+
+/* The registry ops watch_config and unwatch_config. */
+int mprpc__zk_watch_config(void *ctx, const char *name, mprpc_loop_t loop,
+                           mprpc_registry_config_cb cb, void *ud, uint64_t *id);
+void mprpc__zk_unwatch_config(void *ctx, uint64_t id);
+/* mu held. A session (re)connected: every watched node is read again. */
+void mprpc__zk_cfgs_mark_all(mprpc__zk_t *z);
+/* mu held. A watch fired on path: true when it was a config node's. */
+bool mprpc__zk_cfgs_mark_path(mprpc__zk_t *z, const char *path);
+/* Worker, one work pass: reads the nodes whose watches fired (re-arming a
+ * data watch, or an exists watch for a node not created yet), delivers what
+ * changed, and copies it to the cache directory. Same result convention as
+ * mprpc__zk_regs_sync. */
+bool mprpc__zk_cfgs_sync(mprpc__zk_t *z, zhandle_t *zh, int64_t sid, uint64_t pass,
+                         bool *retry);
+void mprpc__zk_cfgs_free(mprpc__zk_t *z);
 
 /* --- test hook ------------------------------------------------------------ */
 

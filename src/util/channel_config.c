@@ -50,6 +50,12 @@ int mprpc_channel_opts_from_config(mprpc_config_t *cfg, mprpc_channel_opts_t *o)
   if ((rc = mprpc_config_get_string(cfg, "idempotent_methods", o->idempotent_methods, &s)) != 0)
     return rc;
   o->idempotent_methods = s;
+  if ((rc = mprpc_config_get_string(cfg, "select_group", o->group, &s)) != 0)
+    return rc;
+  o->group = s && *s ? s : NULL;
+  if ((rc = mprpc_config_get_string(cfg, "select_version", o->version, &s)) != 0)
+    return rc;
+  o->version = s && *s ? s : NULL;
   if ((rc = mprpc_config_get_string(cfg, "servers", o->servers, &s)) != 0)
     return rc;
   o->servers = s && *s ? s : NULL;

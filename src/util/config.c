@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "core/kvline.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 #include "util/config_int.h"
@@ -94,15 +95,6 @@ static char *dup_n(const char *s, size_t n) {
 
 /* ---- parsing ------------------------------------------------------------- */
 
-/* Trimmed around keys and values. '\r' too: a stray CR before the line end
- * (or a CR CR LF file) must not end up inside a value. */
-static bool is_space(char c) { return c == ' ' || c == '\t' || c == '\r'; }
-
-static bool key_char(char c) {
-  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
-         c == '.' || c == '-';
-}
-
 /* Quotes at most SHOW_MAX bytes of s[0..n) for an error message. */
 static const char *show(const char *s, size_t n, char buf[SHOW_MAX + 8]) {
   size_t k = n > SHOW_MAX ? SHOW_MAX : n;
@@ -120,55 +112,34 @@ int mprpc_config_load_string(mprpc_config_t *cfg, const char *text, size_t len, 
   entry_t *nv = NULL; /* the new entries, merged only when the whole text parsed */
   size_t nn = 0, ncap = 0;
   int rc = 0;
-  size_t pos = 0;
-  int lineno = 0;
   char sbuf[SHOW_MAX + 8];
-  if (len >= 3 && memcmp(text, "\xEF\xBB\xBF", 3) == 0) /* UTF-8 byte order mark */
-    pos = 3;
-  while (pos < len) {
-    lineno++;
-    const char *ls = text + pos;
-    const char *nl = memchr(ls, '\n', len - pos);
-    size_t ll = nl ? (size_t)(nl - ls) : len - pos;
-    pos += ll + (nl ? 1 : 0);
-    if (ll && ls[ll - 1] == '\r')
-      ll--;
-    if (memchr(ls, '\0', ll)) {
+  mprpc__kv_iter_t it;
+  mprpc__kv_t kv;
+  mprpc__kv_init(&it, text, len, NULL);
+  while ((rc = mprpc__kv_next(&it, &kv)) != MPRPC__KV_END) {
+    int lineno = kv.line;
+    const char *ls = kv.text, *vs = kv.value;
+    size_t ll = kv.tlen, kl = kv.klen, vl = kv.vlen;
+    if (rc == MPRPC__KV_ENUL) {
       set_err(cfg, "%s:%d: line contains a NUL byte", name, lineno);
       rc = MPRPC_ECONFIG;
       goto fail;
     }
-    while (ll && is_space(*ls))
-      ls++, ll--;
-    while (ll && is_space(ls[ll - 1]))
-      ll--;
-    if (ll == 0 || ls[0] == '#')
-      continue;
-    const char *eq = memchr(ls, '=', ll);
-    if (!eq) {
+    if (rc == MPRPC__KV_ENOEQ) {
       set_err(cfg, "%s:%d: expected key=value, got '%s'", name, lineno, show(ls, ll, sbuf));
       rc = MPRPC_ECONFIG;
       goto fail;
     }
-    size_t kl = (size_t)(eq - ls);
-    while (kl && is_space(ls[kl - 1]))
-      kl--;
-    const char *vs = eq + 1;
-    size_t vl = ll - (size_t)(vs - ls);
-    while (vl && is_space(*vs))
-      vs++, vl--;
-    if (kl == 0) {
+    if (rc == MPRPC__KV_EEMPTYKEY) {
       set_err(cfg, "%s:%d: empty key in '%s'", name, lineno, show(ls, ll, sbuf));
       rc = MPRPC_ECONFIG;
       goto fail;
     }
-    for (size_t i = 0; i < kl; i++) {
-      if (!key_char(ls[i])) {
-        set_err(cfg, "%s:%d: invalid key '%s' (letters, digits, '_', '.', '-' only)", name,
-                lineno, show(ls, kl, sbuf));
-        rc = MPRPC_ECONFIG;
-        goto fail;
-      }
+    if (rc == MPRPC__KV_EBADKEY) {
+      set_err(cfg, "%s:%d: invalid key '%s' (letters, digits, '_', '.', '-' only)", name,
+              lineno, show(kv.key, kl, sbuf));
+      rc = MPRPC_ECONFIG;
+      goto fail;
     }
     if (nn == ncap) {
       size_t c = ncap ? ncap * 2 : 16;
@@ -181,7 +152,7 @@ int mprpc_config_load_string(mprpc_config_t *cfg, const char *text, size_t len, 
       ncap = c;
     }
     entry_t *e = &nv[nn];
-    *e = (entry_t){.key = dup_n(ls, kl), .value = dup_n(vs, vl), .file = strdup(name),
+    *e = (entry_t){.key = dup_n(kv.key, kl), .value = dup_n(vs, vl), .file = strdup(name),
                    .line = lineno};
     nn++;
     if (!e->key || !e->value || !e->file) {
@@ -273,7 +244,7 @@ int mprpc_config_set(mprpc_config_t *cfg, const char *key, const char *value) {
   if (!cfg || !key || !value || !key[0])
     return MPRPC_EINVAL;
   for (const char *p = key; *p; p++)
-    if (!key_char(*p))
+    if (!mprpc__kv_key_char(*p))
       return MPRPC_EINVAL;
   char *v = strdup(value);
   if (!v)

@@ -25,6 +25,7 @@ static const mprpc__key_t k_keys[] = {
     {"rpcz_every", "server"},
     {"advertise_host", "server"},
     {"version", "server"},
+    {"group", "server"},
     {"handler_threads", "server"},
     {"slow_handler_warn_ms", "server"},
     {"reflection", "server"},
@@ -52,6 +53,8 @@ static const mprpc__key_t k_keys[] = {
     {"lb", "channel"},
     {"compress", "channel"},
     {"idempotent_methods", "channel"},
+    {"select_group", "channel"},
+    {"select_version", "channel"},
     /* logger: mprpc_config_apply_log */
     {"log_level", "log"},
     {"log_file", "log"},

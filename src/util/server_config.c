@@ -71,6 +71,9 @@ int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
   if ((rc = mprpc_config_get_string(cfg, "version", o->version, &str)) != 0)
     return rc;
   o->version = str && *str ? str : NULL;
+  if ((rc = mprpc_config_get_string(cfg, "group", o->group, &str)) != 0)
+    return rc;
+  o->group = str && *str ? str : NULL;
   if ((rc = mprpc_config_get_bool(cfg, "reflection", o->reflection, &o->reflection)) != 0)
     return rc;
   return 0;

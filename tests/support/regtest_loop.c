@@ -294,3 +294,69 @@ void regtest_unsubscribe(regtest_loop_t *l, mprpc_registry_t r, uint64_t id) {
   unsub_args_t a = {r, id};
   regtest_loop_run(l, do_unsub, &a);
 }
+
+void regtest_cfg_init(regtest_cfg_t *c, regtest_loop_t *loop) {
+  memset(c, 0, sizeof *c);
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_cond_init(&c->cv, NULL);
+  c->loop = loop;
+}
+
+void regtest_cfg_destroy(regtest_cfg_t *c) {
+  pthread_mutex_destroy(&c->mu);
+  pthread_cond_destroy(&c->cv);
+}
+
+void regtest_cfg_cb(void *ud, const char *name, const char *text, size_t len) {
+  regtest_cfg_t *c = ud;
+  pthread_mutex_lock(&c->mu);
+  if (c->loop && !l_in_loop(c->loop))
+    c->wrong_thread = true;
+  c->present = text != NULL;
+  snprintf(c->text, sizeof c->text, "%.*s", (int)len, text ? text : "");
+  snprintf(c->name, sizeof c->name, "%s", name);
+  c->deliveries++;
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+}
+
+static bool cfg_matches(const regtest_cfg_t *c, const char *want) {
+  if (!want)
+    return c->deliveries > 0 && !c->present;
+  return c->present && strcmp(c->text, want) == 0;
+}
+
+bool regtest_cfg_wait(regtest_cfg_t *c, const char *want, int timeout_ms) {
+  long long deadline = regtest_now_ms() + timeout_ms;
+  pthread_mutex_lock(&c->mu);
+  while (!cfg_matches(c, want) && regtest_now_ms() < deadline) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += 20 * 1000000;
+    ts.tv_sec += ts.tv_nsec / 1000000000;
+    ts.tv_nsec %= 1000000000;
+    pthread_cond_timedwait(&c->cv, &c->mu, &ts);
+  }
+  bool ok = cfg_matches(c, want);
+  if (!ok)
+    fprintf(stderr, "regtest_cfg_wait: want %s%s%s, have %s'%s' after %d deliveries\n",
+            want ? "'" : "", want ? want : "absent", want ? "'" : "",
+            c->present ? "" : "(absent) ", c->text, c->deliveries);
+  pthread_mutex_unlock(&c->mu);
+  return ok;
+}
+
+typedef struct unwatch_arg {
+  mprpc_registry_t r;
+  uint64_t id;
+} unwatch_arg_t;
+
+static void do_unwatch(void *arg) {
+  unwatch_arg_t *u = arg;
+  mprpc_registry_unwatch_config(u->r, u->id);
+}
+
+void regtest_unwatch_config(regtest_loop_t *l, mprpc_registry_t r, uint64_t id) {
+  unwatch_arg_t u = {r, id};
+  regtest_loop_run(l, do_unwatch, &u);
+}

@@ -48,6 +48,27 @@ bool regtest_watch_wait_weights(regtest_watch_t *w, const char *want, int timeou
 bool regtest_watch_wait_health_not(regtest_watch_t *w, int not_health, int timeout_ms);
 /* Unsubscribes on the loop thread, as the contract requires. */
 void regtest_unsubscribe(regtest_loop_t *l, mprpc_registry_t r, uint64_t id);
+/* Records config-node deliveries (mprpc_registry_watch_config). */
+typedef struct regtest_cfg {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  char text[8192];
+  bool present;
+  int deliveries;
+  bool wrong_thread;
+  char name[256];
+  regtest_loop_t *loop;
+} regtest_cfg_t;
+
+void regtest_cfg_init(regtest_cfg_t *c, regtest_loop_t *loop);
+void regtest_cfg_destroy(regtest_cfg_t *c);
+void regtest_cfg_cb(void *ud, const char *name, const char *text, size_t len);
+/* Waits until the last delivery is want (NULL: the node is absent, after
+ * at least one delivery). */
+bool regtest_cfg_wait(regtest_cfg_t *c, const char *want, int timeout_ms);
+/* Unwatches on the loop thread. */
+void regtest_unwatch_config(regtest_loop_t *l, mprpc_registry_t r, uint64_t id);
+
 /* Milliseconds on a monotonic clock, for hang guards. */
 long long regtest_now_ms(void);
 
