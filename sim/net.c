@@ -71,6 +71,7 @@ struct mprpc_conn {
   char peer[64];
   uint64_t close_ev, rst_ev;
   int close_reason, close_err;
+  bool paused; /* set_reading(false): chunks for it wait in the network */
 };
 
 struct pipe {
@@ -344,6 +345,8 @@ static void ev_deliver(void *arg) {
                                  p->id * 2 + (uint64_t)d->from_side, ev_deliver, d);
     return;
   }
+  if (r->paused && r->state == EP_OPEN)
+    return; /* set_reading(true) schedules the delivery again */
   if (mprpc_sim_net_blocked(n, s->host, r->host)) {
     d->deliver_ev = mprpc_sim_at(w, n->cfg.rto_ns, MPRPC_SIM_EV_NET_DELIVER,
                                  p->id * 2 + (uint64_t)d->from_side, ev_deliver, d);
@@ -773,6 +776,14 @@ static const char *net_peer_name(void *ctx, mprpc_conn_t *c) {
   return c->peer;
 }
 
+static void net_set_reading(void *ctx, mprpc_conn_t *c, bool on) {
+  (void)ctx;
+  bool was = c->paused;
+  c->paused = !on;
+  if (on && was)
+    schedule_deliver(&c->p->dirs[1 - c->side]);
+}
+
 static const mprpc_transport_ops_t net_ops = {
     .listen = net_listen,
     .listener_port = net_listener_port,
@@ -783,6 +794,7 @@ static const mprpc_transport_ops_t net_ops = {
     .out_pending = net_out_pending,
     .close = net_close,
     .peer_name = net_peer_name,
+    .set_reading = net_set_reading,
 };
 
 /* ---- net object and faults ---------------------------------------------------------- */

@@ -91,6 +91,8 @@ void mprpc__srv_flush(srv_conn_t *conn) {
   int rc = mprpc_conn_writev(conn->s->t, conn->c, &iov, 1);
   if (rc < 0)
     write_failed(conn, rc);
+  else
+    conn->held_out += n; /* counted against the budget at the end of on_data */
 }
 
 static bool batch_append(srv_conn_t *conn, const mprpc_frame_out_t *out) {
@@ -128,9 +130,17 @@ void mprpc__srv_write_frame(srv_conn_t *conn, mprpc_frame_out_t *out, uint64_t n
   mprpc__srv_flush(conn); /* keep responses in order */
   if (conn->closing)
     return;
+  /* Outside on_data (a handler that answered later) the budget is told
+   * now; inside, once at the end of the pass. */
+  size_t base = conn->batching ? 0 : mprpc_conn_out_pending(conn->s->t, conn->c);
   int rc = mprpc_conn_writev(conn->s->t, conn->c, out->iov, out->iovcnt);
-  if (rc < 0)
+  if (rc < 0) {
     write_failed(conn, rc);
+    return;
+  }
+  conn->held_out += out->total;
+  if (!conn->batching)
+    mprpc__srv_budget_wrote(conn, base, out->total, now);
 }
 
 /* ---- inbound frames ------------------------------------------------------- */
@@ -150,6 +160,8 @@ static void conn_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
    * behind a slow inline handler keeps this arrival time, so its deadline
    * can pass before it is dispatched. */
   uint64_t arrival = mprpc_loop_now(conn->l->loop);
+  mprpc__srv_budget_read_begin(conn, in);
+  bool progressed = false;
   conn->batching = true;
   for (int guard = 0; guard < 1 << 30 && !conn->closing && !conn->closed; guard++) {
     size_t len = mprpc_rbuf_len(in);
@@ -174,9 +186,11 @@ static void conn_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
     conn->last_active = arrival;
     mprpc__srv_dispatch(conn, &f, arrival);
     mprpc_rbuf_consume(in, (size_t)n);
+    progressed = true;
   }
   conn->batching = false;
   mprpc__srv_flush(conn); /* a no-op (bytes dropped) once closing */
+  mprpc__srv_budget_read_end(conn, progressed, arrival);
   if (!conn->closed && mprpc_rbuf_len(in) == 0)
     mprpc_rbuf_shrink(in, 64 * 1024);
 }
@@ -191,6 +205,7 @@ static void conn_on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
   conn->c = NULL;
   mprpc_timer_cancel(conn->l->loop, conn->idle_timer);
   conn->idle_timer = 0;
+  mprpc__srv_budget_conn_gone(conn);
   mprpc_rbuf_free(&conn->in);
   mprpc_server_t *s = conn->s;
   atomic_fetch_sub(&s->open_conns, 1);
@@ -198,8 +213,15 @@ static void conn_on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
   mprpc__srv_maybe_free_zombie(s);
 }
 
+static void conn_on_writable(mprpc_conn_t *c, void *ud) {
+  srv_conn_t *conn = ud;
+  (void)c;
+  mprpc__srv_budget_drained(conn, mprpc_loop_now(conn->l->loop));
+}
+
 static const mprpc_conn_handler_t conn_handler = {
     .on_data = conn_on_data,
+    .on_writable = conn_on_writable,
     .on_close = conn_on_close,
 };
 
@@ -214,10 +236,16 @@ void mprpc__srv_on_accept(void *ud, mprpc_conn_t *c, mprpc_loop_t loop) {
   srv_conn_t *conn = NULL;
   if (!atomic_load(&s->stopping))
     conn = calloc(1, sizeof *conn);
+  int32_t ip_slot = -1;
+  if (conn && mprpc__srv_admit(s, mprpc_conn_peer(s->t, c), mprpc_loop_now(l->loop), &ip_slot)) {
+    free(conn); /* refused: accepted and closed at once, so the client sees it */
+    conn = NULL;
+  }
   if (!conn) {
     mprpc_conn_close(s->t, c, false);
     return;
   }
+  conn->ip_slot = ip_slot;
   conn->s = s;
   conn->l = l;
   conn->c = c;

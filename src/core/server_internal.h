@@ -73,6 +73,8 @@ struct srv_loop {
   size_t qpos;
   mprpc_server_call_t *pool; /* out of quarantine, linked through next */
   size_t npool;
+  size_t npaused;        /* conns of this loop whose reads are paused */
+  uint64_t budget_timer; /* runs while npaused > 0 (server_budget.c) */
 };
 
 struct srv_conn {
@@ -91,6 +93,20 @@ struct srv_conn {
   srv_method_t *last_m; /* the method of the last request (lookup cache) */
   uint8_t *wbuf;   /* responses batched for one writev per on_data */
   size_t wlen, wcap;
+  /* The memory budget and the slow-client clocks (server_budget.c). */
+  size_t held_in;  /* bytes of `in` at the end of the last on_data */
+  size_t held_out; /* written since the backlog was last known empty */
+  size_t held;     /* held_in + held_out as counted in s->buffered */
+  uint64_t rx;     /* bytes received, ever */
+  bool has_frame;  /* `in` holds a partial frame */
+  bool paused;     /* reads paused by the budget */
+  uint64_t frame_start;   /* its first byte (or the previous frame's end) */
+  uint64_t frame_len;     /* its length once the header is in, else 0 */
+  uint64_t body_check_at; /* next min_body_rate check */
+  uint64_t body_mark_rx;  /* rx at the start of the rate window */
+  uint64_t frame_timer, frame_timer_at;
+  uint64_t paused_at;
+  int32_t ip_slot; /* max_connections_per_ip table slot, -1 = none */
   char peer[64];
 };
 
@@ -172,6 +188,17 @@ struct mprpc_server {
   uint64_t slow_ns; /* slow_handler_warn_ms in ns */
   atomic_uint_fast64_t slow_last_log, slow_unlogged;
 
+  /* limits (server_budget.c): resolved defaults, shared counters */
+  uint64_t budget;          /* max_buffered_bytes; UINT64_MAX = unlimited */
+  uint64_t budget_wait_ns, header_ns; /* UINT64_MAX = never */
+  uint64_t body_rate;       /* bytes/s; 0 = off */
+  uint32_t max_conns, max_per_ip; /* 0 = unlimited / off */
+  atomic_uint_fast64_t buffered, buffered_peak, st_paused, npaused;
+  atomic_uint_fast64_t st_refused[5]; /* MPRPC__REFUSE_* */
+  atomic_uint_fast64_t refuse_last_log[5], refuse_unlogged[5];
+  atomic_uint_fast64_t *iptab; /* per-ip counts, packed (server_budget.c) */
+  size_t iptab_cap;
+
   /* server-wide stats */
   atomic_uint_fast64_t st_accepted, st_idle_closed, st_malformed, st_noservice, st_nomethod,
       st_unrouted, st_twice, st_dropped;
@@ -216,6 +243,41 @@ void mprpc__srv_call_destroy(mprpc_server_call_t *call);
 /* server_life.c: start, stop, destroy */
 void mprpc__srv_free_all(mprpc_server_t *s);
 void mprpc__srv_stats_tick(void *arg);
+
+/* server_budget.c: the memory budget, slow-client timeouts, connection
+ * limits. The hooks are on the connection's loop thread. */
+enum {
+  MPRPC__REFUSE_BUDGET = 0,
+  MPRPC__REFUSE_HEADER,
+  MPRPC__REFUSE_BODY,
+  MPRPC__REFUSE_MAXCONN,
+  MPRPC__REFUSE_PERIP,
+};
+int mprpc__srv_budget_init(mprpc_server_t *s);
+void mprpc__srv_budget_free(mprpc_server_t *s);
+/* Before a new connection is set up: 0 (admitted; *ip_slot to release
+ * later) or 1 (refused, counted and logged: the caller closes it). */
+int mprpc__srv_admit(mprpc_server_t *s, const char *peer, uint64_t now, int32_t *ip_slot);
+/* on_close: gives back what the connection held and its per-ip slot. */
+void mprpc__srv_budget_conn_gone(srv_conn_t *conn);
+void mprpc__srv_budget_update(srv_conn_t *conn, bool progressed, uint64_t now);
+/* The read path's hooks: a few plain adds unless something is held. */
+static inline void mprpc__srv_budget_read_begin(srv_conn_t *conn, const mprpc_rbuf_t *in) {
+  conn->rx += mprpc_rbuf_len(in) - conn->held_in;
+  if (conn->held_out)
+    conn->held_out = mprpc_conn_out_pending(conn->s->t, conn->c);
+}
+static inline void mprpc__srv_budget_read_end(srv_conn_t *conn, bool progressed, uint64_t now) {
+  size_t in = conn->closed ? 0 : mprpc_rbuf_len(&conn->in);
+  if (in == 0 && conn->held_in == 0 && !conn->has_frame && conn->held_out == conn->held)
+    return; /* a healthy request/response pass: nothing changed */
+  conn->held_in = in;
+  mprpc__srv_budget_update(conn, progressed, now);
+}
+/* After a write outside on_data (a handler that answered later). */
+void mprpc__srv_budget_wrote(srv_conn_t *conn, size_t base_pending, size_t n, uint64_t now);
+/* The backlog drained completely (on_writable). */
+void mprpc__srv_budget_drained(srv_conn_t *conn, uint64_t now);
 
 /* server_stats.c */
 size_t mprpc__srv_code_slot(int err);

@@ -76,6 +76,11 @@ fake_conn_t *fake_net_conn(const fake_net_t *n, size_t i); /* in creation order 
 /* Appends p to the connection's rbuf and runs on_data now (the test stands
  * for the loop's read event). Also recorded in fake_conn_received. */
 void fake_conn_deliver(fake_conn_t *c, const void *p, size_t n);
+/* Reading paused by the code (set_reading): delivered bytes then wait,
+ * in order, and reach on_data once reading resumes (fake_loop_run). */
+bool fake_conn_reading(const fake_conn_t *c);
+size_t fake_conn_pauses(const fake_conn_t *c);  /* times reading was paused */
+size_t fake_conn_waiting(const fake_conn_t *c); /* bytes held back meanwhile */
 /* The peer ends the connection: on_close(reason, err), posted. */
 void fake_conn_hangup(fake_conn_t *c, int reason, int err);
 /* Every writev answers MPRPC_EHWM while on (a peer that does not read). */
