@@ -446,6 +446,8 @@ void fake_conn_deliver(fake_conn_t *c, const void *p, size_t n) {
   c->h->on_data(c, c->ud, c->in);
 }
 
+void fake_net_set_accept_peer(fake_net_t *n, const char *peer) { n->o.accept_peer = peer; }
+
 bool fake_conn_reading(const fake_conn_t *c) { return !c->paused; }
 size_t fake_conn_pauses(const fake_conn_t *c) { return c->pause_calls; }
 size_t fake_conn_waiting(const fake_conn_t *c) { return c->inq.len - c->inq_off; }

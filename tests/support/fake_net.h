@@ -64,6 +64,8 @@ mprpc_transport_t fake_net_transport(fake_net_t *n);
 /* The newest listener that is still open: a connection for its on_accept,
  * called here on the listener's first loop. The test is the peer. */
 fake_conn_t *fake_net_accept(fake_net_t *n);
+/* peer_name of connections accepted from now on (static storage). */
+void fake_net_set_accept_peer(fake_net_t *n, const char *peer);
 bool fake_net_listening(const fake_net_t *n);      /* a listener is open */
 bool fake_net_listener_closed(const fake_net_t *n); /* one was closed */
 /* The next `count` writev calls, on any connection, answer MPRPC_EHWM. */
