@@ -103,7 +103,7 @@ endif
 FLAGS_rel := $(CFLAGS_COMMON) $(OPT)
 FLAGS_asan := $(CFLAGS_COMMON) -O1 $(SAN)
 
-.PHONY: all lib test sim fuzz demo bench lint install clean deps check-deps tests-build sim-build
+.PHONY: all lib test sim fuzz demo bench stress lint install clean deps check-deps tests-build sim-build
 .DEFAULT_GOAL := all
 .SECONDARY:
 .DELETE_ON_ERROR:
@@ -233,6 +233,12 @@ $(BUILD)/asan/bin/mprpc-sim: $(BUILD)/asan/sim/main.o $(SIM_OBJ_asan) $(EXGEN_OB
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(CORE_LIBS)
 
+# The hostile clients of `make stress` (ci/stress.sh): libc only.
+$(BUILD)/bin/mprpc-attack: tests/stress/mprpc_attack.c
+	@mkdir -p $(@D)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(CFLAGS_COMMON) $(OPT) -o $@ $<
+
 $(BUILD)/bin/%: $(BUILD)/rel/tests/bench/%.o $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
@@ -255,7 +261,7 @@ tests-build: check-deps $(TEST_BINS) $(FUZZ_REPLAY) $(BUILD)/asan/bin/mprpc-sim
 lint: check-deps
 	@bash ci/lint.sh
 
-test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BUILD)/libmprpc.so $(BUILD)/bin/mprpc
+test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BUILD)/libmprpc.so $(BUILD)/bin/mprpc $(BUILD)/bin/mprpc-attack
 	@bash ci/run-tests.sh $(BUILD)
 
 sim: check-deps $(BUILD)/bin/mprpc-sim
@@ -267,6 +273,11 @@ fuzz: check-deps
 
 demo: check-deps all
 	@if [ -f ci/demo.sh ]; then bash ci/demo.sh $(REGISTRY); else echo "make demo: not built yet"; fi
+
+# Hostile load against a real echo_server on loopback (docs/server.md,
+# "Limits and refusals"): one STRESS line per attack.
+stress: check-deps $(EX_PROGS) $(BUILD)/bin/mprpc-attack
+	@bash ci/stress.sh $(BUILD)
 
 bench: check-deps all
 	@if [ -f ci/bench.sh ]; then bash ci/bench.sh; else echo "make bench: not built yet"; fi

@@ -9,7 +9,9 @@
  *   actually buffered are counted, never declared sizes. Past the budget a
  *   connection holding PAUSE_FLOOR bytes or more has its reads paused
  *   (the transport's set_reading: TCP flow control pushes back); past
- *   budget + budget/16 any connection holding anything is. Each loop with
+ *   budget + budget/16 any connection holding part of a frame is. A
+ *   connection's rbuf counts its length, or its capacity once it grew past
+ *   64 KiB (what a big partial frame costs after doubling). Each loop with
  *   paused connections ticks every BUDGET_TICK: below the low-water mark
  *   (7/8 of the budget) it resumes them; above it, it closes paused
  *   connections that made no progress (no frame in, no response out, no
@@ -271,7 +273,9 @@ static void maybe_pause(srv_conn_t *conn, uint64_t now) {
   uint64_t used = atomic_load_explicit(&s->buffered, memory_order_relaxed);
   if (used <= s->budget)
     return;
-  if (conn->held >= PAUSE_FLOOR || used > s->budget + s->budget / 16)
+  /* Far past it, a partial frame of any size pauses too (many small
+   * holders); a connection holding only a small answer does not. */
+  if (conn->held >= PAUSE_FLOOR || (used > s->budget + s->budget / 16 && conn->in_len > 0))
     pause_conn(conn, now, used);
 }
 
@@ -289,7 +293,7 @@ void mprpc__srv_budget_drained(srv_conn_t *conn, uint64_t now) {
 
 void mprpc__srv_budget_conn_gone(srv_conn_t *conn) {
   mprpc_server_t *s = conn->s;
-  conn->held_in = conn->held_out = 0;
+  conn->in_len = conn->held_in = conn->held_out = 0;
   account(conn);
   if (conn->paused) {
     conn->paused = false;
@@ -344,7 +348,7 @@ static void frame_fire(void *arg) {
     if (now - conn->frame_start >= s->header_ns) {
       refuse_log(s, MPRPC__REFUSE_HEADER, now,
                  "%s: %zu bytes of a frame header in %llu ms (header_timeout=%llu ms)",
-                 conn->peer, conn->held_in,
+                 conn->peer, conn->in_len,
                  (unsigned long long)((now - conn->frame_start) / MPRPC_NS_PER_MS),
                  (unsigned long long)(s->header_ns / MPRPC_NS_PER_MS));
       mprpc__srv_conn_close(conn, false);
@@ -355,7 +359,7 @@ static void frame_fire(void *arg) {
     if (got < s->body_rate) {
       refuse_log(s, MPRPC__REFUSE_BODY, now,
                  "%s: body at %llu B/s, %zu of %llu bytes in (min_body_rate=%llu B/s)",
-                 conn->peer, (unsigned long long)got, conn->held_in,
+                 conn->peer, (unsigned long long)got, conn->in_len,
                  (unsigned long long)conn->frame_len, (unsigned long long)s->body_rate);
       mprpc__srv_conn_close(conn, false);
       return;
@@ -374,7 +378,7 @@ static uint32_t be32(const uint8_t *p) {
  * connection holds (mprpc__srv_budget_read_end's slow path). */
 void mprpc__srv_budget_update(srv_conn_t *conn, bool progressed, uint64_t now) {
   account(conn);
-  if (conn->held_in == 0) {
+  if (conn->in_len == 0) {
     conn->has_frame = false;
   } else if (!conn->has_frame || progressed) {
     /* A new frame: its first byte arrived now, or the previous frame
@@ -383,7 +387,7 @@ void mprpc__srv_budget_update(srv_conn_t *conn, bool progressed, uint64_t now) {
     conn->frame_start = now;
     conn->frame_len = 0;
   }
-  if (conn->has_frame && conn->frame_len == 0 && conn->held_in >= MPRPC_FRAME_HEADER_LEN) {
+  if (conn->has_frame && conn->frame_len == 0 && conn->in_len >= MPRPC_FRAME_HEADER_LEN) {
     conn->frame_len = MPRPC_FRAME_HEADER_LEN + (uint64_t)be32(mprpc_rbuf_data(&conn->in) + 4);
     conn->body_mark_rx = conn->rx;
     conn->body_check_at = now + BODY_GRACE_NS + BODY_WINDOW_NS;

@@ -94,7 +94,9 @@ struct srv_conn {
   uint8_t *wbuf;   /* responses batched for one writev per on_data */
   size_t wlen, wcap;
   /* The memory budget and the slow-client clocks (server_budget.c). */
-  size_t held_in;  /* bytes of `in` at the end of the last on_data */
+  size_t in_len;   /* bytes of `in` at the end of the last on_data */
+  size_t held_in;  /* what `in` counts against the budget: its length, or
+                      its capacity once that is past BUDGET_SMALL_RBUF */
   size_t held_out; /* written since the backlog was last known empty */
   size_t held;     /* held_in + held_out as counted in s->buffered */
   uint64_t rx;     /* bytes received, ever */
@@ -263,15 +265,19 @@ void mprpc__srv_budget_conn_gone(srv_conn_t *conn);
 void mprpc__srv_budget_update(srv_conn_t *conn, bool progressed, uint64_t now);
 /* The read path's hooks: a few plain adds unless something is held. */
 static inline void mprpc__srv_budget_read_begin(srv_conn_t *conn, const mprpc_rbuf_t *in) {
-  conn->rx += mprpc_rbuf_len(in) - conn->held_in;
+  conn->rx += mprpc_rbuf_len(in) - conn->in_len;
   if (conn->held_out)
     conn->held_out = mprpc_conn_out_pending(conn->s->t, conn->c);
 }
+/* A buffer grown past this counts its capacity (what a big partial frame
+ * really costs after doubling), a small one its length. */
+#define MPRPC__BUDGET_SMALL_RBUF ((size_t)64 << 10)
 static inline void mprpc__srv_budget_read_end(srv_conn_t *conn, bool progressed, uint64_t now) {
   size_t in = conn->closed ? 0 : mprpc_rbuf_len(&conn->in);
-  if (in == 0 && conn->held_in == 0 && !conn->has_frame && conn->held_out == conn->held)
+  if (in == 0 && conn->in_len == 0 && !conn->has_frame && conn->held_out == conn->held)
     return; /* a healthy request/response pass: nothing changed */
-  conn->held_in = in;
+  conn->in_len = in;
+  conn->held_in = in && conn->in.cap > MPRPC__BUDGET_SMALL_RBUF ? conn->in.cap : in;
   mprpc__srv_budget_update(conn, progressed, now);
 }
 /* After a write outside on_data (a handler that answered later). */
