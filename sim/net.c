@@ -28,6 +28,7 @@
 #include "sim.h"
 
 enum { CH_DATA, CH_SYNACK, CH_FIN };
+#define SIM_READ_MAX (256u * 1024u)
 enum { EP_NONE, EP_CONNECTING, EP_OPEN, EP_CLOSING, EP_DEAD };
 
 typedef struct chunk {
@@ -357,7 +358,9 @@ static void ev_deliver(void *arg) {
   uint8_t stackbuf[2048];
   uint8_t *acc = stackbuf;
   size_t acc_len = 0, acc_cap = sizeof stackbuf;
-  while (d->head && d->head->at <= now) {
+  /* At most SIM_READ_MAX per on_data, like a socket read pass (the rest
+   * follows at once, unless the receiver pauses reading meanwhile). */
+  while (d->head && d->head->at <= now && acc_len < SIM_READ_MAX) {
     chunk_t *c = d->head;
     d->head = c->next;
     if (!d->head)

@@ -36,6 +36,7 @@
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 #include "mprpc/server.h"
+#include "hostile.h"
 #include "sim.h"
 
 #define MS MPRPC_NS_PER_MS
@@ -107,6 +108,8 @@ typedef struct params {
   uint64_t slow_until_ns;
   int64_t backup_ms;          /* backup requests on the idempotent channel */
   uint32_t server_max_conc;   /* provider concurrency limit (ELIMIT) */
+  size_t server_budget;       /* providers' max_buffered_bytes (0 = default) */
+  bool hostile;               /* hostile clients beside the consumers */
   bool no_failures;           /* no faults at all: every call must succeed */
   size_t chunk;
   bool chunk_fixed;
@@ -141,6 +144,8 @@ struct run {
   mprpc_sim_result_t *res;
   int nviol_printed;
   bool tearing_down;
+  mprpc_sim_hostile_t *hostile;
+  bool over_budget_flagged;
 };
 
 struct mprpc_sim_scenario {
@@ -308,6 +313,7 @@ static int prov_start(prov_t *p) {
   o.advertise_host = addr;
   o.drain_timeout_ms = 3000;
   o.max_concurrency = r->p.server_max_conc;
+  o.max_buffered_bytes = r->p.server_budget;
   p->svc = (Example__EchoService_Service)EXAMPLE__ECHO_SERVICE__INIT(sim_);
   rc = mprpc_server_new_in(&o, (mprpc_loop_owner_t){0}, &p->srv);
   if (rc < 0)
@@ -580,7 +586,76 @@ enum {
   F_ZK_HEAL,
   F_ZK_EXPIRE_ALL,
   F_QUIET,         /* heal everything, restart every provider */
+  F_HOSTILE_START, /* hostile clients against every provider */
+  F_HOSTILE_STOP,
+  F_BUDGET_CHECK,  /* every 50 ms: buffered bytes within the budget */
 };
+
+/* A paused connection's last read may bring one more buffer's growth (the
+ * hostile trickle frames stay under 1 MiB). */
+#define BUDGET_SLACK ((uint64_t)1 << 20)
+
+/* which 0: slowloris clients; 1: trickling and never-reading ones. */
+static void hostile_start(run_t *r, int which) {
+  if (!r->hostile)
+    r->hostile = mprpc_sim_hostile_new(r->w, r->net, r->tr);
+  if (!r->hostile)
+    abort();
+  static const int slow[] = {MPRPC_SIM_HOSTILE_SLOWLORIS, MPRPC_SIM_HOSTILE_SLOWLORIS,
+                             MPRPC_SIM_HOSTILE_SLOWLORIS};
+  static const int heavy[] = {MPRPC_SIM_HOSTILE_TRICKLE, MPRPC_SIM_HOSTILE_TRICKLE,
+                              MPRPC_SIM_HOSTILE_TRICKLE, MPRPC_SIM_HOSTILE_NOREAD,
+                              MPRPC_SIM_HOSTILE_NOREAD};
+  const int *mix = which ? heavy : slow;
+  size_t nmix = which ? 5 : 3;
+  for (int i = 0; i < r->p.providers; i++) {
+    prov_t *p = &r->provs[i];
+    if (!p->up || !p->srv)
+      continue;
+    for (size_t k = 0; k < nmix; k++)
+      if (mprpc_sim_hostile_add(r->hostile, mix[k], mprpc_sim_net_host_addr(r->net, p->host),
+                                mprpc_server_port(p->srv)) != 0)
+        abort();
+  }
+}
+
+static void budget_check(run_t *r) {
+  for (int i = 0; i < r->p.providers; i++) {
+    prov_t *p = &r->provs[i];
+    if (!p->srv)
+      continue;
+    mprpc_server_stats_t st;
+    mprpc_server_stats(p->srv, &st);
+    if (st.buffered_bytes > st.max_buffered_bytes + BUDGET_SLACK && !r->over_budget_flagged) {
+      r->over_budget_flagged = true;
+      violate(r, "provider %d buffers %llu bytes, over its budget %llu + %llu", i,
+              (unsigned long long)st.buffered_bytes, (unsigned long long)st.max_buffered_bytes,
+              (unsigned long long)BUDGET_SLACK);
+    }
+  }
+}
+
+/* The hostile clients must have been refused: a limit that never fires
+ * would pass the other checks too. */
+static void hostile_stop(run_t *r) {
+  if (!r->hostile)
+    return;
+  mprpc_sim_hostile_stop(r->hostile);
+  uint64_t refused = 0;
+  for (int i = 0; i < r->p.providers; i++) {
+    if (!r->provs[i].srv)
+      continue;
+    mprpc_server_stats_t st;
+    mprpc_server_stats(r->provs[i].srv, &st);
+    refused += st.refused_budget + st.refused_header_timeout + st.refused_slow_body;
+    if (st.refused_header_timeout == 0 || st.refused_budget == 0)
+      violate(r, "provider %d: hostile clients not refused (budget %llu, header %llu, body %llu)",
+              i, (unsigned long long)st.refused_budget,
+              (unsigned long long)st.refused_header_timeout,
+              (unsigned long long)st.refused_slow_body);
+  }
+  mprpc_sim_note(r->w, "hostile.refused", refused, mprpc_sim_hostile_closed(r->hostile));
+}
 
 static void fault_fire(void *arg);
 
@@ -695,6 +770,17 @@ static void fault_fire(void *arg) {
   case F_ZK_EXPIRE_ALL:
     if (in_window)
       mprpc_sim_zk_expire_all(r->zk);
+    break;
+  case F_HOSTILE_START:
+    hostile_start(r, f->a);
+    break;
+  case F_HOSTILE_STOP:
+    hostile_stop(r);
+    break;
+  case F_BUDGET_CHECK:
+    budget_check(r);
+    if (t < r->p.duration_ns)
+      fault_at(r, t + 50 * MS, F_BUDGET_CHECK, 0, 0, 0);
     break;
   case F_QUIET:
     mprpc_sim_net_heal_all(r->net);
@@ -849,6 +935,23 @@ static void sc_swarm(run_t *r) {
     sprinkle(r, F_ZK_EXPIRE_ALL, 2 * SEC, q, mprpc_sim_rand_range(w, 3, 10) * SEC, 0, 0, 0);
 }
 
+/* Hostile clients (trickle, never read, slowloris) against every provider
+ * beside the normal consumers, whose calls must all succeed, while the
+ * providers' buffered bytes stay within their (small) budget. */
+static void sc_hostile(run_t *r) {
+  r->p.no_failures = true;
+  r->p.quiet_after_ns = 0;
+  r->p.consumers = 5;
+  r->p.providers = 2;
+  r->p.duration_ns = 25 * SEC;
+  r->p.server_budget = 2u << 20;
+  r->p.hostile = true;
+  fault_at(r, 2 * SEC, F_HOSTILE_START, 0, 0, 0);  /* slowloris first ... */
+  fault_at(r, 13 * SEC, F_HOSTILE_START, 1, 0, 0); /* ... then the budget's turn */
+  fault_at(r, 2 * SEC, F_BUDGET_CHECK, 0, 0, 0);
+  fault_at(r, r->p.duration_ns - 1, F_HOSTILE_STOP, 0, 0, 0);
+}
+
 static const mprpc_sim_scenario_t scenarios[] = {
     {"steady", "steady load, 10 consumers x 3 providers for 60 s, no faults: every call succeeds",
      sc_steady},
@@ -870,6 +973,9 @@ static const mprpc_sim_scenario_t scenarios[] = {
     {"churn", "50 consumers x 10 providers under crashes, graceful restarts, resets and stalls",
      sc_churn},
     {"swarm", "the seed picks the topology, which faults are on and their rates", sc_swarm},
+    {"hostile", "trickling, never-reading and slowloris clients beside normal consumers: every "
+                "normal call succeeds, buffered bytes stay within the budget",
+     sc_hostile},
 };
 
 #define NSCEN (sizeof scenarios / sizeof scenarios[0])
@@ -1140,6 +1246,7 @@ out:
     }
   mprpc_sim_net_free(r->net);
   mprpc_sim_zk_free(r->zk);
+  mprpc_sim_hostile_free(r->hostile);
   if (r->provs)
     for (int i = 0; i < r->p.providers; i++)
       for (int k = 0; k < 2; k++)
