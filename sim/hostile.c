@@ -116,7 +116,7 @@ static void send_fire(void *arg) {
       put_be32(hdr + 8, 16);
       hc_write(hc, hdr, sizeof hdr);
       arm(hc, 1 * MS, send_fire);
-    } else if (hc->sent < 1 * MiB) {
+    } else if (hc->sent < 768 * 1024) {
       hc_write(hc, junk, sizeof junk);
       arm(hc, 5 * MS, send_fire);
     } else {
@@ -125,7 +125,7 @@ static void send_fire(void *arg) {
     }
     break;
   case MPRPC_SIM_HOSTILE_NOREAD:
-    if (hc->sent < 1 * MiB) {
+    if (hc->sent < 256 * 1024) {
       hc_write(hc, h->req, h->req_len);
       arm(hc, 10 * MS, send_fire);
     }

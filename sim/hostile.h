@@ -5,8 +5,8 @@
  * it. Each client reconnects 50 ms after the provider closes it, until
  * mprpc_sim_hostile_stop.
  *
- *   TRICKLE   declares a 60 MiB body, sends 1 MiB of it fast, then 1 KiB/s
- *   NOREAD    sends valid Echo requests and pauses its own reading
+ *   TRICKLE   declares a 60 MiB body, sends 768 KiB of it fast, then 1 KiB/s
+ *   NOREAD    sends 256 KiB of valid Echo requests and pauses its own reading
  *   SLOWLORIS one byte of a frame header a second
  */
 #ifndef MPRPC_SIM_HOSTILE_H

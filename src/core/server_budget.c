@@ -12,9 +12,9 @@
  *   budget + budget/16 a connection holding part of a frame of 4 KiB or
  *   more, or one older than a second, is. A
  *   connection's rbuf counts its length, or its capacity once it grew past
- *   64 KiB (what a big partial frame costs after doubling); a big buffer
- *   with little room left pauses before a doubling would pass the budget.
- *   Each loop with
+ *   64 KiB (what a big partial frame really costs), twice that once less
+ *   than a read pass (256 KiB) of room is left, since the next read
+ *   doubles it: memory never runs ahead of the count. Each loop with
  *   paused connections ticks every BUDGET_TICK: below the low-water mark
  *   (7/8 of the budget) it resumes them; above it, it closes paused
  *   connections that made no progress (no frame in, no response out, no
@@ -52,7 +52,6 @@
 #define BODY_WINDOW_NS MPRPC_NS_PER_S
 #define PAUSE_FLOOR ((size_t)64 << 10)
 #define HARD_CAP_MIN ((size_t)4 << 10)
-#define NEXT_READ_MAX ((size_t)256 << 10) /* rt's READ_BUDGET, the sim's delivery cap */
 #define BUDGET_TICK_NS (100 * MPRPC_NS_PER_MS)
 #define CLOSE_PER_TICK 64
 
@@ -276,15 +275,8 @@ static void maybe_pause(srv_conn_t *conn, uint64_t now) {
   if (conn->paused || conn->held == 0 || conn->closing || s->budget == UINT64_MAX)
     return;
   uint64_t used = atomic_load_explicit(&s->buffered, memory_order_relaxed);
-  if (used <= s->budget) {
-    /* A big buffer about to double (little room left for the next read)
-     * pauses before the doubling would pass the budget. */
-    size_t cap = conn->in.cap;
-    if (conn->in_len && cap > MPRPC__BUDGET_SMALL_RBUF && cap - conn->in_len < NEXT_READ_MAX &&
-        used + cap > s->budget)
-      pause_conn(conn, now, used);
+  if (used <= s->budget)
     return;
-  }
   /* Far past it (many small holders), a partial frame of 4 KiB or one
    * older than a second pauses too. A young small one - a healthy request
    * split across reads - and a small answer never do. */
@@ -422,13 +414,6 @@ static bool stalled(const srv_conn_t *conn, uint64_t now, uint64_t wait) {
   return now - since >= wait;
 }
 
-/* What resuming c may add at once: a big buffer with little room left
- * doubles on its next read. */
-static size_t growth_of(const srv_conn_t *c) {
-  size_t cap = c->in.cap;
-  return c->in_len && cap > MPRPC__BUDGET_SMALL_RBUF && cap - c->in_len < NEXT_READ_MAX ? cap : 0;
-}
-
 static void budget_tick(void *arg) {
   srv_loop_t *l = arg;
   mprpc_server_t *s = l->s;
@@ -438,26 +423,16 @@ static void budget_tick(void *arg) {
   uint64_t now = mprpc_loop_now(l->loop);
   uint64_t used = atomic_load(&s->buffered);
   uint64_t low = s->budget - s->budget / 8;
-  bool stuck = false; /* under the low-water mark, but some cannot resume */
   if (used <= low) {
-    uint64_t est = used;
-    for (srv_conn_t *c = l->conns; c && l->npaused; c = c->next) {
-      if (!c->paused || c->closed)
-        continue;
-      size_t g = growth_of(c);
-      if (est + g <= s->budget) {
+    for (srv_conn_t *c = l->conns; c && l->npaused; c = c->next)
+      if (c->paused && !c->closed)
         resume_conn(c, now);
-        est += g;
-      } else {
-        stuck = true;
-      }
-    }
+    return;
   }
-  /* Over the low-water mark, or stuck: close stalled ones, oldest partial
-   * frame first, big holders before small ones, until under the mark (one
-   * when stuck). */
+  /* Over the low-water mark: close stalled ones, oldest partial frame
+   * first, big holders before small ones, until the estimate is under. */
   uint64_t est = used;
-  for (int n = 0; n < CLOSE_PER_TICK && (est > low || stuck); n++) {
+  for (int n = 0; n < CLOSE_PER_TICK && est > low; n++) {
     srv_conn_t *best = NULL;
     uint64_t best_key = UINT64_MAX;
     bool best_big = false;
@@ -481,7 +456,6 @@ static void budget_tick(void *arg) {
                (unsigned long long)((now - best->paused_at) / MPRPC_NS_PER_MS),
                (unsigned long long)used, (unsigned long long)s->budget);
     est = est > best->held ? est - best->held : 0;
-    stuck = false;
     mprpc__srv_conn_close(best, false);
   }
   if (l->npaused)

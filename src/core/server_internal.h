@@ -95,8 +95,8 @@ struct srv_conn {
   size_t wlen, wcap;
   /* The memory budget and the slow-client clocks (server_budget.c). */
   size_t in_len;   /* bytes of `in` at the end of the last on_data */
-  size_t held_in;  /* what `in` counts against the budget: its length, or
-                      its capacity once that is past BUDGET_SMALL_RBUF */
+  size_t held_in;  /* what `in` counts against the budget (see
+                      MPRPC__BUDGET_SMALL_RBUF) */
   size_t held_out; /* written since the backlog was last known empty */
   size_t held;     /* held_in + held_out as counted in s->buffered */
   uint64_t rx;     /* bytes received, ever */
@@ -270,14 +270,20 @@ static inline void mprpc__srv_budget_read_begin(srv_conn_t *conn, const mprpc_rb
     conn->held_out = mprpc_conn_out_pending(conn->s->t, conn->c);
 }
 /* A buffer grown past this counts its capacity (what a big partial frame
- * really costs after doubling), a small one its length. */
+ * costs after doubling), twice that when the next read pass (rt's
+ * READ_BUDGET, the simulator's delivery cap) may double it; a small one
+ * counts its length. */
 #define MPRPC__BUDGET_SMALL_RBUF ((size_t)64 << 10)
+#define MPRPC__BUDGET_READ_PASS ((size_t)256 << 10)
 static inline void mprpc__srv_budget_read_end(srv_conn_t *conn, bool progressed, uint64_t now) {
   size_t in = conn->closed ? 0 : mprpc_rbuf_len(&conn->in);
   if (in == 0 && conn->in_len == 0 && !conn->has_frame && conn->held_out == conn->held)
     return; /* a healthy request/response pass: nothing changed */
   conn->in_len = in;
-  conn->held_in = in && conn->in.cap > MPRPC__BUDGET_SMALL_RBUF ? conn->in.cap : in;
+  size_t cap = conn->in.cap;
+  conn->held_in = !in || cap <= MPRPC__BUDGET_SMALL_RBUF       ? in
+                  : cap - in >= MPRPC__BUDGET_READ_PASS ? cap
+                                                        : 2 * cap;
   mprpc__srv_budget_update(conn, progressed, now);
 }
 /* After a write outside on_data (a handler that answered later). */
