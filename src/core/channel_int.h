@@ -90,6 +90,7 @@ struct mprpc__ep {
    * with ELOGOFF without running it, so a request further along the stream
    * that is unanswered when the connection closes surely did not run. */
   uint64_t logoff_off;
+  size_t held; /* rbuf bytes counted in ch->buffered */
   int last_err;
   mprpc__backoff_t backoff;
   uint64_t backoff_timer;
@@ -178,6 +179,7 @@ struct mprpc_channel {
   uint8_t *auth;
   size_t auth_len;
   uint32_t max_body;
+  size_t max_buffered, buffered; /* response bytes buffered, all endpoints */
   int compress_type; /* of every request payload; MPRPC_COMPRESS_* */
   mprpc__breaker_opts_t bopts;
   uint64_t reconnect_base_ns, reconnect_max_ns;
@@ -230,6 +232,10 @@ void mprpc__ep_submit(mprpc__ep_t *ep, mprpc__attempt_t *a);
 /* Unlinks a from its endpoint's lists and drops the endpoint's reference. */
 void mprpc__ep_detach(mprpc__ep_t *ep, mprpc__attempt_t *a);
 void mprpc__ep_unref(mprpc__ep_t *ep);
+/* An attempt written on ep ended: when its response is still arriving (a
+ * partial frame at the front of the connection's input), the connection is
+ * replaced, since every response behind it would wait. */
+void mprpc__ep_attempt_gone(mprpc__ep_t *ep, uint64_t cid);
 void mprpc__ep_shutdown_all(mprpc_channel_t *ch);
 /* The LB's eligibility pass, then the least-bad fallback. NULL when empty. */
 mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t exclude_id);
