@@ -67,6 +67,12 @@ if [[ -x "$BUILD/bin/echo_server" ]] && command -v python3 >/dev/null; then
     python3 ci/protocol_check.py --spawn "$BUILD/bin/echo_server"
 fi
 
+# make stress, short: each hostile attack for a few seconds with fewer
+# connections, against the release echo_server (ci/stress.sh).
+if [[ -x "$BUILD/bin/echo_server" && -x "$BUILD/bin/mprpc-attack" ]]; then
+  run "stress (short): hostile clients vs echo_server" env STRESS_QUICK=1 bash ci/stress.sh "$BUILD"
+fi
+
 if [[ -f sim/main.c ]]; then
   run "sim quick sweep" "$BUILD"/asan/bin/mprpc-sim --all --seeds "${SIM_TEST_SEEDS:-5}"
 fi
