@@ -109,7 +109,7 @@ endif
 FLAGS_rel := $(CFLAGS_COMMON) $(OPT)
 FLAGS_asan := $(CFLAGS_COMMON) -O1 $(SAN)
 
-.PHONY: all lib test sim fuzz demo bench chaos lint install clean deps check-deps tests-build sim-build
+.PHONY: all lib test sim fuzz demo bench chaos stress lint install clean deps check-deps tests-build sim-build
 .DEFAULT_GOAL := all
 .SECONDARY:
 .DELETE_ON_ERROR:
@@ -239,6 +239,12 @@ $(BUILD)/asan/bin/mprpc-sim: $(BUILD)/asan/sim/main.o $(SIM_OBJ_asan) $(EXGEN_OB
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(CORE_LIBS)
 
+# The hostile clients of `make stress` (ci/stress.sh): libc only.
+$(BUILD)/bin/mprpc-attack: tests/stress/mprpc_attack.c
+	@mkdir -p $(@D)
+	$(call say,CC,$@)
+	$(Q)$(CC) $(CFLAGS_COMMON) $(OPT) -o $@ $<
+
 $(BUILD)/bin/%: $(BUILD)/rel/tests/bench/%.o $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
@@ -269,7 +275,7 @@ tests-build: check-deps $(TEST_BINS) $(FUZZ_REPLAY) $(BUILD)/asan/bin/mprpc-sim
 lint: check-deps
 	@bash ci/lint.sh
 
-test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BUILD)/libmprpc.so $(BUILD)/bin/mprpc $(CHAOS_PROGS)
+test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BUILD)/libmprpc.so $(BUILD)/bin/mprpc $(CHAOS_PROGS) $(BUILD)/bin/mprpc-attack
 	@bash ci/run-tests.sh $(BUILD)
 
 sim: check-deps $(BUILD)/bin/mprpc-sim
@@ -289,6 +295,11 @@ demo: check-deps all
 chaos: check-deps $(CHAOS_PROGS) $(BUILD)/bin/mprpc-sim
 	@BUILD="$(BUILD)" CHAOS_SCENARIO="$(CHAOS_SCENARIO)" CHAOS_SEED="$(CHAOS_SEED)" \
 	  CHAOS_QUICK="$(CHAOS_QUICK)" CHAOS_OUT="$(CHAOS_OUT)" CHAOS_BUG="$(CHAOS_BUG)" bash ci/chaos.sh
+
+# Hostile load against a real echo_server on loopback (docs/server.md,
+# "Limits and refusals"): one STRESS line per attack.
+stress: check-deps $(EX_PROGS) $(BUILD)/bin/mprpc-attack
+	@bash ci/stress.sh $(BUILD)
 
 bench: check-deps all
 	@if [ -f ci/bench.sh ]; then bash ci/bench.sh; else echo "make bench: not built yet"; fi

@@ -75,6 +75,11 @@ if [[ -x "$BUILD/bin/echo_server" && -x "$BUILD/bin/echo_client" ]] && command -
   run "config centre: disabled provider via zkCli (tests/test_gov_zk.sh)" \
     bash tests/test_gov_zk.sh "$BUILD"
 fi
+# make stress, short: each hostile attack for a few seconds with fewer
+# connections, against the release echo_server (ci/stress.sh).
+if [[ -x "$BUILD/bin/echo_server" && -x "$BUILD/bin/mprpc-attack" ]]; then
+  run "stress (short): hostile clients vs echo_server" env STRESS_QUICK=1 bash ci/stress.sh "$BUILD"
+fi
 
 if [[ -f sim/main.c ]]; then
   run "sim quick sweep" "$BUILD"/asan/bin/mprpc-sim --all --seeds "${SIM_TEST_SEEDS:-5}"

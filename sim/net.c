@@ -28,6 +28,7 @@
 #include "sim.h"
 
 enum { CH_DATA, CH_SYNACK, CH_FIN };
+#define SIM_READ_MAX (256u * 1024u)
 enum { EP_NONE, EP_CONNECTING, EP_OPEN, EP_CLOSING, EP_DEAD };
 
 typedef struct chunk {
@@ -72,6 +73,7 @@ struct mprpc_conn {
   char peer[64];
   uint64_t close_ev, rst_ev;
   int close_reason, close_err;
+  bool paused; /* set_reading(false): chunks for it wait in the network */
 };
 
 struct pipe {
@@ -393,6 +395,8 @@ static void ev_deliver(void *arg) {
                                     p->id * 2 + (uint64_t)d->from_side, ev_deliver, d);
     return;
   }
+  if (r->paused && r->state == EP_OPEN)
+    return; /* set_reading(true) schedules the delivery again */
   if (mprpc_sim_net_blocked(n, s->host, r->host)) {
     uint64_t rto = n->cfg.rto_ns;
     if (n->cfg.rto_backoff) {
@@ -412,7 +416,9 @@ static void ev_deliver(void *arg) {
   uint8_t stackbuf[2048];
   uint8_t *acc = stackbuf;
   size_t acc_len = 0, acc_cap = sizeof stackbuf;
-  while (d->head && d->head->at <= now) {
+  /* At most SIM_READ_MAX per on_data, like a socket read pass (the rest
+   * follows at once, unless the receiver pauses reading meanwhile). */
+  while (d->head && d->head->at <= now && acc_len < SIM_READ_MAX) {
     chunk_t *c = d->head;
     d->head = c->next;
     if (!d->head)
@@ -839,6 +845,14 @@ static const char *net_peer_name(void *ctx, mprpc_conn_t *c) {
   return c->peer;
 }
 
+static void net_set_reading(void *ctx, mprpc_conn_t *c, bool on) {
+  (void)ctx;
+  bool was = c->paused;
+  c->paused = !on;
+  if (on && was)
+    schedule_deliver(&c->p->dirs[1 - c->side]);
+}
+
 static const mprpc_transport_ops_t net_ops = {
     .listen = net_listen,
     .listener_port = net_listener_port,
@@ -849,6 +863,7 @@ static const mprpc_transport_ops_t net_ops = {
     .out_pending = net_out_pending,
     .close = net_close,
     .peer_name = net_peer_name,
+    .set_reading = net_set_reading,
 };
 
 /* ---- net object and faults ---------------------------------------------------------- */

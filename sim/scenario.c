@@ -38,6 +38,7 @@
 #include "mprpc/server.h"
 #include "check.h"
 #include "plan.h"
+#include "hostile.h"
 #include "sim.h"
 #include "timeline.h"
 
@@ -134,6 +135,8 @@ typedef struct params {
   int handler_threads; /* virtual handler pool per provider (0 = on the loop) */
   int64_t backup_ms;          /* backup requests on the idempotent channel */
   uint32_t server_max_conc;   /* provider concurrency limit (ELIMIT) */
+  size_t server_budget;       /* providers' max_buffered_bytes (0 = default) */
+  bool hostile;               /* hostile clients beside the consumers */
   bool no_failures;           /* no faults at all: every call must succeed */
   size_t chunk;
   bool chunk_fixed;
@@ -186,6 +189,8 @@ struct run {
   uint64_t ol_from, ol_ok;     /* GOV_OVERLOAD: goodput window start, calls ok in it */
   uint64_t *ol_lat;            /* latencies of admitted calls in the window (ns) */
   size_t ol_n, ol_cap;
+  mprpc_sim_hostile_t *hostile;
+  bool over_budget_flagged;
 };
 
 enum { GOV_NONE = 0, GOV_SHIFT, GOV_RATE, GOV_DEGRADE, GOV_OVERLOAD };
@@ -483,6 +488,7 @@ static int prov_start(prov_t *p) {
   o.slow_handler_warn_ms = SLOW_WARN_MS;
   if (r->p.handler_threads > 0)
     o.executor = (mprpc_executor_t){.vt = &pool_ops, .ctx = p};
+  o.max_buffered_bytes = r->p.server_budget;
   p->svc = (Example__EchoService_Service)EXAMPLE__ECHO_SERVICE__INIT(sim_);
   rc = mprpc_server_new_in(&o, (mprpc_loop_owner_t){0}, &p->srv);
   if (rc < 0)
@@ -780,7 +786,81 @@ enum {
   F_ZK_UP_PLAN,    /* the ensemble serves again after an election */
   F_CUT_CONSUMERS, /* consumers 0..a-1 cut from every provider, both ways, for d */
   F_GOV,           /* the config centre: a = GOVF_* */
+  F_HOSTILE_START, /* hostile clients against every provider */
+  F_HOSTILE_STOP,
+  F_BUDGET_CHECK,  /* every 50 ms: buffered bytes within the budget */
 };
+
+/* The count includes the doubling reserved for a big buffer close to full
+ * (which pauses before that doubling would pass the budget), so the count
+ * may pass the budget by one such buffer - no bigger than the budget - and
+ * by a read pass (256 KiB here) of small holders; the memory behind it
+ * stays within the budget plus those read passes. */
+#define BUDGET_SLACK(budget) ((uint64_t)(budget) + (256u << 10))
+
+/* which 0: slowloris clients; 1: trickling and never-reading ones. */
+static void hostile_start(run_t *r, int which) {
+  if (!r->hostile)
+    r->hostile = mprpc_sim_hostile_new(r->w, r->net, r->tr);
+  if (!r->hostile)
+    abort();
+  static const int slow[] = {MPRPC_SIM_HOSTILE_SLOWLORIS, MPRPC_SIM_HOSTILE_SLOWLORIS,
+                             MPRPC_SIM_HOSTILE_SLOWLORIS};
+  static const int heavy[] = {MPRPC_SIM_HOSTILE_TRICKLE, MPRPC_SIM_HOSTILE_TRICKLE,
+                              MPRPC_SIM_HOSTILE_TRICKLE, MPRPC_SIM_HOSTILE_NOREAD,
+                              MPRPC_SIM_HOSTILE_NOREAD};
+  const int *mix = which ? heavy : slow;
+  size_t nmix = which ? 5 : 3;
+  for (int i = 0; i < r->p.providers; i++) {
+    prov_t *p = &r->provs[i];
+    if (!p->up || !p->srv)
+      continue;
+    for (size_t k = 0; k < nmix; k++)
+      if (mprpc_sim_hostile_add(r->hostile, mix[k], mprpc_sim_net_host_addr(r->net, p->host),
+                                mprpc_server_port(p->srv)) != 0)
+        abort();
+  }
+}
+
+static void budget_check(run_t *r) {
+  for (int i = 0; i < r->p.providers; i++) {
+    prov_t *p = &r->provs[i];
+    if (!p->srv)
+      continue;
+    mprpc_server_stats_t st;
+    mprpc_server_stats(p->srv, &st);
+    if (st.buffered_bytes > st.max_buffered_bytes + BUDGET_SLACK(st.max_buffered_bytes) &&
+        !r->over_budget_flagged) {
+      r->over_budget_flagged = true;
+      violate(r, "provider %d buffers %llu bytes, over its budget %llu + %llu", i,
+              (unsigned long long)st.buffered_bytes, (unsigned long long)st.max_buffered_bytes,
+              (unsigned long long)BUDGET_SLACK(st.max_buffered_bytes));
+    }
+  }
+}
+
+/* The hostile clients must have been refused: a limit that never fires
+ * would pass the other checks too. */
+static void hostile_stop(run_t *r) {
+  if (!r->hostile)
+    return;
+  mprpc_sim_hostile_stop(r->hostile);
+  uint64_t refused = 0;
+  for (int i = 0; i < r->p.providers; i++) {
+    if (!r->provs[i].srv)
+      continue;
+    mprpc_server_stats_t st;
+    mprpc_server_stats(r->provs[i].srv, &st);
+    refused += st.refused_budget + st.refused_header_timeout + st.refused_slow_body;
+    if (st.refused_header_timeout == 0 || st.refused_budget == 0)
+      violate(r, "provider %d: hostile clients not refused (budget %llu, header %llu, body %llu)",
+              i, (unsigned long long)st.refused_budget,
+              (unsigned long long)st.refused_header_timeout,
+              (unsigned long long)st.refused_slow_body);
+  }
+  mprpc_sim_note(r->w, "hostile.refused", refused, mprpc_sim_hostile_closed(r->hostile));
+}
+
 
 enum { GOVF_DISABLE0 = 0, GOVF_WEIGHT1, GOVF_CLEAR, GOVF_RATE, GOVF_CUT_ALL, GOVF_HEAL_ALL,
        GOVF_LIMIT };
@@ -984,6 +1064,17 @@ static void fault_fire(void *arg) {
     break;
   case F_GOV:
     gov_fire(r, f->a);
+    break;
+  case F_HOSTILE_START:
+    hostile_start(r, f->a);
+    break;
+  case F_HOSTILE_STOP:
+    hostile_stop(r);
+    break;
+  case F_BUDGET_CHECK:
+    budget_check(r);
+    if (t < r->p.duration_ns)
+      fault_at(r, t + 50 * MS, F_BUDGET_CHECK, 0, 0, 0);
     break;
   case F_QUIET:
     memset(r->cut, 0, sizeof r->cut);
@@ -1432,6 +1523,23 @@ static void check_gov(run_t *r) {
   r->ol_lat = NULL;
 }
 
+/* Hostile clients (trickle, never read, slowloris) against every provider
+ * beside the normal consumers, whose calls must all succeed, while the
+ * providers' buffered bytes stay within their (small) budget. */
+static void sc_hostile(run_t *r) {
+  r->p.no_failures = true;
+  r->p.quiet_after_ns = 0;
+  r->p.consumers = 5;
+  r->p.providers = 2;
+  r->p.duration_ns = 20 * SEC;
+  r->p.server_budget = 1u << 20;
+  r->p.hostile = true;
+  fault_at(r, 2 * SEC, F_HOSTILE_START, 0, 0, 0);  /* slowloris first ... */
+  fault_at(r, 12 * SEC, F_HOSTILE_START, 1, 0, 0); /* ... then the budget's turn */
+  fault_at(r, 2 * SEC, F_BUDGET_CHECK, 0, 0, 0);
+  fault_at(r, r->p.duration_ns - 1, F_HOSTILE_STOP, 0, 0, 0);
+}
+
 static const mprpc_sim_scenario_t scenarios[] = {
     {"steady", "steady load, 10 consumers x 3 providers for 60 s, no faults: every call succeeds",
      sc_steady},
@@ -1469,6 +1577,9 @@ static const mprpc_sim_scenario_t scenarios[] = {
     {"gov_degrade", "every provider cut off from every consumer: the fallbacks answer", sc_gov_degrade},
     {"gov_overload", "twice the providers' capacity with max_concurrency.Echo=auto: goodput >= 90 %, "
      "bounded p99", sc_gov_overload},
+    {"hostile", "trickling, never-reading and slowloris clients beside normal consumers: every "
+                "normal call succeeds, buffered bytes stay within the budget",
+     sc_hostile},
 };
 
 #define NSCEN (sizeof scenarios / sizeof scenarios[0])
@@ -1753,6 +1864,7 @@ out:
     }
   mprpc_sim_net_free(r->net);
   mprpc_sim_zk_free(r->zk);
+  mprpc_sim_hostile_free(r->hostile);
   if (r->provs)
     for (int i = 0; i < r->p.providers; i++) {
       for (int k = 0; k < 2; k++)

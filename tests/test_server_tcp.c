@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -878,6 +879,94 @@ static void test_server_tcp_echo_server_program(void **state) {
   assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* ---- limits against hostile clients (src/core/server_budget.c) ------------------ */
+
+/* Pushes up to `max` body bytes without blocking, until the socket stays
+ * full for a while (the provider stopped reading): bytes written. */
+static size_t push_until_full(int fd, size_t max) {
+  static uint8_t chunk[64 * 1024];
+  size_t sent = 0;
+  int stuck = 0;
+  while (sent < max && stuck < 40) {
+    ssize_t n = send(fd, chunk, sizeof chunk, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n > 0) {
+      sent += (size_t)n;
+      stuck = 0;
+    } else {
+      stuck++;
+      usleep(5000);
+    }
+  }
+  return sent;
+}
+
+static void test_server_tcp_budget_and_slow_clients(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  o.max_buffered_bytes = 1u << 20;
+  o.budget_wait_ms = 300;
+  o.header_timeout_ms = 300;
+  o.min_body_rate = UINT32_MAX; /* the hog is judged by the budget here */
+  mprpc_server_t *s = tsrv_start(&o);
+  uint16_t port = mprpc_server_port(s);
+  tclient_t good, hog, slow;
+  assert_int_equal(tclient_connect(&good, port), 0);
+  assert_int_equal(tclient_connect(&hog, port), 0);
+  assert_int_equal(tclient_connect(&slow, port), 0);
+  tcall(&good, 1, "before", 0, NULL, 0);
+  /* A header declaring 60 MiB, then as much of the body as goes in. */
+  uint8_t h[12] = {'P', 'R', 'P', 'C', 0x03, 0xc0, 0, 0, 0, 0, 0, 10};
+  assert_int_equal(tclient_send_raw(&hog, h, 12), 0);
+  size_t pushed = push_until_full(hog.fd, 32u << 20);
+  assert_true(pushed > (1u << 20)); /* past the budget: the rest waits in the kernel */
+  assert_true(pushed < (32u << 20));
+  mprpc_server_stats_t st;
+  mprpc_server_stats(s, &st);
+  assert_true(st.reads_paused >= 1);
+  tcall(&good, 2, "while paused", 0, NULL, 0);
+  /* Three header bytes, then nothing: header_timeout. */
+  assert_int_equal(tclient_send_raw(&slow, "PRP", 3), 0);
+  assert_int_equal(tclient_wait_closed(&slow, GUARD_MS), 0);
+  /* No progress past budget_wait: the hog is closed. */
+  assert_int_equal(tclient_wait_closed(&hog, GUARD_MS), 0);
+  tcall(&good, 3, "after", 0, NULL, 0);
+  mprpc_server_stats(s, &st);
+  assert_int_equal(st.refused_budget, 1);
+  assert_int_equal(st.refused_header_timeout, 1);
+  assert_int_equal(st.malformed_frames, 0);
+  /* The budget, plus the doubling a big buffer reserves (at most the budget
+   * again), plus a read pass per loop (docs/server.md). */
+  assert_true(st.buffered_bytes_peak <= 2 * (1u << 20) + 2 * 256 * 1024 + 4096);
+  tclient_close(&good);
+  tclient_close(&hog);
+  tclient_close(&slow);
+  mprpc_server_destroy(s);
+}
+
+static void test_server_tcp_max_connections_refused_at_once(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  mprpc_server_opts_init(&o);
+  o.max_connections = 1;
+  o.threads = 1;
+  mprpc_server_t *s = tsrv_start(&o);
+  uint16_t port = mprpc_server_port(s);
+  tclient_t a, b;
+  assert_int_equal(tclient_connect(&a, port), 0);
+  tcall(&a, 1, "first", 0, NULL, 0);
+  assert_int_equal(tclient_connect(&b, port), 0); /* the kernel completes it */
+  assert_int_equal(tclient_wait_closed(&b, GUARD_MS), 0); /* then the provider refuses */
+  tcall(&a, 2, "still served", 0, NULL, 0);
+  mprpc_server_stats_t st;
+  mprpc_server_stats(s, &st);
+  assert_int_equal(st.refused_max_connections, 1);
+  assert_int_equal(st.connections_open, 1);
+  tclient_close(&a);
+  tclient_close(&b);
+  mprpc_server_destroy(s);
+}
+
 int main(void) {
   mprpc_log_set_level(MPRPC_LOG_LEVEL_ERROR);
   const struct CMUnitTest tests[] = {
@@ -896,6 +985,8 @@ int main(void) {
       cmocka_unit_test(test_server_tcp_run_until_stop_async),
       cmocka_unit_test(test_server_tcp_late_second_closure_call),
       cmocka_unit_test(test_server_tcp_echo_server_program),
+      cmocka_unit_test(test_server_tcp_budget_and_slow_clients),
+      cmocka_unit_test(test_server_tcp_max_connections_refused_at_once),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

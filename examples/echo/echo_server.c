@@ -187,6 +187,16 @@ int main(int argc, char **argv) {
            (unsigned)mprpc_server_console_port(g_server));
   fflush(stdout);
   rc = mprpc_server_run(g_server);
+  /* What the limits refused (docs/server.md, "Limits and refusals"): read
+   * by ci/stress.sh. */
+  mprpc_server_stats_t st;
+  mprpc_server_stats(g_server, &st);
+  printf("echo_server: refused budget=%llu header_timeout=%llu slow_body=%llu "
+         "max_connections=%llu per_ip=%llu malformed=%llu buffered_peak_bytes=%llu\n",
+         (unsigned long long)st.refused_budget, (unsigned long long)st.refused_header_timeout,
+         (unsigned long long)st.refused_slow_body, (unsigned long long)st.refused_max_connections,
+         (unsigned long long)st.refused_per_ip, (unsigned long long)st.malformed_frames,
+         (unsigned long long)st.buffered_bytes_peak);
   mprpc_server_destroy(g_server);
   mprpc_registry_close(reg);
   mprpc_config_free(cfg); /* after destroy: o's strings may point into it */

@@ -115,6 +115,16 @@ typedef struct mprpc_channel_opts {
    * max_body_size. 0 = MPRPC_FRAME_DEFAULT_MAX_BODY (64 MiB), the
    * providers' default. */
   uint32_t max_body;
+  /* Response bytes buffered on all the channel's connections and not yet
+   * parsed (config key max_buffered_bytes; 0 = 256 MiB, SIZE_MAX =
+   * unlimited). Past it, the call whose response is the biggest partial
+   * frame fails with MPRPC_ETOOBIG and its connection is replaced. A
+   * response declared over max_body fails its own call the same way, and
+   * a response still partial when its call ends (a provider trickling it)
+   * replaces the connection, which it would otherwise block. Other calls
+   * on a replaced connection fail as on any broken connection (retried by
+   * the usual rules). */
+  size_t max_buffered_bytes;
 
   /* Provider selection (registry endpoints only; docs/governance.md): only
    * providers of this group ("default" matches providers without one) and
@@ -158,7 +168,7 @@ void mprpc_channel_opts_init(mprpc_channel_opts_t *o);
 /* Reads consumer options from a config file's keys (docs/config.md):
  * timeout, connect_timeout, attempt_timeout, max_retry, retry_policy
  * (failover|failfast), lb (rr|random|hash|least), backup_request,
- * compress, max_body_size (-> max_body), idempotent_methods, servers. Absent keys leave *o unchanged; strings
+ * compress, max_body_size (-> max_body), max_buffered_bytes (0 = unlimited), idempotent_methods, servers. Absent keys leave *o unchanged; strings
  * point into cfg, which must outlive mprpc_channel_new. Errors:
  * MPRPC_ECONFIG with the text in mprpc_config_error(cfg). Defined in
  * src/util/channel_config.c. */

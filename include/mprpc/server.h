@@ -122,7 +122,8 @@ typedef struct mprpc_server_opts {
                                      unpacking [16 * payload + 64 KiB] */
   uint32_t max_concurrency;       /* calls in flight, whole server [unlimited] */
   uint32_t max_method_concurrency;/* calls in flight per method [unlimited] */
-  uint64_t idle_timeout_ms;       /* close connections idle this long [unlimited] */
+  uint64_t idle_timeout_ms;       /* close connections idle this long [10 min];
+                                     UINT64_MAX = never */
   uint64_t drain_timeout_ms;      /* graceful stop: wait for in-flight calls [5000] */
   uint64_t logoff_grace_ms;       /* graceful stop: keep connections open answering
                                      ELOGOFF at least this long, so clients that
@@ -160,6 +161,26 @@ typedef struct mprpc_server_opts {
   mprpc_json_codec_t json;
   mprpc_procinfo_t procinfo;
   mprpc_channel_list_t channels;
+  /* Protection against hostile or broken clients (docs/server.md, "Limits
+   * and refusals"). Every refusal is counted by reason in
+   * mprpc_server_stats and logged at most once a second per reason. */
+  size_t max_buffered_bytes;      /* memory budget, whole provider: request bytes
+                                     received and not yet handed to a handler
+                                     plus response bytes waiting to be written
+                                     [256 MiB]; SIZE_MAX = unlimited */
+  uint64_t budget_wait_ms;        /* at the budget, a paused connection making
+                                     no progress this long is closed [2000] */
+  uint64_t header_timeout_ms;     /* a frame header must arrive this long after
+                                     the frame's first byte [10000];
+                                     UINT64_MAX = never */
+  uint32_t min_body_rate;         /* bytes/s a body must keep arriving at,
+                                     after a 1 s grace [16384]; UINT32_MAX = off */
+  uint32_t max_connections;       /* open connections; more are accepted and
+                                     closed at once [mprpc_server_new: from
+                                     RLIMIT_NOFILE less a reserve;
+                                     mprpc_server_new_in: unlimited];
+                                     UINT32_MAX = unlimited */
+  uint32_t max_connections_per_ip;/* open connections per client address [off] */
 } mprpc_server_opts_t;
 
 /* Fills defaults (all zero except drain_timeout_ms = 5000,
@@ -170,7 +191,10 @@ void mprpc_server_opts_init(mprpc_server_opts_t *o);
  * rpcserverip/rpcserverport (listen address, parsed into *listen, which
  * o->host then points into), threads, handler_threads, max_body_size, max_concurrency,
  * max_method_concurrency, idle_timeout, drain_timeout, logoff_grace, stats_period, slow_handler_warn_ms,
- * rpcz_every, advertise_host, weight, version, reflection (on|off), console, console_port, console_write. Absent keys leave *o unchanged; string
+ * rpcz_every, max_buffered_bytes, budget_wait, header_timeout, min_body_rate, max_connections,
+ * max_connections_per_ip (for these limits and idle_timeout, 0 in the file means off),
+ * advertise_host, weight, version, reflection (on|off), console, console_port, console_write.
+ * Absent keys leave *o unchanged; string
  * options point into cfg or *listen, which must outlive mprpc_server_new.
  * Errors: MPRPC_ECONFIG (text in mprpc_config_error(cfg)), MPRPC_ERANGE
  * (max_body_size 0 or over 4 GiB - 1). Defined in src/util/server_config.c. */
@@ -349,6 +373,19 @@ typedef struct mprpc_server_stats {
   uint64_t inflight;
   uint64_t closures_twice;     /* second closure calls ignored */
   uint64_t responses_dropped;  /* completed after their connection closed */
+  /* Limits (docs/server.md, "Limits and refusals"). refused_* count
+   * connections closed or refused, one reason each. */
+  uint64_t refused_budget;          /* paused at the budget without progress
+                                       for budget_wait_ms, closed */
+  uint64_t refused_header_timeout;  /* frame header not complete in time */
+  uint64_t refused_slow_body;       /* body below min_body_rate */
+  uint64_t refused_max_connections; /* accepted past max_connections, closed */
+  uint64_t refused_per_ip;          /* past max_connections_per_ip, closed */
+  uint64_t buffered_bytes;          /* counted against max_buffered_bytes now */
+  uint64_t buffered_bytes_peak;     /* the most ever counted */
+  uint64_t max_buffered_bytes;      /* the budget in force */
+  uint64_t reads_paused;            /* times a connection's reads were paused */
+  uint64_t connections_paused;      /* connections paused now */
 } mprpc_server_stats_t;
 
 void mprpc_server_stats(const mprpc_server_t *s, mprpc_server_stats_t *out);

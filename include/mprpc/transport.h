@@ -99,6 +99,12 @@ typedef struct mprpc_transport_ops {
   void (*close)(void *ctx, mprpc_conn_t *c, bool flush);
   /* "host:port" of the peer; static storage owned by the connection. */
   const char *(*peer_name)(void *ctx, mprpc_conn_t *c);
+  /* Optional (NULL: reading cannot be paused). on = false stops reading
+   * from c: no on_data runs until reading is resumed with on = true, and
+   * the peer's further bytes wait in the network (TCP's flow control then
+   * pushes back on the sender). Back-pressure for the provider's memory
+   * budget. On c's loop thread; idempotent; ignored once c is closing. */
+  void (*set_reading)(void *ctx, mprpc_conn_t *c, bool on);
 } mprpc_transport_ops_t;
 
 typedef struct mprpc_transport {
@@ -135,6 +141,13 @@ static inline size_t mprpc_conn_out_pending(mprpc_transport_t t, mprpc_conn_t *c
 }
 static inline void mprpc_conn_close(mprpc_transport_t t, mprpc_conn_t *c, bool flush) {
   t.vt->close(t.ctx, c, flush);
+}
+/* false when the transport cannot pause reading (nothing was done). */
+static inline bool mprpc_conn_set_reading(mprpc_transport_t t, mprpc_conn_t *c, bool on) {
+  if (!t.vt->set_reading)
+    return false;
+  t.vt->set_reading(t.ctx, c, on);
+  return true;
 }
 static inline const char *mprpc_conn_peer(mprpc_transport_t t, mprpc_conn_t *c) {
   return t.vt->peer_name(t.ctx, c);

@@ -1154,6 +1154,7 @@ int mprpc_channel_new_in(const ProtobufCServiceDescriptor *sd, const mprpc_chann
   ch->max_retry = o->max_retry > 0 ? o->max_retry : 0;
   ch->policy = o->retry_policy;
   ch->max_body = o->max_body;
+  ch->max_buffered = o->max_buffered_bytes ? o->max_buffered_bytes : (size_t)256 << 20;
   ch->compress_type = o->compress_type;
   ch->bopts.conn_failures = o->eject_conn_failures > 0 ? (uint32_t)o->eject_conn_failures : 0;
   ch->bopts.error_percent = o->eject_error_percent > 0 ? (uint32_t)o->eject_error_percent : 0;

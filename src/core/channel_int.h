@@ -112,6 +112,7 @@ struct mprpc__ep {
    * with ELOGOFF without running it, so a request further along the stream
    * that is unanswered when the connection closes surely did not run. */
   uint64_t logoff_off;
+  size_t held; /* rbuf bytes counted in ch->buffered */
   int last_err;
   /* reset_after_timeouts: on_data calls on this connection, and the
    * attempts in a row that timed out with none since they were written */
@@ -211,6 +212,7 @@ struct mprpc_channel {
   uint8_t *auth;
   size_t auth_len;
   uint32_t max_body;
+  size_t max_buffered, buffered; /* response bytes buffered, all endpoints */
   int compress_type; /* of every request payload; MPRPC_COMPRESS_* */
   mprpc__breaker_opts_t bopts;
   uint64_t reconnect_base_ns, reconnect_max_ns;
@@ -265,6 +267,10 @@ void mprpc__ep_submit(mprpc__ep_t *ep, mprpc__attempt_t *a);
 /* Unlinks a from its endpoint's lists and drops the endpoint's reference. */
 void mprpc__ep_detach(mprpc__ep_t *ep, mprpc__attempt_t *a);
 void mprpc__ep_unref(mprpc__ep_t *ep);
+/* An attempt written on ep ended: when its response is still arriving (a
+ * partial frame at the front of the connection's input), the connection is
+ * replaced, since every response behind it would wait. */
+void mprpc__ep_attempt_gone(mprpc__ep_t *ep, uint64_t cid);
 void mprpc__ep_shutdown_all(mprpc_channel_t *ch);
 /* Attempt a, written on ep's connection, timed out (its own timer or its
  * call's deadline): counts it, and closes the connection once

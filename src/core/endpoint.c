@@ -123,6 +123,8 @@ static void node_sync(mprpc__ep_t *ep) {
 }
 
 void mprpc__ep_detach(mprpc__ep_t *ep, mprpc__attempt_t *a) {
+  if (a->written)
+    mprpc__ep_attempt_gone(ep, a->cid);
   list_unlink(ep, a);
   if (ep->inflight)
     ep->inflight--;
@@ -333,6 +335,77 @@ static void handle_frame(mprpc__ep_t *ep, const mprpc_frame_t *f) {
   mprpc__attempt_answered(a, 0, "", msg, f->attachment.ptr, f->attachment.len, now);
 }
 
+/* ---- bounded response buffering (max_buffered_bytes, max_body) ------------- */
+
+#define META_PEEK_MAX (64u * 1024u) /* larger metas are not waited for */
+
+static uint32_t be32(const uint8_t *p) {
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The frame at the front of in: 1 when its meta is in (*cid set, *whole
+ * says whether the frame is complete), 0 when its meta may still come, -1
+ * when it never will be known (not a frame, or a meta too big to wait). */
+static int front_cid(const mprpc_rbuf_t *in, uint64_t *cid, bool *whole) {
+  size_t len = mprpc_rbuf_len(in);
+  const uint8_t *p = mprpc_rbuf_data(in);
+  if (len < MPRPC_FRAME_HEADER_LEN)
+    return 0;
+  uint32_t body = be32(p + 4), meta = be32(p + 8);
+  if (memcmp(p, "PRPC", 4) != 0 || meta > body || meta > META_PEEK_MAX)
+    return -1;
+  if (len < MPRPC_FRAME_HEADER_LEN + (size_t)meta)
+    return 0;
+  mprpc_meta_t m;
+  if (mprpc_meta_decode(p + MPRPC_FRAME_HEADER_LEN, meta, &m) != 0)
+    return -1;
+  *cid = (uint64_t)m.correlation_id;
+  *whole = len >= MPRPC_FRAME_HEADER_LEN + (size_t)body;
+  return 1;
+}
+
+static void hold(mprpc__ep_t *ep, size_t n) {
+  mprpc_channel_t *ch = ep->ch;
+  ch->buffered = ch->buffered - ep->held + n;
+  ep->held = n;
+}
+
+/* Fails the call whose response is the partial frame at the front (if it
+ * is one of ours) with MPRPC_ETOOBIG and replaces the connection. */
+static void refuse_response(mprpc__ep_t *ep, mprpc_conn_t *c, const char *why) {
+  mprpc_channel_t *ch = ep->ch;
+  uint64_t cid = 0;
+  bool whole;
+  mprpc__attempt_t *a = NULL;
+  if (front_cid(&ep->rbuf, &cid, &whole) == 1) {
+    a = mprpc__idseq_get(&ch->attempts, cid);
+    if (a && (a->ep != ep || !a->written))
+      a = NULL;
+  }
+  MPRPC_LOG_WARN("channel %s: %s from %s; replacing the connection", ch->sd->name, why, ep->name);
+  ep->last_err = MPRPC_ETOOBIG;
+  mprpc_conn_close(ch->tr, c, false);
+  if (a) {
+    char text[MPRPC__CTL_TEXT];
+    snprintf(text, sizeof text, "%s: %s", ep->name, why);
+    mprpc__attempt_failed(a, MPRPC_ETOOBIG, text, MPRPC__RETRY_NEVER);
+  }
+}
+
+void mprpc__ep_attempt_gone(mprpc__ep_t *ep, uint64_t cid) {
+  if (!ep->conn || ep->cstate != EP_UP || mprpc_rbuf_len(&ep->rbuf) == 0)
+    return;
+  uint64_t front;
+  bool whole;
+  if (front_cid(&ep->rbuf, &front, &whole) != 1 || front != cid || whole)
+    return;
+  MPRPC_LOG_INFO("channel %s: the answer to an ended call is still arriving from %s (%zu bytes "
+                 "so far); replacing the connection",
+                 ep->ch->sd->name, ep->name, mprpc_rbuf_len(&ep->rbuf));
+  ep->last_err = MPRPC_ERPCTIMEDOUT;
+  mprpc_conn_close(ep->ch->tr, ep->conn, false);
+}
+
 static void on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
   mprpc__ep_t *ep = ud;
   mprpc_channel_t *ch = ep->ch;
@@ -346,6 +419,20 @@ static void on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
     long n = mprpc_frame_parse(mprpc_rbuf_data(in), mprpc_rbuf_len(in), ch->max_body, &f);
     if (n == 0)
       break;
+    if (n == MPRPC_ETOOBIG) {
+      uint64_t cid;
+      bool whole;
+      if (front_cid(in, &cid, &whole) == 0)
+        return; /* its meta is on the way: then we know whose it is */
+      char why[128];
+      snprintf(why, sizeof why, "a response declaring %u bytes, over max_body %u",
+               (unsigned)be32(mprpc_rbuf_data(in) + 4),
+               (unsigned)(ch->max_body ? ch->max_body : MPRPC_FRAME_DEFAULT_MAX_BODY));
+      ep->refs++;
+      refuse_response(ep, c, why);
+      mprpc__ep_unref(ep);
+      return;
+    }
     if (n < 0) {
       MPRPC_LOG_WARN("channel %s: bad frame from %s: %s; closing", ch->sd->name, ep->name,
                      mprpc_err_name((int)n));
@@ -368,6 +455,20 @@ static void on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
   }
   if (mprpc_rbuf_len(in) == 0)
     mprpc_rbuf_shrink(in, 64 * 1024); /* after a huge response passed */
+  if (ep->conn != c)
+    return;
+  size_t len = mprpc_rbuf_len(in);
+  if (len != ep->held)
+    hold(ep, len);
+  if (len && ch->buffered > ch->max_buffered && ep->cstate == EP_UP) {
+    char why[160];
+    snprintf(why, sizeof why,
+             "%zu response bytes buffered on the channel, over its max_buffered_bytes %zu",
+             ch->buffered, ch->max_buffered);
+    ep->refs++;
+    refuse_response(ep, c, why);
+    mprpc__ep_unref(ep);
+  }
 }
 
 void mprpc__ep_attempt_timed_out(mprpc__ep_t *ep, const mprpc__attempt_t *a) {
@@ -417,6 +518,7 @@ static void on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
     flushed = ep->bytes_flushed; /* a closed transport reports 0 pending */
   ep->conn = NULL;
   mprpc_rbuf_consume(&ep->rbuf, mprpc_rbuf_len(&ep->rbuf));
+  hold(ep, 0);
   int cerr = err ? err : (connecting ? MPRPC_ECONNREFUSED : MPRPC_EFAILEDSOCKET);
   if (!connecting && ep->last_err && reason == MPRPC_CLOSE_LOCAL)
     cerr = ep->last_err; /* we closed it after a protocol error */

@@ -189,6 +189,8 @@ int mprpc_server_new_in(const mprpc_server_opts_t *opts, mprpc_loop_owner_t owne
     goto fail;
   s->slow_ns = opts->slow_handler_warn_ms == UINT64_MAX ? UINT64_MAX
                : (opts->slow_handler_warn_ms ? opts->slow_handler_warn_ms : 100) * MPRPC_NS_PER_MS;
+  if ((rc = mprpc__srv_budget_init(s)) < 0)
+    goto fail;
   s->owner = owner;
   *out = s;
   return 0;

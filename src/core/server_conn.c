@@ -98,8 +98,10 @@ void mprpc__srv_flush(srv_conn_t *conn) {
   int rc = mprpc_conn_writev(conn->s->t, conn->c, &iov, 1);
   if (rc < 0)
     write_failed(conn, rc);
-  else
+  else {
     conn_count_out(conn, n);
+    conn->held_out += n; /* counted against the budget at the end of on_data */
+  }
 }
 
 static bool batch_append(srv_conn_t *conn, const mprpc_frame_out_t *out) {
@@ -143,11 +145,18 @@ void mprpc__srv_write_frame(srv_conn_t *conn, mprpc_frame_out_t *out, uint64_t n
     mprpc__console_on_frame(conn, out);
     return;
   }
+  /* Outside on_data (a handler that answered later) the budget is told
+   * now; inside, once at the end of the pass. */
+  size_t base = conn->batching ? 0 : mprpc_conn_out_pending(conn->s->t, conn->c);
   int rc = mprpc_conn_writev(conn->s->t, conn->c, out->iov, out->iovcnt);
-  if (rc < 0)
+  if (rc < 0) {
     write_failed(conn, rc);
-  else
-    conn_count_out(conn, out->total);
+    return;
+  }
+  conn_count_out(conn, out->total);
+  conn->held_out += out->total;
+  if (!conn->batching)
+    mprpc__srv_budget_wrote(conn, base, out->total, now);
 }
 
 /* ---- inbound frames ------------------------------------------------------- */
@@ -169,6 +178,12 @@ static void conn_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
     MPRPC__ONE_WRITER_ADD(&conn->l->bytes_in, have - conn->in_seen);
   }
   if (conn->proto != MPRPC__PROTO_BAIDU && mprpc__console_take(conn, in)) {
+    if (conn->proto == MPRPC__PROTO_NEED_MORE && !conn->closing && !conn->closed) {
+      /* Too few bytes to tell the protocol: the header clock runs from the
+       * first byte all the same (a slowloris client starts with one). */
+      mprpc__srv_budget_read_begin(conn, in);
+      mprpc__srv_budget_read_end(conn, false, mprpc_loop_now(conn->l->loop));
+    }
     conn->in_seen = conn->closed ? 0 : mprpc_rbuf_len(in);
     return; /* HTTP (console.c), or not yet told, or closing */
   }
@@ -176,6 +191,8 @@ static void conn_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
    * behind a slow inline handler keeps this arrival time, so its deadline
    * can pass before it is dispatched. */
   uint64_t arrival = mprpc_loop_now(conn->l->loop);
+  mprpc__srv_budget_read_begin(conn, in);
+  bool progressed = false;
   conn->batching = true;
   for (int guard = 0; guard < 1 << 30 && !conn->closing && !conn->closed; guard++) {
     size_t len = mprpc_rbuf_len(in);
@@ -201,9 +218,11 @@ static void conn_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
     conn->nrequests++;
     mprpc__srv_dispatch(conn, &f, arrival);
     mprpc_rbuf_consume(in, (size_t)n);
+    progressed = true;
   }
   conn->batching = false;
   mprpc__srv_flush(conn); /* a no-op (bytes dropped) once closing */
+  mprpc__srv_budget_read_end(conn, progressed, arrival);
   if (!conn->closed && mprpc_rbuf_len(in) == 0)
     mprpc_rbuf_shrink(in, 64 * 1024);
   conn->in_seen = conn->closed ? 0 : mprpc_rbuf_len(in);
@@ -219,6 +238,7 @@ static void conn_on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
   conn->c = NULL;
   mprpc_timer_cancel(conn->l->loop, conn->idle_timer);
   conn->idle_timer = 0;
+  mprpc__srv_budget_conn_gone(conn);
   mprpc_rbuf_free(&conn->in);
   mprpc_server_t *s = conn->s;
   atomic_fetch_sub(&s->open_conns, 1);
@@ -226,8 +246,15 @@ static void conn_on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
   mprpc__srv_maybe_free_zombie(s);
 }
 
+static void conn_on_writable(mprpc_conn_t *c, void *ud) {
+  srv_conn_t *conn = ud;
+  (void)c;
+  mprpc__srv_budget_drained(conn, mprpc_loop_now(conn->l->loop));
+}
+
 static const mprpc_conn_handler_t conn_handler = {
     .on_data = conn_on_data,
+    .on_writable = conn_on_writable,
     .on_close = conn_on_close,
 };
 
@@ -247,10 +274,16 @@ void mprpc__srv_conn_accepted(mprpc_server_t *s, mprpc_conn_t *c, mprpc_loop_t l
   srv_conn_t *conn = NULL;
   if (!atomic_load(&s->stopping))
     conn = calloc(1, sizeof *conn);
+  int32_t ip_slot = -1;
+  if (conn && mprpc__srv_admit(s, mprpc_conn_peer(s->t, c), mprpc_loop_now(l->loop), &ip_slot)) {
+    free(conn); /* refused: accepted and closed at once, so the client sees it */
+    conn = NULL;
+  }
   if (!conn) {
     mprpc_conn_close(s->t, c, false);
     return;
   }
+  conn->ip_slot = ip_slot;
   conn->s = s;
   conn->l = l;
   conn->c = c;

@@ -100,6 +100,8 @@ struct srv_loop {
    * read, so it is not blamed for the other's time (no extra clock read). */
   uint64_t handler_done_ns;
   uint32_t rpcz_tick; /* calls completed here, for rpcz_every sampling */
+  size_t npaused;        /* conns of this loop whose reads are paused */
+  uint64_t budget_timer; /* runs while npaused > 0 (server_budget.c) */
 };
 
 struct srv_conn {
@@ -118,6 +120,21 @@ struct srv_conn {
   srv_method_t *last_m; /* the method of the last request (lookup cache) */
   uint8_t *wbuf;   /* responses batched for one writev per on_data */
   size_t wlen, wcap;
+  /* The memory budget and the slow-client clocks (server_budget.c). */
+  size_t in_len;   /* bytes of `in` at the end of the last on_data */
+  size_t held_in;  /* what `in` counts against the budget (see
+                      MPRPC__BUDGET_SMALL_RBUF) */
+  size_t held_out; /* written since the backlog was last known empty */
+  size_t held;     /* held_in + held_out as counted in s->buffered */
+  bool has_frame;  /* `in` holds a partial frame */
+  bool paused;     /* reads paused by the budget */
+  uint64_t frame_start;   /* its first byte (or the previous frame's end) */
+  uint64_t frame_len;     /* its length once the header is in, else 0 */
+  uint64_t body_check_at; /* next min_body_rate check */
+  uint64_t body_mark_rx;  /* bytes_in at the start of the rate window */
+  uint64_t frame_timer, frame_timer_at;
+  uint64_t paused_at;
+  int32_t ip_slot; /* max_connections_per_ip table slot, -1 = none */
   char peer[64];
   /* console (console.c) and /connections */
   uint8_t proto;      /* mprpc__proto_t once the first bytes told; 0 before */
@@ -227,6 +244,16 @@ struct mprpc_server {
   atomic_uint_fast64_t st_http_refused[6]; /* by status: 400 401 403 404 413 431 */
   struct srv_gov *gov; /* config-centre watches (server_gov.c); NULL: none */
   char *group;          /* published group; NULL = "default" */
+  /* limits (server_budget.c): resolved defaults, shared counters */
+  uint64_t budget;          /* max_buffered_bytes; UINT64_MAX = unlimited */
+  uint64_t budget_wait_ns, header_ns; /* UINT64_MAX = never */
+  uint64_t body_rate;       /* bytes/s; 0 = off */
+  uint32_t max_conns, max_per_ip; /* 0 = unlimited / off */
+  atomic_uint_fast64_t buffered, buffered_peak, st_paused, npaused;
+  atomic_uint_fast64_t st_refused[5]; /* MPRPC__REFUSE_* */
+  atomic_uint_fast64_t refuse_last_log[5], refuse_unlogged[5];
+  atomic_uint_fast64_t *iptab; /* per-ip counts, packed (server_budget.c) */
+  size_t iptab_cap;
 
   /* server-wide stats */
   atomic_uint_fast64_t st_accepted, st_idle_closed, st_malformed, st_noservice, st_nomethod,
@@ -311,6 +338,50 @@ void mprpc__srv_gov_release(srv_method_t *m, uint8_t taken, uint64_t latency_ns,
 /* Applies a node's text as if the registry had delivered it (on loops[0]);
  * for tests and for static registries. */
 void mprpc__srv_gov_config(mprpc_server_t *s, const char *name, const char *text, size_t len);
+/* server_budget.c: the memory budget, slow-client timeouts, connection
+ * limits. The hooks are on the connection's loop thread. */
+enum {
+  MPRPC__REFUSE_BUDGET = 0,
+  MPRPC__REFUSE_HEADER,
+  MPRPC__REFUSE_BODY,
+  MPRPC__REFUSE_MAXCONN,
+  MPRPC__REFUSE_PERIP,
+};
+int mprpc__srv_budget_init(mprpc_server_t *s);
+void mprpc__srv_budget_free(mprpc_server_t *s);
+/* Before a new connection is set up: 0 (admitted; *ip_slot to release
+ * later) or 1 (refused, counted and logged: the caller closes it). */
+int mprpc__srv_admit(mprpc_server_t *s, const char *peer, uint64_t now, int32_t *ip_slot);
+/* on_close: gives back what the connection held and its per-ip slot. */
+void mprpc__srv_budget_conn_gone(srv_conn_t *conn);
+void mprpc__srv_budget_update(srv_conn_t *conn, bool progressed, uint64_t now);
+/* The read path's hooks: a few plain adds unless something is held. */
+static inline void mprpc__srv_budget_read_begin(srv_conn_t *conn, const mprpc_rbuf_t *in) {
+  (void)in; /* bytes received are counted once, in conn->bytes_in (on_data) */
+  if (conn->held_out)
+    conn->held_out = mprpc_conn_out_pending(conn->s->t, conn->c);
+}
+/* A buffer grown past this counts its capacity (what a big partial frame
+ * costs after doubling), twice that when the next read pass (rt's
+ * READ_BUDGET, the simulator's delivery cap) may double it; a small one
+ * counts its length. */
+#define MPRPC__BUDGET_SMALL_RBUF ((size_t)64 << 10)
+#define MPRPC__BUDGET_READ_PASS ((size_t)256 << 10)
+static inline void mprpc__srv_budget_read_end(srv_conn_t *conn, bool progressed, uint64_t now) {
+  size_t in = conn->closed ? 0 : mprpc_rbuf_len(&conn->in);
+  if (in == 0 && conn->in_len == 0 && !conn->has_frame && conn->held_out == conn->held)
+    return; /* a healthy request/response pass: nothing changed */
+  conn->in_len = in;
+  size_t cap = conn->in.cap;
+  conn->held_in = !in || cap <= MPRPC__BUDGET_SMALL_RBUF       ? in
+                  : cap - in >= MPRPC__BUDGET_READ_PASS ? cap
+                                                        : 2 * cap;
+  mprpc__srv_budget_update(conn, progressed, now);
+}
+/* After a write outside on_data (a handler that answered later). */
+void mprpc__srv_budget_wrote(srv_conn_t *conn, size_t base_pending, size_t n, uint64_t now);
+/* The backlog drained completely (on_writable). */
+void mprpc__srv_budget_drained(srv_conn_t *conn, uint64_t now);
 
 /* server_stats.c */
 /* The per-second ring: a tick on loops[0] every second while running. */

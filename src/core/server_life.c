@@ -514,6 +514,7 @@ void mprpc__srv_free_all(mprpc_server_t *s) {
       free(l->quarantine[q]);
     mprpc__srv_pool_free(l);
   }
+  mprpc__srv_budget_free(s);
   if (s->owner.vt)
     s->owner.vt->free(s->owner.ctx);
   for (size_t i = 0; i < s->nmethods; i++) {

@@ -183,11 +183,33 @@ void mprpc_server_stats(const mprpc_server_t *s, mprpc_server_stats_t *out) {
   out->inflight = mprpc__srv_inflight(s);
   out->closures_twice = atomic_load(&w->st_twice);
   out->responses_dropped = atomic_load(&w->st_dropped);
+  out->refused_budget = atomic_load(&w->st_refused[MPRPC__REFUSE_BUDGET]);
+  out->refused_header_timeout = atomic_load(&w->st_refused[MPRPC__REFUSE_HEADER]);
+  out->refused_slow_body = atomic_load(&w->st_refused[MPRPC__REFUSE_BODY]);
+  out->refused_max_connections = atomic_load(&w->st_refused[MPRPC__REFUSE_MAXCONN]);
+  out->refused_per_ip = atomic_load(&w->st_refused[MPRPC__REFUSE_PERIP]);
+  out->buffered_bytes = atomic_load(&w->buffered);
+  out->buffered_bytes_peak = atomic_load(&w->buffered_peak);
+  out->max_buffered_bytes = s->budget;
+  out->reads_paused = atomic_load(&w->st_paused);
+  out->connections_paused = atomic_load(&w->npaused);
 }
 
 void mprpc_server_log_stats(const mprpc_server_t *s) {
   if (!s)
     return;
+  mprpc_server_stats_t ss;
+  mprpc_server_stats(s, &ss);
+  MPRPC_LOG_INFO("server limits: buffered_bytes=%llu peak=%llu budget=%llu paused=%llu "
+                 "refused_budget=%llu refused_header_timeout=%llu refused_slow_body=%llu "
+                 "refused_max_connections=%llu refused_per_ip=%llu",
+                 (unsigned long long)ss.buffered_bytes, (unsigned long long)ss.buffered_bytes_peak,
+                 (unsigned long long)ss.max_buffered_bytes,
+                 (unsigned long long)ss.connections_paused, (unsigned long long)ss.refused_budget,
+                 (unsigned long long)ss.refused_header_timeout,
+                 (unsigned long long)ss.refused_slow_body,
+                 (unsigned long long)ss.refused_max_connections,
+                 (unsigned long long)ss.refused_per_ip);
   for (size_t i = 0; i < s->nmethods; i++) {
     mprpc_method_stats_t st;
     fill(s, s->methods[i], &st);

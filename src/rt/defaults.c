@@ -10,6 +10,7 @@
  * src/core).
  */
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include "mprpc/channel.h"
 #include "mprpc/errors.h"
@@ -52,6 +53,21 @@ static const mprpc_loop_owner_ops_t owned_ops = {
     .stop = owned_stop,
     .free = owned_free,
 };
+
+/* max_connections when the caller left it 0 and TCP is ours: the soft
+ * RLIMIT_NOFILE less a reserve (an eighth, at least 64) for the listener,
+ * the logger, the registry and the handlers' own connections, so the limit
+ * is met before accept fails with EMFILE. */
+static uint32_t default_max_connections(void) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+    return UINT32_MAX; /* unlimited */
+  rlim_t cur = rl.rlim_cur, reserve = cur / 8 < 64 ? 64 : cur / 8;
+  if (cur <= reserve + 16)
+    return 16;
+  cur -= reserve;
+  return cur >= UINT32_MAX ? UINT32_MAX - 1 : (uint32_t)cur;
+}
 
 static const mprpc_executor_ops_t pool_ops = {.submit = mprpc__pool_submit};
 
@@ -102,6 +118,8 @@ int mprpc_server_new(const mprpc_server_opts_t *opts, mprpc_server_t **out) {
     o.transport = mprpc_tcp_transport();
     o.loops = loops;
     o.nloops = n;
+    if (o.max_connections == 0)
+      o.max_connections = default_max_connections();
   }
   rc = mprpc_server_new_in(&o, (mprpc_loop_owner_t){.vt = &owned_ops, .ctx = own}, out);
 fail:

@@ -88,6 +88,7 @@ struct mprpc_conn {
   /* On loop->flush_head: obuf holds only coalesced bytes (never a backlog
    * at the same time), the write watcher is stopped, state is C_OPEN. */
   bool corked;
+  bool paused; /* set_reading(false): the read watcher stays stopped */
   struct mprpc_conn *fprev, *fnext;
   char peer[64];
 };
@@ -119,6 +120,8 @@ struct mprpc_listener {
   bool dead;    /* fd closed by close or loop shutdown */
   ev_io io;
   ev_timer retry; /* accept paused after EMFILE/ENFILE */
+  int spare_fd;   /* given up at EMFILE to accept-and-close one peer */
+  uint64_t emfile_refused, emfile_logged_at;
   mprpc_loop_t *loops;
   size_t nloops, rr;
   accept_ctx_t *actx;
@@ -339,9 +342,11 @@ static int obuf_reserve(mprpc_conn_t *c, size_t more) {
     c->ohead = 0;
     return 0;
   }
+  /* 1.5x, not 2x: a peer that stops reading holds the backlog, and the
+   * provider's memory budget counts the bytes, not this slack. */
   size_t cap = c->ocap ? c->ocap : 4096;
   while (cap < c->olen + more)
-    cap *= 2;
+    cap = (cap + cap / 2 + 4095) & ~(size_t)4095;
   uint8_t *p = malloc(cap);
   if (!p)
     return MPRPC_ENOMEM;
@@ -494,7 +499,8 @@ static void connect_done(mprpc_conn_t *c) {
   c->state = C_OPEN;
   if (c->olen == 0)
     ev_io_stop(L->ev, &c->wio);
-  ev_io_start(L->ev, &c->rio);
+  if (!c->paused)
+    ev_io_start(L->ev, &c->rio);
   if (c->h.on_connect)
     c->h.on_connect(c, c->ud);
 }
@@ -532,7 +538,7 @@ static void on_write(struct ev_loop *ev, ev_io *w, int revents) {
 
 static void read_some(mprpc_conn_t *c) {
   size_t budget = READ_BUDGET;
-  while (c->state == C_OPEN && budget > 0) {
+  while (c->state == C_OPEN && !c->paused && budget > 0) {
     uint8_t *where;
     int rc = mprpc_rbuf_reserve(c->in, READ_CHUNK, &where);
     if (rc != 0) {
@@ -659,8 +665,19 @@ static void op_setup(void *ctx, mprpc_conn_t *c, const mprpc_conn_handler_t *h, 
   c->has_handler = true;
   c->ud = ud;
   c->in = in ? in : &c->own_in;
-  if (c->state == C_OPEN)
+  if (c->state == C_OPEN && !c->paused)
     ev_io_start(c->loop->ev, &c->rio);
+}
+
+static void op_set_reading(void *ctx, mprpc_conn_t *c, bool on) {
+  (void)ctx;
+  c->paused = !on;
+  if (c->state != C_OPEN || !c->has_handler)
+    return; /* connect_done / setup start the watcher unless paused */
+  if (on)
+    ev_io_start(c->loop->ev, &c->rio);
+  else
+    ev_io_stop(c->loop->ev, &c->rio);
 }
 
 static int op_writev(void *ctx, mprpc_conn_t *c, const struct iovec *iov, int iovcnt) {
@@ -823,6 +840,36 @@ static void handoff_run(void *arg) {
   free(ho);
 }
 
+/* Out of descriptors: existing connections keep being served. Waiting
+ * peers are refused (accepted with the spare descriptor and closed at once,
+ * as nginx and HAProxy do) rather than left hanging in the backlog, and
+ * accepting pauses briefly instead of spinning on a readable listener. One
+ * log line per second at most. */
+static void emfile_refuse(mprpc_listener_t *l, int e) {
+  for (int i = 0; i < ACCEPT_BUDGET && l->spare_fd >= 0; i++) {
+    close(l->spare_fd);
+    int fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+    if (fd >= 0) {
+      close(fd);
+      l->emfile_refused++;
+    }
+    l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+      break;
+  }
+  mprpc_loop_t seam = mprpc__evloop_seam(l->loop);
+  uint64_t now = mprpc_loop_now(seam);
+  if (!l->emfile_logged_at || now - l->emfile_logged_at >= MPRPC_NS_PER_S) {
+    l->emfile_logged_at = now;
+    MPRPC_LOG_ERROR("accept(port %u): %s: refusing new connections while out of descriptors "
+                    "(%llu refused so far); raise RLIMIT_NOFILE or lower max_connections",
+                    (unsigned)l->port, errname(e), (unsigned long long)l->emfile_refused);
+  }
+  ev_io_stop(l->loop->ev, &l->io);
+  ev_timer_set(&l->retry, ACCEPT_RETRY_S, 0.0);
+  ev_timer_start(l->loop->ev, &l->retry);
+}
+
 static void accept_some(mprpc_listener_t *l) {
   for (int i = 0; i < ACCEPT_BUDGET && !l->dead; i++) {
     struct sockaddr_storage ss;
@@ -834,8 +881,12 @@ static void accept_some(mprpc_listener_t *l) {
         continue;
       if (e == EAGAIN || e == EWOULDBLOCK)
         return;
+      if (e == EMFILE || e == ENFILE) {
+        emfile_refuse(l, e);
+        return;
+      }
       MPRPC_LOG_ERROR("accept(port %u): %s", (unsigned)l->port, errname(e));
-      if (e == EMFILE || e == ENFILE || e == ENOBUFS || e == ENOMEM) {
+      if (e == ENOBUFS || e == ENOMEM) {
         /* Pause instead of spinning on a readable listener we cannot serve. */
         ev_io_stop(l->loop->ev, &l->io);
         ev_timer_set(&l->retry, ACCEPT_RETRY_S, 0.0);
@@ -903,6 +954,9 @@ static void listener_kill(mprpc_listener_t *l) {
   ev_timer_stop(L->ev, &l->retry);
   close(l->fd);
   l->fd = -1;
+  if (l->spare_fd >= 0)
+    close(l->spare_fd);
+  l->spare_fd = -1;
 }
 
 static void listener_free(mprpc_listener_t *l) {
@@ -969,6 +1023,7 @@ static int op_listen(void *ctx, const mprpc_listen_opts_t *o, mprpc_listener_t *
   mprpc_listener_t *l = calloc(1, sizeof *l);
   if (!l)
     goto fail;
+  l->spare_fd = -1;
   l->loops = malloc(o->nloops * sizeof *l->loops);
   if (!l->loops)
     goto fail;
@@ -1014,6 +1069,7 @@ static int op_listen(void *ctx, const mprpc_listen_opts_t *o, mprpc_listener_t *
   l->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                               : ((struct sockaddr_in *)&bound)->sin_port);
   l->fd = fd;
+  l->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
   ev_io_init(&l->io, on_accept_io, fd, EV_READ);
   ev_init(&l->retry, on_accept_retry);
   if (mprpc__evloop_in_loop(l->loop) || !atomic_load(&l->loop->threaded)) {
@@ -1108,6 +1164,7 @@ static const mprpc_transport_ops_t tcp_ops = {
     .out_pending = op_out_pending,
     .close = op_close,
     .peer_name = op_peer_name,
+    .set_reading = op_set_reading,
 };
 
 mprpc_transport_t mprpc_tcp_transport(void) {

@@ -2,6 +2,7 @@
  * Consumer options from a config file (docs/config.md, docs/client.md).
  * Kept out of src/core so the channel core depends on the seams only.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "mprpc/channel.h"
@@ -47,6 +48,11 @@ int mprpc_channel_opts_from_config(mprpc_config_t *cfg, mprpc_channel_opts_t *o)
   if (body > UINT32_MAX)
     return mprpc__config_bad_value(cfg, "max_body_size", "a size up to 4GiB - 1");
   o->max_body = (uint32_t)body;
+  if (mprpc_config_has(cfg, "max_buffered_bytes")) { /* 0 in a file: unlimited */
+    if ((rc = mprpc_config_get_size(cfg, "max_buffered_bytes", 0, &body)) != 0)
+      return rc;
+    o->max_buffered_bytes = body == 0 || body > SIZE_MAX ? SIZE_MAX : (size_t)body;
+  }
   if ((rc = mprpc_config_get_string(cfg, "idempotent_methods", o->idempotent_methods, &s)) != 0)
     return rc;
   o->idempotent_methods = s;

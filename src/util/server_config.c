@@ -2,6 +2,7 @@
  * Provider options from a config file (docs/config.md, docs/server.md).
  * Kept out of src/core so the server core depends on the seams only.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include "mprpc/addr.h"
@@ -43,7 +44,36 @@ int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
   GET_INT("max_concurrency", max_concurrency, 0, UINT32_MAX);
   GET_INT("max_method_concurrency", max_method_concurrency, 0, UINT32_MAX);
   GET_INT("weight", weight, 0, 1000000);
-  GET_MS("idle_timeout", idle_timeout_ms);
+  /* Limits whose 0 in a file means "off" (in the options, 0 is the
+   * default and the all-ones value is off). */
+#define GET_MS_OFF(key, field)                                                                     \
+  do {                                                                                             \
+    if (mprpc_config_has(cfg, key)) {                                                              \
+      if ((rc = mprpc_config_get_duration_ms(cfg, key, 0, &v)) != 0)                               \
+        return rc;                                                                                 \
+      o->field = v == 0 ? UINT64_MAX : (uint64_t)v;                                                \
+    }                                                                                              \
+  } while (0)
+  GET_MS_OFF("idle_timeout", idle_timeout_ms);
+  GET_MS_OFF("header_timeout", header_timeout_ms);
+  GET_MS("budget_wait", budget_wait_ms);
+  if (mprpc_config_has(cfg, "max_buffered_bytes")) {
+    if ((rc = mprpc_config_get_size(cfg, "max_buffered_bytes", 0, &sz)) != 0)
+      return rc;
+    o->max_buffered_bytes = sz == 0 || sz > SIZE_MAX ? SIZE_MAX : (size_t)sz;
+  }
+  if (mprpc_config_has(cfg, "min_body_rate")) {
+    if ((rc = mprpc_config_get_size(cfg, "min_body_rate", 0, &sz)) != 0)
+      return rc;
+    o->min_body_rate = sz == 0 || sz >= UINT32_MAX ? UINT32_MAX : (uint32_t)sz;
+  }
+  if (mprpc_config_has(cfg, "max_connections")) {
+    if ((rc = mprpc_config_get_int(cfg, "max_connections", 0, 0, UINT32_MAX, &v)) != 0)
+      return rc;
+    o->max_connections = v == 0 ? UINT32_MAX : (uint32_t)v;
+  }
+  GET_INT("max_connections_per_ip", max_connections_per_ip, 0, 1000000);
+#undef GET_MS_OFF
   GET_MS("drain_timeout", drain_timeout_ms);
   GET_MS("logoff_grace", logoff_grace_ms);
   GET_MS("stats_period", stats_log_period_ms);

@@ -63,6 +63,8 @@ struct mprpc_conn {
   bytes_t inq;
   size_t inq_off;
   bool deliver_posted, eof_pending;
+  bool paused;        /* set_reading(false): bytes wait in inq */
+  size_t pause_calls; /* how many times reading was paused */
 };
 
 struct fake_net {
@@ -158,8 +160,8 @@ static void append_in(mprpc_conn_t *c, const void *p, size_t n) {
 static void fire_deliver(void *arg) {
   mprpc_conn_t *c = arg;
   c->deliver_posted = false;
-  if (c->close_posted)
-    return;
+  if (c->close_posted || c->paused)
+    return; /* paused: the bytes wait in inq for set_reading(true) */
   size_t left = c->inq.len - c->inq_off, n = c->net->o.chunk;
   if (n == 0 || n > left)
     n = left;
@@ -347,6 +349,18 @@ static const char *op_peer_name(void *ctx, mprpc_conn_t *c) {
   return c->peer_name;
 }
 
+static void op_set_reading(void *ctx, mprpc_conn_t *c, bool on) {
+  (void)ctx;
+  FAKE_CHECK(!c->closed);
+  if (!on && !c->paused)
+    c->pause_calls++;
+  c->paused = !on;
+  if (on && c->inq.len > c->inq_off && !c->deliver_posted && !c->close_posted) {
+    c->deliver_posted = true;
+    post(c, fire_deliver);
+  }
+}
+
 static const mprpc_transport_ops_t fake_net_ops = {
     .listen = op_listen,
     .listener_port = op_listener_port,
@@ -357,6 +371,7 @@ static const mprpc_transport_ops_t fake_net_ops = {
     .out_pending = op_out_pending,
     .close = op_close,
     .peer_name = op_peer_name,
+    .set_reading = op_set_reading,
 };
 
 /* ---- the net ---- */
@@ -419,9 +434,23 @@ fake_conn_t *fake_net_conn(const fake_net_t *n, size_t i) {
 void fake_conn_deliver(fake_conn_t *c, const void *p, size_t n) {
   FAKE_CHECK(!c->closed);
   FAKE_CHECK(c->h != NULL);
+  if (c->paused || c->inq.len > c->inq_off) {
+    bytes_put(&c->inq, p, n); /* in order, after what already waits */
+    if (!c->paused && !c->deliver_posted) {
+      c->deliver_posted = true;
+      post(c, fire_deliver);
+    }
+    return;
+  }
   append_in(c, p, n);
   c->h->on_data(c, c->ud, c->in);
 }
+
+void fake_net_set_accept_peer(fake_net_t *n, const char *peer) { n->o.accept_peer = peer; }
+
+bool fake_conn_reading(const fake_conn_t *c) { return !c->paused; }
+size_t fake_conn_pauses(const fake_conn_t *c) { return c->pause_calls; }
+size_t fake_conn_waiting(const fake_conn_t *c) { return c->inq.len - c->inq_off; }
 
 void fake_conn_hangup(fake_conn_t *c, int reason, int err) { post_close(c, reason, err); }
 void fake_conn_refuse_writes(fake_conn_t *c, bool on) { c->refuse_writes = on; }

@@ -64,6 +64,8 @@ mprpc_transport_t fake_net_transport(fake_net_t *n);
 /* The newest listener that is still open: a connection for its on_accept,
  * called here on the listener's first loop. The test is the peer. */
 fake_conn_t *fake_net_accept(fake_net_t *n);
+/* peer_name of connections accepted from now on (static storage). */
+void fake_net_set_accept_peer(fake_net_t *n, const char *peer);
 bool fake_net_listening(const fake_net_t *n);      /* a listener is open */
 bool fake_net_listener_closed(const fake_net_t *n); /* one was closed */
 /* The next `count` writev calls, on any connection, answer MPRPC_EHWM. */
@@ -76,6 +78,11 @@ fake_conn_t *fake_net_conn(const fake_net_t *n, size_t i); /* in creation order 
 /* Appends p to the connection's rbuf and runs on_data now (the test stands
  * for the loop's read event). Also recorded in fake_conn_received. */
 void fake_conn_deliver(fake_conn_t *c, const void *p, size_t n);
+/* Reading paused by the code (set_reading): delivered bytes then wait,
+ * in order, and reach on_data once reading resumes (fake_loop_run). */
+bool fake_conn_reading(const fake_conn_t *c);
+size_t fake_conn_pauses(const fake_conn_t *c);  /* times reading was paused */
+size_t fake_conn_waiting(const fake_conn_t *c); /* bytes held back meanwhile */
 /* The peer ends the connection: on_close(reason, err), posted. */
 void fake_conn_hangup(fake_conn_t *c, int reason, int err);
 /* Every writev answers MPRPC_EHWM while on (a peer that does not read). */
