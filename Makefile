@@ -30,7 +30,7 @@ LTO := $(if $(shell $(CC) --version 2>/dev/null | grep -q 'Free Software Foundat
 OPT ?= -O2 $(LTO)
 CFLAGS_COMMON := $(CSTD) $(INCS) -g -fPIC -pthread
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LIBS := -lprotobuf-c -lev -lzookeeper_mt -lsnappy -lz -lpthread -lm
+LIBS := -lprotobuf-c -lev -lzookeeper_mt -lsnappy -lz -lssl -lcrypto -lpthread -lm
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/rt/*.c src/registry/*.c src/util/*.c))
 LIB_PROTO := $(sort $(wildcard src/proto/*.proto))

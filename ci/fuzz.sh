@@ -54,7 +54,7 @@ for d in "$BUILD"/gen/examples/*/; do [[ -d $d ]] && incs+=(-I"${d%/}"); done
 # and a warning must not stop a fuzzing campaign.
 CFLAGS=(-std=c11 -D_GNU_SOURCE -DTHREADED "${incs[@]}" -g -O1 -pthread
         -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
-LIBS=(-lprotobuf-c -lev -lzookeeper_mt -lsnappy -lz -lpthread -lm)
+LIBS=(-lprotobuf-c -lev -lzookeeper_mt -lsnappy -lz -lssl -lcrypto -lpthread -lm)
 
 # Everything a harness may call: the library, the simulator (for connection
 # harnesses), generated code. Linked as an archive, so a harness pulls in

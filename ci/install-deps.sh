@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PKGS=(build-essential pkg-config libprotobuf-c-dev protobuf-c-compiler libev-dev
-      libcmocka-dev libzookeeper-mt-dev libsnappy-dev zlib1g-dev zookeeper default-jre-headless afl++ clang
+      libcmocka-dev libzookeeper-mt-dev libsnappy-dev zlib1g-dev libssl-dev openssl zookeeper default-jre-headless afl++ clang
       libclang-rt-14-dev python3 procps iproute2)
 
 missing=()

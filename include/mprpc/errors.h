@@ -9,7 +9,9 @@
  * peer understands them: on the wire the code is positive (ENOSERVICE is
  * 1001), in the API it is negative (MPRPC_ENOSERVICE == -1001). Socket-level
  * codes reuse Linux errno numbers, as brpc does. Codes local to mprpc live in
- * the -3000 range and never cross the wire.
+ * the -3000 range and never cross the wire. (brpc's ESSL, 1016, is kept for
+ * peers that send it; mprpc's own TLS failures are MPRPC_ETLS, which is a
+ * connection-level error reported by the transport, never a response code.)
  */
 #ifndef MPRPC_ERRORS_H
 #define MPRPC_ERRORS_H
@@ -87,7 +89,10 @@ extern "C" {
   X(EREGISTRY, -3017, "registry error")                                        \
   X(ESESSION, -3018, "registry session expired")                               \
   X(EUNSUPPORTED, -3019, "not supported")                                      \
-  X(ESYNCLOOP, -3020, "synchronous call from the channel's own loop thread")
+  X(ESYNCLOOP, -3020, "synchronous call from the channel's own loop thread")   \
+  /* -3040..-3049: TLS (src/rt/tls.c); the text of the failure is kept by  \
+   * the connection (mprpc_conn_error_text) and the TLS context */            \
+  X(ETLS, -3040, "tls handshake or record failed")
 
 typedef enum mprpc_errno {
 #define MPRPC__ERR_ENUM(name, value, text) MPRPC_##name = (value),
