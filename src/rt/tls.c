@@ -132,8 +132,10 @@ static void ssl_errors(char *buf, size_t len) {
       continue;
     const char *lib = ERR_lib_error_string(e);
     const char *why = ERR_reason_error_string(e);
-    char code[32];
-    if (!why) {
+    char code[64];
+    if (ERR_SYSTEM_ERROR(e)) {
+      why = strerror_r(ERR_GET_REASON(e), code, sizeof code); /* OpenSSL 3 gives NULL */
+    } else if (!why) {
       snprintf(code, sizeof code, "error %08lx", e);
       why = code;
     }
@@ -503,6 +505,11 @@ static _Thread_local uint8_t drain_buf[DRAIN_CHUNK];
 static _Thread_local uint8_t gather_buf[RECORD_MAX];
 
 static void tc_free(tconn_t *tc) {
+  /* OpenSSL forgets (marks unresumable) the session of an SSL freed
+   * without a close_notify sent. A connection that ended without a TLS
+   * failure keeps its session for the next connection to resume. */
+  if (tc->ssl && tc->state == T_OPEN && !tc->failed)
+    SSL_set_shutdown(tc->ssl, SSL_get_shutdown(tc->ssl) | SSL_SENT_SHUTDOWN);
   SSL_free(tc->ssl);
   mprpc_rbuf_free(&tc->raw);
   mprpc_rbuf_free(&tc->own_in);
