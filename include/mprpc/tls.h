@@ -113,7 +113,8 @@ int mprpc_tls_ctx_reload(mprpc_tls_ctx_t *ctx, char *err, size_t errlen);
 void mprpc_tls_ctx_free(mprpc_tls_ctx_t *ctx);
 
 /* The decorator. A context decorates one inner transport: a later call with
- * another inner replaces it for connections and listeners made afterwards.
+ * another inner replaces it for connections and listeners made afterwards
+ * (call it before the transport is in use on other threads).
  * A client context's transport only connects (listen: MPRPC_EINVAL), a
  * server context's only listens (connect: MPRPC_EINVAL). Listeners must be
  * closed with listener_close (the TLS listener is not freed by a loop
