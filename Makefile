@@ -1,15 +1,23 @@
 # mprpc — plain GNU make. See README.md for the quick start.
 #
 # Layout conventions the rules below rely on (add files, not rules):
-#   src/{core,rt,registry,util}/*.c  -> libmprpc.{a,so}
-#   src/proto/*.proto                -> compiled into the library
+#   src/{core,rt,registry,util,app}/*.c -> libmprpc.{a,so}, the one library users link
+#   src/core/*.c + src/util/log.c    -> also libmprpc-core.a: the engines, no libev,
+#                                       no ZooKeeper, no sockets (docs/design.md)
+#   src/proto/*.proto                -> compiled into both libraries
 #   examples/<dir>/*.proto           -> compiled into every program of <dir>
 #   examples/<dir>/*.c               -> one program each, build/bin/<name>
-#   sim/*.c (main.c has main)        -> build/bin/mprpc-sim
+#   sim/*.c (main.c has main)        -> build/bin/mprpc-sim, linked with libmprpc-core.a only
 #   tests/test_*.c                   -> one cmocka binary each (ASan+UBSan)
+#   tests/proto/*.proto              -> compiled into every test and fuzz binary
+#   src/cli/*.c                      -> build/bin/mprpc (not in the library)
 #   tests/support/*.c                -> linked into every test
+#   tests/support/fake_*.c           -> the fake loop/transport/registry (no cmocka),
+#                                       linked into the fuzz harnesses too
 #   tests/bench/*.c                  -> one program each, build/bin/<name>
-#   fuzz/fuzz_*.c                    -> harnesses (LLVMFuzzerTestOneInput)
+#   fuzz/fuzz_*.c                    -> harnesses (LLVMFuzzerTestOneInput), linked with
+#                                       libmprpc-core.a and src/util only (fuzz_tls:
+#                                       also src/rt/tls.c and OpenSSL)
 
 SHELL := /bin/bash
 CC ?= cc
@@ -28,11 +36,20 @@ INCS := -Iinclude -Isrc -I$(BUILD)/gen
 # static library still links without LTO (or with another compiler).
 LTO := $(if $(shell $(CC) --version 2>/dev/null | grep -q 'Free Software Foundation' && echo y),-flto=auto -ffat-lto-objects)
 OPT ?= -O2 $(LTO)
-CFLAGS_COMMON := $(CSTD) $(INCS) -g -fPIC -pthread
+CFLAGS_COMMON := $(CSTD) $(INCS) -g -fPIC -pthread -fvisibility=hidden
 SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-LIBS := -lprotobuf-c -lev -lzookeeper_mt -lsnappy -lz -lssl -lcrypto -lpthread -lm
+# The core's own dependencies (http_parser for the console's HTTP layer),
+# src/util's (jansson for the JSON module), then the runtime's and the
+# registry's.
+CORE_LIBS := -lprotobuf-c -lsnappy -lz -lhttp_parser -lpthread -lm
+UTIL_LIBS := -ljansson
+# OpenSSL for the TLS transport decorator (src/rt/tls.c).
+TLS_LIBS := -lssl -lcrypto
+LIBS := $(CORE_LIBS) $(UTIL_LIBS) -lev -lzookeeper_mt $(TLS_LIBS)
 
-LIB_SRC := $(sort $(wildcard src/core/*.c src/rt/*.c src/registry/*.c src/util/*.c))
+LIB_SRC := $(sort $(wildcard src/core/*.c src/rt/*.c src/registry/*.c src/util/*.c src/app/*.c))
+CORE_SRC := $(sort $(wildcard src/core/*.c)) src/util/log.c
+UTIL_SRC := $(filter-out src/util/log.c,$(sort $(wildcard src/util/*.c)))
 LIB_PROTO := $(sort $(wildcard src/proto/*.proto))
 LIB_GEN_C := $(patsubst src/proto/%.proto,$(BUILD)/gen/%.pb-c.c,$(LIB_PROTO))
 LIB_GEN_H := $(LIB_GEN_C:.c=.h)
@@ -43,24 +60,37 @@ EX_GEN_C := $(patsubst examples/%.proto,$(BUILD)/gen/examples/%.pb-c.c,$(EX_PROT
 EX_GEN_H := $(EX_GEN_C:.c=.h)
 EX_PROGS := $(foreach f,$(wildcard examples/*/*.c),$(BUILD)/bin/$(basename $(notdir $(f))))
 
+TEST_PROTO := $(sort $(wildcard tests/proto/*.proto))
+TEST_GEN_C := $(patsubst tests/proto/%.proto,$(BUILD)/gen/tests/%.pb-c.c,$(TEST_PROTO))
+TEST_GEN_H := $(TEST_GEN_C:.c=.h)
+
 SIM_SRC := $(filter-out sim/main.c,$(sort $(wildcard sim/*.c)))
 TEST_SRC := $(sort $(wildcard tests/test_*.c))
 TEST_SUPPORT := $(sort $(wildcard tests/support/*.c))
+FAKE_SUPPORT := $(sort $(wildcard tests/support/fake_*.c))
 BENCH_SRC := $(sort $(wildcard tests/bench/*.c))
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 
-ALL_GEN_H := $(LIB_GEN_H) $(EX_GEN_H)
+CLI_SRC := $(sort $(wildcard src/cli/*.c))
+
+ALL_GEN_H := $(LIB_GEN_H) $(EX_GEN_H) $(TEST_GEN_H)
 
 # --- object lists per flavour: rel (release, -O2) and asan (tests) ---------
 obj = $(patsubst %.c,$(BUILD)/$(1)/%.o,$(2))
 LIB_OBJ_rel := $(call obj,rel,$(LIB_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/rel/gen/%.o,$(LIB_GEN_C))
 LIB_OBJ_asan := $(call obj,asan,$(LIB_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(LIB_GEN_C))
+CORE_OBJ_rel := $(call obj,rel,$(CORE_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/rel/gen/%.o,$(LIB_GEN_C))
+CORE_OBJ_asan := $(call obj,asan,$(CORE_SRC)) $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(LIB_GEN_C))
+UTIL_OBJ_asan := $(call obj,asan,$(UTIL_SRC))
 EXGEN_OBJ_rel := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/rel/gen/%.o,$(EX_GEN_C))
 EXGEN_OBJ_asan := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(EX_GEN_C))
+TESTGEN_OBJ_asan := $(patsubst $(BUILD)/gen/%.c,$(BUILD)/asan/gen/%.o,$(TEST_GEN_C))
+CLI_OBJ_rel := $(call obj,rel,$(CLI_SRC))
 SIM_OBJ_rel := $(call obj,rel,$(SIM_SRC))
 SIM_OBJ_asan := $(call obj,asan,$(SIM_SRC))
 TEST_BINS := $(patsubst tests/%.c,$(BUILD)/asan/tests/%,$(TEST_SRC))
 SUPPORT_OBJ := $(call obj,asan,$(TEST_SUPPORT))
+FAKE_OBJ := $(call obj,asan,$(FAKE_SUPPORT))
 BENCH_PROGS := $(patsubst tests/bench/%.c,$(BUILD)/bin/%,$(BENCH_SRC))
 FUZZ_REPLAY := $(patsubst fuzz/%.c,$(BUILD)/asan/fuzz/%,$(FUZZ_SRC))
 
@@ -81,9 +111,9 @@ FLAGS_asan := $(CFLAGS_COMMON) -O1 $(SAN)
 .SECONDARY:
 .DELETE_ON_ERROR:
 
-all: check-deps lib $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BENCH_PROGS)
+all: check-deps lib $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BENCH_PROGS) $(BUILD)/bin/mprpc
 
-lib: $(BUILD)/libmprpc.a $(BUILD)/libmprpc.so
+lib: $(BUILD)/libmprpc.a $(BUILD)/libmprpc.so $(BUILD)/libmprpc-core.a
 
 # --- dependencies: install missing Debian packages on demand --------------
 check-deps:
@@ -106,6 +136,11 @@ $(BUILD)/gen/examples/%.pb-c.c $(BUILD)/gen/examples/%.pb-c.h: examples/%.proto
 	$(call say,PROTOC,$<)
 	$(Q)protoc-c --proto_path=$(dir $<) --c_out=$(@D) $<
 	@sed -i -E 's/\(\*($(CKEYWORDS))\)\(/(*\1_)(/; s/(function_prefix__ ## )($(CKEYWORDS))([ ,]|$$)/\1\2_\3/' $(@D)/$(basename $(notdir $<)).pb-c.h
+
+$(BUILD)/gen/tests/%.pb-c.c $(BUILD)/gen/tests/%.pb-c.h: tests/proto/%.proto
+	@mkdir -p $(@D)
+	$(call say,PROTOC,$<)
+	$(Q)protoc-c --proto_path=tests/proto --c_out=$(@D) $<
 
 # --- compilation ----------------------------------------------------------
 # Our code gets the full warning set; generated code only the defaults.
@@ -136,9 +171,13 @@ endef
 $(eval $(call flavour,rel))
 $(eval $(call flavour,asan))
 
-# Test, sim and fuzz code may include any example's generated headers.
+# Test, sim and fuzz code may include any example's generated headers;
+# test and fuzz code also tests/proto's.
 EX_INCS := $(addprefix -I$(BUILD)/gen/examples/,$(EX_DIRS))
 $(BUILD)/asan/tests/%.o $(BUILD)/asan/sim/%.o $(BUILD)/rel/sim/%.o $(BUILD)/asan/fuzz/%.o $(BUILD)/rel/tests/%.o: EXTRA_CFLAGS += $(EX_INCS)
+# Harnesses include the shared fakes as "tests/support/fake_env.h".
+$(BUILD)/asan/fuzz/%.o: EXTRA_CFLAGS += -I.
+$(BUILD)/asan/tests/%.o $(BUILD)/asan/fuzz/%.o: EXTRA_CFLAGS += -I$(BUILD)/gen/tests
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -157,6 +196,18 @@ $(BUILD)/asan/libmprpc.a: $(LIB_OBJ_asan)
 	$(call say,AR,$@)
 	$(Q)ar rcs $@ $^
 
+# The engines alone. The simulator and the fuzzers link this and not
+# libmprpc.a, so a reach from src/core into the runtime fails at link time.
+$(BUILD)/libmprpc-core.a: $(CORE_OBJ_rel)
+	@rm -f $@
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
+
+$(BUILD)/asan/libmprpc-core.a: $(CORE_OBJ_asan)
+	@rm -f $@
+	$(call say,AR,$@)
+	$(Q)ar rcs $@ $^
+
 # --- programs -------------------------------------------------------------
 # examples/<dir>/<prog>.c links with <dir>'s generated protos.
 define example_prog
@@ -169,31 +220,42 @@ $(foreach f,$(wildcard examples/*/*.c),$(eval $(call example_prog,$(f))))
 # user_consumer calls the friend service too.
 $(BUILD)/bin/user_consumer: $(BUILD)/rel/gen/examples/friend/friend.pb-c.o
 
-$(BUILD)/bin/mprpc-sim: $(BUILD)/rel/sim/main.o $(SIM_OBJ_rel) $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
+# The `mprpc` command: a client of the public API (docs/cli.md).
+$(BUILD)/bin/mprpc: $(CLI_OBJ_rel) $(BUILD)/libmprpc.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
 	$(Q)$(CC) -pthread -o $@ $^ $(LIBS)
 
-$(BUILD)/asan/bin/mprpc-sim: $(BUILD)/asan/sim/main.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
+$(BUILD)/bin/mprpc-sim: $(BUILD)/rel/sim/main.o $(SIM_OBJ_rel) $(EXGEN_OBJ_rel) $(BUILD)/libmprpc-core.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS)
+	$(Q)$(CC) -pthread -o $@ $^ $(CORE_LIBS)
+
+$(BUILD)/asan/bin/mprpc-sim: $(BUILD)/asan/sim/main.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc-core.a
+	@mkdir -p $(@D)
+	$(call say,LD,$@)
+	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(CORE_LIBS)
 
 $(BUILD)/bin/%: $(BUILD)/rel/tests/bench/%.o $(EXGEN_OBJ_rel) $(BUILD)/libmprpc.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
 	$(Q)$(CC) -pthread -o $@ $^ $(LIBS)
 
-$(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
+$(BUILD)/asan/tests/%: $(BUILD)/asan/tests/%.o $(SUPPORT_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(TESTGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS) -lcmocka
 
 # Fuzz harnesses replayed over their corpora by `make test`.
-$(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(BUILD)/asan/libmprpc.a
+$(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o $(FAKE_OBJ) $(SIM_OBJ_asan) $(EXGEN_OBJ_asan) $(TESTGEN_OBJ_asan) $(UTIL_OBJ_asan) $(BUILD)/asan/libmprpc-core.a
 	@mkdir -p $(@D)
 	$(call say,LD,$@)
-	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(LIBS)
+	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(CORE_LIBS) $(UTIL_LIBS)
+
+# fuzz_tls drives the TLS decorator of src/rt, the one runtime file a
+# harness links (over the fake transport), with OpenSSL.
+$(BUILD)/asan/fuzz/fuzz_tls: $(BUILD)/asan/src/rt/tls.o
+$(BUILD)/asan/fuzz/fuzz_tls: UTIL_LIBS += $(TLS_LIBS)
 
 # --- top-level targets ----------------------------------------------------
 tests-build: check-deps $(TEST_BINS) $(FUZZ_REPLAY) $(BUILD)/asan/bin/mprpc-sim
@@ -201,7 +263,7 @@ tests-build: check-deps $(TEST_BINS) $(FUZZ_REPLAY) $(BUILD)/asan/bin/mprpc-sim
 lint: check-deps
 	@bash ci/lint.sh
 
-test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim
+test: lint tests-build $(EX_PROGS) $(BUILD)/bin/mprpc-sim $(BUILD)/libmprpc.so $(BUILD)/bin/mprpc
 	@bash ci/run-tests.sh $(BUILD)
 
 sim: check-deps $(BUILD)/bin/mprpc-sim
@@ -217,10 +279,12 @@ demo: check-deps all
 bench: check-deps all
 	@if [ -f ci/bench.sh ]; then bash ci/bench.sh; else echo "make bench: not built yet"; fi
 
-install: lib
-	install -d $(DESTDIR)$(PREFIX)/include/mprpc $(DESTDIR)$(PREFIX)/lib/pkgconfig
+install: lib $(BUILD)/bin/mprpc
+	install -d $(DESTDIR)$(PREFIX)/include/mprpc $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/bin
+	install -m 755 $(BUILD)/bin/mprpc $(DESTDIR)$(PREFIX)/bin/
 	install -m 644 include/mprpc/*.h $(DESTDIR)$(PREFIX)/include/mprpc/
 	install -m 644 $(BUILD)/libmprpc.a $(DESTDIR)$(PREFIX)/lib/
+	install -m 644 $(BUILD)/libmprpc-core.a $(DESTDIR)$(PREFIX)/lib/
 	install -m 755 $(BUILD)/libmprpc.so $(DESTDIR)$(PREFIX)/lib/libmprpc.so.$(VERSION)
 	ln -sf libmprpc.so.$(VERSION) $(DESTDIR)$(PREFIX)/lib/libmprpc.so.0
 	ln -sf libmprpc.so.0 $(DESTDIR)$(PREFIX)/lib/libmprpc.so

@@ -44,28 +44,36 @@ CC=afl-clang-fast
 gen=()
 for p in src/proto/*.proto; do [[ -f $p ]] && gen+=("$BUILD/gen/$(basename "${p%.proto}").pb-c.c"); done
 for p in examples/*/*.proto; do [[ -f $p ]] && gen+=("$BUILD/gen/${p%.proto}.pb-c.c"); done
+for p in tests/proto/*.proto; do [[ -f $p ]] && gen+=("$BUILD/gen/tests/$(basename "${p%.proto}").pb-c.c"); done
 if [[ ${#gen[@]} -gt 0 ]]; then
   make -s BUILD="$BUILD" "${gen[@]}" || { echo "fuzz: protobuf generation failed" >&2; exit 2; }
 fi
 
-incs=(-Iinclude -Isrc -I"$BUILD/gen")
+# -I. : harnesses include the shared fakes as "tests/support/fake_env.h".
+incs=(-I. -Iinclude -Isrc -I"$BUILD/gen")
 for d in "$BUILD"/gen/examples/*/; do [[ -d $d ]] && incs+=(-I"${d%/}"); done
+[[ -d $BUILD/gen/tests ]] && incs+=(-I"$BUILD/gen/tests")
 # No -Werror here: clang's warning set differs from the release compiler's
 # and a warning must not stop a fuzzing campaign.
 CFLAGS=(-std=c11 -D_GNU_SOURCE -DTHREADED "${incs[@]}" -g -O1 -pthread
         -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
-LIBS=(-lprotobuf-c -lev -lzookeeper_mt -lsnappy -lz -lssl -lcrypto -lpthread -lm)
+# The core's and src/util's libraries, and OpenSSL for fuzz_tls (the one
+# harness that links src/rt/tls.c): harnesses never reach the rest of the
+# runtime or ZooKeeper.
+LIBS=(-lprotobuf-c -lsnappy -lz -lhttp_parser -ljansson -lssl -lcrypto -lpthread -lm)
 
-# Everything a harness may call: the library, the simulator (for connection
-# harnesses), generated code. Linked as an archive, so a harness pulls in
-# only what it uses.
+# Everything a harness may call: the core, src/util, the simulator and the
+# fake loop/transport/registry of tests/support (for connection harnesses),
+# generated code; of src/rt only the TLS decorator (for fuzz_tls), never
+# src/registry. Linked as an archive, so a harness pulls in only what it
+# uses.
 srcs=()
-for f in src/core/*.c src/rt/*.c src/registry/*.c src/util/*.c sim/*.c "${gen[@]}"; do
+for f in src/core/*.c src/util/*.c src/rt/tls.c sim/*.c tests/support/fake_*.c "${gen[@]}"; do
   [[ -f $f && $f != sim/main.c ]] && srcs+=("$f")
 done
 
 mkdir -p "$OUT/obj" "$OUT/bin" "$OUT/out"
-newest_h=$(find include src fuzz "$BUILD/gen" -name '*.h' -printf '%T@\n' 2>/dev/null | sort -n | tail -1)
+newest_h=$(find include src fuzz tests/support "$BUILD/gen" -name '*.h' -printf '%T@\n' 2>/dev/null | sort -n | tail -1)
 stale=()
 objs=()
 for s in "${srcs[@]}"; do

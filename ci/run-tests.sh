@@ -48,6 +48,18 @@ for h in "$BUILD"/asan/fuzz/fuzz_*; do
   run "replay fuzz/corpus/$target" "$h" "fuzz/corpus/$target"
 done
 
+# The shared library exports the public API only (docs/design.md).
+if [[ -f "$BUILD/libmprpc.so" ]]; then
+  run "exports of libmprpc.so are the public API" bash -c \
+    "nm -D --defined-only '$BUILD/libmprpc.so' | awk '{print \$3}' | grep -vxE 'mprpc_[a-z0-9_]+|mprpc__log_(level|write)' | sed 's/^/not public: /' | { ! grep .; }"
+fi
+
+# README's example, built by a user after make install: pkg-config, shared
+# and static (tests/test_install.sh).
+if [[ -f "$BUILD/libmprpc.so" && -f "$BUILD/libmprpc.a" ]]; then
+  run "install: README's programs via pkg-config, shared and static" bash tests/test_install.sh "$BUILD"
+fi
+
 # docs/protocol.md, as read by a client that knows nothing else, against
 # the real provider.
 if [[ -x "$BUILD/bin/echo_server" ]] && command -v python3 >/dev/null; then

@@ -13,9 +13,9 @@
  * connection midway; retries then reconnect, and the rest of the input
  * goes to the new connection (or the connect fails, as the input says).
  *
- * It runs on the fake loop of fuzz/support/fake_loop.h (shared with
- * fuzz/fuzz_server.c) and a fake transport: no sockets, no threads, virtual
- * time, so an execution is deterministic and fast.
+ * It runs on the shared fake loop and transport of tests/support/fake_env.h
+ * (those of fuzz/fuzz_server.c and the core test suites): no sockets, no
+ * threads, virtual time, so an execution is deterministic and fast.
  *
  * Checked besides "no crash / leak / UB / hang":
  * - every request the channel writes is a well-formed Echo request frame
@@ -85,32 +85,31 @@
 #include "mprpc/frame.h"
 #include "mprpc/log.h"
 #include "support/check.h"
-#include "support/fake_loop.h"
+#include "tests/support/fake_env.h"
 
 #define MAXCALLS 5 /* 4 from the start, one more from a closure */
 #define MAXCONNS 32
 #define MAXWRITTEN 256
 
-struct mprpc_conn {
-  const mprpc_conn_handler_t *h;
-  void *ud;
-  mprpc_rbuf_t *in;
-  fuzz_bytes_t out;         /* what the channel wrote */
-  size_t oparsed, oflushed; /* how much of it was checked, "sent" */
-  uint64_t ctimer; /* connect timeout */
-  fuzz_bytes_t rx; /* what the "provider" delivered on it */
-  int close_posted, closed, connected, eof_after_connect;
-  int close_reason, close_err;
-  int index;
-};
+/* The stream built for the provider's side. */
+typedef struct bytes {
+  uint8_t *p;
+  size_t len, cap;
+} bytes_t;
+
+static void bytes_put(bytes_t *b, const void *p, size_t n) {
+  if (b->len + n > b->cap) {
+    b->cap = (b->len + n) * 2;
+    b->p = realloc(b->p, b->cap);
+    FUZZ_CHECK(b->p != NULL);
+  }
+  if (n)
+    memcpy(b->p + b->len, p, n);
+  b->len += n;
+}
 
 static struct {
-  fuzz_loop_t loop;
-
-  mprpc_conn_t *conns[MAXCONNS];
-  int nconns;
-  int reconnect_mode;
-  bool hwm_once, pending_mode;
+  fake_env_t env; /* the channel's connections are fake_net's */
   uint32_t max_body;
 
   /* requests the channel wrote, in order */
@@ -119,7 +118,7 @@ static struct {
   int nwritten;
 
   /* the stream for connection 0: built, and how much was delivered */
-  fuzz_bytes_t s;
+  bytes_t s;
   size_t sdelivered;
 
   int ncalls;
@@ -134,135 +133,19 @@ static struct {
   bool use_stub; /* calls go through the protoc-c stub, not mprpc_channel_call */
 } E;
 
-static void settle(void) { fuzz_loop_settle(&E.loop); }
-static void advance(uint64_t ms) { fuzz_loop_advance(&E.loop, ms); }
-
-/* ---- fake transport ------------------------------------------------------------ */
-
-static void post_close(mprpc_conn_t *cn, int reason, int err);
-
-static void fire_connect(void *arg) {
-  mprpc_conn_t *cn = arg;
-  if (cn->close_posted)
-    return;
-  cn->connected = 1;
-  mprpc__timerq_cancel(&E.loop.tq, cn->ctimer);
-  cn->h->on_connect(cn, cn->ud);
-  if (cn->eof_after_connect)
-    post_close(cn, MPRPC_CLOSE_EOF, 0);
-}
-
-static void fire_close(void *arg) {
-  mprpc_conn_t *cn = arg;
-  FUZZ_CHECK(!cn->closed);
-  mprpc__timerq_cancel(&E.loop.tq, cn->ctimer);
-  cn->h->on_close(cn, cn->ud, cn->close_reason, cn->close_err);
-  cn->closed = 1; /* the pointer is dead for the channel from here on */
-}
-
-static void post_close(mprpc_conn_t *cn, int reason, int err) {
-  if (cn->close_posted)
-    return;
-  cn->close_posted = 1;
-  cn->close_reason = reason;
-  cn->close_err = err;
-  FUZZ_CHECK(fuzz_loop_post(&E.loop, fire_close, cn) == 0);
-}
-
-static void connect_timeout_fire(void *arg) {
-  mprpc_conn_t *cn = arg;
-  if (!cn->connected)
-    post_close(cn, MPRPC_CLOSE_CONNECT_FAILED, MPRPC_ETIMEDOUT);
-}
-
-static int f_listen(void *c, const mprpc_listen_opts_t *o, mprpc_listener_t **out) {
-  (void)c, (void)o, (void)out;
-  return MPRPC_EUNSUPPORTED;
-}
-static uint16_t f_port(void *c, mprpc_listener_t *l) {
-  (void)c, (void)l;
-  return 0;
-}
-static void f_lclose(void *c, mprpc_listener_t *l) { (void)c, (void)l; }
-
-static int f_connect(void *c, mprpc_loop_t l, const char *h, uint16_t p, const mprpc_conn_opts_t *o,
-                     const mprpc_conn_handler_t *hd, void *ud, mprpc_rbuf_t *in,
-                     mprpc_conn_t **out) {
-  (void)c, (void)l, (void)h, (void)p;
-  int mode = E.nconns == 0 ? 1 : E.reconnect_mode;
-  if (mode == 2 || E.nconns == MAXCONNS)
-    return MPRPC_ECONNREFUSED;
-  mprpc_conn_t *cn = calloc(1, sizeof *cn);
-  FUZZ_CHECK(cn != NULL);
-  cn->h = hd;
-  cn->ud = ud;
-  cn->in = in;
-  cn->index = E.nconns;
-  E.conns[E.nconns++] = cn;
-  *out = cn;
-  if (mode == 0) {
-    post_close(cn, MPRPC_CLOSE_CONNECT_FAILED, MPRPC_ECONNREFUSED);
-  } else {
-    /* the connect timeout is the transport's job: honour it */
-    cn->ctimer = fuzz_loop_timer_start(
-        &E.loop, o->connect_timeout_ns ? o->connect_timeout_ns : 3 * MPRPC_NS_PER_S,
-        connect_timeout_fire, cn);
-    cn->eof_after_connect = mode == 3;
-    FUZZ_CHECK(fuzz_loop_post(&E.loop, fire_connect, cn) == 0);
-  }
-  return 0;
-}
-
-static void f_setup(void *c, mprpc_conn_t *cn, const mprpc_conn_handler_t *h, void *ud,
-                    mprpc_rbuf_t *in) {
-  (void)c, (void)cn, (void)h, (void)ud, (void)in;
-  FUZZ_CHECK(!"setup on a client connection");
-}
-
-static int f_writev(void *c, mprpc_conn_t *cn, const struct iovec *iov, int n) {
-  (void)c;
-  FUZZ_CHECK(!cn->closed);
-  FUZZ_CHECK(cn->connected);
-  if (cn->close_posted)
-    return MPRPC_ECLOSED;
-  if (E.hwm_once) {
-    E.hwm_once = false;
-    return MPRPC_EHWM;
-  }
-  fuzz_bytes_putv(&cn->out, iov, n);
-  if (!E.pending_mode)
-    cn->oflushed = cn->out.len;
-  return 0;
-}
-
-static size_t f_pending(void *c, mprpc_conn_t *cn) {
-  (void)c;
-  FUZZ_CHECK(!cn->closed);
-  return cn->out.len - cn->oflushed;
-}
-
-static void f_close(void *c, mprpc_conn_t *cn, bool flush) {
-  (void)c, (void)flush;
-  FUZZ_CHECK(!cn->closed);
-  post_close(cn, MPRPC_CLOSE_LOCAL, 0);
-}
-
-static const char *f_peer(void *c, mprpc_conn_t *cn) {
-  (void)c, (void)cn;
-  return "192.0.2.1:8000";
-}
-
-static const mprpc_transport_ops_t tr_ops = {f_listen, f_port,    f_lclose, f_connect, f_setup,
-                                             f_writev, f_pending, f_close,  f_peer};
+static void settle(void) { fake_loop_run(E.env.L); }
+static void advance(uint64_t ms) { fake_loop_advance(E.env.L, ms); }
 
 /* Every request the channel writes must be a well-formed Echo request of
  * one of our calls; remember its correlation id. */
 static void scan_output(void) {
-  for (int i = 0; i < E.nconns; i++) {
-    mprpc_conn_t *cn = E.conns[i];
-    while (cn->oparsed < cn->out.len) {
+  for (size_t i = 0; i < fake_net_conn_count(E.env.net); i++) {
+    mprpc_conn_t *cn = fake_net_conn(E.env.net, i);
+    size_t left;
+    for (const uint8_t *p = fake_conn_unread(cn, &left); left > 0;
+         p = fake_conn_unread(cn, &left)) {
       mprpc_frame_t f;
-      long r = mprpc_frame_parse(cn->out.p + cn->oparsed, cn->out.len - cn->oparsed, 0, &f);
+      long r = mprpc_frame_parse(p, left, 0, &f);
       FUZZ_CHECK(r > 0); /* writev takes whole frames */
       FUZZ_CHECK(f.meta.has_request && !f.meta.has_response);
       FUZZ_CHECK(mprpc_bytes_eq(f.meta.service_name, "example.EchoService"));
@@ -280,9 +163,14 @@ static void scan_output(void) {
         E.wcid[E.nwritten] = (uint64_t)f.meta.correlation_id;
         E.wcall[E.nwritten++] = k;
       }
-      cn->oparsed += (size_t)r;
+      fake_conn_consume(cn, (size_t)r);
     }
   }
+}
+
+static void scan_output_cb(void *arg) {
+  (void)arg;
+  scan_output();
 }
 
 /* ---- closures ------------------------------------------------------------------- */
@@ -299,10 +187,11 @@ static int call_of_cid(uint64_t cid) {
  * channel does: frame by frame until the first bad or request frame. */
 static bool success_on(const mprpc_conn_t *cn, int k, const char *msg, const void *att,
                        size_t att_len) {
-  size_t off = 0;
-  for (int guard = 0; guard < 1000000 && off < cn->rx.len; guard++) {
+  size_t off = 0, len;
+  const uint8_t *rx = fake_conn_received(cn, &len);
+  for (int guard = 0; guard < 1000000 && off < len; guard++) {
     mprpc_frame_t f;
-    long r = mprpc_frame_parse(cn->rx.p + off, cn->rx.len - off, E.max_body, &f);
+    long r = mprpc_frame_parse(rx + off, len - off, E.max_body, &f);
     if (r <= 0 || f.meta.has_request)
       return false;
     off += (size_t)r;
@@ -323,8 +212,8 @@ static bool success_on(const mprpc_conn_t *cn, int k, const char *msg, const voi
 
 static bool success_delivered(int k, const char *msg, const void *att, size_t att_len) {
   scan_output(); /* a retry may have been written during this very on_data */
-  for (int i = 0; i < E.nconns; i++)
-    if (success_on(E.conns[i], k, msg, att, att_len))
+  for (size_t i = 0; i < fake_net_conn_count(E.env.net); i++)
+    if (success_on(fake_net_conn(E.env.net, i), k, msg, att, att_len))
       return true;
   return false;
 }
@@ -503,7 +392,7 @@ static void build_response(reader_t *r, bool twice) {
   FUZZ_CHECK(mprpc_frame_encode(&out, &m, payload, plen, att, alen) == 0);
   size_t start = E.s.len;
   for (int i = 0; i < out.iovcnt; i++)
-    fuzz_bytes_put(&E.s, out.iov[i].iov_base, out.iov[i].iov_len);
+    bytes_put(&E.s, out.iov[i].iov_base, out.iov[i].iov_len);
   mprpc_frame_out_free(&out);
   free(att);
   size_t flen = E.s.len - start;
@@ -529,7 +418,7 @@ static void build_response(reader_t *r, bool twice) {
     uint8_t *copy = malloc(flen);
     FUZZ_CHECK(copy != NULL);
     memcpy(copy, E.s.p + start, flen);
-    fuzz_bytes_put(&E.s, copy, flen);
+    bytes_put(&E.s, copy, flen);
     free(copy);
   }
 }
@@ -538,8 +427,9 @@ static void build_response(reader_t *r, bool twice) {
 
 /* The provider's side talks on the newest connection while it is up. */
 static mprpc_conn_t *current_conn(void) {
-  mprpc_conn_t *cn = E.nconns ? E.conns[E.nconns - 1] : NULL;
-  return cn && cn->connected && !cn->close_posted ? cn : NULL;
+  size_t n = fake_net_conn_count(E.env.net);
+  mprpc_conn_t *cn = n ? fake_net_conn(E.env.net, n - 1) : NULL;
+  return cn && fake_conn_connected(cn) && !fake_conn_closing(cn) ? cn : NULL;
 }
 
 static const uint8_t *chunks;
@@ -577,10 +467,9 @@ static void deliver(bool all) {
       return;
     }
     chunk_i++;
-    fuzz_bytes_put(&cn->rx, E.s.p + E.sdelivered, n);
-    FUZZ_CHECK(mprpc_rbuf_append(cn->in, E.s.p + E.sdelivered, n) == 0);
+    size_t at = E.sdelivered;
     E.sdelivered += n;
-    cn->h->on_data(cn, cn->ud, cn->in);
+    fake_conn_deliver(cn, E.s.p + at, n);
     settle();
     if (advance_per_chunk)
       advance(10);
@@ -599,13 +488,21 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   uint8_t f0 = rd(&r), f1 = rd(&r), f2 = rd(&r);
 
   memset(&E, 0, sizeof E);
-  fuzz_loop_init(&E.loop);
-  E.loop.wall_offset = 1700000000ull * MPRPC_NS_PER_S;
-  E.loop.on_settled = scan_output;
+  /* The first connect is accepted (the input is its provider); later ones
+   * do what byte 1 says. Seed 1, 4096 posts and 100,000 steps, as this
+   * harness's own fakes had. */
+  fake_env_init(&E.env,
+                &(fake_loop_opts_t){.wall_offset_ns = FAKE_WALL_2023_NS,
+                                    .max_posts = 4096,
+                                    .max_steps = 100000},
+                &(fake_net_opts_t){.first_connect = FAKE_CONNECT_ACCEPTED,
+                                   .next_connect = (fake_connect_mode_t)(f1 & 3),
+                                   .max_conns = MAXCONNS,
+                                   .report_pending = (f1 & 0x40) != 0});
+  fake_loop_on_idle(E.env.L, scan_output_cb, NULL);
+  if (f1 & 4)
+    fake_net_refuse_next_writes(E.env.net, 1);
   E.ncalls = (f0 & 3) + 1;
-  E.reconnect_mode = f1 & 3;
-  E.hwm_once = (f1 & 4) != 0;
-  E.pending_mode = (f1 & 0x40) != 0;
   E.max_body = (f0 & 8) ? 256 : 0;
   nchunks = f2 & 7;
   chunks = rd_bytes(&r, &nchunks);
@@ -615,11 +512,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   cancel_after_first = (f1 & 0x10) != 0;
   int end = (f0 >> 5) & 3;
 
-  mprpc_loop_t loop = fuzz_loop_seam(&E.loop);
-  mprpc_channel_options_t o;
-  mprpc_channel_options_init(&o);
-  o.loop = loop;
-  o.transport = (mprpc_transport_t){&tr_ops, NULL};
+  mprpc_channel_opts_t o;
+  mprpc_channel_opts_init(&o);
+  o.loop = E.env.loop;
+  o.transport = E.env.tr;
   o.servers = "192.0.2.1:8000";
   o.retry_policy = (f0 & 4) ? MPRPC_RETRY_FAILFAST : MPRPC_RETRY_FAILOVER;
   o.max_body = E.max_body;
@@ -628,7 +524,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   o.backup_request_ms = (f1 & 0x80) ? 5 : 0;
   o.auth_data = "secret";
   o.auth_len = 6;
-  FUZZ_CHECK(mprpc_channel_new(&example__echo_service__descriptor, &o, &E.ch) == 0);
+  FUZZ_CHECK(mprpc_channel_new_in(&example__echo_service__descriptor, &o, &E.ch) == 0);
   E.destroy_in_cb = (f2 & 8) != 0;
   E.call_in_cb = (f2 & 0x10) != 0;
   E.use_stub = (f2 & 0x20) != 0;
@@ -653,7 +549,7 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     case 2: {
       size_t n = rd(&r);
       const uint8_t *p = rd_bytes(&r, &n);
-      fuzz_bytes_put(&E.s, p, n);
+      bytes_put(&E.s, p, n);
       break;
     }
     default:
@@ -661,8 +557,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
       case 0:
         deliver(true);
         if ((t & 0x30) && current_conn()) { /* the provider ends this connection */
-          post_close(current_conn(), (t & 0x20) ? MPRPC_CLOSE_RESET : MPRPC_CLOSE_EOF,
-                     (t & 0x20) ? MPRPC_ECONNRESET : 0);
+          fake_conn_hangup(current_conn(), (t & 0x20) ? MPRPC_CLOSE_RESET : MPRPC_CLOSE_EOF,
+                           (t & 0x20) ? MPRPC_ECONNRESET : 0);
           E.sdelivered = E.s.len;
           settle();
         }
@@ -677,12 +573,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
         settle();
         break;
       default:
-        for (int i = 0; i < E.nconns; i++) {
-          mprpc_conn_t *cn = E.conns[i];
-          if (cn->connected && !cn->close_posted) {
-            cn->oflushed = cn->out.len;
-            cn->h->on_writable(cn, cn->ud);
-          }
+        for (size_t i = 0; i < fake_net_conn_count(E.env.net); i++) {
+          mprpc_conn_t *cn = fake_net_conn(E.env.net, i);
+          if (fake_conn_connected(cn) && !fake_conn_closing(cn))
+            fake_conn_drain(cn);
         }
         settle();
         break;
@@ -694,8 +588,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   deliver(true);
 
   if (end <= 1 && current_conn())
-    post_close(current_conn(), end == 0 ? MPRPC_CLOSE_EOF : MPRPC_CLOSE_RESET,
-               end == 0 ? 0 : MPRPC_ECONNRESET);
+    fake_conn_hangup(current_conn(), end == 0 ? MPRPC_CLOSE_EOF : MPRPC_CLOSE_RESET,
+                     end == 0 ? 0 : MPRPC_ECONNRESET);
   if (end == 3 && !E.destroyed) {
     E.destroyed = true;
     mprpc_channel_destroy(E.ch);
@@ -713,19 +607,15 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     mprpc_channel_destroy(E.ch);
   }
   settle();
-  for (int i = 0; i < E.nconns; i++)
-    FUZZ_CHECK(E.conns[i]->closed);
-  FUZZ_CHECK(E.loop.ph == E.loop.pt);
-  FUZZ_CHECK(mprpc__timerq_len(&E.loop.tq) == 0); /* the channel left no timer armed */
+  for (size_t i = 0; i < fake_net_conn_count(E.env.net); i++)
+    FUZZ_CHECK(fake_conn_closed(fake_net_conn(E.env.net, i)));
+  FUZZ_CHECK(fake_loop_posts(E.env.L) == 0);
+  FUZZ_CHECK(fake_loop_timers(E.env.L) == 0); /* the channel left no timer armed */
 
-  for (int i = 0; i < E.nconns; i++) {
-    free(E.conns[i]->out.p);
-    free(E.conns[i]->rx.p);
-    free(E.conns[i]);
-  }
   for (int k = 0; k < E.ncalls; k++)
     mprpc_controller_free(E.ctl[k]);
-  fuzz_loop_free(&E.loop);
+  fake_loop_on_idle(E.env.L, NULL, NULL);
+  fake_env_free(&E.env);
   free(E.s.p);
   return 0;
 }

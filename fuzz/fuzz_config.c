@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "mprpc/config.h"
+#include "mprpc/server.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 #include "support/check.h"

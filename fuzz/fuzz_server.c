@@ -1,7 +1,7 @@
 /*
  * Fuzz target "server": arbitrary bytes, split arbitrarily, fed to one
- * connection of a provider running on the fake loop of support/fake_loop.h
- * and a fake transport (the server core needs nothing else). Whatever
+ * connection of a provider running on the shared fake loop and transport of
+ * tests/support/fake_env.h (the server core needs nothing else). Whatever
  * arrives, the server must not crash or leak, every byte it writes must
  * parse as a sequence of response frames, it never answers more requests
  * than it received, and a graceful shutdown afterwards completes.
@@ -26,75 +26,13 @@
 #include "mprpc/log.h"
 #include "mprpc/server.h"
 #include "support/check.h"
-#include "support/fake_loop.h"
+#include "tests/support/fake_env.h"
 
-struct mprpc_conn {
-  const mprpc_conn_handler_t *h;
-  void *ud;
-  mprpc_rbuf_t *in;
-  fuzz_bytes_t out; /* what the server wrote */
-  int close_posted, closed;
-};
+/* The fake loop and transport of tests/support/fake_env.h; the connection
+ * is one the test accepts and plays the peer of. */
+static fake_env_t E;
 
-static struct {
-  fuzz_loop_t loop;
-  mprpc_listen_opts_t lo;
-} E;
-
-static int f_listen(void *c, const mprpc_listen_opts_t *o, mprpc_listener_t **out) {
-  (void)c;
-  E.lo = *o;
-  *out = (mprpc_listener_t *)&E;
-  return 0;
-}
-static uint16_t f_port(void *c, mprpc_listener_t *l) {
-  (void)c, (void)l;
-  return 1;
-}
-static void f_lclose(void *c, mprpc_listener_t *l) { (void)c, (void)l; }
-static int f_connect(void *c, mprpc_loop_t l, const char *h, uint16_t p, const mprpc_conn_opts_t *o,
-                     const mprpc_conn_handler_t *hd, void *ud, mprpc_rbuf_t *in,
-                     mprpc_conn_t **out) {
-  (void)c, (void)l, (void)h, (void)p, (void)o, (void)hd, (void)ud, (void)in, (void)out;
-  return MPRPC_EUNSUPPORTED;
-}
-static void f_setup(void *c, mprpc_conn_t *cn, const mprpc_conn_handler_t *h, void *ud,
-                    mprpc_rbuf_t *in) {
-  (void)c;
-  cn->h = h;
-  cn->ud = ud;
-  cn->in = in;
-}
-static int f_writev(void *c, mprpc_conn_t *cn, const struct iovec *iov, int n) {
-  (void)c;
-  FUZZ_CHECK(!cn->closed);
-  fuzz_bytes_putv(&cn->out, iov, n);
-  return 0;
-}
-static size_t f_pending(void *c, mprpc_conn_t *cn) {
-  (void)c, (void)cn;
-  return 0;
-}
-static void fire_close(void *arg) {
-  mprpc_conn_t *cn = arg;
-  cn->closed = 1;
-  cn->h->on_close(cn, cn->ud, MPRPC_CLOSE_LOCAL, 0);
-}
-static void f_close(void *c, mprpc_conn_t *cn, bool flush) {
-  (void)c, (void)flush;
-  if (!cn->close_posted) {
-    cn->close_posted = 1;
-    fuzz_loop_post(&E.loop, fire_close, cn);
-  }
-}
-static const char *f_peer(void *c, mprpc_conn_t *cn) {
-  (void)c, (void)cn;
-  return "192.0.2.1:1";
-}
-static const mprpc_transport_ops_t tr_ops = {f_listen, f_port,    f_lclose, f_connect, f_setup,
-                                             f_writev, f_pending, f_close,  f_peer};
-
-static void settle(void) { fuzz_loop_settle(&E.loop); }
+static void settle(void) { fake_loop_run(E.L); }
 
 #define MAXHELD 64
 static Example__EchoResponse_Closure held_cl[MAXHELD];
@@ -153,16 +91,18 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   data += 2;
   size -= 2;
 
-  memset(&E, 0, sizeof E);
-  fuzz_loop_init(&E.loop);
+  /* As the harness's own fakes were: seed 1, wall = monotonic, 4096 posts,
+   * 100,000 steps before "does not settle" is a finding. */
+  fake_env_init(&E, &(fake_loop_opts_t){.max_posts = 4096, .max_steps = 100000},
+                &(fake_net_opts_t){.listen_port = 1, .accept_peer = "192.0.2.1:1"});
   nheld = ncalls = 0;
-  mprpc_loop_t loop = fuzz_loop_seam(&E.loop);
+  mprpc_loop_t loop = E.loop;
   static Example__EchoService_Service svc = EXAMPLE__ECHO_SERVICE__INIT(h_);
 
   mprpc_server_opts_t o;
   mprpc_server_opts_init(&o);
   o.host = "127.0.0.1";
-  o.transport = (mprpc_transport_t){&tr_ops, NULL};
+  o.transport = E.tr;
   o.loops = &loop;
   o.nloops = 1;
   o.max_body = (flags & 1) ? 256 : 0;
@@ -171,27 +111,24 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   o.idle_timeout_ms = (flags & 8) ? 50 : 0;
   o.drain_timeout_ms = 100;
   mprpc_server_t *s;
-  FUZZ_CHECK(mprpc_server_new(&o, &s) == 0);
+  FUZZ_CHECK(mprpc_server_new_in(&o, (mprpc_loop_owner_t){0}, &s) == 0);
   FUZZ_CHECK(mprpc_server_add_service(s, &svc.base) == 0);
   FUZZ_CHECK(mprpc_server_start(s) == 0);
   settle();
 
-  mprpc_conn_t *c = calloc(1, sizeof *c);
-  FUZZ_CHECK(c != NULL);
-  E.lo.on_accept(E.lo.ud, c, loop);
-  FUZZ_CHECK(c->h != NULL);
+  mprpc_conn_t *c = fake_net_accept(E.net);
+  FUZZ_CHECK(fake_conn_set_up(c));
   int done = 0, stopped = 0;
-  for (size_t off = 0; off < size && !c->close_posted;) {
+  for (size_t off = 0; off < size && !fake_conn_closing(c);) {
     size_t n = size - off < chunk ? size - off : chunk;
     if ((flags & 16) && off + n >= size && !stopped) {
       FUZZ_CHECK(mprpc_server_shutdown(s, sd_done, &done) == 0);
       stopped = 1;
     }
-    FUZZ_CHECK(mprpc_rbuf_append(c->in, data + off, n) == 0);
-    c->h->on_data(c, c->ud, c->in);
+    fake_conn_deliver(c, data + off, n);
     settle();
     if (flags & 8)
-      fuzz_loop_advance(&E.loop, 20);
+      fake_loop_advance(E.L, 20);
     off += n;
   }
   for (int i = nheld - 1; i >= 0; i--) {
@@ -203,8 +140,8 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
 
   /* The output is a clean sequence of responses, no more than requests. */
   size_t requests = count_requests(data, size, o.max_body), responses = 0;
-  const uint8_t *p = c->out.p;
-  size_t left = c->out.len;
+  size_t left;
+  const uint8_t *p = fake_conn_unread(c, &left);
   while (left > 0) {
     mprpc_frame_t f;
     long r = mprpc_frame_parse(p, left, 0, &f);
@@ -218,13 +155,10 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
 
   if (!stopped)
     FUZZ_CHECK(mprpc_server_shutdown(s, sd_done, &done) == 0);
-  fuzz_loop_advance(&E.loop, 1000);
+  fake_loop_advance(E.L, 1000);
   FUZZ_CHECK(done == 1);
-  FUZZ_CHECK(c->closed);
+  FUZZ_CHECK(fake_conn_closed(c));
   mprpc_server_destroy(s);
-  settle();
-  fuzz_loop_free(&E.loop);
-  free(c->out.p);
-  free(c);
+  fake_env_free(&E); /* settles first */
   return 0;
 }

@@ -1,8 +1,8 @@
 /*
  * Fuzz target "tls": arbitrary bytes, split arbitrarily, arrive as the
  * inbound stream of one accepted connection of a TLS server (src/rt/tls.c)
- * over a fake in-memory inner transport, on the fake loop of
- * support/fake_loop.h. The server's certificate is a self-signed P-256 one
+ * over the fake in-memory transport and fake loop of
+ * tests/support/fake_env.h. The server's certificate is a self-signed P-256 one
  * made once, in memory, with the OpenSSL API (no files).
  *
  * Whatever arrives, the decorator must not crash or leak; on_close reaches
@@ -38,86 +38,11 @@
 #include "mprpc/log.h"
 #include "mprpc/tls.h"
 #include "support/check.h"
-#include "support/fake_loop.h"
+#include "tests/support/fake_env.h"
 
-/* The inner (fake) connection. */
-struct mprpc_conn {
-  const mprpc_conn_handler_t *h;
-  void *ud;
-  mprpc_rbuf_t *in;
-  size_t wrote; /* ciphertext the decorator sent */
-  int close_posted, closed;
-};
-
-static struct {
-  fuzz_loop_t loop;
-  mprpc_listen_opts_t lo;
-} E;
-
-static int f_listen(void *c, const mprpc_listen_opts_t *o, mprpc_listener_t **out) {
-  (void)c;
-  E.lo = *o;
-  *out = (mprpc_listener_t *)&E;
-  return 0;
-}
-static uint16_t f_port(void *c, mprpc_listener_t *l) {
-  (void)c, (void)l;
-  return 1;
-}
-static void f_lclose(void *c, mprpc_listener_t *l) { (void)c, (void)l; }
-static int f_connect(void *c, mprpc_loop_t l, const char *h, uint16_t p, const mprpc_conn_opts_t *o,
-                     const mprpc_conn_handler_t *hd, void *ud, mprpc_rbuf_t *in,
-                     mprpc_conn_t **out) {
-  (void)c, (void)l, (void)h, (void)p, (void)o, (void)hd, (void)ud, (void)in, (void)out;
-  return MPRPC_EUNSUPPORTED;
-}
-static void f_setup(void *c, mprpc_conn_t *cn, const mprpc_conn_handler_t *h, void *ud,
-                    mprpc_rbuf_t *in) {
-  (void)c;
-  cn->h = h;
-  cn->ud = ud;
-  cn->in = in;
-}
-static int f_writev(void *c, mprpc_conn_t *cn, const struct iovec *iov, int n) {
-  (void)c;
-  FUZZ_CHECK(!cn->closed);
-  if (cn->close_posted)
-    return MPRPC_ECLOSED;
-  for (int i = 0; i < n; i++)
-    cn->wrote += iov[i].iov_len;
-  return 0;
-}
-static size_t f_pending(void *c, mprpc_conn_t *cn) {
-  (void)c, (void)cn;
-  return 0;
-}
-static void fire_close(void *arg) {
-  mprpc_conn_t *cn = arg;
-  cn->closed = 1;
-  cn->h->on_close(cn, cn->ud, MPRPC_CLOSE_LOCAL, 0);
-}
-static void f_close(void *c, mprpc_conn_t *cn, bool flush) {
-  (void)c, (void)flush;
-  if (!cn->close_posted) {
-    cn->close_posted = 1;
-    fuzz_loop_post(&E.loop, fire_close, cn);
-  }
-}
-static const char *f_peer(void *c, mprpc_conn_t *cn) {
-  (void)c, (void)cn;
-  return "192.0.2.1:1";
-}
-static const mprpc_transport_ops_t inner_ops = {
-    .listen = f_listen,
-    .listener_port = f_port,
-    .listener_close = f_lclose,
-    .connect = f_connect,
-    .setup = f_setup,
-    .writev = f_writev,
-    .out_pending = f_pending,
-    .close = f_close,
-    .peer_name = f_peer,
-};
+/* The inner transport: the fake in-memory one of tests/support/fake_env.h,
+ * on its fake loop; the harness plays the client through it. */
+static fake_env_t E;
 
 /* ---- the server's handler ---- */
 
@@ -242,12 +167,12 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   int which = flags & 3;
   bool optional = which & 1;
 
-  memset(&E, 0, sizeof E);
-  fuzz_loop_init(&E.loop);
-  mprpc_loop_t loop = fuzz_loop_seam(&E.loop);
+  fake_env_init(&E, &(fake_loop_opts_t){.max_posts = 4096, .max_steps = 100000},
+                &(fake_net_opts_t){.listen_port = 1, .accept_peer = "192.0.2.1:1"});
+  mprpc_loop_t loop = E.loop;
   memset(&H, 0, sizeof H);
   mprpc_rbuf_init(&H.in);
-  H.tp = mprpc_tls_transport((mprpc_transport_t){&inner_ops, NULL}, ctxs[which]);
+  H.tp = mprpc_tls_transport(E.tr, ctxs[which]);
   if (optional && size > 0 && data[0] != 0x16) {
     H.expect = data;
     H.expect_len = size;
@@ -256,16 +181,15 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   mprpc_listen_opts_t lo = {.loops = &loop, .nloops = 1, .on_accept = h_on_accept};
   mprpc_listener_t *l;
   FUZZ_CHECK(mprpc_transport_listen(H.tp, &lo, &l) == 0);
-  mprpc_conn_t *ic = calloc(1, sizeof *ic);
-  FUZZ_CHECK(ic);
-  E.lo.on_accept(E.lo.ud, ic, loop);
-  FUZZ_CHECK(H.c != NULL && ic->h != NULL);
+  fake_loop_run(E.L);
+  fake_conn_t *ic = fake_net_accept(E.net);
+  fake_loop_run(E.L);
+  FUZZ_CHECK(H.c != NULL && fake_conn_set_up(ic));
 
-  for (size_t off = 0; off < size && !ic->close_posted;) {
+  for (size_t off = 0; off < size && !fake_conn_closing(ic);) {
     size_t n = size - off < chunk ? size - off : chunk;
-    FUZZ_CHECK(mprpc_rbuf_append(ic->in, data + off, n) == 0);
-    ic->h->on_data(ic, ic->ud, ic->in);
-    fuzz_loop_settle(&E.loop);
+    fake_conn_deliver(ic, data + off, n);
+    fake_loop_run(E.L);
     off += n;
   }
   if (!optional || !H.expect)
@@ -273,18 +197,17 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
   if ((flags & 4) && H.closes == 0)
     mprpc_conn_close(H.tp, H.c, true);
   if (flags & 8)
-    fuzz_loop_advance(&E.loop, 6000);
-  fuzz_loop_settle(&E.loop);
-  if (H.closes == 0 && !ic->close_posted)
+    fake_loop_advance(E.L, 6000);
+  fake_loop_run(E.L);
+  if (H.closes == 0 && !fake_conn_closing(ic))
     mprpc_conn_close(H.tp, H.c, false); /* still in the handshake, or plain */
-  fuzz_loop_settle(&E.loop);
+  fake_loop_run(E.L);
   FUZZ_CHECK(H.closes == 1);
-  FUZZ_CHECK(ic->closed);
+  FUZZ_CHECK(fake_conn_closed(ic));
   if (H.err)
     FUZZ_CHECK(H.err == MPRPC_ETLS || H.err == MPRPC_ENOMEM);
   mprpc_listener_close(H.tp, l);
-  fuzz_loop_free(&E.loop);
+  fake_env_free(&E); /* settles first */
   mprpc_rbuf_free(&H.in);
-  free(ic);
   return 0;
 }

@@ -309,7 +309,7 @@ static int prov_start(prov_t *p) {
   o.drain_timeout_ms = 3000;
   o.max_concurrency = r->p.server_max_conc;
   p->svc = (Example__EchoService_Service)EXAMPLE__ECHO_SERVICE__INIT(sim_);
-  rc = mprpc_server_new(&o, &p->srv);
+  rc = mprpc_server_new_in(&o, (mprpc_loop_owner_t){0}, &p->srv);
   if (rc < 0)
     goto fail;
   rc = mprpc_server_add_service(p->srv, &p->svc.base);
@@ -518,8 +518,8 @@ static void consumer_tick(void *arg) {
 
 static int make_channel(cons_t *c, bool idem, mprpc_channel_t **out) {
   run_t *r = c->run;
-  mprpc_channel_options_t o;
-  mprpc_channel_options_init(&o);
+  mprpc_channel_opts_t o;
+  mprpc_channel_opts_init(&o);
   o.loop = mprpc_sim_loop(c->sl);
   o.transport = r->tr;
   o.registry = c->reg;
@@ -548,7 +548,7 @@ static int make_channel(cons_t *c, bool idem, mprpc_channel_t **out) {
   o.idempotent_methods = idem || (mprpc__sim_bug & MPRPC_SIM_BUG_RETRY_NONIDEM) ? "Echo" : NULL;
   if (r->p.compress) /* providers answer in kind, so both directions run compressed */
     o.compress_type = c->idx % 4;
-  return mprpc_channel_new(&example__echo_service__descriptor, &o, out);
+  return mprpc_channel_new_in(&example__echo_service__descriptor, &o, out);
 }
 
 static int cons_start(cons_t *c) {

@@ -33,6 +33,7 @@
 #include "mprpc/log.h"
 #include "mprpc/rt.h"
 #include "mprpc/server.h"
+#include "support/fake_registry.h"
 
 /* ---- a test provider ------------------------------------------------------ */
 
@@ -280,8 +281,8 @@ static void env_start(env_t *e) {
 
 static void env_stop(env_t *e) { mprpc_loop_group_free(e->g); }
 
-static void opts_for(mprpc_channel_options_t *o, env_t *e, const char *servers) {
-  mprpc_channel_options_init(o);
+static void opts_for(mprpc_channel_opts_t *o, env_t *e, const char *servers) {
+  mprpc_channel_opts_init(o);
   o->loop = e->loop;
   o->transport = mprpc_tcp_transport();
   o->servers = servers;
@@ -299,13 +300,13 @@ static char *servers_str(const uint16_t *ports, size_t n) {
 
 /* One provider in `mode`, a loop, and channel options pointing at it (the
  * caller may adjust them before channel_for). */
-static void one_provider_setup(prov_t *p, int mode, env_t *e, mprpc_channel_options_t *o) {
+static void one_provider_setup(prov_t *p, int mode, env_t *e, mprpc_channel_opts_t *o) {
   prov_start(p, mode, 0);
   env_start(e);
   opts_for(o, e, servers_str(&p->port, 1));
 }
 
-static mprpc_channel_t *channel_for(const mprpc_channel_options_t *o) {
+static mprpc_channel_t *channel_for(const mprpc_channel_opts_t *o) {
   mprpc_channel_t *ch;
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, o, &ch), 0);
   return ch;
@@ -402,7 +403,7 @@ static void test_channel_async_and_sync_basic(void **state) {
   (void)state;
   prov_t p;
   env_t e;
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   one_provider_setup(&p, MODE_ECHO, &e, &o);
   mprpc_channel_t *ch = channel_for(&o);
 
@@ -521,7 +522,7 @@ static void test_channel_take_response_from_arena_and_heap(void **state) {
   (void)state;
   prov_t p;
   env_t e;
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   one_provider_setup(&p, MODE_ECHO, &e, &o);
   mprpc_channel_t *ch = channel_for(&o);
 
@@ -642,7 +643,7 @@ static void test_channel_deadline_list_order_and_destroy(void **state) {
   enum { TMO = 1200, SHORT_TMO = 200, LONG_TMO = 2500, PAUSE_MS = 100, PAST_MS = TMO + 300 };
   prov_t p;
   env_t e;
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   one_provider_setup(&p, MODE_HOLD, &e, &o);
   o.timeout_ms = TMO;
   mprpc_channel_t *ch = channel_for(&o);
@@ -790,7 +791,7 @@ static void test_channel_inloop_call_never_calls_back_inside(void **state) {
   env_start(&e);
   for (int round = 0; round < 2; round++) {
     uint16_t port = dead_port();
-    mprpc_channel_options_t o;
+    mprpc_channel_opts_t o;
     opts_for(&o, &e, servers_str(&port, 1));
     o.max_retry = 0;
     mprpc_channel_t *ch;
@@ -846,7 +847,7 @@ static void test_channel_many_threads_sync_and_async(void **state) {
   (void)state;
   prov_t p;
   env_t e;
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   one_provider_setup(&p, MODE_ECHO, &e, &o);
   mprpc_channel_t *ch = channel_for(&o);
   enum { T = 4, N = 150 };
@@ -883,7 +884,7 @@ static void test_channel_ten_thousand_in_flight_one_connection(void **state) {
   p.hold_until = N; /* nothing is answered until all N are in flight */
   env_t e;
   env_start(&e);
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, servers_str(&p.port, 1));
   o.timeout_ms = 60000;
   mprpc_channel_t *ch;
@@ -923,7 +924,7 @@ static void test_channel_timeout_slow_handler_not_retried(void **state) {
   env_t e;
   env_start(&e);
   uint16_t ports[2] = {slow.port, fast.port};
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, servers_str(ports, 2));
   o.timeout_ms = BUDGET_MS;
   mprpc_channel_t *ch;
@@ -935,7 +936,7 @@ static void test_channel_timeout_slow_handler_not_retried(void **state) {
   wait_done(&t, 1, 10);
   assert_int_equal(r.err, MPRPC_ERPCTIMEDOUT);
   /* an attempt timeout, non-idempotent: the outcome is unknown, no retry */
-  mprpc_channel_options_t o2;
+  mprpc_channel_opts_t o2;
   opts_for(&o2, &e, servers_str(ports, 2));
   o2.attempt_timeout_ms = BUDGET_MS;
   mprpc_channel_t *ch2;
@@ -1030,7 +1031,7 @@ static void test_channel_failover_when_provider_killed(void **state) {
   ports[2] = b.port;
   env_t e;
   env_start(&e);
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, servers_str(ports, 3));
   o.idempotent_methods = "Echo";
   o.max_retry = 3;
@@ -1062,7 +1063,7 @@ static void test_channel_failfast_reports_error(void **state) {
   uint16_t ports[2] = {dead_port(), a.port};
   env_t e;
   env_start(&e);
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, servers_str(ports, 2));
   o.retry_policy = MPRPC_RETRY_FAILFAST;
   mprpc_channel_t *ch;
@@ -1102,7 +1103,7 @@ static void test_channel_non_idempotent_not_resent_after_break(void **state) {
   ports[1] = a.port;
   env_t e;
   env_start(&e);
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, servers_str(ports, 2));
   mprpc_channel_t *ch;
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
@@ -1137,7 +1138,7 @@ static void test_channel_logoff_moves_callers(void **state) {
   uint16_t p2[2] = {off.port, on.port};
   env_t e;
   env_start(&e);
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, servers_str(p2, 2));
   /* isolated for the whole part: with the default 500 ms a slow machine
    * could still be running the calls below when the isolation ends, and the
@@ -1203,7 +1204,7 @@ static void test_channel_backup_request_wins(void **state) {
   uint16_t ports[2] = {stall.port, good.port};
   env_t e;
   env_start(&e);
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, servers_str(ports, 2));
   o.idempotent_methods = "*";
   o.backup_request_ms = 50;
@@ -1244,7 +1245,7 @@ static void test_channel_cancel_and_destroy_with_pending(void **state) {
   prov_start(&stall, MODE_HOLD, 0);
   env_t e;
   env_start(&e);
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, servers_str(&stall.port, 1));
   mprpc_channel_t *ch;
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
@@ -1290,7 +1291,7 @@ static void test_channel_ejection_and_readmission(void **state) {
   uint16_t ports[2] = {dport, a.port};
   env_t e;
   env_start(&e);
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, servers_str(ports, 2));
   o.eject_base_ms = 100;
   o.reconnect_base_ms = 20;
@@ -1339,69 +1340,11 @@ static void test_channel_ejection_and_readmission(void **state) {
 
 /* ---- registry subscription through a fake registry ---------------------- */
 
-typedef struct fake_reg {
-  mprpc_registry_watch_cb cb;
-  void *ud;
-  mprpc_loop_t loop;
-  int subs, unsubs;
-  /* what the next push delivers */
-  mprpc_instance_t items[4];
-  size_t n;
-  int health;
-  atomic_int pushed;
-} fake_reg_t;
-
-static int fr_register(void *ctx, const mprpc_instance_t *i) {
-  (void)ctx;
-  (void)i;
-  return 0;
-}
-static int fr_unregister(void *ctx, const char *s, const char *h, uint16_t p) {
-  (void)ctx;
-  (void)s;
-  (void)h;
-  (void)p;
-  return 0;
-}
-static int fr_subscribe(void *ctx, const char *service, mprpc_loop_t loop,
-                        mprpc_registry_watch_cb cb, void *ud, uint64_t *sub_id) {
-  fake_reg_t *r = ctx;
-  assert_string_equal(service, "example.EchoService");
-  r->cb = cb;
-  r->ud = ud;
-  r->loop = loop;
-  r->subs++;
-  *sub_id = 7;
-  return 0;
-}
-static void fr_unsubscribe(void *ctx, uint64_t id) {
-  fake_reg_t *r = ctx;
-  assert_int_equal(id, 7);
-  r->unsubs++;
-}
-static int fr_health(void *ctx) {
-  fake_reg_t *r = ctx;
-  return r->health;
-}
-static void fr_close(void *ctx) { (void)ctx; }
-static const mprpc_registry_ops_t fr_ops = {fr_register, fr_unregister, fr_subscribe,
-                                           fr_unsubscribe, fr_health, fr_close};
-
-static void fr_push_on_loop(void *arg) {
-  fake_reg_t *r = arg;
-  r->cb(r->ud, r->items, r->n, r->health);
-  atomic_fetch_add(&r->pushed, 1);
-}
-
 /* Delivers the list on the loop and waits until it has been: the asserts
  * after a push read what it changed. A stalled loop fails here, clearly,
  * rather than as a wrong endpoint count further on. */
 static void fr_push(fake_reg_t *r) {
-  int before = atomic_load(&r->pushed);
-  assert_int_equal(mprpc_loop_post(r->loop, fr_push_on_loop, r), 0);
-  for (int i = 0; i < 10000 && atomic_load(&r->pushed) == before; i++)
-    usleep(1000);
-  if (atomic_load(&r->pushed) == before)
+  if (!fake_reg_push_wait(r, 10000))
     fail_msg("the loop did not run the registry push within 10 s");
 }
 
@@ -1413,12 +1356,13 @@ static void test_channel_registry_list_and_empty_protection(void **state) {
   env_t e;
   env_start(&e);
   fake_reg_t fr;
-  memset(&fr, 0, sizeof fr);
-  mprpc_channel_options_t o;
+  fake_reg_init(&fr);
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, NULL);
-  o.registry = (mprpc_registry_t){&fr_ops, &fr};
+  o.registry = fake_reg(&fr);
   mprpc_channel_t *ch;
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  assert_string_equal(fr.sub_service, "example.EchoService");
   assert_int_equal(fr.subs, 1);
   /* a call before the first list waits for it */
   rec_t r0 = {0};
@@ -1488,6 +1432,7 @@ static void test_channel_registry_list_and_empty_protection(void **state) {
   assert_int_equal(r4.err, 0);
   mprpc_controller_free(ctl);
   mprpc_channel_destroy(ch);
+  assert_int_equal(fr.unsub_id, fr.sub_id);
   assert_int_equal(fr.unsubs, 1);
   env_stop(&e);
   prov_stop(&a);
@@ -1498,7 +1443,7 @@ static void test_channel_bad_input_never_calls_back(void **state) {
   (void)state;
   env_t e;
   env_start(&e);
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, "nonsense");
   mprpc_channel_t *ch = NULL;
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), MPRPC_EADDR);
@@ -1647,7 +1592,7 @@ static void test_channel_unknown_ids_ignored_and_counted(void **state) {
   raw_start(&rs);
   env_t e;
   env_start(&e);
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, servers_str(&rs.port, 1));
   mprpc_channel_t *ch;
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
@@ -1677,7 +1622,7 @@ static void test_channel_compressed_calls(void **state) {
   static const int types[] = {MPRPC_COMPRESS_SNAPPY, MPRPC_COMPRESS_GZIP, MPRPC_COMPRESS_ZLIB};
   prov_t p;
   env_t e;
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   one_provider_setup(&p, MODE_ECHO, &e, &o);
   enum { BIG = 100 * 1024 };
   char *big = malloc(BIG + 1);
@@ -1724,7 +1669,7 @@ static void test_channel_compressed_response_errors(void **state) {
     raw_start(&rs);
     env_t e;
     env_start(&e);
-    mprpc_channel_options_t o;
+    mprpc_channel_opts_t o;
     opts_for(&o, &e, servers_str(&rs.port, 1));
     o.max_retry = 0;
     mprpc_channel_t *ch;
@@ -1757,7 +1702,7 @@ static void test_channel_controller_request_compress(void **state) {
   raw_start(&rs);
   env_t e;
   env_start(&e);
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, servers_str(&rs.port, 1));
   o.compress_type = MPRPC_COMPRESS_SNAPPY;
   mprpc_channel_t *ch;
@@ -1799,7 +1744,7 @@ static void test_channel_all_isolated_still_tried(void **state) {
   assert_int_not_equal(ports[0], ports[1]);
   env_t e;
   env_start(&e);
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, servers_str(ports, 2));
   o.max_retry = 3;
   o.eject_base_ms = 60000; /* isolated for the whole test */
@@ -1850,8 +1795,8 @@ static void test_channel_default_loop_and_transport(void **state) {
   (void)state;
   prov_t p;
   prov_start(&p, MODE_ECHO, 0);
-  mprpc_channel_options_t o;
-  mprpc_channel_options_init(&o); /* no loop, no transport: the defaults */
+  mprpc_channel_opts_t o;
+  mprpc_channel_opts_init(&o); /* no loop, no transport: the defaults */
   o.servers = servers_str(&p.port, 1);
   mprpc_channel_t *ch;
   assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
@@ -1877,7 +1822,7 @@ static void test_channel_meta_auth_and_errors_not_retried(void **state) {
   uint16_t ports[2] = {a.port, b.port};
   env_t e;
   env_start(&e);
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, servers_str(ports, 2));
   o.idempotent_methods = "*"; /* even idempotent: ERPCAUTH is never retried */
   o.auth_data = "wrong!";
@@ -1928,7 +1873,7 @@ static void test_channel_meta_auth_and_errors_not_retried(void **state) {
   r3.t = &t3;
   call_async(ch, "c", NULL, &r3);
   wait_done(&t3, 1, 10);
-  assert_int_equal(r3.err, -5000);
+  assert_int_equal(r3.err, MPRPC_EAPP); /* 5000: the application's code */
   assert_int_equal(r3.attempts, 1);
   assert_int_equal(atomic_load(&ok.execs), 0);
   mprpc_channel_destroy(ch);
@@ -1947,7 +1892,7 @@ static void test_channel_lb_hash_key_sticks_and_random_spreads(void **state) {
   }
   env_t e;
   env_start(&e);
-  mprpc_channel_options_t o;
+  mprpc_channel_opts_t o;
   opts_for(&o, &e, servers_str(ports, 3));
   o.lb = MPRPC_LB_HASH;
   mprpc_channel_t *ch;

@@ -13,6 +13,7 @@
 
 #include "mprpc/channel.h"
 #include "mprpc/config.h"
+#include "mprpc/server.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 
@@ -690,13 +691,13 @@ static void test_config_get_choice(void **state) {
 
 static void test_config_channel_options(void **state) {
   (void)state;
-  mprpc_channel_options_t o;
-  mprpc_channel_options_init(&o);
+  mprpc_channel_opts_t o;
+  mprpc_channel_opts_init(&o);
   mprpc_config_t *cfg = parse_ok("timeout=2s\nconnect_timeout=250ms\nmax_retry=5\n"
                                  "retry_policy=failfast\nlb=least\nbackup_request=30ms\n"
                                  "idempotent_methods=Echo,Get\nservers=127.0.0.1:1,127.0.0.1:2\n"
                                  "compress=gzip\n");
-  assert_int_equal(mprpc_channel_options_from_config(cfg, &o), 0);
+  assert_int_equal(mprpc_channel_opts_from_config(cfg, &o), 0);
   assert_int_equal(o.timeout_ms, 2000);
   assert_int_equal(o.connect_timeout_ms, 250);
   assert_int_equal(o.max_retry, 5);
@@ -709,29 +710,29 @@ static void test_config_channel_options(void **state) {
   mprpc_config_free(cfg);
 
   /* absent keys keep the defaults */
-  mprpc_channel_options_t d, e;
-  mprpc_channel_options_init(&d);
-  mprpc_channel_options_init(&e);
+  mprpc_channel_opts_t d, e;
+  mprpc_channel_opts_init(&d);
+  mprpc_channel_opts_init(&e);
   cfg = parse_ok("# nothing for the channel\nrpcserverip=127.0.0.1\n");
-  assert_int_equal(mprpc_channel_options_from_config(cfg, &e), 0);
+  assert_int_equal(mprpc_channel_opts_from_config(cfg, &e), 0);
   assert_memory_equal(&d, &e, sizeof d);
   mprpc_config_free(cfg);
 
   /* bad values name key, value and line */
   cfg = parse_ok("lb=fastest\n");
-  assert_int_equal(mprpc_channel_options_from_config(cfg, &e), MPRPC_ECONFIG);
+  assert_int_equal(mprpc_channel_opts_from_config(cfg, &e), MPRPC_ECONFIG);
   assert_non_null(strstr(mprpc_config_error(cfg), "key 'lb': invalid value 'fastest'"));
   mprpc_config_free(cfg);
   cfg = parse_ok("\nmax_retry=1000\n");
-  assert_int_equal(mprpc_channel_options_from_config(cfg, &e), MPRPC_ECONFIG);
+  assert_int_equal(mprpc_channel_opts_from_config(cfg, &e), MPRPC_ECONFIG);
   assert_non_null(strstr(mprpc_config_error(cfg), "max_retry"));
   mprpc_config_free(cfg);
   cfg = parse_ok("compress=lz4\n");
-  assert_int_equal(mprpc_channel_options_from_config(cfg, &e), MPRPC_ECONFIG);
+  assert_int_equal(mprpc_channel_opts_from_config(cfg, &e), MPRPC_ECONFIG);
   assert_non_null(strstr(mprpc_config_error(cfg), "key 'compress': invalid value 'lz4'"));
   mprpc_config_free(cfg);
   cfg = parse_ok("timeout=soon\n");
-  assert_int_equal(mprpc_channel_options_from_config(cfg, &e), MPRPC_ECONFIG);
+  assert_int_equal(mprpc_channel_opts_from_config(cfg, &e), MPRPC_ECONFIG);
   mprpc_config_free(cfg);
 }
 

@@ -41,7 +41,7 @@ static void test_lb_names_round_trip(void **state) {
   assert_int_equal(mprpc_lb_from_name("random"), MPRPC_LB_RANDOM);
   assert_int_equal(mprpc_lb_from_name("hash"), MPRPC_LB_HASH);
   assert_int_equal(mprpc_lb_from_name("least"), MPRPC_LB_LEAST);
-  assert_int_equal(mprpc_lb_from_name("nope"), -1);
+  assert_int_equal(mprpc_lb_from_name("nope"), MPRPC_EINVAL);
   assert_string_equal(mprpc_lb_name(MPRPC_LB_LEAST), "least");
   mprpc__lb_t lb;
   assert_int_equal(mprpc__lb_init(&lb, 42), MPRPC_EINVAL);

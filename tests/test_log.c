@@ -629,7 +629,7 @@ static void test_log_level_threshold(void **state) {
 
   assert_int_equal(mprpc_log_level_from_name("INFO"), MPRPC_LOG_LEVEL_INFO);
   assert_int_equal(mprpc_log_level_from_name("off"), MPRPC_LOG_LEVEL_OFF);
-  assert_int_equal(mprpc_log_level_from_name("loud"), -1);
+  assert_int_equal(mprpc_log_level_from_name("loud"), MPRPC_EINVAL);
   assert_string_equal(mprpc_log_level_name(MPRPC_LOG_LEVEL_FATAL), "fatal");
   mprpc_log_set_level(MPRPC_LOG_LEVEL_WARN);
 }

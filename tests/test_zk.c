@@ -601,8 +601,8 @@ static void test_zk_calls_survive_outage(void **state) {
   mprpc_registry_t creg = open_zk(hosts, chroot, "session_timeout=4000");
   mprpc_server_t *s1 = e2e_server(preg);
 
-  mprpc_channel_options_t co;
-  mprpc_channel_options_init(&co);
+  mprpc_channel_opts_t co;
+  mprpc_channel_opts_init(&co);
   co.registry = creg;
   co.timeout_ms = 3000;
   mprpc_channel_t *ch;

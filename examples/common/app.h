@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "mprpc/app.h"
 #include "mprpc/config.h"
 #include "mprpc/errors.h"
 #include "mprpc/registry.h"
@@ -36,39 +37,14 @@ static inline mprpc_config_t *app_init(int argc, char **argv) {
   return cfg;
 }
 
-static inline const char *app_str(mprpc_config_t *cfg, const char *key, const char *def) {
-  const char *v = mprpc_config_get(cfg, key);
-  return v && *v ? v : def;
-}
-
-/* An integer key within [min, max], or exit with the config's error text. */
-static inline int app_int(const char *prog, mprpc_config_t *cfg, const char *key, int def, int min,
-                          int max) {
-  int64_t v = def;
-  if (mprpc_config_get_int(cfg, key, def, min, max, &v) != 0) {
-    fprintf(stderr, "%s: %s\n", prog, mprpc_config_error(cfg));
-    exit(2);
-  }
-  return (int)v;
-}
-
-/* Opens the configured registry or exits with a message naming it. */
+/* Opens the configured registry or exits with a message naming it: for a
+ * program whose channels share one registry (mprpc_channel_from_config_reg). */
 static inline mprpc_registry_t app_registry(const char *prog, mprpc_config_t *cfg) {
-  char uri[512], err[256] = "";
   mprpc_registry_t reg = {0};
-  int rc = mprpc_config_registry_uri(cfg, uri, sizeof uri);
-  if (rc == MPRPC_ENOTFOUND) {
-    fprintf(stderr, "%s: the config needs zookeeperip/zookeeperport or registry=URI\n", prog);
-    exit(2);
-  } else if (rc != 0) {
-    fprintf(stderr, "%s: %s\n", prog, mprpc_config_error(cfg));
-    exit(2);
-  }
-  rc = mprpc_registry_open(uri, &reg, err, sizeof err);
+  int rc = mprpc_registry_from_config(cfg, &reg);
   if (rc != 0) {
-    fprintf(stderr, "%s: registry %s: %s%s%s\n", prog, uri, mprpc_strerror(rc), *err ? ": " : "",
-            err);
-    exit(1);
+    fprintf(stderr, "%s: %s\n", prog, mprpc_config_error(cfg));
+    exit(rc == MPRPC_ENOTFOUND ? 2 : 1);
   }
   return reg;
 }

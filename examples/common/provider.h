@@ -1,6 +1,7 @@
 /*
  * What the user and friend providers share: the whole life of a provider
- * that publishes one service, configured by the seeds' keys (app.h).
+ * that publishes one service, configured by the seeds' keys (app.h):
+ * mprpc_app_init, mprpc_server_from_config, add_service, run.
  *
  * Header-only (static inline) for the same reason as app.h: the build makes
  * one program of every examples/<dir>/<name>.c.
@@ -24,37 +25,30 @@ static inline void app_provider_on_signal(int sig) {
   mprpc_server_stop_async(app_provider_server);
 }
 
-/* The provider's main(): loads `-i FILE`, opens the registry, serves svc on
- * rpcserverip:rpcserverport with `threads` I/O loops and publishes it there.
- * Prints "<prog>: <service> on <ip>:<port>" once serving (ci/demo.sh waits
- * for it). SIGTERM or SIGINT stops it gracefully; it then prints
+/* The provider's main(), the seeds' four steps: mprpc_app_init (`-i FILE`),
+ * mprpc_server_from_config (listen on rpcserverip:rpcserverport, open the
+ * configured registry, which the server owns), add_service, run. Prints
+ * "<prog>: <service> on <ip>:<port>" once serving (ci/demo.sh waits for
+ * it). SIGTERM or SIGINT stops it gracefully; it then prints
  * "<prog>: <ip>:<port> served N calls". Returns the exit status: 0, or 1
- * when it cannot serve; exits 2 (1 for the registry) on a config error, as
- * app.h does. svc must outlive the call. */
+ * when it cannot serve; exits 2 on a bad command line, as app.h does.
+ * svc must outlive the call. */
 static inline int app_provider_main(const char *prog, int argc, char **argv,
                                     ProtobufCService *svc) {
   mprpc_config_t *cfg = app_init(argc, argv);
-  const char *ip = app_str(cfg, "rpcserverip", "127.0.0.1");
-  int port = app_int(prog, cfg, "rpcserverport", 0, 0, 65535);
-  int threads = app_int(prog, cfg, "threads", 1, 1, 64);
-  mprpc_registry_t reg = app_registry(prog, cfg);
-
-  mprpc_server_opts_t so;
-  mprpc_server_opts_init(&so);
-  so.host = ip;
-  so.port = (uint16_t)port;
-  so.threads = (size_t)threads;
-  so.registry = reg;
-  so.advertise_host = ip;
-  int rc = mprpc_server_new(&so, &app_provider_server);
-  if (rc == 0)
-    rc = mprpc_server_add_service(app_provider_server, svc);
+  int rc = mprpc_server_from_config(cfg, &app_provider_server);
+  if (rc != 0) {
+    fprintf(stderr, "%s: %s\n", prog, mprpc_config_error(cfg));
+    mprpc_config_free(cfg);
+    return 1;
+  }
+  const char *ip = mprpc_config_get(cfg, "rpcserverip");
+  rc = mprpc_server_add_service(app_provider_server, svc);
   if (rc == 0)
     rc = mprpc_server_start(app_provider_server);
   if (rc != 0) {
-    fprintf(stderr, "%s: cannot serve on %s:%d: %s\n", prog, ip, port, mprpc_strerror(rc));
+    fprintf(stderr, "%s: cannot serve on %s: %s\n", prog, ip, mprpc_strerror(rc));
     mprpc_server_destroy(app_provider_server);
-    mprpc_registry_close(reg);
     mprpc_config_free(cfg);
     return 1;
   }
@@ -72,8 +66,7 @@ static inline int app_provider_main(const char *prog, int argc, char **argv,
   for (size_t i = 0; mprpc_server_method_stats_at(app_provider_server, i, &ms) == 0; i++)
     served += ms.completed;
   printf("%s: %s:%u served %llu calls\n", prog, ip, bound, (unsigned long long)served);
-  mprpc_server_destroy(app_provider_server);
-  mprpc_registry_close(reg);
+  mprpc_server_destroy(app_provider_server); /* also closes the registry */
   mprpc_config_free(cfg);
   mprpc_log_flush();
   return 0;

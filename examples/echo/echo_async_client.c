@@ -72,8 +72,8 @@ int main(int argc, char **argv) {
     return 1;
   r.loop = mprpc_loop_group_loop(g, 0);
 
-  mprpc_channel_options_t o;
-  mprpc_channel_options_init(&o);
+  mprpc_channel_opts_t o;
+  mprpc_channel_opts_init(&o);
   o.loop = r.loop;
   o.transport = mprpc_tcp_transport();
   o.servers = argv[1];

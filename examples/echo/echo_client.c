@@ -269,8 +269,8 @@ int main(int argc, char **argv) {
       return 2;
     }
   }
-  mprpc_channel_options_t o;
-  mprpc_channel_options_init(&o);
+  mprpc_channel_opts_t o;
+  mprpc_channel_opts_init(&o);
   o.loop = loop;
   o.transport = mprpc_tcp_transport();
   o.servers = server;

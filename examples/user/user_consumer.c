@@ -122,8 +122,8 @@ static void do_call(call_kind_t kind, mprpc_channel_t *user_ch, mprpc_channel_t 
 
 static mprpc_channel_t *open_channel(const ProtobufCServiceDescriptor *sd, mprpc_registry_t reg,
                                      const char *servers, const char *idempotent) {
-  mprpc_channel_options_t co;
-  mprpc_channel_options_init(&co);
+  mprpc_channel_opts_t co;
+  mprpc_channel_opts_init(&co);
   if (servers)
     co.servers = servers;
   else
@@ -133,6 +133,18 @@ static mprpc_channel_t *open_channel(const ProtobufCServiceDescriptor *sd, mprpc
   int rc = mprpc_channel_new(sd, &co, &ch);
   if (rc != 0) {
     fprintf(stderr, "user_consumer: channel for %s: %s\n", sd->name, mprpc_strerror(rc));
+    exit(1);
+  }
+  return ch;
+}
+
+/* A channel from the config's consumer keys, on the registry both channels
+ * share (each mprpc_channel_from_config would open its own). */
+static mprpc_channel_t *config_channel(mprpc_config_t *cfg, const ProtobufCServiceDescriptor *sd,
+                                       mprpc_registry_t reg) {
+  mprpc_channel_t *ch = NULL;
+  if (mprpc_channel_from_config_reg(cfg, sd, reg, &ch) != 0) {
+    fprintf(stderr, "user_consumer: %s\n", mprpc_config_error(cfg));
     exit(1);
   }
   return ch;
@@ -384,11 +396,15 @@ int main(int argc, char **argv) {
     usage();
   mprpc_config_t *cfg = app_init(3, cfg_argv);
   mprpc_registry_t reg = app_registry("user_consumer", cfg);
-
-  mprpc_channel_t *user_ch =
-      open_channel(&fixbug__user_service_rpc__descriptor, reg, NULL, "Login,Register");
+  /* One list for both channels: each takes the entries of its service.
+   * Login and Register give the same answer when repeated, and so does
+   * GetFriendsList, so the channels may fail over when a provider dies. */
+  if (!mprpc_config_has(cfg, "idempotent_methods"))
+    mprpc_config_set(cfg, "idempotent_methods",
+                     "UserServiceRpc.Login, UserServiceRpc.Register, FriendServiceRpc.*");
+  mprpc_channel_t *user_ch = config_channel(cfg, &fixbug__user_service_rpc__descriptor, reg);
   mprpc_channel_t *friend_ch =
-      open_channel(&fixbug__friend__friend_service_rpc__descriptor, reg, NULL, "*");
+      config_channel(cfg, &fixbug__friend__friend_service_rpc__descriptor, reg);
   int rc = 0;
   if (wait_endpoints(user_ch, 10000) != 0 || wait_endpoints(friend_ch, 10000) != 0) {
     fprintf(stderr, "user_consumer: no provider found in the registry within 10 s\n");
@@ -400,7 +416,7 @@ int main(int argc, char **argv) {
   }
   mprpc_channel_destroy(user_ch);
   mprpc_channel_destroy(friend_ch);
-  mprpc_registry_close(reg);
+  mprpc_registry_close(reg); /* shared, so ours to close, after the channels */
   mprpc_config_free(cfg);
   mprpc_log_flush();
   return rc;

@@ -10,12 +10,11 @@
 #ifndef MPRPC_BUF_H
 #define MPRPC_BUF_H
 
+#include "mprpc/export.h"
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 typedef struct mprpc_rbuf {
   uint8_t *data;
@@ -49,7 +48,5 @@ void mprpc_rbuf_compact(mprpc_rbuf_t *b);
  * nearly empty (after a huge frame passed through). */
 void mprpc_rbuf_shrink(mprpc_rbuf_t *b, size_t keep);
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

@@ -34,6 +34,7 @@
 #ifndef MPRPC_CHANNEL_H
 #define MPRPC_CHANNEL_H
 
+#include "mprpc/export.h"
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -46,9 +47,7 @@
 #include "mprpc/registry.h"
 #include "mprpc/transport.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 typedef struct mprpc_channel mprpc_channel_t;
 
@@ -64,14 +63,15 @@ typedef enum mprpc_lb_kind {
   MPRPC_LB_LEAST = 3,  /* fewest calls in flight, ties by latency EWMA */
 } mprpc_lb_kind_t;
 
-/* "rr", "random", "hash", "least" -> kind; -1 when unknown. */
+/* "rr", "random", "hash", "least" -> kind; MPRPC_EINVAL when unknown
+ * (before 0.2: -1, which is MPRPC_EPERM). */
 int mprpc_lb_from_name(const char *name);
 const char *mprpc_lb_name(int kind);
 
-typedef struct mprpc_channel_options {
+typedef struct mprpc_channel_opts {
   /* Loop and transport; vt == NULL means mprpc_default_loop() and
-   * mprpc_tcp_transport() (include/mprpc/rt.h). Borrowed: both must outlive
-   * the channel. */
+   * mprpc_tcp_transport() (include/mprpc/rt.h), filled in by
+   * mprpc_channel_new. Borrowed: both must outlive the channel. */
   mprpc_loop_t loop;
   mprpc_transport_t transport;
 
@@ -80,6 +80,10 @@ typedef struct mprpc_channel_options {
   /* ... or a registry (vt != NULL; borrowed, must outlive the channel),
    * subscribed to the service's full name. */
   mprpc_registry_t registry;
+  /* The channel owns `registry`: mprpc_channel_destroy closes it once the
+   * channel has unsubscribed (mprpc_channel_from_config sets this). Not
+   * closed when mprpc_channel_new fails: the caller still owns it then. */
+  bool own_registry;
 
   int64_t timeout_ms;         /* whole call, every attempt; 0 = 1000; <0 none */
   int64_t connect_timeout_ms; /* 0 = 500 */
@@ -92,13 +96,24 @@ typedef struct mprpc_channel_options {
   int64_t backup_request_ms;  /* 0 = no backup requests */
   /* Methods that may safely run twice (retried when the outcome of an
    * attempt is unknown; eligible for backup requests): a comma-separated
-   * list of method names, or "*" for all. Also mprpc_channel_set_idempotent. */
+   * list of method names, or "*" for all. An entry may be qualified,
+   * "Service.Method" or "Service.*", with the service's short name
+   * (UserServiceRpc) or full name (fixbug.UserServiceRpc); entries qualified
+   * with another service are ignored, so one list can serve the channels of
+   * several services. An unknown method of this service makes
+   * mprpc_channel_new fail with MPRPC_ENOTFOUND and an ERROR log line naming
+   * it (mprpc_channel_parse_idempotent). Also mprpc_channel_set_idempotent. */
   const char *idempotent_methods;
 
   const void *auth_data; /* sent in every request's meta; copied */
   size_t auth_len;
   int compress_type;     /* MPRPC_COMPRESS_{NONE,SNAPPY,GZIP,ZLIB}: of every request payload */
-  uint32_t max_body;     /* response size limit; 0 = frame default */
+  /* Frame body limit, both ways: a response over it closes the connection;
+   * a request over it fails at once with MPRPC_ETOOBIG (never sent, never
+   * retried; the text gives both sizes). Set it to the providers'
+   * max_body_size. 0 = MPRPC_FRAME_DEFAULT_MAX_BODY (64 MiB), the
+   * providers' default. */
+  uint32_t max_body;
 
   /* Outlier ejection (0 = defaults) */
   int eject_conn_failures;     /* consecutive connect failures: 1 */
@@ -108,28 +123,40 @@ typedef struct mprpc_channel_options {
   int64_t eject_max_ms;        /* cap: 30000 */
   int64_t reconnect_base_ms;   /* backoff: 50, doubling, equal jitter */
   int64_t reconnect_max_ms;    /* cap: 2000 */
-} mprpc_channel_options_t;
+} mprpc_channel_opts_t;
+
+/* The names before 0.2, kept for one release. */
+typedef mprpc_channel_opts_t mprpc_channel_options_t;
+#define mprpc_channel_options_init mprpc_channel_opts_init
+#define mprpc_channel_options_from_config mprpc_channel_opts_from_config
 
 /* Defaults as listed above (servers NULL, no registry, max_retry 2).
  * Always start from this: a zeroed struct means max_retry 0. */
-void mprpc_channel_options_init(mprpc_channel_options_t *o);
+void mprpc_channel_opts_init(mprpc_channel_opts_t *o);
 
 /* Reads consumer options from a config file's keys (docs/config.md):
  * timeout, connect_timeout, attempt_timeout, max_retry, retry_policy
  * (failover|failfast), lb (rr|random|hash|least), backup_request,
- * idempotent_methods, servers. Absent keys leave *o unchanged; strings
+ * compress, max_body_size (-> max_body), idempotent_methods, servers. Absent keys leave *o unchanged; strings
  * point into cfg, which must outlive mprpc_channel_new. Errors:
  * MPRPC_ECONFIG with the text in mprpc_config_error(cfg). Defined in
  * src/util/channel_config.c. */
-int mprpc_channel_options_from_config(mprpc_config_t *cfg, mprpc_channel_options_t *o);
+int mprpc_channel_opts_from_config(mprpc_config_t *cfg, mprpc_channel_opts_t *o);
 
 /* Creates a channel for service sd. Any thread. Errors: MPRPC_EINVAL (bad
  * options), MPRPC_EADDR (bad servers list), MPRPC_EUNSUPPORTED (compress_type
  * not one of MPRPC_COMPRESS_*),
  * MPRPC_ENOMEM, or a loop/registry error. sd is borrowed (generated
  * descriptors are static). */
-int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_options_t *o,
+int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_opts_t *o,
                       mprpc_channel_t **out);
+
+/* The core constructor behind mprpc_channel_new (src/rt/defaults.c): o is
+ * required and so are o->loop and o->transport; nothing is chosen for the
+ * caller. The simulator and the fuzzers, which link libmprpc-core.a only,
+ * create channels with it. Same errors. */
+int mprpc_channel_new_in(const ProtobufCServiceDescriptor *sd, const mprpc_channel_opts_t *o,
+                         mprpc_channel_t **out);
 
 /* Cancels every pending call (each done runs once with NULL and
  * MPRPC_ECANCELED), closes the connections and frees the channel. From a
@@ -147,11 +174,22 @@ ProtobufCService *mprpc_channel_service(mprpc_channel_t *ch);
  * call only. MPRPC_ENOTFOUND when the service has no such method. */
 int mprpc_channel_set_idempotent(mprpc_channel_t *ch, const char *method, bool idempotent);
 
+/* Parses an idempotent_methods list (syntax above) for service sd without
+ * a channel: marks[i] (sd->n_methods entries; may be NULL) is set true for
+ * each method the list names for sd. 0, or MPRPC_ENOTFOUND for a method sd
+ * does not have, with why (may be NULL) naming it and listing sd's methods:
+ * "idempotent_methods: fixbug.UserServiceRpc has no method 'Logn' (it has:
+ * Login, Register)". */
+int mprpc_channel_parse_idempotent(const ProtobufCServiceDescriptor *sd, const char *list,
+                                   bool *marks, char *why, size_t whylen);
+
 /* Asynchronous call of method `method_index` (index in sd->methods), from
  * any thread. input is serialized before returning. ctl may be NULL (see
  * controller.h). 0: done will run exactly once on the loop. An error
  * (MPRPC_EINVAL, MPRPC_ENOMEM, MPRPC_ESTATE when the loop is gone): done
- * never runs. */
+ * never runs; for MPRPC_EINVAL a given ctl's error text says why (e.g.
+ * "inv.ReserveRequest.item_id is required"; a stub call hands the same
+ * text to done). */
 int mprpc_channel_call(mprpc_channel_t *ch, unsigned method_index, const ProtobufCMessage *input,
                        mprpc_controller_t *ctl, ProtobufCClosure done, void *arg);
 
@@ -186,7 +224,5 @@ void mprpc_channel_stats(const mprpc_channel_t *ch, mprpc_channel_stats_t *out);
  * thread, or any thread for a rough value. */
 size_t mprpc_channel_endpoint_count(const mprpc_channel_t *ch);
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

@@ -20,13 +20,14 @@
 #ifndef MPRPC_CONFIG_H
 #define MPRPC_CONFIG_H
 
+#include "mprpc/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+#include "mprpc/addr.h"
+
+MPRPC_BEGIN_DECLS
 
 typedef struct mprpc_config mprpc_config_t;
 
@@ -81,12 +82,6 @@ int mprpc_config_get_duration_ms(mprpc_config_t *cfg, const char *key, int64_t d
  * of 1000). Units are case-insensitive. */
 int mprpc_config_get_size(mprpc_config_t *cfg, const char *key, uint64_t def, uint64_t *out);
 
-/* host:port with host an IPv4 address, a hostname, or [IPv6]. */
-typedef struct mprpc_hostport {
-  char host[256]; /* without brackets */
-  uint16_t port;
-  int family;     /* 4, 6, or 0 for a hostname */
-} mprpc_hostport_t;
 /* def may be NULL: then an absent key is MPRPC_ENOTFOUND (no error text). */
 int mprpc_config_get_hostport(mprpc_config_t *cfg, const char *key, const char *def,
                               mprpc_hostport_t *out);
@@ -97,42 +92,31 @@ int mprpc_parse_int(const char *s, int64_t min, int64_t max, int64_t *out);
 int mprpc_parse_bool(const char *s, bool *out);
 int mprpc_parse_duration_ms(const char *s, int64_t *out_ms);
 int mprpc_parse_size(const char *s, uint64_t *out);
-/* port 0 is accepted only when allow_port0 (listen addresses). */
-int mprpc_parse_hostport(const char *s, bool allow_port0, mprpc_hostport_t *out);
+/* mprpc_parse_hostport (host:port, [v6]:port) is in mprpc/addr.h. */
 
-/* The registry URI: `registry` when set, else zk://<zookeeperip>:<zookeeperport>
- * (port 2181 when only the ip is given; IPv6 in brackets). Written into
- * out[n] NUL-terminated. MPRPC_ENOTFOUND when neither is configured,
- * MPRPC_ECONFIG for a bad zookeeperip/zookeeperport, MPRPC_ENAMETOOLONG
- * when out is too small. */
-int mprpc_config_registry_uri(mprpc_config_t *cfg, char *out, size_t n);
+/* Whether the library reads key (one table of every key, src/util/keys.c,
+ * listed in docs/config.md). */
+bool mprpc_config_key_known(const char *key);
 
-/* The provider's listen address: rpcserverip + rpcserverport (the seeds'
- * keys). MPRPC_ENOTFOUND when rpcserverip is absent; port defaults to 0
- * (any free port). */
-int mprpc_config_server_addr(mprpc_config_t *cfg, mprpc_hostport_t *out);
+/* Logs one WARN line per key that the library does not know, that no
+ * getter has read and that is not in extra (a NULL-terminated list of the
+ * program's own keys; may be NULL), naming file and line and, when a known
+ * key is close, suggesting it:
+ *   friend.conf:3: unknown key 'zookeeprip' (did you mean zookeeperip?)
+ * Returns how many. mprpc_app_init calls it after loading (with the keys
+ * of mprpc_app_declare_keys). Each key is reported once per config, by this
+ * function or by mprpc_config_warn_unused. */
+size_t mprpc_config_warn_unknown(mprpc_config_t *cfg, const char *const *extra);
 
-/* Logs a warning for every key no getter has asked for (typos); returns
- * how many there were. */
+/* At the end of a program's setup: logs one WARN line per key no getter
+ * has read; an unknown key gets the same line (and suggestion) as from
+ * mprpc_config_warn_unknown unless it was reported already, a key the
+ * library knows but this program did not read gets "key 'K' is not used by
+ * this program (ignored)". Returns how many keys were unread. */
 size_t mprpc_config_warn_unused(const mprpc_config_t *cfg);
 
-/* The programs' command line, as in the seeds: `prog -i FILE`.
- * Also accepted: `-iFILE`, `--config FILE`, `--config=FILE`, `-h`/`--help`.
- * Loads FILE into a new config stored in *cfg_out (caller frees with
- * mprpc_config_free), then applies the log_* keys to the logger (see
- * docs/config.md). Never exits. Errors, with a message and the usage text
- * on stderr: missing -i, unknown argument (MPRPC_EINVAL), unreadable file
- * (MPRPC_ENOENT, MPRPC_EACCES, ...), bad syntax or bad log_* value
- * (MPRPC_ECONFIG). For -h the usage goes to stdout and MPRPC_ECANCELED is
- * returned (the caller exits 0). *cfg_out is NULL on any error. */
-int mprpc_app_init(int argc, char **argv, mprpc_config_t **cfg_out);
+MPRPC_END_DECLS
 
-/* Applies log_level, log_file, log_max_bytes, log_rotate_daily, log_keep,
- * log_queue_bytes, log_sync to the logger (mprpc_log_open). Keys that are
- * absent keep the logger's defaults. */
-int mprpc_config_apply_log(mprpc_config_t *cfg);
-
-#ifdef __cplusplus
-}
-#endif
+/* The bootstrap functions were declared here before 0.2. */
+#include "mprpc/app.h"
 #endif

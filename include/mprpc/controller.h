@@ -25,14 +25,13 @@
 #ifndef MPRPC_CONTROLLER_H
 #define MPRPC_CONTROLLER_H
 
+#include "mprpc/export.h"
 #include <protobuf-c/protobuf-c.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 typedef struct mprpc_controller mprpc_controller_t;
 
@@ -68,9 +67,18 @@ int mprpc_controller_set_request_compress(mprpc_controller_t *c, int compress_ty
 /* ---- outputs: valid once the call's closure runs ------------------------ */
 
 bool mprpc_controller_failed(const mprpc_controller_t *c);
-/* 0 on success, else a negative MPRPC_E* code (mprpc_err_name names it). */
+/* 0 on success, else a negative MPRPC_E* code (mprpc_err_name names it).
+ * MPRPC_EAPP when the provider's handler failed the call with its own code
+ * (mprpc_server_call_set_error with a code outside brpc's framework range
+ * 1001..2999): read that code with mprpc_controller_remote_code. */
 int mprpc_controller_error_code(const mprpc_controller_t *c);
-/* "" on success; never NULL. Owned by the controller. */
+/* The error_code of the provider's answer that failed the call, exactly as
+ * it travelled (positive: 42 stays 42, 2 stays 2, 1001 for ENOSERVICE);
+ * 0 when the call succeeded or failed without such an answer (timeout,
+ * connection refused, cancel, ...). */
+int mprpc_controller_remote_code(const mprpc_controller_t *c);
+/* "" on success; never NULL. Owned by the controller. For MPRPC_EAPP it is
+ * the handler's text as sent ("application error N" if it sent none). */
 const char *mprpc_controller_error_text(const mprpc_controller_t *c);
 /* "host:port" of the endpoint that gave the final answer, "" if none. */
 const char *mprpc_controller_remote(const mprpc_controller_t *c);
@@ -106,7 +114,5 @@ void mprpc_controller_use_next(mprpc_controller_t *c);
  * outside a closure. */
 mprpc_controller_t *mprpc_controller_current(void);
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

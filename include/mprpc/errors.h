@@ -12,13 +12,19 @@
  * the -3000 range and never cross the wire. (brpc's ESSL, 1016, is kept for
  * peers that send it; mprpc's own TLS failures are MPRPC_ETLS, which is a
  * connection-level error reported by the transport, never a response code.)
+ *
+ * A handler's own (application) error code travels as it is; the consumer
+ * sees MPRPC_EAPP and reads the code with mprpc_controller_remote_code().
+ * On the wire, brpc's framework range 1001..2999 means a framework error;
+ * every other positive code is the application's (mprpc_err_wire_is_app).
+ * Applications should use codes >= 10000 (docs/server.md, "Error codes").
  */
 #ifndef MPRPC_ERRORS_H
 #define MPRPC_ERRORS_H
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+#include "mprpc/export.h"
+
+MPRPC_BEGIN_DECLS
 
 /* X(name, value, text) */
 #define MPRPC_ERRNO_MAP(X)                                                     \
@@ -36,6 +42,7 @@ extern "C" {
   X(EMFILE, -24, "too many open files")                                        \
   X(EPIPE, -32, "broken pipe")                                                 \
   X(ERANGE, -34, "value out of range")                                         \
+  X(EDEADLK, -35, "the call would deadlock")                                   \
   X(ENAMETOOLONG, -36, "name too long")                                        \
   X(EADDRINUSE, -98, "address already in use")                                 \
   X(EADDRNOTAVAIL, -99, "address not available")                               \
@@ -89,10 +96,13 @@ extern "C" {
   X(EREGISTRY, -3017, "registry error")                                        \
   X(ESESSION, -3018, "registry session expired")                               \
   X(EUNSUPPORTED, -3019, "not supported")                                      \
-  X(ESYNCLOOP, -3020, "synchronous call from the channel's own loop thread")   \
-  /* -3040..-3049: TLS (src/rt/tls.c); the text of the failure is kept by  \
-   * the connection (mprpc_conn_error_text) and the TLS context */            \
-  X(ETLS, -3040, "tls handshake or record failed")
+  X(ESYNCLOOP, -3020, "synchronous call from the channel's own loop thread")  \
+  /* -3040..-3049: TLS (src/rt/tls.c); the text of the failure is kept by */  \
+  /* the connection (mprpc_conn_error_text) and the TLS context */            \
+  X(ETLS, -3040, "tls handshake or record failed")                            \
+  /* the provider's handler failed the call with its own code: */              \
+  /* mprpc_controller_remote_code() gives that code (docs/client.md) */        \
+  X(EAPP, -3050, "application error")
 
 typedef enum mprpc_errno {
 #define MPRPC__ERR_ENUM(name, value, text) MPRPC_##name = (value),
@@ -118,7 +128,14 @@ int mprpc_err_from_errno(int errno_value);
 static inline int mprpc_err_to_wire(int err) { return err < 0 ? -err : err; }
 static inline int mprpc_err_from_wire(int code) { return code > 0 ? -code : code; }
 
-#ifdef __cplusplus
+/* brpc's framework codes on the wire: ENOSERVICE (1001) .. the 2xxx server
+ * codes. A positive wire code outside it (1..1000, 3000 and up) is an
+ * application's code: the channel reports it as MPRPC_EAPP. */
+#define MPRPC_WIRE_FRAMEWORK_MIN 1001
+#define MPRPC_WIRE_FRAMEWORK_MAX 2999
+static inline int mprpc_err_wire_is_app(int code) {
+  return code > 0 && (code < MPRPC_WIRE_FRAMEWORK_MIN || code > MPRPC_WIRE_FRAMEWORK_MAX);
 }
-#endif
+
+MPRPC_END_DECLS
 #endif

@@ -20,14 +20,13 @@
 #ifndef MPRPC_FRAME_H
 #define MPRPC_FRAME_H
 
+#include "mprpc/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 #define MPRPC_FRAME_HEADER_LEN 12
 #define MPRPC_FRAME_DEFAULT_MAX_BODY (64u * 1024u * 1024u)
@@ -124,7 +123,5 @@ int mprpc_frame_encode(mprpc_frame_out_t *out, const mprpc_meta_t *m, const void
                        size_t payload_len, const void *attachment, size_t att_len);
 void mprpc_frame_out_free(mprpc_frame_out_t *out);
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

@@ -18,12 +18,11 @@
 #ifndef MPRPC_LOG_H
 #define MPRPC_LOG_H
 
+#include "mprpc/export.h"
 #include <stddef.h>
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 typedef enum mprpc_log_level {
   MPRPC_LOG_LEVEL_TRACE = 0,
@@ -57,7 +56,8 @@ void mprpc__log_write(int level, const char *file, int line, const char *func, c
 
 void mprpc_log_set_level(int level);
 int mprpc_log_get_level(void);
-/* "trace".."fatal", "off"; -1 when unknown. */
+/* "trace".."fatal", "off" (any case; "warning" too); MPRPC_EINVAL when
+ * unknown (before 0.2: -1, which is MPRPC_EPERM). */
 int mprpc_log_level_from_name(const char *name);
 const char *mprpc_log_level_name(int level);
 
@@ -106,7 +106,5 @@ void mprpc_log_close(void);
 /* Lines dropped because the queue was full since the last mprpc_log_open(). */
 uint64_t mprpc_log_dropped(void);
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

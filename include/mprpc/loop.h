@@ -19,14 +19,13 @@
 #ifndef MPRPC_LOOP_H
 #define MPRPC_LOOP_H
 
+#include "mprpc/export.h"
 #include <stdbool.h>
 #include <stdint.h>
 
 #include "mprpc/rand.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 typedef void (*mprpc_timer_cb)(void *arg);
 typedef void (*mprpc_post_cb)(void *arg);
@@ -59,6 +58,12 @@ typedef struct mprpc_loop_ops {
    * that already read the clock for this event skip another read; see
    * mprpc_timer_start_from. */
   uint64_t (*timer_start_at)(void *ctx, uint64_t deadline_ns, mprpc_timer_cb cb, void *arg);
+
+  /* Optional (NULL: false): true when the calling thread runs any loop of
+   * this loop's runtime, not only this one. A synchronous call made there
+   * would block a loop that may be the one that has to answer it, so the
+   * channel refuses it (MPRPC_EDEADLK) instead of deadlocking. */
+  bool (*on_a_loop)(void *ctx);
 } mprpc_loop_ops_t;
 
 typedef struct mprpc_loop {
@@ -92,12 +97,13 @@ static inline int mprpc_loop_post(mprpc_loop_t l, mprpc_post_cb fn, void *arg) {
 static inline bool mprpc_loop_in_loop(mprpc_loop_t l) { return l.vt->in_loop(l.ctx); }
 static inline mprpc_rand_t mprpc_loop_rand(mprpc_loop_t l) { return l.vt->rand(l.ctx); }
 static inline bool mprpc_loop_can_block(mprpc_loop_t l) { return l.vt->waiter_new != 0; }
+static inline bool mprpc_loop_on_a_loop(mprpc_loop_t l) {
+  return l.vt->on_a_loop && l.vt->on_a_loop(l.ctx);
+}
 
 #define MPRPC_NS_PER_MS 1000000ull
 #define MPRPC_NS_PER_US 1000ull
 #define MPRPC_NS_PER_S 1000000000ull
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

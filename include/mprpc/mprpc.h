@@ -21,6 +21,8 @@
 #include "mprpc/server.h"
 #include "mprpc/controller.h"
 #include "mprpc/channel.h"
+#include "mprpc/json.h"
+#include "mprpc/app.h"
 
 #define MPRPC_VERSION "0.1.0"
 

@@ -13,11 +13,10 @@
 #ifndef MPRPC_RAND_H
 #define MPRPC_RAND_H
 
+#include "mprpc/export.h"
 #include <stdint.h>
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 typedef struct mprpc_rand_ops {
   /* Next 64 uniformly distributed bits. */
@@ -54,7 +53,5 @@ mprpc_rand_t mprpc_rand_xoshiro(mprpc_xoshiro_t *x);
 /* splitmix64 step: handy for deriving independent seeds from one seed. */
 uint64_t mprpc_splitmix64(uint64_t *state);
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

@@ -24,14 +24,14 @@
 #ifndef MPRPC_REGISTRY_H
 #define MPRPC_REGISTRY_H
 
+#include "mprpc/export.h"
 #include <stddef.h>
 #include <stdint.h>
 
+#include "mprpc/config.h"
 #include "mprpc/loop.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 #define MPRPC_DEFAULT_WEIGHT 100
 
@@ -109,7 +109,16 @@ int mprpc_registry_open(const char *uri, mprpc_registry_t *out, char *errbuf, si
  * and their meaning: docs/registry.md. */
 int mprpc_registry_zk_uri(const char *ip, const char *port, char *out, size_t outlen);
 
-#ifdef __cplusplus
-}
-#endif
+/* The registry URI: `registry` when set, else zk://<zookeeperip>:<zookeeperport>
+ * (port 2181 when only the ip is given; IPv6 in brackets). For a zk:// URI
+ * the keys registry_cache, zookeeper_wait (bool), zookeeper_session_timeout
+ * and zookeeper_connect_timeout (durations) become its options cache=,
+ * wait=, session_timeout=, connect_timeout= (docs/config.md). Written into
+ * out[n] NUL-terminated. MPRPC_ENOTFOUND when neither is configured (the
+ * config's error text names the keys looked for), MPRPC_ECONFIG for a bad
+ * value, MPRPC_ENAMETOOLONG when out is too small. Defined in
+ * src/util/registry_config.c. */
+int mprpc_config_registry_uri(mprpc_config_t *cfg, char *out, size_t n);
+
+MPRPC_END_DECLS
 #endif

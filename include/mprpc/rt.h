@@ -11,14 +11,13 @@
 #ifndef MPRPC_RT_H
 #define MPRPC_RT_H
 
+#include "mprpc/export.h"
 #include <stddef.h>
 
 #include "mprpc/loop.h"
 #include "mprpc/transport.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 typedef struct mprpc_loop_group mprpc_loop_group_t;
 
@@ -52,7 +51,5 @@ mprpc_transport_t mprpc_tcp_transport(void);
  * thread, in which case it is left to the OS. NULL loop on failure. */
 int mprpc_default_loop(mprpc_loop_t *out);
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

@@ -10,7 +10,9 @@
  * The server core runs on the seams only (loop, transport, registry), so the
  * same code runs on the libev runtime and in the deterministic simulator:
  * inject `transport` + `loops` in the options, or leave `transport.vt` NULL
- * and the server creates its own group of `threads` libev loops.
+ * and mprpc_server_new (the runtime's facade, src/rt/defaults.c) gives the
+ * server its own group of `threads` libev loops and TCP. The core itself
+ * (libmprpc-core.a) only has mprpc_server_new_in, which takes them.
  *
  * Functions return 0 or a negative MPRPC_E* code.
  *
@@ -23,6 +25,7 @@
 #ifndef MPRPC_SERVER_H
 #define MPRPC_SERVER_H
 
+#include "mprpc/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -34,9 +37,7 @@
 #include "mprpc/registry.h"
 #include "mprpc/transport.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 typedef struct mprpc_server mprpc_server_t;
 typedef struct mprpc_server_call mprpc_server_call_t;
@@ -49,6 +50,19 @@ typedef struct mprpc_server_call mprpc_server_call_t;
  * NUL-terminated and is only valid during the call. */
 typedef int (*mprpc_server_auth_cb)(void *ud, const uint8_t *data, size_t len, const char *peer);
 
+/* Where handlers run when they are not run on the loop: a pool of threads
+ * (handler_threads) in production. submit may be called from a loop
+ * thread; fn(arg) then runs on another thread. 0, or an error (the server
+ * then runs the handler on the loop). */
+typedef struct mprpc_executor_ops {
+  int (*submit)(void *ctx, void (*fn)(void *arg), void *arg);
+} mprpc_executor_ops_t;
+
+typedef struct mprpc_executor {
+  const mprpc_executor_ops_t *vt;
+  void *ctx;
+} mprpc_executor_t;
+
 /* Called once when a non-blocking shutdown completes (on loops[0]'s thread). */
 typedef void (*mprpc_server_done_cb)(void *ud);
 
@@ -60,6 +74,15 @@ typedef struct mprpc_server_opts {
   /* Production runtime: number of I/O loops (0 = 1) used when transport.vt
    * is NULL. */
   size_t threads;
+  /* Handlers run on a pool of this many threads instead of the loop
+   * (0 = on the loop, the default; config key handler_threads). Blocking
+   * handlers and synchronous calls to other services are fine there; on
+   * the loop a blocking handler stalls every connection of its loop, and a
+   * synchronous stub call fails at once with MPRPC_EDEADLK. The pool is
+   * created by mprpc_server_new (production); with an injected
+   * environment, pass `executor` instead. */
+  size_t handler_threads;
+  mprpc_executor_t executor;  /* injected handler executor (vt NULL = none) */
   /* Injected environment (simulator, tests, or a shared runtime). When
    * transport.vt is non-NULL, loops/nloops must be given and outlive the
    * server; the server never starts or stops them. */
@@ -67,8 +90,12 @@ typedef struct mprpc_server_opts {
   const mprpc_loop_t *loops;
   size_t nloops;
   /* Registry to publish to (vt NULL = none). Not owned: the caller closes it
-   * after mprpc_server_destroy. */
+   * after mprpc_server_destroy ... */
   mprpc_registry_t registry;
+  /* ... unless own_registry: then mprpc_server_destroy closes it last (as
+   * mprpc_server_from_config sets up). Not closed when mprpc_server_new
+   * fails: the caller still owns it then. */
+  bool own_registry;
   const char *advertise_host; /* host published; NULL = `host` (must then be
                                  a concrete address, not 0.0.0.0) */
   uint32_t weight;            /* 0 = MPRPC_DEFAULT_WEIGHT */
@@ -90,6 +117,9 @@ typedef struct mprpc_server_opts {
   mprpc_server_auth_cb authenticate; /* NULL = no authentication */
   void *auth_ud;
   uint64_t stats_log_period_ms;   /* log per-method stats this often [off] */
+  uint64_t slow_handler_warn_ms;  /* a handler holding its loop longer is logged
+                                     (WARN, rate limited) and counted [100];
+                                     UINT64_MAX = never */
 } mprpc_server_opts_t;
 
 /* Fills defaults (all zero except drain_timeout_ms = 5000 and
@@ -98,8 +128,8 @@ void mprpc_server_opts_init(mprpc_server_opts_t *o);
 
 /* Reads provider options from a config file's keys (docs/server.md):
  * rpcserverip/rpcserverport (listen address, parsed into *listen, which
- * o->host then points into), threads, max_body_size, max_concurrency,
- * max_method_concurrency, idle_timeout, drain_timeout, logoff_grace, stats_period,
+ * o->host then points into), threads, handler_threads, max_body_size, max_concurrency,
+ * max_method_concurrency, idle_timeout, drain_timeout, logoff_grace, stats_period, slow_handler_warn_ms,
  * advertise_host, weight, version. Absent keys leave *o unchanged; string
  * options point into cfg or *listen, which must outlive mprpc_server_new.
  * Errors: MPRPC_ECONFIG (text in mprpc_config_error(cfg)), MPRPC_ERANGE
@@ -107,11 +137,37 @@ void mprpc_server_opts_init(mprpc_server_opts_t *o);
 int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
                                   mprpc_hostport_t *listen);
 
+/* The provider's listen address: rpcserverip + rpcserverport (the seeds'
+ * keys). MPRPC_ENOTFOUND when rpcserverip is absent; port defaults to 0
+ * (any free port). Defined in src/util/server_config.c. */
+int mprpc_config_server_addr(mprpc_config_t *cfg, mprpc_hostport_t *out);
+
 /* Creates a stopped server. The options are copied (strings included; the
  * loops array too). *out is owned by the caller: mprpc_server_destroy.
  * Errors: MPRPC_EINVAL (transport given without loops), MPRPC_ENOMEM, or the
  * runtime's error when it could not create its loops. */
 int mprpc_server_new(const mprpc_server_opts_t *opts, mprpc_server_t **out);
+
+/* Loops a server owns: started by mprpc_server_start, stopped (threads
+ * joined) by the graceful stop, freed by mprpc_server_destroy. The facade
+ * passes a loop group's hooks here; injected loops have none. */
+typedef struct mprpc_loop_owner_ops {
+  int (*start)(void *ctx);
+  void (*stop)(void *ctx); /* idempotent; not from one of the loops */
+  void (*free)(void *ctx); /* stops first if needed */
+} mprpc_loop_owner_ops_t;
+
+typedef struct mprpc_loop_owner {
+  const mprpc_loop_owner_ops_t *vt; /* NULL: the loops are not the server's */
+  void *ctx;
+} mprpc_loop_owner_t;
+
+/* The core constructor: like mprpc_server_new, but opts->transport and
+ * opts->loops are required (MPRPC_EINVAL otherwise) and nothing is chosen
+ * for the caller. On success the server owns `owner` (it calls owner's
+ * free in mprpc_server_destroy); on failure the caller keeps it. */
+int mprpc_server_new_in(const mprpc_server_opts_t *opts, mprpc_loop_owner_t owner,
+                        mprpc_server_t **out);
 
 /* Adds a service before start. The service is borrowed: it must outlive the
  * server (the server never calls service->destroy). Errors: MPRPC_EEXIST
@@ -224,6 +280,8 @@ typedef struct mprpc_method_stats {
   uint64_t errors_by_code[MPRPC_SERVER_NCODES];
   uint64_t inflight;   /* handlers running or not yet completed */
   uint64_t completed;  /* calls whose handler ran and called the closure */
+  uint64_t slow_handlers; /* invocations that held their loop past
+                             slow_handler_warn_ms (on-loop handlers only) */
   /* Latency of completed calls (arrival to closure), microseconds; upper
    * bounds of log-linear buckets (<= 12.5% over the true value). */
   uint64_t p50_us, p99_us, p999_us, max_us;
@@ -252,7 +310,5 @@ int mprpc_server_method_stats(const mprpc_server_t *s, const char *service, cons
 /* Logs one INFO line per method (what the periodic stats log prints). */
 void mprpc_server_log_stats(const mprpc_server_t *s);
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

@@ -25,6 +25,7 @@
 #ifndef MPRPC_TRANSPORT_H
 #define MPRPC_TRANSPORT_H
 
+#include "mprpc/export.h"
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,9 +34,7 @@
 #include "mprpc/buf.h"
 #include "mprpc/loop.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 typedef struct mprpc_conn mprpc_conn_t;
 typedef struct mprpc_listener mprpc_listener_t;
@@ -160,7 +159,5 @@ static inline const char *mprpc_conn_error_text(mprpc_transport_t t, mprpc_conn_
   return t.vt->error_text ? t.vt->error_text(t.ctx, c) : NULL;
 }
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

@@ -7,6 +7,7 @@
  * to the channel's loop (holding a channel reference for the post), and
  * everything else runs there.
  */
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,9 +15,9 @@
 
 #include "core/channel_int.h"
 #include "core/compress.h"
+#include "core/msg_check.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
-#include "mprpc/rt.h"
 
 /* call_finish copies an endpoint's name into the controller whole. */
 _Static_assert(sizeof(((mprpc__ep_t *)0)->name) == sizeof(((mprpc_controller_t *)0)->remote),
@@ -28,7 +29,7 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
 
 /* ---- options -------------------------------------------------------------- */
 
-void mprpc_channel_options_init(mprpc_channel_options_t *o) {
+void mprpc_channel_opts_init(mprpc_channel_opts_t *o) {
   memset(o, 0, sizeof *o);
   o->timeout_ms = 1000;
   o->connect_timeout_ms = 500;
@@ -295,21 +296,6 @@ static void live_unlink(mprpc_channel_t *ch, mprpc__call_t *c) {
   c->in_map = false;
 }
 
-static void dl_unlink(mprpc_channel_t *ch, mprpc__call_t *c) {
-  if (!c->in_dl)
-    return;
-  if (c->dl_prev)
-    c->dl_prev->dl_next = c->dl_next;
-  else
-    ch->dl_head = c->dl_next;
-  if (c->dl_next)
-    c->dl_next->dl_prev = c->dl_prev;
-  else
-    ch->dl_tail = c->dl_prev;
-  c->dl_prev = c->dl_next = NULL;
-  c->in_dl = false;
-}
-
 /* snprintf("%s") without the format machinery: this runs for every call. */
 static void copy_text(char *dst, size_t cap, const char *src) {
   size_t n = strnlen(src, cap - 1);
@@ -334,7 +320,7 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
   mprpc_timer_cancel(ch->loop, c->deadline_timer);
   mprpc_timer_cancel(ch->loop, c->backup_timer);
   c->deadline_timer = c->backup_timer = 0;
-  dl_unlink(ch, c);
+  mprpc__dl_unlink(ch, c);
   call_drop_attempts(c);
   live_unlink(ch, c);
   if (c->waiting_eps) {
@@ -347,6 +333,8 @@ static void call_finish(mprpc__call_t *c, int err, const char *text, ProtobufCMe
   }
 
   ctl->error_code = err;
+  ctl->remote_code = err ? c->wire_code : 0;
+  c->wire_code = 0;
   copy_text(ctl->error_text, sizeof ctl->error_text,
             err ? (text && *text ? text : mprpc_strerror(err)) : "");
   ctl->attempts = c->nattempts;
@@ -386,7 +374,7 @@ static void call_fail(mprpc__call_t *c, int err, const char *text, mprpc__ep_t *
   call_finish(c, err, text, NULL, from, NULL, 0, mprpc_loop_now(c->ch->loop));
 }
 
-static void deadline_fire(void *arg) {
+void mprpc__call_deadline(void *arg) {
   mprpc__call_t *c = arg;
   c->deadline_timer = 0;
   char text[MPRPC__CTL_TEXT];
@@ -398,48 +386,6 @@ static void deadline_fire(void *arg) {
   snprintf(text, sizeof text, "deadline of %llu ms exceeded after %d attempt(s)",
            (unsigned long long)((c->deadline_ns - c->start_ns) / MPRPC_NS_PER_MS), c->nattempts);
   call_fail(c, MPRPC_ERPCTIMEDOUT, text, c->att ? c->att->ep : NULL);
-}
-
-static void dl_fire(void *arg);
-
-/* Arms the list's one timer for its head, unless it is armed already. */
-static void dl_arm(mprpc_channel_t *ch, uint64_t now) {
-  if (!ch->dl_timer)
-    ch->dl_timer =
-        mprpc_timer_start_from(ch->loop, now, ch->dl_head->deadline_ns - now, dl_fire, ch);
-}
-
-/* The deadline list's timer: fails every call whose deadline has come, in
- * order, then re-arms for the new head. Closures run here may start calls;
- * those end up behind `now` and stop the loop. The timer may also fire for
- * a head that already finished: then it only re-arms. */
-static void dl_fire(void *arg) {
-  mprpc_channel_t *ch = arg;
-  ch->dl_timer = 0;
-  uint64_t now = mprpc_loop_now(ch->loop);
-  ch->cb_depth++; /* keeps ch alive through the closures */
-  while (ch->dl_head && ch->dl_head->deadline_ns <= now) {
-    mprpc__call_t *c = ch->dl_head;
-    dl_unlink(ch, c);
-    deadline_fire(c);
-  }
-  ch->cb_depth--;
-  /* A closure above may have started a call that armed the timer again. */
-  if (ch->dl_head && !ch->destroying)
-    dl_arm(ch, now);
-  mprpc__channel_maybe_free(ch);
-}
-
-static void dl_append(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t now) {
-  c->in_dl = true;
-  c->dl_next = NULL;
-  c->dl_prev = ch->dl_tail;
-  if (ch->dl_tail)
-    ch->dl_tail->dl_next = c;
-  else
-    ch->dl_head = c;
-  ch->dl_tail = c;
-  dl_arm(ch, now);
 }
 
 static void attempt_timeout_fire(void *arg) {
@@ -573,6 +519,8 @@ void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int r
   mprpc__ep_t *ep = a->ep;
   uint64_t now = mprpc_loop_now(ch->loop);
   bool a_not_tried = a->not_tried;
+  int32_t wire = c->wire_code; /* this answer's code, if an answer failed it */
+  c->wire_code = 0;
   attempt_unlink(a);
   if (ep) {
     ep->refs++;
@@ -618,6 +566,7 @@ void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int r
       mprpc__ep_unref(ep);
     return;
   }
+  c->wire_code = wire; /* the answer ends the call: remote_code */
   call_fail(c, err, text, ep);
   if (ep)
     mprpc__ep_unref(ep);
@@ -647,6 +596,43 @@ void mprpc__attempt_answered(mprpc__attempt_t *a, int err, const char *text,
 
 /* ---- starting calls ------------------------------------------------------------ */
 
+/* A request whose frame body would exceed the peer's limit is refused by
+ * the peer by closing the connection (or, past 64 MiB, by the write buffer
+ * as EOVERCROWDED, retried twice): refuse it here, before anything is sent.
+ * The limit is the channel's max_body, else the providers' default. The
+ * meta is sized for the largest ids and timeout a request can carry, so
+ * the check never depends on the attempt. false with text set when too big. */
+static bool request_fits(const mprpc__call_t *c, char *text, size_t n) {
+  const mprpc_channel_t *ch = c->ch;
+  const mprpc_controller_t *ctl = c->ctl;
+  uint64_t limit = ch->max_body ? ch->max_body : MPRPC_FRAME_DEFAULT_MAX_BODY;
+  uint64_t data = (uint64_t)c->req_len + ctl->req_att_len;
+  if (data + 4096 <= limit) /* the meta is far smaller: no need to size it */
+    return true;
+  mprpc_meta_t m;
+  memset(&m, 0, sizeof m);
+  m.has_request = true;
+  m.service_name = (mprpc_bytes_t){(const uint8_t *)ch->sd->name, ch->svc_name_len};
+  m.method_name = (mprpc_bytes_t){(const uint8_t *)c->method->name, ch->minfo[c->midx].name_len};
+  m.correlation_id = INT64_MAX;
+  m.log_id = ctl->log_id ? INT64_MIN : 0; /* negative: the longest varint */
+  m.trace_id = ctl->trace_id ? INT64_MIN : 0;
+  m.span_id = ctl->span_id ? INT64_MIN : 0;
+  m.timeout_ms = INT32_MAX;
+  m.auth_data = (mprpc_bytes_t){ch->auth, ch->auth_len};
+  m.compress_type = c->compress_type;
+  m.attachment_size = ctl->req_att_len ? INT32_MAX : 0;
+  uint64_t body = data + mprpc_meta_size(&m);
+  if (body <= limit)
+    return true;
+  snprintf(text, n,
+           "request of %llu bytes (payload %zu, attachment %zu, meta) is larger than the "
+           "body limit of %llu bytes (%s); not sent",
+           (unsigned long long)body, c->req_len, ctl->req_att_len, (unsigned long long)limit,
+           ch->max_body ? "the channel's max_body" : "the providers' default max_body_size");
+  return false;
+}
+
 /* On the loop thread; the caller keeps ch alive. */
 static void start_call(mprpc__call_t *c) {
   mprpc_channel_t *ch = c->ch;
@@ -661,6 +647,11 @@ static void start_call(mprpc__call_t *c) {
     call_fail(c, MPRPC_ENOMEM, "out of memory", NULL);
     return;
   }
+  char big[MPRPC__CTL_TEXT];
+  if (!request_fits(c, big, sizeof big)) {
+    call_fail(c, MPRPC_ETOOBIG, big, NULL);
+    return;
+  }
   int64_t tmo = c->ctl->timeout_ms;
   uint64_t tmo_ns = tmo > 0 ? (uint64_t)tmo * MPRPC_NS_PER_MS : tmo < 0 ? 0 : ch->timeout_ns;
   if (tmo == 0 && ch->no_deadline)
@@ -668,9 +659,9 @@ static void start_call(mprpc__call_t *c) {
   if (tmo_ns) {
     c->deadline_ns = now + tmo_ns;
     if (tmo_ns == ch->timeout_ns && (!ch->dl_tail || ch->dl_tail->deadline_ns <= c->deadline_ns))
-      dl_append(ch, c, now);
+      mprpc__dl_append(ch, c, now);
     else
-      c->deadline_timer = mprpc_timer_start_from(ch->loop, now, tmo_ns, deadline_fire, c);
+      c->deadline_timer = mprpc_timer_start_from(ch->loop, now, tmo_ns, mprpc__call_deadline, c);
   }
   if (ch->backup_ns && call_idempotent(c) && ch->max_retry > 0)
     c->backup_timer = mprpc_timer_start_from(ch->loop, now, ch->backup_ns, backup_fire, c);
@@ -686,15 +677,33 @@ static void start_on_loop(void *arg) {
   ch_unref(ch);
 }
 
-/* Builds a call (any thread). */
+/* Why input cannot be sent as method md's request, into why. */
+static int bad_input(const mprpc_channel_t *ch, const ProtobufCMethodDescriptor *md,
+                     const ProtobufCMessage *input, char *why) {
+  if (!input || !input->descriptor)
+    snprintf(why, MPRPC__CTL_TEXT, "%s.%s: no request message", ch->sd->name, md->name);
+  else if (input->descriptor != md->input)
+    snprintf(why, MPRPC__CTL_TEXT, "%s.%s takes a %s, not a %s", ch->sd->name, md->name,
+             md->input->name, input->descriptor->name);
+  else if (mprpc__msg_check(input, why, MPRPC__CTL_TEXT) == 0)
+    snprintf(why, MPRPC__CTL_TEXT, "%s does not pass protobuf_c_message_check",
+             md->input->name);
+  return MPRPC_EINVAL;
+}
+
+/* Builds a call (any thread). On MPRPC_EINVAL, why (MPRPC__CTL_TEXT bytes)
+ * says what is wrong with the arguments. */
 static int call_new(mprpc_channel_t *ch, unsigned midx, const ProtobufCMessage *input,
                     mprpc_controller_t *ctl, ProtobufCClosure done, void *arg,
-                    mprpc__call_t **out) {
-  if (midx >= ch->sd->n_methods || !input)
+                    mprpc__call_t **out, char *why) {
+  if (midx >= ch->sd->n_methods) {
+    snprintf(why, MPRPC__CTL_TEXT, "%s has no method %u (it has %u)", ch->sd->name, midx,
+             ch->sd->n_methods);
     return MPRPC_EINVAL;
+  }
   const ProtobufCMethodDescriptor *md = &ch->sd->methods[midx];
-  if (input->descriptor != md->input || !protobuf_c_message_check(input))
-    return MPRPC_EINVAL;
+  if (!input || input->descriptor != md->input || !protobuf_c_message_check(input))
+    return bad_input(ch, md, input, why);
   mprpc__call_t *c = NULL;
   if (mprpc_loop_in_loop(ch->loop) && ch->call_free) {
     /* the free list belongs to the loop thread */
@@ -783,9 +792,16 @@ int mprpc_channel_call(mprpc_channel_t *ch, unsigned method_index, const Protobu
   if (!ch)
     return MPRPC_EINVAL;
   mprpc__call_t *c;
-  int rc = call_new(ch, method_index, input, ctl, done, arg, &c);
-  if (rc != 0)
+  char why[MPRPC__CTL_TEXT] = "";
+  int rc = call_new(ch, method_index, input, ctl, done, arg, &c, why);
+  if (rc != 0) {
+    if (ctl && why[0]) { /* done never runs; the controller says why */
+      mprpc__controller_clear_outputs(ctl);
+      ctl->error_code = rc;
+      copy_text(ctl->error_text, sizeof ctl->error_text, why);
+    }
     return rc;
+  }
   rc = call_post(c);
   if (rc != 0) {
     if (c->ctl)
@@ -796,8 +812,9 @@ int mprpc_channel_call(mprpc_channel_t *ch, unsigned method_index, const Protobu
 }
 
 /* Reports a call that could not start to a stub user: the closure still
- * runs exactly once. */
-static void invoke_error(mprpc_controller_t *ctl, int err, ProtobufCClosure done, void *arg) {
+ * runs exactly once. why: the text, or NULL for "call not started: ...". */
+static void invoke_error(mprpc_controller_t *ctl, int err, const char *why, ProtobufCClosure done,
+                         void *arg) {
   mprpc_controller_t tmp;
   mprpc_controller_t *use = ctl;
   if (!use) {
@@ -806,7 +823,11 @@ static void invoke_error(mprpc_controller_t *ctl, int err, ProtobufCClosure done
   }
   mprpc__controller_clear_outputs(use);
   use->error_code = err;
-  snprintf(use->error_text, sizeof use->error_text, "call not started: %s", mprpc_strerror(err));
+  if (why && why[0])
+    copy_text(use->error_text, sizeof use->error_text, why);
+  else
+    snprintf(use->error_text, sizeof use->error_text, "call not started: %s",
+             mprpc_strerror(err));
   mprpc_controller_t *prev = mprpc__controller_set_current(use);
   if (done)
     done(NULL, arg);
@@ -815,16 +836,33 @@ static void invoke_error(mprpc_controller_t *ctl, int err, ProtobufCClosure done
     mprpc__controller_clear_outputs(&tmp);
 }
 
+
 static void channel_invoke(ProtobufCService *service, unsigned method_index,
                            const ProtobufCMessage *input, ProtobufCClosure closure,
                            void *closure_data) {
   mprpc_channel_t *ch = (mprpc_channel_t *)service;
   mprpc_controller_t *ctl = mprpc__controller_take_next();
   bool sync = mprpc_loop_can_block(ch->loop) && !mprpc_loop_in_loop(ch->loop);
+  if (sync && mprpc_loop_on_a_loop(ch->loop)) {
+    /* A handler running on a provider loop: blocking here would stall that
+     * loop, and the answer may need it (nested call to the same process). */
+    char text[MPRPC__CTL_TEXT];
+    snprintf(text, sizeof text,
+             "synchronous call of %s.%s from an event-loop thread would block that loop: "
+             "call it asynchronously (mprpc_channel_call, answer from its callback) or run "
+             "handlers on a pool (handler_threads)",
+             ch->sd->name, method_index < ch->sd->n_methods ? ch->sd->methods[method_index].name : "?");
+    static atomic_int warned; /* once per process: the error itself says it all */
+    if (!atomic_exchange(&warned, 1))
+      MPRPC_LOG_WARN("channel: %s", text);
+    invoke_error(ctl, MPRPC_EDEADLK, text, closure, closure_data);
+    return;
+  }
   mprpc__call_t *c;
-  int rc = call_new(ch, method_index, input, ctl, closure, closure_data, &c);
+  char why[MPRPC__CTL_TEXT] = "";
+  int rc = call_new(ch, method_index, input, ctl, closure, closure_data, &c, why);
   if (rc != 0) {
-    invoke_error(ctl, rc, closure, closure_data);
+    invoke_error(ctl, rc, why, closure, closure_data);
     return;
   }
   if (sync) {
@@ -832,7 +870,7 @@ static void channel_invoke(ProtobufCService *service, unsigned method_index,
     c->waiter = ch->loop.vt->waiter_new(ch->loop.ctx);
     if (!c->waiter) {
       call_free(c);
-      invoke_error(ctl, MPRPC_ENOMEM, closure, closure_data);
+      invoke_error(ctl, MPRPC_ENOMEM, NULL, closure, closure_data);
       return;
     }
   }
@@ -845,7 +883,7 @@ static void channel_invoke(ProtobufCService *service, unsigned method_index,
     if (ctl)
       ctl->call_id = 0;
     call_free(c);
-    invoke_error(ctl, rc, closure, closure_data);
+    invoke_error(ctl, rc, NULL, closure, closure_data);
     return;
   }
   if (!sync)
@@ -896,38 +934,98 @@ void mprpc__channel_cancel(mprpc_channel_t *ch, uint64_t call_id) {
 
 /* ---- create / destroy ------------------------------------------------------------- */
 
-static int set_idempotent_list(mprpc_channel_t *ch, const char *list) {
-  if (!list || !*list)
-    return 0;
-  if (strcmp(list, "*") == 0) {
-    for (unsigned i = 0; i < ch->sd->n_methods; i++)
-      ch->minfo[i].idempotent = true;
-    return 0;
+/* Whether q[0..n) names service sd: its full name or its short name. */
+static bool names_service(const ProtobufCServiceDescriptor *sd, const char *q, size_t n) {
+  return (strlen(sd->name) == n && memcmp(sd->name, q, n) == 0) ||
+         (sd->short_name && strlen(sd->short_name) == n && memcmp(sd->short_name, q, n) == 0);
+}
+
+/* "Login, Register" (a, b, c) as "Login, Register" into buf, for messages. */
+static void method_names(const ProtobufCServiceDescriptor *sd, char *buf, size_t n) {
+  size_t off = 0;
+  buf[0] = '\0';
+  for (unsigned i = 0; i < sd->n_methods && off < n; i++) {
+    int w = snprintf(buf + off, n - off, "%s%s", i ? ", " : "", sd->methods[i].name);
+    if (w < 0)
+      break;
+    off += (size_t)w;
   }
+}
+
+int mprpc_channel_parse_idempotent(const ProtobufCServiceDescriptor *sd, const char *list,
+                                   bool *marks, char *why, size_t whylen) {
+  char dummy[1];
+  if (!why || !whylen) {
+    why = dummy;
+    whylen = sizeof dummy;
+  }
+  why[0] = '\0';
+  if (!sd)
+    return MPRPC_EINVAL;
+  if (!list)
+    return 0;
   const char *p = list;
   for (;;) {
     const char *e = strchr(p, ',');
     size_t len = e ? (size_t)(e - p) : strlen(p);
-    while (len && *p == ' ') {
+    while (len && (*p == ' ' || *p == '\t')) {
       p++;
       len--;
     }
-    while (len && p[len - 1] == ' ')
+    while (len && (p[len - 1] == ' ' || p[len - 1] == '\t'))
       len--;
-    if (len) {
+    /* "Service.Method": the method name follows the last dot (method names
+     * have none); a qualifier naming another service skips the entry, so
+     * one list can serve the channels of several services. */
+    const char *name = p;
+    size_t nlen = len;
+    const char *dot = len ? memrchr(p, '.', len) : NULL;
+    bool ours = true;
+    if (dot) {
+      name = dot + 1;
+      nlen = len - (size_t)(name - p);
+      ours = names_service(sd, p, (size_t)(dot - p));
+    }
+    if (len && ours) {
       bool found = false;
-      for (unsigned i = 0; i < ch->sd->n_methods; i++)
-        if (ch->minfo[i].name_len == len && memcmp(ch->sd->methods[i].name, p, len) == 0) {
-          ch->minfo[i].idempotent = true;
+      for (unsigned i = 0; i < sd->n_methods; i++)
+        if ((nlen == 1 && name[0] == '*') ||
+            (strlen(sd->methods[i].name) == nlen && memcmp(sd->methods[i].name, name, nlen) == 0)) {
+          if (marks)
+            marks[i] = true;
           found = true;
         }
-      if (!found)
+      if (!found && !(nlen == 1 && name[0] == '*')) {
+        char have[256];
+        method_names(sd, have, sizeof have);
+        snprintf(why, whylen, "idempotent_methods: %s has no method '%.*s' (it has: %s)",
+                 sd->name, (int)(len > 100 ? 100 : len), p, have);
         return MPRPC_ENOTFOUND;
+      }
     }
     if (!e)
       return 0;
     p = e + 1;
   }
+}
+
+static int set_idempotent_list(mprpc_channel_t *ch, const char *list) {
+  if (!list || !*list)
+    return 0;
+  bool *marks = calloc(ch->sd->n_methods ? ch->sd->n_methods : 1, sizeof *marks);
+  if (!marks)
+    return MPRPC_ENOMEM;
+  char why[MPRPC__CTL_TEXT];
+  int rc = mprpc_channel_parse_idempotent(ch->sd, list, marks, why, sizeof why);
+  if (rc == 0) {
+    for (unsigned i = 0; i < ch->sd->n_methods; i++)
+      if (marks[i])
+        ch->minfo[i].idempotent = true;
+  } else {
+    MPRPC_LOG_ERROR("channel %s: %s", ch->sd->name, why);
+  }
+  free(marks);
+  return rc;
 }
 
 int mprpc_channel_set_idempotent(mprpc_channel_t *ch, const char *method, bool idempotent) {
@@ -941,14 +1039,10 @@ int mprpc_channel_set_idempotent(mprpc_channel_t *ch, const char *method, bool i
   return MPRPC_ENOTFOUND;
 }
 
-int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_options_t *o,
-                      mprpc_channel_t **out) {
-  mprpc_channel_options_t dflt;
-  if (!o) {
-    mprpc_channel_options_init(&dflt);
-    o = &dflt;
-  }
-  if (!sd || !out || (!o->servers && !o->registry.vt) || (o->servers && o->registry.vt))
+int mprpc_channel_new_in(const ProtobufCServiceDescriptor *sd, const mprpc_channel_opts_t *o,
+                         mprpc_channel_t **out) {
+  if (!sd || !out || !o || !o->loop.vt || !o->transport.vt || (!o->servers && !o->registry.vt) ||
+      (o->servers && o->registry.vt))
     return MPRPC_EINVAL;
   if (!mprpc__compress_known(o->compress_type))
     return MPRPC_EUNSUPPORTED;
@@ -983,12 +1077,9 @@ int mprpc_channel_new(const ProtobufCServiceDescriptor *sd, const mprpc_channel_
     memcpy(ch->auth, o->auth_data, o->auth_len);
     ch->auth_len = o->auth_len;
   }
-  if (o->loop.vt) {
-    ch->loop = o->loop;
-  } else if ((rc = mprpc_default_loop(&ch->loop)) != 0) {
-    goto fail;
-  }
-  ch->tr = o->transport.vt ? o->transport : mprpc_tcp_transport();
+  ch->loop = o->loop;
+  ch->tr = o->transport;
+  ch->own_reg = o->registry.vt && o->own_registry;
   ch->timeout_ns = ms_or(o->timeout_ms, 1000);
   ch->no_deadline = o->timeout_ms < 0;
   ch->connect_timeout_ns = ms_or(o->connect_timeout_ms, 500);
@@ -1029,6 +1120,7 @@ fail:
 typedef struct destroy_msg {
   mprpc_channel_t *ch;
   void *waiter;
+  mprpc_registry_t owned; /* closed by the post when nobody waits for it */
 } destroy_msg_t;
 
 static void destroy_on_loop(mprpc_channel_t *ch) {
@@ -1042,8 +1134,7 @@ static void destroy_on_loop(mprpc_channel_t *ch) {
   ch->cb_depth++;
   while (ch->live)
     call_fail(ch->live, MPRPC_ECANCELED, "channel destroyed", NULL);
-  mprpc_timer_cancel(ch->loop, ch->dl_timer); /* the list is empty now */
-  ch->dl_timer = 0;
+  mprpc__dl_stop(ch); /* the list is empty now */
   mprpc__ep_shutdown_all(ch);
   ch->cb_depth--;
 }
@@ -1052,21 +1143,27 @@ static void destroy_post_cb(void *arg) {
   destroy_msg_t *m = arg;
   mprpc_channel_t *ch = m->ch;
   void *w = m->waiter;
+  mprpc_registry_t owned = m->owned;
   destroy_on_loop(ch);
   if (w)
     ch->loop.vt->waiter_wake(ch->loop.ctx, w);
   else
     free(m);
   ch_unref(ch);
+  mprpc_registry_close(owned); /* own_registry, unsubscribed above */
 }
 
 void mprpc_channel_destroy(mprpc_channel_t *ch) {
   if (!ch)
     return;
+  /* own_registry: closed once the channel has unsubscribed from it, on the
+   * destroying thread when it waits for that, else right after on the loop. */
+  mprpc_registry_t owned = ch->own_reg ? ch->reg : (mprpc_registry_t){0};
   if (mprpc_loop_in_loop(ch->loop)) {
     ch_ref(ch);
     destroy_on_loop(ch);
     ch_unref(ch);
+    mprpc_registry_close(owned);
     return;
   }
   mprpc_loop_t loop = ch->loop;
@@ -1080,6 +1177,8 @@ void mprpc_channel_destroy(mprpc_channel_t *ch) {
     if (!m->waiter)
       can_block = false;
   }
+  if (!can_block)
+    m->owned = owned;
   ch_ref(ch);
   if (mprpc_loop_post(loop, destroy_post_cb, m) != 0) {
     /* The loop is gone: nothing runs there any more; tear down here. */
@@ -1089,6 +1188,7 @@ void mprpc_channel_destroy(mprpc_channel_t *ch) {
     free(m);
     destroy_on_loop(ch);
     mprpc__channel_maybe_free(ch);
+    mprpc_registry_close(owned);
     return;
   }
   if (can_block) {
@@ -1096,6 +1196,7 @@ void mprpc_channel_destroy(mprpc_channel_t *ch) {
     loop.vt->waiter_wait(loop.ctx, w);
     loop.vt->waiter_free(loop.ctx, w);
     free(m);
+    mprpc_registry_close(owned);
   }
 }
 

@@ -1,6 +1,7 @@
 /*
- * Channel internals shared by channel.c (calls, retries, API) and
- * endpoint.c (connections, endpoint list, registry cache).
+ * Channel internals shared by channel.c (calls, retries, API),
+ * channel_deadline.c (the default-timeout deadline list) and endpoint.c
+ * (connections, endpoint list, registry cache).
  *
  * Everything here is touched on the channel's loop thread only, except
  * where a comment says otherwise.
@@ -130,6 +131,10 @@ struct mprpc__call {
   uint64_t tried[8];
   int ntried;
 
+  /* error_code of the answer being handled while mprpc__attempt_failed
+   * runs for it, 0 otherwise; becomes the controller's remote_code when
+   * that answer ends the call */
+  int32_t wire_code;
   /* outcome, handed over to the caller's thread for sync calls */
   int err;
   ProtobufCMessage *resp;
@@ -159,6 +164,7 @@ struct mprpc_channel {
   mprpc_loop_t loop;
   mprpc_transport_t tr;
   mprpc_registry_t reg;
+  bool own_reg; /* opts.own_registry: destroy closes reg after unsubscribing */
   uint64_t sub_id;
   bool subscribed;
   bool have_list; /* fixed list, or the registry delivered one */
@@ -237,5 +243,12 @@ void mprpc__attempt_answered(mprpc__attempt_t *a, int err, const char *text,
                              uint64_t now);
 void mprpc__channel_eps_changed(mprpc_channel_t *ch);
 void mprpc__channel_maybe_free(mprpc_channel_t *ch);
+/* The deadline of call c (a mprpc__call_t *) has come: fails it. */
+void mprpc__call_deadline(void *c);
+
+/* channel_deadline.c: the list of calls with the channel's default timeout */
+void mprpc__dl_append(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t now);
+void mprpc__dl_unlink(mprpc_channel_t *ch, mprpc__call_t *c);
+void mprpc__dl_stop(mprpc_channel_t *ch);
 
 #endif

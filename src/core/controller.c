@@ -15,6 +15,7 @@ mprpc_controller_t *mprpc_controller_new(void) { return calloc(1, sizeof(mprpc_c
 
 void mprpc__controller_clear_outputs(mprpc_controller_t *c) {
   c->error_code = 0;
+  c->remote_code = 0;
   c->error_text[0] = '\0';
   c->remote[0] = '\0';
   c->attempts = 0;
@@ -89,6 +90,7 @@ void mprpc_controller_set_hash_key_str(mprpc_controller_t *c, const char *key) {
 
 bool mprpc_controller_failed(const mprpc_controller_t *c) { return c->error_code != 0; }
 int mprpc_controller_error_code(const mprpc_controller_t *c) { return c->error_code; }
+int mprpc_controller_remote_code(const mprpc_controller_t *c) { return c->remote_code; }
 const char *mprpc_controller_error_text(const mprpc_controller_t *c) { return c->error_text; }
 const char *mprpc_controller_remote(const mprpc_controller_t *c) { return c->remote; }
 int mprpc_controller_attempts(const mprpc_controller_t *c) { return c->attempts; }

@@ -23,6 +23,7 @@ struct mprpc_controller {
   int req_compress; /* MPRPC_COMPRESS_* + 1; 0 = the channel's compress_type */
   /* outputs */
   int error_code;
+  int remote_code; /* error_code of the answer that failed the call, as sent */
   char error_text[MPRPC__CTL_TEXT];
   char remote[MPRPC__CTL_REMOTE];
   int attempts;

@@ -10,6 +10,7 @@
 
 #include "core/channel_int.h"
 #include "core/compress.h"
+#include "mprpc/addr.h"
 #include "mprpc/errors.h"
 #include "mprpc/frame.h"
 #include "mprpc/log.h"
@@ -265,15 +266,28 @@ static void handle_frame(mprpc__ep_t *ep, const mprpc_frame_t *f) {
   ep->ewma_ns = ep->ewma_ns ? ep->ewma_ns - ep->ewma_ns / 8 + lat / 8 : lat;
   node_sync(ep);
   if (f->meta.error_code != 0) {
-    if (mprpc_err_from_wire(f->meta.error_code) == MPRPC_ELOGOFF &&
+    int32_t wire = f->meta.error_code;
+    if (mprpc_err_from_wire(wire) == MPRPC_ELOGOFF &&
         (ep->logoff_off == 0 || a->end_off < ep->logoff_off))
       ep->logoff_off = a->end_off;
     char text[MPRPC__CTL_TEXT];
     int len = f->meta.error_text.len > 200 ? 200 : (int)f->meta.error_text.len;
-    snprintf(text, sizeof text, "%s: %.*s", ep->name, len,
-             f->meta.error_text.ptr ? (const char *)f->meta.error_text.ptr : "");
-    mprpc__attempt_answered(a, mprpc_err_from_wire(f->meta.error_code), text, NULL, NULL, 0,
-                            now);
+    const char *et = f->meta.error_text.ptr ? (const char *)f->meta.error_text.ptr : "";
+    int err;
+    if (mprpc_err_wire_is_app(wire)) {
+      /* The handler's own code: its text as it is, its code kept for
+       * mprpc_controller_remote_code (not read as an errno or brpc name). */
+      err = MPRPC_EAPP;
+      if (len)
+        snprintf(text, sizeof text, "%.*s", len, et);
+      else
+        snprintf(text, sizeof text, "application error %d", (int)wire);
+    } else {
+      err = mprpc_err_from_wire(wire);
+      snprintf(text, sizeof text, "%s: %.*s", ep->name, len, et);
+    }
+    a->call->wire_code = wire;
+    mprpc__attempt_answered(a, err, text, NULL, NULL, 0, now);
     return;
   }
   if (!mprpc__compress_known(f->meta.compress_type) || f->meta.content_type != 0) {
@@ -504,6 +518,7 @@ static int list_install(mprpc_channel_t *ch, mprpc__ep_t **fresh, size_t n) {
   return 0;
 }
 
+/* One entry of a servers list; spaces around it are allowed. */
 static int parse_hostport(const char *s, size_t len, char *host, size_t hostcap, uint16_t *port) {
   while (len && (*s == ' ' || *s == '\t')) {
     s++;
@@ -511,37 +526,11 @@ static int parse_hostport(const char *s, size_t len, char *host, size_t hostcap,
   }
   while (len && (s[len - 1] == ' ' || s[len - 1] == '\t'))
     len--;
-  const char *colon = NULL;
-  for (size_t i = len; i > 0; i--)
-    if (s[i - 1] == ':') {
-      colon = s + i - 1;
-      break;
-    }
-  if (!colon || colon == s)
+  mprpc_hostport_t hp;
+  if (mprpc_addr_parse(s, len, 0, &hp, NULL, 0) != 0 || strlen(hp.host) >= hostcap)
     return MPRPC_EADDR;
-  const char *h = s;
-  size_t hl = (size_t)(colon - s);
-  if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
-    h++;
-    hl -= 2;
-  }
-  if (hl == 0 || hl >= hostcap)
-    return MPRPC_EADDR;
-  memcpy(host, h, hl);
-  host[hl] = '\0';
-  unsigned long p = 0;
-  const char *q = colon + 1;
-  size_t ql = len - (size_t)(q - s);
-  if (ql == 0 || ql > 5)
-    return MPRPC_EADDR;
-  for (size_t i = 0; i < ql; i++) {
-    if (q[i] < '0' || q[i] > '9')
-      return MPRPC_EADDR;
-    p = p * 10 + (unsigned long)(q[i] - '0');
-  }
-  if (p == 0 || p > 65535)
-    return MPRPC_EADDR;
-  *port = (uint16_t)p;
+  memcpy(host, hp.host, strlen(hp.host) + 1);
+  *port = hp.port;
   return 0;
 }
 

@@ -11,11 +11,11 @@ static const char *const lb_names[] = {"rr", "random", "hash", "least"};
 
 int mprpc_lb_from_name(const char *name) {
   if (!name)
-    return -1;
+    return MPRPC_EINVAL;
   for (int i = 0; i < 4; i++)
     if (strcmp(name, lb_names[i]) == 0)
       return i;
-  return -1;
+  return MPRPC_EINVAL;
 }
 
 const char *mprpc_lb_name(int kind) {

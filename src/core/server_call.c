@@ -107,85 +107,6 @@ void mprpc__srv_free(void *ad, void *ptr) {
   free(p);
 }
 
-/* ---- responses ------------------------------------------------------------ */
-
-/* Frames up to this size answered while a connection's on_data runs are
- * copied into one buffer and written with one writev at the end of the pass:
- * a pipelined batch costs one syscall instead of one per response. */
-#define BATCH_MAX_FRAME (16 * 1024)
-#define BATCH_MAX_BYTES (256 * 1024)
-
-static void write_failed(srv_conn_t *conn, int rc) {
-  MPRPC_LOG_WARN("server: closing connection from %s: write: %s", conn->peer, mprpc_strerror(rc));
-  mprpc__srv_conn_close(conn, false);
-}
-
-void mprpc__srv_flush(srv_conn_t *conn) {
-  if (conn->wlen == 0)
-    return;
-  size_t n = conn->wlen;
-  conn->wlen = 0;
-  if (conn->closing || conn->closed)
-    return;
-  struct iovec iov = {conn->wbuf, n};
-  int rc = mprpc_conn_writev(conn->s->t, conn->c, &iov, 1);
-  if (rc < 0)
-    write_failed(conn, rc);
-}
-
-static bool batch_append(srv_conn_t *conn, const mprpc_frame_out_t *out) {
-  if (!conn->batching || out->total > BATCH_MAX_FRAME)
-    return false;
-  if (conn->wlen + out->total > BATCH_MAX_BYTES)
-    mprpc__srv_flush(conn);
-  if (conn->wlen + out->total > conn->wcap) {
-    size_t cap = conn->wcap ? conn->wcap : 16 * 1024;
-    while (cap < conn->wlen + out->total)
-      cap *= 2;
-    uint8_t *nb = realloc(conn->wbuf, cap);
-    if (!nb)
-      return false;
-    conn->wbuf = nb;
-    conn->wcap = cap;
-  }
-  for (int i = 0; i < out->iovcnt; i++) {
-    if (out->iov[i].iov_len)
-      memcpy(conn->wbuf + conn->wlen, out->iov[i].iov_base, out->iov[i].iov_len);
-    conn->wlen += out->iov[i].iov_len;
-  }
-  return true;
-}
-
-/* now: the loop clock, read by the caller (one read per completed call). */
-static void write_frame(srv_conn_t *conn, mprpc_frame_out_t *out, uint64_t now) {
-  if (conn->closing || conn->closed) {
-    atomic_fetch_add(&conn->s->st_dropped, 1);
-    return;
-  }
-  conn->last_active = now;
-  if (batch_append(conn, out))
-    return;
-  mprpc__srv_flush(conn); /* keep responses in order */
-  if (conn->closing)
-    return;
-  int rc = mprpc_conn_writev(conn->s->t, conn->c, out->iov, out->iovcnt);
-  if (rc < 0)
-    write_failed(conn, rc);
-}
-
-void mprpc__srv_send_error(srv_conn_t *conn, int64_t cid, int err, const char *text) {
-  mprpc_meta_t meta;
-  memset(&meta, 0, sizeof meta);
-  meta.has_response = true;
-  meta.error_code = mprpc_err_to_wire(err);
-  meta.error_text = mprpc_bytes_str(text);
-  meta.correlation_id = cid;
-  mprpc_frame_out_t out;
-  if (mprpc_frame_encode(&out, &meta, NULL, 0, NULL, 0) == 0)
-    write_frame(conn, &out, mprpc_loop_now(conn->l->loop));
-  mprpc_frame_out_free(&out);
-}
-
 static void free_payload(mprpc_server_call_t *call) {
   if (!mprpc__arena_owns(&call->arena, call->payload))
     free(call->payload);
@@ -275,7 +196,7 @@ static void complete_now(mprpc_server_call_t *call) {
   conn->inflight--;
   call->completed = true;
   if (call->encoded)
-    write_frame(conn, &call->out, now);
+    mprpc__srv_write_frame(conn, &call->out, now);
   mprpc_frame_out_free(&call->out);
   call->encoded = false;
   free_payload(call);

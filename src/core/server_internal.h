@@ -1,7 +1,8 @@
 /*
- * Provider internals shared by server.c (connections, dispatch),
- * server_life.c (start, stop, destroy), server_call.c (call context,
- * closure, completion) and server_stats.c.
+ * Provider internals shared by server.c (construction, method table),
+ * server_conn.c (connection I/O), server_dispatch.c (request dispatch),
+ * server_call.c (call blocks, closure, completion), server_life.c (start,
+ * stop, destroy) and server_stats.c.
  *
  * Threading: a connection and its calls belong to one loop; everything in
  * srv_loop/srv_conn and a call's refs/links is touched on that loop's thread
@@ -15,12 +16,14 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/arena.h"
 #include "core/one_writer.h"
 #include "mprpc/buf.h"
 #include "mprpc/frame.h"
-#include "mprpc/rt.h"
+#include "mprpc/loop.h"
+#include "mprpc/transport.h"
 #include "mprpc/server.h"
 
 #define MPRPC__HIST_BUCKETS 320
@@ -39,6 +42,7 @@
  * mprpc__srv_method_inflight). */
 typedef struct mprpc__mstats {
   uint64_t requests, errors, completed, admitted, max_us;
+  uint64_t slow; /* handlers that held the loop past slow_handler_warn_ms */
   uint64_t by_code[MPRPC_SERVER_NCODES];
   uint64_t hist[MPRPC__HIST_BUCKETS];
 } mprpc__mstats_t;
@@ -134,7 +138,7 @@ struct mprpc_server {
   mprpc_transport_t t;
   mprpc_loop_t *loops;
   size_t nloops;
-  mprpc_loop_group_t *group; /* owned production loops, or NULL */
+  mprpc_loop_owner_t owner; /* loops the server starts and stops, or none */
   srv_loop_t *sl;            /* one per loop */
   mprpc_listener_t *listener;
   uint16_t port;
@@ -164,32 +168,54 @@ struct mprpc_server {
   void *run_waiter;
   atomic_int run_woken;
 
+  /* the loop-stall watchdog (server_dispatch.c) */
+  uint64_t slow_ns; /* slow_handler_warn_ms in ns */
+  atomic_uint_fast64_t slow_last_log, slow_unlogged;
+
   /* server-wide stats */
   atomic_uint_fast64_t st_accepted, st_idle_closed, st_malformed, st_noservice, st_nomethod,
       st_unrouted, st_twice, st_dropped;
 };
 
-/* server.c */
-void mprpc__srv_on_accept(void *ud, mprpc_conn_t *c, mprpc_loop_t loop);
+/* server.c: construction, the method table, posted tasks */
+srv_method_t *mprpc__srv_lookup(const mprpc_server_t *s, mprpc_bytes_t svc, mprpc_bytes_t meth,
+                                bool *svc_found);
 int mprpc__srv_post(mprpc_server_t *s, mprpc_loop_t loop, mprpc_post_cb fn, void *arg);
 void mprpc__srv_task_done(mprpc_server_t *s);
+/* Frees a server destroyed while running once nothing refers to it. */
+void mprpc__srv_maybe_free_zombie(mprpc_server_t *s);
 
-/* server_life.c */
-void mprpc__srv_free_all(mprpc_server_t *s);
-void mprpc__srv_stats_tick(void *arg);
+/* Inline: the dispatcher checks the connection's last method per request. */
+static inline bool mprpc__srv_method_is(const srv_method_t *m, mprpc_bytes_t svc,
+                                        mprpc_bytes_t meth) {
+  return svc.len == m->service_len && meth.len == m->name_len &&
+         memcmp(svc.ptr, m->service, svc.len) == 0 && memcmp(meth.ptr, m->name, meth.len) == 0;
+}
 
-/* server_call.c */
+/* server_conn.c: connection I/O */
+void mprpc__srv_on_accept(void *ud, mprpc_conn_t *c, mprpc_loop_t loop);
+void mprpc__srv_conn_close(srv_conn_t *conn, bool flush);
+void mprpc__srv_conn_maybe_free(srv_conn_t *conn);
+/* Writes one frame now, or batches it while on_data runs (keeping order). */
+void mprpc__srv_write_frame(srv_conn_t *conn, mprpc_frame_out_t *out, uint64_t now);
+void mprpc__srv_flush(srv_conn_t *conn);
+
+/* server_dispatch.c: one request frame to its handler, or an error answer */
+void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arrival);
+void mprpc__srv_send_error(srv_conn_t *conn, int64_t cid, int err, const char *text);
+
+/* server_call.c: call blocks, the unpack allocator, completion */
+mprpc_server_call_t *mprpc__srv_call_alloc(srv_loop_t *l, size_t tail);
+void mprpc__srv_pool_free(srv_loop_t *l);
+void *mprpc__srv_alloc(void *ad, size_t n);
+void mprpc__srv_free(void *ad, void *p);
 void mprpc__srv_closure(const ProtobufCMessage *msg, void *closure_data);
 void mprpc__srv_call_release(mprpc_server_call_t *call);
 void mprpc__srv_call_destroy(mprpc_server_call_t *call);
-void mprpc__srv_send_error(srv_conn_t *conn, int64_t cid, int err, const char *text);
-void mprpc__srv_conn_close(srv_conn_t *conn, bool flush);
-void mprpc__srv_flush(srv_conn_t *conn);
-void mprpc__srv_conn_maybe_free(srv_conn_t *conn);
-void *mprpc__srv_alloc(void *ad, size_t n);
-void mprpc__srv_free(void *ad, void *p);
-mprpc_server_call_t *mprpc__srv_call_alloc(srv_loop_t *l, size_t tail);
-void mprpc__srv_pool_free(srv_loop_t *l);
+
+/* server_life.c: start, stop, destroy */
+void mprpc__srv_free_all(mprpc_server_t *s);
+void mprpc__srv_stats_tick(void *arg);
 
 /* server_stats.c */
 size_t mprpc__srv_code_slot(int err);

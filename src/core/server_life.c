@@ -93,6 +93,12 @@ static void arm_stats_task(void *arg) {
   mprpc__srv_task_done(s);
 }
 
+/* Owned loops (the facade's group) are stopped here; injected ones never. */
+static void stop_owned_loops(mprpc_server_t *s) {
+  if (s->owner.vt)
+    s->owner.vt->stop(s->owner.ctx);
+}
+
 static void listener_close_now(mprpc_server_t *s) {
   if (s->listener) {
     mprpc_listener_close(s->t, s->listener);
@@ -116,8 +122,8 @@ int mprpc_server_start(mprpc_server_t *s) {
   }
   if (!atomic_compare_exchange_strong(&s->state, &expect, SRV_RUNNING))
     return MPRPC_ESTATE;
-  if (s->group) {
-    rc = mprpc_loop_group_start(s->group);
+  if (s->owner.vt) {
+    rc = s->owner.vt->start(s->owner.ctx);
     if (rc < 0)
       goto fail;
   }
@@ -143,9 +149,9 @@ int mprpc_server_start(mprpc_server_t *s) {
     if (rc < 0) {
       if (mprpc_loop_in_loop(s->loops[0]))
         listener_close_now(s);
-      else if (!s->group)
+      else if (!s->owner.vt)
         mprpc__srv_post(s, s->loops[0], listener_close_task, s);
-      /* an owned group closes the listener when it stops */
+      /* owned loops close the listener when they stop */
       goto fail;
     }
   }
@@ -155,8 +161,7 @@ int mprpc_server_start(mprpc_server_t *s) {
     mprpc__srv_post(s, s->loops[0], arm_stats_task, s);
   return 0;
 fail:
-  if (s->group)
-    mprpc_loop_group_stop(s->group);
+  stop_owned_loops(s);
   s->port = 0;
   atomic_store(&s->state, SRV_STOPPED);
   return rc;
@@ -300,8 +305,7 @@ int mprpc_server_stop(mprpc_server_t *s) {
   s->loops[0].vt->waiter_free(s->loops[0].ctx, w);
   if (rc == MPRPC_ESTATE)
     return 0; /* another thread is stopping it; that thread finishes the job */
-  if (s->group)
-    mprpc_loop_group_stop(s->group);
+  stop_owned_loops(s);
   wake_run(s);
   return rc;
 }
@@ -386,9 +390,7 @@ static void abandon(mprpc_server_t *s) {
     s->zombie = true;
 }
 
-void mprpc_server_destroy(mprpc_server_t *s) {
-  if (!s)
-    return;
+static void server_destroy(mprpc_server_t *s) {
   int st = atomic_load(&s->state);
   if (st == SRV_RUNNING || st == SRV_STOPPING) {
     if (mprpc_loop_can_block(s->loops[0])) {
@@ -399,9 +401,18 @@ void mprpc_server_destroy(mprpc_server_t *s) {
         return;
     }
   }
-  if (s->group)
-    mprpc_loop_group_stop(s->group);
+  stop_owned_loops(s);
   mprpc__srv_free_all(s);
+}
+
+/* opts.own_registry (mprpc_server_from_config): the registry is closed
+ * after everything else, once nothing of the server can use it. */
+void mprpc_server_destroy(mprpc_server_t *s) {
+  if (!s)
+    return;
+  mprpc_registry_t owned = s->o.own_registry ? s->o.registry : (mprpc_registry_t){0};
+  server_destroy(s);
+  mprpc_registry_close(owned);
 }
 
 void mprpc__srv_free_all(mprpc_server_t *s) {
@@ -426,8 +437,8 @@ void mprpc__srv_free_all(mprpc_server_t *s) {
       free(l->quarantine[q]);
     mprpc__srv_pool_free(l);
   }
-  if (s->group)
-    mprpc_loop_group_free(s->group);
+  if (s->owner.vt)
+    s->owner.vt->free(s->owner.ctx);
   for (size_t i = 0; i < s->nmethods; i++) {
     free(s->methods[i]->st);
     free(s->methods[i]);

@@ -3,8 +3,10 @@
  *
  * Buckets (microseconds): values 0..7 get one bucket each; above that each
  * power of two is split into 8 equal buckets, so a percentile read from the
- * bucket's upper bound is at most 12.5% above the true value. All counters
- * are relaxed atomics: recorded on loop threads, read from any thread.
+ * bucket's upper bound is at most 12.5% above the true value. Each loop
+ * has its own copy of a method's counters with that loop's thread as the
+ * only writer (core/one_writer.h: a release store, no locked operation);
+ * readers on any thread load with acquire and sum the loops.
  */
 #include <stdio.h>
 #include <string.h>
@@ -116,6 +118,7 @@ static void fill(const mprpc_server_t *s, const srv_method_t *m, mprpc_method_st
     out->requests += MPRPC__ONE_WRITER_READ(&st->requests);
     out->errors += MPRPC__ONE_WRITER_READ(&st->errors);
     out->completed += MPRPC__ONE_WRITER_READ(&st->completed);
+    out->slow_handlers += MPRPC__ONE_WRITER_READ(&st->slow);
     uint64_t mx = MPRPC__ONE_WRITER_READ(&st->max_us);
     if (mx > out->max_us)
       out->max_us = mx;

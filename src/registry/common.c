@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "mprpc/addr.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 
@@ -191,72 +192,21 @@ int mprpc__reg_instance_check(const mprpc_instance_t *inst, char *err, size_t er
 
 int mprpc__reg_parse_hostport(const char *s, size_t len, char *host, size_t hostlen,
                               uint16_t *port, char *err, size_t errlen) {
-  const char *end = s + len, *colon;
-  const char *h = s, *he;
-  if (len > 0 && s[0] == '[') {
-    const char *rb = memchr(s, ']', len);
-    if (!rb || rb + 1 >= end || rb[1] != ':') {
-      snprintf(err, errlen, "bad address '%.*s' (expected [v6addr]:port)", (int)len, s);
-      return MPRPC_EINVAL;
-    }
-    h = s + 1;
-    he = rb;
-    colon = rb + 1;
-  } else {
-    colon = NULL;
-    for (const char *p = s; p < end; p++)
-      if (*p == ':')
-        colon = p;
-    if (!colon) {
-      snprintf(err, errlen, "bad address '%.*s' (expected host:port)", (int)len, s);
-      return MPRPC_EINVAL;
-    }
-    he = colon;
-    if (memchr(s, ':', (size_t)(colon - s))) {
-      snprintf(err, errlen, "bad address '%.*s' (put an IPv6 host in brackets)", (int)len, s);
-      return MPRPC_EINVAL;
-    }
-  }
-  if (he == h || (size_t)(he - h) >= hostlen) {
-    snprintf(err, errlen, "bad address '%.*s' (empty or too long host)", (int)len, s);
+  mprpc_hostport_t hp;
+  if (mprpc_addr_parse(s, len, 0, &hp, err, errlen) != 0)
+    return MPRPC_EINVAL;
+  size_t n = strlen(hp.host);
+  if (n >= hostlen) {
+    snprintf(err, errlen, "bad address '%.*s' (host too long)", (int)len, s);
     return MPRPC_EINVAL;
   }
-  for (const char *p = h; p < he; p++) {
-    if (isspace((unsigned char)*p) || *p == '/' || *p == ',' || *p == '[' || *p == ']') {
-      snprintf(err, errlen, "bad address '%.*s' (bad character in host)", (int)len, s);
-      return MPRPC_EINVAL;
-    }
-  }
-  const char *ps = colon + 1;
-  unsigned long v = 0;
-  if (ps >= end) {
-    snprintf(err, errlen, "bad address '%.*s' (missing port)", (int)len, s);
-    return MPRPC_EINVAL;
-  }
-  for (const char *p = ps; p < end; p++) {
-    if (*p < '0' || *p > '9' || v > 65535) {
-      snprintf(err, errlen, "bad port '%.*s' in '%.*s' (expected 1..65535)", (int)(end - ps), ps,
-               (int)len, s);
-      return MPRPC_EINVAL;
-    }
-    v = v * 10 + (unsigned long)(*p - '0');
-  }
-  if (v == 0 || v > 65535) {
-    snprintf(err, errlen, "bad port '%.*s' in '%.*s' (expected 1..65535)", (int)(end - ps), ps,
-             (int)len, s);
-    return MPRPC_EINVAL;
-  }
-  memcpy(host, h, (size_t)(he - h));
-  host[he - h] = '\0';
-  *port = (uint16_t)v;
+  memcpy(host, hp.host, n + 1);
+  *port = hp.port;
   return 0;
 }
 
 void mprpc__reg_format_hostport(const char *host, uint16_t port, char *buf, size_t len) {
-  if (strchr(host, ':'))
-    snprintf(buf, len, "[%s]:%u", host, (unsigned)port);
-  else
-    snprintf(buf, len, "%s:%u", host, (unsigned)port);
+  mprpc_addr_format(host, port, buf, len);
 }
 
 static int parse_u64(const char *s, uint64_t max, uint64_t *out) {

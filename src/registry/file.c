@@ -253,6 +253,9 @@ static int fr_register(void *ctx, const mprpc_instance_t *inst) {
     }
     rc = mprpc__reg_list_add(&f->regs, &line);
     kick_locked(f);
+    char addr[MPRPC__REG_MAX_HOST + 16];
+    mprpc__reg_format_hostport(inst->host, inst->port, addr, sizeof addr);
+    MPRPC_LOG_INFO("registry: registered %s at %s in file://%s", inst->service, addr, f->path);
   } else {
     MPRPC_LOG_ERROR("registry %s: register %s failed: %s", f->path, inst->service,
                     mprpc_strerror(rc));

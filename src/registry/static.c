@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "mprpc/errors.h"
+#include "mprpc/log.h"
 #include "registry/internal.h"
 
 typedef struct static_reg {
@@ -22,7 +23,15 @@ typedef struct static_reg {
 static int st_register(void *ctx, const mprpc_instance_t *inst) {
   (void)ctx;
   char e[200];
-  return mprpc__reg_instance_check(inst, e, sizeof e);
+  int rc = mprpc__reg_instance_check(inst, e, sizeof e);
+  if (rc == 0) {
+    char addr[MPRPC__REG_MAX_HOST + 16];
+    mprpc__reg_format_hostport(inst->host, inst->port, addr, sizeof addr);
+    MPRPC_LOG_INFO("registry: registered %s at %s in static:// (a fixed list: nothing is "
+                   "published, consumers use their own list)",
+                   inst->service, addr);
+  }
+  return rc;
 }
 
 static int st_unregister(void *ctx, const char *service, const char *host, uint16_t port) {

@@ -30,6 +30,7 @@ struct mprpc__zk_entry {
   bool ok;        /* verified present and ours in the current session */
   uint64_t tried; /* the work pass that last tried it */
   int last_rc;    /* last failure, to log a failure once, not every retry */
+  unsigned times; /* successful (re)creations, for the log line */
   struct mprpc__zk_entry *next;
 };
 
@@ -170,20 +171,31 @@ bool mprpc__zk_regs_sync(mprpc__zk_t *z, zhandle_t *zh, int64_t sid, uint64_t pa
       break;
     int rc = path && data ? ensure_node(z, zh, path, data, sid) : ZSYSTEMERROR;
     bool log_failure = false;
+    unsigned times = 0;
     pthread_mutex_lock(&z->mu);
     /* found again by generation: the entry may have been replaced or
      * unregistered while the lock was dropped */
     for (mprpc__zk_entry_t *x = z->regs; x; x = x->next) {
       if (x->gen != gen)
         continue;
-      if (rc == ZOK && z->session_id == sid)
+      if (rc == ZOK && z->session_id == sid) {
         x->ok = true;
+        times = ++x->times;
+      }
       log_failure = rc != ZOK && rc != x->last_rc;
       x->last_rc = rc;
     }
     pthread_mutex_unlock(&z->mu);
-    if (rc == ZOK)
-      MPRPC_LOG_INFO("registry zk://%s: registered %s", z->hosts, path);
+    if (rc == ZOK && times) {
+      /* <base>/<service>/providers/<host:port>: one line an operator greps */
+      const char *addr = strrchr(path, '/');
+      const char *svc = path + strlen(z->base) + 1;
+      const char *svc_end = strstr(svc, "/providers/");
+      MPRPC_LOG_INFO("registry: %s %.*s at %s in zk://%s (session 0x%" PRIx64 ")",
+                     times > 1 ? "re-registered" : "registered",
+                     svc_end ? (int)(svc_end - svc) : 0, svc, addr ? addr + 1 : path, z->hosts,
+                     (uint64_t)sid);
+    }
     else if (log_failure)
       MPRPC_LOG_WARN("registry zk://%s: registering %s: %s (will retry)", z->hosts, path,
                      zerror(rc));

@@ -346,6 +346,10 @@ static int op_post(void *ctx, mprpc_post_cb fn, void *arg) {
 }
 
 static bool op_in_loop(void *ctx) { return mprpc__evloop_in_loop(ctx); }
+static bool op_on_a_loop(void *ctx) {
+  (void)ctx;
+  return tls_loop != NULL;
+}
 
 static mprpc_rand_t op_rand(void *ctx) {
   mprpc__evloop_t *L = ctx;
@@ -415,6 +419,7 @@ static const mprpc_loop_ops_t evloop_ops = {
     .timer_start_at = op_timer_start_at,
     .post = op_post,
     .in_loop = op_in_loop,
+    .on_a_loop = op_on_a_loop,
     .rand = op_rand,
     .waiter_new = op_waiter_new,
     .waiter_wait = op_waiter_wait,

@@ -7,6 +7,7 @@
 #include "mprpc/channel.h"
 #include "mprpc/config.h"
 #include "mprpc/errors.h"
+#include "util/config_int.h"
 
 /* A duration key into an int64 ms field; absent keys keep the field. */
 static int get_ms(mprpc_config_t *cfg, const char *key, int64_t *field) {
@@ -17,7 +18,7 @@ static int get_ms(mprpc_config_t *cfg, const char *key, int64_t *field) {
   return rc;
 }
 
-int mprpc_channel_options_from_config(mprpc_config_t *cfg, mprpc_channel_options_t *o) {
+int mprpc_channel_opts_from_config(mprpc_config_t *cfg, mprpc_channel_opts_t *o) {
   static const char *const policies[] = {"failover", "failfast"};
   static const char *const lbs[] = {"rr", "random", "hash", "least"};
   /* indexed by MPRPC_COMPRESS_*, brpc's numbering */
@@ -39,6 +40,13 @@ int mprpc_channel_options_from_config(mprpc_config_t *cfg, mprpc_channel_options
       (rc = mprpc_config_get_choice(cfg, "lb", lbs, 4, &o->lb)) != 0 ||
       (rc = mprpc_config_get_choice(cfg, "compress", compressions, 4, &o->compress_type)) != 0)
     return rc;
+  /* The providers' body limit, which requests must stay under too. */
+  uint64_t body;
+  if ((rc = mprpc_config_get_size(cfg, "max_body_size", o->max_body, &body)) != 0)
+    return rc;
+  if (body > UINT32_MAX)
+    return mprpc__config_bad_value(cfg, "max_body_size", "a size up to 4GiB - 1");
+  o->max_body = (uint32_t)body;
   if ((rc = mprpc_config_get_string(cfg, "idempotent_methods", o->idempotent_methods, &s)) != 0)
     return rc;
   o->idempotent_methods = s;

@@ -1,7 +1,7 @@
-/* Config file loader, typed getters and the programs' command line. */
+/* Config file loader and typed getters. The programs' bootstrap (the
+ * command line, the seeds' keys, the logger keys) is src/app/app.c. */
 #include "mprpc/config.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -11,6 +11,8 @@
 
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
+#include "util/config_int.h"
+#include "util/keys.h"
 
 #define MAX_FILE_BYTES ((size_t)64 << 20)
 #define SHOW_MAX 80 /* longest value quoted in an error message */
@@ -21,6 +23,7 @@ typedef struct entry {
   char *file; /* NULL when set programmatically */
   int line;
   bool used;
+  bool reported; /* named by an unknown-key warning already */
 } entry_t;
 
 struct mprpc_config {
@@ -317,17 +320,65 @@ int mprpc_config_entry(const mprpc_config_t *cfg, size_t i, const char **key, co
   return 0;
 }
 
+/* " (did you mean K?)" when a known key is close, else "". */
+static const char *hint(const char *key, char *buf, size_t n) {
+  const char *s = mprpc__key_suggest(key);
+  if (s)
+    snprintf(buf, n, " (did you mean %s?)", s);
+  else
+    buf[0] = '\0';
+  return buf;
+}
+
+static bool in_list(const char *const *list, const char *key) {
+  for (; list && *list; list++)
+    if (strcmp(*list, key) == 0)
+      return true;
+  return false;
+}
+
+static void warn_key(entry_t *e, const char *what) {
+  char h[96];
+  e->reported = true;
+  if (e->file)
+    MPRPC_LOG_WARN("%s:%d: %s '%s'%s", e->file, e->line, what, e->key, hint(e->key, h, sizeof h));
+  else
+    MPRPC_LOG_WARN("%s '%s'%s", what, e->key, hint(e->key, h, sizeof h));
+}
+
+size_t mprpc_config_warn_unknown(mprpc_config_t *cfg, const char *const *extra) {
+  size_t k = 0;
+  for (size_t i = 0; cfg && i < cfg->n; i++) {
+    entry_t *e = &cfg->v[i];
+    if (e->reported || e->used || mprpc_config_key_known(e->key) || in_list(extra, e->key))
+      continue;
+    k++;
+    warn_key(e, "unknown key");
+  }
+  return k;
+}
+
 size_t mprpc_config_warn_unused(const mprpc_config_t *cfg) {
   size_t k = 0;
   for (size_t i = 0; cfg && i < cfg->n; i++) {
-    const entry_t *e = &cfg->v[i];
+    entry_t *e = &cfg->v[i];
     if (e->used)
       continue;
     k++;
-    if (e->file)
-      MPRPC_LOG_WARN("%s:%d: unknown key '%s' (ignored)", e->file, e->line, e->key);
-    else
-      MPRPC_LOG_WARN("unknown key '%s' (ignored)", e->key);
+    if (e->reported) /* an unknown key, named already */
+      continue;
+    /* A key of the library that this program never read (say, a channel
+     * key in a provider's file) is not a typo: said so, without a hint. */
+    if (mprpc_config_key_known(e->key)) {
+      e->reported = true;
+      if (e->file)
+        MPRPC_LOG_WARN("%s:%d: key '%s' is not used by this program (ignored)", e->file, e->line,
+                       e->key);
+      else
+        MPRPC_LOG_WARN("key '%s' is not used by this program (ignored)", e->key);
+    } else {
+      warn_key(e, "unknown key");
+    }
   }
   return k;
 }
@@ -454,94 +505,6 @@ int mprpc_parse_size(const char *s, uint64_t *out) {
       {"tb", 1000000000000ull},
   };
   return parse_with_unit(s, units, sizeof units / sizeof units[0], true, out);
-}
-
-static bool valid_hostname(const char *h, size_t n) {
-  if (n == 0 || n > 253)
-    return false;
-  size_t label = 0;
-  bool all_numeric = true;
-  for (size_t i = 0; i < n; i++) {
-    char c = h[i];
-    if (c == '.') {
-      if (label == 0 || h[i - 1] == '-')
-        return false;
-      label = 0;
-      continue;
-    }
-    bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-    if (!alnum && c != '-' && c != '_')
-      return false;
-    if (c == '-' && label == 0)
-      return false;
-    if (!(c >= '0' && c <= '9'))
-      all_numeric = false;
-    if (++label > 63)
-      return false;
-  }
-  if (h[n - 1] == '-')
-    return false;
-  /* "1.2.3.999" is a broken IPv4 address, not a hostname */
-  return !all_numeric;
-}
-
-/* Validates host[0..n) into out->host/family. */
-static int check_host(const char *h, size_t n, bool bracketed, mprpc_hostport_t *out) {
-  if (n == 0 || n >= sizeof out->host)
-    return MPRPC_EINVAL;
-  char tmp[sizeof out->host];
-  memcpy(tmp, h, n);
-  tmp[n] = 0;
-  unsigned char addr[16];
-  int family;
-  if (bracketed) {
-    if (inet_pton(AF_INET6, tmp, addr) != 1)
-      return MPRPC_EINVAL;
-    family = 6;
-  } else if (inet_pton(AF_INET, tmp, addr) == 1) {
-    family = 4;
-  } else if (valid_hostname(tmp, n)) {
-    family = 0;
-  } else {
-    return MPRPC_EINVAL;
-  }
-  memcpy(out->host, tmp, n + 1);
-  out->family = family;
-  return 0;
-}
-
-static int check_port(const char *p, bool allow0, uint16_t *port) {
-  int64_t v;
-  if (mprpc_parse_int(p, allow0 ? 0 : 1, 65535, &v) != 0 || *p == '+' || *p == '-')
-    return MPRPC_EINVAL;
-  *port = (uint16_t)v;
-  return 0;
-}
-
-int mprpc_parse_hostport(const char *s, bool allow_port0, mprpc_hostport_t *out) {
-  if (!s || !out)
-    return MPRPC_EINVAL;
-  mprpc_hostport_t hp;
-  memset(&hp, 0, sizeof hp);
-  const char *port;
-  int rc;
-  if (s[0] == '[') {
-    const char *rb = strchr(s, ']');
-    if (!rb || rb[1] != ':')
-      return MPRPC_EINVAL;
-    rc = check_host(s + 1, (size_t)(rb - s - 1), true, &hp);
-    port = rb + 2;
-  } else {
-    const char *colon = strchr(s, ':');
-    if (!colon || strchr(colon + 1, ':')) /* none, or a bare IPv6 address */
-      return MPRPC_EINVAL;
-    rc = check_host(s, (size_t)(colon - s), false, &hp);
-    port = colon + 1;
-  }
-  if (rc || check_port(port, allow_port0, &hp.port) != 0)
-    return MPRPC_EINVAL;
-  *out = hp;
-  return 0;
 }
 
 /* ---- typed getters ------------------------------------------------------- */
@@ -672,184 +635,28 @@ int mprpc_config_get_hostport(mprpc_config_t *cfg, const char *key, const char *
   return 0;
 }
 
-/* ---- seed keys ------------------------------------------------------------ */
+/* ---- for the bootstrap (util/config_int.h) -------------------------------- */
 
-int mprpc_config_registry_uri(mprpc_config_t *cfg, char *out, size_t n) {
-  if (!cfg || !out || n == 0)
-    return MPRPC_EINVAL;
-  entry_t *r = lookup(cfg, "registry");
-  int len;
-  if (r && r->value[0]) {
-    if (!strstr(r->value, "://"))
-      return bad_value(cfg, r, "a registry URI: zk://host:port, static://host:port, file:///path");
-    len = snprintf(out, n, "%s", r->value);
-  } else {
-    entry_t *ip = lookup(cfg, "zookeeperip");
-    if (!ip)
-      return MPRPC_ENOTFOUND;
-    mprpc_hostport_t hp;
-    const char *v = ip->value;
-    size_t vl = strlen(v);
-    bool br = vl >= 2 && v[0] == '[' && v[vl - 1] == ']';
-    int rc = br ? check_host(v + 1, vl - 2, true, &hp) : check_host(v, vl, false, &hp);
-    if (rc && !br) /* a bare IPv6 address */
-      rc = check_host(v, vl, true, &hp);
-    if (rc)
-      return bad_value(cfg, ip, "an IPv4 or IPv6 address or a hostname");
-    int64_t port;
-    if ((rc = mprpc_config_get_int(cfg, "zookeeperport", 2181, 1, 65535, &port)) != 0)
-      return rc;
-    len = hp.family == 6 ? snprintf(out, n, "zk://[%s]:%d", hp.host, (int)port)
-                         : snprintf(out, n, "zk://%s:%d", hp.host, (int)port);
-  }
-  /* registry_cache=PATH becomes the zk registry's cache option. */
-  entry_t *cache = lookup(cfg, "registry_cache");
-  if (len >= 0 && (size_t)len < n && cache && cache->value[0] && strncmp(out, "zk://", 5) == 0)
-    len += snprintf(out + len, n - (size_t)len, "%ccache=%s", strchr(out, '?') ? '&' : '?',
-                    cache->value);
-  if (len < 0 || (size_t)len >= n) {
-    set_err(cfg, "registry URI longer than %zu bytes", n - 1);
-    return MPRPC_ENAMETOOLONG;
-  }
-  return 0;
+int mprpc__config_bad_value(mprpc_config_t *cfg, const char *key, const char *expected) {
+  entry_t *e = lookup(cfg, key);
+  return e ? bad_value(cfg, e, expected) : MPRPC_ECONFIG;
 }
 
-int mprpc_config_server_addr(mprpc_config_t *cfg, mprpc_hostport_t *out) {
-  if (!cfg || !out)
-    return MPRPC_EINVAL;
-  entry_t *ip = lookup(cfg, "rpcserverip");
-  if (!ip)
-    return MPRPC_ENOTFOUND;
-  mprpc_hostport_t hp;
-  memset(&hp, 0, sizeof hp);
-  const char *v = ip->value;
-  size_t vl = strlen(v);
-  bool br = vl >= 2 && v[0] == '[' && v[vl - 1] == ']';
-  int rc = br ? check_host(v + 1, vl - 2, true, &hp) : check_host(v, vl, false, &hp);
-  if (rc && !br)
-    rc = check_host(v, vl, true, &hp);
-  if (rc)
-    return bad_value(cfg, ip, "an IPv4 or IPv6 address or a hostname");
-  int64_t port;
-  if ((rc = mprpc_config_get_int(cfg, "rpcserverport", 0, 0, 65535, &port)) != 0)
-    return rc;
-  hp.port = (uint16_t)port;
-  *out = hp;
-  return 0;
+void mprpc__config_errorf(mprpc_config_t *cfg, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(cfg->err, sizeof cfg->err, fmt, ap);
+  va_end(ap);
 }
 
-/* ---- logger keys and the command line ----------------------------------- */
-
-int mprpc_config_apply_log(mprpc_config_t *cfg) {
-  static const char *const keys[] = {"log_level", "log_file", "log_max_bytes",
-                                     "log_rotate_daily", "log_keep", "log_queue_bytes",
-                                     "log_sync"};
-  bool any = false;
-  for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
-    any = any || mprpc_config_has(cfg, keys[i]);
-  if (!any)
-    return 0;
-  mprpc_log_opts_t o;
-  mprpc_log_opts_init(&o);
-  const char *lvl = NULL;
-  int64_t keep;
-  uint64_t qb;
-  bool daily, sync;
-  int rc;
-  mprpc_config_get_string(cfg, "log_level", NULL, &lvl);
-  if (lvl) {
-    int l = mprpc_log_level_from_name(lvl);
-    if (l < 0)
-      return bad_value(cfg, lookup(cfg, "log_level"),
-                       "trace, debug, info, warn, error, fatal or off");
-    o.level = l;
-  }
-  mprpc_config_get_string(cfg, "log_file", NULL, &o.path);
-  if ((rc = mprpc_config_get_size(cfg, "log_max_bytes", 0, &o.max_file_bytes)) ||
-      (rc = mprpc_config_get_bool(cfg, "log_rotate_daily", false, &daily)) ||
-      (rc = mprpc_config_get_int(cfg, "log_keep", o.keep, 0, 1000, &keep)) ||
-      (rc = mprpc_config_get_size(cfg, "log_queue_bytes", o.queue_bytes, &qb)) ||
-      (rc = mprpc_config_get_bool(cfg, "log_sync", false, &sync)))
-    return rc;
-  if (qb > ((uint64_t)1 << 32))
-    return bad_value(cfg, lookup(cfg, "log_queue_bytes"), "a size up to 4GiB");
-  o.rotate_daily = daily;
-  o.keep = (int)keep;
-  o.queue_bytes = (size_t)qb;
-  o.sync = sync;
-  rc = mprpc_log_open(&o);
-  if (rc) {
-    set_err(cfg, "log_file '%s': cannot open: %s", o.path ? o.path : "-", mprpc_strerror(rc));
-    return rc;
-  }
-  return 0;
+int mprpc__config_key_error(mprpc_config_t *cfg, const char *key, const char *text) {
+  entry_t *e = lookup(cfg, key);
+  char w[512];
+  set_err(cfg, "%skey '%s': %s", e ? where(e, w, sizeof w) : "", key, text);
+  return MPRPC_ECONFIG;
 }
 
-static const char *prog_name(char **argv) {
-  const char *p = argv && argv[0] ? argv[0] : "mprpc";
-  const char *s = strrchr(p, '/');
-  return s ? s + 1 : p;
-}
-
-static void usage(FILE *f, const char *prog) {
-  fprintf(f,
-          "usage: %s -i CONFIG_FILE\n"
-          "  -i FILE, --config FILE   load key=value settings from FILE (see docs/config.md)\n"
-          "  -h, --help               show this help\n",
-          prog);
-}
-
-int mprpc_app_init(int argc, char **argv, mprpc_config_t **cfg_out) {
-  const char *prog = prog_name(argv);
-  const char *path = NULL;
-  if (cfg_out)
-    *cfg_out = NULL;
-  if (!cfg_out)
-    return MPRPC_EINVAL;
-  for (int i = 1; i < argc; i++) {
-    const char *a = argv[i];
-    if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
-      usage(stdout, prog);
-      return MPRPC_ECANCELED;
-    }
-    if (strcmp(a, "-i") == 0 || strcmp(a, "--config") == 0) {
-      if (i + 1 >= argc) {
-        fprintf(stderr, "%s: error: %s needs a file name\n", prog, a);
-        usage(stderr, prog);
-        return MPRPC_EINVAL;
-      }
-      path = argv[++i];
-    } else if (strncmp(a, "-i", 2) == 0) {
-      path = a + 2;
-    } else if (strncmp(a, "--config=", 9) == 0) {
-      path = a + 9;
-    } else {
-      fprintf(stderr, "%s: error: unknown argument '%s'\n", prog, a);
-      usage(stderr, prog);
-      return MPRPC_EINVAL;
-    }
-  }
-  if (!path || !path[0]) {
-    fprintf(stderr, "%s: error: no config file given (-i FILE)\n", prog);
-    usage(stderr, prog);
-    return MPRPC_EINVAL;
-  }
-  mprpc_config_t *cfg;
-  int rc = mprpc_config_new(&cfg);
-  if (rc) {
-    fprintf(stderr, "%s: error: out of memory\n", prog);
-    return rc;
-  }
-  rc = mprpc_config_load_file(cfg, path);
-  if (rc == 0)
-    rc = mprpc_config_apply_log(cfg);
-  if (rc) {
-    fprintf(stderr, "%s: error: %s\n", prog, mprpc_config_error(cfg));
-    if (rc != MPRPC_ECONFIG)
-      usage(stderr, prog);
-    mprpc_config_free(cfg);
-    return rc;
-  }
-  *cfg_out = cfg;
-  return 0;
+bool mprpc__config_used(const mprpc_config_t *cfg, const char *key) {
+  entry_t *e = cfg && key ? find(cfg, key) : NULL;
+  return e && e->used;
 }

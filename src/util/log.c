@@ -42,7 +42,7 @@
 #define MIN_QUEUE_BYTES 256
 #define DEFAULT_KEEP 5
 
-volatile int mprpc__log_level = MPRPC_LOG_LEVEL_WARN;
+volatile int mprpc__log_level = MPRPC_LOG_LEVEL_INFO;
 
 enum { MODE_LAZY = 0, MODE_SYNC, MODE_ASYNC };
 
@@ -115,13 +115,13 @@ const char *mprpc_log_level_name(int level) {
 }
 int mprpc_log_level_from_name(const char *name) {
   if (!name)
-    return -1;
+    return MPRPC_EINVAL;
   for (int i = 0; i <= MPRPC_LOG_LEVEL_OFF; i++)
     if (strcasecmp(name, names[i]) == 0)
       return i;
   if (strcasecmp(name, "warning") == 0)
     return MPRPC_LOG_LEVEL_WARN;
-  return -1;
+  return MPRPC_EINVAL;
 }
 void mprpc_log_set_clock(uint64_t (*wall_ns)(void *ctx), void *ctx) {
   atomic_store(&clock_ctx, ctx);

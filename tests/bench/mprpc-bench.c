@@ -240,8 +240,8 @@ static int client_main(const char *target, pid_t server_pid, const bench_opts_t 
   if (!ws || !chs || !callers || !h)
     die("calloc", 0);
   for (int i = 0; i < nch; i++) {
-    mprpc_channel_options_t co;
-    mprpc_channel_options_init(&co);
+    mprpc_channel_opts_t co;
+    mprpc_channel_opts_init(&co);
     co.loop = mprpc_loop_group_loop(grp, (size_t)(i % nthreads));
     co.transport = mprpc_tcp_transport();
     co.servers = target;

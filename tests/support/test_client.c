@@ -167,6 +167,19 @@ static uint8_t *dup_bytes(mprpc_bytes_t b) {
   return p;
 }
 
+void tclient_resp_from_frame(const mprpc_frame_t *f, tclient_resp_t *r) {
+  memset(r, 0, sizeof *r);
+  r->cid = f->meta.correlation_id;
+  r->error_code = f->meta.error_code;
+  r->compress_type = f->meta.compress_type;
+  snprintf(r->error_text, sizeof r->error_text, "%.*s", (int)f->meta.error_text.len,
+           f->meta.error_text.ptr ? (const char *)f->meta.error_text.ptr : "");
+  r->payload = dup_bytes(f->payload);
+  r->payload_len = f->payload.len;
+  r->att = dup_bytes(f->attachment);
+  r->att_len = f->attachment.len;
+}
+
 int tclient_recv(tclient_t *c, tclient_resp_t *r, int timeout_ms) {
   memset(r, 0, sizeof *r);
   for (int guard = 0; guard < 1000000; guard++) {
@@ -176,15 +189,7 @@ int tclient_recv(tclient_t *c, tclient_resp_t *r, int timeout_ms) {
       if (n < 0)
         return (int)n;
       if (n > 0) {
-        r->cid = f.meta.correlation_id;
-        r->error_code = f.meta.error_code;
-        r->compress_type = f.meta.compress_type;
-        snprintf(r->error_text, sizeof r->error_text, "%.*s", (int)f.meta.error_text.len,
-                 f.meta.error_text.ptr ? (const char *)f.meta.error_text.ptr : "");
-        r->payload = dup_bytes(f.payload);
-        r->payload_len = f.payload.len;
-        r->att = dup_bytes(f.attachment);
-        r->att_len = f.attachment.len;
+        tclient_resp_from_frame(&f, r);
         c->off += (size_t)n;
         return 0;
       }

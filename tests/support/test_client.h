@@ -14,6 +14,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "mprpc/frame.h"
+
 typedef struct tclient {
   int fd;
   uint8_t *buf; /* received bytes; [off, len) not yet parsed */
@@ -59,6 +61,9 @@ int tclient_send(tclient_t *c, const tclient_req_t *r);
 /* Reads one response frame. Free with tclient_resp_free. */
 int tclient_recv(tclient_t *c, tclient_resp_t *r, int timeout_ms);
 void tclient_resp_free(tclient_resp_t *r);
+/* Fills r from a parsed response frame (copies; free with tclient_resp_free):
+ * how responses read from a fake connection become tclient_resp_t too. */
+void tclient_resp_from_frame(const mprpc_frame_t *f, tclient_resp_t *r);
 /* send + recv. */
 int tclient_call(tclient_t *c, const tclient_req_t *req, tclient_resp_t *resp, int timeout_ms);
 /* Waits until the server closes the connection (EOF or reset), discarding

@@ -1,0 +1,117 @@
+/*
+ * The one table of the library's config keys. A module that reads a new
+ * key adds one row here, in its part's block, and a row to docs/config.md;
+ * tests/test_app.c fails until both are there.
+ */
+#include "util/keys.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#include "mprpc/config.h"
+
+static const mprpc__key_t k_keys[] = {
+    /* provider: mprpc_server_opts_from_config, mprpc_config_server_addr */
+    {"rpcserverip", "server"},
+    {"rpcserverport", "server"},
+    {"threads", "server"},
+    {"max_concurrency", "server"},
+    {"max_method_concurrency", "server"},
+    {"weight", "server"},
+    {"idle_timeout", "server"},
+    {"drain_timeout", "server"},
+    {"logoff_grace", "server"},
+    {"stats_period", "server"},
+    {"advertise_host", "server"},
+    {"version", "server"},
+    /* both sides: the frame body limit */
+    {"max_body_size", "server, channel"},
+    /* registry: mprpc_config_registry_uri */
+    {"registry", "registry"},
+    {"zookeeperip", "registry"},
+    {"zookeeperport", "registry"},
+    {"zookeeper_wait", "registry"},
+    {"zookeeper_session_timeout", "registry"},
+    {"zookeeper_connect_timeout", "registry"},
+    {"registry_cache", "registry"},
+    /* consumer: mprpc_channel_opts_from_config */
+    {"servers", "channel"},
+    {"timeout", "channel"},
+    {"connect_timeout", "channel"},
+    {"attempt_timeout", "channel"},
+    {"backup_request", "channel"},
+    {"max_retry", "channel"},
+    {"retry_policy", "channel"},
+    {"lb", "channel"},
+    {"compress", "channel"},
+    {"idempotent_methods", "channel"},
+    /* logger: mprpc_config_apply_log */
+    {"log_level", "log"},
+    {"log_file", "log"},
+    {"log_max_bytes", "log"},
+    {"log_rotate_daily", "log"},
+    {"log_keep", "log"},
+    {"log_queue_bytes", "log"},
+    {"log_sync", "log"},
+};
+
+const mprpc__key_t *mprpc__keys(size_t *n) {
+  *n = sizeof k_keys / sizeof k_keys[0];
+  return k_keys;
+}
+
+bool mprpc_config_key_known(const char *key) {
+  if (!key)
+    return false;
+  for (size_t i = 0; i < sizeof k_keys / sizeof k_keys[0]; i++)
+    if (strcmp(k_keys[i].name, key) == 0)
+      return true;
+  return false;
+}
+
+#define MAX_KEY 64 /* longer names are never a typo of a known key */
+
+size_t mprpc__edit_distance(const char *a, const char *b, size_t cap) {
+  size_t la = strlen(a), lb = strlen(b);
+  if (la > MAX_KEY || lb > MAX_KEY || (la > lb ? la - lb : lb - la) > cap)
+    return cap + 1;
+  size_t row[MAX_KEY + 1];
+  for (size_t j = 0; j <= lb; j++)
+    row[j] = j;
+  for (size_t i = 1; i <= la; i++) {
+    size_t diag = row[0], best = i;
+    row[0] = i;
+    for (size_t j = 1; j <= lb; j++) {
+      size_t up = row[j];
+      size_t v = diag + (a[i - 1] != b[j - 1]);
+      if (up + 1 < v)
+        v = up + 1;
+      if (row[j - 1] + 1 < v)
+        v = row[j - 1] + 1;
+      row[j] = v;
+      diag = up;
+      if (v < best)
+        best = v;
+    }
+    if (best > cap)
+      return cap + 1;
+  }
+  return row[lb] > cap ? cap + 1 : row[lb];
+}
+
+const char *mprpc__key_suggest(const char *key) {
+  if (!key || mprpc_config_key_known(key))
+    return NULL;
+  size_t len = strlen(key);
+  size_t cap = len <= 4 ? 1 : len <= 11 ? 2 : 3;
+  const char *best = NULL;
+  size_t bd = cap + 1;
+  for (size_t i = 0; i < sizeof k_keys / sizeof k_keys[0]; i++) {
+    size_t d = mprpc__edit_distance(key, k_keys[i].name, cap);
+    if (d < bd) {
+      bd = d;
+      best = k_keys[i].name;
+    }
+  }
+  return best;
+}
