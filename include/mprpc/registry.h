@@ -25,6 +25,7 @@
 #define MPRPC_REGISTRY_H
 
 #include "mprpc/export.h"
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +46,8 @@ typedef struct mprpc_instance {
   const char *methods; /* comma-separated method names; may be NULL */
   const char *version; /* free-form; may be NULL */
   uint64_t start_time_ms; /* wall clock, ms since the epoch */
+  bool tls;            /* the provider speaks TLS only (tls_mode=required):
+                          published as tls=1; a channel without TLS skips it */
 } mprpc_instance_t;
 
 typedef enum mprpc_registry_health {

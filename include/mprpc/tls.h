@@ -38,14 +38,13 @@
 #ifndef MPRPC_TLS_H
 #define MPRPC_TLS_H
 
+#include "mprpc/export.h"
 #include <stddef.h>
 #include <stdint.h>
 
 #include "mprpc/transport.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
+MPRPC_BEGIN_DECLS
 
 typedef struct mprpc_tls_ctx mprpc_tls_ctx_t;
 
@@ -159,7 +158,5 @@ void mprpc_tls_stats(const mprpc_tls_ctx_t *ctx, mprpc_tls_stats_t *out);
  * none; copied into buf (NUL-terminated, truncated to len). Returns buf. */
 char *mprpc_tls_last_error(mprpc_tls_ctx_t *ctx, char *buf, size_t len);
 
-#ifdef __cplusplus
-}
-#endif
+MPRPC_END_DECLS
 #endif

@@ -293,6 +293,10 @@ const mprpc_server_call_meta_t *mprpc_server_call_meta(const mprpc_server_call_t
   return c ? &c->meta : NULL;
 }
 
+const char *mprpc_server_call_peer_identity(const mprpc_server_call_t *c) {
+  return c && c->conn ? c->conn->identity : NULL;
+}
+
 const uint8_t *mprpc_server_call_attachment(const mprpc_server_call_t *c, size_t *len) {
   if (len)
     *len = c ? c->att_len : 0;

@@ -1,6 +1,7 @@
 /*
  * The data of a provider's ZooKeeper node: key=value lines (address,
- * weight, methods, version, start_time_ms, pid, hostname). The format is
+ * weight, methods, version, start_time_ms, pid, hostname, and tls=1 for a
+ * provider that speaks TLS only). The format is
  * documented in docs/registry.md for other tools; keep the two in step.
  */
 #include <inttypes.h>
@@ -23,10 +24,10 @@ char *mprpc__zk_data_format(const mprpc_instance_t *inst) {
     return NULL;
   snprintf(d, n,
            "address=%s\nweight=%" PRIu32 "\nmethods=%s\nversion=%s\nstart_time_ms=%" PRIu64
-           "\npid=%ld\nhostname=%s\n",
+           "\npid=%ld\nhostname=%s\n%s",
            addr, inst->weight ? inst->weight : MPRPC_DEFAULT_WEIGHT,
            inst->methods ? inst->methods : "", inst->version ? inst->version : "",
-           inst->start_time_ms, (long)getpid(), hostname);
+           inst->start_time_ms, (long)getpid(), hostname, inst->tls ? "tls=1\n" : "");
   return d;
 }
 
@@ -68,6 +69,8 @@ int mprpc__zk_data_parse(const char *service, const char *child, char *data, mpr
       inst.version = *v ? v : NULL;
     } else if (strcmp(k, "start_time_ms") == 0) {
       inst.start_time_ms = strtoull(v, NULL, 10);
+    } else if (strcmp(k, "tls") == 0) {
+      inst.tls = strcmp(v, "0") != 0; /* anything but 0: do not send plain bytes */
     }
   }
   if (!have_addr) {

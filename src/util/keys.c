@@ -24,6 +24,13 @@ static const mprpc__key_t k_keys[] = {
     {"stats_period", "server"},
     {"advertise_host", "server"},
     {"version", "server"},
+    {"tls_mode", "server"},
+    {"tls_verify_client", "server"},
+    {"tls_handshake_timeout", "server"},
+    /* both sides: TLS files (server: its certificate; channel: a client one) */
+    {"tls_cert", "server, channel"},
+    {"tls_key", "server, channel"},
+    {"tls_ca", "server, channel"},
     /* both sides: the frame body limit */
     {"max_body_size", "server, channel"},
     /* registry: mprpc_config_registry_uri */
@@ -45,6 +52,9 @@ static const mprpc__key_t k_keys[] = {
     {"lb", "channel"},
     {"compress", "channel"},
     {"idempotent_methods", "channel"},
+    {"tls", "channel"},
+    {"tls_server_name", "channel"},
+    {"tls_verify", "channel"},
     /* logger: mprpc_config_apply_log */
     {"log_level", "log"},
     {"log_file", "log"},
