@@ -274,7 +274,7 @@ fuzz: check-deps
 	 else echo "make fuzz: not built yet"; fi
 
 demo: check-deps all
-	@if [ -f ci/demo.sh ]; then bash ci/demo.sh $(REGISTRY); else echo "make demo: not built yet"; fi
+	@if [ -f ci/demo.sh ]; then TLS="$(TLS)" BUILD="$(BUILD)" bash ci/demo.sh $(REGISTRY); else echo "make demo: not built yet"; fi
 
 bench: check-deps all
 	@if [ -f ci/bench.sh ]; then bash ci/bench.sh; else echo "make bench: not built yet"; fi
