@@ -39,6 +39,7 @@
 #define MPRPC_TLS_H
 
 #include "mprpc/export.h"
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -89,6 +90,8 @@ typedef struct mprpc_tls_opts {
                               connect (a DNS name or an IP address) */
   uint64_t handshake_timeout_ns; /* 0 = 5 s; counted from accept (server)
                                     or from the TCP connect (client) */
+  bool no_resumption;      /* client: never resume a session (every
+                              connection a full handshake; benchmarks) */
 } mprpc_tls_opts_t;
 
 /* Builds a context: loads and checks the certificate, key and CA files now,

@@ -79,6 +79,7 @@ struct mprpc_tls_ctx {
   char *cert_pem, *key_pem, *ca_pem;
   char *server_name;
   uint64_t hs_timeout_ns;
+  bool no_resumption; /* client: never offer a cached session */
   mprpc_transport_t inner;
 
   pthread_mutex_t mu;
@@ -343,6 +344,7 @@ int mprpc_tls_ctx_new(const mprpc_tls_opts_t *o, mprpc_tls_ctx_t **out, char *er
   if (x->verify == MPRPC_TLS_VERIFY_DEFAULT)
     x->verify = server ? MPRPC_TLS_VERIFY_OFF : MPRPC_TLS_VERIFY_REQUIRED;
   x->hs_timeout_ns = o->handshake_timeout_ns ? o->handshake_timeout_ns : DEFAULT_HS_TIMEOUT_NS;
+  x->no_resumption = !server && o->no_resumption;
   bool oom = false;
   x->cert_file = dup_or_null(o->cert_file, &oom);
   x->key_file = dup_or_null(o->key_file, &oom);
@@ -1241,8 +1243,10 @@ static int op_connect(void *ctx, mprpc_loop_t loop, const char *host, uint16_t p
                    why);
     goto fail;
   }
-  snprintf(tc->sess_key, sizeof tc->sess_key, "%s|%s:%u", name, host, (unsigned)port);
-  sess_apply(tc);
+  if (!tc->ctx->no_resumption) { /* else sess_key stays "": nothing is kept */
+    snprintf(tc->sess_key, sizeof tc->sess_key, "%s|%s:%u", name, host, (unsigned)port);
+    sess_apply(tc);
+  }
   mprpc_conn_opts_t io = o ? *o : (mprpc_conn_opts_t){0};
   io.high_water = INNER_HWM;
   rc = mprpc_conn_connect(tc->inner_t, loop, host, port, &io, &inner_handler, tc, &tc->raw,
