@@ -17,7 +17,7 @@
 #   tests/bench/*.c                  -> one program each, build/bin/<name>
 #   fuzz/fuzz_*.c                    -> harnesses (LLVMFuzzerTestOneInput), linked with
 #                                       libmprpc-core.a and src/util only (fuzz_tls:
-#                                       also src/rt/tls.c and OpenSSL)
+#                                       also src/rt/tls*.c and OpenSSL)
 
 SHELL := /bin/bash
 CC ?= cc
@@ -254,7 +254,7 @@ $(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o
 
 # fuzz_tls drives the TLS decorator of src/rt, the one runtime file a
 # harness links (over the fake transport), with OpenSSL.
-$(BUILD)/asan/fuzz/fuzz_tls: $(BUILD)/asan/src/rt/tls.o
+$(BUILD)/asan/fuzz/fuzz_tls: $(BUILD)/asan/src/rt/tls.o $(BUILD)/asan/src/rt/tls_ctx.o
 $(BUILD)/asan/fuzz/fuzz_tls: UTIL_LIBS += $(TLS_LIBS)
 
 # --- top-level targets ----------------------------------------------------

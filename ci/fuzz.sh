@@ -58,7 +58,7 @@ for d in "$BUILD"/gen/examples/*/; do [[ -d $d ]] && incs+=(-I"${d%/}"); done
 CFLAGS=(-std=c11 -D_GNU_SOURCE -DTHREADED "${incs[@]}" -g -O1 -pthread
         -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
 # The core's and src/util's libraries, and OpenSSL for fuzz_tls (the one
-# harness that links src/rt/tls.c): harnesses never reach the rest of the
+# harness that links src/rt/tls*.c): harnesses never reach the rest of the
 # runtime or ZooKeeper.
 LIBS=(-lprotobuf-c -lsnappy -lz -lhttp_parser -ljansson -lssl -lcrypto -lpthread -lm)
 
@@ -68,7 +68,7 @@ LIBS=(-lprotobuf-c -lsnappy -lz -lhttp_parser -ljansson -lssl -lcrypto -lpthread
 # src/registry. Linked as an archive, so a harness pulls in only what it
 # uses.
 srcs=()
-for f in src/core/*.c src/util/*.c src/rt/tls.c sim/*.c tests/support/fake_*.c "${gen[@]}"; do
+for f in src/core/*.c src/util/*.c src/rt/tls.c src/rt/tls_ctx.c sim/*.c tests/support/fake_*.c "${gen[@]}"; do
   [[ -f $f && $f != sim/main.c ]] && srcs+=("$f")
 done
 

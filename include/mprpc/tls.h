@@ -4,7 +4,7 @@
  * mprpc_tls_transport(inner, ctx) returns a transport (include/mprpc/
  * transport.h) that speaks TLS 1.2/1.3 over `inner` (normally
  * mprpc_tcp_transport()): the provider and channel engines run unchanged on
- * top of it and never see the TLS library, which is kept in src/rt/tls.c.
+ * top of it and never see the TLS library, which is kept in src/rt/tls*.c.
  *
  * - A server context accepts TLS only (mode REQUIRED), TLS and plain on the
  *   same port told apart by the first byte (OPTIONAL: 0x16 starts a TLS
