@@ -150,9 +150,7 @@ static void free_ctxs(void) {
     mprpc_tls_ctx_free(ctxs[i]);
 }
 
-int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
-  if (size < 2)
-    return 0;
+static void init_once(void) {
   static int made;
   if (!made) {
     made = 1;
@@ -160,6 +158,23 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
     make_ctxs();
     atexit(free_ctxs); /* the replay's leak check sees a clean exit */
   }
+}
+
+/* AFL++'s driver and libFuzzer call this once before the fork server
+ * starts, so the key generation and the four contexts are not redone in
+ * every forked child (which made each dry run time out under load). The
+ * corpus replay does not call it: init_once runs from the first input. */
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+  (void)argc, (void)argv;
+  init_once();
+  return 0;
+}
+
+int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
+  if (size < 2)
+    return 0;
+  init_once();
   uint8_t flags = data[0];
   size_t chunk = data[1] ? data[1] : 1;
   data += 2;
