@@ -86,6 +86,12 @@ struct pipe {
   bool in_event; /* an event of this pipe is running: defer free */
 };
 
+/* Bytes and closes reach the application on the connection's loop: they
+ * wait while that loop is held (a blocking handler). */
+static mprpc_sim_loop_t *conn_loop(const mprpc_conn_t *c) {
+  return c->loop.vt ? mprpc_sim_loop_from(c->loop) : NULL;
+}
+
 struct mprpc_listener {
   mprpc_sim_net_t *n;
   mprpc_listener_t *next;
@@ -187,7 +193,8 @@ static void ep_close(mprpc_conn_t *c, int reason, int err) {
   c->state = EP_CLOSING;
   c->close_reason = reason;
   c->close_err = err;
-  c->close_ev = mprpc_sim_at(c->p->n->w, 0, MPRPC_SIM_EV_NET_CLOSE, conn_trace_id(c), ev_close, c);
+  c->close_ev = mprpc_sim_at_on(c->p->n->w, conn_loop(c), 0, MPRPC_SIM_EV_NET_CLOSE, conn_trace_id(c),
+                                ev_close, c);
   if (!c->close_ev) { /* out of memory in the simulator itself: give up loudly */
     abort();
   }
@@ -233,8 +240,9 @@ static void schedule_deliver(dir_t *d) {
   mprpc_sim_world_t *w = d->p->n->w;
   uint64_t now = mprpc_sim_now(w);
   uint64_t at = d->head->at > now ? d->head->at : now;
-  d->deliver_ev = mprpc_sim_at(w, at - now, MPRPC_SIM_EV_NET_DELIVER,
-                               d->p->id * 2 + (uint64_t)d->from_side, ev_deliver, d);
+  d->deliver_ev = mprpc_sim_at_on(w, conn_loop(&d->p->ends[1 - d->from_side]), at - now,
+                                  MPRPC_SIM_EV_NET_DELIVER, d->p->id * 2 + (uint64_t)d->from_side,
+                                  ev_deliver, d);
 }
 
 static void push_chunk(dir_t *d, int type, const uint8_t *data, size_t len) {
@@ -340,13 +348,13 @@ static void ev_deliver(void *arg) {
   mprpc_conn_t *s = &p->ends[d->from_side];
   mprpc_conn_t *r = &p->ends[1 - d->from_side];
   if (d->stall_until > now) {
-    d->deliver_ev = mprpc_sim_at(w, d->stall_until - now, MPRPC_SIM_EV_NET_DELIVER,
-                                 p->id * 2 + (uint64_t)d->from_side, ev_deliver, d);
+    d->deliver_ev = mprpc_sim_at_on(w, conn_loop(r), d->stall_until - now, MPRPC_SIM_EV_NET_DELIVER,
+                                    p->id * 2 + (uint64_t)d->from_side, ev_deliver, d);
     return;
   }
   if (mprpc_sim_net_blocked(n, s->host, r->host)) {
-    d->deliver_ev = mprpc_sim_at(w, n->cfg.rto_ns, MPRPC_SIM_EV_NET_DELIVER,
-                                 p->id * 2 + (uint64_t)d->from_side, ev_deliver, d);
+    d->deliver_ev = mprpc_sim_at_on(w, conn_loop(r), n->cfg.rto_ns, MPRPC_SIM_EV_NET_DELIVER,
+                                    p->id * 2 + (uint64_t)d->from_side, ev_deliver, d);
     return;
   }
   p->in_event = true;

@@ -69,6 +69,22 @@ typedef struct pend {
   void *closure_data;
 } pend_t;
 
+#define MAX_WORKERS 8
+#define SLOW_WARN_MS 100
+
+/* A handler-pool job on a virtual worker thread (one sim loop each). */
+typedef struct job {
+  struct job *next;
+  struct prov *p;
+  void (*fn)(void *);
+  void *arg;
+} job_t;
+
+typedef struct worker_arg {
+  struct prov *p;
+  int k;
+} worker_arg_t;
+
 typedef struct prov {
   Example__EchoService_Service svc; /* first: the handler gets &svc */
   run_t *run;
@@ -80,6 +96,11 @@ typedef struct prov {
   bool up, stopping, crashing;
   uint64_t restart_after;
   pend_t *pending;
+  struct job *jobs, *jobs_tail; /* handler-pool queue */
+  mprpc_sim_loop_t *wk[MAX_WORKERS];
+  uint64_t wk_ev[MAX_WORKERS]; /* a worker's pending take (0: idle) */
+  worker_arg_t wk_arg[MAX_WORKERS];
+  uint64_t slow_expected, slow_counted; /* loop holds past the watchdog's threshold */
   char last[32];
 } prov_t;
 
@@ -105,6 +126,9 @@ typedef struct params {
   uint64_t work_max_ns; /* slow handlers: virtual work in [0, work_max] */
   double slow_frac;
   uint64_t slow_until_ns;
+  uint64_t block_max_ns; /* blocking handlers: hold their thread up to this */
+  double block_frac;
+  int handler_threads; /* virtual handler pool per provider (0 = on the loop) */
   int64_t backup_ms;          /* backup requests on the idempotent channel */
   uint32_t server_max_conc;   /* provider concurrency limit (ELIMIT) */
   bool no_failures;           /* no faults at all: every call must succeed */
@@ -251,7 +275,72 @@ static void pend_cancel_all(prov_t *p) {
     mprpc_timer_cancel(p->loops[0], pd->timer);
     free(pd);
   }
+  /* Jobs the pool never started die with the process; the server frees
+   * their calls with their connections. */
+  while (p->jobs) {
+    job_t *j = p->jobs;
+    p->jobs = j->next;
+    free(j);
+  }
+  p->jobs_tail = NULL;
+  for (int k = 0; k < MAX_WORKERS; k++)
+    if (p->wk_ev[k]) {
+      mprpc_sim_cancel(p->run->w, p->wk_ev[k]);
+      p->wk_ev[k] = 0;
+    }
 }
+
+/* The virtual handler pool: one shared FIFO, MAX_WORKERS worker threads
+ * (sim loops). A worker takes the next job, runs it (a blocking handler
+ * holds the worker), and takes the next one when it is free again. */
+static void worker_take(void *arg);
+
+static void worker_wake(prov_t *p, int k) {
+  p->wk_ev[k] = mprpc_sim_at_on(p->run->w, p->wk[k], 0, MPRPC_SIM_EV_POST, (uint64_t)p->host,
+                                worker_take, &p->wk_arg[k]);
+  if (!p->wk_ev[k])
+    abort(); /* out of memory in the simulator itself */
+}
+
+static void worker_take(void *arg) {
+  worker_arg_t *wa = arg;
+  prov_t *p = wa->p;
+  int k = wa->k;
+  p->wk_ev[k] = 0;
+  job_t *j = p->jobs;
+  if (!j)
+    return; /* idle until the next submit */
+  p->jobs = j->next;
+  if (!p->jobs)
+    p->jobs_tail = NULL;
+  void (*fn)(void *) = j->fn;
+  void *fn_arg = j->arg;
+  free(j);
+  fn(fn_arg);
+  worker_wake(p, k); /* runs once this worker is no longer held */
+}
+
+static int pool_submit(void *ctx, void (*fn)(void *arg), void *arg) {
+  prov_t *p = ctx;
+  run_t *r = p->run;
+  job_t *j = calloc(1, sizeof *j);
+  if (!j)
+    return MPRPC_ENOMEM;
+  *j = (job_t){.p = p, .fn = fn, .arg = arg};
+  if (p->jobs_tail)
+    p->jobs_tail->next = j;
+  else
+    p->jobs = j;
+  p->jobs_tail = j;
+  for (int k = 0; k < r->p.handler_threads && k < MAX_WORKERS; k++)
+    if (!p->wk_ev[k] && !mprpc_sim_loop_busy(p->wk[k])) {
+      worker_wake(p, k);
+      break;
+    }
+  return 0;
+}
+
+static const mprpc_executor_ops_t pool_ops = {.submit = pool_submit};
 
 static void sim_echo(Example__EchoService_Service *svc, const Example__EchoRequest *in,
                      Example__EchoResponse_Closure closure, void *closure_data) {
@@ -273,8 +362,21 @@ static void sim_echo(Example__EchoService_Service *svc, const Example__EchoReque
     }
   }
   uint64_t work = 0;
-  if (r->p.work_max_ns && now(r) < r->p.slow_until_ns && mprpc_sim_chance(r->w, r->p.slow_frac))
+  mprpc_loop_t on = p->loops[0];
+  if (r->p.block_max_ns && (!r->p.quiet_after_ns || now(r) < r->p.quiet_after_ns) &&
+      mprpc_sim_chance(r->w, r->p.block_frac)) {
+    /* Blocking work: the thread running the handler (its connection's loop,
+     * or a pool worker) is held, and the answer goes out when it ends. */
+    mprpc_sim_loop_t *self = mprpc_sim_running_loop(r->w);
+    work = mprpc_sim_rand_range(r->w, 1, r->p.block_max_ns);
+    mprpc_sim_loop_hold(self, work);
+    on = mprpc_sim_loop(self);
+    if (r->p.handler_threads == 0 && work > SLOW_WARN_MS * MS)
+      p->slow_expected++;
+  } else if (r->p.work_max_ns && now(r) < r->p.slow_until_ns &&
+             mprpc_sim_chance(r->w, r->p.slow_frac)) {
     work = mprpc_sim_rand_range(r->w, 1, r->p.work_max_ns);
+  }
   if (!work) {
     reply(p, in, closure, closure_data);
     return;
@@ -286,7 +388,7 @@ static void sim_echo(Example__EchoService_Service *svc, const Example__EchoReque
   pd->in = in;
   pd->closure = closure;
   pd->closure_data = closure_data;
-  pd->timer = mprpc_timer_start(p->loops[0], work, pend_fire, pd);
+  pd->timer = mprpc_timer_start(on, work, pend_fire, pd);
   pd->next = p->pending;
   p->pending = pd;
 }
@@ -308,6 +410,9 @@ static int prov_start(prov_t *p) {
   o.advertise_host = addr;
   o.drain_timeout_ms = 3000;
   o.max_concurrency = r->p.server_max_conc;
+  o.slow_handler_warn_ms = SLOW_WARN_MS;
+  if (r->p.handler_threads > 0)
+    o.executor = (mprpc_executor_t){.vt = &pool_ops, .ctx = p};
   p->svc = (Example__EchoService_Service)EXAMPLE__ECHO_SERVICE__INIT(sim_);
   rc = mprpc_server_new_in(&o, (mprpc_loop_owner_t){0}, &p->srv);
   if (rc < 0)
@@ -340,6 +445,9 @@ static void prov_check_stats(prov_t *p) {
   if (st.malformed_frames)
     violate(p->run, "provider %d saw %llu malformed frames on an uncorrupted network", p->idx,
             (unsigned long long)st.malformed_frames);
+  mprpc_method_stats_t ms;
+  if (mprpc_server_method_stats(p->srv, SERVICE, "Echo", &ms) == 0)
+    p->slow_counted += ms.slow_handlers;
 }
 
 static void prov_crash_finish(void *arg) {
@@ -781,6 +889,25 @@ static void sc_slow(run_t *r) {
   r->p.slow_until_ns = r->p.quiet_after_ns;
 }
 
+/* Handlers that block their thread (sleep, disk, a synchronous call) on a
+ * virtual pool of 4 workers per provider: the loops stay free, nothing
+ * times out, and the watchdog never fires. */
+static void sc_blocking_pool(run_t *r) {
+  r->p.no_failures = true;
+  r->p.quiet_after_ns = 0;
+  r->p.handler_threads = 4;
+  r->p.block_max_ns = 120 * MS; /* past the watchdog's 100 ms, within an attempt (250 ms) */
+  r->p.block_frac = 0.15;
+}
+
+/* The same handlers on the loop: every other connection of that loop waits
+ * (calls may time out), and the watchdog counts exactly the holds past
+ * slow_handler_warn_ms. Blocking stops at quiet_after; then liveness. */
+static void sc_blocking_loop(run_t *r) {
+  r->p.block_max_ns = 400 * MS;
+  r->p.block_frac = 0.05;
+}
+
 static void sc_one_byte(run_t *r) {
   r->p.no_failures = true;
   r->p.chunk = 1;
@@ -863,6 +990,10 @@ static const mprpc_sim_scenario_t scenarios[] = {
      sc_expiry_storm},
     {"slow_provider", "handlers take virtual work time up to 1.5 s against a 1 s deadline",
      sc_slow},
+    {"blocking_pool", "handlers block up to 120 ms on a 4-thread handler pool: nothing fails, no loop is held",
+     sc_blocking_pool},
+    {"blocking_loop", "handlers block up to 400 ms on the loop: the watchdog counts each hold past 100 ms",
+     sc_blocking_loop},
     {"one_byte", "every connection delivers 1-byte chunks; consumers use each compress type",
      sc_one_byte},
     {"rolling_restart", "providers stop gracefully one after another and come back: no idempotent call fails",
@@ -965,6 +1096,20 @@ static bool surely_not_run(int err) {
     return true;
   default:
     return false;
+  }
+}
+
+/* The loop-stall watchdog against the handlers' own account: on the loop,
+ * every hold past the threshold is counted once (and no other call is
+ * blamed for it); on the pool, no loop is ever held. */
+static void check_watchdog(run_t *r) {
+  for (int i = 0; i < r->p.providers; i++) {
+    const prov_t *p = &r->provs[i];
+    if (p->slow_counted != p->slow_expected)
+      violate(r, "provider %d: the watchdog counted %llu slow handlers, the handlers held the loop "
+                 "past %d ms %llu times",
+              i, (unsigned long long)p->slow_counted, SLOW_WARN_MS,
+              (unsigned long long)p->slow_expected);
   }
 }
 
@@ -1085,6 +1230,11 @@ int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
         goto out;
       p->loops[k] = mprpc_sim_loop(p->sl[k]);
     }
+    for (int k = 0; k < r->p.handler_threads && k < MAX_WORKERS; k++) {
+      if (!(p->wk[k] = mprpc_sim_loop_new(r->w, p->host)))
+        goto out;
+      p->wk_arg[k] = (worker_arg_t){.p = p, .k = k};
+    }
   }
   for (int i = 0; i < r->p.consumers; i++) {
     cons_t *c = &r->cons[i];
@@ -1109,6 +1259,7 @@ int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
   mprpc_sim_run_until(r->w, r->p.duration_ns + (uint64_t)r->p.timeout_ms * MS + 2 * SEC);
   check_convergence(r);
   teardown(r);
+  check_watchdog(r);
   rc = 0;
 out:
   if (rc < 0)
@@ -1141,9 +1292,12 @@ out:
   mprpc_sim_net_free(r->net);
   mprpc_sim_zk_free(r->zk);
   if (r->provs)
-    for (int i = 0; i < r->p.providers; i++)
+    for (int i = 0; i < r->p.providers; i++) {
       for (int k = 0; k < 2; k++)
         mprpc_sim_loop_free(r->provs[i].sl[k]);
+      for (int k = 0; k < MAX_WORKERS; k++)
+        mprpc_sim_loop_free(r->provs[i].wk[k]);
+    }
   if (r->cons)
     for (int i = 0; i < r->p.consumers; i++)
       mprpc_sim_loop_free(r->cons[i].sl);

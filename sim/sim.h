@@ -72,6 +72,8 @@ mprpc_rand_t mprpc_sim_rand(mprpc_sim_world_t *w);
 uint64_t mprpc_sim_rand_range(mprpc_sim_world_t *w, uint64_t lo, uint64_t hi);
 /* True with probability p. */
 bool mprpc_sim_chance(mprpc_sim_world_t *w, double p);
+typedef struct mprpc_sim_loop mprpc_sim_loop_t;
+
 /* A fresh seed derived from the world seed (for per-loop PRNGs). */
 uint64_t mprpc_sim_derive_seed(mprpc_sim_world_t *w);
 
@@ -79,6 +81,10 @@ uint64_t mprpc_sim_derive_seed(mprpc_sim_world_t *w);
  * ENOMEM (cb never runs). kind/id go into the trace hash. */
 uint64_t mprpc_sim_at(mprpc_sim_world_t *w, uint64_t delay_ns, int kind, uint64_t id,
                       mprpc_timer_cb cb, void *arg);
+/* The same, run by loop `owner` (NULL = the world): while that loop is held
+ * (mprpc_sim_loop_hold), the event waits for it. */
+uint64_t mprpc_sim_at_on(mprpc_sim_world_t *w, mprpc_sim_loop_t *owner, uint64_t delay_ns, int kind,
+                         uint64_t id, mprpc_timer_cb cb, void *arg);
 /* No-op for fired, cancelled or unknown ids. Returns true if it cancelled. */
 bool mprpc_sim_cancel(mprpc_sim_world_t *w, uint64_t ev);
 /* Runs the earliest event; false when none is pending. */
@@ -104,7 +110,6 @@ void mprpc_sim_tracef(mprpc_sim_world_t *w, const char *fmt, ...)
 
 /* ---- virtual loops ------------------------------------------------------ */
 
-typedef struct mprpc_sim_loop mprpc_sim_loop_t;
 
 /* A loop on virtual host `host`. Its PRNG derives from the world seed and
  * creation order. Free it after everything running on it is gone. */
@@ -117,6 +122,14 @@ int mprpc_sim_loop_host(const mprpc_sim_loop_t *l);
 mprpc_sim_world_t *mprpc_sim_loop_world(const mprpc_sim_loop_t *l);
 /* After stop, post() returns MPRPC_ESTATE and new timers are refused. */
 void mprpc_sim_loop_stop(mprpc_sim_loop_t *l, bool stopped);
+/* A callback that blocks its thread for ns (a handler doing blocking work):
+ * the loop's clock moves on by ns during the callback, and the loop's other
+ * events (timers, posts, bytes arriving) wait until the hold ends. */
+void mprpc_sim_loop_hold(mprpc_sim_loop_t *l, uint64_t ns);
+/* True while the loop is held (by the running callback or until its hold ends). */
+bool mprpc_sim_loop_busy(const mprpc_sim_loop_t *l);
+/* The loop whose event is running (NULL: a world event). */
+mprpc_sim_loop_t *mprpc_sim_running_loop(const mprpc_sim_world_t *w);
 
 #define MPRPC_SIM_EPOCH_NS (1767225600ull * MPRPC_NS_PER_S) /* 2026-01-01T00:00:00Z */
 

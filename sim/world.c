@@ -22,6 +22,7 @@ typedef struct sim_ev {
   void *arg;
   uint32_t kind;
   uint64_t id;
+  mprpc_sim_loop_t *owner; /* the loop that runs it (NULL: the world) */
   struct sim_ev *next_free;
 } sim_ev_t;
 
@@ -43,6 +44,19 @@ struct mprpc_sim_world {
   FILE *trace;
   sim_ev_t *free_evs;
   ev_block_t *blocks;
+  mprpc_sim_loop_t *running; /* owner of the event being run */
+};
+
+/* A loop is one thread: while a callback on it holds it (a blocking
+ * handler, mprpc_sim_loop_hold), its clock runs on and every other event
+ * of that loop waits until the hold ends, in its order. */
+struct mprpc_sim_loop {
+  mprpc_sim_world_t *w;
+  int host;
+  bool stopped;
+  mprpc_xoshiro_t x;
+  uint64_t held_ns;    /* held by the callback now running */
+  uint64_t busy_until; /* events of this loop wait until then */
 };
 
 static const char *const kind_names[MPRPC_SIM_EV__COUNT] = {
@@ -152,8 +166,8 @@ static void ev_release(mprpc_sim_world_t *w, sim_ev_t *e) {
 /* Never called: events are popped with pop_due and dispatched by step(). */
 static void ev_dummy(void *arg) { (void)arg; }
 
-uint64_t mprpc_sim_at(mprpc_sim_world_t *w, uint64_t delay_ns, int kind, uint64_t id,
-                      mprpc_timer_cb cb, void *arg) {
+uint64_t mprpc_sim_at_on(mprpc_sim_world_t *w, mprpc_sim_loop_t *owner, uint64_t delay_ns, int kind,
+                         uint64_t id, mprpc_timer_cb cb, void *arg) {
   sim_ev_t *e = ev_alloc(w);
   if (!e)
     return 0;
@@ -161,6 +175,7 @@ uint64_t mprpc_sim_at(mprpc_sim_world_t *w, uint64_t delay_ns, int kind, uint64_
   e->arg = arg;
   e->kind = (uint32_t)kind;
   e->id = id;
+  e->owner = owner;
   uint64_t deadline = w->now + delay_ns;
   if (deadline < w->now)
     deadline = UINT64_MAX;
@@ -170,6 +185,11 @@ uint64_t mprpc_sim_at(mprpc_sim_world_t *w, uint64_t delay_ns, int kind, uint64_
     return 0;
   }
   return tid;
+}
+
+uint64_t mprpc_sim_at(mprpc_sim_world_t *w, uint64_t delay_ns, int kind, uint64_t id,
+                      mprpc_timer_cb cb, void *arg) {
+  return mprpc_sim_at_on(w, NULL, delay_ns, kind, id, cb, arg);
 }
 
 bool mprpc_sim_cancel(mprpc_sim_world_t *w, uint64_t ev) {
@@ -189,11 +209,19 @@ bool mprpc_sim_step(mprpc_sim_world_t *w) {
     return false;
   if (t > w->now)
     w->now = t;
+  /* An event of a held loop waits until the hold ends, keeping its id (so
+   * the code can still cancel it), behind everything already waiting. */
+  const sim_ev_t *top = mprpc__timerq_top_arg(&w->q);
+  if (top->owner && top->owner->busy_until > w->now) {
+    mprpc__timerq_defer_top(&w->q, top->owner->busy_until);
+    return true;
+  }
   mprpc_timer_cb dummy;
   void *arg;
   if (!mprpc__timerq_pop_due(&w->q, w->now, &dummy, &arg))
     return false;
   sim_ev_t *e = arg;
+  mprpc_sim_loop_t *owner = e->owner;
   mprpc_timer_cb cb = e->cb;
   void *cb_arg = e->arg;
   uint32_t kind = e->kind;
@@ -207,7 +235,13 @@ bool mprpc_sim_step(mprpc_sim_world_t *w) {
     fprintf(w->trace, "%llu.%09llu %s %llu\n", (unsigned long long)(w->now / MPRPC_NS_PER_S),
             (unsigned long long)(w->now % MPRPC_NS_PER_S), mprpc_sim_kind_name((int)kind),
             (unsigned long long)id);
+  w->running = owner;
   cb(cb_arg);
+  w->running = NULL;
+  if (owner && owner->held_ns) {
+    owner->busy_until = w->now + owner->held_ns;
+    owner->held_ns = 0;
+  }
   return true;
 }
 
@@ -259,28 +293,21 @@ void mprpc_sim_tracef(mprpc_sim_world_t *w, const char *fmt, ...) {
 
 /* ---- virtual loops -------------------------------------------------------- */
 
-struct mprpc_sim_loop {
-  mprpc_sim_world_t *w;
-  int host;
-  bool stopped;
-  mprpc_xoshiro_t x;
-};
-
 static uint64_t loop_now(void *ctx) {
   mprpc_sim_loop_t *l = ctx;
-  return l->w->now;
+  return l->w->now + l->held_ns;
 }
 
 static uint64_t loop_wall(void *ctx) {
   mprpc_sim_loop_t *l = ctx;
-  return MPRPC_SIM_EPOCH_NS + l->w->now;
+  return MPRPC_SIM_EPOCH_NS + l->w->now + l->held_ns;
 }
 
 static uint64_t loop_timer_start(void *ctx, uint64_t delay_ns, mprpc_timer_cb cb, void *arg) {
   mprpc_sim_loop_t *l = ctx;
   if (l->stopped)
     return 0;
-  return mprpc_sim_at(l->w, delay_ns, MPRPC_SIM_EV_TIMER, (uint64_t)l->host, cb, arg);
+  return mprpc_sim_at_on(l->w, l, delay_ns, MPRPC_SIM_EV_TIMER, (uint64_t)l->host, cb, arg);
 }
 
 static void loop_timer_cancel(void *ctx, uint64_t id) {
@@ -292,7 +319,8 @@ static int loop_post(void *ctx, mprpc_post_cb fn, void *arg) {
   mprpc_sim_loop_t *l = ctx;
   if (l->stopped)
     return MPRPC_ESTATE;
-  return mprpc_sim_at(l->w, 0, MPRPC_SIM_EV_POST, (uint64_t)l->host, fn, arg) ? 0 : MPRPC_ENOMEM;
+  return mprpc_sim_at_on(l->w, l, 0, MPRPC_SIM_EV_POST, (uint64_t)l->host, fn, arg) ? 0
+                                                                             : MPRPC_ENOMEM;
 }
 
 static bool loop_in_loop(void *ctx) {
@@ -338,3 +366,11 @@ mprpc_sim_loop_t *mprpc_sim_loop_from(mprpc_loop_t l) {
 int mprpc_sim_loop_host(const mprpc_sim_loop_t *l) { return l->host; }
 mprpc_sim_world_t *mprpc_sim_loop_world(const mprpc_sim_loop_t *l) { return l->w; }
 void mprpc_sim_loop_stop(mprpc_sim_loop_t *l, bool stopped) { l->stopped = stopped; }
+
+mprpc_sim_loop_t *mprpc_sim_running_loop(const mprpc_sim_world_t *w) { return w->running; }
+
+void mprpc_sim_loop_hold(mprpc_sim_loop_t *l, uint64_t ns) { l->held_ns += ns; }
+
+bool mprpc_sim_loop_busy(const mprpc_sim_loop_t *l) {
+  return l->held_ns > 0 || l->busy_until > l->w->now;
+}

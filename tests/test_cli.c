@@ -264,17 +264,23 @@ static void test_cli_help_for_every_verb(void **state) {
 
 /* echo_server has no reflection: --proto supplies the descriptors, and a
  * service the provider lacks gets the provider's own ENOSERVICE. */
-static void test_cli_call_proto_path(void **state) {
-  (void)state;
-  char outp[128], cmd[256];
+/* Starts build/bin/echo_server (with -i cfg when cfg is not NULL) and
+ * returns its port; *pid is the child to kill. */
+static unsigned start_echo_server(const char *cfg, pid_t *pid) {
+  char outp[128];
   snprintf(outp, sizeof outp, "%s/echo_server.out", g_tmp);
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) {
+  unlink(outp);
+  *pid = fork();
+  assert_true(*pid >= 0);
+  if (*pid == 0) {
     int o = open(outp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     dup2(o, 1);
     dup2(o, 2);
-    execl("build/bin/echo_server", "echo_server", "--listen", "127.0.0.1:0", (char *)NULL);
+    if (cfg)
+      execl("build/bin/echo_server", "echo_server", "--listen", "127.0.0.1:0", "-i", cfg,
+            (char *)NULL);
+    else
+      execl("build/bin/echo_server", "echo_server", "--listen", "127.0.0.1:0", (char *)NULL);
     _exit(127);
   }
   char text[512] = "";
@@ -288,6 +294,26 @@ static void test_cli_call_proto_path(void **state) {
       usleep(10000);
   }
   assert_int_not_equal(port, 0);
+  return port;
+}
+
+static void stop_echo_server(pid_t pid) {
+  kill(pid, SIGTERM);
+  int st;
+  waitpid(pid, &st, 0);
+}
+
+static void test_cli_call_proto_path(void **state) {
+  (void)state;
+  /* a provider with reflection turned off: only --proto can call it */
+  char cfg[128];
+  snprintf(cfg, sizeof cfg, "%s/noreflect.conf", g_tmp);
+  FILE *cf = fopen(cfg, "w");
+  assert_non_null(cf);
+  fputs("reflection = off\n", cf);
+  fclose(cf);
+  pid_t pid;
+  unsigned port = start_echo_server(cfg, &pid);
   char addr[64];
   snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
   run_t *r = malloc(sizeof *r);
@@ -313,12 +339,17 @@ static void test_cli_call_proto_path(void **state) {
   expect(r, 2, NULL, "service other.Missing has no method Nope");
   run_mprpc(r, NULL, "describe", addr, "--proto", "examples/echo/echo.proto", NULL);
   expect(r, 0, "service example.EchoService\n", NULL);
+  stop_echo_server(pid);
+  /* by default a provider serves reflection: no --proto needed */
+  port = start_echo_server(NULL, &pid);
+  snprintf(addr, sizeof addr, "127.0.0.1:%u", port);
+  run_mprpc(r, NULL, "call", addr, "example.EchoService.Echo", "{\"message\":\"r\"}", NULL);
+  expect(r, 0, NULL, NULL);
+  assert_string_equal(r->out, "{\"message\":\"r\"}\n");
+  run_mprpc(r, NULL, "describe", addr, NULL);
+  expect(r, 0, "service example.EchoService\n", NULL);
   free(r);
-  kill(pid, SIGTERM);
-  int st;
-  waitpid(pid, &st, 0);
-  snprintf(cmd, sizeof cmd, "true");
-  (void)cmd;
+  stop_echo_server(pid);
 }
 
 /* ---- describe, list ---------------------------------------------------------- */
@@ -367,8 +398,33 @@ static void test_cli_list_static(void **state) {
            g_addr);
   expect(r, 0, NULL, NULL);
   assert_string_equal(r->out, want);
-  run_mprpc(r, NULL, "list", "zk://127.0.0.1:2181", NULL);
-  expect(r, 2, NULL, "name the services");
+  /* zk:// without names: the registry's services (needs a ZooKeeper) */
+  const char *zk = getenv("MPRPC_TEST_ZK");
+  if (zk && *zk) {
+    char chroot_uri[256];
+    snprintf(chroot_uri, sizeof chroot_uri, "zk://%s/mprpc-cli-list-%ld", zk, (long)getpid());
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+      execl("build/bin/echo_server", "echo_server", "--listen", "127.0.0.1:0", "--registry",
+            chroot_uri, (char *)NULL);
+      _exit(127);
+    }
+    bool listed = false;
+    for (int i = 0; i < 100 && !listed; i++) { /* hang guard: 10 s */
+      run_mprpc(r, NULL, "list", chroot_uri, "--no-probe", NULL);
+      listed = r->rc == 0 && strstr(r->out, "service example.EchoService providers=1 ");
+      if (!listed)
+        usleep(100000);
+    }
+    kill(pid, SIGTERM);
+    int st;
+    waitpid(pid, &st, 0);
+    assert_true(listed);
+    assert_null(strstr(r->out, "mprpc.Reflection")); /* the builtin is never registered */
+  }
+  run_mprpc(r, NULL, "list", "zk://127.0.0.1:1?connect_timeout=200", NULL);
+  expect(r, 1, NULL, NULL);
   free(r);
 }
 

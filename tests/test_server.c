@@ -13,6 +13,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include <stdio.h>
@@ -416,6 +417,39 @@ static void test_server_core_deadline_passed_before_dispatch(void **state) {
   fsrv_free(&f);
 }
 
+/* The watchdog blames the handler that held the loop, not the request cut
+ * from the same read that waited behind it. */
+static void test_server_core_slow_handler_blames_only_itself(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  fsrv_t f;
+  fsrv_opts(&o);
+  o.slow_handler_warn_ms = 100;
+  fsrv_start(&f, &o);
+  mprpc_conn_t *c = fconn_new(f.e);
+  uint8_t all[1024];
+  size_t n = 0;
+  const char *msgs[3] = {"advance:150", "fast", "advance:20"};
+  for (int i = 0; i < 3; i++) {
+    Example__EchoRequest m;
+    tclient_req_t r = echo_req(i + 1, &m, msgs[i]);
+    uint8_t *fr;
+    size_t fl;
+    assert_int_equal(tclient_encode(&r, &fr, &fl), 0);
+    memcpy(all + n, fr, fl);
+    n += fl;
+    free(fr);
+  }
+  fconn_feed(c, all, n);
+  for (int i = 1; i <= 3; i++)
+    fexpect(c, i, 0, NULL, 0);
+  mprpc_method_stats_t ms;
+  assert_int_equal(mprpc_server_method_stats_at(f.s, 0, &ms), 0);
+  assert_int_equal(ms.slow_handlers, 1);
+  fsrv_shutdown(&f);
+  fsrv_free(&f);
+}
+
 static void test_server_core_limits(void **state) {
   (void)state;
   mprpc_server_opts_t o;
@@ -601,8 +635,29 @@ static void test_server_core_closure_after_close_and_never(void **state) {
   mprpc_server_stats(f.s, &st);
   assert_int_equal(st.responses_dropped, 1);
   assert_int_equal(st.inflight, 1);
-  /* the other is never answered: drain times out, destroy frees it */
+  /* the other is never answered: drain times out, naming the method still
+   * in flight, and destroy frees it */
+  char path[] = "/tmp/mprpc-test-drain.XXXXXX";
+  int fd = mkstemp(path);
+  assert_true(fd >= 0);
+  close(fd);
+  mprpc_log_opts_t lo;
+  mprpc_log_opts_init(&lo);
+  lo.path = path;
+  lo.sync = 1;
+  lo.level = MPRPC_LOG_LEVEL_WARN;
+  assert_int_equal(mprpc_log_open(&lo), 0);
   fsrv_shutdown(&f);
+  mprpc_log_close();
+  mprpc_log_set_level(MPRPC_LOG_LEVEL_ERROR);
+  FILE *fp = fopen(path, "r");
+  assert_non_null(fp);
+  char text[4096];
+  size_t n = fread(text, 1, sizeof text - 1, fp);
+  text[n] = '\0';
+  fclose(fp);
+  unlink(path);
+  assert_non_null(strstr(text, "drain timeout with 1 call(s) in flight (example.EchoService.Echo x1)"));
   held_forget();
   fsrv_free(&f); /* ASan: no leak */
 }
@@ -903,7 +958,10 @@ static void test_server_core_many_services(void **state) {
   assert_int_equal(mprpc_server_method_stats_at(s, NSVC - 1, &ms), 0);
   assert_string_equal(ms.service, svc_names[NSVC - 1]);
   assert_int_equal(ms.requests, 1);
-  assert_int_equal(mprpc_server_method_stats_at(s, NSVC, &ms), MPRPC_ERANGE);
+  /* the builtin mprpc.Reflection comes after the program's services */
+  assert_int_equal(mprpc_server_method_stats_at(s, NSVC, &ms), 0);
+  assert_string_equal(ms.service, "mprpc.Reflection");
+  assert_int_equal(mprpc_server_method_stats_at(s, NSVC + 2, &ms), MPRPC_ERANGE);
   int done = 0;
   assert_int_equal(mprpc_server_shutdown(s, done_cb, &done), 0);
   fake_loop_advance(e->L, 1000);
@@ -1035,6 +1093,7 @@ int main(void) {
       cmocka_unit_test(test_server_core_compressed_echo),
       cmocka_unit_test(test_server_core_malformed_closes_only_that_connection),
       cmocka_unit_test(test_server_core_deadline_passed_before_dispatch),
+      cmocka_unit_test(test_server_core_slow_handler_blames_only_itself),
       cmocka_unit_test(test_server_core_limits),
       cmocka_unit_test(test_server_core_authentication),
       cmocka_unit_test(test_server_core_idle_and_slowloris),

@@ -45,6 +45,31 @@ static void test_timerq_fires_in_deadline_then_start_order(void **state) {
   mprpc__timerq_free(&q);
 }
 
+/* The simulator holds a busy loop's events by deferring the earliest one:
+ * it moves behind everything due by then, and its id stays valid. */
+static void test_timerq_defer_top_keeps_the_id(void **state) {
+  (void)state;
+  mprpc__timerq_t q;
+  mprpc__timerq_init(&q);
+  rec_t r = {.q = &q};
+  tcb_t t[3] = {{&r, 0}, {&r, 1}, {&r, 2}};
+  uint64_t id0 = mprpc__timerq_add(&q, 10, fire, &t[0]);
+  assert_int_not_equal(mprpc__timerq_add(&q, 50, fire, &t[1]), 0);
+  uint64_t id2 = mprpc__timerq_add(&q, 20, fire, &t[2]);
+  assert_ptr_equal(mprpc__timerq_top_arg(&q), &t[0]);
+  mprpc__timerq_defer_top(&q, 50); /* after t1, which was due at 50 first */
+  assert_ptr_equal(mprpc__timerq_top_arg(&q), &t[2]);
+  mprpc__timerq_defer_top(&q, 5); /* never earlier: no change */
+  assert_ptr_equal(mprpc__timerq_top_arg(&q), &t[2]);
+  assert_true(mprpc__timerq_cancel(&q, id2));
+  assert_int_equal(mprpc__timerq_run_due(&q, 100), 2);
+  int want[] = {1, 0};
+  assert_memory_equal(r.order, want, sizeof want);
+  assert_false(mprpc__timerq_cancel(&q, id0)); /* fired */
+  assert_null(mprpc__timerq_top_arg(&q));
+  mprpc__timerq_free(&q);
+}
+
 static void test_timerq_cancel_is_safe_after_fire_and_from_callback(void **state) {
   (void)state;
   mprpc__timerq_t q;
@@ -130,6 +155,7 @@ static void test_rand_is_reproducible_and_bounded(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_timerq_fires_in_deadline_then_start_order),
+      cmocka_unit_test(test_timerq_defer_top_keeps_the_id),
       cmocka_unit_test(test_timerq_cancel_is_safe_after_fire_and_from_callback),
       cmocka_unit_test(test_timerq_random_ops_match_model),
       cmocka_unit_test(test_rand_is_reproducible_and_bounded),

@@ -202,6 +202,50 @@ static void test_zk_unreachable_gives_clear_error(void **state) {
   assert_non_null(strstr(err, "session_timeout=10"));
 }
 
+static bool names_have(char **names, size_t n, const char *want) {
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(names[i], want) == 0)
+      return true;
+  return false;
+}
+
+/* mprpc list zk:// without names: the registry enumerates its services. */
+static void test_zk_lists_services(void **state) {
+  (void)state;
+  NEED_ZK(hosts);
+  char chroot[128];
+  new_chroot(chroot, sizeof chroot);
+  mprpc_registry_t p = open_zk(hosts, chroot, "session_timeout=30000");
+  mprpc_registry_t c = open_zk(hosts, chroot, NULL);
+  char **names;
+  size_t n;
+  assert_int_equal(mprpc_registry_list_services(c, &names, &n), 0);
+  assert_int_equal(n, 0); /* nothing registered under this chroot yet */
+  mprpc_registry_names_free(names, n);
+  reg(p, 8001);
+  mprpc_instance_t other = {.service = "inv.Stock", .host = "127.0.0.1", .port = 8002,
+                            .methods = "Reserve"};
+  assert_int_equal(mprpc_registry_register(p, &other), 0);
+  bool both = false;
+  for (int i = 0; i < 1000 && !both; i++) { /* hang guard: 10 s */
+    assert_int_equal(mprpc_registry_list_services(c, &names, &n), 0);
+    both = n == 2 && names_have(names, n, SVC) && names_have(names, n, "inv.Stock");
+    mprpc_registry_names_free(names, n);
+    if (!both)
+      usleep(10000);
+  }
+  assert_true(both);
+  mprpc_registry_close(p);
+  mprpc_registry_close(c);
+  /* static:// cannot enumerate: the caller is told so */
+  char err[256];
+  mprpc_registry_t s;
+  assert_int_equal(mprpc_registry_open("static://127.0.0.1:1", &s, err, sizeof err), 0);
+  assert_int_equal(mprpc_registry_list_services(s, &names, &n), MPRPC_EUNSUPPORTED);
+  assert_null(names);
+  mprpc_registry_close(s);
+}
+
 static void test_zk_register_discover_unregister(void **state) {
   (void)state;
   NEED_ZK(hosts);
@@ -703,6 +747,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_zk_unreachable_gives_clear_error),
       cmocka_unit_test_teardown(test_zk_killed_provider_disappears, kill_child),
+      cmocka_unit_test(test_zk_lists_services),
       cmocka_unit_test(test_zk_register_discover_unregister),
       cmocka_unit_test(test_zk_session_expiry_reregisters),
       cmocka_unit_test(test_zk_stale_node_of_other_session_replaced),

@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "mprpc/config.h"
+#include "mprpc/errors.h"
 #include "mprpc/loop.h"
 
 MPRPC_BEGIN_DECLS
@@ -72,6 +73,11 @@ typedef struct mprpc_registry_ops {
   int (*health)(void *ctx);
   /* Unregisters everything still registered and frees the registry. */
   void (*close)(void *ctx);
+  /* Optional (NULL = cannot enumerate): the names of the services the
+   * registry knows now, as a malloc'ed array of malloc'ed strings the
+   * caller frees with mprpc_registry_names_free. May block the calling
+   * thread (never call it on a loop). */
+  int (*list_services)(void *ctx, char ***names, size_t *n);
 } mprpc_registry_ops_t;
 
 typedef struct mprpc_registry {
@@ -95,6 +101,15 @@ static inline void mprpc_registry_unsubscribe(mprpc_registry_t r, uint64_t sub_i
   r.vt->unsubscribe(r.ctx, sub_id);
 }
 static inline int mprpc_registry_health(mprpc_registry_t r) { return r.vt->health(r.ctx); }
+/* The services the registry knows (zk://: the children of
+ * <chroot>/mprpc/services). MPRPC_EUNSUPPORTED when it cannot enumerate
+ * them; the registry's error (MPRPC_EREGISTRY, ...) when it cannot now. */
+static inline int mprpc_registry_list_services(mprpc_registry_t r, char ***names, size_t *n) {
+  *names = NULL;
+  *n = 0;
+  return r.vt->list_services ? r.vt->list_services(r.ctx, names, n) : MPRPC_EUNSUPPORTED;
+}
+void mprpc_registry_names_free(char **names, size_t n);
 static inline void mprpc_registry_close(mprpc_registry_t r) {
   if (r.vt)
     r.vt->close(r.ctx);

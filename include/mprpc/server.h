@@ -85,6 +85,19 @@ typedef struct mprpc_executor {
   void *ctx;
 } mprpc_executor_t;
 
+/* Makes a builtin service over the server's own services when it starts,
+ * and frees it with the server. The facade (mprpc_server_new) supplies the
+ * mprpc.Reflection one (src/util/reflection.c); the core has none. */
+typedef struct mprpc_service_factory_ops {
+  int (*make)(void *ctx, ProtobufCService *const *services, size_t n, ProtobufCService **out);
+  void (*destroy)(void *ctx, ProtobufCService *svc);
+} mprpc_service_factory_ops_t;
+
+typedef struct mprpc_service_factory {
+  const mprpc_service_factory_ops_t *vt;
+  void *ctx;
+} mprpc_service_factory_t;
+
 /* Called once when a non-blocking shutdown completes (on loops[0]'s thread). */
 typedef void (*mprpc_server_done_cb)(void *ud);
 
@@ -142,6 +155,13 @@ typedef struct mprpc_server_opts {
   uint64_t slow_handler_warn_ms;  /* a handler holding its loop longer is logged
                                      (WARN, rate limited) and counted [100];
                                      UINT64_MAX = never */
+  /* Serve mprpc.Reflection (ListServices, GetFileDescriptorSet) over the
+   * added services, so `mprpc describe` and `mprpc call` need no .proto
+   * [on]. It is not published to the registry. Made by reflection_factory
+   * at start (mprpc_server_new fills it in when vt is NULL); skipped when
+   * the program added its own mprpc.Reflection. */
+  bool reflection;
+  mprpc_service_factory_t reflection_factory;
   mprpc_server_auth_tls_cb authenticate_tls; /* NULL = authenticate (uses auth_ud) */
   /* TLS (docs/security.md). mprpc_server_new wraps the transport (TCP, or
    * the injected one) with the TLS decorator (include/mprpc/tls.h) when
@@ -158,17 +178,17 @@ typedef struct mprpc_server_opts {
   uint64_t tls_handshake_timeout_ms; /* a handshake not done by then is closed [5000] */
 } mprpc_server_opts_t;
 
-/* Fills defaults (all zero except drain_timeout_ms = 5000 and
- * logoff_grace_ms = 200). */
+/* Fills defaults (all zero except drain_timeout_ms = 5000,
+ * logoff_grace_ms = 200 and reflection = true). */
 void mprpc_server_opts_init(mprpc_server_opts_t *o);
 
 /* Reads provider options from a config file's keys (docs/server.md):
  * rpcserverip/rpcserverport (listen address, parsed into *listen, which
  * o->host then points into), threads, handler_threads, max_body_size, max_concurrency,
  * max_method_concurrency, idle_timeout, drain_timeout, logoff_grace, stats_period, slow_handler_warn_ms,
- * advertise_host, weight, version, tls_mode (off|optional|required),
- * tls_cert, tls_key, tls_ca, tls_verify_client (off|optional|required),
- * tls_handshake_timeout. Absent keys leave *o unchanged; string
+ * advertise_host, weight, version, reflection (on|off), tls_mode
+ * (off|optional|required), tls_cert, tls_key, tls_ca, tls_verify_client
+ * (off|optional|required), tls_handshake_timeout. Absent keys leave *o unchanged; string
  * options point into cfg or *listen, which must outlive mprpc_server_new.
  * Errors: MPRPC_ECONFIG (text in mprpc_config_error(cfg)), MPRPC_ERANGE
  * (max_body_size 0 or over 4 GiB - 1). Defined in src/util/server_config.c. */

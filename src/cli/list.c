@@ -6,7 +6,7 @@
  * them. Without SERVICE names: static:// (or a plain HOST:PORT list) asks
  * each endpoint's mprpc.Reflection which services it serves; file:// takes
  * the names from the file's first column (the format of docs/registry.md);
- * zk:// needs the names.
+ * zk:// lists the children of <chroot>/mprpc/services.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,7 +20,7 @@ static void list_usage(FILE *f) {
   fprintf(f,
           "usage: mprpc list URI [SERVICE...] [--wait-ms N] [--no-probe]\n"
           "Lists services and their providers: address, weight, version, health.\n"
-          "URI: zk://HOST:PORT[/chroot] (SERVICE names required), file:///PATH,\n"
+          "URI: zk://HOST:PORT[/chroot], file:///PATH,\n"
           "static://HOST:PORT[,...] or a plain HOST:PORT[,...] list.\n"
           "  --wait-ms N   how long to wait for the registry's lists (default 3000)\n"
           "  --no-probe    do not try to connect to each provider (health=unknown)\n"
@@ -186,17 +186,28 @@ int cli_list(int argc, char **argv) {
     uri = owned;
   }
   bool is_static = strncmp(uri, "static://", 9) == 0, is_file = strncmp(uri, "file://", 7) == 0;
-  if (want.n == 0 && !is_static && !is_file) {
-    fprintf(stderr,
-            "mprpc list: %s: name the services (mprpc list URI SERVICE...): the registry\n"
-            "interface subscribes to named services and cannot enumerate them\n",
-            uri);
-    free(owned);
-    return CLI_USAGE;
-  }
   cli_env_t e;
   rc = cli_env_open(&e, uri);
   bool env_ok = rc == CLI_OK;
+  if (rc == CLI_OK && want.n == 0 && !is_static && !is_file) {
+    /* zk://: the registry enumerates its services */
+    char **names;
+    size_t nn;
+    int lrc = mprpc_registry_list_services(e.reg, &names, &nn);
+    if (lrc == MPRPC_EUNSUPPORTED) {
+      fprintf(stderr, "mprpc list: %s cannot enumerate its services: name them "
+                      "(mprpc list URI SERVICE...)\n", uri);
+      rc = CLI_USAGE;
+      env_ok = false;
+    } else if (lrc < 0) {
+      cli_print_rpc_error(lrc, "listing the services failed");
+      rc = CLI_FAIL;
+      env_ok = false;
+    }
+    for (size_t i = 0; i < nn; i++)
+      names_add(&want, names[i]);
+    mprpc_registry_names_free(names, nn);
+  }
   /* static without names: each endpoint says what it serves */
   names_t eps = {0};
   names_t *served = NULL; /* served[i]: what eps.v[i] serves */

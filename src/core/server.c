@@ -137,6 +137,7 @@ void mprpc_server_opts_init(mprpc_server_opts_t *o) {
   memset(o, 0, sizeof *o);
   o->drain_timeout_ms = 5000;
   o->logoff_grace_ms = 200;
+  o->reflection = true;
 }
 
 int mprpc_server_new_in(const mprpc_server_opts_t *opts, mprpc_loop_owner_t owner,

@@ -260,10 +260,13 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
   conn->inflight++;
   if (s->o.executor.vt && s->o.executor.vt->submit(s->o.executor.ctx, run_on_pool, call) == 0)
     return; /* the invoke reference is released by invoke_done_task */
+  srv_loop_t *l = conn->l;
+  uint64_t started = l->handler_done_ns > arrival ? l->handler_done_ns : arrival;
   m->svc->invoke(m->svc, m->index, call->input, mprpc__srv_closure, call);
-  uint64_t done_at = mprpc_loop_now(conn->l->loop);
-  if (done_at - arrival > s->slow_ns)
-    slow_handler(s, st, m, done_at, done_at - arrival);
+  uint64_t done_at = mprpc_loop_now(l->loop);
+  l->handler_done_ns = done_at;
+  if (done_at > started && done_at - started > s->slow_ns)
+    slow_handler(s, st, m, done_at, done_at - started);
   mprpc__srv_call_release(call); /* the invoke reference */
 }
 

@@ -24,6 +24,8 @@ static bool concrete_host(const char *h) {
 static void unregister_all(mprpc_server_t *s, size_t n) {
   const char *host = s->advertise_host ? s->advertise_host : s->host;
   for (size_t i = 0; i < n; i++) {
+    if (s->services[i] == s->builtin)
+      continue;
     int rc = mprpc_registry_unregister(s->o.registry, s->services[i]->descriptor->name, host,
                                        s->port);
     if (rc < 0)
@@ -36,6 +38,8 @@ static int register_all(mprpc_server_t *s) {
   const char *host = s->advertise_host ? s->advertise_host : s->host;
   uint64_t start_ms = mprpc_loop_wall(s->loops[0]) / MPRPC_NS_PER_MS;
   for (size_t i = 0; i < s->nservices; i++) {
+    if (s->services[i] == s->builtin)
+      continue;
     const ProtobufCServiceDescriptor *d = s->services[i]->descriptor;
     size_t len = 1;
     for (unsigned k = 0; k < d->n_methods; k++)
@@ -113,6 +117,27 @@ static void listener_close_task(void *arg) {
   mprpc__srv_task_done(s);
 }
 
+/* mprpc.Reflection over what was added, unless it is off, there is no
+ * factory (the simulator), or the program added its own. */
+static int add_reflection(mprpc_server_t *s) {
+  const mprpc_service_factory_t *f = &s->o.reflection_factory;
+  if (!s->o.reflection || !f->vt || s->builtin)
+    return 0;
+  for (size_t i = 0; i < s->nservices; i++)
+    if (strcmp(s->services[i]->descriptor->name, "mprpc.Reflection") == 0)
+      return 0;
+  ProtobufCService *svc = NULL;
+  int rc = f->vt->make(f->ctx, s->services, s->nservices, &svc);
+  if (rc == 0 && (rc = mprpc_server_add_service(s, svc)) < 0)
+    f->vt->destroy(f->ctx, svc);
+  if (rc < 0) {
+    MPRPC_LOG_ERROR("server: cannot serve mprpc.Reflection: %s", mprpc_strerror(rc));
+    return rc;
+  }
+  s->builtin = svc;
+  return 0;
+}
+
 int mprpc_server_start(mprpc_server_t *s) {
   int expect = SRV_NEW, rc;
   if (!s)
@@ -121,6 +146,10 @@ int mprpc_server_start(mprpc_server_t *s) {
     MPRPC_LOG_ERROR("server: listening on %s with a registry needs advertise_host", s->host);
     return MPRPC_ECONFIG;
   }
+  if (atomic_load(&s->state) != SRV_NEW)
+    return MPRPC_ESTATE;
+  if ((rc = add_reflection(s)) < 0)
+    return rc;
   if (!atomic_compare_exchange_strong(&s->state, &expect, SRV_RUNNING))
     return MPRPC_ESTATE;
   if (s->owner.vt) {
@@ -186,6 +215,31 @@ static void close_all_task(void *arg) {
   mprpc__srv_task_done(s);
 }
 
+/* Names the methods still running when the drain gives up, so the
+ * operator knows which handler did not finish: "inv.Stock.Reserve x2". */
+static void warn_drain_timeout(const mprpc_server_t *s, uint64_t left) {
+  char names[512];
+  size_t len = 0, listed = 0;
+  names[0] = '\0';
+  for (size_t i = 0; i < s->nmethods; i++) {
+    const srv_method_t *m = s->methods[i];
+    uint64_t n = mprpc__srv_method_inflight(s, m);
+    if (n == 0)
+      continue;
+    int w = snprintf(names + len, sizeof names - len, "%s%s.%s x%llu", listed ? ", " : "",
+                     m->service, m->name, (unsigned long long)n);
+    if (w < 0 || (size_t)w >= sizeof names - len) {
+      names[len] = '\0';
+      snprintf(names + len, sizeof names - len, "%s...", listed ? ", " : "");
+      break;
+    }
+    len += (size_t)w;
+    listed++;
+  }
+  MPRPC_LOG_WARN("server: drain timeout with %llu call(s) in flight (%s); closing anyway",
+                 (unsigned long long)left, names);
+}
+
 static void sd_tick(void *arg) {
   mprpc_server_t *s = arg;
   s->sd_timer = 0;
@@ -197,8 +251,7 @@ static void sd_tick(void *arg) {
       return;
     }
     if (left > 0)
-      MPRPC_LOG_WARN("server: drain timeout with %llu call(s) in flight; closing anyway",
-                     (unsigned long long)left);
+      warn_drain_timeout(s, left);
     s->sd_phase = SD_CLOSING;
     atomic_store(&s->closeall_pending, (int)s->nloops);
     for (size_t i = 1; i < s->nloops; i++)
@@ -445,6 +498,8 @@ void mprpc__srv_free_all(mprpc_server_t *s) {
     free(s->methods[i]);
   }
   free(s->methods);
+  if (s->builtin)
+    s->o.reflection_factory.vt->destroy(s->o.reflection_factory.ctx, s->builtin);
   free(s->services);
   free(s->stab);
   free(s->mtab);

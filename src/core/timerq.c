@@ -137,6 +137,21 @@ bool mprpc__timerq_pop_due(mprpc__timerq_t *q, uint64_t now, mprpc_timer_cb *cb,
   return true;
 }
 
+void *mprpc__timerq_top_arg(const mprpc__timerq_t *q) {
+  return q->nheap ? q->slots[q->heap[0]].arg : NULL;
+}
+
+void mprpc__timerq_defer_top(mprpc__timerq_t *q, uint64_t deadline) {
+  if (q->nheap == 0)
+    return;
+  mprpc__timer_slot_t *s = &q->slots[q->heap[0]];
+  if (deadline <= s->deadline)
+    return;
+  s->deadline = deadline;
+  s->seq = q->seq++;
+  sift_down(q, 0);
+}
+
 size_t mprpc__timerq_run_due(mprpc__timerq_t *q, uint64_t now) {
   uint64_t limit = q->seq;
   size_t ran = 0;

@@ -44,6 +44,11 @@ bool mprpc__timerq_peek(const mprpc__timerq_t *q, uint64_t *deadline);
 /* Pops the earliest timer if its deadline <= now; returns false otherwise.
  * The slot is released before the caller runs cb. */
 bool mprpc__timerq_pop_due(mprpc__timerq_t *q, uint64_t now, mprpc_timer_cb *cb, void **arg);
+/* The earliest timer's arg (NULL when empty), and moving the earliest timer
+ * to a later deadline, as if started now, its id still valid (the
+ * simulator holds a busy loop's events this way). */
+void *mprpc__timerq_top_arg(const mprpc__timerq_t *q);
+void mprpc__timerq_defer_top(mprpc__timerq_t *q, uint64_t deadline);
 /* Runs every timer due at `now` that was started before this call (timers
  * started by the callbacks wait for the next call). Returns how many ran. */
 size_t mprpc__timerq_run_due(mprpc__timerq_t *q, uint64_t now);

@@ -718,3 +718,9 @@ void mprpc__reg_subs_deliver_one(mprpc__reg_subs_t *s, uint64_t id, const mprpc_
       sub_deliver(sub, list, filter, health);
   pthread_mutex_unlock(&s->mu);
 }
+
+void mprpc_registry_names_free(char **names, size_t n) {
+  for (size_t i = 0; names && i < n; i++)
+    free(names[i]);
+  free(names);
+}

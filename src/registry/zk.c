@@ -225,6 +225,47 @@ static bool work(mprpc__zk_t *z) {
   return retry;
 }
 
+/* A list_services request, on the worker (mu NOT held): the children of
+ * <chroot>/mprpc/services. */
+static void answer_list(mprpc__zk_t *z) {
+  struct String_vector sv = {0};
+  char **names = NULL;
+  size_t n = 0;
+  int zrc = zoo_get_children(z->zh, z->base, 0, &sv);
+  int rc = 0;
+  if (zrc == ZNONODE) {
+    rc = 0; /* nothing registered yet */
+  } else if (zrc != ZOK) {
+    MPRPC_LOG_WARN("registry: list %s: %s", z->base, zerror(zrc));
+    rc = MPRPC_EREGISTRY;
+  } else if (sv.count > 0) {
+    names = calloc((size_t)sv.count, sizeof *names);
+    for (int i = 0; names && i < sv.count; i++) {
+      if (!(names[n] = strdup(sv.data[i]))) {
+        rc = MPRPC_ENOMEM;
+        break;
+      }
+      n++;
+    }
+    if (!names)
+      rc = MPRPC_ENOMEM;
+  }
+  if (zrc == ZOK)
+    deallocate_String_vector(&sv);
+  pthread_mutex_lock(&z->mu);
+  if (z->list.abandoned || rc < 0) {
+    mprpc_registry_names_free(names, n);
+    names = NULL;
+    n = 0;
+  }
+  z->list.rc = rc;
+  z->list.names = names;
+  z->list.n = n;
+  z->list.done = true;
+  pthread_cond_broadcast(&z->cv);
+  pthread_mutex_unlock(&z->mu);
+}
+
 static void *worker_main(void *arg) {
   mprpc__zk_t *z = arg;
   bool retry = false;
@@ -240,6 +281,7 @@ static void *worker_main(void *arg) {
     z->kick = false;
     bool need_reopen = z->expired || !z->zh;
     bool connected = z->zstate == ZOO_CONNECTED_STATE;
+    bool list = z->list.busy && !z->list.done;
     pthread_mutex_unlock(&z->mu);
     retry = false;
     if (need_reopen) {
@@ -247,6 +289,8 @@ static void *worker_main(void *arg) {
       retry = true;
     } else if (connected) {
       retry = work(z);
+      if (list)
+        answer_list(z);
     }
     pthread_mutex_lock(&z->mu);
   }
@@ -300,6 +344,44 @@ static void zr_close(void *ctx) {
   zk_free(z);
 }
 
+/* Asks the worker (the only thread that uses the handle without mu) and
+ * waits for its answer up to the connect timeout (at least 1 s). */
+static int zr_list_services(void *ctx, char ***names, size_t *n) {
+  mprpc__zk_t *z = ctx;
+  int rc = MPRPC_EREGISTRY;
+  struct timespec ts;
+  abs_deadline(&ts, z->connect_ms > 1000 ? z->connect_ms : 1000);
+  pthread_mutex_lock(&z->mu);
+  while (z->list.busy && !z->stop)
+    if (pthread_cond_timedwait(&z->cv, &z->mu, &ts) != 0)
+      goto out;
+  if (z->stop)
+    goto out;
+  z->list.busy = true;
+  z->list.done = z->list.abandoned = false;
+  mprpc__zk_wake(z);
+  while (!z->list.done && !z->stop)
+    if (pthread_cond_timedwait(&z->cv, &z->mu, &ts) != 0)
+      break;
+  if (z->list.done) {
+    rc = z->list.rc;
+    *names = z->list.names;
+    *n = z->list.n;
+    z->list.names = NULL;
+    z->list.n = 0;
+    z->list.busy = false;
+  } else {
+    /* a late answer is freed by the worker, or taken by the next request
+     * (it is as fresh as any) */
+    z->list.abandoned = true;
+    z->list.busy = false;
+  }
+  pthread_cond_broadcast(&z->cv);
+out:
+  pthread_mutex_unlock(&z->mu);
+  return rc;
+}
+
 static const mprpc_registry_ops_t zk_ops = {
     .register_instance = mprpc__zk_register,
     .unregister_instance = mprpc__zk_unregister,
@@ -307,6 +389,7 @@ static const mprpc_registry_ops_t zk_ops = {
     .unsubscribe = mprpc__zk_unsubscribe,
     .health = zr_health,
     .close = zr_close,
+    .list_services = zr_list_services,
 };
 
 int mprpc__zk_session(mprpc_registry_t r, int64_t *session_id, char passwd[16]) {

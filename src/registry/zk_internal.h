@@ -63,6 +63,13 @@ typedef struct mprpc__zk {
   mprpc__zk_del_t *dels;   /* zk_provider.c */
   mprpc__zk_svc_t *svcs;   /* zk_consumer.c */
   bool cache_dirty;        /* zk_consumer.c: the cache file is behind */
+  /* mu: one mprpc_registry_list_services at a time, answered by the worker */
+  struct {
+    bool busy, done, abandoned;
+    int rc;
+    char **names;
+    size_t n;
+  } list;
   /* worker: */
   uint64_t pass; /* numbers work passes: each item is tried once per pass */
   bool worker_started;

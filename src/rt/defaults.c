@@ -18,6 +18,7 @@
 #include "mprpc/channel.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
+#include "mprpc/reflection.h"
 #include "mprpc/rt.h"
 #include "mprpc/server.h"
 #include "mprpc/tls.h"
@@ -98,14 +99,31 @@ static int server_tls_ctx(const mprpc_server_opts_t *so, mprpc_tls_ctx_t **out) 
 
 static const mprpc_executor_ops_t pool_ops = {.submit = mprpc__pool_submit};
 
+/* mprpc.Reflection (src/util/reflection.c) as the server's builtin. */
+static int reflection_make(void *ctx, ProtobufCService *const *services, size_t n,
+                           ProtobufCService **out) {
+  (void)ctx;
+  return mprpc_reflection_service_new(services, n, out);
+}
+static void reflection_destroy(void *ctx, ProtobufCService *svc) {
+  (void)ctx;
+  mprpc_reflection_service_free(svc);
+}
+static const mprpc_service_factory_ops_t reflection_ops = {
+    .make = reflection_make,
+    .destroy = reflection_destroy,
+};
+
 int mprpc_server_new(const mprpc_server_opts_t *opts, mprpc_server_t **out) {
   if (!opts || !out)
     return MPRPC_EINVAL;
+  mprpc_server_opts_t o = *opts;
+  if (!o.reflection_factory.vt)
+    o.reflection_factory = (mprpc_service_factory_t){.vt = &reflection_ops};
   bool want_pool = opts->handler_threads > 0 && !opts->executor.vt;
   bool want_tls = opts->tls_mode != MPRPC_SERVER_TLS_OFF;
   if (opts->transport.vt && !want_pool && !want_tls)
-    return mprpc_server_new_in(opts, (mprpc_loop_owner_t){0}, out);
-  mprpc_server_opts_t o = *opts;
+    return mprpc_server_new_in(&o, (mprpc_loop_owner_t){0}, out);
   mprpc_loop_t *loops = NULL;
   int rc = MPRPC_ENOMEM;
   owned_t *own = calloc(1, sizeof *own);

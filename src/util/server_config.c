@@ -63,6 +63,8 @@ int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
   if ((rc = mprpc_config_get_string(cfg, "version", o->version, &str)) != 0)
     return rc;
   o->version = str && *str ? str : NULL;
+  if ((rc = mprpc_config_get_bool(cfg, "reflection", o->reflection, &o->reflection)) != 0)
+    return rc;
   static const char *const tls_modes[] = {"off", "optional", "required"}; /* MPRPC_SERVER_TLS_* */
   if ((rc = mprpc_config_get_choice(cfg, "tls_mode", tls_modes, 3, &o->tls_mode)) != 0 ||
       (rc = mprpc_config_get_choice(cfg, "tls_verify_client", tls_modes, 3,
