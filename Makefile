@@ -18,7 +18,8 @@
 #   tests/chaos/chaos_*.c            -> one program each, build/bin/<name>, linked with
 #                                       tests/chaos/support/*.c, sim/ and libmprpc.a (make chaos)
 #   fuzz/fuzz_*.c                    -> harnesses (LLVMFuzzerTestOneInput), linked with
-#                                       libmprpc-core.a and src/util only
+#                                       libmprpc-core.a and src/util only (fuzz_tls:
+#                                       also src/rt/tls*.c and OpenSSL)
 
 SHELL := /bin/bash
 CC ?= cc
@@ -44,7 +45,9 @@ SAN := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recove
 # registry's.
 CORE_LIBS := -lprotobuf-c -lsnappy -lz -lhttp_parser -lpthread -lm
 UTIL_LIBS := -ljansson
-LIBS := $(CORE_LIBS) $(UTIL_LIBS) -lev -lzookeeper_mt
+# OpenSSL for the TLS transport decorator (src/rt/tls.c).
+TLS_LIBS := -lssl -lcrypto
+LIBS := $(CORE_LIBS) $(UTIL_LIBS) -lev -lzookeeper_mt $(TLS_LIBS)
 
 LIB_SRC := $(sort $(wildcard src/core/*.c src/rt/*.c src/registry/*.c src/util/*.c src/app/*.c))
 CORE_SRC := $(sort $(wildcard src/core/*.c)) src/util/log.c
@@ -269,6 +272,11 @@ $(BUILD)/asan/fuzz/%: $(BUILD)/asan/fuzz/%.o $(BUILD)/asan/fuzz/support/replay.o
 	$(call say,LD,$@)
 	$(Q)$(CC) $(SAN) -pthread -o $@ $^ $(CORE_LIBS) $(UTIL_LIBS)
 
+# fuzz_tls drives the TLS decorator of src/rt, the one runtime file a
+# harness links (over the fake transport), with OpenSSL.
+$(BUILD)/asan/fuzz/fuzz_tls: $(BUILD)/asan/src/rt/tls.o $(BUILD)/asan/src/rt/tls_ctx.o
+$(BUILD)/asan/fuzz/fuzz_tls: UTIL_LIBS += $(TLS_LIBS)
+
 # --- top-level targets ----------------------------------------------------
 tests-build: check-deps $(TEST_BINS) $(FUZZ_REPLAY) $(BUILD)/asan/bin/mprpc-sim
 
@@ -286,7 +294,7 @@ fuzz: check-deps
 	 else echo "make fuzz: not built yet"; fi
 
 demo: check-deps all
-	@if [ -f ci/demo.sh ]; then bash ci/demo.sh $(REGISTRY); else echo "make demo: not built yet"; fi
+	@if [ -f ci/demo.sh ]; then TLS="$(TLS)" BUILD="$(BUILD)" bash ci/demo.sh $(REGISTRY); else echo "make demo: not built yet"; fi
 
 # The real runtime under real network faults in a private network namespace
 # (docs/simulator.md, "Chaos runs"): CHAOS_SCENARIO=NAME CHAOS_SEED=N

@@ -7,6 +7,13 @@
 #   BENCH_ARGS="-t 1 -T 1 -n 1"     extra arguments for both programs
 #   BENCH_REPEAT=1       runs per cell and impl; the median-qps run is reported
 #   BENCH_OVERLOAD_S=30  the overload cell's simulated seconds (0 = skip)
+#   BENCH_TLS=1          also the TLS rows (0 = skip): impl=mprpc-tls against
+#                        impl=mprpc, both on ONE connection (-n 1 -T 1), payloads
+#                        {BENCH_TLS_PAYLOADS:-64 4096} x concurrency
+#                        {BENCH_TLS_CONCURRENCY:-1 64}, then new TLS connections
+#                        per second without and with session resumption
+#                        (BENCH_TLS_HANDSHAKES=2000 each); certificates are made
+#                        with openssl into $BUILD/bench-tls
 #
 # Prints one machine-readable line per run:
 #   BENCH impl=mprpc payload=64 concurrency=16 qps=... p50_us=... p99_us=... cpu_pct=...
@@ -33,12 +40,12 @@ echo "bench: $(nproc) cores, ${SECS}s x $REPEAT per cell and impl, payloads {$PA
 results=$(mktemp /tmp/mprpc-bench.XXXXXX)
 trap 'rm -f "$results"' EXIT
 
-run_once() { # impl payload conc -> one BENCH line on stdout
-  local impl=$1 prog
-  [[ $impl == mprpc ]] && prog=$BIN/mprpc-bench || prog=$BIN/baseline_echo
+run_once() { # impl payload conc [extra args] -> one BENCH line on stdout
+  local impl=$1 prog extra=${4:-}
+  [[ $impl == mprpc* ]] && prog=$BIN/mprpc-bench || prog=$BIN/baseline_echo
   local out
   # shellcheck disable=SC2086
-  out=$(timeout "$LIMIT" "$prog" -s "$2" -c "$3" -d "$SECS" $ARGS 2>&1)
+  out=$(timeout "$LIMIT" "$prog" -s "$2" -c "$3" -d "$SECS" $ARGS $extra 2>&1)
   local line; line=$(grep '^BENCH ' <<<"$out")
   if [[ -z $line ]]; then
     line="BENCH impl=$impl payload=$2 concurrency=$3 qps=0 p50_us=0 p99_us=0 cpu_pct=0"
@@ -93,6 +100,49 @@ END {
   }
   printf "\n%s", ratios
 }' "$results"
+
+# --- TLS: the decorator's cost on one connection, and handshakes -------------
+if ((have_mprpc)) && [[ ${BENCH_TLS:-1} != 0 ]]; then
+  certs=$(cd "${BUILD:-build}" && pwd)/bench-tls
+  rm -rf "$certs" && mkdir -p "$certs"
+  if sh tests/support/tls_certs.sh "$certs" >/dev/null 2>&1; then
+    echo
+    echo "bench: TLS rows (one connection each; certificates in $certs)"
+    tls_results=$(mktemp /tmp/mprpc-bench-tls.XXXXXX)
+    for p in ${BENCH_TLS_PAYLOADS:-64 4096}; do
+      for c in ${BENCH_TLS_CONCURRENCY:-1 64}; do
+        plain_runs=""; tls_runs=""
+        for _ in $(seq "$REPEAT"); do
+          plain_runs+=$(run_once mprpc "$p" "$c" "-n 1 -T 1")$'\n'
+          tls_runs+=$(run_once mprpc-tls "$p" "$c" "-n 1 -T 1 --tls $certs")$'\n'
+        done
+        median <<<"${plain_runs%$'\n'}" | sed 's/impl=mprpc /impl=mprpc-1conn /' | tee -a "$tls_results"
+        median <<<"${tls_runs%$'\n'}" | tee -a "$tls_results"
+      done
+    done
+    # TLSRATIO: mprpc-tls / mprpc on one connection (goals: qps >= 0.6 at
+    # 64 B x 64, >= 0.5 at 4 KiB x 64; p50 <= 1.3 at concurrency 1).
+    awk '
+    function kv(line, key,   i, n, f, a) {
+      n = split(line, f, " ")
+      for (i = 1; i <= n; i++) { split(f[i], a, "="); if (a[1] == key) return a[2] }
+      return ""
+    }
+    /^BENCH / { k = kv($0, "payload") " " kv($0, "concurrency"); i = kv($0, "impl")
+                if (!(k in seen)) { seen[k] = 1; order[++n] = k }
+                q[i, k] = kv($0, "qps") + 0; l[i, k] = kv($0, "p50_us") + 0 }
+    END { for (j = 1; j <= n; j++) { k = order[j]; split(k, pc, " ")
+            pq = q["mprpc-1conn", k]; pl = l["mprpc-1conn", k]
+            qr = 0; if (pq > 0) qr = q["mprpc-tls", k] / pq
+            lr = 0; if (pl > 0) lr = l["mprpc-tls", k] / pl
+            printf "TLSRATIO payload=%s concurrency=%s qps_ratio=%.3f p50_ratio=%.3f\n", pc[1], pc[2], qr, lr } }' "$tls_results"
+    rm -f "$tls_results"
+    timeout 120 "$BIN/mprpc-bench" --tls "$certs" --tls-handshakes "${BENCH_TLS_HANDSHAKES:-2000}" 2>&1 |
+      grep -E '^(HANDSHAKE|mprpc-bench)' || echo "bench: TLS handshake probe failed"
+  else
+    echo "bench: openssl could not make certificates; TLS rows skipped"
+  fi
+fi
 
 if ((have_mprpc)) && [[ $IDLE -gt 0 ]]; then
   echo

@@ -1,5 +1,11 @@
 #!/usr/bin/env bash
-# make demo [REGISTRY=file]: the seeds' user and friend services, end to end.
+# make demo [REGISTRY=file] [TLS=1]: the seeds' user and friend services, end to end.
+#
+# TLS=1 runs every connection over mutual TLS: a test CA, a server
+# certificate (SAN 127.0.0.1) and a client certificate are made with the
+# openssl command into $BUILD/demo-tls/ (tests/support/tls_certs.sh), the
+# providers take tls_mode=required and tls_verify_client=required (and so
+# publish tls=1), the consumer tls=on with its client certificate.
 #
 # Starts a registry (a real ZooKeeper on loopback, or the file registry),
 # two user providers and one friend provider on free ports, runs the
@@ -15,6 +21,8 @@ BIN=${BUILD:-build}/bin
 MODE=${1:-zk}
 SECS=${DEMO_SECONDS:-12}
 RATE=${DEMO_RATE:-200}
+TLS=${TLS:-}
+[[ $TLS == 1 ]] || TLS=""
 
 case "$MODE" in zk | file) ;; *) echo "usage: ci/demo.sh [zk|file]" >&2; exit 2 ;; esac
 for p in user_provider friend_provider user_consumer; do
@@ -52,7 +60,25 @@ stamp() { awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%5.1fs", b - a }
 step() { printf '  %s  %s\n' "$(stamp)" "$*"; }
 fail() { printf '  %s  FAILED: %s\n' "$(stamp)" "$*"; exit 1; }
 
-echo "mprpc demo: user and friend services, registry=$MODE   (logs: $tmp)"
+tls_srv_conf="" tls_cli_conf=""
+if [[ $TLS == 1 ]]; then
+  certs=$(cd "${BUILD:-build}" && pwd)/demo-tls
+  rm -rf "$certs" && mkdir -p "$certs"
+  sh tests/support/tls_certs.sh "$certs" >"$tmp/certs.log" 2>&1 ||
+    { cat "$tmp/certs.log" >&2; echo "demo: could not make certificates with openssl" >&2; exit 1; }
+  tls_srv_conf="tls_mode=required
+tls_cert=$certs/server.pem
+tls_key=$certs/server.key
+tls_ca=$certs/ca.pem
+tls_verify_client=required"
+  tls_cli_conf="tls=on
+tls_ca=$certs/ca.pem
+tls_cert=$certs/client.pem
+tls_key=$certs/client.key"
+fi
+
+echo "mprpc demo: user and friend services, registry=$MODE${TLS:+, mutual TLS}   (logs: $tmp)"
+[[ $TLS == 1 ]] && step "certificates (CA, server for 127.0.0.1, client CN=client1) in $certs"
 
 # --- registry ---------------------------------------------------------------
 if [[ $MODE == zk ]]; then
@@ -69,7 +95,7 @@ fi
 # --- providers --------------------------------------------------------------
 declare -A port pid_of
 write_conf() { # name port
-  printf '# demo config for %s\nrpcserverip=127.0.0.1\nrpcserverport=%s\n%s\n' "$1" "$2" "$reg_conf" >"$tmp/$1.conf"
+  printf '# demo config for %s\nrpcserverip=127.0.0.1\nrpcserverport=%s\n%s\n%s\n' "$1" "$2" "$reg_conf" "$tls_srv_conf" >"$tmp/$1.conf"
 }
 start_provider() { # name program
   local name=$1 prog=$2
@@ -93,7 +119,7 @@ start_provider friend friend_provider
 for name in user-a user-b friend; do
   step "$(printf '%-7s 127.0.0.1:%-6s pid %s' "$name" "${port[$name]}" "${pid_of[$name]}")"
 done
-printf '# consumer\n%s\n' "$reg_conf" >"$tmp/consumer.conf"
+printf '# consumer\n%s\n%s\n' "$reg_conf" "$tls_cli_conf" >"$tmp/consumer.conf"
 
 # --- one round: successes, business errors, a framework error ----------------
 echo
@@ -162,6 +188,6 @@ for name in user-a user-b friend; do
   grep -E '^(uptime_seconds|  method )' "$tmp/$name.status" 2>/dev/null | head -n 3 | sed 's/^ */        /'
 done
 echo
-printf '  PASS: %s calls, 0 failed; restarted user-a served %s calls after rejoining (its own count: %s)\n' \
-  "$calls" "$rejoin" "${self:-?}"
+printf '  PASS: %s calls, 0 failed; restarted user-a served %s calls after rejoining (its own count: %s)%s\n' \
+  "$calls" "$rejoin" "${self:-?}" "${TLS:+, all over mutual TLS}"
 ok=1

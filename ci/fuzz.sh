@@ -57,16 +57,18 @@ for d in "$BUILD"/gen/examples/*/; do [[ -d $d ]] && incs+=(-I"${d%/}"); done
 # and a warning must not stop a fuzzing campaign.
 CFLAGS=(-std=c11 -D_GNU_SOURCE -DTHREADED "${incs[@]}" -g -O1 -pthread
         -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer)
-# The core's and src/util's libraries only: harnesses never reach the
+# The core's and src/util's libraries, and OpenSSL for fuzz_tls (the one
+# harness that links src/rt/tls*.c): harnesses never reach the rest of the
 # runtime or ZooKeeper.
-LIBS=(-lprotobuf-c -lsnappy -lz -lhttp_parser -ljansson -lpthread -lm)
+LIBS=(-lprotobuf-c -lsnappy -lz -lhttp_parser -ljansson -lssl -lcrypto -lpthread -lm)
 
 # Everything a harness may call: the core, src/util, the simulator and the
 # fake loop/transport/registry of tests/support (for connection harnesses),
-# generated code; never src/rt or src/registry. Linked as an archive, so a
-# harness pulls in only what it uses.
+# generated code; of src/rt only the TLS decorator (for fuzz_tls), never
+# src/registry. Linked as an archive, so a harness pulls in only what it
+# uses.
 srcs=()
-for f in src/core/*.c src/util/*.c sim/*.c tests/support/fake_*.c "${gen[@]}"; do
+for f in src/core/*.c src/util/*.c src/rt/tls.c src/rt/tls_ctx.c sim/*.c tests/support/fake_*.c "${gen[@]}"; do
   [[ -f $f && $f != sim/main.c ]] && srcs+=("$f")
 done
 

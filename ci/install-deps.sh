@@ -5,6 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential pkg-config libprotobuf-c-dev protobuf-c-compiler libev-dev
       libcmocka-dev libzookeeper-mt-dev libsnappy-dev zlib1g-dev libhttp-parser-dev libjansson-dev
+      libssl-dev openssl
       protobuf-compiler prometheus libxml2-utils zookeeper default-jre-headless afl++ clang
       libclang-rt-14-dev python3 procps iproute2 nftables iptables chromium curl)
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 
 #include "app.h"
+#include "reload.h"
 #include "mprpc/log.h"
 #include "mprpc/server.h"
 
@@ -29,12 +30,15 @@ static inline void app_provider_on_signal(int sig) {
  * mprpc_server_from_config (listen on rpcserverip:rpcserverport, open the
  * configured registry, which the server owns), add_service, run. Prints
  * "<prog>: <service> on <ip>:<port>" once serving (ci/demo.sh waits for
- * it), then "<prog>: console http://<ip>:<port>/status" unless console=off. SIGTERM or SIGINT stops it gracefully; it then prints
+ * it), then "<prog>: console http://<ip>:<port>/status" unless console=off.
+ * SIGHUP reloads the TLS certificate files (tls_cert, tls_key, tls_ca:
+ * docs/security.md). SIGTERM or SIGINT stops it gracefully; it then prints
  * "<prog>: <ip>:<port> served N calls". Returns the exit status: 0, or 1
  * when it cannot serve; exits 2 on a bad command line, as app.h does.
  * svc must outlive the call. */
 static inline int app_provider_main(const char *prog, int argc, char **argv,
                                     ProtobufCService *svc) {
+  app_block_sighup(); /* before any thread (the logger's, the server's) starts */
   mprpc_config_t *cfg = app_init(argc, argv);
   int rc = mprpc_server_from_config(cfg, &app_provider_server);
   if (rc != 0) {
@@ -55,6 +59,7 @@ static inline int app_provider_main(const char *prog, int argc, char **argv,
   struct sigaction sa = {.sa_handler = app_provider_on_signal};
   sigaction(SIGTERM, &sa, NULL);
   sigaction(SIGINT, &sa, NULL);
+  app_reload_on_sighup(prog, app_provider_server); /* tls_cert/tls_key renewed */
   unsigned bound = mprpc_server_port(app_provider_server);
   printf("%s: %s on %s:%u\n", prog, svc->descriptor->name, ip, bound);
   unsigned cport = mprpc_server_console_port(app_provider_server);
@@ -69,6 +74,7 @@ static inline int app_provider_main(const char *prog, int argc, char **argv,
   for (size_t i = 0; mprpc_server_method_stats_at(app_provider_server, i, &ms) == 0; i++)
     served += ms.completed;
   printf("%s: %s:%u served %llu calls\n", prog, ip, bound, (unsigned long long)served);
+  app_reload_stop();
   mprpc_server_destroy(app_provider_server); /* also closes the registry */
   mprpc_config_free(cfg);
   mprpc_log_flush();

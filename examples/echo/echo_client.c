@@ -9,12 +9,20 @@
  *               [--lb rr|random|hash|least] [--idempotent] [--backup-ms B]
  *               [--message TEXT] [--attachment TEXT] [--report-ms MS]
  *               [--log-level debug|info|warn|error]
+ *               [--tls [--tls-ca F] [--tls-cert F --tls-key F]
+ *                [--tls-server-name NAME]]
+ *
+ * --tls speaks TLS to the provider, verifying its certificate against
+ * --tls-ca (default: the system's trust store) and the endpoint's host or
+ * --tls-server-name; --tls-cert/--tls-key present a client certificate
+ * (mutual TLS). docs/security.md.
  *
  * It keeps C calls in flight, asynchronously, on the channel's loop: each
  * closure records the outcome and starts the next call. The last lines are
  *
  *   echo_client: calls=N ok=S failed=F p50_us=.. p99_us=..
  *   error NAME COUNT        (one per error kind that occurred)
+ *   first error: TEXT       (the first failure's text, e.g. OpenSSL's reason)
  *   endpoint HOST:PORT calls=N   (one per provider the channel knows at the end;
  *                                 attempts sent to it, retries included)
  *
@@ -55,6 +63,7 @@ typedef struct client {
   long long kind_count[MAX_KINDS];
   size_t nkinds;
   long inflight;
+  char first_err[256];   /* the text of the first failure */
   void *waiter;          /* main thread waits on it */
   bool woke;
   int bad_echo;
@@ -107,6 +116,8 @@ static void on_echo(const Example__EchoResponse *resp, void *arg) {
   } else {
     cl->failed++;
     record_error(cl, err ? err : MPRPC_ERESPONSE);
+    if (!cl->first_err[0])
+      snprintf(cl->first_err, sizeof cl->first_err, "%s", mprpc_controller_error_text(s->ctl));
   }
   if (cl->nlat == cl->caplat) {
     size_t ncap = cl->caplat ? cl->caplat * 2 : 4096;
@@ -201,7 +212,9 @@ static void usage(void) {
           "                   [--lb rr|random|hash|least] [--idempotent] [--backup-ms B]\n"
           "                   [--message TEXT] [--attachment TEXT]\n"
           "                   [--compress none|snappy|gzip|zlib] [--report-ms MS]\n"
-          "                   [--log-level debug|info|warn|error]\n");
+          "                   [--log-level debug|info|warn|error]\n"
+          "                   [--tls [--tls-ca F] [--tls-cert F --tls-key F]\n"
+          "                    [--tls-server-name NAME]]\n");
 }
 
 static bool parse_ll(const char *s, long long min, long long *out) {
@@ -219,9 +232,11 @@ int main(int argc, char **argv) {
   long long report_ms = 0;
   int log_level = MPRPC_LOG_LEVEL_WARN;
   int policy = MPRPC_RETRY_FAILOVER, lb = MPRPC_LB_RR, compress = MPRPC_COMPRESS_NONE;
-  bool idempotent = false;
+  bool idempotent = false, tls = false;
+  const char *tls_ca = NULL, *tls_cert = NULL, *tls_key = NULL, *tls_name = NULL;
   enum { O_SERVER = 1, O_REGISTRY, O_COUNT, O_DURATION, O_CONC, O_TIMEOUT, O_RETRY, O_POLICY,
-         O_LB, O_IDEM, O_BACKUP, O_MESSAGE, O_ATT, O_COMPRESS, O_REPORT, O_LOGLEVEL, O_HELP };
+         O_LB, O_IDEM, O_BACKUP, O_MESSAGE, O_ATT, O_COMPRESS, O_REPORT, O_LOGLEVEL, O_HELP,
+         O_TLS, O_TLS_CA, O_TLS_CERT, O_TLS_KEY, O_TLS_NAME };
   static const struct option opts[] = {
       {"server", required_argument, 0, O_SERVER},
       {"registry", required_argument, 0, O_REGISTRY},
@@ -240,6 +255,11 @@ int main(int argc, char **argv) {
       {"report-ms", required_argument, 0, O_REPORT},
       {"log-level", required_argument, 0, O_LOGLEVEL},
       {"help", no_argument, 0, O_HELP},
+      {"tls", no_argument, 0, O_TLS},
+      {"tls-ca", required_argument, 0, O_TLS_CA},
+      {"tls-cert", required_argument, 0, O_TLS_CERT},
+      {"tls-key", required_argument, 0, O_TLS_KEY},
+      {"tls-server-name", required_argument, 0, O_TLS_NAME},
       {0, 0, 0, 0},
   };
   int c;
@@ -292,12 +312,18 @@ int main(int argc, char **argv) {
       ok &= found;
       break;
     }
+    case O_TLS: tls = true; break;
+    case O_TLS_CA: tls_ca = optarg; break;
+    case O_TLS_CERT: tls_cert = optarg; break;
+    case O_TLS_KEY: tls_key = optarg; break;
+    case O_TLS_NAME: tls_name = optarg; break;
     case O_HELP: usage(); return 0;
     default: ok = false; break;
     }
   }
   if (!ok || optind != argc || (!server == !registry) || (count >= 0 && duration >= 0) ||
-      conc > 100000) {
+      conc > 100000 || !tls_cert != !tls_key ||
+      (!tls && (tls_ca || tls_cert || tls_name))) {
     usage();
     return 2;
   }
@@ -334,6 +360,11 @@ int main(int argc, char **argv) {
   o.backup_request_ms = backup;
   o.idempotent_methods = idempotent ? "Echo" : NULL;
   o.compress_type = compress;
+  o.tls = tls;
+  o.tls_ca = tls_ca;
+  o.tls_cert = tls_cert;
+  o.tls_key = tls_key;
+  o.tls_server_name = tls_name;
   mprpc_channel_t *ch = NULL;
   int rc = mprpc_channel_new(&example__echo_service__descriptor, &o, &ch);
   if (rc != 0) {
@@ -399,6 +430,8 @@ int main(int argc, char **argv) {
          (unsigned long long)pct(cl.lat, cl.nlat, 0.99));
   for (size_t i = 0; i < cl.nkinds; i++)
     printf("error %s %lld\n", mprpc_err_name(cl.kinds[i]), cl.kind_count[i]);
+  if (cl.first_err[0])
+    printf("first error: %s\n", cl.first_err);
   for (size_t i = 0; i < neps && i < 256; i++)
     printf("endpoint %s calls=%llu\n", eps[i].name, (unsigned long long)eps[i].calls);
   if (cl.bad_echo)

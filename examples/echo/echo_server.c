@@ -5,6 +5,14 @@
  *
  *   echo_server --listen 127.0.0.1:8000 [--threads N] [--registry URI]
  *               [--advertise HOST] [--idle-timeout MS] [-i FILE]
+ *               [--tls-cert F --tls-key F [--tls-ca F]
+ *                [--tls-mode optional|required]
+ *                [--tls-verify-client optional|required]]
+ *
+ * --tls-cert/--tls-key serve TLS (required unless --tls-mode optional,
+ * which serves plain baidu_std on the same port too); --tls-verify-client
+ * asks clients for certificates issued by --tls-ca (mutual TLS). SIGHUP
+ * reloads the certificate files. docs/security.md.
  *
  * -i FILE reads the seeds' keys (rpcserverip, rpcserverport, zookeeperip,
  * zookeeperport or registry) and the provider keys of docs/server.md
@@ -17,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../common/reload.h"
 #include "echo.pb-c.h"
 #include "mprpc/config.h"
 #include "mprpc/errors.h"
@@ -51,7 +60,9 @@ static Example__EchoService_Service echo_service = EXAMPLE__ECHO_SERVICE__INIT()
 static void usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s --listen HOST:PORT [--threads N] [--registry URI] [--advertise HOST]\n"
-          "          [--idle-timeout MS] [-i FILE]\n",
+          "          [--idle-timeout MS] [-i FILE]\n"
+          "          [--tls-cert F --tls-key F [--tls-ca F] [--tls-mode optional|required]\n"
+          "           [--tls-verify-client optional|required]]\n",
           argv0);
 }
 
@@ -75,7 +86,13 @@ int main(int argc, char **argv) {
       {"listen", required_argument, 0, 'l'},       {"threads", required_argument, 0, 't'},
       {"registry", required_argument, 0, 'r'},     {"advertise", required_argument, 0, 'a'},
       {"idle-timeout", required_argument, 0, 'I'}, {"config", required_argument, 0, 'i'},
-      {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
+      {"help", no_argument, 0, 'h'},               {"tls-cert", required_argument, 0, 'C'},
+      {"tls-key", required_argument, 0, 'K'},      {"tls-ca", required_argument, 0, 'A'},
+      {"tls-mode", required_argument, 0, 'M'},     {"tls-verify-client", required_argument, 0, 'V'},
+      {0, 0, 0, 0}};
+  const char *tls_cert = NULL, *tls_key = NULL, *tls_ca = NULL;
+  int tls_mode = -1, tls_verify = -1;
+  bool bad = false;
   const char *listen = NULL, *registry_uri = NULL, *advertise = NULL, *config = NULL;
   long threads = 0, idle_ms = -1;
   int c;
@@ -87,15 +104,31 @@ int main(int argc, char **argv) {
     case 'a': advertise = optarg; break;
     case 'I': idle_ms = strtol(optarg, NULL, 10); break;
     case 'i': config = optarg; break;
+    case 'C': tls_cert = optarg; break;
+    case 'K': tls_key = optarg; break;
+    case 'A': tls_ca = optarg; break;
+    case 'M':
+      tls_mode = strcmp(optarg, "optional") == 0   ? MPRPC_SERVER_TLS_OPTIONAL
+                 : strcmp(optarg, "required") == 0 ? MPRPC_SERVER_TLS_REQUIRED
+                                                   : (bad = true, -1);
+      break;
+    case 'V':
+      tls_verify = strcmp(optarg, "optional") == 0   ? MPRPC_SERVER_TLS_VERIFY_OPTIONAL
+                   : strcmp(optarg, "required") == 0 ? MPRPC_SERVER_TLS_VERIFY_REQUIRED
+                                                     : (bad = true, -1);
+      break;
     case 'h': usage(argv[0]); return 0;
     default: usage(argv[0]); return 2;
     }
   }
-  if (optind < argc || (threads && (threads < 1 || threads > 256)) || idle_ms < -1) {
+  if (optind < argc || (threads && (threads < 1 || threads > 256)) || idle_ms < -1 || bad ||
+      !tls_cert != !tls_key || (!tls_cert && (tls_mode >= 0 || tls_verify >= 0 || tls_ca)) ||
+      (tls_verify >= 0 && !tls_ca)) {
     usage(argv[0]);
     return 2;
   }
 
+  app_block_sighup(); /* before any thread starts: SIGHUP reloads TLS files */
   mprpc_server_opts_t o;
   mprpc_server_opts_init(&o);
   o.threads = 1;
@@ -149,6 +182,15 @@ int main(int argc, char **argv) {
     o.idle_timeout_ms = (uint64_t)idle_ms;
   if (advertise)
     o.advertise_host = advertise;
+  if (tls_cert) {
+    o.tls_cert = tls_cert;
+    o.tls_key = tls_key;
+    o.tls_mode = tls_mode >= 0 ? tls_mode : MPRPC_SERVER_TLS_REQUIRED;
+  }
+  if (tls_ca)
+    o.tls_ca = tls_ca;
+  if (tls_verify >= 0)
+    o.tls_verify_client = tls_verify;
 
   mprpc_registry_t reg = {0};
   char err[256] = "";
@@ -181,12 +223,16 @@ int main(int argc, char **argv) {
   sigaction(SIGINT, &sa, NULL);
   sigaction(SIGTERM, &sa, NULL);
   signal(SIGPIPE, SIG_IGN);
-  printf("echo_server: listening on %s:%u\n", o.host, (unsigned)mprpc_server_port(g_server));
+  app_reload_on_sighup("echo_server", g_server);
+  static const char *const modes[] = {"", " (tls optional)", " (tls required)"};
+  printf("echo_server: listening on %s:%u%s\n", o.host, (unsigned)mprpc_server_port(g_server),
+         o.tls_mode >= 0 && o.tls_mode <= 2 ? modes[o.tls_mode] : "");
   if (mprpc_server_console_port(g_server))
     printf("echo_server: console http://%s:%u/status\n", o.host,
            (unsigned)mprpc_server_console_port(g_server));
   fflush(stdout);
   rc = mprpc_server_run(g_server);
+  app_reload_stop();
   /* What the limits refused (docs/server.md, "Limits and refusals"): read
    * by ci/stress.sh. */
   mprpc_server_stats_t st;

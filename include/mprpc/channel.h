@@ -154,6 +154,25 @@ typedef struct mprpc_channel_opts {
   /* The list the console's client metrics read (mprpc/console.h); vt NULL:
    * none. mprpc_channel_new (the facade) joins the process-wide list. */
   mprpc_channel_list_t list;
+
+  /* TLS to the providers (docs/security.md). With tls set,
+   * mprpc_channel_new wraps the transport (TCP, or the given one) with the
+   * TLS decorator (include/mprpc/tls.h): the provider's certificate is
+   * verified against tls_ca (NULL = the system's trust store) and the
+   * server name, sessions are resumed on reconnect, and a failed handshake
+   * fails the attempt with MPRPC_ETLS and OpenSSL's reason in the
+   * controller's error text. Without tls, endpoints that the registry marks
+   * tls=1 are skipped (MPRPC_ENOENDPOINT saying so). mprpc_channel_new_in
+   * takes the transport as it is and reads only `tls`. Strings are copied
+   * when the context is made (mprpc_channel_new). */
+  bool tls;
+  const char *tls_ca;          /* PEM CAs for the providers' certificates */
+  const char *tls_cert;        /* PEM client certificate (mutual TLS) ... */
+  const char *tls_key;         /* ... and its key */
+  const char *tls_server_name; /* SNI and the name checked; NULL = the
+                                  endpoint's host (DNS name or IP SAN) */
+  bool tls_no_verify;          /* true: no certificate check at all (config
+                                  tls_verify=off; insecure, explicit only) */
 } mprpc_channel_opts_t;
 
 /* The names before 0.2, kept for one release. */
@@ -168,7 +187,8 @@ void mprpc_channel_opts_init(mprpc_channel_opts_t *o);
 /* Reads consumer options from a config file's keys (docs/config.md):
  * timeout, connect_timeout, attempt_timeout, max_retry, retry_policy
  * (failover|failfast), lb (rr|random|hash|least), backup_request,
- * compress, max_body_size (-> max_body), max_buffered_bytes (0 = unlimited), idempotent_methods, servers. Absent keys leave *o unchanged; strings
+ * compress, max_body_size (-> max_body), max_buffered_bytes (0 = unlimited), idempotent_methods, servers,
+ * tls (on|off), tls_ca, tls_cert, tls_key, tls_server_name, tls_verify. Absent keys leave *o unchanged; strings
  * point into cfg, which must outlive mprpc_channel_new. Errors:
  * MPRPC_ECONFIG with the text in mprpc_config_error(cfg). Defined in
  * src/util/channel_config.c. */

@@ -9,7 +9,9 @@
  * peer understands them: on the wire the code is positive (ENOSERVICE is
  * 1001), in the API it is negative (MPRPC_ENOSERVICE == -1001). Socket-level
  * codes reuse Linux errno numbers, as brpc does. Codes local to mprpc live in
- * the -3000 range and never cross the wire.
+ * the -3000 range and never cross the wire. (brpc's ESSL, 1016, is kept for
+ * peers that send it; mprpc's own TLS failures are MPRPC_ETLS, which is a
+ * connection-level error reported by the transport, never a response code.)
  *
  * A handler's own (application) error code travels as it is; the consumer
  * sees MPRPC_EAPP and reads the code with mprpc_controller_remote_code().
@@ -96,6 +98,9 @@ MPRPC_BEGIN_DECLS
   X(EUNSUPPORTED, -3019, "not supported")                                      \
   X(ESYNCLOOP, -3020, "synchronous call from the channel's own loop thread")  \
   X(EDEGRADED, -3021, "call degraded by the config centre (not sent)")         \
+  /* -3040..-3049: TLS (src/rt/tls.c); the text of the failure is kept by */  \
+  /* the connection (mprpc_conn_error_text) and the TLS context */            \
+  X(ETLS, -3040, "tls handshake or record failed")                            \
   /* the provider's handler failed the call with its own code: */              \
   /* mprpc_controller_remote_code() gives that code (docs/client.md) */        \
   X(EAPP, -3050, "application error")

@@ -15,6 +15,7 @@
 #include "mprpc/registry.h"
 #include "mprpc/frame.h"
 #include "mprpc/rt.h"
+#include "mprpc/tls.h"
 #include "mprpc/log.h"
 #include "mprpc/config.h"
 #include "mprpc/server.h"

@@ -31,6 +31,7 @@
 #define MPRPC_REGISTRY_H
 
 #include "mprpc/export.h"
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -53,6 +54,8 @@ typedef struct mprpc_instance {
   const char *version; /* free-form; may be NULL */
   uint64_t start_time_ms; /* wall clock, ms since the epoch */
   const char *group;   /* provider group ([A-Za-z0-9_.-], at most 64); NULL or "" = "default" */
+  bool tls;            /* the provider speaks TLS only (tls_mode=required):
+                          published as tls=1; a channel without TLS skips it */
 } mprpc_instance_t;
 
 typedef enum mprpc_registry_health {

@@ -52,6 +52,28 @@ typedef struct mprpc_server_call mprpc_server_call_t;
  * NUL-terminated and is only valid during the call. */
 typedef int (*mprpc_server_auth_cb)(void *ud, const uint8_t *data, size_t len, const char *peer);
 
+/* The same with the TLS identity of the connection: identity is the
+ * verified client certificate's "subject=<RFC 2253 DN>;san=DNS:a,IP:b,..."
+ * (mTLS, docs/security.md), or NULL for a plain connection or one whose
+ * client sent no certificate. Set as authenticate_tls; used instead of
+ * authenticate when both are set. */
+typedef int (*mprpc_server_auth_tls_cb)(void *ud, const uint8_t *data, size_t len,
+                                        const char *peer, const char *identity);
+
+/* TLS on the provider's port (config key tls_mode). */
+typedef enum mprpc_server_tls_mode {
+  MPRPC_SERVER_TLS_OFF = 0,      /* plain baidu_std only (default) */
+  MPRPC_SERVER_TLS_OPTIONAL = 1, /* TLS and plain on the same port, by the first byte */
+  MPRPC_SERVER_TLS_REQUIRED = 2, /* TLS only; published as tls=1 in the registry */
+} mprpc_server_tls_mode_t;
+
+/* Client certificates (config key tls_verify_client). */
+typedef enum mprpc_server_tls_verify {
+  MPRPC_SERVER_TLS_VERIFY_OFF = 0,      /* none asked for (default) */
+  MPRPC_SERVER_TLS_VERIFY_OPTIONAL = 1, /* asked for; one that is sent must verify */
+  MPRPC_SERVER_TLS_VERIFY_REQUIRED = 2, /* mutual TLS: a client without one is refused */
+} mprpc_server_tls_verify_t;
+
 /* Where handlers run when they are not run on the loop: a pool of threads
  * (handler_threads) in production. submit may be called from a loop
  * thread; fn(arg) then runs on another thread. 0, or an error (the server
@@ -181,6 +203,20 @@ typedef struct mprpc_server_opts {
                                      mprpc_server_new_in: unlimited];
                                      UINT32_MAX = unlimited */
   uint32_t max_connections_per_ip;/* open connections per client address [off] */
+  mprpc_server_auth_tls_cb authenticate_tls; /* NULL = authenticate (uses auth_ud) */
+  /* TLS (docs/security.md). mprpc_server_new wraps the transport (TCP, or
+   * the injected one) with the TLS decorator (include/mprpc/tls.h) when
+   * tls_mode is not OFF; the files are read and checked then, and a file
+   * that cannot be read, or a key that does not match its certificate,
+   * fails it with MPRPC_ETLS and an ERROR line naming the file.
+   * mprpc_server_new_in takes the transport as it is (the caller wraps it)
+   * and uses tls_mode only to publish tls=1 when REQUIRED. */
+  int tls_mode;                   /* mprpc_server_tls_mode_t */
+  const char *tls_cert;           /* PEM certificate chain (required with TLS) */
+  const char *tls_key;            /* PEM private key, unencrypted */
+  const char *tls_ca;             /* PEM CAs trusted for client certificates */
+  int tls_verify_client;          /* mprpc_server_tls_verify_t (needs tls_ca) */
+  uint64_t tls_handshake_timeout_ms; /* a handshake not done by then is closed [5000] */
 } mprpc_server_opts_t;
 
 /* Fills defaults (all zero except drain_timeout_ms = 5000,
@@ -193,8 +229,9 @@ void mprpc_server_opts_init(mprpc_server_opts_t *o);
  * max_method_concurrency, idle_timeout, drain_timeout, logoff_grace, stats_period, slow_handler_warn_ms,
  * rpcz_every, max_buffered_bytes, budget_wait, header_timeout, min_body_rate, max_connections,
  * max_connections_per_ip (for these limits and idle_timeout, 0 in the file means off),
- * advertise_host, weight, version, reflection (on|off), console, console_port, console_write.
- * Absent keys leave *o unchanged; string
+ * advertise_host, weight, version, reflection (on|off), console, console_port, console_write,
+ * tls_mode (off|optional|required), tls_cert, tls_key, tls_ca, tls_verify_client
+ * (off|optional|required), tls_handshake_timeout. Absent keys leave *o unchanged; string
  * options point into cfg or *listen, which must outlive mprpc_server_new.
  * Errors: MPRPC_ECONFIG (text in mprpc_config_error(cfg)), MPRPC_ERANGE
  * (max_body_size 0 or over 4 GiB - 1). Defined in src/util/server_config.c. */
@@ -219,6 +256,9 @@ typedef struct mprpc_loop_owner_ops {
   int (*start)(void *ctx);
   void (*stop)(void *ctx); /* idempotent; not from one of the loops */
   void (*free)(void *ctx); /* stops first if needed */
+  /* Optional: re-reads the TLS files of the transport the owner made
+   * (mprpc_server_reload_tls); NULL = the server has no TLS of its own. */
+  int (*reload_tls)(void *ctx, char *err, size_t errlen);
 } mprpc_loop_owner_ops_t;
 
 typedef struct mprpc_loop_owner {
@@ -251,6 +291,14 @@ int mprpc_server_set_method_limit(mprpc_server_t *s, const char *service, const 
  * (e.g. MPRPC_EADDRINUSE), MPRPC_ECONFIG (registry without a concrete host
  * to advertise), the registry's register error. */
 int mprpc_server_start(mprpc_server_t *s);
+
+/* Re-reads the certificate, key and CA files of a TLS server made by
+ * mprpc_server_new (on a call, or on SIGHUP as the examples do): new
+ * connections get the new ones, established ones keep what they have. On
+ * failure the server keeps the previous ones; err (may be NULL) names the
+ * file and OpenSSL's reason. Any thread. MPRPC_EUNSUPPORTED when the
+ * server has no TLS, MPRPC_ETLS when a file is bad. */
+int mprpc_server_reload_tls(mprpc_server_t *s, char *err, size_t errlen);
 
 /* The bound port once started (useful with port 0); 0 before start. */
 uint16_t mprpc_server_port(const mprpc_server_t *s);
@@ -322,6 +370,12 @@ const mprpc_server_call_meta_t *mprpc_server_call_meta(const mprpc_server_call_t
  * to mprpc_controller_set_trace or mprpc_trace_set_current there. Inside
  * the handler itself mprpc_trace_current() already returns it. */
 mprpc_trace_ctx_t mprpc_server_call_trace(const mprpc_server_call_t *c);
+
+/* The verified TLS client certificate of the call's connection:
+ * "subject=<RFC 2253 DN>;san=DNS:name,IP:addr,URI:...,email:..." (mutual
+ * TLS), or NULL (plain connection, no certificate sent, or no TLS). Valid
+ * as long as the call. */
+const char *mprpc_server_call_peer_identity(const mprpc_server_call_t *c);
 /* Request attachment (a copy owned by the call; len 0 when none). */
 const uint8_t *mprpc_server_call_attachment(const mprpc_server_call_t *c, size_t *len);
 /* Nanoseconds left before the client's deadline (arrival + timeout_ms);

@@ -105,6 +105,19 @@ typedef struct mprpc_transport_ops {
    * pushes back on the sender). Back-pressure for the provider's memory
    * budget. On c's loop thread; idempotent; ignored once c is closing. */
   void (*set_reading)(void *ctx, mprpc_conn_t *c, bool on);
+
+  /* Optional ops (NULL in transports without them: TCP, the simulator);
+   * call them through the wrappers below, which return NULL for NULL ops. */
+  /* The peer's authenticated identity, or NULL when it has none (plain
+   * connection, no certificate, not verified). For TLS (src/rt/tls.c):
+   * "subject=<RFC 2253 DN, in certificate order>;san=<DNS:x,IP:y,...>".
+   * Owned by the connection, stable from the first on_data (or on_connect)
+   * until on_close has returned. */
+  const char *(*peer_identity)(void *ctx, mprpc_conn_t *c);
+  /* Why the connection failed, in words (with the library's own text, e.g.
+   * OpenSSL's reason), or NULL when there is nothing to add to the error
+   * code. Owned by the connection; meant to be read in on_close. */
+  const char *(*error_text)(void *ctx, mprpc_conn_t *c);
 } mprpc_transport_ops_t;
 
 typedef struct mprpc_transport {
@@ -151,6 +164,12 @@ static inline bool mprpc_conn_set_reading(mprpc_transport_t t, mprpc_conn_t *c, 
 }
 static inline const char *mprpc_conn_peer(mprpc_transport_t t, mprpc_conn_t *c) {
   return t.vt->peer_name(t.ctx, c);
+}
+static inline const char *mprpc_conn_peer_identity(mprpc_transport_t t, mprpc_conn_t *c) {
+  return t.vt->peer_identity ? t.vt->peer_identity(t.ctx, c) : NULL;
+}
+static inline const char *mprpc_conn_error_text(mprpc_transport_t t, mprpc_conn_t *c) {
+  return t.vt->error_text ? t.vt->error_text(t.ctx, c) : NULL;
 }
 
 MPRPC_END_DECLS

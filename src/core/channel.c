@@ -465,8 +465,24 @@ static void attempt_start(mprpc__call_t *c, mprpc__ep_t *ep) {
 }
 
 /* Starts the next attempt, or fails the call. */
+/* The text of a call that found no endpoint because every provider the
+ * registry lists requires TLS and this channel has none. */
+static void fail_tls_only(mprpc__call_t *c) {
+  mprpc_channel_t *ch = c->ch;
+  char text[MPRPC__CTL_TEXT];
+  snprintf(text, sizeof text,
+           "every endpoint of %s requires TLS (%zu with tls=1 in the registry, e.g. %s); "
+           "this channel has tls off (config key tls=on)",
+           ch->sd->name, ch->tls_skipped, ch->tls_skip_name);
+  call_fail(c, MPRPC_ENOENDPOINT, text, NULL);
+}
+
 static void call_try(mprpc__call_t *c) {
   mprpc_channel_t *ch = c->ch;
+  if (ch->neps == 0 && ch->tls_skipped > 0) {
+    fail_tls_only(c);
+    return;
+  }
   if (ch->neps == 0) {
     /* Registry: no provider right now (or no list yet). Wait, within the
      * deadline, for one to (re)appear: a rolling restart or a session
@@ -520,7 +536,7 @@ void mprpc__channel_eps_changed(mprpc_channel_t *ch) {
   /* One at a time from the channel's queue: a closure run by call_try may
    * destroy the channel and fail the others. */
   mprpc__call_t *q;
-  if (ch->neps == 0)
+  if (ch->neps == 0 && ch->tls_skipped == 0)
     return; /* still nothing: they keep waiting (call_try would park them) */
   while ((q = ch->waitq) != NULL) {
     ch->waitq = q->wait_next;
@@ -1145,6 +1161,7 @@ int mprpc_channel_new_in(const ProtobufCServiceDescriptor *sd, const mprpc_chann
   }
   ch->loop = o->loop;
   ch->tr = o->transport;
+  ch->tls = o->tls;
   ch->own_reg = o->registry.vt && o->own_registry;
   ch->timeout_ns = ms_or(o->timeout_ms, 1000);
   ch->no_deadline = o->timeout_ms < 0;

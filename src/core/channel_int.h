@@ -118,6 +118,7 @@ struct mprpc__ep {
    * attempts in a row that timed out with none since they were written */
   uint64_t rx_count;
   int silent_timeouts;
+  char last_why[160]; /* the transport's text for last_err ("" = none), e.g. TLS */
   mprpc__backoff_t backoff;
   uint64_t backoff_timer;
 
@@ -201,6 +202,9 @@ struct mprpc_channel {
   uint64_t sub_id;
   bool subscribed;
   bool have_list; /* fixed list, or the registry delivered one */
+  bool tls;       /* the transport speaks TLS (opts.tls) */
+  size_t tls_skipped; /* registry endpoints left out: tls=1 and !tls */
+  char tls_skip_name[80]; /* the first of them, for the error text */
 
   uint64_t timeout_ns, connect_timeout_ns, attempt_timeout_ns, backup_ns;
   bool no_deadline;

@@ -197,7 +197,10 @@ static void fail_fast(mprpc__ep_t *ep, mprpc__attempt_t *a) {
   a->not_tried = true;
   char text[MPRPC__CTL_TEXT];
   int err = ep->last_err ? ep->last_err : MPRPC_ECONNREFUSED;
-  snprintf(text, sizeof text, "connect(%s): %s (reconnecting)", ep->name, mprpc_err_name(err));
+  /* (the text may be cut: the return value is looked at for that) */
+  if (snprintf(text, sizeof text, "connect(%s): %s%s%s (reconnecting)", ep->name,
+               mprpc_err_name(err), ep->last_why[0] ? ": " : "", ep->last_why) < 0)
+    text[0] = '\0';
   mprpc__attempt_failed(a, err, text, MPRPC__RETRY_SAFE);
 }
 
@@ -241,6 +244,7 @@ static void on_connect(mprpc_conn_t *c, void *ud) {
   ep->bytes_accepted = ep->bytes_flushed = ep->logoff_off = 0;
   ep->last_err = 0;
   ep->silent_timeouts = 0;
+  ep->last_why[0] = '\0';
   mprpc__backoff_reset(&ep->backoff);
   mprpc__breaker_on_conn_ok(&ep->br, mprpc_loop_now(ch->loop));
   /* Write what waited for the connection, oldest first. A failed write
@@ -523,6 +527,9 @@ static void on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
   if (!connecting && ep->last_err && reason == MPRPC_CLOSE_LOCAL)
     cerr = ep->last_err; /* we closed it after a protocol error */
   ep->last_err = cerr;
+  /* Why, in the transport's words (a TLS failure: OpenSSL's reason). */
+  const char *why = err ? mprpc_conn_error_text(ch->tr, c) : NULL;
+  snprintf(ep->last_why, sizeof ep->last_why, "%s", why ? why : "");
 
   if (ch->destroying || !ep->listed) {
     ep->cstate = EP_IDLE;
@@ -552,16 +559,23 @@ static void on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
     bool ran = a->written && a->end_off <= flushed &&
                !(ep->logoff_off && a->end_off > ep->logoff_off);
     char text[MPRPC__CTL_TEXT];
-    if (connecting)
-      snprintf(text, sizeof text, "connect(%s): %s", ep->name, mprpc_err_name(cerr));
-    else
-      snprintf(text, sizeof text, "connection to %s broke (%s, %s)%s", ep->name,
-               mprpc_close_reason_name(reason), mprpc_err_name(cerr),
-               ran ? " after the request was sent" : " before the request was sent");
+    const char *sep = ep->last_why[0] ? ": " : "";
+    int tn = connecting
+                 ? snprintf(text, sizeof text, "connect(%s): %s%s%s", ep->name,
+                            mprpc_err_name(cerr), sep, ep->last_why)
+                 : snprintf(text, sizeof text, "connection to %s broke (%s, %s%s%s)%s", ep->name,
+                            mprpc_close_reason_name(reason), mprpc_err_name(cerr), sep,
+                            ep->last_why,
+                            ran ? " after the request was sent" : " before the request was sent");
+    if (tn < 0)
+      text[0] = '\0';
+    /* A TLS failure stays one (TLS 1.3: a refused client certificate
+     * arrives as an alert after the client finished its handshake). */
+    int broke = cerr == MPRPC_ETLS ? MPRPC_ETLS : MPRPC_EFAILEDSOCKET;
     if (ran)
-      mprpc__attempt_failed(a, MPRPC_EFAILEDSOCKET, text, MPRPC__RETRY_UNKNOWN);
+      mprpc__attempt_failed(a, broke, text, MPRPC__RETRY_UNKNOWN);
     else
-      mprpc__attempt_failed(a, connecting ? cerr : MPRPC_EFAILEDSOCKET, text, MPRPC__RETRY_SAFE);
+      mprpc__attempt_failed(a, connecting ? cerr : broke, text, MPRPC__RETRY_SAFE);
   }
   mprpc__ep_unref(ep); /* the temporary reference */
   mprpc__ep_unref(ep); /* the connection's */
@@ -583,6 +597,7 @@ static void ep_connect(mprpc__ep_t *ep) {
   ep->conn = NULL;
   ep->cstate = EP_BACKOFF;
   ep->last_err = rc;
+  ep->last_why[0] = '\0';
   uint64_t now = mprpc_loop_now(ch->loop);
   if (mprpc__breaker_on_conn_failure(&ep->br, now))
     MPRPC__STAT_INC(ch, ejections);
@@ -723,11 +738,19 @@ void mprpc__ep_registry_cb(void *ud, const mprpc_instance_t *items, size_t n, in
     MPRPC_LOG_ERROR("channel %s: out of memory applying a registry update", ch->sd->name);
     return;
   }
-  size_t m = 0;
+  size_t m = 0, skipped = 0;
   for (size_t i = 0; i < n; i++) {
     const mprpc_instance_t *it = &items[i];
     if (!it->host || !it->port)
       continue;
+    if (it->tls && !ch->tls) {
+      /* A TLS-only provider: plain bytes would only get the connection
+       * closed. Left out, and calls say why (call_try). */
+      if (skipped++ == 0)
+        snprintf(ch->tls_skip_name, sizeof ch->tls_skip_name,
+                 strchr(it->host, ':') ? "[%s]:%u" : "%s:%u", it->host, (unsigned)it->port);
+      continue;
+    }
     mprpc__ep_t *ep = NULL;
     for (size_t j = 0; j < ch->neps && !ep; j++)
       if (ch->eps[j]->port == it->port && strcmp(ch->eps[j]->host, it->host) == 0)
@@ -760,6 +783,11 @@ void mprpc__ep_registry_cb(void *ud, const mprpc_instance_t *items, size_t n, in
     return;
   }
   ch->have_list = true;
+  if (skipped && skipped != ch->tls_skipped)
+    MPRPC_LOG_WARN("channel %s: skipping %zu endpoint(s) that require TLS (tls=1 in the "
+                   "registry, e.g. %s): this channel has tls off",
+                   ch->sd->name, skipped, ch->tls_skip_name);
+  ch->tls_skipped = skipped;
   MPRPC_LOG_INFO("channel %s: %zu endpoints (registry %s)", ch->sd->name, m,
                  health_name(health));
   mprpc__channel_eps_changed(ch);

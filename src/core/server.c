@@ -170,6 +170,8 @@ int mprpc_server_new_in(const mprpc_server_opts_t *opts, mprpc_loop_owner_t owne
   s->o.advertise_host = s->advertise_host;
   s->o.version = s->version;
   s->o.group = s->group;
+  /* The facade read the TLS files; only the mode is the core's business. */
+  s->o.tls_cert = s->o.tls_key = s->o.tls_ca = NULL;
   s->t = opts->transport;
   s->nloops = opts->nloops;
   s->loops = calloc(s->nloops, sizeof *s->loops);
@@ -274,6 +276,16 @@ uint16_t mprpc_server_console_port(const mprpc_server_t *s) {
   if (!s || !s->o.console || !s->port)
     return 0;
   return s->o.console_port ? s->console_port : s->port;
+}
+
+int mprpc_server_reload_tls(mprpc_server_t *s, char *err, size_t errlen) {
+  if (err && errlen)
+    err[0] = '\0';
+  if (!s)
+    return MPRPC_EINVAL;
+  if (!s->owner.vt || !s->owner.vt->reload_tls)
+    return MPRPC_EUNSUPPORTED;
+  return s->owner.vt->reload_tls(s->owner.ctx, err, errlen);
 }
 
 /* ---- posted tasks ----------------------------------------------------------- */

@@ -344,6 +344,10 @@ mprpc_trace_ctx_t mprpc_server_call_trace(const mprpc_server_call_t *c) {
   return c ? (mprpc_trace_ctx_t){c->trace_id, c->span_id} : (mprpc_trace_ctx_t){0, 0};
 }
 
+const char *mprpc_server_call_peer_identity(const mprpc_server_call_t *c) {
+  return c && c->conn ? c->conn->identity : NULL;
+}
+
 const uint8_t *mprpc_server_call_attachment(const mprpc_server_call_t *c, size_t *len) {
   if (len)
     *len = c ? c->att_len : 0;

@@ -53,6 +53,15 @@ void mprpc__srv_conn_close(srv_conn_t *conn, bool flush) {
   mprpc_conn_close(conn->s->t, conn->c, flush);
 }
 
+void mprpc__srv_conn_identity(srv_conn_t *conn) {
+  if (conn->id_fetched || !conn->c)
+    return;
+  conn->id_fetched = true;
+  const char *id = mprpc_conn_peer_identity(conn->s->t, conn->c);
+  if (id && !(conn->identity = strdup(id)))
+    conn->id_fetched = false; /* out of memory: try again on the next request */
+}
+
 void mprpc__srv_conn_maybe_free(srv_conn_t *conn) {
   if (!conn->closed || conn->ncalls > 0 || conn->pins > 0)
     return;
@@ -66,6 +75,7 @@ void mprpc__srv_conn_maybe_free(srv_conn_t *conn) {
   mprpc_rbuf_free(&conn->in);
   mprpc__console_conn_free(conn);
   free(conn->wbuf);
+  free(conn->identity);
   free(conn);
 }
 

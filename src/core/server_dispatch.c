@@ -97,11 +97,17 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
     MPRPC__ONE_WRITER_ADD(&st->requests, 1);
 
   text[0] = 0;
+  mprpc__srv_conn_identity(conn); /* once; handlers read it from their call */
   if (atomic_load(&s->stopping)) {
     err = MPRPC_ELOGOFF;
     snprintf(text, sizeof text, "server is stopping");
-  } else if (s->o.authenticate && !conn->authed) {
-    if (s->o.authenticate(s->o.auth_ud, mt->auth_data.ptr, mt->auth_data.len, conn->peer) != 0) {
+  } else if ((s->o.authenticate || s->o.authenticate_tls) && !conn->authed) {
+    int arc = s->o.authenticate_tls
+                  ? s->o.authenticate_tls(s->o.auth_ud, mt->auth_data.ptr, mt->auth_data.len,
+                                          conn->peer, conn->identity)
+                  : s->o.authenticate(s->o.auth_ud, mt->auth_data.ptr, mt->auth_data.len,
+                                      conn->peer);
+    if (arc != 0) {
       err = MPRPC_ERPCAUTH;
       snprintf(text, sizeof text, "authentication failed");
     } else {

@@ -116,6 +116,7 @@ struct srv_conn {
   uint64_t idle_timer;
   uint64_t last_active;
   bool closing, closed, authed;
+  bool id_fetched; /* identity read from the transport (first request) */
   bool batching;   /* inside on_data: small responses go to wbuf */
   srv_method_t *last_m; /* the method of the last request (lookup cache) */
   uint8_t *wbuf;   /* responses batched for one writev per on_data */
@@ -143,6 +144,7 @@ struct srv_conn {
   struct mprpc__ccon *http; /* HTTP state once proto is HTTP */
   uint64_t created_ns, nrequests, bytes_in, bytes_out;
   size_t in_seen;     /* bytes of `in` already counted in bytes_in */
+  char *identity; /* the TLS client certificate's, or NULL (transport.h) */
 };
 
 #define MPRPC__CALL_MAGIC 0x6d707263u
@@ -280,6 +282,8 @@ void mprpc__srv_conn_accepted(mprpc_server_t *s, mprpc_conn_t *c, mprpc_loop_t l
                               bool console_only);
 void mprpc__srv_on_accept(void *ud, mprpc_conn_t *c, mprpc_loop_t loop);
 void mprpc__srv_conn_close(srv_conn_t *conn, bool flush);
+/* Copies the transport's peer identity into conn once (loop thread). */
+void mprpc__srv_conn_identity(srv_conn_t *conn);
 void mprpc__srv_conn_maybe_free(srv_conn_t *conn);
 /* Writes one frame now, or batches it while on_data runs (keeping order). */
 void mprpc__srv_write_frame(srv_conn_t *conn, mprpc_frame_out_t *out, uint64_t now);

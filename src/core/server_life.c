@@ -63,6 +63,7 @@ static int register_all(mprpc_server_t *s) {
         .version = s->version,
         .start_time_ms = start_ms,
         .group = s->group,
+        .tls = s->o.tls_mode == MPRPC_SERVER_TLS_REQUIRED,
     };
     int rc = mprpc_registry_register(s->o.registry, &inst);
     free(methods);

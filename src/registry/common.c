@@ -130,7 +130,7 @@ static bool inst_equal(const mprpc_instance_t *a, const mprpc_instance_t *b) {
   return inst_cmp(a, b) == 0 && a->weight == b->weight &&
          strcmp_null(a->methods, b->methods) == 0 && strcmp_null(a->version, b->version) == 0 &&
          strcmp(mprpc__group_of(a->group), mprpc__group_of(b->group)) == 0 &&
-         a->start_time_ms == b->start_time_ms;
+         a->start_time_ms == b->start_time_ms && a->tls == b->tls;
 }
 
 bool mprpc__reg_list_equal(const mprpc__reg_list_t *a, const mprpc__reg_list_t *b) {
@@ -317,6 +317,12 @@ int mprpc__reg_parse_line_ex(char *line, mprpc_instance_t *out, mprpc__reg_line_
         return MPRPC_EINVAL;
       }
       out->start_time_ms = n;
+    } else if (strcmp(k, "tls") == 0) {
+      if (strcmp(v, "0") != 0 && strcmp(v, "1") != 0) {
+        snprintf(err, errlen, "bad tls '%.32s' (expected 0 or 1)", v);
+        return MPRPC_EINVAL;
+      }
+      out->tls = v[0] == '1';
     } else if (strcmp(k, "pid") == 0) {
       if (parse_u64(v, INT32_MAX, &n) || n == 0) {
         snprintf(err, errlen, "bad pid '%.32s'", v);
@@ -329,8 +335,8 @@ int mprpc__reg_parse_line_ex(char *line, mprpc_instance_t *out, mprpc__reg_line_
         extra->hostname = v;
     } else {
       snprintf(err, errlen,
-               "unknown key '%.32s' (known: weight, methods, version, group, start_time_ms, pid, "
-               "hostname)",
+               "unknown key '%.32s' (known: weight, methods, version, group, start_time_ms, tls, "
+               "pid, hostname)",
                k);
       return MPRPC_EINVAL;
     }
@@ -363,6 +369,8 @@ int mprpc__reg_format_line_ex(const mprpc_instance_t *inst, const mprpc__reg_lin
     APPEND(" group=%s", inst->group);
   if (inst->start_time_ms)
     APPEND(" start_time_ms=%" PRIu64, inst->start_time_ms);
+  if (inst->tls)
+    APPEND(" tls=1");
   if (extra && extra->pid > 0)
     APPEND(" pid=%ld", extra->pid);
   if (extra && extra->hostname && *extra->hostname)

@@ -1,6 +1,7 @@
 /*
  * The data of a provider's ZooKeeper node: key=value lines (address,
- * weight, methods, version, start_time_ms, pid, hostname, group). The format is
+ * weight, methods, version, start_time_ms, pid, hostname, group, and tls=1 for
+ * a provider that speaks TLS only). The format is
  * documented in docs/registry.md for other tools; keep the two in step.
  */
 #include <inttypes.h>
@@ -25,10 +26,10 @@ char *mprpc__zk_data_format(const mprpc_instance_t *inst) {
     return NULL;
   snprintf(d, n,
            "address=%s\nweight=%" PRIu32 "\nmethods=%s\nversion=%s\nstart_time_ms=%" PRIu64
-           "\npid=%ld\nhostname=%s\ngroup=%s\n",
+           "\npid=%ld\nhostname=%s\ngroup=%s\n%s",
            addr, inst->weight ? inst->weight : MPRPC_DEFAULT_WEIGHT,
            inst->methods ? inst->methods : "", inst->version ? inst->version : "",
-           inst->start_time_ms, (long)getpid(), hostname, group);
+           inst->start_time_ms, (long)getpid(), hostname, group, inst->tls ? "tls=1\n" : "");
   return d;
 }
 
@@ -73,6 +74,8 @@ int mprpc__zk_data_parse(const char *service, const char *child, char *data, mpr
     } else if (strcmp(k, "group") == 0) {
       /* absent (older writers), empty or unusable: the default group */
       inst.group = *v && mprpc__group_valid(v) ? v : NULL;
+    } else if (strcmp(k, "tls") == 0) {
+      inst.tls = strcmp(v, "0") != 0; /* anything but 0: do not send plain bytes */
     }
   }
   if (!have_addr) {

@@ -65,5 +65,23 @@ int mprpc_channel_opts_from_config(mprpc_config_t *cfg, mprpc_channel_opts_t *o)
   if ((rc = mprpc_config_get_string(cfg, "servers", o->servers, &s)) != 0)
     return rc;
   o->servers = s && *s ? s : NULL;
+  bool on;
+  if ((rc = mprpc_config_get_bool(cfg, "tls", o->tls, &on)) != 0)
+    return rc;
+  o->tls = on;
+  if ((rc = mprpc_config_get_bool(cfg, "tls_verify", !o->tls_no_verify, &on)) != 0)
+    return rc;
+  o->tls_no_verify = !on;
+  const char **strs[] = {&o->tls_ca, &o->tls_cert, &o->tls_key, &o->tls_server_name};
+  static const char *const keys[] = {"tls_ca", "tls_cert", "tls_key", "tls_server_name"};
+  for (size_t i = 0; i < 4; i++) {
+    if ((rc = mprpc_config_get_string(cfg, keys[i], *strs[i], &s)) != 0)
+      return rc;
+    *strs[i] = s && *s ? s : NULL;
+  }
+  if (!o->tls_cert != !o->tls_key)
+    return mprpc__config_key_error(cfg, o->tls_cert ? "tls_key" : "tls_cert",
+                                   "tls_cert and tls_key go together (a client certificate and "
+                                   "its key)");
   return 0;
 }

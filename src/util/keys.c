@@ -38,6 +38,13 @@ static const mprpc__key_t k_keys[] = {
     {"console", "server"},
     {"console_port", "server"},
     {"console_write", "server"},
+    {"tls_mode", "server"},
+    {"tls_verify_client", "server"},
+    {"tls_handshake_timeout", "server"},
+    /* both sides: TLS files (server: its certificate; channel: a client one) */
+    {"tls_cert", "server, channel"},
+    {"tls_key", "server, channel"},
+    {"tls_ca", "server, channel"},
     /* both sides: the frame body limit */
     {"max_body_size", "server, channel"},
     /* registry: mprpc_config_registry_uri */
@@ -61,6 +68,9 @@ static const mprpc__key_t k_keys[] = {
     {"idempotent_methods", "channel"},
     {"select_group", "channel"},
     {"select_version", "channel"},
+    {"tls", "channel"},
+    {"tls_server_name", "channel"},
+    {"tls_verify", "channel"},
     /* logger: mprpc_config_apply_log */
     {"log_level", "log"},
     {"log_file", "log"},

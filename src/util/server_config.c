@@ -3,6 +3,7 @@
  * Kept out of src/core so the server core depends on the seams only.
  */
 #include <stdint.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "mprpc/addr.h"
@@ -106,6 +107,35 @@ int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
   o->group = str && *str ? str : NULL;
   if ((rc = mprpc_config_get_bool(cfg, "reflection", o->reflection, &o->reflection)) != 0)
     return rc;
+  static const char *const tls_modes[] = {"off", "optional", "required"}; /* MPRPC_SERVER_TLS_* */
+  if ((rc = mprpc_config_get_choice(cfg, "tls_mode", tls_modes, 3, &o->tls_mode)) != 0 ||
+      (rc = mprpc_config_get_choice(cfg, "tls_verify_client", tls_modes, 3,
+                                    &o->tls_verify_client)) != 0)
+    return rc;
+  if ((rc = mprpc_config_get_duration_ms(cfg, "tls_handshake_timeout",
+                                         (int64_t)o->tls_handshake_timeout_ms, &v)) != 0)
+    return rc;
+  o->tls_handshake_timeout_ms = (uint64_t)v;
+  static const struct {
+    const char *key;
+    size_t off;
+  } files[] = {{"tls_cert", offsetof(mprpc_server_opts_t, tls_cert)},
+               {"tls_key", offsetof(mprpc_server_opts_t, tls_key)},
+               {"tls_ca", offsetof(mprpc_server_opts_t, tls_ca)}};
+  for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+    const char **f = (const char **)(void *)((char *)o + files[i].off);
+    if ((rc = mprpc_config_get_string(cfg, files[i].key, *f, &str)) != 0)
+      return rc;
+    *f = str && *str ? str : NULL;
+  }
+  /* A certificate without a mode means TLS was wanted: required, not off. */
+  if (o->tls_mode == MPRPC_SERVER_TLS_OFF && !mprpc_config_has(cfg, "tls_mode") && o->tls_cert)
+    o->tls_mode = MPRPC_SERVER_TLS_REQUIRED;
+  if (o->tls_mode != MPRPC_SERVER_TLS_OFF && (!o->tls_cert || !o->tls_key))
+    return mprpc__config_key_error(cfg, "tls_mode", "TLS needs tls_cert and tls_key");
+  if (o->tls_verify_client != MPRPC_SERVER_TLS_VERIFY_OFF && !o->tls_ca)
+    return mprpc__config_key_error(cfg, "tls_verify_client",
+                                   "client certificates need tls_ca (the CAs that issue them)");
   return 0;
 }
 

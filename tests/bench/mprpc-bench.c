@@ -14,6 +14,14 @@
  *   mprpc-bench --idle-conns N [-t THREADS]
  *       opens N idle TCP connections to a fresh provider and prints its RSS
  *       growth per connection (from /proc/<pid>/status).
+ *   --tls DIR (with any of the above)
+ *       the provider serves TLS only (DIR/server.pem, DIR/server.key) and
+ *       the consumer verifies it (DIR/ca.pem): "BENCH impl=mprpc-tls ...".
+ *   mprpc-bench --tls DIR --tls-handshakes N
+ *       N new TLS connections one after another to a fresh provider, each
+ *       closed once its handshake is done, first with session resumption
+ *       off, then on: "HANDSHAKE impl=mprpc-tls resumption=0|1 conns=N
+ *       seconds=S conns_per_s=R resumed=K".
  *
  * cpu_pct is the provider's CPU over the measurement window (100 = one core).
  * MPRPC_BENCH_CONSOLE=off in the environment turns the provider's builtin
@@ -38,6 +46,17 @@
 #include "mprpc/log.h"
 #include "mprpc/rt.h"
 #include "mprpc/server.h"
+#include "mprpc/tls.h"
+
+/* --tls DIR: certificates made by tests/support/tls_certs.sh (ci/bench.sh). */
+static const char *g_tls_dir;
+static char g_tls_cert[512], g_tls_key[512], g_tls_ca[512];
+
+static void tls_paths(void) {
+  snprintf(g_tls_cert, sizeof g_tls_cert, "%s/server.pem", g_tls_dir);
+  snprintf(g_tls_key, sizeof g_tls_key, "%s/server.key", g_tls_dir);
+  snprintf(g_tls_ca, sizeof g_tls_ca, "%s/ca.pem", g_tls_dir);
+}
 
 static void die(const char *what, int rc) {
   if (rc)
@@ -86,6 +105,11 @@ static int server_main(int port, int threads) {
    * interleaved runs with it on (the default) and off. */
   const char *con = getenv("MPRPC_BENCH_CONSOLE");
   so.console = !(con && strcmp(con, "off") == 0);
+  if (g_tls_dir) {
+    so.tls_mode = MPRPC_SERVER_TLS_REQUIRED;
+    so.tls_cert = g_tls_cert;
+    so.tls_key = g_tls_key;
+  }
   int rc = mprpc_server_new(&so, &g_server);
   if (rc)
     die("mprpc_server_new", rc);
@@ -117,7 +141,11 @@ static pid_t spawn_server(int threads, int *port) {
     dup2(pfd[1], 1);
     close(pfd[0]);
     close(pfd[1]);
-    execl("/proc/self/exe", "mprpc-bench", "--server", "-t", tbuf, (char *)NULL);
+    if (g_tls_dir)
+      execl("/proc/self/exe", "mprpc-bench", "--server", "-t", tbuf, "--tls", g_tls_dir,
+            (char *)NULL);
+    else
+      execl("/proc/self/exe", "mprpc-bench", "--server", "-t", tbuf, (char *)NULL);
     _exit(127);
   }
   close(pfd[1]);
@@ -252,6 +280,10 @@ static int client_main(const char *target, pid_t server_pid, const bench_opts_t 
     co.transport = mprpc_tcp_transport();
     co.servers = target;
     co.timeout_ms = 10000;
+    if (g_tls_dir) {
+      co.tls = true;
+      co.tls_ca = g_tls_ca;
+    }
     if ((rc = mprpc_channel_new(&example__echo_service__descriptor, &co, &chs[i])) != 0)
       die("mprpc_channel_new", rc);
   }
@@ -292,7 +324,7 @@ static int client_main(const char *target, pid_t server_pid, const bench_opts_t 
     if (ws[t].last_error)
       last_error = ws[t].last_error;
   }
-  bench_window_report(&g.win, "mprpc", o, count, h);
+  bench_window_report(&g.win, g_tls_dir ? "mprpc-tls" : "mprpc", o, count, h);
   if (failures)
     fprintf(stderr, "mprpc-bench: %llu failed calls (last: %s)\n", (unsigned long long)failures,
             mprpc_err_name(last_error));
@@ -386,6 +418,130 @@ static int idle_main(int nconns, int threads) {
   return opened == nconns && accepted >= opened ? 0 : 1;
 }
 
+/* ------------------------------------------------------ TLS handshakes */
+
+typedef struct hs_run {
+  mprpc_transport_t tp;
+  mprpc_loop_t loop;
+  uint16_t port;
+  int left, done, failed, closed, started;
+  mprpc_conn_t *prev; /* kept open until the next one is up (see hs_on_connect) */
+  mprpc_rbuf_t in[2];
+  void *waiter;
+} hs_run_t;
+
+static void hs_next(hs_run_t *r);
+
+static void hs_maybe_wake(hs_run_t *r) {
+  if (r->closed == r->started && (r->left == 0 || r->failed > 10))
+    r->loop.vt->waiter_wake(r->loop.ctx, r->waiter);
+}
+
+/* One connection is kept open while the next one shakes hands: a TLS 1.3
+ * session ticket arrives just after the client's handshake is done, so a
+ * connection closed at once would leave nothing to resume. */
+static void hs_on_connect(mprpc_conn_t *c, void *ud) {
+  hs_run_t *r = ud;
+  r->done++;
+  if (r->prev)
+    mprpc_conn_close(r->tp, r->prev, false);
+  r->prev = c;
+  if (r->left == 0) {
+    mprpc_conn_close(r->tp, c, false);
+    r->prev = NULL;
+  } else {
+    hs_next(r);
+  }
+}
+static void hs_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
+  (void)c, (void)ud;
+  mprpc_rbuf_consume(in, mprpc_rbuf_len(in));
+}
+static void hs_on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
+  (void)reason;
+  hs_run_t *r = ud;
+  r->closed++;
+  if (r->prev == c)
+    r->prev = NULL;
+  if (err) {
+    if (r->failed++ == 0)
+      fprintf(stderr, "mprpc-bench: handshake failed: %s\n", mprpc_err_name(err));
+    if (!r->prev)
+      hs_next(r); /* nothing else is shaking hands: go on */
+  }
+  hs_maybe_wake(r);
+}
+static const mprpc_conn_handler_t hs_handler = {
+    .on_connect = hs_on_connect, .on_data = hs_on_data, .on_close = hs_on_close};
+
+static void hs_next(hs_run_t *r) {
+  if (r->left == 0 || r->failed > 10) {
+    hs_maybe_wake(r);
+    return;
+  }
+  r->left--;
+  mprpc_conn_opts_t co = {0, 5000ull * 1000000ull};
+  mprpc_conn_t *c;
+  mprpc_rbuf_t *in = &r->in[r->started & 1]; /* at most two are open */
+  mprpc_rbuf_consume(in, mprpc_rbuf_len(in));
+  int rc = mprpc_conn_connect(r->tp, r->loop, "127.0.0.1", r->port, &co, &hs_handler, r, in, &c);
+  if (rc != 0) {
+    r->failed = 11;
+    hs_maybe_wake(r);
+    return;
+  }
+  r->started++;
+}
+static void hs_start(void *arg) { hs_next(arg); }
+
+static int handshakes_main(int n, int threads) {
+  int port;
+  pid_t pid = spawn_server(threads, &port);
+  mprpc_loop_group_t *grp;
+  int rc = mprpc_loop_group_new(1, &grp);
+  if (rc || (rc = mprpc_loop_group_start(grp)) != 0)
+    die("loop group", rc);
+  int status = 0;
+  for (int resume = 0; resume <= 1; resume++) {
+    mprpc_tls_opts_t t = {.role = MPRPC_TLS_CLIENT, .ca_file = g_tls_ca,
+                          .no_resumption = !resume};
+    mprpc_tls_ctx_t *x;
+    char err[512];
+    if ((rc = mprpc_tls_ctx_new(&t, &x, err, sizeof err)) != 0) {
+      fprintf(stderr, "mprpc-bench: %s\n", err);
+      die("mprpc_tls_ctx_new", rc);
+    }
+    hs_run_t r = {.tp = mprpc_tls_transport(mprpc_tcp_transport(), x),
+                  .loop = mprpc_loop_group_loop(grp, 0), .port = (uint16_t)port, .left = n};
+    mprpc_rbuf_init(&r.in[0]);
+    mprpc_rbuf_init(&r.in[1]);
+    r.waiter = r.loop.vt->waiter_new(r.loop.ctx);
+    if (!r.waiter)
+      die("waiter", MPRPC_ENOMEM);
+    uint64_t t0 = bench_now_ns();
+    if ((rc = mprpc_loop_post(r.loop, hs_start, &r)) != 0)
+      die("mprpc_loop_post", rc);
+    r.loop.vt->waiter_wait(r.loop.ctx, r.waiter);
+    double secs = (double)(bench_now_ns() - t0) / 1e9;
+    r.loop.vt->waiter_free(r.loop.ctx, r.waiter);
+    usleep(50 * 1000); /* the last on_close has run */
+    mprpc_tls_stats_t st;
+    mprpc_tls_stats(x, &st);
+    printf("HANDSHAKE impl=mprpc-tls resumption=%d conns=%d seconds=%.3f conns_per_s=%.0f "
+           "resumed=%llu\n",
+           resume, r.done, secs, secs > 0 ? r.done / secs : 0.0, (unsigned long long)st.resumed);
+    fflush(stdout);
+    if (r.failed || r.done != n)
+      status = 1;
+    mprpc_rbuf_free(&r.in[0]);
+    mprpc_rbuf_free(&r.in[1]);
+    mprpc_tls_ctx_free(x);
+  }
+  mprpc_loop_group_free(grp);
+  stop_server(pid);
+  return status;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static void usage(void) {
@@ -394,13 +550,34 @@ static void usage(void) {
           "                   [-T CONSUMER_THREADS] [-n CONNS]\n"
           "       mprpc-bench --server [-p PORT] [-t THREADS]\n"
           "       mprpc-bench --client HOST:PORT [--server-pid PID] [options]\n"
-          "       mprpc-bench --idle-conns N [-t THREADS]\n");
+          "       mprpc-bench --idle-conns N [-t THREADS]\n"
+          "       --tls DIR with any of them; mprpc-bench --tls DIR --tls-handshakes N\n");
   exit(2);
 }
 
 int main(int argc, char **argv) {
   bench_cli_t cli;
   signal(SIGPIPE, SIG_IGN);
+  /* --tls DIR and --tls-handshakes N are this program's own: taken out
+   * before the shared parser sees the rest. */
+  long handshakes = 0;
+  int kept = 1;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--tls") == 0 && i + 1 < argc) {
+      g_tls_dir = argv[++i];
+    } else if (strcmp(argv[i], "--tls-handshakes") == 0 && i + 1 < argc) {
+      handshakes = strtol(argv[++i], NULL, 10);
+      if (handshakes < 1 || handshakes > 1000000)
+        usage();
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
+  if (g_tls_dir)
+    tls_paths();
+  else if (handshakes)
+    usage();
   if (bench_parse_args(argc, argv, 32ll << 20, true, &cli) != 0)
     usage();
   const bench_opts_t o = cli.o;
@@ -408,6 +585,8 @@ int main(int argc, char **argv) {
       o.srv_threads < 1 || o.srv_threads > 256 || o.cli_threads > 256 || o.conns > 4096)
     usage();
 
+  if (handshakes)
+    return handshakes_main((int)handshakes, o.srv_threads);
   switch (cli.mode) {
   case BENCH_MODE_SERVER:
     return server_main(cli.port, o.srv_threads);
