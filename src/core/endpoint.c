@@ -358,8 +358,11 @@ static void on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
     if (gone)
       return;
   }
+  /* After a huge response passed. 256 KiB is kept so that responses of
+   * 64 KiB and a little more do not grow the block (a copy of the live
+   * bytes) and shrink it again on every call. */
   if (mprpc_rbuf_len(in) == 0)
-    mprpc_rbuf_shrink(in, 64 * 1024); /* after a huge response passed */
+    mprpc_rbuf_shrink(in, 256 * 1024);
 }
 
 static void on_writable(mprpc_conn_t *c, void *ud) {

@@ -17,6 +17,16 @@ static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v;
 
 static bool have(double v) { return isfinite(v) && v >= 0; }
 
+/* An axis value: 2M, 250k, 5000 -> "5k", 0.5. */
+static void axis_num(char *buf, size_t cap, double v) {
+  if (v >= 1e6)
+    snprintf(buf, cap, "%gM", v / 1e6);
+  else if (v >= 1e4)
+    snprintf(buf, cap, "%gk", v / 1e3);
+  else
+    snprintf(buf, cap, "%g", v);
+}
+
 /* A colour attribute from caller text: '#' and up to 8 hex digits, else grey. */
 static const char *safe_color(const char *c, char *buf, size_t cap) {
   size_t n = c ? strlen(c) : 0;
@@ -87,9 +97,9 @@ int mprpc__svg_xy_panel(mprpc__textbuf_t *tb, const mprpc__svg_xy_t *c) {
                           "stroke-width=\"1\"/>\n",
                           x0, y0 - (y0 - y1) * g / 4.0, x1);
   char num[40];
-  snprintf(num, sizeof num, "%g", ymax);
+  axis_num(num, sizeof num, ymax);
   text_at(tb, x0 - 4, y1 + 4, "end", 11, "normal", num, c->unit);
-  snprintf(num, sizeof num, "%g", ymax / 2);
+  axis_num(num, sizeof num, ymax / 2);
   text_at(tb, x0 - 4, (y0 + y1) / 2 + 4, "end", 11, "normal", num, NULL);
   text_at(tb, x0 - 4, y0 + 4, "end", 11, "normal", "0", NULL);
   double dx = nx > 1 ? (x1 - x0 - 20) / (double)(nx - 1) : 0;
