@@ -10,9 +10,8 @@
 #       synchronous cells: mprpc-bench --sync -T N (N threads calling the stub
 #       on one shared channel) against baseline_echo --sync -T N (N blocking
 #       raw-socket callers)
-#   BENCH_CONNS_CELLS=0  1: also the sync cells with connections_per_endpoint=2
-#       against a 2-thread provider (impl=mprpc-sync-c2 / baseline-sync-c2);
-#       off until the channel has connections_per_endpoint (issue 24, item 5)
+#   BENCH_CONNS_CELLS=1  also the sync cells with connections_per_endpoint=2
+#       against a 2-thread provider (impl=mprpc-sync-c2 / baseline-sync-c2; 0 = skip)
 #
 # Prints one machine-readable line per run:
 #   BENCH impl=mprpc payload=64 concurrency=16 qps=... p50_us=... p99_us=... cpu_pct=...
@@ -34,7 +33,7 @@ ARGS=${BENCH_ARGS:-}
 REPEAT=${BENCH_REPEAT:-1}
 SYNC_PAYLOADS=${BENCH_SYNC_PAYLOADS-64 4096}
 SYNC_THREADS=${BENCH_SYNC_THREADS-1 16 64}
-CONNS_CELLS=${BENCH_CONNS_CELLS:-0}
+CONNS_CELLS=${BENCH_CONNS_CELLS:-1}
 OUT=${BUILD:-build}/bench
 LIMIT=$(awk -v s="$SECS" 'BEGIN { printf "%d", s + 30 }')
 

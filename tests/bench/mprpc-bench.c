@@ -271,6 +271,7 @@ static int sync_client(const char *target, pid_t server_pid, const bench_opts_t 
   co.transport = mprpc_tcp_transport();
   co.servers = target;
   co.timeout_ms = 10000;
+  co.connections_per_endpoint = (unsigned)(o->conns < 1 ? 1 : o->conns);
   mprpc_channel_t *ch;
   if ((rc = mprpc_channel_new(&example__echo_service__descriptor, &co, &ch)) != 0)
     die("mprpc_channel_new", rc);
