@@ -34,12 +34,18 @@ struct mprpc__waiter {
   atomic_bool busy;  /* cached and handed out */
 };
 
+static _Thread_local mprpc__waiter_t *tls_own;
 static pthread_key_t own_key;
 static pthread_once_t own_once = PTHREAD_ONCE_INIT;
 static bool own_key_ok;
-static _Thread_local mprpc__waiter_t *tls_own;
 
-static void own_destroy(void *p) { free(p); }
+/* At thread exit, on that thread: later waiter_new calls (from other
+ * destructors) allocate instead of reusing the freed one. */
+static void own_destroy(void *p) {
+  if (tls_own == p)
+    tls_own = NULL;
+  free(p);
+}
 
 static void own_key_init(void) { own_key_ok = pthread_key_create(&own_key, own_destroy) == 0; }
 
