@@ -14,12 +14,22 @@
 #                        per second without and with session resumption
 #                        (BENCH_TLS_HANDSHAKES=2000 each); certificates are made
 #                        with openssl into $BUILD/bench-tls
+#   BENCH_SYNC_PAYLOADS="64 4096"  BENCH_SYNC_THREADS="1 16 64"  (empty = skip)
+#       synchronous cells: mprpc-bench --sync -T N (N threads calling the stub
+#       on one shared channel) against baseline_echo --sync -T N (N blocking
+#       raw-socket callers)
+#   BENCH_CONNS_CELLS=1  also the sync cells with connections_per_endpoint=2
+#       against a 2-thread provider (impl=mprpc-sync-c2 / baseline-sync-c2; 0 = skip)
 #
 # Prints one machine-readable line per run:
 #   BENCH impl=mprpc payload=64 concurrency=16 qps=... p50_us=... p99_us=... cpu_pct=...
-# then RATIO lines (mprpc/baseline), a table, the provider's memory per idle
-# connection and the async logger's lines/s. Everything runs on 127.0.0.1;
-# each program is bounded by `timeout` and stops the servers it started.
+#   BENCH impl=mprpc-sync payload=64 concurrency=16 ...   (concurrency = threads)
+# then a table, RATIO lines (each mprpc impl over its baseline, plus sync over
+# async at the same payload and concurrency), build/bench/bench.svg (qps and
+# p99 against concurrency) with the BENCH lines in build/bench/bench.txt, the
+# provider's memory per idle connection and the async logger's lines/s.
+# Everything runs on 127.0.0.1; each program is bounded by `timeout` and stops
+# the servers it started.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 BIN=${BUILD:-build}/bin
@@ -29,6 +39,10 @@ CONCS=${BENCH_CONCURRENCY:-1 16 64 256}
 IDLE=${BENCH_IDLE_CONNS:-10000}
 ARGS=${BENCH_ARGS:-}
 REPEAT=${BENCH_REPEAT:-1}
+SYNC_PAYLOADS=${BENCH_SYNC_PAYLOADS-64 4096}
+SYNC_THREADS=${BENCH_SYNC_THREADS-1 16 64}
+CONNS_CELLS=${BENCH_CONNS_CELLS:-1}
+OUT=${BUILD:-build}/bench
 LIMIT=$(awk -v s="$SECS" 'BEGIN { printf "%d", s + 30 }')
 
 have_mprpc=1
@@ -40,13 +54,25 @@ echo "bench: $(nproc) cores, ${SECS}s x $REPEAT per cell and impl, payloads {$PA
 results=$(mktemp /tmp/mprpc-bench.XXXXXX)
 trap 'rm -f "$results"' EXIT
 
-run_once() { # impl payload conc [extra args] -> one BENCH line on stdout
-  local impl=$1 prog extra=${4:-}
-  [[ $impl == mprpc* ]] && prog=$BIN/mprpc-bench || prog=$BIN/baseline_echo
+# impl payload conc [extra args] -> one BENCH line on stdout. impl names the cell:
+# mprpc / baseline (async, -c conc), mprpc-sync / baseline-sync (--sync -T
+# conc), mprpc-sync-c2 / baseline-sync-c2 (the same against a 2-thread
+# provider, mprpc with 2 connections per endpoint). The line's impl= is the
+# cell's name.
+run_once() {
+  local impl=$1 prog=$BIN/baseline_echo extra=${4:-}
+  [[ $impl == mprpc* ]] && prog=$BIN/mprpc-bench
+  local -a cell
+  case $impl in
+  mprpc | mprpc-tls | baseline) cell=(-c "$3") ;;
+  mprpc-sync | baseline-sync) cell=(--sync -T "$3") ;;
+  mprpc-sync-c2) cell=(--sync -T "$3" -t 2 -n 2) ;;
+  baseline-sync-c2) cell=(--sync -T "$3" -t 2) ;;
+  esac
   local out
   # shellcheck disable=SC2086
-  out=$(timeout "$LIMIT" "$prog" -s "$2" -c "$3" -d "$SECS" $ARGS $extra 2>&1)
-  local line; line=$(grep '^BENCH ' <<<"$out")
+  out=$(timeout "$LIMIT" "$prog" -s "$2" "${cell[@]}" -d "$SECS" $ARGS $extra 2>&1)
+  local line; line=$(grep '^BENCH ' <<<"$out" | sed -E "s/^BENCH impl=[^ ]+/BENCH impl=$impl/")
   if [[ -z $line ]]; then
     line="BENCH impl=$impl payload=$2 concurrency=$3 qps=0 p50_us=0 p99_us=0 cpu_pct=0"
     echo "bench: $impl payload=$2 concurrency=$3 failed: $(tail -n 2 <<<"$out" | tr '\n' ' ')" >&2
@@ -58,15 +84,25 @@ run_once() { # impl payload conc [extra args] -> one BENCH line on stdout
 median() { awk '{ for (i = 1; i <= NF; i++) if ($i ~ /^qps=/) { split($i, a, "="); print a[2], $0 } }' |
   sort -n | awk '{ l[NR] = $0 } END { m = l[int((NR + 1) / 2)]; sub(/^[^ ]* /, "", m); print m }'; }
 
+cell() { # mode payload conc: baseline and mprpc runs of one cell, interleaved
+  local sfx=$1 base_runs="" mprpc_runs=""
+  for _ in $(seq "$REPEAT"); do # interleaved: both see the same minute
+    base_runs+=$(run_once "baseline$sfx" "$2" "$3")$'\n'
+    ((have_mprpc)) && mprpc_runs+=$(run_once "mprpc$sfx" "$2" "$3")$'\n'
+  done
+  median <<<"${base_runs%$'\n'}" | tee -a "$results"
+  ((have_mprpc)) && median <<<"${mprpc_runs%$'\n'}" | tee -a "$results"
+}
+
 for p in $PAYLOADS; do
   for c in $CONCS; do
-    base_runs=""; mprpc_runs=""
-    for _ in $(seq "$REPEAT"); do # interleaved: both see the same minute
-      base_runs+=$(run_once baseline "$p" "$c")$'\n'
-      ((have_mprpc)) && mprpc_runs+=$(run_once mprpc "$p" "$c")$'\n'
-    done
-    median <<<"${base_runs%$'\n'}" | tee -a "$results"
-    ((have_mprpc)) && median <<<"${mprpc_runs%$'\n'}" | tee -a "$results"
+    cell "" "$p" "$c"
+  done
+done
+for p in $SYNC_PAYLOADS; do
+  for c in $SYNC_THREADS; do
+    cell -sync "$p" "$c"
+    ((CONNS_CELLS)) && cell -sync-c2 "$p" "$c"
   done
 done
 
@@ -78,25 +114,35 @@ function kv(line, key,   i, n, f, a) {
   for (i = 1; i <= n; i++) { split(f[i], a, "="); if (a[1] == key) return a[2] }
   return ""
 }
+# Each cell pairs mprpc<sfx> with baseline<sfx>: sfx "" (async), "-sync", "-sync-c2".
 /^BENCH / {
-  k = kv($0, "payload") " " kv($0, "concurrency")
-  impl = kv($0, "impl")
+  impl = kv($0, "impl"); sfx = impl; sub(/^(mprpc|baseline)/, "", sfx)
+  side = impl ~ /^baseline/ ? "b" : "m"
+  k = sfx " " kv($0, "payload") " " kv($0, "concurrency")
   if (!(k in seen)) { seen[k] = 1; order[++n] = k }
-  qps[impl, k] = kv($0, "qps"); p50[impl, k] = kv($0, "p50_us")
-  p99[impl, k] = kv($0, "p99_us"); cpu[impl, k] = kv($0, "cpu_pct")
+  qps[side, k] = kv($0, "qps"); p50[side, k] = kv($0, "p50_us")
+  p99[side, k] = kv($0, "p99_us"); cpu[side, k] = kv($0, "cpu_pct")
 }
 END {
-  printf "%8s %5s | %9s %8s %8s %5s | %9s %8s %8s %5s | %6s %6s\n", "payload", "conc",
+  printf "%-13s %7s %5s | %9s %8s %8s %5s | %9s %8s %8s %5s | %6s %6s\n", "impl", "payload", "conc",
     "base qps", "p50 us", "p99 us", "cpu%", "mprpc qps", "p50 us", "p99 us", "cpu%", "qps x", "p50 x"
   for (i = 1; i <= n; i++) {
     k = order[i]; split(k, pc, " ")
-    bq = qps["baseline", k] + 0; mq = qps["mprpc", k] + 0
-    bl = p50["baseline", k] + 0; ml = p50["mprpc", k] + 0
+    if (k ~ /^ /) { sfx = ""; pl = pc[1]; cc = pc[2] } else { sfx = pc[1]; pl = pc[2]; cc = pc[3] }
+    bq = qps["b", k] + 0; mq = qps["m", k] + 0
+    bl = p50["b", k] + 0; ml = p50["m", k] + 0
     qr = bq > 0 ? mq / bq : 0; lr = bl > 0 ? ml / bl : 0
-    printf "%8s %5s | %9.0f %8.1f %8.1f %5.0f | %9.0f %8.1f %8.1f %5.0f | %6.2f %6.2f\n",
-      pc[1], pc[2], bq, bl, p99["baseline", k], cpu["baseline", k],
-      mq, ml, p99["mprpc", k], cpu["mprpc", k], qr, lr
-    ratios = ratios sprintf("RATIO payload=%s concurrency=%s qps_ratio=%.3f p50_ratio=%.3f\n", pc[1], pc[2], qr, lr)
+    printf "%-13s %7s %5s | %9.0f %8.1f %8.1f %5.0f | %9.0f %8.1f %8.1f %5.0f | %6.2f %6.2f\n",
+      "mprpc" sfx, pl, cc, bq, bl, p99["b", k], cpu["b", k],
+      mq, ml, p99["m", k], cpu["m", k], qr, lr
+    if (sfx == "")
+      ratios = ratios sprintf("RATIO payload=%s concurrency=%s qps_ratio=%.3f p50_ratio=%.3f\n", pl, cc, qr, lr)
+    else
+      ratios = ratios sprintf("RATIO impl=mprpc%s payload=%s concurrency=%s qps_ratio=%.3f p50_ratio=%.3f\n", sfx, pl, cc, qr, lr)
+    a = " " pl " " cc  # the async cell with the same payload and concurrency
+    if (sfx != "" && (a in seen) && qps["m", a] + 0 > 0 && p50["m", a] + 0 > 0)
+      ratios = ratios sprintf("RATIO sync_vs_async impl=mprpc%s payload=%s concurrency=%s qps_ratio=%.3f p50_ratio=%.3f\n",
+        sfx, pl, cc, mq / qps["m", a], ml / p50["m", a])
   }
   printf "\n%s", ratios
 }' "$results"
@@ -142,6 +188,19 @@ if ((have_mprpc)) && [[ ${BENCH_TLS:-1} != 0 ]]; then
   else
     echo "bench: openssl could not make certificates; TLS rows skipped"
   fi
+fi
+
+mkdir -p "$OUT"
+cp "$results" "$OUT/bench.txt"
+if [[ -x $BIN/bench_svg ]]; then
+  if "$BIN/bench_svg" "Echo: mprpc and the raw-socket baseline, $(nproc) cores, ${SECS}s per cell, $(date -u +%Y-%m-%d)" \
+    <"$results" >"$OUT/bench.svg"; then
+    echo "bench: wrote $OUT/bench.svg and $OUT/bench.txt"
+  else
+    echo "bench: bench_svg failed"
+  fi
+else
+  echo "bench: $BIN/bench_svg not built; no picture"
 fi
 
 if ((have_mprpc)) && [[ $IDLE -gt 0 ]]; then

@@ -447,6 +447,37 @@ static void test_loop_waiter_wake_before_wait(void **state) {
   fixture_free(f);
 }
 
+/* A thread's waiter is reused (waiter.c): a second one taken while the
+ * first is in use is a different one, a reused one starts unwoken, and
+ * many rounds of wake-from-the-loop / wait on one thread each wake once. */
+static void wake_arg(void *arg) {
+  void **wp = arg;
+  mprpc_loop_t *l = wp[0];
+  l->vt->waiter_wake(l->ctx, wp[1]);
+}
+
+static void test_loop_waiter_reused_nested_and_woken_once_per_wait(void **state) {
+  (void)state;
+  fixture_t *f = fixture_new(1);
+  void *a = f->loop.vt->waiter_new(f->loop.ctx);
+  void *b = f->loop.vt->waiter_new(f->loop.ctx);
+  assert_non_null(a);
+  assert_non_null(b);
+  assert_ptr_not_equal(a, b);
+  f->loop.vt->waiter_wake(f->loop.ctx, b);
+  f->loop.vt->waiter_free(f->loop.ctx, b);
+  f->loop.vt->waiter_free(f->loop.ctx, a);
+  for (int i = 0; i < 2000; i++) {
+    void *w = f->loop.vt->waiter_new(f->loop.ctx);
+    assert_non_null(w);
+    void *args[2] = {&f->loop, w};
+    assert_int_equal(mprpc_loop_post(f->loop, wake_arg, args), 0);
+    f->loop.vt->waiter_wait(f->loop.ctx, w);
+    f->loop.vt->waiter_free(f->loop.ctx, w);
+  }
+  fixture_free(f);
+}
+
 typedef struct dctx {
   mprpc_loop_t loop;
   void *w;
@@ -484,6 +515,7 @@ int main(void) {
       cmocka_unit_test(test_loop_group_new_rejects_zero),
       cmocka_unit_test(test_loop_clock_and_rand),
       cmocka_unit_test(test_loop_waiter_wake_before_wait),
+      cmocka_unit_test(test_loop_waiter_reused_nested_and_woken_once_per_wait),
       cmocka_unit_test(test_loop_default_loop_runs_posts),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -173,6 +173,15 @@ typedef struct mprpc_channel_opts {
                                   endpoint's host (DNS name or IP SAN) */
   bool tls_no_verify;          /* true: no certificate check at all (config
                                   tls_verify=off; insecure, explicit only) */
+
+  /* Connections to each provider address (1..64; 0 = 1; options_init sets
+   * 1). Each is an endpoint of its own for load balancing, ejection and
+   * reconnects, so a consumer with heavy traffic lands on several of the
+   * provider's loops (a provider serves a connection on one loop); a
+   * retry or backup request still goes to another ADDRESS first, not to
+   * another connection of the one that failed. Config key
+   * connections_per_endpoint. */
+  unsigned connections_per_endpoint;
 } mprpc_channel_opts_t;
 
 /* The names before 0.2, kept for one release. */

@@ -37,6 +37,7 @@ void mprpc_channel_opts_init(mprpc_channel_opts_t *o) {
   o->max_retry = 2;
   o->retry_policy = MPRPC_RETRY_FAILOVER;
   o->lb = MPRPC_LB_RR;
+  o->connections_per_endpoint = 1;
 }
 
 static uint64_t ms_or(int64_t ms, uint64_t dflt_ms) {
@@ -456,7 +457,7 @@ static void attempt_start(mprpc__call_t *c, mprpc__ep_t *ep) {
   c->outstanding++;
   c->nattempts++;
   if (c->ntried < (int)(sizeof c->tried / sizeof c->tried[0]))
-    c->tried[c->ntried++] = ep->id;
+    c->tried[c->ntried++] = ep->addr_id; /* the address: all its connections */
   MPRPC__STAT_INC(ch, attempts);
   MPRPC__ONE_WRITER_ADD(&ep->calls, 1);
   if (ch->attempt_timeout_ns)
@@ -524,9 +525,9 @@ static void backup_fire(void *arg) {
     return;
   if (c->deadline_ns && mprpc_loop_now(ch->loop) >= c->deadline_ns)
     return;
-  uint64_t busy = c->att && c->att->ep ? c->att->ep->id : 0;
+  uint64_t busy = c->att && c->att->ep ? c->att->ep->addr_id : 0;
   mprpc__ep_t *ep = mprpc__ep_pick(ch, c, busy);
-  if (!ep || ep->id == busy)
+  if (!ep || ep->addr_id == busy)
     return;
   MPRPC__STAT_INC(ch, backups);
   attempt_start(c, ep);
@@ -1169,6 +1170,9 @@ int mprpc_channel_new_in(const ProtobufCServiceDescriptor *sd, const mprpc_chann
   ch->attempt_timeout_ns = o->attempt_timeout_ms > 0 ? (uint64_t)o->attempt_timeout_ms * MPRPC_NS_PER_MS : 0;
   ch->backup_ns = o->backup_request_ms > 0 ? (uint64_t)o->backup_request_ms * MPRPC_NS_PER_MS : 0;
   ch->max_retry = o->max_retry > 0 ? o->max_retry : 0;
+  ch->conns_per_ep = o->connections_per_endpoint < 1    ? 1
+                     : o->connections_per_endpoint > 64 ? 64
+                                                        : o->connections_per_endpoint;
   ch->policy = o->retry_policy;
   ch->max_body = o->max_body;
   ch->max_buffered = o->max_buffered_bytes ? o->max_buffered_bytes : (size_t)256 << 20;

@@ -88,6 +88,10 @@ struct mprpc__attempt {
 struct mprpc__ep {
   mprpc_channel_t *ch;
   uint64_t id;   /* unique in the channel; never reused */
+  /* The address this is one connection of (connections_per_endpoint): the
+   * id of its slot 0, shared by its slots; what retries avoid. */
+  uint64_t addr_id;
+  unsigned slot;
   size_t idx;    /* position in ch->eps while listed */
   char *host;
   uint16_t port;
@@ -224,7 +228,8 @@ struct mprpc_channel {
 
   mprpc__ep_t **eps;
   mprpc__lb_node_t *nodes;
-  size_t neps;
+  size_t neps;       /* connections: addresses x conns_per_ep */
+  unsigned conns_per_ep; /* opts.connections_per_endpoint, 1..64 */
   mprpc__lb_t lb;
   uint64_t next_ep_id;
   size_t live_eps; /* allocated endpoints, listed or draining */
@@ -283,7 +288,9 @@ void mprpc__ep_shutdown_all(mprpc_channel_t *ch);
 void mprpc__ep_attempt_timed_out(mprpc__ep_t *ep, const mprpc__attempt_t *a);
 /* The endpoints' weights changed (config centre): the balancer follows. */
 void mprpc__ep_weights_changed(mprpc_channel_t *ch);
-/* The LB's eligibility pass, then the least-bad fallback. NULL when empty. */
+/* The LB's eligibility pass, then the least-bad fallback. NULL when empty.
+ * exclude_id: an address (addr_id) none of whose connections may be picked
+ * while another address exists; 0 = none. */
 mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t exclude_id);
 
 /* channel.c */

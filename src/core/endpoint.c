@@ -31,6 +31,7 @@ static mprpc__ep_t *ep_new(mprpc_channel_t *ch, const char *host, uint16_t port,
   }
   ep->ch = ch;
   ep->id = ++ch->next_ep_id;
+  ep->addr_id = ep->id; /* slot 0; other slots take slot 0's (ep_slots) */
   ep->port = port;
   ep->weight = weight ? weight : MPRPC_DEFAULT_WEIGHT;
   ep->reg_weight = ep->weight;
@@ -457,8 +458,11 @@ static void on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
     if (gone)
       return;
   }
+  /* After a huge response passed. 256 KiB is kept so that responses of
+   * 64 KiB and a little more do not grow the block (a copy of the live
+   * bytes) and shrink it again on every call. */
   if (mprpc_rbuf_len(in) == 0)
-    mprpc_rbuf_shrink(in, 64 * 1024); /* after a huge response passed */
+    mprpc_rbuf_shrink(in, 256 * 1024);
   if (ep->conn != c)
     return;
   size_t len = mprpc_rbuf_len(in);
@@ -676,10 +680,38 @@ static int parse_hostport(const char *s, size_t len, char *host, size_t hostcap,
   return 0;
 }
 
+/* The connections of one address (connections_per_endpoint) into out[0..N):
+ * the listed ones of ch->eps when reuse (matched by host, port and slot),
+ * new ones otherwise; all share slot 0's addr_id. Returns how many (N, or
+ * fewer when out of memory). */
+static size_t ep_slots(mprpc_channel_t *ch, const char *host, uint16_t port, uint32_t weight,
+                       bool reuse, mprpc__ep_t **out) {
+  size_t got = 0;
+  for (unsigned k = 0; k < ch->conns_per_ep; k++) {
+    mprpc__ep_t *ep = NULL;
+    for (size_t j = 0; reuse && j < ch->neps && !ep; j++)
+      if (ch->eps[j]->slot == k && ch->eps[j]->port == port && strcmp(ch->eps[j]->host, host) == 0)
+        ep = ch->eps[j];
+    if (ep) { /* kept: the list reference carries over */
+      ep->weight = weight ? weight : MPRPC_DEFAULT_WEIGHT;
+    } else {
+      ep = ep_new(ch, host, port, weight);
+      if (!ep)
+        break;
+      ep->slot = k;
+    }
+    out[got++] = ep;
+  }
+  for (size_t k = 1; k < got; k++)
+    out[k]->addr_id = out[0]->addr_id;
+  return got;
+}
+
 int mprpc__ep_list_set_fixed(mprpc_channel_t *ch, const char *servers) {
   size_t cap = 1;
   for (const char *p = servers; *p; p++)
     cap += *p == ',';
+  cap *= ch->conns_per_ep;
   mprpc__ep_t **eps = calloc(cap, sizeof *eps);
   if (!eps)
     return MPRPC_ENOMEM;
@@ -698,13 +730,14 @@ int mprpc__ep_list_set_fixed(mprpc_channel_t *ch, const char *servers) {
     for (size_t i = 0; i < n && !dup; i++)
       dup = eps[i]->port == port && strcmp(eps[i]->host, host) == 0;
     if (!dup) {
-      eps[n] = ep_new(ch, host, port, MPRPC_DEFAULT_WEIGHT);
-      if (!eps[n]) {
+      size_t got = ep_slots(ch, host, port, MPRPC_DEFAULT_WEIGHT, false, eps + n);
+      n += got;
+      if (got < ch->conns_per_ep) {
         rc = MPRPC_ENOMEM;
         break;
       }
-      mprpc__chgov_ep_instance(ch, eps[n], NULL);
-      n++;
+      for (size_t k = n - got; k < n; k++)
+        mprpc__chgov_ep_instance(ch, eps[k], NULL);
     }
     if (!e)
       break;
@@ -733,7 +766,7 @@ void mprpc__ep_registry_cb(void *ud, const mprpc_instance_t *items, size_t n, in
                    ch->sd->name, health_name(health), ch->neps);
     return;
   }
-  mprpc__ep_t **fresh = n ? calloc(n, sizeof *fresh) : NULL;
+  mprpc__ep_t **fresh = n ? calloc(n * ch->conns_per_ep, sizeof *fresh) : NULL;
   if (n && !fresh) {
     MPRPC_LOG_ERROR("channel %s: out of memory applying a registry update", ch->sd->name);
     return;
@@ -751,25 +784,18 @@ void mprpc__ep_registry_cb(void *ud, const mprpc_instance_t *items, size_t n, in
                  strchr(it->host, ':') ? "[%s]:%u" : "%s:%u", it->host, (unsigned)it->port);
       continue;
     }
-    mprpc__ep_t *ep = NULL;
-    for (size_t j = 0; j < ch->neps && !ep; j++)
-      if (ch->eps[j]->port == it->port && strcmp(ch->eps[j]->host, it->host) == 0)
-        ep = ch->eps[j];
     bool dup = false;
     for (size_t j = 0; j < m && !dup; j++)
       dup = fresh[j]->port == it->port && strcmp(fresh[j]->host, it->host) == 0;
     if (dup)
       continue;
-    if (!ep) { /* else kept: the list reference carries over */
-      ep = ep_new(ch, it->host, it->port, it->weight);
-      if (!ep)
-        continue;
-    }
+    size_t got = ep_slots(ch, it->host, it->port, it->weight, true, fresh + m);
     /* registered weight, group, version; then the config centre's view */
-    if (mprpc__chgov_ep_instance(ch, ep, it) != 0)
-      MPRPC_LOG_ERROR("channel %s: out of memory keeping %s's group and version", ch->sd->name,
-                      ep->name);
-    fresh[m++] = ep;
+    for (size_t k = m; k < m + got; k++)
+      if (mprpc__chgov_ep_instance(ch, fresh[k], it) != 0)
+        MPRPC_LOG_ERROR("channel %s: out of memory keeping %s's group and version", ch->sd->name,
+                        fresh[k]->name);
+    m += got;
   }
   if (list_install(ch, fresh, m) != 0) {
     for (size_t i = 0; i < m; i++) {
@@ -822,6 +848,7 @@ void mprpc__ep_shutdown_all(mprpc_channel_t *ch) {
 
 /* ---- selection ------------------------------------------------------------ */
 
+/* id: an address (ep->addr_id); every connection of a tried address is tried. */
 static bool tried(const mprpc__call_t *c, uint64_t id) {
   for (int i = 0; i < c->ntried; i++)
     if (c->tried[i] == id)
@@ -846,8 +873,8 @@ mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t excl
           now = mprpc_loop_now(ch->loop);
         admitted = mprpc__breaker_admits(&ep->br, now);
       }
-      ch->nodes[i].skip = !admitted || ep->id == exclude_id || (pass == 0 && tried(c, ep->id)) ||
-                          mprpc__chgov_ep_excluded(ep);
+      ch->nodes[i].skip = !admitted || ep->addr_id == exclude_id ||
+                          (pass == 0 && tried(c, ep->addr_id)) || mprpc__chgov_ep_excluded(ep);
     }
     long idx = mprpc__lb_pick(&ch->lb, r, has_key, key);
     if (idx >= 0)
@@ -858,13 +885,15 @@ mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t excl
   mprpc__ep_t *best = NULL;
   for (size_t i = 0; i < ch->neps; i++) {
     mprpc__ep_t *ep = ch->eps[i];
-    if ((ep->id == exclude_id && ch->neps > 1) || mprpc__chgov_ep_excluded(ep))
+    if (ep->addr_id == exclude_id && ch->neps > ch->conns_per_ep) /* another address exists */
+      continue;
+    if (mprpc__chgov_ep_excluded(ep))
       continue; /* a disabled or unselected provider is never called */
     if (!best) {
       best = ep;
       continue;
     }
-    bool bt = tried(c, best->id), et = tried(c, ep->id);
+    bool bt = tried(c, best->addr_id), et = tried(c, ep->addr_id);
     if ((bt && !et) || (bt == et && ep->br.until_ns < best->br.until_ns))
       best = ep;
   }

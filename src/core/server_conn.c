@@ -233,6 +233,9 @@ static void conn_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *in) {
   conn->batching = false;
   mprpc__srv_flush(conn); /* a no-op (bytes dropped) once closing */
   mprpc__srv_budget_read_end(conn, progressed, arrival);
+  /* 64 KiB kept: what an idle connection holds outside the memory budget
+   * (a provider has many connections; a channel keeps 256 KiB, endpoint.c).
+   * A request just over it regrows the block: the price at 64 KiB. */
   if (!conn->closed && mprpc_rbuf_len(in) == 0)
     mprpc_rbuf_shrink(in, 64 * 1024);
   conn->in_seen = conn->closed ? 0 : mprpc_rbuf_len(in);

@@ -356,59 +356,25 @@ static mprpc_rand_t op_rand(void *ctx) {
   return mprpc_rand_xoshiro(&L->rng);
 }
 
-/* A waiter is a one-shot binary semaphore for a thread blocking on a result
- * the loop produces (synchronous calls). */
-typedef struct waiter {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  bool woken;
-} waiter_t;
-
+/* Waiters (synchronous calls): see waiter.c. */
 static void *op_waiter_new(void *ctx) {
   (void)ctx;
-  waiter_t *w = malloc(sizeof *w);
-  if (!w)
-    return NULL;
-  w->woken = false;
-  if (pthread_mutex_init(&w->mu, NULL) != 0)
-    goto fail;
-  if (pthread_cond_init(&w->cv, NULL) != 0) {
-    pthread_mutex_destroy(&w->mu);
-    goto fail;
-  }
-  return w;
-fail:
-  free(w);
-  return NULL;
+  return mprpc__waiter_new();
 }
 
-static void op_waiter_wait(void *ctx, void *wp) {
+static void op_waiter_wait(void *ctx, void *w) {
   (void)ctx;
-  waiter_t *w = wp;
-  pthread_mutex_lock(&w->mu);
-  while (!w->woken)
-    pthread_cond_wait(&w->cv, &w->mu);
-  w->woken = false;
-  pthread_mutex_unlock(&w->mu);
+  mprpc__waiter_wait(w);
 }
 
-static void op_waiter_wake(void *ctx, void *wp) {
+static void op_waiter_wake(void *ctx, void *w) {
   (void)ctx;
-  waiter_t *w = wp;
-  pthread_mutex_lock(&w->mu);
-  w->woken = true;
-  pthread_cond_signal(&w->cv);
-  pthread_mutex_unlock(&w->mu);
+  mprpc__waiter_wake(w);
 }
 
-static void op_waiter_free(void *ctx, void *wp) {
+static void op_waiter_free(void *ctx, void *w) {
   (void)ctx;
-  waiter_t *w = wp;
-  if (!w)
-    return;
-  pthread_cond_destroy(&w->cv);
-  pthread_mutex_destroy(&w->mu);
-  free(w);
+  mprpc__waiter_free(w);
 }
 
 static const mprpc_loop_ops_t evloop_ops = {

@@ -82,6 +82,14 @@ uint64_t mprpc__evloop_timer_start(mprpc__evloop_t *L, uint64_t delay_ns, mprpc_
 void mprpc__evloop_timer_cancel(mprpc__evloop_t *L, uint64_t id);
 int mprpc__evloop_post(mprpc__evloop_t *L, mprpc_post_cb fn, void *arg);
 
+/* waiter.c: the loop seam's waiters (futex one-shot semaphores, one kept
+ * per thread for reuse). */
+typedef struct mprpc__waiter mprpc__waiter_t;
+mprpc__waiter_t *mprpc__waiter_new(void);
+void mprpc__waiter_wait(mprpc__waiter_t *w);
+void mprpc__waiter_wake(mprpc__waiter_t *w);
+void mprpc__waiter_free(mprpc__waiter_t *w);
+
 /* Provided by tcp.c, called by the loop. */
 /* Closes every listener and connection of L (MPRPC_CLOSE_SHUTDOWN). */
 void mprpc__tcp_loop_shutdown(mprpc__evloop_t *L);

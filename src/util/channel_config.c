@@ -37,6 +37,11 @@ int mprpc_channel_opts_from_config(mprpc_config_t *cfg, mprpc_channel_opts_t *o)
   if ((rc = mprpc_config_get_int(cfg, "max_retry", o->max_retry, 0, 100, &v)) != 0)
     return rc;
   o->max_retry = (int)v;
+  if ((rc = mprpc_config_get_int(cfg, "connections_per_endpoint",
+                                 o->connections_per_endpoint ? o->connections_per_endpoint : 1, 1,
+                                 64, &v)) != 0)
+    return rc;
+  o->connections_per_endpoint = (unsigned)v;
   if ((rc = mprpc_config_get_choice(cfg, "retry_policy", policies, 2, &o->retry_policy)) != 0 ||
       (rc = mprpc_config_get_choice(cfg, "lb", lbs, 4, &o->lb)) != 0 ||
       (rc = mprpc_config_get_choice(cfg, "compress", compressions, 4, &o->compress_type)) != 0)

@@ -62,6 +62,7 @@ static const mprpc__key_t k_keys[] = {
     {"attempt_timeout", "channel"},
     {"backup_request", "channel"},
     {"max_retry", "channel"},
+    {"connections_per_endpoint", "channel"},
     {"retry_policy", "channel"},
     {"lb", "channel"},
     {"compress", "channel"},

@@ -12,6 +12,9 @@
  *                 [-T CLI_THREADS] [-n CONNS]
  *       forks a server on 127.0.0.1 (ephemeral port), runs the client against
  *       it, prints one "BENCH impl=baseline ..." line, stops the server.
+ *       --sync: -T threads, each on its own blocking connection, send one
+ *       request and wait for its reply in a loop ("BENCH impl=baseline-sync",
+ *       concurrency = threads): what mprpc-bench --sync is compared with.
  *   baseline_echo --server [-p PORT] [-t THREADS]       server only
  *   baseline_echo --client HOST:PORT [--server-pid PID] [...] client only
  *
@@ -434,6 +437,107 @@ static int connect_to(const char *host, int port) {
   return fd;
 }
 
+
+/* --sync: T threads, each with its own blocking connection, write one
+ * request and read its reply, over and over: the raw-socket limit of T
+ * synchronous callers (mprpc-bench --sync shares one channel among them). */
+typedef struct sthread {
+  pthread_t th;
+  int fd;
+  bench_hist_t hist;
+  uint64_t count;
+  int error;
+  char *in;
+} sthread_t;
+
+static void *sthread_main(void *arg) {
+  sthread_t *t = arg;
+  size_t reqsz = 4 + g.payload;
+  for (uint64_t now = bench_now_ns(); now < g.win.t_end;) {
+    uint64_t sent = now;
+    struct iovec iov[2] = {{&g.hdr, 4}, {g.body, g.payload}};
+    int niov = g.payload ? 2 : 1;
+    size_t left = reqsz;
+    while (left) {
+      ssize_t k = writev(t->fd, iov, niov);
+      if (k <= 0) {
+        if (k < 0 && errno == EINTR)
+          continue;
+        t->error = 1;
+        return NULL;
+      }
+      left -= (size_t)k;
+      for (int i = 0; i < niov && k > 0; i++) { /* advance past what went out */
+        size_t take = (size_t)k < iov[i].iov_len ? (size_t)k : iov[i].iov_len;
+        iov[i].iov_base = (char *)iov[i].iov_base + take;
+        iov[i].iov_len -= take;
+        k -= (ssize_t)take;
+      }
+    }
+    size_t got = 0;
+    while (got < reqsz) {
+      ssize_t n = read(t->fd, t->in + got, reqsz - got);
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR)
+          continue;
+        t->error = 1;
+        return NULL;
+      }
+      got += (size_t)n;
+    }
+    uint32_t len;
+    memcpy(&len, t->in, 4);
+    if (ntohl(len) != g.payload) {
+      fprintf(stderr, "baseline_echo: bad reply (len %u)\n", ntohl(len));
+      t->error = 1;
+      return NULL;
+    }
+    now = bench_now_ns();
+    if (bench_window_has(&g.win, now)) {
+      bench_hist_add(&t->hist, now - sent);
+      t->count++;
+    }
+  }
+  return NULL;
+}
+
+static int client_run_sync(const char *host, int port, pid_t server_pid, const bench_opts_t *o) {
+  int n = o->conc;
+  sthread_t *ts = calloc((size_t)n, sizeof *ts);
+  bench_hist_t *h = calloc(1, sizeof *h);
+  if (!ts || !h)
+    die("calloc");
+  for (int i = 0; i < n; i++) {
+    ts[i].fd = connect_to(host, port);
+    fcntl(ts[i].fd, F_SETFL, fcntl(ts[i].fd, F_GETFL) & ~O_NONBLOCK); /* blocking calls */
+    ts[i].in = malloc(4 + g.payload);
+    if (!ts[i].in)
+      die("malloc");
+  }
+  bench_window_open(&g.win, o, server_pid);
+  for (int i = 0; i < n; i++)
+    if (pthread_create(&ts[i].th, NULL, sthread_main, &ts[i]) != 0)
+      die("pthread_create");
+  bench_window_run(&g.win);
+  uint64_t count = 0;
+  int err = 0;
+  for (int i = 0; i < n; i++) {
+    pthread_join(ts[i].th, NULL);
+    bench_hist_merge(h, &ts[i].hist);
+    count += ts[i].count;
+    err |= ts[i].error;
+    close(ts[i].fd);
+    free(ts[i].in);
+  }
+  if (err)
+    fprintf(stderr, "baseline_echo: connection error during the run\n");
+  else
+    bench_window_report(&g.win, "baseline-sync", o, count, h);
+  free(h);
+  free(ts);
+  return err;
+}
+
 static int client_run(const char *host, int port, pid_t server_pid, const bench_opts_t *o) {
   g.payload = o->payload;
   g.body = malloc(o->payload ? o->payload : 1);
@@ -441,6 +545,11 @@ static int client_run(const char *host, int port, pid_t server_pid, const bench_
     die("malloc");
   bench_fill_payload(g.body, o->payload);
   g.hdr = htonl((uint32_t)o->payload);
+  if (o->sync) {
+    int rc = client_run_sync(host, port, server_pid, o);
+    free(g.body);
+    return rc;
+  }
 
   int nconns = o->conns < 1 ? 1 : o->conns;
   if (nconns > o->conc)
@@ -510,7 +619,7 @@ static int client_run(const char *host, int port, pid_t server_pid, const bench_
 static void usage(void) {
   fprintf(stderr,
           "usage: baseline_echo [-s BYTES] [-c CONC] [-d SECS] [-w SECS] [-t SRV_THREADS]\n"
-          "                     [-T CLI_THREADS] [-n CONNS]\n"
+          "                     [-T CLI_THREADS] [-n CONNS] [--sync]\n"
           "       baseline_echo --server [-p PORT] [-t THREADS]\n"
           "       baseline_echo --client HOST:PORT [--server-pid PID] [options]\n");
   exit(2);

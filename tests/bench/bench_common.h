@@ -178,6 +178,7 @@ typedef struct bench_opts {
   int conns;       /* -n */
   double secs;     /* -d: measurement window */
   double warmup;   /* -w: before the window */
+  bool sync;       /* --sync: -T threads each call synchronously (conc = T) */
 } bench_opts_t;
 
 enum { BENCH_MODE_BOTH, BENCH_MODE_SERVER, BENCH_MODE_CLIENT, BENCH_MODE_IDLE };
@@ -207,6 +208,10 @@ static inline int bench_parse_args(int argc, char **argv, long long max_payload,
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
     if (!strcmp(a, "--server")) {
       c->mode = BENCH_MODE_SERVER;
+      continue;
+    }
+    if (!strcmp(a, "--sync")) {
+      c->o.sync = true;
       continue;
     }
     if (!v)
@@ -243,6 +248,8 @@ static inline int bench_parse_args(int argc, char **argv, long long max_payload,
       return -1;
     }
   }
+  if (c->o.sync) /* one synchronous call in flight per thread */
+    c->o.conc = c->o.cli_threads < 1 ? 1 : c->o.cli_threads;
   return 0;
 }
 

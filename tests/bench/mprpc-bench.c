@@ -9,6 +9,11 @@
  *       its next call when its previous one completed) over CONNS channels,
  *       one multiplexed connection each, spread over CONSUMER_THREADS loops;
  *       prints one "BENCH impl=mprpc ..." line and stops the provider.
+ *   mprpc-bench --sync -T THREADS [-n CONNS] [options]
+ *       THREADS threads each call the generated Echo stub synchronously in
+ *       a loop through ONE shared channel (CONNS connections to the
+ *       provider, connections_per_endpoint); "BENCH impl=mprpc-sync ...",
+ *       concurrency = THREADS.
  *   mprpc-bench --server [-p PORT] [-t THREADS]   provider only ("PORT n")
  *   mprpc-bench --client HOST:PORT [--server-pid PID] [options]
  *   mprpc-bench --idle-conns N [-t THREADS]
@@ -244,6 +249,99 @@ static void call_done(const ProtobufCMessage *resp, void *arg) {
 
 static void post_start(void *arg) { start_call(arg); }
 
+
+/* --sync: T threads call the generated Echo stub synchronously in a loop,
+ * all through one channel on one consumer loop (the seeds' "like a local
+ * function" usage). The closure runs on the caller's thread before the stub
+ * returns. */
+typedef struct sync_caller {
+  pthread_t th;
+  mprpc_channel_t *ch;
+  bench_hist_t hist;
+  uint64_t count, failures;
+  int last_error;
+  bool ok; /* set by the closure */
+} sync_caller_t;
+
+static void sync_done(const Example__EchoResponse *r, void *arg) {
+  sync_caller_t *c = arg;
+  if (!r) {
+    mprpc_controller_t *ctl = mprpc_controller_current();
+    c->last_error = ctl ? mprpc_controller_error_code(ctl) : MPRPC_EINTERNAL;
+    c->ok = false;
+  } else {
+    c->ok = strlen(r->message) == g.req_len;
+    if (!c->ok)
+      c->last_error = MPRPC_ERESPONSE;
+  }
+}
+
+static void *sync_main(void *arg) {
+  sync_caller_t *c = arg;
+  ProtobufCService *svc = mprpc_channel_service(c->ch);
+  for (uint64_t now = bench_now_ns(); now < g.win.t_end;) {
+    uint64_t sent = now;
+    c->ok = false;
+    example__echo_service__echo(svc, &g.req, sync_done, c);
+    now = bench_now_ns();
+    if (!c->ok)
+      c->failures++;
+    else if (bench_window_has(&g.win, now)) {
+      bench_hist_add(&c->hist, now - sent);
+      c->count++;
+    }
+  }
+  return NULL;
+}
+
+static int sync_client(const char *target, pid_t server_pid, const bench_opts_t *o) {
+  mprpc_loop_group_t *grp;
+  int rc = mprpc_loop_group_new(1, &grp);
+  if (rc || (rc = mprpc_loop_group_start(grp)) != 0)
+    die("loop group", rc);
+  mprpc_channel_opts_t co;
+  mprpc_channel_opts_init(&co);
+  co.loop = mprpc_loop_group_loop(grp, 0);
+  co.transport = mprpc_tcp_transport();
+  co.servers = target;
+  co.timeout_ms = 10000;
+  co.connections_per_endpoint = (unsigned)(o->conns < 1 ? 1 : o->conns);
+  mprpc_channel_t *ch;
+  if ((rc = mprpc_channel_new(&example__echo_service__descriptor, &co, &ch)) != 0)
+    die("mprpc_channel_new", rc);
+  int n = o->conc;
+  sync_caller_t *cs = calloc((size_t)n, sizeof *cs);
+  bench_hist_t *h = calloc(1, sizeof *h);
+  if (!cs || !h)
+    die("calloc", 0);
+  bench_window_open(&g.win, o, server_pid);
+  for (int i = 0; i < n; i++) {
+    cs[i].ch = ch;
+    if (pthread_create(&cs[i].th, NULL, sync_main, &cs[i]) != 0)
+      die("pthread_create", 0);
+  }
+  bench_window_run(&g.win);
+  uint64_t count = 0, failures = 0;
+  int last_error = 0;
+  for (int i = 0; i < n; i++) {
+    pthread_join(cs[i].th, NULL);
+    bench_hist_merge(h, &cs[i].hist);
+    count += cs[i].count;
+    failures += cs[i].failures;
+    if (cs[i].last_error)
+      last_error = cs[i].last_error;
+  }
+  mprpc_channel_destroy(ch);
+  mprpc_loop_group_free(grp);
+  bench_window_report(&g.win, "mprpc-sync", o, count, h);
+  if (failures)
+    fprintf(stderr, "mprpc-bench: %llu failed calls (last: %s)\n", (unsigned long long)failures,
+            mprpc_err_name(last_error));
+  free(h);
+  free(cs);
+  return failures && !count ? 1 : 0;
+}
+
 static int client_main(const char *target, pid_t server_pid, const bench_opts_t *o) {
   mprpc_log_set_level(MPRPC_LOG_LEVEL_WARN);
   char *body = malloc(o->payload + 1);
@@ -255,6 +353,11 @@ static int client_main(const char *target, pid_t server_pid, const bench_opts_t 
   req.message = body;
   g.req = req;
   g.req_len = o->payload;
+  if (o->sync) {
+    int rc = sync_client(target, server_pid, o);
+    free(body);
+    return rc;
+  }
 
   int nthreads = o->cli_threads < 1 ? 1 : o->cli_threads;
   int nch = o->conns < nthreads ? nthreads : o->conns;
@@ -547,7 +650,7 @@ static int handshakes_main(int n, int threads) {
 static void usage(void) {
   fprintf(stderr,
           "usage: mprpc-bench [-s BYTES] [-c CONC] [-d SECS] [-w SECS] [-t PROVIDER_THREADS]\n"
-          "                   [-T CONSUMER_THREADS] [-n CONNS]\n"
+          "                   [-T CONSUMER_THREADS] [-n CONNS] [--sync]\n"
           "       mprpc-bench --server [-p PORT] [-t THREADS]\n"
           "       mprpc-bench --client HOST:PORT [--server-pid PID] [options]\n"
           "       mprpc-bench --idle-conns N [-t THREADS]\n"
