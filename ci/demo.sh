@@ -158,6 +158,16 @@ for name in user-a user-b friend; do
   curl -s --max-time 5 "http://127.0.0.1:${port[$name]}/status" >"$tmp/$name.status" 2>/dev/null || true
 done
 
+# The mprpc command against the running demo (docs/cli.md): the registry's
+# services and providers, and one call through the registry by reflection.
+reg_uri=""
+if [[ -z $TLS && -x $BIN/mprpc ]]; then
+  if [[ $MODE == zk ]]; then reg_uri="zk://$zk"; else reg_uri="file://$tmp/registry"; fi
+  "$BIN/mprpc" list "$reg_uri" >"$tmp/mprpc-list.out" 2>&1 || true
+  "$BIN/mprpc" call "$reg_uri" fixbug.UserServiceRpc.Login '{"name":"zhang san","pwd":"123456"}' \
+    >"$tmp/mprpc-call.out" 2>&1 || true
+fi
+
 # Stop the providers now so they report what they served.
 for name in user-a user-b friend; do kill -TERM "${pid_of[$name]}" 2>/dev/null; done
 for name in user-a user-b friend; do
@@ -188,6 +198,13 @@ for name in user-a user-b friend; do
   grep -E '^(uptime_seconds|  method )' "$tmp/$name.status" 2>/dev/null | head -n 3 | sed 's/^ */        /'
 done
 echo
+if [[ -n $reg_uri ]]; then
+  echo "\$ mprpc list $reg_uri"
+  sed 's/^/    /' "$tmp/mprpc-list.out"
+  echo "\$ mprpc call $reg_uri fixbug.UserServiceRpc.Login '{\"name\":\"zhang san\",\"pwd\":\"123456\"}'"
+  sed 's/^/    /' "$tmp/mprpc-call.out"
+  echo
+fi
 printf '  PASS: %s calls, 0 failed; restarted user-a served %s calls after rejoining (its own count: %s)%s\n' \
   "$calls" "$rejoin" "${self:-?}" "${TLS:+, all over mutual TLS}"
 ok=1
