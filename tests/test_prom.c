@@ -77,6 +77,20 @@ static void test_prom_histogram_format(void **state) {
   assert_int_equal(mprpc__prom_histogram(&w, "h_seconds", "H.", NULL, 0, &empty), 0);
   assert_string_equal(tb.data, "# HELP h_seconds H.\n# TYPE h_seconds histogram\n"
                                "h_seconds_bucket{le=\"+Inf\"} 0\nh_seconds_sum 0\nh_seconds_count 0\n");
+  /* the writer keeps the last bounds formatted: other bounds (same count,
+   * then the first ones again) are formatted afresh */
+  mprpc__textbuf_reset(&tb);
+  mprpc__prom_init(&w, &tb);
+  const double other[] = {0.5, 2, 4, 8};
+  mprpc__prom_hist_t h2 = {other, counts, 4, 1, 10};
+  assert_int_equal(mprpc__prom_histogram(&w, "a_seconds", "A.", NULL, 0, &h), 0);
+  assert_int_equal(mprpc__prom_histogram(&w, "b_seconds", "B.", NULL, 0, &h2), 0);
+  assert_int_equal(mprpc__prom_histogram(&w, "c_seconds", "C.", NULL, 0, &h), 0);
+  assert_non_null(strstr(tb.data, "a_seconds_bucket{le=\"0.001\"} 2\n"));
+  assert_non_null(strstr(tb.data, "b_seconds_bucket{le=\"0.5\"} 2\n"));
+  assert_non_null(strstr(tb.data, "b_seconds_bucket{le=\"8\"} 9\n"));
+  assert_null(strstr(tb.data, "b_seconds_bucket{le=\"0.001\"}"));
+  assert_non_null(strstr(tb.data, "c_seconds_bucket{le=\"0.1\"} 5\n"));
   mprpc__textbuf_free(&tb);
 }
 

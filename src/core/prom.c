@@ -2,7 +2,6 @@
  * newline; in label values, backslash, double quote and newline. */
 #include "prom.h"
 
-#include <inttypes.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -44,6 +43,26 @@ static int set_err(mprpc__prom_t *w, int err) {
   return err;
 }
 
+static const char *format_u64(char buf[32], uint64_t u) {
+  char tmp[24];
+  size_t n = 0;
+  do
+    tmp[n++] = (char)('0' + u % 10);
+  while ((u /= 10) != 0);
+  for (size_t i = 0; i < n; i++)
+    buf[i] = tmp[n - 1 - i];
+  buf[n] = 0;
+  return buf;
+}
+
+/* " N\n": the end of a sample line with a whole-number value. */
+static void put_count(mprpc__textbuf_t *tb, uint64_t v) {
+  char num[32];
+  mprpc__textbuf_putc(tb, ' ');
+  mprpc__textbuf_puts(tb, format_u64(num, v));
+  mprpc__textbuf_putc(tb, '\n');
+}
+
 const char *mprpc__prom_format_value(char buf[32], double v) {
   if (isnan(v))
     return strcpy(buf, "NaN");
@@ -51,18 +70,8 @@ const char *mprpc__prom_format_value(char buf[32], double v) {
     return strcpy(buf, v > 0 ? "+Inf" : "-Inf");
   /* Counters and most gauges are whole numbers below 2^53: written by hand,
    * they cost no snprintf/strtod round trip (/metrics writes thousands). */
-  if (v >= 0 && v < 9007199254740992.0 && v == (double)(uint64_t)v) {
-    char tmp[24];
-    size_t n = 0;
-    uint64_t u = (uint64_t)v;
-    do
-      tmp[n++] = (char)('0' + u % 10);
-    while ((u /= 10) != 0);
-    for (size_t i = 0; i < n; i++)
-      buf[i] = tmp[n - 1 - i];
-    buf[n] = 0;
-    return buf;
-  }
+  if (v >= 0 && v < 9007199254740992.0 && v == (double)(uint64_t)v)
+    return format_u64(buf, (uint64_t)v);
   for (int prec = 15; prec <= 17; prec++) {
     snprintf(buf, 32, "%.*g", prec, v);
     if (strtod(buf, NULL) == v)
@@ -115,12 +124,18 @@ static void put_series(mprpc__textbuf_t *tb, const char *name, const char *suffi
     return;
   mprpc__textbuf_putc(tb, '{');
   for (size_t i = 0; i < n; i++) {
-    mprpc__textbuf_printf(tb, "%s%s=\"", i ? "," : "", l[i].name);
+    if (i)
+      mprpc__textbuf_putc(tb, ',');
+    mprpc__textbuf_puts(tb, l[i].name);
+    mprpc__textbuf_append(tb, "=\"", 2);
     put_escaped(tb, l[i].value, true);
     mprpc__textbuf_putc(tb, '"');
   }
-  if (le)
-    mprpc__textbuf_printf(tb, "%sle=\"%s\"", n ? "," : "", le);
+  if (le) {
+    mprpc__textbuf_puts(tb, n ? ",le=\"" : "le=\"");
+    mprpc__textbuf_puts(tb, le);
+    mprpc__textbuf_putc(tb, '"');
+  }
   mprpc__textbuf_putc(tb, '}');
 }
 
@@ -132,7 +147,9 @@ int mprpc__prom_sample(mprpc__prom_t *w, const char *name, const mprpc__prom_lab
     return MPRPC_EINVAL;
   char num[32];
   put_series(w->out, name, "", labels, nlabels, NULL);
-  mprpc__textbuf_printf(w->out, " %s\n", mprpc__prom_format_value(num, value));
+  mprpc__textbuf_putc(w->out, ' ');
+  mprpc__textbuf_puts(w->out, mprpc__prom_format_value(num, value));
+  mprpc__textbuf_putc(w->out, '\n');
   return w->out->err ? set_err(w, w->out->err) : 0;
 }
 
@@ -172,15 +189,26 @@ int mprpc__prom_histogram(mprpc__prom_t *w, const char *name, const char *help,
     return rc;
   mprpc__textbuf_t *tb = w->out;
   char num[32];
+  bool cached = h->n <= MPRPC__PROM_LE_CACHE;
+  if (cached && h->n && (h->n != w->le_n || memcmp(h->bounds, w->le_val, h->n * sizeof *h->bounds))) {
+    for (size_t i = 0; i < h->n; i++) {
+      w->le_val[i] = h->bounds[i];
+      mprpc__prom_format_value(w->le_txt[i], h->bounds[i]);
+    }
+    w->le_n = h->n;
+  }
   for (size_t i = 0; i < h->n; i++) {
-    put_series(tb, name, "_bucket", labels, nlabels, mprpc__prom_format_value(num, h->bounds[i]));
-    mprpc__textbuf_printf(tb, " %" PRIu64 "\n", h->counts[i]);
+    const char *le = cached ? w->le_txt[i] : mprpc__prom_format_value(num, h->bounds[i]);
+    put_series(tb, name, "_bucket", labels, nlabels, le);
+    put_count(tb, h->counts[i]);
   }
   put_series(tb, name, "_bucket", labels, nlabels, "+Inf");
-  mprpc__textbuf_printf(tb, " %" PRIu64 "\n", h->count);
+  put_count(tb, h->count);
   put_series(tb, name, "_sum", labels, nlabels, NULL);
-  mprpc__textbuf_printf(tb, " %s\n", mprpc__prom_format_value(num, h->sum));
+  mprpc__textbuf_putc(tb, ' ');
+  mprpc__textbuf_puts(tb, mprpc__prom_format_value(num, h->sum));
+  mprpc__textbuf_putc(tb, '\n');
   put_series(tb, name, "_count", labels, nlabels, NULL);
-  mprpc__textbuf_printf(tb, " %" PRIu64 "\n", h->count);
+  put_count(tb, h->count);
   return tb->err ? set_err(w, tb->err) : 0;
 }

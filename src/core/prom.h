@@ -26,10 +26,17 @@ typedef struct mprpc__prom_label {
   const char *value; /* any UTF-8; escaped */
 } mprpc__prom_label_t;
 
+#define MPRPC__PROM_LE_CACHE 48 /* histogram bounds kept formatted */
+
 typedef struct mprpc__prom {
   mprpc__textbuf_t *out;
   char family[128]; /* the family whose HELP/TYPE were written last */
   int err;
+  /* The last histogram's bounds, formatted: every method's histogram has
+   * the same ones, and a double costs a printf and a strtod to format. */
+  size_t le_n;
+  double le_val[MPRPC__PROM_LE_CACHE];
+  char le_txt[MPRPC__PROM_LE_CACHE][32];
 } mprpc__prom_t;
 
 /* A histogram's state as the exposition wants it: n finite upper bounds in

@@ -77,18 +77,28 @@ int mprpc__textbuf_putc(mprpc__textbuf_t *tb, char c) { return mprpc__textbuf_ap
 int mprpc__textbuf_vprintf(mprpc__textbuf_t *tb, const char *fmt, va_list ap) {
   if (tb->err)
     return tb->err;
+  /* Straight into the free space; formatted again only when it did not fit. */
+  size_t room = tb->cap - tb->len;
   va_list ap2;
   va_copy(ap2, ap);
-  char small[256];
-  int n = vsnprintf(small, sizeof small, fmt, ap2);
+  char small[1];
+  int n = vsnprintf(room ? tb->data + tb->len : small, room ? room : sizeof small, fmt, ap2);
   va_end(ap2);
-  if (n < 0)
+  if (n < 0) {
+    if (tb->data)
+      tb->data[tb->len] = '\0';
     return tb->err = MPRPC_EINVAL;
-  if ((size_t)n < sizeof small)
-    return mprpc__textbuf_append(tb, small, (size_t)n);
+  }
+  if ((size_t)n < room) {
+    tb->len += (size_t)n;
+    return 0;
+  }
   int rc = mprpc__textbuf_reserve(tb, (size_t)n);
-  if (rc)
+  if (rc) {
+    if (tb->data)
+      tb->data[tb->len] = '\0';
     return rc;
+  }
   vsnprintf(tb->data + tb->len, (size_t)n + 1, fmt, ap);
   tb->len += (size_t)n;
   return 0;
