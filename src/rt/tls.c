@@ -10,9 +10,12 @@
  *   inner on_data: ciphertext lands in tc->raw -> BIO_write(rbio) ->
  *     SSL_do_handshake / SSL_read -> plaintext appended to the outer rbuf
  *     -> outer on_data.
- *   outer writev: plaintext -> SSL_write (small iovecs gathered so that a
- *     write makes full 16 KiB records plus one tail record, never one record
- *     per iovec) -> the records are drained from wbio into inner writev.
+ *   outer writev: plaintext -> the cork (copied, like TCP's coalescing
+ *     buffer) -> at the end of the inner callback that wrote it, or from a
+ *     zero-delay timer for writes made outside one, SSL_write of all of it
+ *     (full 16 KiB records plus one tail record: never one record per
+ *     frame, whose fixed cost dominates small calls) -> the records are
+ *     drained from wbio into inner writev. Large writes skip the cork.
  *   inner on_close: outer on_close (exactly once, with our reason when TLS
  *     failed), then the SSL and the tconn are freed.
  *
@@ -58,6 +61,7 @@
 #define INNER_HWM (SIZE_MAX / 4) /* ours is enforced on plaintext */
 #define RECORD_MAX (16u * 1024u) /* TLS plaintext per record */
 #define DRAIN_CHUNK (64u * 1024u)
+#define CORK_MAX (4u * RECORD_MAX) /* plaintext held for one encryption */
 #define READ_CHUNK (16u * 1024u)
 #define DELIVER_EVERY (64u * 1024u) /* on_data after this much plaintext */
 #define TLS_HANDSHAKE_BYTE 0x16
@@ -104,6 +108,10 @@ typedef struct tconn {
   size_t pre_len, pre_cap;
   size_t hwm;
   uint64_t timer;
+  uint8_t *cork; /* plaintext written but not encrypted yet (T_OPEN) */
+  size_t cork_len, cork_cap;
+  uint64_t cork_timer; /* flushes a cork filled outside our callbacks */
+  bool in_cb;          /* inside an inner callback: it flushes the cork */
   uint64_t wire_total, plain_total, plain_done;
   mark_t *marks; /* FIFO of writes with records still in the inner backlog */
   size_t mhead, mlen, mcap;
@@ -139,6 +147,7 @@ static void tc_free(tconn_t *tc) {
   mprpc_rbuf_free(&tc->raw);
   mprpc_rbuf_free(&tc->own_in);
   free(tc->pre);
+  free(tc->cork);
   free(tc->marks);
   free(tc->identity);
   mprpc__tls_ctx_unref(tc->ctx);
@@ -158,6 +167,14 @@ static tconn_t *tc_new(mprpc_tls_ctx_t *x, bool server, mprpc_loop_t loop, size_
   mprpc_rbuf_init(&tc->raw);
   mprpc_rbuf_init(&tc->own_in);
   return tc;
+}
+
+static void cork_drop(tconn_t *tc) {
+  tc->cork_len = 0;
+  if (tc->cork_timer) {
+    mprpc_timer_cancel(tc->loop, tc->cork_timer);
+    tc->cork_timer = 0;
+  }
 }
 
 static const char *peer_of(tconn_t *tc) {
@@ -206,6 +223,7 @@ static void tc_abort(tconn_t *tc, int err) {
     mprpc_timer_cancel(tc->loop, tc->timer);
     tc->timer = 0;
   }
+  cork_drop(tc);
   mprpc_conn_close(tc->inner_t, tc->inner, false);
 }
 
@@ -338,6 +356,10 @@ static int ssl_write_all(tconn_t *tc, const uint8_t *p, size_t n) {
 static int write_plain(tconn_t *tc, const struct iovec *iov, int iovcnt, size_t total) {
   size_t g = 0; /* bytes in gather_buf */
   int rc = 0;
+  if (iovcnt == 1) { /* contiguous already: OpenSSL cuts the records */
+    rc = ssl_write_all(tc, iov[0].iov_base, iov[0].iov_len);
+    iovcnt = 0;
+  }
   for (int i = 0; i < iovcnt && rc == 0; i++) {
     const uint8_t *p = iov[i].iov_base;
     size_t n = iov[i].iov_len;
@@ -378,6 +400,59 @@ static int write_plain(tconn_t *tc, const struct iovec *iov, int iovcnt, size_t 
   if (rc != 0) {
     MPRPC_LOG_ERROR("tls: writev(%s): %s", peer_of(tc), mprpc_strerror(rc));
     tc_abort(tc, rc);
+  }
+  return 0;
+}
+
+/* Encrypts and hands on what the cork holds. A large cork is let go once
+ * it drained, so an idle connection keeps no more than a record's worth. */
+static void cork_flush(tconn_t *tc) {
+  if (tc->cork_timer) {
+    mprpc_timer_cancel(tc->loop, tc->cork_timer);
+    tc->cork_timer = 0;
+  }
+  if (tc->cork_len == 0 || tc->state != T_OPEN)
+    return;
+  struct iovec v = {tc->cork, tc->cork_len};
+  size_t n = tc->cork_len;
+  tc->cork_len = 0;
+  write_plain(tc, &v, 1, n);
+  if (tc->cork_cap > RECORD_MAX) {
+    free(tc->cork);
+    tc->cork = NULL;
+    tc->cork_cap = 0;
+  }
+}
+
+static void on_cork_timer(void *arg) {
+  tconn_t *tc = arg;
+  tc->cork_timer = 0;
+  if (!tc->closing && !tc->dead)
+    cork_flush(tc);
+}
+
+/* Plaintext into the cork (total + cork_len <= CORK_MAX); flushed when the
+ * inner callback we are in returns, or by a zero-delay timer. */
+static int cork_append(tconn_t *tc, const struct iovec *iov, int iovcnt, size_t total) {
+  if (tc->cork_len + total > tc->cork_cap) {
+    size_t cap = tc->cork_cap ? tc->cork_cap : 4096;
+    while (cap < tc->cork_len + total)
+      cap *= 2;
+    uint8_t *p = realloc(tc->cork, cap);
+    if (!p)
+      return MPRPC_ENOMEM;
+    tc->cork = p;
+    tc->cork_cap = cap;
+  }
+  for (int i = 0; i < iovcnt; i++) {
+    if (iov[i].iov_len)
+      memcpy(tc->cork + tc->cork_len, iov[i].iov_base, iov[i].iov_len);
+    tc->cork_len += iov[i].iov_len;
+  }
+  if (!tc->in_cb && !tc->cork_timer) {
+    tc->cork_timer = mprpc_timer_start(tc->loop, 0, on_cork_timer, tc);
+    if (!tc->cork_timer)
+      cork_flush(tc); /* no timer: no coalescing, nothing lost */
   }
   return 0;
 }
@@ -577,9 +652,7 @@ static void in_on_connect(mprpc_conn_t *c, void *ud) {
   handshake_step(tc); /* the ClientHello */
 }
 
-static void in_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *raw) {
-  (void)c;
-  tconn_t *tc = ud;
+static void in_data(tconn_t *tc, mprpc_rbuf_t *raw) {
   size_t len = mprpc_rbuf_len(raw);
   if (len == 0)
     return;
@@ -647,13 +720,38 @@ static void in_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *raw) {
     read_app(tc);
 }
 
+/* What the outer handler writes from inside the callback (the answers to
+ * the requests just read, the calls a completion starts) is encrypted
+ * together when it returns. The inner on_close is deferred, so tc lives on
+ * until then. */
+static void in_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *raw) {
+  (void)c;
+  tconn_t *tc = ud;
+  bool outer = !tc->in_cb;
+  tc->in_cb = true;
+  in_data(tc, raw);
+  if (outer) {
+    tc->in_cb = false;
+    if (!tc->closing && !tc->dead)
+      cork_flush(tc);
+  }
+}
+
 static void in_on_writable(mprpc_conn_t *c, void *ud) {
   (void)c;
   tconn_t *tc = ud;
   if (tc->closing || !tc->has_handler || !tc->h.on_writable)
     return;
-  if (tc->state == T_OPEN || tc->state == T_PLAIN)
-    tc->h.on_writable(outer_of(tc), tc->ud);
+  if (tc->state != T_OPEN && tc->state != T_PLAIN)
+    return;
+  bool outer = !tc->in_cb;
+  tc->in_cb = true;
+  tc->h.on_writable(outer_of(tc), tc->ud);
+  if (outer) {
+    tc->in_cb = false;
+    if (!tc->closing && !tc->dead)
+      cork_flush(tc);
+  }
 }
 
 static void in_on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
@@ -664,6 +762,7 @@ static void in_on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
     mprpc_timer_cancel(tc->loop, tc->timer);
     tc->timer = 0;
   }
+  cork_drop(tc);
   bool in_handshake = tc->state == T_HANDSHAKE || tc->state == T_SNIFF;
   if (!tc->failed && !tc->closing && in_handshake &&
       (reason == MPRPC_CLOSE_EOF || reason == MPRPC_CLOSE_RESET) &&
@@ -932,9 +1031,16 @@ static int op_writev(void *ctx, mprpc_conn_t *c, const struct iovec *iov, int io
       return MPRPC_EHWM;
     return mprpc_conn_writev(tc->inner_t, tc->inner, iov, iovcnt);
   case T_OPEN:
-    if (plain_pending(tc) > tc->hwm - total)
+    if (plain_pending(tc) + tc->cork_len > tc->hwm - total)
       return MPRPC_EHWM;
-    return write_plain(tc, iov, iovcnt, total);
+    if (tc->cork_len + total > CORK_MAX) {
+      cork_flush(tc);
+      if (tc->closing)
+        return 0; /* TLS failed: on_close reports it */
+      if (total > CORK_MAX / 2)
+        return write_plain(tc, iov, iovcnt, total);
+    }
+    return cork_append(tc, iov, iovcnt, total);
   default: /* connecting, sniffing, handshaking */
     if (tc->pre_len > tc->hwm - total)
       return MPRPC_EHWM;
@@ -949,7 +1055,7 @@ static size_t op_out_pending(void *ctx, mprpc_conn_t *c) {
     return 0;
   if (tc->state == T_PLAIN)
     return mprpc_conn_out_pending(tc->inner_t, tc->inner);
-  return tc->pre_len + (tc->state == T_OPEN ? plain_pending(tc) : 0);
+  return tc->pre_len + (tc->state == T_OPEN ? plain_pending(tc) + tc->cork_len : 0);
 }
 
 /* Back-pressure (the provider's memory budget): reading stops below us,
@@ -967,6 +1073,12 @@ static void op_close(void *ctx, mprpc_conn_t *c, bool flush) {
   tconn_t *tc = tc_of(c);
   if (tc->closing || tc->dead)
     return;
+  if (flush) {
+    cork_flush(tc); /* before the close_notify */
+    if (tc->closing)
+      return; /* TLS failed meanwhile: the connection is closing already */
+  }
+  cork_drop(tc);
   tc->closing = true;
   if (tc->timer) {
     mprpc_timer_cancel(tc->loop, tc->timer);
