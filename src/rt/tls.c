@@ -518,6 +518,10 @@ static void read_app(tconn_t *tc) {
         deliver(tc);
         got = 0;
       }
+      /* Nothing left to decrypt: skip the SSL_read that would only say
+       * WANT_READ (a full pass through OpenSSL for each record read). */
+      if (!SSL_has_pending(tc->ssl) && BIO_ctrl_pending(tc->rbio) == 0)
+        break;
       continue;
     }
     int e = SSL_get_error(tc->ssl, n);
