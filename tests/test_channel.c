@@ -25,6 +25,7 @@
 #include <arpa/inet.h>
 #include <unistd.h>
 
+#include "core/channel_int.h"
 #include "core/compress.h"
 #include "echo.pb-c.h"
 #include "mprpc/channel.h"
@@ -1307,13 +1308,23 @@ static void test_channel_ejection_and_readmission(void **state) {
   memset(recs, 0, sizeof recs);
   tally_t t = {0};
   int extra_attempts = 0;
+  bool seen_ejected = false;
   for (int i = 0; i < N; i++) { /* one at a time, so ejection shows */
     recs[i].t = &t;
     call_async(ch, "e", NULL, &recs[i]);
     wait_done(&t, i + 1, 10);
     assert_int_equal(recs[i].err, 0);
     extra_attempts += recs[i].attempts - 1;
+    mprpc_channel_stats_t s1;
+    mprpc_channel_stats(ch, &s1);
+    if (s1.ejections >= 1 && !seen_ejected) {
+      /* published at the ejection; only a later pick readmits */
+      seen_ejected = true;
+      assert_int_equal(__atomic_load_n(&ch->eps_by_state[MPRPC__EPS_EJECTED], __ATOMIC_RELAXED), 1);
+      assert_int_equal(__atomic_load_n(&ch->eps_by_state[MPRPC__EPS_HEALTHY], __ATOMIC_RELAXED), 1);
+    }
   }
+  assert_true(seen_ejected);
   assert_once(recs, N);
   /* isolated: the dead endpoint cost one retry at first, then few */
   assert_true(extra_attempts < N / 2);
@@ -1336,6 +1347,9 @@ static void test_channel_ejection_and_readmission(void **state) {
   assert_true(atomic_load(&back.execs) > 0);
   assert_int_equal(atomic_load(&t2.failed), 0);
   assert_once(more, i);
+  /* the pick that readmitted it republished: both healthy again */
+  assert_int_equal(__atomic_load_n(&ch->eps_by_state[MPRPC__EPS_HEALTHY], __ATOMIC_RELAXED), 2);
+  assert_int_equal(__atomic_load_n(&ch->eps_by_state[MPRPC__EPS_EJECTED], __ATOMIC_RELAXED), 0);
   mprpc_channel_destroy(ch);
   env_stop(&e);
   prov_stop(&a);

@@ -348,7 +348,8 @@ static void test_console_tcp_client_metrics_without_server(void **state) {
                  "code=\"0\"} 4\n") ||
       !strstr(b, "mprpc_client_request_duration_seconds_count{service=\"example.EchoService\","
                  "method=\"Echo\"} 4\n") ||
-      !strstr(b, "mprpc_client_endpoints{service=\"example.EchoService\",state=\"listed\"} 1\n"))
+      !strstr(b, "mprpc_client_endpoints{service=\"example.EchoService\",state=\"healthy\"} 1\n") ||
+      !strstr(b, "mprpc_client_endpoints{service=\"example.EchoService\",state=\"ejected\"} 0\n"))
     fail_msg("client metrics missing:\n%s", b);
   free(b);
   mprpc_channel_destroy(ch);

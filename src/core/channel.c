@@ -598,10 +598,10 @@ void mprpc__attempt_failed(mprpc__attempt_t *a, int err, const char *text, int r
     } else if (err == MPRPC_ELOGOFF) {
       /* The provider is stopping: stop sending to it right away. */
       if (mprpc__breaker_eject(&ep->br, now))
-        MPRPC__STAT_INC(ch, ejections);
+        mprpc__ep_ejected(ch);
     } else if (endpoint_fault(err) && retry != MPRPC__RETRY_NEVER) {
       if (mprpc__breaker_on_error(&ep->br, now))
-        MPRPC__STAT_INC(ch, ejections);
+        mprpc__ep_ejected(ch);
     }
     mprpc__ep_detach(ep, a);
   }

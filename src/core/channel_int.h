@@ -24,6 +24,18 @@
 
 typedef struct mprpc__call mprpc__call_t;
 typedef struct mprpc__attempt mprpc__attempt_t;
+/* What an address is, for mprpc_client_endpoints{state} (first match):
+ * outside the group/version selection, disabled by the config centre,
+ * ejected by the breaker (its first connection's, as last seen), else
+ * healthy. */
+typedef enum mprpc__eps_state {
+  MPRPC__EPS_HEALTHY,
+  MPRPC__EPS_EJECTED,
+  MPRPC__EPS_DISABLED,
+  MPRPC__EPS_UNSELECTED,
+  MPRPC__EPS_NSTATES
+} mprpc__eps_state_t;
+
 typedef struct mprpc__ep mprpc__ep_t;
 
 /* How safe it is to retry after an attempt failed. */
@@ -229,6 +241,9 @@ struct mprpc_channel {
   mprpc__ep_t **eps;
   mprpc__lb_node_t *nodes;
   size_t neps;       /* connections: addresses x conns_per_ep */
+  /* Addresses by mprpc__eps_state_t, as last published (loop writes,
+   * the console reads: relaxed atomics). */
+  size_t eps_by_state[MPRPC__EPS_NSTATES];
   unsigned conns_per_ep; /* opts.connections_per_endpoint, 1..64 */
   mprpc__lb_t lb;
   uint64_t next_ep_id;
@@ -288,6 +303,12 @@ void mprpc__ep_shutdown_all(mprpc_channel_t *ch);
 void mprpc__ep_attempt_timed_out(mprpc__ep_t *ep, const mprpc__attempt_t *a);
 /* The endpoints' weights changed (config centre): the balancer follows. */
 void mprpc__ep_weights_changed(mprpc_channel_t *ch);
+/* Recounts the addresses by state into ch->eps_by_state (loop thread):
+ * after every change the channel sees (a new list, the config centre, an
+ * ejection, a readmission found by a pick). */
+void mprpc__ep_publish_states(mprpc_channel_t *ch);
+/* An ejection happened: counted, and the states republished. */
+void mprpc__ep_ejected(mprpc_channel_t *ch);
 /* The LB's eligibility pass, then the least-bad fallback. NULL when empty.
  * exclude_id: an address (addr_id) none of whose connections may be picked
  * while another address exists; 0 = none. */

@@ -4,7 +4,8 @@
  * finishes (on the channel's loop, the one writer) and written to /metrics
  * as mprpc_client_requests_total{service,method,code},
  * mprpc_client_request_duration_seconds{service,method} and
- * mprpc_client_endpoints{service,state} for every channel of a list.
+ * mprpc_client_endpoints{service,state} for every channel of a list (the
+ * states are published by the channel's loop, endpoint.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -58,9 +59,16 @@ static void one_channel(void *arg, const mprpc_channel_t *ch) {
   const char *svc = ch->sd->name;
   char code[16];
   if (k->family == 2) {
-    mprpc__prom_label_t lb[2] = {{"service", svc}, {"state", "listed"}};
-    mprpc__prom_gauge(w, "mprpc_client_endpoints", "Endpoints a channel knows", lb, 2,
-                      (double)mprpc_channel_endpoint_count(ch));
+    static const char *const states[MPRPC__EPS_NSTATES] = {"healthy", "ejected", "disabled",
+                                                           "unselected"};
+    for (int st = 0; st < MPRPC__EPS_NSTATES; st++) {
+      mprpc__prom_label_t lb[2] = {{"service", svc}, {"state", states[st]}};
+      mprpc__prom_gauge(w, "mprpc_client_endpoints",
+                        "Provider addresses a channel knows, by state as the channel last saw "
+                        "it (unselected: outside its group/version selection; disabled: by the "
+                        "config centre; ejected: by its breaker)",
+                        lb, 2, (double)__atomic_load_n(&ch->eps_by_state[st], __ATOMIC_RELAXED));
+    }
     return;
   }
   for (unsigned i = 0; i < ch->sd->n_methods; i++) {

@@ -539,7 +539,7 @@ static void on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
     ep->cstate = EP_IDLE;
   } else if (connecting) {
     if (mprpc__breaker_on_conn_failure(&ep->br, now)) {
-      MPRPC__STAT_INC(ch, ejections);
+      mprpc__ep_ejected(ch);
       MPRPC_LOG_INFO("channel %s: ejected %s for %llu ms (%s)", ch->sd->name, ep->name,
                      (unsigned long long)(mprpc__breaker_period(&ep->br) / MPRPC_NS_PER_MS),
                      mprpc_err_name(cerr));
@@ -604,7 +604,7 @@ static void ep_connect(mprpc__ep_t *ep) {
   ep->last_why[0] = '\0';
   uint64_t now = mprpc_loop_now(ch->loop);
   if (mprpc__breaker_on_conn_failure(&ep->br, now))
-    MPRPC__STAT_INC(ch, ejections);
+    mprpc__ep_ejected(ch);
   uint64_t d = mprpc__backoff_next(&ep->backoff, mprpc_loop_rand(ch->loop));
   ep->backoff_timer = mprpc_timer_start(ch->loop, d, backoff_fire, ep);
   list_doom(ep, AL_QUEUED);
@@ -661,6 +661,7 @@ static int list_install(mprpc_channel_t *ch, mprpc__ep_t **fresh, size_t n) {
   }
   free(old);
   free(old_nodes);
+  mprpc__ep_publish_states(ch);
   return 0;
 }
 
@@ -824,6 +825,28 @@ void mprpc__ep_weights_changed(mprpc_channel_t *ch) {
     ch->nodes[i].weight = ch->eps[i]->weight;
   if (ch->neps && mprpc__lb_rebuild(&ch->lb, ch->nodes, ch->neps) != 0)
     MPRPC_LOG_ERROR("channel %s: load balancer rebuild failed (out of memory)", ch->sd->name);
+  mprpc__ep_publish_states(ch); /* disabled / selection may have changed too */
+}
+
+void mprpc__ep_publish_states(mprpc_channel_t *ch) {
+  size_t n[MPRPC__EPS_NSTATES] = {0};
+  for (size_t i = 0; i < ch->neps; i++) {
+    const mprpc__ep_t *ep = ch->eps[i];
+    if (ep->slot != 0)
+      continue; /* an address counts once */
+    int st = ep->unselected                          ? MPRPC__EPS_UNSELECTED
+             : ep->gov_disabled                      ? MPRPC__EPS_DISABLED
+             : ep->br.state == MPRPC__BREAKER_EJECTED ? MPRPC__EPS_EJECTED
+                                                     : MPRPC__EPS_HEALTHY;
+    n[st]++;
+  }
+  for (int st = 0; st < MPRPC__EPS_NSTATES; st++)
+    __atomic_store_n(&ch->eps_by_state[st], n[st], __ATOMIC_RELAXED);
+}
+
+void mprpc__ep_ejected(mprpc_channel_t *ch) {
+  MPRPC__STAT_INC(ch, ejections);
+  mprpc__ep_publish_states(ch);
 }
 
 void mprpc__ep_shutdown_all(mprpc_channel_t *ch) {
@@ -856,9 +879,8 @@ static bool tried(const mprpc__call_t *c, uint64_t id) {
   return false;
 }
 
-mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t exclude_id) {
-  if (ch->neps == 0)
-    return NULL;
+static mprpc__ep_t *pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t exclude_id,
+                         bool *readmitted) {
   uint64_t now = 0; /* read only when an endpoint is ejected */
   mprpc_rand_t r = mprpc_loop_rand(ch->loop);
   bool has_key = c->ctl && c->ctl->has_hash_key;
@@ -872,6 +894,7 @@ mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t excl
         if (!now)
           now = mprpc_loop_now(ch->loop);
         admitted = mprpc__breaker_admits(&ep->br, now);
+        *readmitted |= admitted;
       }
       ch->nodes[i].skip = !admitted || ep->addr_id == exclude_id ||
                           (pass == 0 && tried(c, ep->addr_id)) || mprpc__chgov_ep_excluded(ep);
@@ -898,4 +921,14 @@ mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t excl
       best = ep;
   }
   return best;
+}
+
+mprpc__ep_t *mprpc__ep_pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t exclude_id) {
+  if (ch->neps == 0)
+    return NULL;
+  bool readmitted = false;
+  mprpc__ep_t *ep = pick(ch, c, exclude_id, &readmitted);
+  if (readmitted)
+    mprpc__ep_publish_states(ch);
+  return ep;
 }
