@@ -177,7 +177,7 @@ struct run {
   fault_t *faults;
   mprpc_sim_result_t *res;
   mprpc_check_policy_t pol;
-  int nviol_printed;
+  mprpc_sim_violations_t viol;
   bool tearing_down;
   uint64_t *first_exec_after_quiet; /* per provider */
   /* Plan runs: how many active faults cut each direction / each host. */
@@ -207,26 +207,6 @@ struct mprpc_sim_scenario {
 /* ---- helpers ----------------------------------------------------------------------- */
 
 static uint64_t now(const run_t *r) { return mprpc_sim_now(r->w); }
-
-static void violate(run_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void violate(run_t *r, const char *fmt, ...) {
-  char msg[256];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (r->res->violations++ == 0)
-    snprintf(r->res->first_violation, sizeof r->res->first_violation, "t=%.3fs %.200s",
-             (double)now(r) / 1e9, msg);
-  if (r->o->violations && r->nviol_printed < 5) {
-    r->nviol_printed++;
-    fprintf(r->o->violations, "  violation seed=%llu t=%.3fs: %s\n",
-            (unsigned long long)r->o->seed, (double)now(r) / 1e9, msg);
-  }
-  mprpc_sim_tracef(r->w, "VIOLATION %s", msg);
-  mprpc_sim_note(r->w, "violation", r->res->violations, 0);
-}
 
 static rec_t *rec_get(run_t *r, uint32_t token) {
   if (token >= r->ncalls)
@@ -263,7 +243,10 @@ static bool parse_token(const char *m, uint32_t *t) {
 }
 
 /* The shared checker reports through this. */
-static void report(void *ud, const char *msg) { violate(ud, "%s", msg); }
+static void report(void *ud, const char *msg) {
+  run_t *r = ud;
+  mprpc_sim_violate(&r->viol, "%s", msg);
+}
 
 /* ---- provider side: the echo handler ------------------------------------------------------- */
 
@@ -409,8 +392,9 @@ static void sim_echo(Example__EchoService_Service *svc, const Example__EchoReque
       /* the config centre's drain: no call started more than 1 s after the
        * provider was disabled may reach it */
       if (p->disabled_at && rec->c.start_ns > p->disabled_at + SEC)
-        violate(r, "call %u started %.3f s after provider %d was disabled reached it", token,
-                (double)(rec->c.start_ns - p->disabled_at) / 1e9, p->idx);
+        mprpc_sim_violate(&r->viol,
+                          "call %u started %.3f s after provider %d was disabled reached it", token,
+                          (double)(rec->c.start_ns - p->disabled_at) / 1e9, p->idx);
     }
   }
   if (r->p.gov) {
@@ -426,8 +410,9 @@ static void sim_echo(Example__EchoService_Service *svc, const Example__EchoReque
     uint64_t cap = r->p.gov_rate + (r->p.gov_rate / 10 ? r->p.gov_rate / 10 : 1);
     if (r->p.gov == GOV_RATE && now(r) >= 2 * SEC && p->sec_execs > cap && !p->sec_flagged) {
       p->sec_flagged = true;
-      violate(r, "provider %d ran %llu calls in one second under rate_limit.Echo=%u", p->idx,
-              (unsigned long long)p->sec_execs, r->p.gov_rate);
+      mprpc_sim_violate(&r->viol,
+                        "provider %d ran %llu calls in one second under rate_limit.Echo=%u", p->idx,
+                        (unsigned long long)p->sec_execs, r->p.gov_rate);
     }
   }
   if (r->p.gov == GOV_OVERLOAD) { /* one call at a time, GOV_SERVICE_NS each */
@@ -519,8 +504,9 @@ static void prov_check_stats(prov_t *p) {
   mprpc_server_stats_t st;
   mprpc_server_stats(p->srv, &st);
   if (st.malformed_frames)
-    violate(p->run, "provider %d saw %llu malformed frames on an uncorrupted network", p->idx,
-            (unsigned long long)st.malformed_frames);
+    mprpc_sim_violate(&p->run->viol,
+                      "provider %d saw %llu malformed frames on an uncorrupted network", p->idx,
+                      (unsigned long long)st.malformed_frames);
   mprpc_method_stats_t ms;
   if (mprpc_server_method_stats(p->srv, SERVICE, "Echo", &ms) == 0)
     p->slow_counted += ms.slow_handlers;
@@ -558,7 +544,7 @@ static void prov_restart(prov_t *p) {
   mprpc_sim_net_restart(r->net, p->host);
   int rc = prov_start(p);
   if (rc < 0)
-    violate(r, "provider %d could not restart: %s", p->idx, mprpc_strerror(rc));
+    mprpc_sim_violate(&r->viol, "provider %d could not restart: %s", p->idx, mprpc_strerror(rc));
 }
 
 static void prov_restart_ev(void *arg) { prov_restart(arg); }
@@ -592,7 +578,8 @@ static void prov_graceful(prov_t *p, uint64_t restart_after) {
   p->restart_after = restart_after;
   int rc = mprpc_server_shutdown(p->srv, prov_sd_done, p);
   if (rc < 0) {
-    violate(p->run, "provider %d: shutdown refused: %s", p->idx, mprpc_strerror(rc));
+    mprpc_sim_violate(&p->run->viol, "provider %d: shutdown refused: %s", p->idx,
+                      mprpc_strerror(rc));
     prov_sd_done(p);
   }
 }
@@ -832,9 +819,10 @@ static void budget_check(run_t *r) {
     if (st.buffered_bytes > st.max_buffered_bytes + BUDGET_SLACK(st.max_buffered_bytes) &&
         !r->over_budget_flagged) {
       r->over_budget_flagged = true;
-      violate(r, "provider %d buffers %llu bytes, over its budget %llu + %llu", i,
-              (unsigned long long)st.buffered_bytes, (unsigned long long)st.max_buffered_bytes,
-              (unsigned long long)BUDGET_SLACK(st.max_buffered_bytes));
+      mprpc_sim_violate(&r->viol, "provider %d buffers %llu bytes, over its budget %llu + %llu", i,
+                        (unsigned long long)st.buffered_bytes,
+                        (unsigned long long)st.max_buffered_bytes,
+                        (unsigned long long)BUDGET_SLACK(st.max_buffered_bytes));
     }
   }
 }
@@ -853,10 +841,11 @@ static void hostile_stop(run_t *r) {
     mprpc_server_stats(r->provs[i].srv, &st);
     refused += st.refused_budget + st.refused_header_timeout + st.refused_slow_body;
     if (st.refused_header_timeout == 0 || st.refused_budget == 0)
-      violate(r, "provider %d: hostile clients not refused (budget %llu, header %llu, body %llu)",
-              i, (unsigned long long)st.refused_budget,
-              (unsigned long long)st.refused_header_timeout,
-              (unsigned long long)st.refused_slow_body);
+      mprpc_sim_violate(
+          &r->viol,
+          "provider %d: hostile clients not refused (budget %llu, header %llu, body %llu)", i,
+          (unsigned long long)st.refused_budget, (unsigned long long)st.refused_header_timeout,
+          (unsigned long long)st.refused_slow_body);
   }
   mprpc_sim_note(r->w, "hostile.refused", refused, mprpc_sim_hostile_closed(r->hostile));
 }
@@ -1482,10 +1471,10 @@ static void check_gov(run_t *r) {
     /* weight 1000 against 100 + 100 (83 %) under the weighted balancers;
      * round robin and least loaded ignore weights (33 %): about half */
     if (tot && r->provs[1].phase_execs[2] * 100 < tot * 45)
-      violate(r, "weight.%s=1000 gave provider 1 only %llu of %llu calls", "P1",
-              (unsigned long long)r->provs[1].phase_execs[2], (unsigned long long)tot);
+      mprpc_sim_violate(&r->viol, "weight.%s=1000 gave provider 1 only %llu of %llu calls", "P1",
+                        (unsigned long long)r->provs[1].phase_execs[2], (unsigned long long)tot);
     if (!r->provs[0].phase_execs[3])
-      violate(r, "provider 0 got no calls once enabled again");
+      mprpc_sim_violate(&r->viol, "provider 0 got no calls once enabled again");
   }
   if (r->p.gov == GOV_DEGRADE) {
     uint64_t fb = 0;
@@ -1497,9 +1486,11 @@ static void check_gov(run_t *r) {
       fb += st.fallbacks;
     }
     if (!fb || r->deg_ok * 100 < r->deg_calls * 95)
-      violate(r, "degradation: %llu of %llu calls answered while every provider was cut off "
-              "(%llu fallbacks)", (unsigned long long)r->deg_ok,
-              (unsigned long long)r->deg_calls, (unsigned long long)fb);
+      mprpc_sim_violate(&r->viol,
+                        "degradation: %llu of %llu calls answered while every provider was cut off "
+                        "(%llu fallbacks)",
+                        (unsigned long long)r->deg_ok, (unsigned long long)r->deg_calls,
+                        (unsigned long long)fb);
   }
   if (r->p.gov == GOV_OVERLOAD && r->ol_n) {
     double secs = (double)(r->p.duration_ns - r->ol_from) / 1e9;
@@ -1515,9 +1506,10 @@ static void check_gov(run_t *r) {
      * (this scenario at 2 calls/s per consumer: p99 24.4 ms, the network's
      * 1 % tail of up to 20 ms per leg included; 25 ms below) */
     if (r->p.gov_limit && goodput < 0.9 * cap)
-      violate(r, "overload: goodput %.0f/s is below 90%% of the capacity %.0f/s", goodput, cap);
+      mprpc_sim_violate(&r->viol, "overload: goodput %.0f/s is below 90%% of the capacity %.0f/s",
+                        goodput, cap);
     if (r->p.gov_limit && p99 > 3 * 25 * MS)
-      violate(r, "overload: p99 of admitted calls %.1f ms", (double)p99 / 1e6);
+      mprpc_sim_violate(&r->viol, "overload: p99 of admitted calls %.1f ms", (double)p99 / 1e6);
   }
   free(r->ol_lat);
   r->ol_lat = NULL;
@@ -1671,10 +1663,12 @@ static void check_watchdog(run_t *r) {
   for (int i = 0; i < r->p.providers; i++) {
     const prov_t *p = &r->provs[i];
     if (p->slow_counted != p->slow_expected)
-      violate(r, "provider %d: the watchdog counted %llu slow handlers, the handlers held the loop "
-                 "past %d ms %llu times",
-              i, (unsigned long long)p->slow_counted, SLOW_WARN_MS,
-              (unsigned long long)p->slow_expected);
+      mprpc_sim_violate(
+          &r->viol,
+          "provider %d: the watchdog counted %llu slow handlers, the handlers held the loop "
+          "past %d ms %llu times",
+          i, (unsigned long long)p->slow_counted, SLOW_WARN_MS,
+          (unsigned long long)p->slow_expected);
   }
 }
 
@@ -1709,7 +1703,7 @@ static void teardown(run_t *r) {
   for (int i = 0; i < r->p.providers; i++) {
     prov_t *p = &r->provs[i];
     if (p->srv) { /* stuck in shutdown: count it, free anyway */
-      violate(r, "provider %d did not finish its graceful stop", i);
+      mprpc_sim_violate(&r->viol, "provider %d did not finish its graceful stop", i);
       pend_cancel_all(p);
       mprpc_server_destroy(p->srv);
       p->srv = NULL;
@@ -1744,6 +1738,7 @@ int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
   r->res = res;
   base_params(&r->p);
   r->w = mprpc_sim_world_new(o->seed);
+  r->viol = (mprpc_sim_violations_t){.w = r->w, .o = o, .res = res};
   if (!r->w)
     goto out;
   mprpc_sim_set_trace(r->w, o->trace);
@@ -1885,10 +1880,7 @@ out:
   free(r->provs);
   free(r->cons);
   free(r->first_exec_after_quiet);
-  if (o->violations && res->violations > (uint64_t)r->nviol_printed)
-    fprintf(o->violations, "  ... and %llu more violations with seed %llu\n",
-            (unsigned long long)(res->violations - (uint64_t)r->nviol_printed),
-            (unsigned long long)o->seed);
+  mprpc_sim_violations_end(&r->viol);
   mprpc_log_set_clock(NULL, NULL);
   mprpc_sim_world_free(r->w);
   free(r);
