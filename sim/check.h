@@ -1,7 +1,7 @@
 /*
- * The invariant checker shared by the simulator (sim/scenario.c, which feeds
- * it as events happen on virtual time) and the chaos harness
- * (tests/chaos/, which feeds it afterwards from the consumers' and the
+ * The invariant checker shared by the simulator (sim/vprov.c, sim/vcons.c
+ * and sim/run.c, which feed it as events happen on virtual time) and the
+ * chaos harness (tests/chaos/, which feeds it afterwards from the consumers' and the
  * providers' log files of real processes). One set of rules, one set of
  * messages: docs/simulator.md lists them.
  *
