@@ -31,6 +31,7 @@
 #include "mprpc/log.h"
 #include "mprpc/reflection.h"
 #include "mprpc/server.h"
+#include "support/test_provider.h"
 
 #ifndef MPRPC_BIN
 #define MPRPC_BIN "build/bin/mprpc"
@@ -74,13 +75,9 @@ static int setup(void **state) {
     return -1;
   mprpc_server_opts_t o;
   mprpc_server_opts_init(&o);
-  o.host = "127.0.0.1";
   o.threads = 1;
-  if (mprpc_server_new(&o, &g_srv) != 0 || mprpc_server_add_service(g_srv, &g_echo.base) != 0 ||
-      mprpc_server_add_service(g_srv, g_refl) != 0 || mprpc_server_start(g_srv) != 0)
-    return -1;
-  snprintf(g_addr, sizeof g_addr, "127.0.0.1:%u", (unsigned)mprpc_server_port(g_srv));
-  return 0;
+  ProtobufCService *served[] = {&g_echo.base, g_refl};
+  return test_provider_start(&o, served, 2, &g_srv, g_addr, sizeof g_addr) == 0 ? 0 : -1;
 }
 
 static int teardown(void **state) {
