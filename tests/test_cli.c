@@ -52,6 +52,8 @@ static void echo_echo(Example__EchoService_Service *svc, const Example__EchoRequ
     mprpc_server_call_set_attachment(call, att, alen);
   if (strcmp(in->message, "fail") == 0)
     mprpc_server_call_set_error(call, 5000, "asked to fail");
+  if (strcmp(in->message, "fail3012") == 0) /* mprpc's ENOENDPOINT as a local code */
+    mprpc_server_call_set_error(call, 3012, "asked to fail");
   Example__EchoResponse r = EXAMPLE__ECHO_RESPONSE__INIT;
   r.message = in->message;
   done(&r, data);
@@ -208,6 +210,11 @@ static void test_cli_call_framework_errors_exit_1(void **state) {
   run_mprpc(r, NULL, "call", g_addr, "example.EchoService.Echo", "{\"message\":\"fail\"}", NULL);
   expect(r, 1, NULL, "error 5000 EAPP: ");
   assert_non_null(strstr(r->err, "asked to fail"));
+  /* one whose number is also one of mprpc's local codes is still the
+   * application's */
+  run_mprpc(r, NULL, "call", g_addr, "example.EchoService.Echo", "{\"message\":\"fail3012\"}",
+            NULL);
+  expect(r, 1, NULL, "error 3012 EAPP: ");
   /* nothing listens there */
   run_mprpc(r, NULL, "call", "127.0.0.1:1", "example.EchoService.Echo", "{\"message\":\"x\"}", "--proto",
             "examples/echo/echo.proto", "--timeout-ms", "2000", NULL);
