@@ -8,6 +8,8 @@
 #include <stdio.h>
 
 #include "mprpc/errors.h"
+#include "scenario.h"
+#include "sim.h"
 
 static void say(mprpc_check_report_cb report, void *ud, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -151,4 +153,32 @@ uint64_t mprpc_check_recovery(const mprpc_check_policy_t *p, int provider, uint6
           provider, (double)d / 1e9, (double)p->recovery_bound_ns / 1e9);
   }
   return d;
+}
+
+/* --- the simulator's sink for violations ----------------------------------- */
+
+void mprpc_sim_violate(mprpc_sim_violations_t *v, const char *fmt, ...) {
+  char msg[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  uint64_t now = mprpc_sim_now(v->w);
+  if (v->res->violations++ == 0)
+    snprintf(v->res->first_violation, sizeof v->res->first_violation, "t=%.3fs %.200s",
+             (double)now / 1e9, msg);
+  if (v->o->violations && v->printed < 5) {
+    v->printed++;
+    fprintf(v->o->violations, "  violation seed=%llu t=%.3fs: %s\n",
+            (unsigned long long)v->o->seed, (double)now / 1e9, msg);
+  }
+  mprpc_sim_tracef(v->w, "VIOLATION %s", msg);
+  mprpc_sim_note(v->w, "violation", v->res->violations, 0);
+}
+
+void mprpc_sim_violations_end(const mprpc_sim_violations_t *v) {
+  if (v->o->violations && v->res->violations > (uint64_t)v->printed)
+    fprintf(v->o->violations, "  ... and %llu more violations with seed %llu\n",
+            (unsigned long long)(v->res->violations - (uint64_t)v->printed),
+            (unsigned long long)v->o->seed);
 }

@@ -1,7 +1,7 @@
 /*
- * The invariant checker shared by the simulator (sim/scenario.c, which feeds
- * it as events happen on virtual time) and the chaos harness
- * (tests/chaos/, which feeds it afterwards from the consumers' and the
+ * The invariant checker shared by the simulator (sim/vprov.c, sim/vcons.c
+ * and sim/run.c, which feed it as events happen on virtual time) and the
+ * chaos harness (tests/chaos/, which feeds it afterwards from the consumers' and the
  * providers' log files of real processes). One set of rules, one set of
  * messages: docs/simulator.md lists them.
  *
@@ -11,6 +11,9 @@
  * provider after the faults healed). Every broken rule is reported through a
  * callback with a one-line message; nothing here allocates or keeps state
  * beyond the records it is given.
+ *
+ * In the simulator those messages end in mprpc_sim_violate(), which every
+ * scenario uses for its own checks too.
  */
 #ifndef MPRPC_SIM_CHECK_H
 #define MPRPC_SIM_CHECK_H
@@ -95,5 +98,27 @@ void mprpc_check_unknown_ids(int consumer, uint64_t unknown, mprpc_check_report_
  * the bound was exceeded. */
 uint64_t mprpc_check_recovery(const mprpc_check_policy_t *p, int provider, uint64_t heal_ns,
                               uint64_t first_ns, mprpc_check_report_cb report, void *ud);
+
+/* --- the simulator's sink for violations ----------------------------------- */
+
+struct mprpc_sim_world;
+struct mprpc_sim_opts;
+struct mprpc_sim_result;
+
+/* Where one simulator run's violations go. */
+typedef struct mprpc_sim_violations {
+  struct mprpc_sim_world *w;
+  const struct mprpc_sim_opts *o;
+  struct mprpc_sim_result *res;
+  int printed; /* lines written to o->violations so far */
+} mprpc_sim_violations_t;
+
+/* A broken rule at the world's current time: counted in res (the first one
+ * kept in res->first_violation), the run's first five printed to
+ * o->violations, each traced and hashed into the run. */
+void mprpc_sim_violate(mprpc_sim_violations_t *v, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* End of the run: says how many violations were not printed. */
+void mprpc_sim_violations_end(const mprpc_sim_violations_t *v);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * Fault plans (sim/plan.h). The schedules follow the simulator scenarios of
- * the same spirit (sim/scenario.c: sprinkle = random times with a mean gap),
+ * the same spirit (sim/fault.c: sprinkle = random times with a mean gap),
  * on a shorter timeline: real processes run in real time.
  */
 #include "plan.h"

@@ -24,6 +24,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "echo.pb-c.h"
 #include "mprpc/channel.h"
 #include "mprpc/controller.h"
@@ -78,7 +79,7 @@ struct trun {
   uint64_t duration_ns;
   double rate;
   uint64_t b_calls;
-  int nviol_printed;
+  mprpc_sim_violations_t viol;
 };
 
 /* A call of the consumer: what it sent, checked when it returns. */
@@ -101,26 +102,6 @@ typedef struct ajob {
 enum { M_ASYNC = 0, M_TWICE, M_LATER_CTL, M_LATER_CURRENT, M_LEAF, M_COUNT };
 
 static uint64_t now(const trun_t *r) { return mprpc_sim_now(r->w); }
-
-static void violate(trun_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void violate(trun_t *r, const char *fmt, ...) {
-  char msg[256];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (r->res->violations++ == 0)
-    snprintf(r->res->first_violation, sizeof r->res->first_violation, "t=%.3fs %.200s",
-             (double)now(r) / 1e9, msg);
-  if (r->o->violations && r->nviol_printed < 5) {
-    r->nviol_printed++;
-    fprintf(r->o->violations, "  violation seed=%llu t=%.3fs: %s\n",
-            (unsigned long long)r->o->seed, (double)now(r) / 1e9, msg);
-  }
-  mprpc_sim_tracef(r->w, "VIOLATION %s", msg);
-  mprpc_sim_note(r->w, "violation", r->res->violations, 0);
-}
 
 /* ---- the span set ------------------------------------------------------------ */
 
@@ -177,12 +158,12 @@ static void b_echo(Example__EchoService_Service *svc, const Example__EchoRequest
   mprpc_sim_note(r->w, "b.span", (uint64_t)m->trace_id, (uint64_t)m->parent_span_id);
   int64_t t = spanset_get(&r->aspans, m->parent_span_id);
   if (!t)
-    violate(r, "B span %016llx: parent %016llx is no A span", (unsigned long long)m->span_id,
-            (unsigned long long)m->parent_span_id);
+    mprpc_sim_violate(&r->viol, "B span %016llx: parent %016llx is no A span",
+                      (unsigned long long)m->span_id, (unsigned long long)m->parent_span_id);
   else if (t != m->trace_id)
-    violate(r, "B span %016llx: trace %016llx, its parent A span is in trace %016llx",
-            (unsigned long long)m->span_id, (unsigned long long)m->trace_id,
-            (unsigned long long)t);
+    mprpc_sim_violate(
+        &r->viol, "B span %016llx: trace %016llx, its parent A span is in trace %016llx",
+        (unsigned long long)m->span_id, (unsigned long long)m->trace_id, (unsigned long long)t);
   Example__EchoResponse resp = EXAMPLE__ECHO_RESPONSE__INIT;
   resp.message = in->message;
   done(&resp, cd);
@@ -198,7 +179,7 @@ static void a_call_b(ajob_t *j) {
   Example__EchoRequest inner = EXAMPLE__ECHO_REQUEST__INIT;
   inner.message = "b";
   if (mprpc_channel_call(j->n->to_b, 0, &inner.base, j->ctl, a_b_done, j) != 0) {
-    violate(j->n->run, "A could not start its call to B");
+    mprpc_sim_violate(&j->n->run->viol, "A could not start its call to B");
     Example__EchoResponse resp = EXAMPLE__ECHO_RESPONSE__INIT;
     resp.message = "no call";
     j->done(&resp, j->cd);
@@ -215,8 +196,8 @@ static void a_b_done(const ProtobufCMessage *msg, void *arg) {
     return;
   }
   if (!msg)
-    violate(r, "A's call to B failed: %s",
-            mprpc_err_name(mprpc_controller_error_code(mprpc_controller_current())));
+    mprpc_sim_violate(&r->viol, "A's call to B failed: %s",
+                      mprpc_err_name(mprpc_controller_error_code(mprpc_controller_current())));
   Example__EchoResponse resp = EXAMPLE__ECHO_RESPONSE__INIT;
   resp.message = "ok";
   j->done(&resp, j->cd);
@@ -255,12 +236,13 @@ static void a_echo(Example__EchoService_Service *svc, const Example__EchoRequest
   mprpc_sim_note(r->w, "a.span", (uint64_t)ctx.trace_id, (uint64_t)ctx.span_id);
   mprpc_trace_ctx_t cur = mprpc_trace_current();
   if (cur.trace_id != ctx.trace_id || cur.span_id != ctx.span_id)
-    violate(r, "A's handler runs outside its call's context");
+    mprpc_sim_violate(&r->viol, "A's handler runs outside its call's context");
   if (ctx.trace_id != m->trace_id || ctx.span_id != m->span_id)
-    violate(r, "A serves a traced request under other ids than it carried");
+    mprpc_sim_violate(&r->viol, "A serves a traced request under other ids than it carried");
   int64_t seen = spanset_get(&r->aspans, ctx.span_id);
   if (seen && seen != ctx.trace_id)
-    violate(r, "A span %016llx seen in two traces", (unsigned long long)ctx.span_id);
+    mprpc_sim_violate(&r->viol, "A span %016llx seen in two traces",
+                      (unsigned long long)ctx.span_id);
   spanset_put(&r->aspans, ctx.span_id, ctx.trace_id);
   int mode = in->message && in->message[0] >= '0' ? in->message[0] - '0' : M_LEAF;
   if (mode >= M_COUNT)
@@ -290,8 +272,8 @@ static void c_done(const ProtobufCMessage *msg, void *arg) {
   mprpc_controller_t *ctl = mprpc_controller_current();
   if (!msg) {
     r->res->failed++;
-    violate(r, "a consumer call failed with %s in a run without faults",
-            mprpc_err_name(ctl ? mprpc_controller_error_code(ctl) : 0));
+    mprpc_sim_violate(&r->viol, "a consumer call failed with %s in a run without faults",
+                      mprpc_err_name(ctl ? mprpc_controller_error_code(ctl) : 0));
     free(tc);
     return;
   }
@@ -300,13 +282,15 @@ static void c_done(const ProtobufCMessage *msg, void *arg) {
   int64_t p = mprpc_controller_parent_span_id(ctl);
   mprpc_sim_note(r->w, "c.span", (uint64_t)t, (uint64_t)s);
   if (spanset_get(&r->aspans, s) != t)
-    violate(r, "the consumer's span %016llx (trace %016llx) is not how A served it",
-            (unsigned long long)s, (unsigned long long)t);
+    mprpc_sim_violate(&r->viol,
+                      "the consumer's span %016llx (trace %016llx) is not how A served it",
+                      (unsigned long long)s, (unsigned long long)t);
   if (tc->up_trace && (t != tc->up_trace || p != tc->up_span))
-    violate(r, "a call joining upstream trace %016llx went out as trace %016llx parent %016llx",
-            (unsigned long long)tc->up_trace, (unsigned long long)t, (unsigned long long)p);
+    mprpc_sim_violate(
+        &r->viol, "a call joining upstream trace %016llx went out as trace %016llx parent %016llx",
+        (unsigned long long)tc->up_trace, (unsigned long long)t, (unsigned long long)p);
   if (!tc->up_trace && p != 0)
-    violate(r, "a root call went out with parent %016llx", (unsigned long long)p);
+    mprpc_sim_violate(&r->viol, "a root call went out with parent %016llx", (unsigned long long)p);
   free(tc);
 }
 
@@ -333,7 +317,7 @@ static void c_issue(tcons_t *c) {
     mprpc_trace_set_current(prev);
   if (rc != 0) {
     r->res->failed++;
-    violate(r, "a consumer call could not start: %s", mprpc_err_name(rc));
+    mprpc_sim_violate(&r->viol, "a consumer call could not start: %s", mprpc_err_name(rc));
     free(tc);
   }
 }
@@ -411,9 +395,10 @@ static void check_rings(trun_t *r) {
     nb += n;
     for (size_t k = 0; k < n; k++)
       if (spanset_get(&r->aspans, sp[k].parent_span_id) != sp[k].trace_id) {
-        violate(r, "B's /rpcz: span %016llx's parent %016llx is no A span of trace %016llx",
-                (unsigned long long)sp[k].span_id, (unsigned long long)sp[k].parent_span_id,
-                (unsigned long long)sp[k].trace_id);
+        mprpc_sim_violate(
+            &r->viol, "B's /rpcz: span %016llx's parent %016llx is no A span of trace %016llx",
+            (unsigned long long)sp[k].span_id, (unsigned long long)sp[k].parent_span_id,
+            (unsigned long long)sp[k].trace_id);
         break;
       }
   }
@@ -421,13 +406,13 @@ static void check_rings(trun_t *r) {
     size_t n = mprpc_server_rpcz_snapshot(r->a[i].srv, sp, MPRPC_RPCZ_SPANS, 0);
     for (size_t k = 0; k < n; k++)
       if (spanset_get(&r->aspans, sp[k].span_id) != sp[k].trace_id) {
-        violate(r, "A's /rpcz: span %016llx was not served by A's handlers",
-                (unsigned long long)sp[k].span_id);
+        mprpc_sim_violate(&r->viol, "A's /rpcz: span %016llx was not served by A's handlers",
+                          (unsigned long long)sp[k].span_id);
         break;
       }
   }
   if (r->b_calls == 0 || nb == 0)
-    violate(r, "no calls reached tier B");
+    mprpc_sim_violate(&r->viol, "no calls reached tier B");
   free(sp);
 }
 
@@ -444,6 +429,7 @@ int mprpc__sim_trace_hop_run(const mprpc_sim_opts_t *o, mprpc_sim_result_t *res)
   r->o = o;
   r->res = res;
   r->w = mprpc_sim_world_new(o->seed);
+  r->viol = (mprpc_sim_violations_t){.w = r->w, .o = o, .res = res};
   if (!r->w)
     goto out;
   mprpc_sim_set_trace(r->w, o->trace);
@@ -492,8 +478,8 @@ int mprpc__sim_trace_hop_run(const mprpc_sim_opts_t *o, mprpc_sim_result_t *res)
   }
   mprpc_sim_run_until(r->w, r->duration_ns + 8 * SEC); /* the last calls' deadlines */
   if (res->ok + res->failed != res->calls)
-    violate(r, "%llu consumer calls never returned",
-            (unsigned long long)(res->calls - res->ok - res->failed));
+    mprpc_sim_violate(&r->viol, "%llu consumer calls never returned",
+                      (unsigned long long)(res->calls - res->ok - res->failed));
   check_rings(r);
   rc = 0;
 out:
@@ -529,10 +515,7 @@ out:
     mprpc_sim_loop_free(r->c[i].sl);
   free(r->aspans.span);
   free(r->aspans.trace);
-  if (o->violations && res->violations > (uint64_t)r->nviol_printed)
-    fprintf(o->violations, "  ... and %llu more violations with seed %llu\n",
-            (unsigned long long)(res->violations - (uint64_t)r->nviol_printed),
-            (unsigned long long)o->seed);
+  mprpc_sim_violations_end(&r->viol);
   mprpc_log_set_clock(NULL, NULL);
   mprpc_sim_world_free(r->w);
   free(r);

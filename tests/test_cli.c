@@ -31,6 +31,7 @@
 #include "mprpc/log.h"
 #include "mprpc/reflection.h"
 #include "mprpc/server.h"
+#include "support/test_provider.h"
 
 #ifndef MPRPC_BIN
 #define MPRPC_BIN "build/bin/mprpc"
@@ -51,6 +52,8 @@ static void echo_echo(Example__EchoService_Service *svc, const Example__EchoRequ
     mprpc_server_call_set_attachment(call, att, alen);
   if (strcmp(in->message, "fail") == 0)
     mprpc_server_call_set_error(call, 5000, "asked to fail");
+  if (strcmp(in->message, "fail3012") == 0) /* mprpc's ENOENDPOINT as a local code */
+    mprpc_server_call_set_error(call, 3012, "asked to fail");
   Example__EchoResponse r = EXAMPLE__ECHO_RESPONSE__INIT;
   r.message = in->message;
   done(&r, data);
@@ -74,13 +77,9 @@ static int setup(void **state) {
     return -1;
   mprpc_server_opts_t o;
   mprpc_server_opts_init(&o);
-  o.host = "127.0.0.1";
   o.threads = 1;
-  if (mprpc_server_new(&o, &g_srv) != 0 || mprpc_server_add_service(g_srv, &g_echo.base) != 0 ||
-      mprpc_server_add_service(g_srv, g_refl) != 0 || mprpc_server_start(g_srv) != 0)
-    return -1;
-  snprintf(g_addr, sizeof g_addr, "127.0.0.1:%u", (unsigned)mprpc_server_port(g_srv));
-  return 0;
+  ProtobufCService *served[] = {&g_echo.base, g_refl};
+  return test_provider_start(&o, served, 2, &g_srv, g_addr, sizeof g_addr) == 0 ? 0 : -1;
 }
 
 static int teardown(void **state) {
@@ -211,6 +210,11 @@ static void test_cli_call_framework_errors_exit_1(void **state) {
   run_mprpc(r, NULL, "call", g_addr, "example.EchoService.Echo", "{\"message\":\"fail\"}", NULL);
   expect(r, 1, NULL, "error 5000 EAPP: ");
   assert_non_null(strstr(r->err, "asked to fail"));
+  /* one whose number is also one of mprpc's local codes is still the
+   * application's */
+  run_mprpc(r, NULL, "call", g_addr, "example.EchoService.Echo", "{\"message\":\"fail3012\"}",
+            NULL);
+  expect(r, 1, NULL, "error 3012 EAPP: ");
   /* nothing listens there */
   run_mprpc(r, NULL, "call", "127.0.0.1:1", "example.EchoService.Echo", "{\"message\":\"x\"}", "--proto",
             "examples/echo/echo.proto", "--timeout-ms", "2000", NULL);

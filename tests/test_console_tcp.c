@@ -33,6 +33,7 @@
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 #include "mprpc/server.h"
+#include "support/test_provider.h"
 
 static char g_tmp[64];
 static pid_t g_pid;
@@ -367,13 +368,11 @@ static void test_console_tcp_connections_of_every_loop(void **state) {
   (void)state;
   mprpc_server_opts_t o;
   mprpc_server_opts_init(&o);
-  o.host = "127.0.0.1";
   o.threads = 2;
   static Example__EchoService_Service svc = EXAMPLE__ECHO_SERVICE__INIT(tcp_);
+  ProtobufCService *served[] = {&svc.base};
   mprpc_server_t *s;
-  assert_int_equal(mprpc_server_new(&o, &s), 0);
-  assert_int_equal(mprpc_server_add_service(s, &svc.base), 0);
-  assert_int_equal(mprpc_server_start(s), 0);
+  assert_int_equal(test_provider_start(&o, served, 1, &s, NULL, 0), 0);
   unsigned port = mprpc_server_port(s);
   int fds[4];
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};

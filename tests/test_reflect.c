@@ -31,6 +31,7 @@
 #include "mprpc/reflection.h"
 #include "mprpc/rt.h"
 #include "mprpc/server.h"
+#include "support/test_provider.h"
 #include "pbdescriptor.pb-c.h"
 #include "reflect2.pb-c.h"
 #include "reflect3.pb-c.h"
@@ -883,15 +884,11 @@ static void test_reflect_service_on_provider(void **state) {
   assert_int_equal(mprpc_reflection_service_new(svcs, 1, &refl), 0);
   mprpc_server_opts_t o;
   mprpc_server_opts_init(&o);
-  o.host = "127.0.0.1";
   o.threads = 1;
   mprpc_server_t *srv;
-  assert_int_equal(mprpc_server_new(&o, &srv), 0);
-  assert_int_equal(mprpc_server_add_service(srv, &echo.base), 0);
-  assert_int_equal(mprpc_server_add_service(srv, refl), 0);
-  assert_int_equal(mprpc_server_start(srv), 0);
   char addr[64];
-  snprintf(addr, sizeof addr, "127.0.0.1:%u", (unsigned)mprpc_server_port(srv));
+  ProtobufCService *served[] = {&echo.base, refl};
+  assert_int_equal(test_provider_start(&o, served, 2, &srv, addr, sizeof addr), 0);
 
   mprpc_channel_options_t co;
   mprpc_channel_options_init(&co);

@@ -30,19 +30,15 @@
 #include "support/echo_svc.h"
 #include "support/fake_registry.h"
 #include "support/test_client.h"
+#include "support/test_provider.h"
 
 static mprpc_server_t *tsrv_start(mprpc_server_opts_t *o) {
   mprpc_server_t *s;
   held_forget();
-  o->host = "127.0.0.1";
-  o->port = 0;
   if (!o->threads)
     o->threads = 2;
-  assert_int_equal(mprpc_server_new(o, &s), 0);
-  assert_int_equal(mprpc_server_add_service(s, &echo_svc.base), 0);
-  assert_int_equal(mprpc_server_add_service(s, &echo_svc.base), MPRPC_EEXIST);
-  assert_int_equal(mprpc_server_start(s), 0);
-  assert_int_not_equal(mprpc_server_port(s), 0);
+  ProtobufCService *svcs[] = {&echo_svc.base};
+  assert_int_equal(test_provider_start(o, svcs, 1, &s, NULL, 0), 0);
   return s;
 }
 
@@ -64,7 +60,12 @@ static void test_server_tcp_echo_attachment_splits(void **state) {
   (void)state;
   mprpc_server_opts_t o;
   mprpc_server_opts_init(&o);
-  mprpc_server_t *s = tsrv_start(&o);
+  /* a service added twice is refused, and nothing is left behind */
+  ProtobufCService *twice[] = {&echo_svc.base, &echo_svc.base};
+  mprpc_server_t *s;
+  assert_int_equal(test_provider_start(&o, twice, 2, &s, NULL, 0), MPRPC_EEXIST);
+  assert_null(s);
+  s = tsrv_start(&o);
   tclient_t c;
   assert_int_equal(tclient_connect(&c, mprpc_server_port(s)), 0);
   char text[64];

@@ -74,10 +74,10 @@ char *cli_read_file(const char *path, size_t *len);
 
 /* `error CODE NAME: text` on stderr. */
 void cli_print_rpc_error(int code, const char *text);
-/* The call's error code, an application error as minus the handler's code. */
+/* The call's error code: an MPRPC_E* code (negative), or for an
+ * application error (MPRPC_EAPP) the handler's own code, positive, so it
+ * prints as its wire number and is named as MPRPC_EAPP. */
 int cli_call_code(const mprpc_controller_t *c);
-/* mprpc_err_name, "EAPP" for an application error kept that way. */
-const char *cli_err_name(int code);
 
 /* Blocking synchronous call on the env's loop: the response as JSON
  * (malloc'ed) or NULL with *code / *text set. */

@@ -121,26 +121,18 @@ int cli_opt_parse(cli_opts_t *o, int argc, char **argv, int *i) {
   return 0;
 }
 
-/* An application error is kept as minus the code the handler set (see
- * cli_call_code), so its wire code prints as the handler's and its name as
- * EAPP. */
-const char *cli_err_name(int code) {
-  return code < 0 && mprpc_err_wire_is_app(-code) && mprpc_err_name(code)[0] == 'U'
-             ? "EAPP"
-             : mprpc_err_name(code);
-}
-
 int cli_call_code(const mprpc_controller_t *c) {
   int code = mprpc_controller_error_code(c);
   if (code == MPRPC_EAPP && mprpc_controller_remote_code(c) > 0)
-    code = -mprpc_controller_remote_code(c);
+    code = mprpc_controller_remote_code(c);
   return code;
 }
 
 void cli_print_rpc_error(int code, const char *text) {
   if (code == 0)
     code = MPRPC_ERESPONSE;
-  fprintf(stderr, "error %d %s: %s\n", mprpc_err_to_wire(code), cli_err_name(code),
+  fprintf(stderr, "error %d %s: %s\n", mprpc_err_to_wire(code),
+          mprpc_err_name(code > 0 ? MPRPC_EAPP : code),
           text && *text ? text : mprpc_strerror(code));
 }
 

@@ -408,7 +408,8 @@ int cli_press(int argc, char **argv) {
              (unsigned long long)hist_pct(&p.total, 0.999), (unsigned long long)p.total.max);
       for (size_t i = 0; i < p.ncodes; i++)
         printf("press error code=%d name=%s count=%llu\n", mprpc_err_to_wire(p.codes[i]),
-               cli_err_name(p.codes[i]), (unsigned long long)p.code_count[i]);
+               mprpc_err_name(p.codes[i] > 0 ? MPRPC_EAPP : p.codes[i]),
+               (unsigned long long)p.code_count[i]);
       if (histogram)
         for (unsigned i = 0; i < NBUCKETS; i++)
           if (p.total.b[i])

@@ -23,11 +23,7 @@
 #include "registry/zk_internal.h"
 
 struct mprpc__zk_cfg {
-  char *name;
-  char *path;
-  bool dirty;
-  uint64_t tried;
-  int last_rc;
+  mprpc__zk_watched_t w;
   bool fetched;   /* read from ZooKeeper in some session */
   bool from_file; /* the text came from the cache directory */
   bool present;
@@ -38,20 +34,20 @@ struct mprpc__zk_cfg {
 
 static mprpc__zk_cfg_t *find_cfg(mprpc__zk_t *z, const char *name) {
   for (mprpc__zk_cfg_t *c = z->cfgs; c; c = c->next)
-    if (strcmp(c->name, name) == 0)
+    if (strcmp(c->w.name, name) == 0)
       return c;
   return NULL;
 }
 
 void mprpc__zk_cfgs_mark_all(mprpc__zk_t *z) {
   for (mprpc__zk_cfg_t *c = z->cfgs; c; c = c->next)
-    c->dirty = true;
+    c->w.dirty = true;
 }
 
 bool mprpc__zk_cfgs_mark_path(mprpc__zk_t *z, const char *path) {
   for (mprpc__zk_cfg_t *c = z->cfgs; c; c = c->next) {
-    if (strcmp(c->path, path) == 0) {
-      c->dirty = true;
+    if (strcmp(c->w.path, path) == 0) {
+      c->w.dirty = true;
       return true;
     }
   }
@@ -111,83 +107,84 @@ static int fetch(mprpc__zk_t *z, zhandle_t *zh, const char *path, bool *present,
   return ZOPERATIONTIMEOUT;
 }
 
-bool mprpc__zk_cfgs_sync(mprpc__zk_t *z, zhandle_t *zh, int64_t sid, uint64_t pass,
-                         bool *retry) {
-  for (int guard = 0; guard < 100000; guard++) {
-    pthread_mutex_lock(&z->mu);
-    if (z->session_id != sid || z->zstate != ZOO_CONNECTED_STATE || z->stop) {
-      pthread_mutex_unlock(&z->mu);
-      *retry = true;
-      return false;
-    }
-    mprpc__zk_cfg_t *c = z->cfgs;
-    while (c && (!c->dirty || c->tried == pass))
-      c = c->next;
-    char *name = c ? strdup(c->name) : NULL;
-    char *path = c ? strdup(c->path) : NULL;
-    if (c) {
-      c->dirty = false;
-      c->tried = pass;
-    }
-    pthread_mutex_unlock(&z->mu);
-    if (!c)
-      break;
-    bool present = false;
-    char *text = NULL;
-    size_t len = 0;
-    int rc = name && path ? fetch(z, zh, path, &present, &text, &len) : ZSYSTEMERROR;
-    bool log_failure = false, save = false;
-    char *cache_dir = NULL;
-    pthread_mutex_lock(&z->mu);
-    c = find_cfg(z, name ? name : "");
-    if (rc == ZOK && c) {
-      save = !c->fetched || c->from_file || present != c->present ||
-             (present && (len != c->len || memcmp(text, c->text, len) != 0));
-      free(c->text);
-      c->text = text;
-      c->len = len;
-      c->present = present;
-      c->fetched = true;
-      c->from_file = false;
-      c->last_rc = ZOK;
-      text = NULL;
-      mprpc__reg_cfgws_deliver(&z->cfgws, c->name, 0, c->present ? c->text : NULL, c->len);
-      if (save && z->cfg_cache_dir) {
-        cache_dir = strdup(z->cfg_cache_dir);
-        text = present ? malloc(len + 1) : NULL;
-        if (text)
-          memcpy(text, c->text, len);
-        if (present && !text) {
-          free(cache_dir);
-          cache_dir = NULL;
-        }
-      }
-    } else if (c) {
-      c->dirty = true;
-      log_failure = rc != c->last_rc;
-      c->last_rc = rc;
-    }
-    pthread_mutex_unlock(&z->mu);
-    if (cache_dir) {
-      int wrc = mprpc__reg_config_write(cache_dir, name, text, len);
-      if (wrc)
-        MPRPC_LOG_WARN("registry: cannot write the config cache %s/%s: %s", cache_dir, name,
-                       mprpc_strerror(wrc));
-    }
-    free(cache_dir);
-    free(text);
-    if (rc != ZOK && log_failure)
-      MPRPC_LOG_WARN("registry zk://%s: reading config %s: %s (will retry)", z->hosts,
-                     path ? path : "?", zerror(rc));
-    free(name);
-    free(path);
-    if (rc != ZOK) {
-      *retry = true;
-      if (mprpc__zk_conn_error(rc))
-        return false;
+/* One read of a config node, and what is to be copied to the cache
+ * directory after it. */
+typedef struct {
+  bool present;
+  char *text; /* malloc'd */
+  size_t len;
+  char *cache_dir; /* set by cfg_store when the text changed and is cached */
+} cfg_read_t;
+
+static mprpc__zk_watched_t *cfg_first(mprpc__zk_t *z) {
+  return z->cfgs ? &z->cfgs->w : NULL;
+}
+
+static mprpc__zk_watched_t *cfg_next(mprpc__zk_watched_t *w) {
+  mprpc__zk_cfg_t *c = ((mprpc__zk_cfg_t *)w)->next;
+  return c ? &c->w : NULL;
+}
+
+static int cfg_fetch(mprpc__zk_t *z, zhandle_t *zh, const char *name, const char *path,
+                     void *res) {
+  (void)name;
+  cfg_read_t *r = res;
+  return fetch(z, zh, path, &r->present, &r->text, &r->len);
+}
+
+static void cfg_store(mprpc__zk_t *z, mprpc__zk_watched_t *w, int64_t sid, void *res) {
+  (void)sid;
+  mprpc__zk_cfg_t *c = (mprpc__zk_cfg_t *)w;
+  cfg_read_t *r = res;
+  bool save = !c->fetched || c->from_file || r->present != c->present ||
+              (r->present && (r->len != c->len || memcmp(r->text, c->text, r->len) != 0));
+  free(c->text);
+  c->text = r->text;
+  c->len = r->len;
+  c->present = r->present;
+  c->fetched = true;
+  c->from_file = false;
+  r->text = NULL;
+  mprpc__reg_cfgws_deliver(&z->cfgws, c->w.name, 0, c->present ? c->text : NULL, c->len);
+  if (save && z->cfg_cache_dir) {
+    /* the copy is written by cfg_finish, without mu */
+    r->cache_dir = strdup(z->cfg_cache_dir);
+    r->text = r->present ? malloc(r->len + 1) : NULL;
+    if (r->text)
+      memcpy(r->text, c->text, r->len);
+    if (r->present && !r->text) {
+      free(r->cache_dir);
+      r->cache_dir = NULL;
     }
   }
-  return true;
+}
+
+static void cfg_finish(mprpc__zk_t *z, const char *name, void *res) {
+  (void)z;
+  cfg_read_t *r = res;
+  if (r->cache_dir) {
+    int wrc = mprpc__reg_config_write(r->cache_dir, name, r->text, r->len);
+    if (wrc)
+      MPRPC_LOG_WARN("registry: cannot write the config cache %s/%s: %s", r->cache_dir, name,
+                     mprpc_strerror(wrc));
+  }
+  free(r->cache_dir);
+  free(r->text);
+}
+
+static const mprpc__zk_watched_ops_t cfg_ops = {
+    .doing = "reading config",
+    .first = cfg_first,
+    .next = cfg_next,
+    .fetch = cfg_fetch,
+    .store = cfg_store,
+    .finish = cfg_finish,
+};
+
+bool mprpc__zk_cfgs_sync(mprpc__zk_t *z, zhandle_t *zh, int64_t sid, uint64_t pass,
+                         bool *retry) {
+  cfg_read_t r;
+  return mprpc__zk_watched_sync(z, zh, sid, pass, retry, &cfg_ops, &r, sizeof r);
 }
 
 int mprpc__zk_watch_config(void *ctx, const char *name, mprpc_loop_t loop,
@@ -205,15 +202,15 @@ int mprpc__zk_watch_config(void *ctx, const char *name, mprpc_loop_t loop,
     size_t n = strlen(z->cfg_base) + strlen(name) + 2;
     if (!(c = calloc(1, sizeof *c)))
       goto out;
-    c->name = strdup(name);
-    c->path = malloc(n);
-    if (!c->name || !c->path) {
-      free(c->name);
-      free(c->path);
+    c->w.name = strdup(name);
+    c->w.path = malloc(n);
+    if (!c->w.name || !c->w.path) {
+      free(c->w.name);
+      free(c->w.path);
       free(c);
       goto out;
     }
-    snprintf(c->path, n, "%s/%s", z->cfg_base, name);
+    snprintf(c->w.path, n, "%s/%s", z->cfg_base, name);
     c->next = z->cfgs;
     z->cfgs = c;
     if (z->cfg_cache_dir &&
@@ -231,7 +228,7 @@ int mprpc__zk_watch_config(void *ctx, const char *name, mprpc_loop_t loop,
     mprpc__reg_cfgws_deliver(&z->cfgws, name, *id, c->present ? c->text : NULL, c->len);
   }
   if (!c->fetched) {
-    c->dirty = true;
+    c->w.dirty = true;
     mprpc__zk_wake(z);
   }
 out:
@@ -248,8 +245,8 @@ void mprpc__zk_cfgs_free(mprpc__zk_t *z) {
   while (z->cfgs) {
     mprpc__zk_cfg_t *c = z->cfgs;
     z->cfgs = c->next;
-    free(c->name);
-    free(c->path);
+    free(c->w.name);
+    free(c->w.path);
     free(c->text);
     free(c);
   }

@@ -25,27 +25,23 @@
 #include "registry/zk_internal.h"
 
 struct mprpc__zk_svc {
-  char *name;
-  char *path; /* .../providers */
-  bool dirty;
+  mprpc__zk_watched_t w; /* name is the service's, path its .../providers */
   bool fetched;   /* cache came from ZooKeeper (some session) */
   bool from_file; /* cache came from the cache file and was not refreshed yet */
-  uint64_t tried;
-  int last_rc;
   mprpc__reg_list_t cache;
   struct mprpc__zk_svc *next;
 };
 
 static mprpc__zk_svc_t *find_svc_by_path(mprpc__zk_t *z, const char *path) {
   for (mprpc__zk_svc_t *s = z->svcs; s; s = s->next)
-    if (strcmp(s->path, path) == 0)
+    if (strcmp(s->w.path, path) == 0)
       return s;
   return NULL;
 }
 
 static mprpc__zk_svc_t *find_svc(mprpc__zk_t *z, const char *name) {
   for (mprpc__zk_svc_t *s = z->svcs; s; s = s->next)
-    if (strcmp(s->name, name) == 0)
+    if (strcmp(s->w.name, name) == 0)
       return s;
   return NULL;
 }
@@ -55,15 +51,15 @@ static mprpc__zk_svc_t *add_svc(mprpc__zk_t *z, const char *name) {
   if (!s)
     return NULL;
   size_t n = strlen(z->base) + strlen(name) + 16;
-  s->name = strdup(name);
-  s->path = malloc(n);
-  if (!s->name || !s->path) {
-    free(s->name);
-    free(s->path);
+  s->w.name = strdup(name);
+  s->w.path = malloc(n);
+  if (!s->w.name || !s->w.path) {
+    free(s->w.name);
+    free(s->w.path);
     free(s);
     return NULL;
   }
-  snprintf(s->path, n, "%s/%s/providers", z->base, name);
+  snprintf(s->w.path, n, "%s/%s/providers", z->base, name);
   s->next = z->svcs;
   z->svcs = s;
   return s;
@@ -73,7 +69,7 @@ static mprpc__zk_svc_t *add_svc(mprpc__zk_t *z, const char *name) {
 
 void mprpc__zk_svcs_mark_all(mprpc__zk_t *z) {
   for (mprpc__zk_svc_t *s = z->svcs; s; s = s->next)
-    s->dirty = true;
+    s->w.dirty = true;
 }
 
 void mprpc__zk_svcs_mark_path(mprpc__zk_t *z, const char *path) {
@@ -91,13 +87,13 @@ void mprpc__zk_svcs_mark_path(mprpc__zk_t *z, const char *path) {
     }
   }
   if (s)
-    s->dirty = true;
+    s->w.dirty = true;
 }
 
 void mprpc__zk_svcs_redeliver(mprpc__zk_t *z, int h) {
   for (mprpc__zk_svc_t *s = z->svcs; s; s = s->next)
     if (s->fetched || s->from_file)
-      mprpc__reg_subs_deliver(&z->subs, s->name, &s->cache, false, h);
+      mprpc__reg_subs_deliver(&z->subs, s->w.name, &s->cache, false, h);
 }
 
 /* --- reading a list (worker thread, mu NOT held) ------------------------- */
@@ -164,69 +160,59 @@ done:
 
 /* --- the worker's pass ---------------------------------------------------- */
 
+static mprpc__zk_watched_t *svc_first(mprpc__zk_t *z) {
+  return z->svcs ? &z->svcs->w : NULL;
+}
+
+static mprpc__zk_watched_t *svc_next(mprpc__zk_watched_t *w) {
+  mprpc__zk_svc_t *s = ((mprpc__zk_svc_t *)w)->next;
+  return s ? &s->w : NULL;
+}
+
+static int svc_fetch(mprpc__zk_t *z, zhandle_t *zh, const char *name, const char *path,
+                     void *res) {
+  return fetch_list(z, zh, name, path, res);
+}
+
+static void svc_store(mprpc__zk_t *z, mprpc__zk_watched_t *w, int64_t sid, void *res) {
+  mprpc__zk_svc_t *s = (mprpc__zk_svc_t *)w;
+  mprpc__reg_list_t *list = res;
+  bool changed = !s->fetched || s->from_file || !mprpc__reg_list_equal(&s->cache, list);
+  mprpc__reg_list_clear(&s->cache);
+  s->cache = *list;
+  *list = (mprpc__reg_list_t){0};
+  s->fetched = true;
+  s->from_file = false;
+  if (changed)
+    z->cache_dirty = true;
+  /* Authoritative only if the session is still up. */
+  mprpc__reg_subs_deliver(&z->subs, s->w.name, &s->cache, false,
+                          z->zstate == ZOO_CONNECTED_STATE && z->session_id == sid
+                              ? MPRPC_REG_HEALTHY
+                              : z->health);
+}
+
+static void svc_finish(mprpc__zk_t *z, const char *name, void *res) {
+  (void)z;
+  (void)name;
+  mprpc__reg_list_clear(res);
+}
+
+static const mprpc__zk_watched_ops_t svc_ops = {
+    .doing = "listing",
+    .first = svc_first,
+    .next = svc_next,
+    .fetch = svc_fetch,
+    .store = svc_store,
+    .finish = svc_finish,
+};
+
 bool mprpc__zk_svcs_sync(mprpc__zk_t *z, zhandle_t *zh, int64_t sid, uint64_t pass,
                          bool *retry) {
   /* subscribed services whose list may have changed, each tried once per
    * pass */
-  for (int guard = 0; guard < 100000; guard++) {
-    pthread_mutex_lock(&z->mu);
-    if (z->session_id != sid || z->zstate != ZOO_CONNECTED_STATE || z->stop) {
-      pthread_mutex_unlock(&z->mu);
-      *retry = true;
-      return false;
-    }
-    mprpc__zk_svc_t *s = z->svcs;
-    while (s && (!s->dirty || s->tried == pass))
-      s = s->next;
-    char *name = s ? strdup(s->name) : NULL;
-    char *path = s ? strdup(s->path) : NULL;
-    if (s) {
-      s->dirty = false; /* a watch firing from here on marks it again */
-      s->tried = pass;
-    }
-    pthread_mutex_unlock(&z->mu);
-    if (!s)
-      break;
-    mprpc__reg_list_t list = {0};
-    int rc = name && path ? fetch_list(z, zh, name, path, &list) : ZSYSTEMERROR;
-    bool log_failure = false;
-    pthread_mutex_lock(&z->mu);
-    s = find_svc(z, name ? name : "");
-    if (rc == ZOK && s) {
-      bool changed = !s->fetched || s->from_file || !mprpc__reg_list_equal(&s->cache, &list);
-      mprpc__reg_list_clear(&s->cache);
-      s->cache = list;
-      s->fetched = true;
-      s->from_file = false;
-      s->last_rc = ZOK;
-      if (changed)
-        z->cache_dirty = true;
-      /* Authoritative only if the session is still up. */
-      mprpc__reg_subs_deliver(&z->subs, s->name, &s->cache, false,
-                              z->zstate == ZOO_CONNECTED_STATE && z->session_id == sid
-                                  ? MPRPC_REG_HEALTHY
-                                  : z->health);
-    } else {
-      mprpc__reg_list_clear(&list);
-      if (s) {
-        s->dirty = true;
-        log_failure = rc != s->last_rc;
-        s->last_rc = rc;
-      }
-    }
-    pthread_mutex_unlock(&z->mu);
-    if (rc != ZOK && log_failure)
-      MPRPC_LOG_WARN("registry zk://%s: listing %s: %s (will retry)", z->hosts,
-                     path ? path : "?", zerror(rc));
-    free(name);
-    free(path);
-    if (rc != ZOK) {
-      *retry = true;
-      if (mprpc__zk_conn_error(rc))
-        return false;
-    }
-  }
-  return true;
+  mprpc__reg_list_t list;
+  return mprpc__zk_watched_sync(z, zh, sid, pass, retry, &svc_ops, &list, sizeof list);
 }
 
 /* --- the cache file ----------------------------------------------------- */
@@ -340,7 +326,7 @@ int mprpc__zk_subscribe(void *ctx, const char *service, mprpc_loop_t loop,
     mprpc__reg_subs_deliver_one(&z->subs, *sub_id, &s->cache, false, z->health);
   }
   if (!s->fetched || s->from_file) {
-    s->dirty = true;
+    s->w.dirty = true;
     mprpc__zk_wake(z);
   }
 out:
@@ -358,8 +344,8 @@ void mprpc__zk_svcs_free(mprpc__zk_t *z) {
     mprpc__zk_svc_t *s = z->svcs;
     z->svcs = s->next;
     mprpc__reg_list_clear(&s->cache);
-    free(s->name);
-    free(s->path);
+    free(s->w.name);
+    free(s->w.path);
     free(s);
   }
 }

@@ -15,6 +15,8 @@
  *                  registry/internal.h, which the unit tests use).
  *   zk_config.c    config-centre nodes (/mprpc/config/<name>) watched for
  *                  their text, and their copies next to the cache file.
+ *   zk_watched.c   the re-read loop the last two share: each dirty watched
+ *                  item read once per work pass, failures kept dirty.
  *
  * Threads and locking (the same rules in every file). ZooKeeper's own
  * threads only run mprpc__zk_watcher(), which records what happened under
@@ -28,6 +30,7 @@
 
 #include <pthread.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <zookeeper/zookeeper.h>
 
@@ -140,6 +143,41 @@ void mprpc__zk_cache_load(mprpc__zk_t *z);
 bool mprpc__zk_cache_loaded(const mprpc__zk_t *z);
 /* Writes the cache file if it is behind. Takes mu itself. */
 void mprpc__zk_cache_save(mprpc__zk_t *z);
+
+/* --- zk_watched.c: the re-read loop of watched items ---------------------- */
+
+/* What every watched item keeps: the first member of a subscribed service
+ * (zk_consumer.c) and of a config node (zk_config.c). mu. */
+typedef struct mprpc__zk_watched {
+  char *name;
+  char *path;
+  bool dirty;     /* a watch fired or the session changed: read it again */
+  uint64_t tried; /* the work pass that last read it */
+  int last_rc;    /* ZooKeeper code of the last read; a new failure is logged */
+} mprpc__zk_watched_t;
+
+/* How one kind of watched item is walked, read and stored. */
+typedef struct mprpc__zk_watched_ops {
+  const char *doing; /* "listing": the failure line reads "<doing> <path>: ..." */
+  /* mu held. The list of items and its order. */
+  mprpc__zk_watched_t *(*first)(mprpc__zk_t *z);
+  mprpc__zk_watched_t *(*next)(mprpc__zk_watched_t *w);
+  /* Worker. Reads the item's node(s), re-arming the watches, into res
+   * (zeroed before the call). A ZooKeeper code. */
+  int (*fetch)(mprpc__zk_t *z, zhandle_t *zh, const char *name, const char *path, void *res);
+  /* mu held, after a read that returned ZOK in session sid: keeps res in w
+   * (taking what it takes from res) and delivers it. */
+  void (*store)(mprpc__zk_t *z, mprpc__zk_watched_t *w, int64_t sid, void *res);
+  /* Worker, after every read, stored or not: frees what is left in res. */
+  void (*finish)(mprpc__zk_t *z, const char *name, void *res);
+} mprpc__zk_watched_ops_t;
+
+/* Worker, one work pass in session sid over ops' items: each dirty item is
+ * read once, with res (res_size bytes) as the read's scratch result. Same
+ * result convention as mprpc__zk_regs_sync. */
+bool mprpc__zk_watched_sync(mprpc__zk_t *z, zhandle_t *zh, int64_t sid, uint64_t pass,
+                            bool *retry, const mprpc__zk_watched_ops_t *ops, void *res,
+                            size_t res_size);
 
 /* --- zk_config.c: config-centre nodes ------------------------------------- */
 

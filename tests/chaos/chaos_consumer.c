@@ -131,7 +131,7 @@ static int make_channel(mprpc_registry_t reg, bool idem, int lb, int max_retry, 
   mprpc_channel_options_init(&o);
   o.loop = g.loop;
   o.registry = reg;
-  /* The simulator's settings (sim/scenario.c make_channel). */
+  /* The simulator's settings (sim/vcons.c make_channel). */
   o.timeout_ms = timeout;
   int64_t attempt = timeout / 4;
   if (attempt < 88) /* two worst-case round trips of the simulated net */
