@@ -135,6 +135,16 @@ typedef struct mprpc_channel_opts {
   const char *group;
   const char *version;
 
+  /* Governance defaults of this process (docs/governance.md, "The local
+   * config"): config-centre lines such as "timeout_ms.Echo=200\n
+   * degrade.Echo=fail\nweight.10.0.0.1:8000=5", applied from
+   * mprpc_channel_new whatever the endpoints' source (a registry, servers=);
+   * under a config centre its nodes win key by key. A bad line is logged at
+   * WARN as "config NAME:LINE: ..." and ignored (governance_name: the
+   * config file; NULL = "local config"). Parsed at _new; NULL = none. */
+  const char *governance;
+  const char *governance_name;
+
   /* Outlier ejection (0 = defaults) */
   int eject_conn_failures;     /* consecutive connect failures: 1 */
   int eject_error_percent;     /* error rate over the window: 50 */

@@ -138,6 +138,15 @@ typedef struct mprpc_server_opts {
   uint32_t weight;            /* 0 = MPRPC_DEFAULT_WEIGHT */
   const char *version;        /* free-form, may be NULL */
   const char *group;          /* published group ([A-Za-z0-9_.-], 1-64); NULL = "default" */
+  /* Governance defaults of this process (docs/governance.md, "The local
+   * config"): config-centre lines such as "rate_limit.Echo=100\n
+   * max_concurrency.Echo=8", applied to every service at start whatever the
+   * registry; under a config centre (zk://, file://) its nodes win key by
+   * key. A bad line is logged at WARN as "config NAME:LINE: ..." and
+   * ignored. governance_name names the text in those lines (the config
+   * file; NULL = "local config"). Both copied; NULL = none. */
+  const char *governance;
+  const char *governance_name;
   /* Limits. 0 means the default given in brackets. */
   uint32_t max_body;              /* frame body limit [64 MiB] */
   size_t max_decode_bytes;        /* memory one request may allocate while
@@ -414,6 +423,11 @@ typedef struct mprpc_method_stats {
   /* Latency of completed calls (arrival to closure), microseconds; upper
    * bounds of log-linear buckets (<= 12.5% over the true value). */
   uint64_t p50_us, p99_us, p999_us, max_us;
+  /* Calls refused with ELIMIT before the handler ran, by reason (also in
+   * errors_by_code's ELIMIT slot): rate_limit, and max_concurrency (the
+   * config centre's N or auto, max_concurrency, max_method_concurrency). */
+  uint64_t refused_rate_limit;
+  uint64_t refused_max_concurrency;
 } mprpc_method_stats_t;
 
 typedef struct mprpc_server_stats {
