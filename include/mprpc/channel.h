@@ -207,7 +207,10 @@ void mprpc_channel_opts_init(mprpc_channel_opts_t *o);
  * timeout, connect_timeout, attempt_timeout, max_retry, retry_policy
  * (failover|failfast), lb (rr|random|hash|least), backup_request,
  * compress, max_body_size (-> max_body), max_buffered_bytes (0 = unlimited), idempotent_methods, servers,
- * tls (on|off), tls_ca, tls_cert, tls_key, tls_server_name, tls_verify. Absent keys leave *o unchanged; strings
+ * tls (on|off), tls_ca, tls_cert, tls_key, tls_server_name, tls_verify; the governance keys
+ * timeout_ms[.METHOD], max_retry.METHOD, degrade[.METHOD], weight.HOST:PORT,
+ * disabled.HOST:PORT into o->governance / governance_name (checked by mprpc_channel_new,
+ * docs/governance.md). Absent keys leave *o unchanged; strings
  * point into cfg, which must outlive mprpc_channel_new. Errors:
  * MPRPC_ECONFIG with the text in mprpc_config_error(cfg). Defined in
  * src/util/channel_config.c. */

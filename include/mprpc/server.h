@@ -240,7 +240,9 @@ void mprpc_server_opts_init(mprpc_server_opts_t *o);
  * max_connections_per_ip (for these limits and idle_timeout, 0 in the file means off),
  * advertise_host, weight, version, reflection (on|off), console, console_port, console_write,
  * tls_mode (off|optional|required), tls_cert, tls_key, tls_ca, tls_verify_client
- * (off|optional|required), tls_handshake_timeout. Absent keys leave *o unchanged; string
+ * (off|optional|required), tls_handshake_timeout; the governance keys rate_limit[.METHOD]
+ * and max_concurrency.METHOD into o->governance / governance_name (checked at start,
+ * docs/governance.md). Absent keys leave *o unchanged; string
  * options point into cfg or *listen, which must outlive mprpc_server_new.
  * Errors: MPRPC_ECONFIG (text in mprpc_config_error(cfg)), MPRPC_ERANGE
  * (max_body_size 0 or over 4 GiB - 1). Defined in src/util/server_config.c. */
