@@ -141,8 +141,8 @@ int mprpc_config_load_string(mprpc_config_t *cfg, const char *text, size_t len, 
       goto fail;
     }
     if (rc == MPRPC__KV_EBADKEY) {
-      set_err(cfg, "%s:%d: invalid key '%s' (letters, digits, '_', '.', '-', ':', '[', ']' only)", name,
-              lineno, show(kv.key, kl, sbuf));
+      set_err(cfg, "%s:%d: invalid key '%s' (letters, digits, '_', '.', '-', ':', '[', ']' only)",
+              name, lineno, show(kv.key, kl, sbuf));
       rc = MPRPC_ECONFIG;
       goto fail;
     }
