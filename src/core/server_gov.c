@@ -2,7 +2,8 @@
  * Provider governance: the config centre's per-method limits
  * (rate_limit.METHOD, max_concurrency.METHOD=N|auto) applied before a
  * handler runs, and log_level, from `_global` and each service's node
- * (docs/governance.md).
+ * (docs/governance.md), over the process's own text (opts.governance, the
+ * local layer: applied at start, the only source without a config centre).
  *
  * Threads. The registry delivers every node on loops[0]; only that loop
  * parses, keeps the layers (one mprpc__gov_state_t per service) and writes

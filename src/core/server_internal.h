@@ -337,7 +337,8 @@ void mprpc__console_conn_free(srv_conn_t *conn);
 int mprpc__console_listen(mprpc_server_t *s);
 void mprpc__console_unlisten(mprpc_server_t *s);
 /* server_gov.c: config-centre limits and watches */
-/* At start, before listening: initialises the limiters and watches
+/* At start, before listening: initialises the limiters, applies the local
+ * governance text (opts.governance) to every service, and watches
  * `_global` and every service's node on loops[0] when the registry has a
  * config centre. 0 or MPRPC_ENOMEM. */
 int mprpc__srv_gov_start(mprpc_server_t *s);
