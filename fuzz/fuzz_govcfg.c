@@ -18,6 +18,9 @@
  *      weights 1..1000000, group and version pattern well-formed.
  *  G5  Rebuilding from the layers gives the same answers (rule sets are a
  *      function of the layers).
+ *  G6  The `_global` text read as a process's local config (the third,
+ *      lowest layer) passes G1-G5 too, under both nodes, and a local layer
+ *      alone never sets group or version.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -48,6 +51,18 @@ static mprpc__gov_node_t *parse(const char *name, const char *text, size_t len,
   counter_t c = {.node = name};
   mprpc__gov_node_t *n = NULL;
   int rc = mprpc__gov_node_parse(name, text, len, prev, count_report, &c, &n, np);
+  FUZZ_CHECK(rc == 0 || rc == MPRPC_ENOMEM);
+  if (rc)
+    return NULL;
+  FUZZ_CHECK(n && *np == c.n);
+  FUZZ_CHECK(mprpc__gov_node_count(n) <= MPRPC__GOV_MAX_KEYS);
+  return n;
+}
+
+static mprpc__gov_node_t *parse_local(const char *text, size_t len, size_t *np) {
+  counter_t c = {.node = "fuzz.conf"};
+  mprpc__gov_node_t *n = NULL;
+  int rc = mprpc__gov_node_parse_local("fuzz.conf", text, len, NULL, count_report, &c, &n, np);
   FUZZ_CHECK(rc == 0 || rc == MPRPC_ENOMEM);
   if (rc)
     return NULL;
@@ -154,6 +169,27 @@ int LLVMFuzzerTestOneInput(const unsigned char *data, size_t size) {
       (void)mprpc__version_match(ver, "1.2.3");
       (void)mprpc__version_match(ver, NULL);
     }
+  }
+  /* G6 */
+  size_t lp;
+  mprpc__gov_node_t *l = parse_local(text, glen, &lp);
+  if (l) {
+    mprpc__gov_rules_t *r3 = NULL, *r3b = NULL, *lo = NULL;
+    const mprpc__gov_node_t *three[3] = {s, g, l}, *only[1] = {l};
+    if (mprpc__gov_rules_build_layers("fuzz.Service", three, 3, &r3) == 0 &&
+        mprpc__gov_rules_build_layers("fuzz.Service", three, 3, &r3b) == 0) {
+      check_method(mprpc__gov_rules_method(r3, "NoSuchMethod"));
+      lookups(r3, r3b, text, glen);
+      lookups(r3, r3b, stext, slen);
+    }
+    if (mprpc__gov_rules_build_layers("fuzz.Service", only, 1, &lo) == 0) {
+      FUZZ_CHECK(mprpc__gov_rules_group(lo) == NULL && mprpc__gov_rules_version(lo) == NULL);
+      check_method(mprpc__gov_rules_method(lo, NULL));
+    }
+    mprpc__gov_rules_unref(r3);
+    mprpc__gov_rules_unref(r3b);
+    mprpc__gov_rules_unref(lo);
+    mprpc__gov_node_free(l);
   }
   mprpc__gov_rules_unref(r);
   mprpc__gov_rules_unref(again);

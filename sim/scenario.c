@@ -328,6 +328,7 @@ static const mprpc_sim_scenario_t scenarios[] = {
     {"gov_rate", "rate_limit.Echo set mid-run: no provider runs more than its rate + burst per second",
      sc_gov_rate},
     {"gov_degrade", "every provider cut off from every consumer: the fallbacks answer", sc_gov_degrade},
+    {"gov_local", "no config centre: providers' local rate_limit.Echo holds, refusals counted by reason", NULL, mprpc__sim_gov_local_run},
     {"gov_overload", "twice the providers' capacity with max_concurrency.Echo=auto: goodput >= 90 %, "
      "bounded p99", sc_gov_overload},
     {"hostile", "trickling, never-reading and slowloris clients beside normal consumers: every "

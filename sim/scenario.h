@@ -77,6 +77,8 @@ int mprpc_sim_run(const mprpc_sim_scenario_t *sc, const mprpc_sim_opts_t *o,
 /* Scenarios with their own topology (registered in scenario.c's table):
  * trace_hop, in sim/trace_hop.c. */
 int mprpc__sim_trace_hop_run(const mprpc_sim_opts_t *o, mprpc_sim_result_t *r);
+/* gov_local, in sim/gov_local.c: governance from the processes' own text. */
+int mprpc__sim_gov_local_run(const mprpc_sim_opts_t *o, mprpc_sim_result_t *r);
 
 /* Runs a fault plan (sim/plan.h, the chaos harness's scenarios) on virtual
  * hosts: the plan's topology, workload and faults, mapped onto the virtual

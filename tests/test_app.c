@@ -330,6 +330,91 @@ static void test_app_provider_and_consumer_from_config(void **state) {
   assert_null(strstr(read_file(regfile), want));
 }
 
+/* Governance keys in the process's own file: known, collected per side
+ * with their line numbers, applied by a static:// provider and a servers=
+ * consumer (no config centre), bad values reported with file and line. */
+static void test_app_governance_keys_from_config(void **state) {
+  (void)state;
+  assert_true(mprpc_config_key_known("rate_limit.Echo"));
+  assert_true(mprpc_config_key_known("rate_limit"));
+  assert_true(mprpc_config_key_known("max_concurrency.Echo"));
+  assert_true(mprpc_config_key_known("weight.10.0.0.1:8000"));
+  assert_true(mprpc_config_key_known("disabled.[::1]:8000"));
+  assert_true(mprpc_config_key_known("degrade"));
+  assert_false(mprpc_config_key_known("rate_limit."));
+  assert_false(mprpc_config_key_known("colour.Echo"));
+  assert_string_equal(mprpc__key_suggest("rate_limt.Echo"), "rate_limit.METHOD");
+
+  static Example__EchoService_Service svc = EXAMPLE__ECHO_SERVICE__INIT(echo_);
+  const char *ptext = "rpcserverip=127.0.0.1\n"
+                      "rpcserverport=0\n"
+                      "registry=static://127.0.0.1:1\n"
+                      "# the provider's governance\n"
+                      "rate_limit.Echo=1/1\n"
+                      "max_concurrency.Echo=lots\n"
+                      "timeout_ms.Echo=50\n";
+  mprpc_config_t *cfg = load(ptext);
+  capture_stderr();
+  assert_int_equal(mprpc_config_warn_unknown(cfg, NULL), 0);
+  mprpc_server_opts_t so;
+  mprpc_server_opts_init(&so);
+  mprpc_hostport_t listen;
+  assert_int_equal(mprpc_server_opts_from_config(cfg, &so, &listen), 0);
+  assert_string_equal(so.governance, "\n\n\n\nrate_limit.Echo=1/1\nmax_concurrency.Echo=lots\n");
+  assert_string_equal(so.governance_name, "t.conf");
+  mprpc_server_t *s;
+  int rc = mprpc_server_from_config(cfg, &s);
+  if (rc == 0)
+    rc = mprpc_server_add_service(s, &svc.base);
+  if (rc == 0)
+    rc = mprpc_server_start(s);
+  char *err = release_stderr();
+  assert_int_equal(rc, 0);
+  assert_non_null(strstr(err, "config t.conf:6: bad value 'lots' for max_concurrency.Echo"));
+  assert_null(strstr(err, "unknown key"));
+  mprpc_config_free(cfg);
+
+  /* a servers= consumer: degrade.Echo=fail answers at once, nothing sent */
+  unsigned port = mprpc_server_port(s);
+  char ctext[300];
+  snprintf(ctext, sizeof ctext, "servers=127.0.0.1:%u\ndegrade.Echo=fail\nrate_limit.Echo=9\n",
+           port);
+  cfg = load(ctext);
+  mprpc_channel_opts_t co;
+  mprpc_channel_opts_init(&co);
+  assert_int_equal(mprpc_channel_opts_from_config(cfg, &co), 0);
+  assert_string_equal(co.governance, "\ndegrade.Echo=fail\n"); /* not the provider's key */
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_from_config(cfg, &example__echo_service__descriptor, &ch), 0);
+  mprpc_config_free(cfg);
+  char got[64];
+  Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+  req.message = "x";
+  example__echo_service__echo(mprpc_channel_service(ch), &req, echo_done, got);
+  assert_string_equal(got, "(failed)");
+  mprpc_method_stats_t ms;
+  assert_int_equal(mprpc_server_method_stats(s, "example.EchoService", "Echo", &ms), 0);
+  assert_int_equal(ms.requests, 0);
+  mprpc_channel_destroy(ch);
+
+  /* a plain consumer: the provider's rate limit (1/s, burst 1) refuses */
+  snprintf(ctext, sizeof ctext, "servers=127.0.0.1:%u\nmax_retry=0\n", port);
+  cfg = load(ctext);
+  assert_int_equal(mprpc_channel_from_config(cfg, &example__echo_service__descriptor, &ch), 0);
+  mprpc_config_free(cfg);
+  int failed = 0;
+  for (int i = 0; i < 5; i++) {
+    example__echo_service__echo(mprpc_channel_service(ch), &req, echo_done, got);
+    failed += strcmp(got, "(failed)") == 0;
+  }
+  assert_int_equal(mprpc_server_method_stats(s, "example.EchoService", "Echo", &ms), 0);
+  assert_true(failed >= 1);
+  assert_int_equal(ms.refused_rate_limit, (uint64_t)failed);
+  assert_int_equal(ms.refused_max_concurrency, 0);
+  mprpc_channel_destroy(ch);
+  mprpc_server_destroy(s);
+}
+
 static void test_app_from_config_errors_name_the_keys(void **state) {
   (void)state;
   mprpc_server_t *s = (mprpc_server_t *)1;
@@ -432,6 +517,7 @@ int main(void) {
       cmocka_unit_test(test_app_key_table_matches_docs),
       cmocka_unit_test(test_app_registry_uri_keys),
       cmocka_unit_test(test_app_provider_and_consumer_from_config),
+      cmocka_unit_test(test_app_governance_keys_from_config),
       cmocka_unit_test(test_app_from_config_errors_name_the_keys),
       cmocka_unit_test(test_app_provider_from_config_on_zookeeper),
   };

@@ -306,6 +306,48 @@ static void test_console_metrics_names_and_counts(void **state) {
   fx_free(&f);
 }
 
+/* A rate refusal and a concurrency refusal land in their own series, on
+ * /metrics and /status (local governance: no registry, no config centre). */
+static void test_console_refusals_by_reason(void **state) {
+  (void)state;
+  mprpc_server_opts_t o;
+  fx_t f;
+  fx_opts(&o);
+  o.governance = "max_concurrency.Echo=1\nrate_limit.Echo=2/2\n"; /* the clock stands still */
+  fx_start(&f, &o);
+  mprpc_conn_t *rpc = conn_new(), *web = conn_new();
+  echo_call(rpc, 1, "hold"); /* a token and the one slot */
+  echo_call(rpc, 2, "x");    /* the second token; no slot */
+  echo_expect(rpc, 2, MPRPC_ELIMIT);
+  echo_call(rpc, 3, "x"); /* no token */
+  echo_expect(rpc, 3, MPRPC_ELIMIT);
+  held_complete(0, "done");
+  fake_loop_run(f.e->L);
+  echo_expect(rpc, 1, 0);
+  hresp_t r;
+  assert_int_equal(get(web, GET("/metrics"), &r), 200);
+  const char *want[] = {
+      "# TYPE mprpc_server_refused_calls_total counter\n",
+      "mprpc_server_refused_calls_total{service=\"example.EchoService\",method=\"Echo\","
+      "reason=\"rate_limit\"} 1\n",
+      "mprpc_server_refused_calls_total{service=\"example.EchoService\",method=\"Echo\","
+      "reason=\"max_concurrency\"} 1\n",
+      "mprpc_server_requests_total{service=\"example.EchoService\",method=\"Echo\",code=\"2004\"} 2\n",
+  };
+  for (size_t i = 0; i < sizeof want / sizeof want[0]; i++)
+    if (!strstr(r.body, want[i]))
+      fail_msg("/metrics lacks %s\n%s", want[i], r.body);
+  hresp_free(&r);
+  expect_body(web, GET("/status"), 200, "refused_rate_limit=1 refused_max_concurrency=1\n");
+  expect_body(web, GET("/status?format=json"), 200,
+              "\"refused_rate_limit\":1,\"refused_max_concurrency\":1");
+  mprpc_method_stats_t ms;
+  assert_int_equal(mprpc_server_method_stats(f.s, "example.EchoService", "Echo", &ms), 0);
+  assert_int_equal(ms.refused_rate_limit, 1);
+  assert_int_equal(ms.refused_max_concurrency, 1);
+  fx_free(&f);
+}
+
 static void test_console_malformed_and_limits(void **state) {
   (void)state;
   mprpc_server_opts_t o;
@@ -602,6 +644,7 @@ int main(void) {
       cmocka_unit_test(test_console_off_means_baidu_std_only),
       cmocka_unit_test(test_console_pages_in_three_formats),
       cmocka_unit_test(test_console_metrics_names_and_counts),
+      cmocka_unit_test(test_console_refusals_by_reason),
       cmocka_unit_test(test_console_malformed_and_limits),
       cmocka_unit_test(test_console_pipelining_keep_alive_and_close),
       cmocka_unit_test(test_console_flags_read_only_by_default),

@@ -388,6 +388,85 @@ static void test_gov_state_updates_and_cells(void **state) {
   mprpc_sim_world_free(w);
 }
 
+/* The local config is the third layer: under _global and the service's
+ * node, field by field; its own problems name its file and line. */
+static void test_gov_local_layer_precedence(void **state) {
+  (void)state;
+  mprpc__gov_state_t st;
+  assert_int_equal(mprpc__gov_state_init(&st, SVC), 0);
+  problems_t p = {0};
+  const char *loc = "rate_limit.Echo=100\n"
+                    "timeout_ms=50\n"
+                    "max_retry.Echo=1\n"
+                    "degrade.Echo=fail\n"
+                    "weight.10.0.0.1:8000=7\n"
+                    "log_level=warn\n";
+  assert_int_equal(mprpc__gov_state_set_local(&st, "p.conf", loc, strlen(loc), collect, &p, NULL),
+                   0);
+  assert_int_equal(p.n, 0);
+  const mprpc__gov_method_t *m = mprpc__gov_rules_method(st.rules, "Echo");
+  assert_int_equal(m->rate_qps, 100);
+  assert_int_equal(m->timeout_ms, 50);
+  assert_int_equal(m->max_retry, 1);
+  assert_int_equal(m->degrade, MPRPC__GOV_DEGRADE_FAIL);
+  assert_int_equal(mprpc__gov_rules_method(st.rules, "Other")->timeout_ms, 50);
+  assert_int_equal(mprpc__gov_rules_endpoint(st.rules, "10.0.0.1", 8000)->weight, 7);
+  assert_int_equal(mprpc__gov_rules_log_level(st.rules), MPRPC_LOG_LEVEL_WARN);
+
+  /* _global over local, the service's node over both; untouched fields
+   * keep the local value */
+  const char *g = "timeout_ms=300\nlog_level=error\nweight.10.0.0.1:8000=9\n";
+  assert_int_equal(mprpc__gov_state_update(&st, "_global", g, strlen(g), collect, &p, NULL), 0);
+  const char *sv = "rate_limit=20\n";
+  assert_int_equal(mprpc__gov_state_update(&st, SVC, sv, strlen(sv), collect, &p, NULL), 0);
+  m = mprpc__gov_rules_method(st.rules, "Echo");
+  assert_int_equal(m->rate_qps, 20);     /* service KEY beats local KEY.METHOD */
+  assert_int_equal(m->timeout_ms, 300);  /* _global */
+  assert_int_equal(m->max_retry, 1);     /* local */
+  assert_int_equal(m->degrade, MPRPC__GOV_DEGRADE_FAIL);
+  assert_int_equal(mprpc__gov_rules_endpoint(st.rules, "10.0.0.1", 8000)->weight, 9);
+  assert_int_equal(mprpc__gov_rules_log_level(st.rules), MPRPC_LOG_LEVEL_ERROR);
+  /* the nodes go: the local values come back */
+  assert_int_equal(mprpc__gov_state_update(&st, SVC, NULL, 0, collect, &p, NULL), 0);
+  assert_int_equal(mprpc__gov_state_update(&st, "_global", NULL, 0, collect, &p, NULL), 0);
+  m = mprpc__gov_rules_method(st.rules, "Echo");
+  assert_int_equal(m->rate_qps, 100);
+  assert_int_equal(m->timeout_ms, 50);
+  assert_int_equal(mprpc__gov_rules_log_level(st.rules), MPRPC_LOG_LEVEL_WARN);
+  assert_int_equal(p.n, 0);
+
+  /* bad local values: reported with the file and line, the key keeps the
+   * last good value, nothing else is lost; group/version are not local */
+  const char *bad = "\n\nrate_limit.Echo=lots\n"
+                    "timeout_ms=50\n"
+                    "degrade.Echo=maybe\n"
+                    "max_concurrency.Echo=8\n"
+                    "group=blue\n";
+  size_t np = 0;
+  assert_int_equal(mprpc__gov_state_set_local(&st, "p.conf", bad, strlen(bad), collect, &p, &np),
+                   0);
+  if (p.n != 3)
+    dump(&p);
+  assert_int_equal(p.n, 3);
+  assert_int_equal((int)np, 3);
+  assert_true(has_problem(&p, "p.conf:3: [rate_limit.Echo] bad value 'lots'"));
+  assert_true(has_problem(&p, "keeping 100"));
+  assert_true(has_problem(&p, "p.conf:5: [degrade.Echo] bad value 'maybe'"));
+  assert_true(has_problem(&p, "p.conf:7: [group]"));
+  m = mprpc__gov_rules_method(st.rules, "Echo");
+  assert_int_equal(m->rate_qps, 100);
+  assert_int_equal(m->degrade, MPRPC__GOV_DEGRADE_FAIL);
+  assert_int_equal(m->max_concurrency, 8);
+  assert_int_equal(m->timeout_ms, 50);
+  assert_false(m->set & MPRPC__GOV_RETRY); /* gone from the new text */
+  assert_null(mprpc__gov_rules_group(st.rules));
+  assert_int_equal(mprpc__gov_rules_log_level(st.rules), -1);
+  /* cleared */
+  assert_int_equal(mprpc__gov_state_set_local(&st, NULL, NULL, 0, collect, &p, NULL), 0);
+  assert_int_equal(mprpc__gov_rules_method(st.rules, "Echo")->set, 0);
+  mprpc__gov_state_destroy(&st);
+}
+
 /* --- token bucket ------------------------------------------------------- */
 
 static void test_gov_ratelimit_rate_and_burst(void **state) {
@@ -819,6 +898,7 @@ int main(void) {
       cmocka_unit_test(test_gov_value_edges),
       cmocka_unit_test(test_gov_merge_order),
       cmocka_unit_test(test_gov_state_updates_and_cells),
+      cmocka_unit_test(test_gov_local_layer_precedence),
       cmocka_unit_test(test_gov_ratelimit_rate_and_burst),
       cmocka_unit_test(test_gov_ratelimit_threads_share_one_bucket),
       cmocka_unit_test(test_gov_limiter_holds_goodput_and_latency),

@@ -89,6 +89,11 @@ static void handler_echo(Example__EchoService_Service *svc, const Example__EchoR
   handler(svc, req, done, cd);
 }
 
+/* Provider options the next world_new uses: the local governance text and
+ * whether the providers have no registry at all. */
+static const char *g_prov_gov;
+static bool g_prov_noreg;
+
 static void prov_start(world_t *W, int i, const char *group, const char *version) {
   prov_t *p = &W->p[i];
   p->host = i;
@@ -104,7 +109,9 @@ static void prov_start(world_t *W, int i, const char *group, const char *version
   o.transport = mprpc_sim_net_transport(W->net);
   o.loops = &p->loop;
   o.nloops = 1;
-  o.registry = p->reg;
+  o.registry = g_prov_noreg ? (mprpc_registry_t){0} : p->reg;
+  o.governance = g_prov_gov;
+  o.governance_name = "provider.conf";
   o.group = group;
   o.version = version;
   o.drain_timeout_ms = 100;
@@ -145,6 +152,34 @@ static void channel_new(world_t *W, int lb, int max_retry, const char *group, co
   o.eject_base_ms = 200;
   assert_int_equal(mprpc_channel_new_in(&example__echo_service__descriptor, &o, &W->ch), 0);
   run_for(W, 500 * MS); /* providers registered, list and config delivered */
+}
+
+/* A channel over a fixed list (servers=, no registry) with local governance. */
+static void channel_new_servers(world_t *W, int max_retry, const char *gov) {
+  mprpc_channel_opts_t o;
+  mprpc_channel_opts_init(&o);
+  char servers[160];
+  snprintf(servers, sizeof servers, "%s,%s", W->p[0].addr, W->p[1].addr);
+  o.loop = mprpc_sim_loop(W->cl);
+  o.transport = mprpc_sim_net_transport(W->net);
+  o.servers = servers;
+  o.max_retry = max_retry;
+  o.timeout_ms = 1000;
+  o.governance = gov;
+  o.governance_name = "consumer.conf";
+  assert_int_equal(mprpc_channel_new_in(&example__echo_service__descriptor, &o, &W->ch), 0);
+  run_for(W, 100 * MS);
+}
+
+/* Refusals of method Echo summed over the providers. */
+static void refused(world_t *W, uint64_t *rate, uint64_t *conc) {
+  *rate = *conc = 0;
+  for (int i = 0; i < NPROV; i++) {
+    mprpc_method_stats_t ms;
+    assert_int_equal(mprpc_server_method_stats(W->p[i].srv, SVC, "Echo", &ms), 0);
+    *rate += ms.refused_rate_limit;
+    *conc += ms.refused_max_concurrency;
+  }
 }
 
 static void world_free(world_t *W) {
@@ -517,6 +552,111 @@ static void test_gov_apply_auto_limiter_sheds_load(void **state) {
   world_free(&W);
 }
 
+/* ---- the process's own config (no config centre) ------------------------- */
+
+static void test_gov_apply_local_rate_limit_without_registry(void **state) {
+  (void)state;
+  world_t W;
+  g_prov_noreg = true;
+  g_prov_gov = "rate_limit.Echo=20\nmax_concurrency.Echo=lots\n"; /* the bad line loses nothing */
+  world_new(&W, NULL, NULL, NULL, NULL);
+  g_prov_noreg = false;
+  g_prov_gov = NULL;
+  channel_new_servers(&W, 0, NULL);
+  int h = W.p[0].handled + W.p[1].handled;
+  calls(&W, 400, 5 * MS); /* 2 s at 200/s, 20/s + a burst of 2 per provider */
+  int admitted = W.p[0].handled + W.p[1].handled - h;
+  assert_true(admitted <= 2 * (2 + 20 * 2) + 2);
+  assert_true(admitted >= 2 * 20 * 2 - 10);
+  assert_int_equal(W.ok, admitted);
+  assert_int_equal(errs_of(&W, MPRPC_ELIMIT), 400 - admitted);
+  uint64_t rate, conc;
+  refused(&W, &rate, &conc);
+  assert_int_equal(rate, (uint64_t)(400 - admitted));
+  assert_int_equal(conc, 0);
+  world_free(&W);
+}
+
+static void test_gov_apply_local_config_under_the_centre(void **state) {
+  (void)state;
+  world_t W;
+  g_prov_gov = "rate_limit.Echo=20\n";
+  world_new(&W, NULL, NULL, NULL, NULL);
+  g_prov_gov = NULL;
+  channel_new(&W, MPRPC_LB_RR, 0, NULL, NULL);
+  calls(&W, 200, 5 * MS); /* the local limit holds with zk:// too */
+  assert_true(errs_of(&W, MPRPC_ELIMIT) > 0);
+  set_config(&W, SVC, "rate_limit.Echo=off\n"); /* the node wins */
+  calls(&W, 100, 1 * MS);
+  assert_int_equal(W.ok, 100);
+  set_config(&W, SVC, NULL); /* gone: the local default again */
+  calls(&W, 200, 5 * MS);
+  assert_true(errs_of(&W, MPRPC_ELIMIT) > 0);
+  world_free(&W);
+}
+
+static void test_gov_apply_refusals_by_reason(void **state) {
+  (void)state;
+  world_t W;
+  world_new(&W, NULL, NULL, NULL, NULL);
+  channel_new(&W, MPRPC_LB_RR, 0, NULL, NULL);
+  set_config(&W, SVC, "rate_limit.Echo=1/1\n");
+  calls(&W, 20, 0); /* one per provider passes */
+  int rate_refused = errs_of(&W, MPRPC_ELIMIT);
+  assert_int_equal(rate_refused, 18);
+  uint64_t rate, conc;
+  refused(&W, &rate, &conc);
+  assert_int_equal(rate, 18);
+  assert_int_equal(conc, 0);
+  W.p[0].delay_ns = W.p[1].delay_ns = 100 * MS;
+  set_config(&W, SVC, "max_concurrency.Echo=1\n");
+  calls(&W, 6, 0); /* one in flight per provider */
+  assert_int_equal(W.ok, 2);
+  assert_int_equal(errs_of(&W, MPRPC_ELIMIT), 4);
+  refused(&W, &rate, &conc);
+  assert_int_equal(rate, 18);
+  assert_int_equal(conc, 4);
+  /* the adaptive limiter's refusals are concurrency refusals too */
+  set_config(&W, SVC, "max_concurrency.Echo=auto\n");
+  calls(&W, 40, 0);
+  int auto_refused = errs_of(&W, MPRPC_ELIMIT);
+  assert_true(auto_refused > 0);
+  refused(&W, &rate, &conc);
+  assert_int_equal(rate, 18);
+  assert_int_equal(conc, 4 + (uint64_t)auto_refused);
+  world_free(&W);
+}
+
+static void test_gov_apply_local_channel_keys_with_servers(void **state) {
+  (void)state;
+  world_t W;
+  world_new(&W, NULL, NULL, NULL, NULL);
+  W.p[0].delay_ns = W.p[1].delay_ns = 300 * MS;
+  channel_new_servers(&W, 0, "timeout_ms.Echo=50\ntimeout_ms.Nope=x\n");
+  int h = W.p[0].handled + W.p[1].handled;
+  uint64_t t0 = mprpc_sim_now(W.w);
+  calls(&W, 1, 0);
+  assert_int_equal(errs_of(&W, MPRPC_ERPCTIMEDOUT), 1); /* 50 ms, not the channel's 1 s */
+  assert_true(mprpc_sim_now(W.w) - t0 < 1000 * MS);
+  assert_int_equal(W.p[0].handled + W.p[1].handled, h + 1);
+  mprpc_channel_destroy(W.ch);
+  W.ch = NULL;
+  run_for(&W, 500 * MS);
+  char gov[256];
+  snprintf(gov, sizeof gov, "degrade.Echo=fail\ndisabled.%s=1\n", W.p[0].addr);
+  channel_new_servers(&W, 0, gov);
+  h = W.p[0].handled + W.p[1].handled;
+  calls(&W, 5, 0);
+  assert_int_equal(errs_of(&W, MPRPC_EDEGRADED), 5);
+  assert_int_equal(W.p[0].handled + W.p[1].handled, h); /* nothing sent */
+  mprpc_channel_endpoint_info_t eps[4];
+  size_t n = mprpc_channel_endpoints(W.ch, eps, 4);
+  assert_int_equal(n, 2);
+  for (size_t i = 0; i < n; i++)
+    assert_int_equal(eps[i].disabled, strcmp(eps[i].name, W.p[0].addr) == 0);
+  world_free(&W);
+}
+
 static void test_gov_apply_log_level(void **state) {
   (void)state;
   int before = mprpc__log_level;
@@ -542,6 +682,10 @@ int main(void) {
       cmocka_unit_test(test_gov_apply_rate_limit),
       cmocka_unit_test(test_gov_apply_elimit_moves_to_another_provider),
       cmocka_unit_test(test_gov_apply_auto_limiter_sheds_load),
+      cmocka_unit_test(test_gov_apply_local_rate_limit_without_registry),
+      cmocka_unit_test(test_gov_apply_local_config_under_the_centre),
+      cmocka_unit_test(test_gov_apply_refusals_by_reason),
+      cmocka_unit_test(test_gov_apply_local_channel_keys_with_servers),
       cmocka_unit_test(test_gov_apply_log_level),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -135,6 +135,16 @@ typedef struct mprpc_channel_opts {
   const char *group;
   const char *version;
 
+  /* Governance defaults of this process (docs/governance.md, "The local
+   * config"): config-centre lines such as "timeout_ms.Echo=200\n
+   * degrade.Echo=fail\nweight.10.0.0.1:8000=5", applied from
+   * mprpc_channel_new whatever the endpoints' source (a registry, servers=);
+   * under a config centre its nodes win key by key. A bad line is logged at
+   * WARN as "config NAME:LINE: ..." and ignored (governance_name: the
+   * config file; NULL = "local config"). Parsed at _new; NULL = none. */
+  const char *governance;
+  const char *governance_name;
+
   /* Outlier ejection (0 = defaults) */
   int eject_conn_failures;     /* consecutive connect failures: 1 */
   int eject_error_percent;     /* error rate over the window: 50 */
@@ -197,7 +207,10 @@ void mprpc_channel_opts_init(mprpc_channel_opts_t *o);
  * timeout, connect_timeout, attempt_timeout, max_retry, retry_policy
  * (failover|failfast), lb (rr|random|hash|least), backup_request,
  * compress, max_body_size (-> max_body), max_buffered_bytes (0 = unlimited), idempotent_methods, servers,
- * tls (on|off), tls_ca, tls_cert, tls_key, tls_server_name, tls_verify. Absent keys leave *o unchanged; strings
+ * tls (on|off), tls_ca, tls_cert, tls_key, tls_server_name, tls_verify; the governance keys
+ * timeout_ms[.METHOD], max_retry.METHOD, degrade[.METHOD], weight.HOST:PORT,
+ * disabled.HOST:PORT into o->governance / governance_name (checked by mprpc_channel_new,
+ * docs/governance.md). Absent keys leave *o unchanged; strings
  * point into cfg, which must outlive mprpc_channel_new. Errors:
  * MPRPC_ECONFIG with the text in mprpc_config_error(cfg). Defined in
  * src/util/channel_config.c. */

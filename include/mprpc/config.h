@@ -5,8 +5,8 @@
  * lines are ignored, spaces and tabs around keys and values are trimmed,
  * CRLF line ends and a missing final newline are fine, lines may be of any
  * length. A key may appear again later: the later value wins and a warning
- * is logged. Keys are letters, digits, '_', '.', '-'. The full syntax and
- * every key the framework reads are in docs/config.md.
+ * is logged. Keys are letters, digits, '_', '.', '-', ':', '[', ']'. The full
+ * syntax and every key the framework reads are in docs/config.md.
  *
  * Values are kept as text and converted by typed getters that validate
  * them. A getter given a key that is absent stores the default and returns

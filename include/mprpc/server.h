@@ -138,6 +138,15 @@ typedef struct mprpc_server_opts {
   uint32_t weight;            /* 0 = MPRPC_DEFAULT_WEIGHT */
   const char *version;        /* free-form, may be NULL */
   const char *group;          /* published group ([A-Za-z0-9_.-], 1-64); NULL = "default" */
+  /* Governance defaults of this process (docs/governance.md, "The local
+   * config"): config-centre lines such as "rate_limit.Echo=100\n
+   * max_concurrency.Echo=8", applied to every service at start whatever the
+   * registry; under a config centre (zk://, file://) its nodes win key by
+   * key. A bad line is logged at WARN as "config NAME:LINE: ..." and
+   * ignored. governance_name names the text in those lines (the config
+   * file; NULL = "local config"). Both copied; NULL = none. */
+  const char *governance;
+  const char *governance_name;
   /* Limits. 0 means the default given in brackets. */
   uint32_t max_body;              /* frame body limit [64 MiB] */
   size_t max_decode_bytes;        /* memory one request may allocate while
@@ -231,7 +240,9 @@ void mprpc_server_opts_init(mprpc_server_opts_t *o);
  * max_connections_per_ip (for these limits and idle_timeout, 0 in the file means off),
  * advertise_host, weight, version, reflection (on|off), console, console_port, console_write,
  * tls_mode (off|optional|required), tls_cert, tls_key, tls_ca, tls_verify_client
- * (off|optional|required), tls_handshake_timeout. Absent keys leave *o unchanged; string
+ * (off|optional|required), tls_handshake_timeout; the governance keys rate_limit[.METHOD]
+ * and max_concurrency.METHOD into o->governance / governance_name (checked at start,
+ * docs/governance.md). Absent keys leave *o unchanged; string
  * options point into cfg or *listen, which must outlive mprpc_server_new.
  * Errors: MPRPC_ECONFIG (text in mprpc_config_error(cfg)), MPRPC_ERANGE
  * (max_body_size 0 or over 4 GiB - 1). Defined in src/util/server_config.c. */
@@ -414,6 +425,11 @@ typedef struct mprpc_method_stats {
   /* Latency of completed calls (arrival to closure), microseconds; upper
    * bounds of log-linear buckets (<= 12.5% over the true value). */
   uint64_t p50_us, p99_us, p999_us, max_us;
+  /* Calls refused with ELIMIT before the handler ran, by reason (also in
+   * errors_by_code's ELIMIT slot): rate_limit, and max_concurrency (the
+   * config centre's N or auto, max_concurrency, max_method_concurrency). */
+  uint64_t refused_rate_limit;
+  uint64_t refused_max_concurrency;
 } mprpc_method_stats_t;
 
 typedef struct mprpc_server_stats {

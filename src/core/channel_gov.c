@@ -87,6 +87,14 @@ void mprpc__chgov_ep_free(mprpc__ep_t *ep) {
 
 /* ---- config deliveries ------------------------------------------------- */
 
+static void apply_log_level(const mprpc__gov_rules_t *r) {
+  int lv = mprpc__gov_rules_log_level(r);
+  if (lv >= 0 && lv != __atomic_load_n(&mprpc__log_level, __ATOMIC_RELAXED)) {
+    MPRPC_LOG_INFO("config centre: log_level changes to %d", lv);
+    mprpc_log_set_level(lv);
+  }
+}
+
 static void apply_rules(mprpc_channel_t *ch) {
   size_t disabled = 0, unselected = 0;
   for (size_t i = 0; i < ch->neps; i++) {
@@ -100,11 +108,7 @@ static void apply_rules(mprpc_channel_t *ch) {
     unselected += ep->unselected;
   }
   mprpc__ep_weights_changed(ch);
-  int lv = mprpc__gov_rules_log_level(ch->gov->st.rules);
-  if (lv >= 0 && lv != __atomic_load_n(&mprpc__log_level, __ATOMIC_RELAXED)) {
-    MPRPC_LOG_INFO("config centre: log_level changes to %d", lv);
-    mprpc_log_set_level(lv);
-  }
+  apply_log_level(ch->gov->st.rules);
   MPRPC_LOG_INFO("channel %s: config applied: %zu endpoints, %zu disabled, %zu outside the "
                  "selection", ch->sd->name, ch->neps, disabled, unselected);
   /* calls parked for endpoints may have one now (or a fallback) */
@@ -148,6 +152,22 @@ int mprpc__chgov_init(mprpc_channel_t *ch, const mprpc_channel_opts_t *o) {
   if ((o->group && *o->group && !g->opt_group) || (o->version && *o->version && !g->opt_version))
     goto fail;
   ch->gov = g;
+  if (o->governance) {
+    /* the process's own governance: the only source with servers= or a
+     * registry without a config centre, the defaults under one */
+    const char *name = o->governance_name && *o->governance_name ? o->governance_name
+                                                                 : MPRPC__GOV_LOCAL;
+    size_t np = 0;
+    int rc = mprpc__gov_state_set_local(&g->st, name, o->governance, strlen(o->governance),
+                                        mprpc__gov_report_log, NULL, &np);
+    if (rc < 0) {
+      ch->gov = NULL;
+      goto fail;
+    }
+    apply_log_level(g->st.rules);
+    MPRPC_LOG_INFO("channel %s: governance from %s applied (%zu problem%s)", ch->sd->name, name,
+                   np, np == 1 ? "" : "s");
+  }
   if (o->registry.vt && !o->servers) {
     g->reg = o->registry;
     int rc = mprpc_registry_watch_config(o->registry, MPRPC__GOV_GLOBAL, o->loop, on_config, ch,

@@ -39,7 +39,7 @@ static void expo_buckets(const uint64_t *h, uint64_t *cum, uint64_t *count) {
 }
 
 typedef struct msum {
-  uint64_t ok, sum_us, by_code[MPRPC_SERVER_NCODES];
+  uint64_t ok, sum_us, by_code[MPRPC_SERVER_NCODES], refused[MPRPC__REFUSED_N];
 } msum_t;
 
 static void method_sum(const mprpc_server_t *s, const srv_method_t *m, msum_t *o) {
@@ -49,6 +49,8 @@ static void method_sum(const mprpc_server_t *s, const srv_method_t *m, msum_t *o
     o->sum_us += MPRPC__ONE_WRITER_READ(&m->st[l].sum_us);
     for (size_t i = 0; i < MPRPC_SERVER_NCODES; i++)
       o->by_code[i] += MPRPC__ONE_WRITER_READ(&m->st[l].by_code[i]);
+    for (size_t i = 0; i < MPRPC__REFUSED_N; i++)
+      o->refused[i] += MPRPC__ONE_WRITER_READ(&m->st[l].refused[i]);
   }
 }
 
@@ -86,6 +88,19 @@ static void server_families(mprpc__prom_t *w, const mprpc_server_t *s) {
     mprpc__prom_label_t lb[2] = {{"service", m->service}, {"method", m->name}};
     mprpc__prom_histogram(w, "mprpc_server_request_duration_seconds",
                           "Latency of completed calls, arrival to answer", lb, 2, &h);
+  }
+  static const char *const reasons[MPRPC__REFUSED_N] = {"rate_limit", "max_concurrency"};
+  for (size_t i = 0; i < s->nmethods; i++) {
+    const srv_method_t *m = s->methods[i];
+    method_sum(s, m, &ms);
+    for (size_t k = 0; k < MPRPC__REFUSED_N; k++) {
+      mprpc__prom_label_t lb[3] = {
+          {"service", m->service}, {"method", m->name}, {"reason", reasons[k]}};
+      mprpc__prom_counter(w, "mprpc_server_refused_calls_total",
+                          "Calls refused with ELIMIT before the handler ran, by the limit that "
+                          "refused them",
+                          lb, 3, (double)ms.refused[k]);
+    }
   }
   for (size_t i = 0; i < s->nmethods; i++) {
     const srv_method_t *m = s->methods[i];

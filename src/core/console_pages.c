@@ -122,11 +122,14 @@ static void method_row(const mprpc_server_t *s, size_t i, mrow_t *r, uint64_t *h
 static void status_text(mprpc__textbuf_t *b, const mrow_t *r) {
   TB(b,
      "  method %s calls=%llu errors=%llu qps_1s=%.0f qps_60s=%.1f p50_us=%llu p90_us=%llu "
-     "p99_us=%llu p999_us=%llu max_us=%llu inflight=%llu max_concurrency=%u\n",
+     "p99_us=%llu p999_us=%llu max_us=%llu inflight=%llu max_concurrency=%u "
+     "refused_rate_limit=%llu refused_max_concurrency=%llu\n",
      r->m->name, (unsigned long long)r->st.requests, (unsigned long long)r->st.errors, r->qps1,
      r->qps60, (unsigned long long)r->p50, (unsigned long long)r->p90,
      (unsigned long long)r->p99, (unsigned long long)r->p999, (unsigned long long)r->st.max_us,
-     (unsigned long long)r->st.inflight, (unsigned)r->limit);
+     (unsigned long long)r->st.inflight, (unsigned)r->limit,
+     (unsigned long long)r->st.refused_rate_limit,
+     (unsigned long long)r->st.refused_max_concurrency);
 }
 
 static void status_json(mprpc__textbuf_t *b, const mrow_t *r) {
@@ -135,11 +138,14 @@ static void status_json(mprpc__textbuf_t *b, const mrow_t *r) {
   TB(b,
      ",\"calls\":%llu,\"errors\":%llu,\"qps_1s\":%.0f,\"qps_60s\":%.1f,\"p50_us\":%llu,"
      "\"p90_us\":%llu,\"p99_us\":%llu,\"p999_us\":%llu,\"max_us\":%llu,\"inflight\":%llu,"
-     "\"max_concurrency\":%u,\"qps_series\":[",
+     "\"max_concurrency\":%u,\"refused_rate_limit\":%llu,\"refused_max_concurrency\":%llu,"
+     "\"qps_series\":[",
      (unsigned long long)r->st.requests, (unsigned long long)r->st.errors, r->qps1, r->qps60,
      (unsigned long long)r->p50, (unsigned long long)r->p90, (unsigned long long)r->p99,
      (unsigned long long)r->p999, (unsigned long long)r->st.max_us,
-     (unsigned long long)r->st.inflight, (unsigned)r->limit);
+     (unsigned long long)r->st.inflight, (unsigned)r->limit,
+     (unsigned long long)r->st.refused_rate_limit,
+     (unsigned long long)r->st.refused_max_concurrency);
   for (size_t i = 0; i < r->n; i++)
     TB(b, "%s%.0f", i ? "," : "", r->qps[i]);
   mprpc__textbuf_puts(b, "],\"p99_us_series\":[");
@@ -153,11 +159,14 @@ static void status_html(mprpc__textbuf_t *b, const mrow_t *r) {
   hstr(b, r->m->name);
   TB(b,
      "</td><td>%llu</td><td>%llu</td><td>%.0f</td><td>%.1f</td><td>%llu</td><td>%llu</td>"
-     "<td>%llu</td><td>%llu</td><td>%llu</td><td>%llu</td><td>%u</td></tr>\n",
+     "<td>%llu</td><td>%llu</td><td>%llu</td><td>%llu</td><td>%u</td><td>%llu</td>"
+     "<td>%llu</td></tr>\n",
      (unsigned long long)r->st.requests, (unsigned long long)r->st.errors, r->qps1, r->qps60,
      (unsigned long long)r->p50, (unsigned long long)r->p90, (unsigned long long)r->p99,
      (unsigned long long)r->p999, (unsigned long long)r->st.max_us,
-     (unsigned long long)r->st.inflight, (unsigned)r->limit);
+     (unsigned long long)r->st.inflight, (unsigned)r->limit,
+     (unsigned long long)r->st.refused_rate_limit,
+     (unsigned long long)r->st.refused_max_concurrency);
 }
 
 static void status_charts(mprpc__textbuf_t *b, const mrow_t *r) {
@@ -220,7 +229,8 @@ int mprpc__cpage_status(mprpc__creq_t *rq, mprpc__cresp_t *rs) {
       mprpc__textbuf_puts(b, "</h2>\n<table><tr><th>method</th><th>calls</th><th>errors</th>"
                              "<th>qps 1s</th><th>qps 60s</th><th>p50 us</th><th>p90 us</th>"
                              "<th>p99 us</th><th>p999 us</th><th>max us</th><th>in flight</th>"
-                             "<th>limit</th></tr>\n");
+                             "<th>limit</th><th>refused: rate</th><th>refused: concurrency</th>"
+                             "</tr>\n");
     } else {
       TB(b, "service %s\n", d->name);
     }

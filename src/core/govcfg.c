@@ -65,6 +65,7 @@ typedef struct entry {
 
 struct mprpc__gov_node {
   char *name;
+  int scope; /* SCOPE_* */
   entry_t *v;
   size_t n, cap;
   uint32_t *idx; /* open addressing: entry index + 1, 0 = empty */
@@ -96,6 +97,9 @@ struct mprpc__gov_rules {
   int log_level;
   char *group, *version;
 };
+
+/* What a layer is: it decides which scalar keys it may hold. */
+enum { SCOPE_GLOBAL, SCOPE_SERVICE, SCOPE_LOCAL };
 
 static uint64_t generation_counter; /* atomic */
 
@@ -470,21 +474,21 @@ static const char *kv_problem(int rc) {
   }
 }
 
-int mprpc__gov_node_parse(const char *name, const char *text, size_t len,
-                          const mprpc__gov_node_t *prev, mprpc__gov_report_cb report_cb,
-                          void *ud, mprpc__gov_node_t **out, size_t *nproblems) {
+static int node_parse(const char *name, int scope, const char *text, size_t len,
+                      const mprpc__gov_node_t *prev, mprpc__gov_report_cb report_cb, void *ud,
+                      mprpc__gov_node_t **out, size_t *nproblems) {
   *out = NULL;
   if (nproblems)
     *nproblems = 0;
   if (!name || !*name || (!text && len))
     return MPRPC_EINVAL;
   parse_ctx_t c = {.node = name, .report = report_cb, .ud = ud};
-  bool global = strcmp(name, MPRPC__GOV_GLOBAL) == 0;
   mprpc__gov_node_t *n = calloc(1, sizeof *n);
   if (!n || !(n->name = dup_s(name))) {
     free(n);
     return MPRPC_ENOMEM;
   }
+  n->scope = scope;
   if (len > MPRPC__GOV_MAX_TEXT) {
     report(&c, 0, "", "text is %zu bytes; only the first %u are read", len, MPRPC__GOV_MAX_TEXT);
     len = MPRPC__GOV_MAX_TEXT;
@@ -509,8 +513,18 @@ int mprpc__gov_node_parse(const char *name, const char *text, size_t len,
       entry_free(&e);
       continue;
     }
-    if (e.kind == K_LOG_LEVEL && !global) {
+    if (e.kind == K_LOG_LEVEL && scope == SCOPE_SERVICE) {
       report(&c, kv.line, e.key, "log_level is read from %s only; ignored", MPRPC__GOV_GLOBAL);
+      entry_free(&e);
+      continue;
+    }
+    if ((e.kind == K_GROUP || e.kind == K_VERSION) && scope == SCOPE_LOCAL) {
+      /* a provider's group/version keys publish its own; a consumer
+       * selects with select_group / select_version (docs/config.md) */
+      report(&c, kv.line, e.key,
+             "%s is not a governance key of the local config (a consumer selects with "
+             "select_group / select_version); ignored",
+             e.key);
       entry_free(&e);
       continue;
     }
@@ -575,6 +589,19 @@ int mprpc__gov_node_parse(const char *name, const char *text, size_t len,
 oom:
   mprpc__gov_node_free(n);
   return MPRPC_ENOMEM;
+}
+
+int mprpc__gov_node_parse(const char *name, const char *text, size_t len,
+                          const mprpc__gov_node_t *prev, mprpc__gov_report_cb report_cb,
+                          void *ud, mprpc__gov_node_t **out, size_t *nproblems) {
+  int scope = name && strcmp(name, MPRPC__GOV_GLOBAL) == 0 ? SCOPE_GLOBAL : SCOPE_SERVICE;
+  return node_parse(name, scope, text, len, prev, report_cb, ud, out, nproblems);
+}
+
+int mprpc__gov_node_parse_local(const char *name, const char *text, size_t len,
+                                const mprpc__gov_node_t *prev, mprpc__gov_report_cb report_cb,
+                                void *ud, mprpc__gov_node_t **out, size_t *nproblems) {
+  return node_parse(name, SCOPE_LOCAL, text, len, prev, report_cb, ud, out, nproblems);
 }
 
 /* ---- rule sets ------------------------------------------------------- */
@@ -664,11 +691,16 @@ static size_t count_kind(const mprpc__gov_node_t *n, int lo, int hi, bool need_t
   return k;
 }
 
-static const entry_t *scalar(const mprpc__gov_node_t *a, const mprpc__gov_node_t *b, int kind) {
+/* The first layer's value of a scalar key (layers in precedence order). */
+static const entry_t *scalar(const mprpc__gov_node_t *const *layers, size_t nl, int kind) {
   const char *key = specs[kind].prefix;
   uint32_t h = hash_str(key);
-  const entry_t *e = node_find(a, key, h);
-  return e ? e : node_find(b, key, h);
+  for (size_t l = 0; l < nl; l++) {
+    const entry_t *e = node_find(layers[l], key, h);
+    if (e)
+      return e;
+  }
+  return NULL;
 }
 
 static int add_endpoints(mprpc__gov_rules_t *r, const mprpc__gov_node_t *n) {
@@ -686,7 +718,7 @@ static int add_endpoints(mprpc__gov_rules_t *r, const mprpc__gov_node_t *n) {
     }
     uint32_t bit = e->kind == K_WEIGHT ? MPRPC__GOV_WEIGHT : MPRPC__GOV_DISABLED;
     if (s->e.set & bit)
-      continue; /* the service's layer came first */
+      continue; /* a layer of higher precedence came first */
     s->e.set |= bit;
     if (e->kind == K_WEIGHT)
       s->e.weight = e->a;
@@ -696,8 +728,8 @@ static int add_endpoints(mprpc__gov_rules_t *r, const mprpc__gov_node_t *n) {
   return 0;
 }
 
-int mprpc__gov_rules_build(const char *service, const mprpc__gov_node_t *global,
-                           const mprpc__gov_node_t *svc, mprpc__gov_rules_t **out) {
+int mprpc__gov_rules_build_layers(const char *service, const mprpc__gov_node_t *const *layers,
+                                  size_t nl, mprpc__gov_rules_t **out) {
   *out = NULL;
   mprpc__gov_rules_t *r = calloc(1, sizeof *r);
   if (!r)
@@ -707,17 +739,20 @@ int mprpc__gov_rules_build(const char *service, const mprpc__gov_node_t *global,
   r->log_level = -1;
   if (service && !(r->service = dup_s(service)))
     goto oom;
-  /* service-wide defaults */
-  fill_method(&r->defaults, svc, "");
-  fill_method(&r->defaults, global, "");
-  /* methods named in either layer */
-  size_t nm = count_kind(svc, K_RATE, K_DEGRADE, true) + count_kind(global, K_RATE, K_DEGRADE, true);
+  /* service-wide defaults: each layer's KEY, in precedence order */
+  for (size_t l = 0; l < nl; l++)
+    fill_method(&r->defaults, layers[l], "");
+  /* methods named in any layer: per layer KEY.METHOD, then KEY */
+  size_t nm = 0, ne = 0;
+  for (size_t l = 0; l < nl; l++) {
+    nm += count_kind(layers[l], K_RATE, K_DEGRADE, true);
+    ne += count_kind(layers[l], K_WEIGHT, K_DISABLED, false);
+  }
   if (nm) {
     r->mcap = pow2_at_least(nm * 2);
     if (!(r->methods = calloc(r->mcap, sizeof *r->methods)))
       goto oom;
-    const mprpc__gov_node_t *layers[2] = {svc, global};
-    for (int l = 0; l < 2; l++) {
+    for (size_t l = 0; l < nl; l++) {
       for (size_t i = 0; layers[l] && i < layers[l]->n; i++) {
         const entry_t *e = &layers[l]->v[i];
         if (e->kind > K_DEGRADE || !*e->target)
@@ -729,35 +764,41 @@ int mprpc__gov_rules_build(const char *service, const mprpc__gov_node_t *global,
         if (!(s->name = dup_s(e->target)))
           goto oom;
         s->hash = h;
-        fill_method(&s->m, svc, s->name);
-        fill_method(&s->m, svc, "");
-        fill_method(&s->m, global, s->name);
-        fill_method(&s->m, global, "");
+        for (size_t k = 0; k < nl; k++) {
+          fill_method(&s->m, layers[k], s->name);
+          fill_method(&s->m, layers[k], "");
+        }
       }
     }
   }
-  size_t ne = count_kind(svc, K_WEIGHT, K_DISABLED, false) +
-              count_kind(global, K_WEIGHT, K_DISABLED, false);
   if (ne) {
     r->ecap = pow2_at_least(ne * 2);
     if (!(r->eps = calloc(r->ecap, sizeof *r->eps)))
       goto oom;
-    if (add_endpoints(r, svc) || add_endpoints(r, global))
-      goto oom;
+    for (size_t l = 0; l < nl; l++)
+      if (add_endpoints(r, layers[l]))
+        goto oom;
   }
-  const entry_t *e = node_find(global, specs[K_LOG_LEVEL].prefix,
-                               hash_str(specs[K_LOG_LEVEL].prefix));
+  /* a service's layer never holds log_level, a local one never group or
+   * version (the parser drops them) */
+  const entry_t *e = scalar(layers, nl, K_LOG_LEVEL);
   if (e)
     r->log_level = (int)e->a;
-  if ((e = scalar(svc, global, K_GROUP)) && !(r->group = dup_s(e->str)))
+  if ((e = scalar(layers, nl, K_GROUP)) && !(r->group = dup_s(e->str)))
     goto oom;
-  if ((e = scalar(svc, global, K_VERSION)) && !(r->version = dup_s(e->str)))
+  if ((e = scalar(layers, nl, K_VERSION)) && !(r->version = dup_s(e->str)))
     goto oom;
   *out = r;
   return 0;
 oom:
   rules_free(r);
   return MPRPC_ENOMEM;
+}
+
+int mprpc__gov_rules_build(const char *service, const mprpc__gov_node_t *global,
+                           const mprpc__gov_node_t *svc, mprpc__gov_rules_t **out) {
+  const mprpc__gov_node_t *layers[2] = {svc, global};
+  return mprpc__gov_rules_build_layers(service, layers, 2, out);
 }
 
 const mprpc__gov_rules_t *mprpc__gov_rules_ref(const mprpc__gov_rules_t *r) {
@@ -797,7 +838,7 @@ const char *mprpc__gov_rules_version(const mprpc__gov_rules_t *r) { return r ? r
 const char *mprpc__gov_rules_service(const mprpc__gov_rules_t *r) { return r ? r->service : NULL; }
 uint64_t mprpc__gov_rules_generation(const mprpc__gov_rules_t *r) { return r ? r->gen : 0; }
 
-/* ---- state: the two layers of one service ----------------------------- */
+/* ---- state: the layers of one service ---------------------------------- */
 
 int mprpc__gov_state_init(mprpc__gov_state_t *st, const char *service) {
   memset(st, 0, sizeof *st);
@@ -805,7 +846,7 @@ int mprpc__gov_state_init(mprpc__gov_state_t *st, const char *service) {
     return MPRPC_EINVAL;
   if (!(st->service = dup_s(service)))
     return MPRPC_ENOMEM;
-  int rc = mprpc__gov_rules_build(service, NULL, NULL, &st->rules);
+  int rc = mprpc__gov_rules_build_layers(service, NULL, 0, &st->rules);
   if (rc) {
     free(st->service);
     st->service = NULL;
@@ -814,11 +855,30 @@ int mprpc__gov_state_init(mprpc__gov_state_t *st, const char *service) {
 }
 
 void mprpc__gov_state_destroy(mprpc__gov_state_t *st) {
-  mprpc__gov_node_free(st->global);
-  mprpc__gov_node_free(st->svc);
+  for (size_t l = 0; l < MPRPC__GOV_NLAYERS; l++)
+    mprpc__gov_node_free(st->layer[l]);
   mprpc__gov_rules_unref(st->rules);
   free(st->service);
   memset(st, 0, sizeof *st);
+}
+
+/* Replaces layer `which` by fresh (may be NULL) and rebuilds the rules;
+ * on failure st is unchanged and fresh freed. */
+static int state_swap(mprpc__gov_state_t *st, int which, mprpc__gov_node_t *fresh) {
+  const mprpc__gov_node_t *layers[MPRPC__GOV_NLAYERS];
+  for (int l = 0; l < MPRPC__GOV_NLAYERS; l++)
+    layers[l] = l == which ? fresh : st->layer[l];
+  mprpc__gov_rules_t *r;
+  int rc = mprpc__gov_rules_build_layers(st->service, layers, MPRPC__GOV_NLAYERS, &r);
+  if (rc) {
+    mprpc__gov_node_free(fresh);
+    return rc;
+  }
+  mprpc__gov_node_free(st->layer[which]);
+  st->layer[which] = fresh;
+  mprpc__gov_rules_unref(st->rules);
+  st->rules = r;
+  return 0;
 }
 
 int mprpc__gov_state_update(mprpc__gov_state_t *st, const char *name, const char *text,
@@ -828,32 +888,39 @@ int mprpc__gov_state_update(mprpc__gov_state_t *st, const char *name, const char
     *nproblems = 0;
   if (!name || !st->service)
     return MPRPC_EINVAL;
-  mprpc__gov_node_t **slot;
+  int which;
   if (strcmp(name, MPRPC__GOV_GLOBAL) == 0)
-    slot = &st->global;
+    which = MPRPC__GOV_LAYER_GLOBAL;
   else if (strcmp(name, st->service) == 0)
-    slot = &st->svc;
+    which = MPRPC__GOV_LAYER_SVC;
   else
     return MPRPC_EINVAL;
   mprpc__gov_node_t *fresh = NULL;
   if (text) {
-    int rc = mprpc__gov_node_parse(name, text, len, *slot, report_cb, ud, &fresh, nproblems);
+    int rc = mprpc__gov_node_parse(name, text, len, st->layer[which], report_cb, ud, &fresh,
+                                   nproblems);
     if (rc)
       return rc;
   }
-  const mprpc__gov_node_t *g = slot == &st->global ? fresh : st->global;
-  const mprpc__gov_node_t *s = slot == &st->svc ? fresh : st->svc;
-  mprpc__gov_rules_t *r;
-  int rc = mprpc__gov_rules_build(st->service, g, s, &r);
-  if (rc) {
-    mprpc__gov_node_free(fresh);
-    return rc;
+  return state_swap(st, which, fresh);
+}
+
+int mprpc__gov_state_set_local(mprpc__gov_state_t *st, const char *name, const char *text,
+                               size_t len, mprpc__gov_report_cb report_cb, void *ud,
+                               size_t *nproblems) {
+  if (nproblems)
+    *nproblems = 0;
+  if (!st->service)
+    return MPRPC_EINVAL;
+  mprpc__gov_node_t *fresh = NULL;
+  if (text) {
+    int rc = mprpc__gov_node_parse_local(name && *name ? name : MPRPC__GOV_LOCAL, text, len,
+                                         st->layer[MPRPC__GOV_LAYER_LOCAL], report_cb, ud, &fresh,
+                                         nproblems);
+    if (rc)
+      return rc;
   }
-  mprpc__gov_node_free(*slot);
-  *slot = fresh;
-  mprpc__gov_rules_unref(st->rules);
-  st->rules = r;
-  return 0;
+  return state_swap(st, MPRPC__GOV_LAYER_LOCAL, fresh);
 }
 
 /* ---- cells ------------------------------------------------------------ */

@@ -11,11 +11,15 @@
  *    a key whose value does not parse keeps the value it had in the
  *    previous layer of the same node (or stays absent if it had none).
  *    Keys missing from the new text are gone: a node's text is complete.
- * 2. mprpc__gov_rules_build: the `_global` layer and the service's layer
- *    -> one rule set. Per field, the first of: the service's key for the
- *    method (`timeout_ms.Echo`), the service's key for all its methods
- *    (`timeout_ms`), `_global`'s key for the method, `_global`'s key for
- *    all methods. Endpoint keys: the service's, then `_global`'s.
+ * 2. mprpc__gov_rules_build_layers: layers in precedence order (the
+ *    service's node, `_global`, the process's local config) -> one rule
+ *    set. Per field, the first of: the first layer's key for the method
+ *    (`timeout_ms.Echo`), its key for all methods (`timeout_ms`), then the
+ *    next layer's the same way. Endpoint keys: the first layer that has
+ *    them. The local layer (mprpc__gov_node_parse_local) is the process's
+ *    own governance text (mprpc_server_opts_t / mprpc_channel_opts_t
+ *    .governance, from its config file): the defaults under the config
+ *    centre's nodes, or the only source without one.
  * 3. Hot paths read the rule set: mprpc__gov_rules_method and
  *    mprpc__gov_rules_endpoint are a hash and a compare, never allocate,
  *    and always return a struct (with nothing set when nothing applies).
@@ -41,6 +45,7 @@
 #include "mprpc/loop.h"
 
 #define MPRPC__GOV_GLOBAL "_global"
+#define MPRPC__GOV_LOCAL "local config" /* the local layer's name when none is given */
 #define MPRPC__GOV_MAX_KEYS 4096      /* keys kept per node; more are reported and ignored */
 #define MPRPC__GOV_MAX_TEXT (1u << 20) /* bytes of node text looked at */
 
@@ -98,13 +103,23 @@ typedef struct mprpc__gov_rules mprpc__gov_rules_t;
 int mprpc__gov_node_parse(const char *name, const char *text, size_t len,
                           const mprpc__gov_node_t *prev, mprpc__gov_report_cb report, void *ud,
                           mprpc__gov_node_t **out, size_t *nproblems);
+/* The same for the process's local governance text, reported under
+ * `name` (the config file's path, lines as in the file): like `_global`
+ * (log_level allowed) but without group / version, which a process sets
+ * through its own options. */
+int mprpc__gov_node_parse_local(const char *name, const char *text, size_t len,
+                                const mprpc__gov_node_t *prev, mprpc__gov_report_cb report,
+                                void *ud, mprpc__gov_node_t **out, size_t *nproblems);
 void mprpc__gov_node_free(mprpc__gov_node_t *n);
 const char *mprpc__gov_node_name(const mprpc__gov_node_t *n);
 /* Number of keys the layer holds (parsed or kept). */
 size_t mprpc__gov_node_count(const mprpc__gov_node_t *n);
 
-/* Merges the layers (either may be NULL) into a new rule set with one
- * reference, for `service` (may be NULL: _global only). */
+/* Merges layers[0..n) (highest precedence first; any may be NULL) into a
+ * new rule set with one reference, for `service` (may be NULL). */
+int mprpc__gov_rules_build_layers(const char *service, const mprpc__gov_node_t *const *layers,
+                                  size_t n, mprpc__gov_rules_t **out);
+/* The same for {svc, global}. */
 int mprpc__gov_rules_build(const char *service, const mprpc__gov_node_t *global,
                            const mprpc__gov_node_t *svc, mprpc__gov_rules_t **out);
 /* Takes / drops a reference (any thread). NULL is fine for both. */
@@ -129,14 +144,18 @@ const char *mprpc__gov_rules_service(const mprpc__gov_rules_t *r);
  * stamp for readers that cache lookups. Unique per set. */
 uint64_t mprpc__gov_rules_generation(const mprpc__gov_rules_t *r);
 
-/* --- the two layers of one service, kept together ------------------------ */
+/* --- the layers of one service, kept together ---------------------------- */
+
+/* Layers of a state, in precedence order. */
+enum { MPRPC__GOV_LAYER_SVC, MPRPC__GOV_LAYER_GLOBAL, MPRPC__GOV_LAYER_LOCAL, MPRPC__GOV_NLAYERS };
 
 /* What a consumer or provider of one service keeps: the last layers of
- * `_global` and of the service and the rule set built from them. Used on
- * one thread (the one that receives the config callbacks). */
+ * the service's node, `_global` and the local config, and the rule set
+ * built from them. Used on one thread (the one that receives the config
+ * callbacks). */
 typedef struct mprpc__gov_state {
   char *service;
-  mprpc__gov_node_t *global, *svc;
+  mprpc__gov_node_t *layer[MPRPC__GOV_NLAYERS]; /* NULL: none */
   mprpc__gov_rules_t *rules; /* one reference, owned by the state */
 } mprpc__gov_state_t;
 
@@ -149,6 +168,13 @@ void mprpc__gov_state_destroy(mprpc__gov_state_t *st);
 int mprpc__gov_state_update(mprpc__gov_state_t *st, const char *name, const char *text,
                             size_t len, mprpc__gov_report_cb report, void *ud,
                             size_t *nproblems);
+
+/* The local layer is now text (NULL: none), reported under name (NULL:
+ * MPRPC__GOV_LOCAL); bad values keep the previous local layer's. Errors:
+ * MPRPC_ENOMEM (st unchanged). */
+int mprpc__gov_state_set_local(mprpc__gov_state_t *st, const char *name, const char *text,
+                               size_t len, mprpc__gov_report_cb report, void *ud,
+                               size_t *nproblems);
 
 /* --- publishing to loops ------------------------------------------------ */
 

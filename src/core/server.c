@@ -157,8 +157,11 @@ int mprpc_server_new_in(const mprpc_server_opts_t *opts, mprpc_loop_owner_t owne
   s->advertise_host = dupstr(opts->advertise_host);
   s->version = dupstr(opts->version);
   s->group = dupstr(opts->group);
+  s->gov_text = dupstr(opts->governance);
+  s->gov_name = dupstr(opts->governance_name);
   if (!s->host || (opts->advertise_host && !s->advertise_host) || (opts->version && !s->version) ||
-      (opts->group && !s->group))
+      (opts->group && !s->group) || (opts->governance && !s->gov_text) ||
+      (opts->governance_name && !s->gov_name))
     goto fail;
   if (opts->group && !mprpc__group_valid(opts->group)) {
     MPRPC_LOG_ERROR("server: group '%s' is not usable ([A-Za-z0-9_.-], 1 to 64 characters)",
@@ -170,6 +173,8 @@ int mprpc_server_new_in(const mprpc_server_opts_t *opts, mprpc_loop_owner_t owne
   s->o.advertise_host = s->advertise_host;
   s->o.version = s->version;
   s->o.group = s->group;
+  s->o.governance = s->gov_text;
+  s->o.governance_name = s->gov_name;
   /* The facade read the TLS files; only the mode is the core's business. */
   s->o.tls_cert = s->o.tls_key = s->o.tls_ca = NULL;
   s->t = opts->transport;

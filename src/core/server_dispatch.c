@@ -145,19 +145,23 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
     }
   }
   uint8_t gov_taken = 0; /* config-centre limits, checked first: cheapest refusal */
-  if (!err)
-    err = mprpc__srv_gov_admit(s, m, arrival, &gov_taken, text, sizeof text);
+  int refused = -1;       /* MPRPC__REFUSED_* when a limit refused the call */
+  if (!err && (err = mprpc__srv_gov_admit(s, m, arrival, &gov_taken, &refused, text,
+                                          sizeof text)) == 0)
+    refused = -1;
   bool acquired = false, limited = false;
   /* The limit may change at run time (POST /flags): read it once. */
   uint32_t limit = m ? __atomic_load_n(&m->limit, __ATOMIC_RELAXED) : 0;
   if (!err) {
     if (s->o.max_concurrency && !try_acquire(&s->inflight, s->o.max_concurrency)) {
       err = MPRPC_ELIMIT;
+      refused = MPRPC__REFUSED_CONC;
       snprintf(text, sizeof text, "server concurrency limit %u reached", s->o.max_concurrency);
     } else if (limit && !try_acquire(&m->limit_inflight, limit)) {
       if (s->o.max_concurrency)
         atomic_fetch_sub(&s->inflight, 1);
       err = MPRPC_ELIMIT;
+      refused = MPRPC__REFUSED_CONC;
       snprintf(text, sizeof text, "concurrency limit %u of %s.%s reached", limit, m->service,
                m->name);
     } else {
@@ -265,6 +269,8 @@ void mprpc__srv_dispatch(srv_conn_t *conn, const mprpc_frame_t *f, uint64_t arri
     }
     if (m) {
       mprpc__srv_count_error(st, err);
+      if (refused >= 0)
+        MPRPC__ONE_WRITER_ADD(&st->refused[refused], 1);
     } else if (err == MPRPC_ENOSERVICE) {
       atomic_fetch_add(&s->st_noservice, 1);
     } else if (err == MPRPC_ENOMETHOD) {

@@ -2,7 +2,8 @@
  * Provider governance: the config centre's per-method limits
  * (rate_limit.METHOD, max_concurrency.METHOD=N|auto) applied before a
  * handler runs, and log_level, from `_global` and each service's node
- * (docs/governance.md).
+ * (docs/governance.md), over the process's own text (opts.governance, the
+ * local layer: applied at start, the only source without a config centre).
  *
  * Threads. The registry delivers every node on loops[0]; only that loop
  * parses, keeps the layers (one mprpc__gov_state_t per service) and writes
@@ -104,6 +105,29 @@ void mprpc__srv_gov_config(mprpc_server_t *s, const char *name, const char *text
                  text ? len : 0, text ? "" : ", deleted");
 }
 
+/* The process's own governance text (opts.governance), into every
+ * service's local layer; its problems are reported once (first service). */
+static void apply_local(mprpc_server_t *s, struct srv_gov *g) {
+  const char *name = s->gov_name ? s->gov_name : MPRPC__GOV_LOCAL;
+  size_t np = 0;
+  for (size_t i = 0; i < g->nsvcs; i++) {
+    srv_gov_svc_t *sv = &g->svcs[i];
+    int rc = mprpc__gov_state_set_local(&sv->st, name, s->gov_text, strlen(s->gov_text),
+                                        i == 0 ? mprpc__gov_report_log : NULL, NULL,
+                                        i == 0 ? &np : NULL);
+    if (rc < 0) {
+      MPRPC_LOG_ERROR("server: governance of %s not applied for %s: %s", name, sv->st.service,
+                      mprpc_strerror(rc));
+      continue;
+    }
+    apply_service(s, sv);
+    if (i == 0)
+      apply_log_level(sv->st.rules);
+  }
+  MPRPC_LOG_INFO("server: governance from %s applied (%zu problem%s)", name, np,
+                 np == 1 ? "" : "s");
+}
+
 static void on_config(void *ud, const char *name, const char *text, size_t len) {
   mprpc_server_t *s = ud;
   mprpc__srv_gov_config(s, name, text, len);
@@ -122,7 +146,8 @@ int mprpc__srv_gov_start(mprpc_server_t *s) {
     mprpc__limiter_init(&m->gov.lim, &lo);
     mprpc__ratelimit_init(&m->gov.rl, 0, 0);
   }
-  if (!s->o.registry.vt || !s->o.registry.vt->watch_config || s->gov)
+  bool watch = s->o.registry.vt && s->o.registry.vt->watch_config;
+  if ((!watch && !s->gov_text) || s->gov)
     return 0;
   struct srv_gov *g = calloc(1, sizeof *g);
   if (!g)
@@ -135,6 +160,12 @@ int mprpc__srv_gov_start(mprpc_server_t *s) {
     if (mprpc__gov_state_init(&g->svcs[i].st, s->services[i]->descriptor->name) != 0)
       goto fail;
   s->gov = g;
+  /* The local layer first: the whole of governance without a config
+   * centre (static://, none), its defaults with one. */
+  if (s->gov_text)
+    apply_local(s, g);
+  if (!watch)
+    return 0;
   /* Deliveries run on loops[0]; the server is started, so they may come
    * at once. A watch that fails leaves the provider with its own limits:
    * logged, not fatal (a config centre must never stop a provider). */
@@ -201,9 +232,10 @@ static void log_refusal(srv_method_t *m, uint64_t now, const char *text) {
 }
 
 int mprpc__srv_gov_admit(mprpc_server_t *s, srv_method_t *m, uint64_t now, uint8_t *taken,
-                         char *text, size_t n) {
+                         int *reason, char *text, size_t n) {
   (void)s;
   *taken = 0;
+  *reason = MPRPC__REFUSED_RATE;
   srv_gov_method_t *g = &m->gov;
   if (!mprpc__ratelimit_take(&g->rl, now)) {
     uint32_t qps, burst;
@@ -213,6 +245,7 @@ int mprpc__srv_gov_admit(mprpc_server_t *s, srv_method_t *m, uint64_t now, uint8
     log_refusal(m, now, text);
     return MPRPC_ELIMIT;
   }
+  *reason = MPRPC__REFUSED_CONC; /* from here on, every refusal is a concurrency one */
   uint32_t conc = atomic_load_explicit(&g->conc, memory_order_relaxed);
   if (conc) {
     uint64_t v = atomic_fetch_add(&g->conc_inflight, 1) + 1;

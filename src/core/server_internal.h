@@ -42,11 +42,22 @@
  * (core/one_writer.h: no locked operation per call); readers sum the loops.
  * Without a method limit, in flight is admitted - completed (see
  * mprpc__srv_method_inflight). */
+/* Why dispatch refused a call with ELIMIT (mprpc__mstats_t.refused). */
+enum {
+  MPRPC__REFUSED_RATE = 0, /* rate_limit (token bucket) */
+  MPRPC__REFUSED_CONC = 1, /* max_concurrency: the config centre's N or auto, the server's
+                              max_concurrency, max_method_concurrency */
+  MPRPC__REFUSED_N
+};
+
 typedef struct mprpc__mstats {
   uint64_t requests, errors, completed, admitted, max_us;
   uint64_t ok;     /* answered with error_code 0 */
   uint64_t sum_us; /* latency of completed calls, summed */
   uint64_t slow; /* handlers that held the loop past slow_handler_warn_ms */
+  /* Calls refused before the handler, by reason (MPRPC__REFUSED_*): the
+   * only count of each; all of them are also in by_code's ELIMIT. */
+  uint64_t refused[MPRPC__REFUSED_N];
   uint64_t by_code[MPRPC_SERVER_NCODES];
   uint64_t hist[MPRPC__HIST_BUCKETS];
 } mprpc__mstats_t;
@@ -246,6 +257,7 @@ struct mprpc_server {
   atomic_uint_fast64_t st_http_refused[6]; /* by status: 400 401 403 404 413 431 */
   struct srv_gov *gov; /* config-centre watches (server_gov.c); NULL: none */
   char *group;          /* published group; NULL = "default" */
+  char *gov_text, *gov_name; /* opts.governance / governance_name, copied */
   /* limits (server_budget.c): resolved defaults, shared counters */
   uint64_t budget;          /* max_buffered_bytes; UINT64_MAX = unlimited */
   uint64_t budget_wait_ns, header_ns; /* UINT64_MAX = never */
@@ -325,7 +337,8 @@ void mprpc__console_conn_free(srv_conn_t *conn);
 int mprpc__console_listen(mprpc_server_t *s);
 void mprpc__console_unlisten(mprpc_server_t *s);
 /* server_gov.c: config-centre limits and watches */
-/* At start, before listening: initialises the limiters and watches
+/* At start, before listening: initialises the limiters, applies the local
+ * governance text (opts.governance) to every service, and watches
  * `_global` and every service's node on loops[0] when the registry has a
  * config centre. 0 or MPRPC_ENOMEM. */
 int mprpc__srv_gov_start(mprpc_server_t *s);
@@ -333,9 +346,10 @@ int mprpc__srv_gov_start(mprpc_server_t *s);
 void mprpc__srv_gov_stop(mprpc_server_t *s);
 void mprpc__srv_gov_free(mprpc_server_t *s);
 /* Before the handler runs, on the connection's loop: 0 (what was taken is
- * in *taken) or MPRPC_ELIMIT with text saying which limit refused. */
+ * in *taken) or MPRPC_ELIMIT with text saying which limit refused and
+ * *reason (MPRPC__REFUSED_*) which kind of limit it is. */
 int mprpc__srv_gov_admit(mprpc_server_t *s, srv_method_t *m, uint64_t now, uint8_t *taken,
-                         char *text, size_t n);
+                         int *reason, char *text, size_t n);
 /* Gives back what admit took, once per admitted call. */
 void mprpc__srv_gov_release(srv_method_t *m, uint8_t taken, uint64_t latency_ns, bool ok,
                             uint64_t now);

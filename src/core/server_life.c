@@ -537,5 +537,7 @@ void mprpc__srv_free_all(mprpc_server_t *s) {
   free(s->version);
   mprpc__srv_gov_free(s);
   free(s->group);
+  free(s->gov_text);
+  free(s->gov_name);
   free(s);
 }

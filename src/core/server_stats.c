@@ -130,6 +130,8 @@ static void fill(const mprpc_server_t *s, const srv_method_t *m, mprpc_method_st
     out->errors += MPRPC__ONE_WRITER_READ(&st->errors);
     out->completed += MPRPC__ONE_WRITER_READ(&st->completed);
     out->slow_handlers += MPRPC__ONE_WRITER_READ(&st->slow);
+    out->refused_rate_limit += MPRPC__ONE_WRITER_READ(&st->refused[MPRPC__REFUSED_RATE]);
+    out->refused_max_concurrency += MPRPC__ONE_WRITER_READ(&st->refused[MPRPC__REFUSED_CONC]);
     uint64_t mx = MPRPC__ONE_WRITER_READ(&st->max_us);
     if (mx > out->max_us)
       out->max_us = mx;

@@ -9,6 +9,7 @@
 #include "mprpc/config.h"
 #include "mprpc/errors.h"
 #include "util/config_int.h"
+#include "util/keys.h"
 
 /* A duration key into an int64 ms field; absent keys keep the field. */
 static int get_ms(mprpc_config_t *cfg, const char *key, int64_t *field) {
@@ -83,6 +84,16 @@ int mprpc_channel_opts_from_config(mprpc_config_t *cfg, mprpc_channel_opts_t *o)
     if ((rc = mprpc_config_get_string(cfg, keys[i], *strs[i], &s)) != 0)
       return rc;
     *strs[i] = s && *s ? s : NULL;
+  }
+  /* Governance keys (rate_limit.Echo=100): the process's own layer under
+   * the config centre's nodes, checked when applied (reported with the
+   * file and line, never fatal). */
+  const char *gtext, *gname;
+  if ((rc = mprpc__config_collect(cfg, mprpc__key_gov_channel, &gtext, &gname)) != 0)
+    return rc;
+  if (gtext) {
+    o->governance = gtext;
+    o->governance_name = gname;
   }
   if (!o->tls_cert != !o->tls_key)
     return mprpc__config_key_error(cfg, o->tls_cert ? "tls_key" : "tls_cert",

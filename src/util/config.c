@@ -30,6 +30,8 @@ typedef struct entry {
 struct mprpc_config {
   entry_t *v;
   size_t n, cap;
+  char **kept; /* strings made from the entries (mprpc__config_collect) */
+  size_t nkept;
   char err[1024];
 };
 
@@ -57,6 +59,9 @@ void mprpc_config_free(mprpc_config_t *cfg) {
     return;
   for (size_t i = 0; i < cfg->n; i++)
     entry_free(&cfg->v[i]);
+  for (size_t i = 0; i < cfg->nkept; i++)
+    free(cfg->kept[i]);
+  free(cfg->kept);
   free(cfg->v);
   free(cfg);
 }
@@ -115,7 +120,7 @@ int mprpc_config_load_string(mprpc_config_t *cfg, const char *text, size_t len, 
   char sbuf[SHOW_MAX + 8];
   mprpc__kv_iter_t it;
   mprpc__kv_t kv;
-  mprpc__kv_init(&it, text, len, NULL);
+  mprpc__kv_init(&it, text, len, ":[]"); /* governance keys name HOST:PORT */
   while ((rc = mprpc__kv_next(&it, &kv)) != MPRPC__KV_END) {
     int lineno = kv.line;
     const char *ls = kv.text, *vs = kv.value;
@@ -136,8 +141,8 @@ int mprpc_config_load_string(mprpc_config_t *cfg, const char *text, size_t len, 
       goto fail;
     }
     if (rc == MPRPC__KV_EBADKEY) {
-      set_err(cfg, "%s:%d: invalid key '%s' (letters, digits, '_', '.', '-' only)", name,
-              lineno, show(kv.key, kl, sbuf));
+      set_err(cfg, "%s:%d: invalid key '%s' (letters, digits, '_', '.', '-', ':', '[', ']' only)",
+              name, lineno, show(kv.key, kl, sbuf));
       rc = MPRPC_ECONFIG;
       goto fail;
     }
@@ -244,7 +249,7 @@ int mprpc_config_set(mprpc_config_t *cfg, const char *key, const char *value) {
   if (!cfg || !key || !value || !key[0])
     return MPRPC_EINVAL;
   for (const char *p = key; *p; p++)
-    if (!mprpc__kv_key_char(*p))
+    if (!mprpc__kv_key_char(*p) && *p != ':' && *p != '[' && *p != ']')
       return MPRPC_EINVAL;
   char *v = strdup(value);
   if (!v)
@@ -630,4 +635,79 @@ int mprpc__config_key_error(mprpc_config_t *cfg, const char *key, const char *te
 bool mprpc__config_used(const mprpc_config_t *cfg, const char *key) {
   entry_t *e = cfg && key ? find(cfg, key) : NULL;
   return e && e->used;
+}
+
+/* Entries by line, for mprpc__config_collect. */
+static int by_line(const void *a, const void *b) {
+  const entry_t *x = *(const entry_t *const *)a, *y = *(const entry_t *const *)b;
+  return (x->line > y->line) - (x->line < y->line);
+}
+
+int mprpc__config_collect(mprpc_config_t *cfg, bool (*want)(const char *key), const char **text,
+                          const char **name) {
+  *text = *name = NULL;
+  if (!cfg)
+    return 0;
+  size_t n = 0, bytes = 0;
+  const char *file = NULL;
+  bool one_file = true;
+  for (size_t i = 0; i < cfg->n; i++) {
+    entry_t *e = &cfg->v[i];
+    if (!want(e->key))
+      continue;
+    if (!e->file || (file && strcmp(file, e->file) != 0))
+      one_file = false;
+    if (!file)
+      file = e->file;
+    n++;
+    bytes += strlen(e->key) + strlen(e->value) + 2 + (e->line > 0 ? (size_t)e->line : 0);
+  }
+  if (!n)
+    return 0;
+  entry_t **v = malloc(n * sizeof *v);
+  char *out = malloc(bytes + 1);
+  char **kept = realloc(cfg->kept, (cfg->nkept + 2) * sizeof *kept);
+  if (kept)
+    cfg->kept = kept;
+  if (!v || !out || !kept) {
+    free(v);
+    free(out);
+    return MPRPC_ENOMEM;
+  }
+  size_t k = 0;
+  for (size_t i = 0; i < cfg->n; i++)
+    if (want(cfg->v[i].key)) {
+      cfg->v[i].used = true;
+      v[k++] = &cfg->v[i];
+    }
+  /* One file: each entry on its own line number, so a problem reported
+   * as "NAME:LINE" points into the file. */
+  if (one_file)
+    qsort(v, n, sizeof *v, by_line);
+  size_t o = 0;
+  int line = 1;
+  for (size_t i = 0; i < n; i++) {
+    for (; one_file && line < v[i]->line; line++)
+      out[o++] = '\n';
+    size_t kl = strlen(v[i]->key), vl = strlen(v[i]->value);
+    memcpy(out + o, v[i]->key, kl);
+    o += kl;
+    out[o++] = '=';
+    for (size_t j = 0; j < vl; j++) /* a value set in code cannot add lines */
+      out[o++] = v[i]->value[j] == '\n' || v[i]->value[j] == '\r' ? ' ' : v[i]->value[j];
+    out[o++] = '\n';
+    line++;
+  }
+  out[o] = 0;
+  free(v);
+  cfg->kept[cfg->nkept++] = out;
+  *text = out;
+  if (one_file) {
+    char *nm = strdup(file);
+    if (!nm)
+      return MPRPC_ENOMEM; /* text stays (reported without the file) */
+    cfg->kept[cfg->nkept++] = nm;
+    *name = nm;
+  }
+  return 0;
 }

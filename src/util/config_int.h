@@ -18,4 +18,12 @@ int mprpc__config_key_error(mprpc_config_t *cfg, const char *key, const char *te
 /* Whether a getter has read key (false when absent). */
 bool mprpc__config_used(const mprpc_config_t *cfg, const char *key);
 
+/* The entries whose key `want` accepts, as one key=value text (marking
+ * them used), for mprpc_*_opts_t.governance. When they all come from one
+ * file, each is on its line of that file (blank lines between) and *name
+ * is the file; otherwise they follow each other and *name is NULL. Both
+ * live as long as cfg; NULL when no entry matched. 0 or MPRPC_ENOMEM. */
+int mprpc__config_collect(mprpc_config_t *cfg, bool (*want)(const char *key), const char **text,
+                          const char **name);
+
 #endif

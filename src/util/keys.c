@@ -6,6 +6,7 @@
 #include "util/keys.h"
 
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "mprpc/config.h"
@@ -72,6 +73,20 @@ static const mprpc__key_t k_keys[] = {
     {"tls", "channel"},
     {"tls_server_name", "channel"},
     {"tls_verify", "channel"},
+    /* governance (docs/governance.md, "The local config"): collected into
+     * mprpc_server_opts_t / mprpc_channel_opts_t .governance. A row whose
+     * name has a placeholder suffix (.METHOD, .HOST:PORT) stands for every
+     * key "PREFIX.anything" (the governance parser checks the suffix). */
+    {"rate_limit", "server"},
+    {"rate_limit.METHOD", "server"},
+    {"max_concurrency.METHOD", "server"},
+    {"timeout_ms", "channel"},
+    {"timeout_ms.METHOD", "channel"},
+    {"max_retry.METHOD", "channel"},
+    {"degrade", "channel"},
+    {"degrade.METHOD", "channel"},
+    {"weight.HOST:PORT", "channel"},
+    {"disabled.HOST:PORT", "channel"},
     /* logger: mprpc_config_apply_log */
     {"log_level", "log"},
     {"log_file", "log"},
@@ -87,14 +102,50 @@ const mprpc__key_t *mprpc__keys(size_t *n) {
   return k_keys;
 }
 
+/* The length of a row's prefix when its name ends in a placeholder
+ * suffix (".METHOD", ".HOST:PORT"), else 0. */
+static size_t pattern_prefix(const char *name) {
+  const char *dot = strchr(name, '.');
+  if (!dot || (strcmp(dot, ".METHOD") != 0 && strcmp(dot, ".HOST:PORT") != 0))
+    return 0;
+  return (size_t)(dot - name);
+}
+
+/* key is the row's name, or matches its pattern: "PREFIX." and a suffix. */
+static bool row_matches(const mprpc__key_t *row, const char *key) {
+  if (strcmp(row->name, key) == 0)
+    return true;
+  size_t pl = pattern_prefix(row->name);
+  return pl && strncmp(row->name, key, pl) == 0 && key[pl] == '.' && key[pl + 1];
+}
+
 bool mprpc_config_key_known(const char *key) {
   if (!key)
     return false;
   for (size_t i = 0; i < sizeof k_keys / sizeof k_keys[0]; i++)
-    if (strcmp(k_keys[i].name, key) == 0)
+    if (row_matches(&k_keys[i], key))
       return true;
   return false;
 }
+
+/* A governance key of `part`: a row of the governance block. */
+static bool gov_key(const char *key, const char *part) {
+  static const char *const plain[] = {"rate_limit", "timeout_ms", "degrade"};
+  for (size_t i = 0; i < sizeof k_keys / sizeof k_keys[0]; i++) {
+    const mprpc__key_t *row = &k_keys[i];
+    if (strcmp(row->part, part) != 0 || !row_matches(row, key))
+      continue;
+    if (pattern_prefix(row->name))
+      return true;
+    for (size_t j = 0; j < sizeof plain / sizeof plain[0]; j++)
+      if (strcmp(row->name, plain[j]) == 0)
+        return true;
+  }
+  return false;
+}
+
+bool mprpc__key_gov_server(const char *key) { return gov_key(key, "server"); }
+bool mprpc__key_gov_channel(const char *key) { return gov_key(key, "channel"); }
 
 #define MAX_KEY 64 /* longer names are never a typo of a known key */
 
@@ -133,8 +184,27 @@ const char *mprpc__key_suggest(const char *key) {
   size_t cap = len <= 4 ? 1 : len <= 11 ? 2 : 3;
   const char *best = NULL;
   size_t bd = cap + 1;
+  /* "rate_limt.Echo": its prefix against the patterned rows' prefixes */
+  const char *dot = strchr(key, '.');
+  char pre[MAX_KEY + 1];
+  size_t kl = dot ? (size_t)(dot - key) : 0;
+  if (kl && kl <= MAX_KEY) {
+    memcpy(pre, key, kl);
+    pre[kl] = 0;
+  }
+  size_t pcap = kl <= 4 ? 1 : kl <= 11 ? 2 : 3;
   for (size_t i = 0; i < sizeof k_keys / sizeof k_keys[0]; i++) {
-    size_t d = mprpc__edit_distance(key, k_keys[i].name, cap);
+    size_t pl = pattern_prefix(k_keys[i].name);
+    size_t d;
+    if (pl && kl && kl <= MAX_KEY) {
+      char rp[MAX_KEY + 1];
+      snprintf(rp, sizeof rp, "%.*s", (int)pl, k_keys[i].name);
+      d = mprpc__edit_distance(pre, rp, pcap);
+      if (d > pcap)
+        continue;
+    } else {
+      d = mprpc__edit_distance(key, k_keys[i].name, cap);
+    }
     if (d < bd) {
       bd = d;
       best = k_keys[i].name;

@@ -12,6 +12,7 @@
 #include "mprpc/frame.h"
 #include "mprpc/server.h"
 #include "util/config_int.h"
+#include "util/keys.h"
 
 int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
                                   mprpc_hostport_t *listen) {
@@ -127,6 +128,16 @@ int mprpc_server_opts_from_config(mprpc_config_t *cfg, mprpc_server_opts_t *o,
     if ((rc = mprpc_config_get_string(cfg, files[i].key, *f, &str)) != 0)
       return rc;
     *f = str && *str ? str : NULL;
+  }
+  /* Governance keys (rate_limit.Echo=100): the process's own layer under
+   * the config centre's nodes, checked when applied (reported with the
+   * file and line, never fatal). */
+  const char *gtext, *gname;
+  if ((rc = mprpc__config_collect(cfg, mprpc__key_gov_server, &gtext, &gname)) != 0)
+    return rc;
+  if (gtext) {
+    o->governance = gtext;
+    o->governance_name = gname;
   }
   /* A certificate without a mode means TLS was wanted: required, not off. */
   if (o->tls_mode == MPRPC_SERVER_TLS_OFF && !mprpc_config_has(cfg, "tls_mode") && o->tls_cert)
