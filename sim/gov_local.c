@@ -23,6 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
 #include "echo.pb-c.h"
 #include "mprpc/channel.h"
 #include "mprpc/controller.h"
@@ -70,29 +71,10 @@ struct lrun {
   uint64_t duration_ns;
   double rate;
   uint64_t elimit;
-  int nviol_printed;
+  mprpc_sim_violations_t viol;
 };
 
 static uint64_t now(const lrun_t *r) { return mprpc_sim_now(r->w); }
-
-static void violate(lrun_t *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void violate(lrun_t *r, const char *fmt, ...) {
-  char msg[256];
-  va_list ap;
-  va_start(ap, fmt);
-  vsnprintf(msg, sizeof msg, fmt, ap);
-  va_end(ap);
-  if (r->res->violations++ == 0)
-    snprintf(r->res->first_violation, sizeof r->res->first_violation, "t=%.3fs %.200s",
-             (double)now(r) / 1e9, msg);
-  if (r->o->violations && r->nviol_printed < 5) {
-    r->nviol_printed++;
-    fprintf(r->o->violations, "  violation seed=%llu t=%.3fs: %s\n",
-            (unsigned long long)r->o->seed, (double)now(r) / 1e9, msg);
-  }
-  mprpc_sim_tracef(r->w, "VIOLATION %s", msg);
-  mprpc_sim_note(r->w, "violation", r->res->violations, 0);
-}
 
 static void count_fail(mprpc_sim_result_t *res, int code) {
   for (size_t i = 0; i < sizeof res->fails / sizeof res->fails[0]; i++) {
@@ -119,7 +101,7 @@ static void p_echo(Example__EchoService_Service *svc, const Example__EchoRequest
   /* GCRA: at most qps + burst in any aligned second */
   if (p->sec_execs > RATE + RATE / 10 && !p->flagged) {
     p->flagged = true;
-    violate(r, "provider %d ran %llu calls in one second under its local rate_limit.Echo=%u",
+    mprpc_sim_violate(&r->viol, "provider %d ran %llu calls in one second under its local rate_limit.Echo=%u",
             p->idx, (unsigned long long)p->sec_execs, RATE);
   }
   Example__EchoResponse resp = EXAMPLE__ECHO_RESPONSE__INIT;
@@ -140,7 +122,7 @@ static void c_done(const ProtobufCMessage *msg, void *arg) {
   if (code == MPRPC_ELIMIT)
     r->elimit++;
   else
-    violate(r, "a call failed with %s; only ELIMIT may fail here", mprpc_err_name(code));
+    mprpc_sim_violate(&r->viol, "a call failed with %s; only ELIMIT may fail here", mprpc_err_name(code));
 }
 
 static void c_tick(void *arg) {
@@ -155,7 +137,7 @@ static void c_tick(void *arg) {
   int rc = mprpc_channel_call(c->ch, 0, &req.base, NULL, c_done, r);
   if (rc != 0) {
     r->res->failed++;
-    violate(r, "a call could not start: %s", mprpc_err_name(rc));
+    mprpc_sim_violate(&r->viol, "a call could not start: %s", mprpc_err_name(rc));
   }
   uint64_t mean = (uint64_t)(1e9 / r->rate);
   c->tick_ev = mprpc_sim_at(r->w, mprpc_sim_rand_range(r->w, 1, 2 * mean), MPRPC_SIM_EV_SCEN,
@@ -195,19 +177,19 @@ static void check_counters(lrun_t *r) {
   for (int i = 0; i < NP; i++) {
     mprpc_method_stats_t ms;
     if (mprpc_server_method_stats(r->p[i].srv, "example.EchoService", "Echo", &ms) != 0) {
-      violate(r, "provider %d has no stats for Echo", i);
+      mprpc_sim_violate(&r->viol, "provider %d has no stats for Echo", i);
       return;
     }
     rate += ms.refused_rate_limit;
     conc += ms.refused_max_concurrency;
   }
   if (rate != r->elimit)
-    violate(r, "providers counted %llu rate refusals, consumers got %llu ELIMIT answers",
+    mprpc_sim_violate(&r->viol, "providers counted %llu rate refusals, consumers got %llu ELIMIT answers",
             (unsigned long long)rate, (unsigned long long)r->elimit);
   if (conc)
-    violate(r, "%llu concurrency refusals without a concurrency limit", (unsigned long long)conc);
+    mprpc_sim_violate(&r->viol, "%llu concurrency refusals without a concurrency limit", (unsigned long long)conc);
   if (r->elimit == 0 || r->res->ok == 0)
-    violate(r, "the local limit did not act (%llu ok, %llu ELIMIT)",
+    mprpc_sim_violate(&r->viol, "the local limit did not act (%llu ok, %llu ELIMIT)",
             (unsigned long long)r->res->ok, (unsigned long long)r->elimit);
 }
 
@@ -222,6 +204,7 @@ int mprpc__sim_gov_local_run(const mprpc_sim_opts_t *o, mprpc_sim_result_t *res)
   r->o = o;
   r->res = res;
   r->w = mprpc_sim_world_new(o->seed);
+  r->viol = (mprpc_sim_violations_t){.w = r->w, .o = o, .res = res};
   if (!r->w)
     goto out;
   mprpc_sim_set_trace(r->w, o->trace);
@@ -282,7 +265,7 @@ int mprpc__sim_gov_local_run(const mprpc_sim_opts_t *o, mprpc_sim_result_t *res)
   }
   mprpc_sim_run_until(r->w, r->duration_ns + 8 * SEC); /* the last calls' deadlines */
   if (res->ok + res->failed != res->calls)
-    violate(r, "%llu calls never returned",
+    mprpc_sim_violate(&r->viol, "%llu calls never returned",
             (unsigned long long)(res->calls - res->ok - res->failed));
   check_counters(r);
   rc = 0;
@@ -309,10 +292,7 @@ out:
       mprpc_sim_loop_free(r->p[i].sl[k]);
   for (int i = 0; i < NC; i++)
     mprpc_sim_loop_free(r->c[i].sl);
-  if (o->violations && res->violations > (uint64_t)r->nviol_printed)
-    fprintf(o->violations, "  ... and %llu more violations with seed %llu\n",
-            (unsigned long long)(res->violations - (uint64_t)r->nviol_printed),
-            (unsigned long long)o->seed);
+  mprpc_sim_violations_end(&r->viol);
   mprpc_log_set_clock(NULL, NULL);
   mprpc_sim_world_free(r->w);
   free(r);
