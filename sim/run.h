@@ -285,6 +285,9 @@ int mprpc__providers_up(const run_t *r);
 
 /* Opens c's two channels and schedules its first call. 0 or MPRPC_E*. */
 int mprpc__cons_start(cons_t *c);
+/* Consumer idx's balancer (an mprpc_lb_t): the four kinds in turn, from an
+ * offset the seed picks. */
+int mprpc__cons_lb(const run_t *r, int idx);
 /* c issues one call now. */
 void mprpc__cons_issue(cons_t *c);
 

@@ -145,7 +145,7 @@ static int make_channel(cons_t *c, bool idem, mprpc_channel_t **out) {
   o.max_retry = r->p.max_retry;
   if (idem && (mprpc__sim_bug & MPRPC_SIM_BUG_EXTRA_RETRIES))
     o.max_retry = r->p.max_retry + 3;
-  o.lb = (c->idx + (int)(mprpc_sim_seed(r->w) % 4)) % 4;
+  o.lb = mprpc__cons_lb(r, c->idx);
   o.eject_max_ms = 3000;
   if (idem)
     o.backup_request_ms = r->p.backup_ms;
@@ -156,6 +156,10 @@ static int make_channel(cons_t *c, bool idem, mprpc_channel_t **out) {
   if (rc == 0 && r->p.gov == GOV_DEGRADE)
     rc = mprpc_channel_set_fallback(*out, "Echo", sim_fallback, c);
   return rc;
+}
+
+int mprpc__cons_lb(const run_t *r, int idx) {
+  return (idx + (int)(mprpc_sim_seed(r->w) % 4)) % 4;
 }
 
 int mprpc__cons_start(cons_t *c) {
