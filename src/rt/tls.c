@@ -431,24 +431,34 @@ static void on_cork_timer(void *arg) {
     cork_flush(tc);
 }
 
-/* Plaintext into the cork (total + cork_len <= CORK_MAX); flushed when the
- * inner callback we are in returns, or by a zero-delay timer. */
-static int cork_append(tconn_t *tc, const struct iovec *iov, int iovcnt, size_t total) {
-  if (tc->cork_len + total > tc->cork_cap) {
-    size_t cap = tc->cork_cap ? tc->cork_cap : 4096;
-    while (cap < tc->cork_len + total)
-      cap *= 2;
-    uint8_t *p = realloc(tc->cork, cap);
+/* iov[] (total bytes) appended to a growable buffer: the plaintext held
+ * before the handshake and the cork. */
+static int bytes_append(uint8_t **buf, size_t *len, size_t *cap, const struct iovec *iov,
+                        int iovcnt, size_t total) {
+  if (*len + total > *cap) {
+    size_t c = *cap ? *cap : 4096;
+    while (c < *len + total)
+      c *= 2;
+    uint8_t *p = realloc(*buf, c);
     if (!p)
       return MPRPC_ENOMEM;
-    tc->cork = p;
-    tc->cork_cap = cap;
+    *buf = p;
+    *cap = c;
   }
   for (int i = 0; i < iovcnt; i++) {
     if (iov[i].iov_len)
-      memcpy(tc->cork + tc->cork_len, iov[i].iov_base, iov[i].iov_len);
-    tc->cork_len += iov[i].iov_len;
+      memcpy(*buf + *len, iov[i].iov_base, iov[i].iov_len);
+    *len += iov[i].iov_len;
   }
+  return 0;
+}
+
+/* Plaintext into the cork (total + cork_len <= CORK_MAX); flushed when the
+ * inner callback we are in returns, or by a zero-delay timer. */
+static int cork_append(tconn_t *tc, const struct iovec *iov, int iovcnt, size_t total) {
+  int rc = bytes_append(&tc->cork, &tc->cork_len, &tc->cork_cap, iov, iovcnt, total);
+  if (rc != 0)
+    return rc;
   if (!tc->in_cb && !tc->cork_timer) {
     tc->cork_timer = mprpc_timer_start(tc->loop, 0, on_cork_timer, tc);
     if (!tc->cork_timer)
@@ -457,24 +467,6 @@ static int cork_append(tconn_t *tc, const struct iovec *iov, int iovcnt, size_t 
   return 0;
 }
 
-static int pre_append(tconn_t *tc, const struct iovec *iov, int iovcnt, size_t total) {
-  if (tc->pre_len + total > tc->pre_cap) {
-    size_t cap = tc->pre_cap ? tc->pre_cap : 4096;
-    while (cap < tc->pre_len + total)
-      cap *= 2;
-    uint8_t *p = realloc(tc->pre, cap);
-    if (!p)
-      return MPRPC_ENOMEM;
-    tc->pre = p;
-    tc->pre_cap = cap;
-  }
-  for (int i = 0; i < iovcnt; i++) {
-    if (iov[i].iov_len)
-      memcpy(tc->pre + tc->pre_len, iov[i].iov_base, iov[i].iov_len);
-    tc->pre_len += iov[i].iov_len;
-  }
-  return 0;
-}
 
 /* ---- input -------------------------------------------------------------------- */
 
@@ -728,17 +720,26 @@ static void in_data(tconn_t *tc, mprpc_rbuf_t *raw) {
  * the requests just read, the calls a completion starts) is encrypted
  * together when it returns. The inner on_close is deferred, so tc lives on
  * until then. */
+static bool cb_enter(tconn_t *tc) {
+  bool outer = !tc->in_cb;
+  tc->in_cb = true;
+  return outer;
+}
+
+static void cb_leave(tconn_t *tc, bool outer) {
+  if (!outer)
+    return;
+  tc->in_cb = false;
+  if (!tc->closing && !tc->dead)
+    cork_flush(tc);
+}
+
 static void in_on_data(mprpc_conn_t *c, void *ud, mprpc_rbuf_t *raw) {
   (void)c;
   tconn_t *tc = ud;
-  bool outer = !tc->in_cb;
-  tc->in_cb = true;
+  bool outer = cb_enter(tc);
   in_data(tc, raw);
-  if (outer) {
-    tc->in_cb = false;
-    if (!tc->closing && !tc->dead)
-      cork_flush(tc);
-  }
+  cb_leave(tc, outer);
 }
 
 static void in_on_writable(mprpc_conn_t *c, void *ud) {
@@ -748,14 +749,9 @@ static void in_on_writable(mprpc_conn_t *c, void *ud) {
     return;
   if (tc->state != T_OPEN && tc->state != T_PLAIN)
     return;
-  bool outer = !tc->in_cb;
-  tc->in_cb = true;
+  bool outer = cb_enter(tc);
   tc->h.on_writable(outer_of(tc), tc->ud);
-  if (outer) {
-    tc->in_cb = false;
-    if (!tc->closing && !tc->dead)
-      cork_flush(tc);
-  }
+  cb_leave(tc, outer);
 }
 
 static void in_on_close(mprpc_conn_t *c, void *ud, int reason, int err) {
@@ -1048,7 +1044,7 @@ static int op_writev(void *ctx, mprpc_conn_t *c, const struct iovec *iov, int io
   default: /* connecting, sniffing, handshaking */
     if (tc->pre_len > tc->hwm - total)
       return MPRPC_EHWM;
-    return pre_append(tc, iov, iovcnt, total);
+    return bytes_append(&tc->pre, &tc->pre_len, &tc->pre_cap, iov, iovcnt, total);
   }
 }
 
