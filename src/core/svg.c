@@ -33,6 +33,18 @@ static void put_text(mprpc__textbuf_t *tb, double x, double y, const char *ancho
   mprpc__textbuf_puts(tb, "</text>\n");
 }
 
+void mprpc__svg_open(mprpc__textbuf_t *tb, int w, int h, const char *title) {
+  mprpc__textbuf_printf(tb,
+                        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+                        "viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"",
+                        w, h, w, h);
+  mprpc__textbuf_html(tb, title, strlen(title));
+  mprpc__textbuf_puts(tb, "\">\n<title>");
+  mprpc__textbuf_html(tb, title, strlen(title));
+  mprpc__textbuf_printf(tb, "</title>\n<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n",
+                        w, h);
+}
+
 static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v; }
 
 int mprpc__svg_line_chart(mprpc__textbuf_t *tb, const mprpc__svg_chart_t *c) {
@@ -51,15 +63,7 @@ int mprpc__svg_line_chart(mprpc__textbuf_t *tb, const mprpc__svg_chart_t *c) {
   double ymax = mprpc__svg_nice_max(max);
   double x0 = M_LEFT, x1 = w - M_RIGHT, y0 = h - M_BOTTOM, y1 = M_TOP;
 
-  mprpc__textbuf_printf(tb,
-                        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-                        "viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"",
-                        w, h, w, h);
-  mprpc__textbuf_html(tb, title, strlen(title));
-  mprpc__textbuf_puts(tb, "\">\n<title>");
-  mprpc__textbuf_html(tb, title, strlen(title));
-  mprpc__textbuf_printf(tb, "</title>\n<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n",
-                        w, h);
+  mprpc__svg_open(tb, w, h, title);
   mprpc__textbuf_printf(tb,
                         "<text x=\"%.1f\" y=\"14\" font-family=\"sans-serif\" font-size=\"12\" "
                         "font-weight=\"bold\" fill=\"#222\">",

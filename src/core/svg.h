@@ -25,6 +25,10 @@ typedef struct mprpc__svg_chart {
 
 int mprpc__svg_line_chart(mprpc__textbuf_t *out, const mprpc__svg_chart_t *c);
 
+/* Opens a w x h document: the svg element labelled with title (escaped),
+ * its <title> and a white background. The caller ends it with </svg>. */
+void mprpc__svg_open(mprpc__textbuf_t *tb, int w, int h, const char *title);
+
 /* The axis maximum for a series whose largest value is v: the smallest of
  * 1, 2, 5 x 10^k that is >= v; 1 for v <= 0 or not finite. */
 double mprpc__svg_nice_max(double v);

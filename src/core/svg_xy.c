@@ -54,15 +54,7 @@ static void text_at(mprpc__textbuf_t *tb, double x, double y, const char *anchor
 int mprpc__svg_doc_begin(mprpc__textbuf_t *tb, int width, int height, const char *title) {
   int w = clampi(width, 160, 8000), h = clampi(height, 100, 8000);
   const char *t = title ? title : "";
-  mprpc__textbuf_printf(tb,
-                        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-                        "viewBox=\"0 0 %d %d\" role=\"img\" aria-label=\"",
-                        w, h, w, h);
-  mprpc__textbuf_html(tb, t, strlen(t));
-  mprpc__textbuf_puts(tb, "\">\n<title>");
-  mprpc__textbuf_html(tb, t, strlen(t));
-  mprpc__textbuf_printf(tb, "</title>\n<rect x=\"0\" y=\"0\" width=\"%d\" height=\"%d\" fill=\"#fff\"/>\n",
-                        w, h);
+  mprpc__svg_open(tb, w, h, t);
   text_at(tb, 10, 18, "start", 14, "bold", t, NULL);
   return 0;
 }
