@@ -27,7 +27,9 @@
 # then a table, RATIO lines (each mprpc impl over its baseline, plus sync over
 # async at the same payload and concurrency), build/bench/bench.svg (qps and
 # p99 against concurrency) with the BENCH lines in build/bench/bench.txt, the
-# provider's memory per idle connection and the async logger's lines/s.
+# provider's memory per idle connection, HANDOFF lines (the sync ceiling:
+# threads blocking on one loop with no RPC, beside the 64 B cells) and the
+# async logger's lines/s.
 # Everything runs on 127.0.0.1; each program is bounded by `timeout` and stops
 # the servers it started.
 set -uo pipefail
@@ -224,6 +226,31 @@ if [[ $OVERLOAD_S -gt 0 && -x $BIN/mprpc-sim ]]; then
          printf "overload 2x capacity: limit=%-4s goodput %6s/s of %s/s (%5s%%)  p99 %8s ms\n",
            v["limit"], v["goodput_per_s"], v["capacity_per_s"], v["goodput_pct"], v["p99_ms"] }' "$results.ol"
   rm -f "$results.ol"
+fi
+
+# The hand-off ceiling: N threads posting to one loop and blocking, with no
+# RPC at all (tests/bench/handoff_bench.c). HANDOFF lines put it beside the
+# 64 B async cell at the same concurrency from this run: the most N sync
+# callers could reach here if the call itself cost nothing.
+if [[ -x $BIN/handoff_bench && -n $SYNC_THREADS ]]; then
+  echo
+  for t in $SYNC_THREADS; do
+    timeout 60 "$BIN/handoff_bench" -T "$t" -d "$SECS" 2>&1 | grep -E '^(BENCH|handoff_bench)' ||
+      echo "bench: handoff_bench -T $t failed"
+  done | tee "$results.ho"
+  awk 'function kv(line, key,   i, n, f, a) {
+         n = split(line, f, " ")
+         for (i = 1; i <= n; i++) { split(f[i], a, "="); if (a[1] == key) return a[2] }
+         return "" }
+       FNR == NR { if (kv($0, "impl") == "mprpc" && kv($0, "payload") == 64)
+                     q[kv($0, "concurrency")] = kv($0, "qps") + 0
+                   if (kv($0, "impl") == "mprpc-sync" && kv($0, "payload") == 64)
+                     s[kv($0, "concurrency")] = kv($0, "qps") + 0
+                   next }
+       /^BENCH impl=handoff/ { t = kv($0, "threads"); h = kv($0, "per_s") + 0
+         printf "HANDOFF threads=%s per_s=%.0f us_each=%.1f of_async_64=%.3f sync_64_of_ceiling=%.3f\n", t, h, (h > 0 ? t * 1e6 / h : 0),
+           (q[t] > 0 ? h / q[t] : 0), (h > 0 ? s[t] / h : 0) }' "$results" "$results.ho"
+  rm -f "$results.ho"
 fi
 
 if [[ -x $BIN/log_bench ]]; then
