@@ -128,6 +128,17 @@ check-deps:
 deps:
 	@bash ci/install-deps.sh
 
+# Under make -j the check-deps prerequisite above races the compile jobs, so
+# on a fresh machine protoc-c could run before it is installed. make remakes
+# an included makefile before it runs any other rule, so this stamp installs
+# what is missing first; it is redone when the package list changes.
+ifeq ($(filter clean deps,$(MAKECMDGOALS)),)
+-include $(BUILD)/deps.mk
+endif
+$(BUILD)/deps.mk: ci/install-deps.sh
+	@bash ci/install-deps.sh --check-or-install
+	@mkdir -p $(@D) && echo '# the packages of ci/install-deps.sh were present' > $@
+
 # --- code generation ------------------------------------------------------
 $(BUILD)/gen/%.pb-c.c $(BUILD)/gen/%.pb-c.h: src/proto/%.proto
 	@mkdir -p $(@D)
