@@ -16,10 +16,10 @@
  * wait() polls the word for up to SPIN_NS before it sleeps: a synchronous
  * caller on its own (one thread calling a stub in a loop) then sees the
  * loop's wake as a store, not as a futex wake-up of a sleeping thread, which
- * on the 2-vCPU bench VM took 1 sync caller's p50 from ~1.35x to ~1.1x of
- * the async caller's (docs/performance.md). With other waiters about, or on
- * one CPU, nobody spins: 16 callers spinning would take the cores the loop
- * and the provider need (spinning at 16 threads halved their qps).
+ * on the 2-vCPU bench VM took a fifth to a third off 1 sync caller's p50 in
+ * every interleaved round (docs/performance.md). With other waiters about,
+ * or on one CPU, nobody spins: 16 callers spinning would take the cores the
+ * loop and the provider need (spinning at 16 threads halved their qps).
  *
  * Each thread keeps one waiter for reuse (a synchronous call needs one per
  * call): waiter_new hands out the thread's own unless it is in use (a
