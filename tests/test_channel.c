@@ -1356,6 +1356,53 @@ static void test_channel_ejection_and_readmission(void **state) {
   prov_stop(&back);
 }
 
+/* The reconnect timer's probe, not a pick, can end an isolation: the
+ * provider is back, the probe connects and readmits with no call in
+ * flight. The next pick still republishes, so the endpoints gauge does not
+ * keep saying "ejected" about an endpoint that takes traffic. */
+static void test_channel_probe_readmission_republished(void **state) {
+  (void)state;
+  prov_t a;
+  prov_start(&a, MODE_ECHO, 0);
+  uint16_t dport = dead_port();
+  uint16_t ports[2] = {dport, a.port};
+  env_t e;
+  env_start(&e);
+  mprpc_channel_opts_t o;
+  opts_for(&o, &e, servers_str(ports, 2));
+  o.eject_base_ms = o.eject_max_ms = 30; /* over before the probe connects */
+  o.reconnect_base_ms = o.reconnect_max_ms = 150;
+  mprpc_channel_t *ch;
+  assert_int_equal(mprpc_channel_new(&example__echo_service__descriptor, &o, &ch), 0);
+  enum { N = 50 };
+  rec_t recs[N];
+  memset(recs, 0, sizeof recs);
+  tally_t t = {0};
+  mprpc_channel_stats_t st = {0};
+  int n = 0;
+  for (; n < N && st.ejections == 0; n++) {
+    recs[n].t = &t;
+    call_async(ch, "e", NULL, &recs[n]);
+    wait_done(&t, n + 1, 10);
+    mprpc_channel_stats(ch, &st);
+  }
+  assert_true(st.ejections >= 1);
+  assert_int_equal(__atomic_load_n(&ch->eps_by_state[MPRPC__EPS_EJECTED], __ATOMIC_RELAXED), 1);
+  prov_t back;
+  prov_start(&back, MODE_ECHO, dport);
+  usleep(400 * 1000); /* the isolation ends and a probe connects; no calls */
+  rec_t one = {.t = &t};
+  call_async(ch, "p", NULL, &one);
+  wait_done(&t, n + 1, 10);
+  assert_int_equal(one.err, 0);
+  assert_int_equal(__atomic_load_n(&ch->eps_by_state[MPRPC__EPS_HEALTHY], __ATOMIC_RELAXED), 2);
+  assert_int_equal(__atomic_load_n(&ch->eps_by_state[MPRPC__EPS_EJECTED], __ATOMIC_RELAXED), 0);
+  mprpc_channel_destroy(ch);
+  env_stop(&e);
+  prov_stop(&a);
+  prov_stop(&back);
+}
+
 /* ---- registry subscription through a fake registry ---------------------- */
 
 /* Delivers the list on the loop and waits until it has been: the asserts
@@ -1977,6 +2024,7 @@ int main(void) {
       cmocka_unit_test(test_channel_backup_request_wins),
       cmocka_unit_test(test_channel_cancel_and_destroy_with_pending),
       cmocka_unit_test(test_channel_ejection_and_readmission),
+      cmocka_unit_test(test_channel_probe_readmission_republished),
       cmocka_unit_test(test_channel_registry_list_and_empty_protection),
       cmocka_unit_test(test_channel_lb_hash_key_sticks_and_random_spreads),
       cmocka_unit_test(test_channel_unknown_ids_ignored_and_counted),

@@ -654,7 +654,8 @@ void mprpc__attempt_answered(mprpc__attempt_t *a, int err, const char *text,
     mprpc__attempt_failed(a, err, text, retry);
     return;
   }
-  mprpc__breaker_on_success(&ep->br, now);
+  if (mprpc__breaker_on_success(&ep->br, now)) /* the window's share still failed */
+    mprpc__ep_ejected(ch);
   ep->refs++;
   attempt_unlink(a);
   mprpc__ep_detach(ep, a);

@@ -113,6 +113,7 @@ struct mprpc__ep {
   bool from_registry;
   bool gov_disabled;   /* disabled.HOST:PORT=1 */
   bool unselected;     /* outside the group / version selection */
+  bool pub_ejected;    /* ejected when eps_by_state was last counted */
   uint64_t calls;      /* attempts sent to it (loop thread) */
   char name[MPRPC__CTL_REMOTE];
   int refs;      /* listed + open connection + attempts */

@@ -831,7 +831,8 @@ void mprpc__ep_weights_changed(mprpc_channel_t *ch) {
 void mprpc__ep_publish_states(mprpc_channel_t *ch) {
   size_t n[MPRPC__EPS_NSTATES] = {0};
   for (size_t i = 0; i < ch->neps; i++) {
-    const mprpc__ep_t *ep = ch->eps[i];
+    mprpc__ep_t *ep = ch->eps[i];
+    ep->pub_ejected = ep->br.state == MPRPC__BREAKER_EJECTED;
     if (ep->slot != 0)
       continue; /* an address counts once */
     int st = ep->unselected                          ? MPRPC__EPS_UNSELECTED
@@ -894,8 +895,9 @@ static mprpc__ep_t *pick(mprpc_channel_t *ch, mprpc__call_t *c, uint64_t exclude
         if (!now)
           now = mprpc_loop_now(ch->loop);
         admitted = mprpc__breaker_admits(&ep->br, now);
-        *readmitted |= admitted;
       }
+      /* here or elsewhere (a reconnect's probe that succeeded, say) */
+      *readmitted |= admitted && ep->pub_ejected;
       ch->nodes[i].skip = !admitted || ep->addr_id == exclude_id ||
                           (pass == 0 && tried(c, ep->addr_id)) || mprpc__chgov_ep_excluded(ep);
     }
