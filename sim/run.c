@@ -35,13 +35,43 @@ rec_t *mprpc__rec_new(run_t *r) {
   return rec;
 }
 
+static char pad_char(uint32_t token, size_t i) {
+  return (char)('a' + (token * 31u + i * 7u + i / 4093u) % 26u);
+}
+
+char *mprpc__token_msg(uint32_t token, size_t pad) {
+  char *m = malloc(40 + pad);
+  if (!m)
+    return NULL;
+  if (!pad) {
+    snprintf(m, 40, "c%u", token);
+    return m;
+  }
+  int n = snprintf(m, 40, "c%u.%zu:", token, pad);
+  for (size_t i = 0; i < pad; i++)
+    m[(size_t)n + i] = pad_char(token, i);
+  m[(size_t)n + pad] = '\0';
+  return m;
+}
+
 bool mprpc__parse_token(const char *m, uint32_t *t) {
   if (!m || m[0] != 'c' || !m[1])
     return false;
   char *end;
   unsigned long v = strtoul(m + 1, &end, 10);
-  if (*end || v > UINT32_MAX)
+  if ((*end && *end != '.') || v > UINT32_MAX)
     return false;
+  if (*end == '.') { /* ".<pad>:" and exactly pad bytes of the token's padding */
+    unsigned long pad = strtoul(end + 1, &end, 10);
+    if (*end != ':' || pad == 0)
+      return false;
+    const char *p = end + 1;
+    for (size_t i = 0; i < pad; i++)
+      if (p[i] != pad_char((uint32_t)v, i))
+        return false; /* a wrong byte, or the end too early */
+    if (p[pad])
+      return false;
+  }
   *t = (uint32_t)v;
   return true;
 }

@@ -154,6 +154,8 @@ typedef struct params {
   size_t chunk;
   bool chunk_fixed;
   bool compress; /* consumers compress requests: none/snappy/gzip/zlib by index */
+  double big_frac; /* share of calls whose message is padded to (16 KiB, big_max] */
+  size_t big_max;
   uint64_t lat_max_ns;
   uint64_t session_timeout_ns;
   uint64_t quiet_after_ns; /* faults end; everything healed */
@@ -255,6 +257,11 @@ rec_t *mprpc__rec_get(run_t *r, uint32_t token);
 /* A new call record (the next token), NULL when the table is full. */
 rec_t *mprpc__rec_new(run_t *r);
 /* "c<token>" -> token. */
+/* A call's message: "c<token>", or with pad > 0 "c<token>.<pad>:" then
+ * pad bytes that follow from the token (large messages). NULL without memory;
+ * the caller frees it. */
+char *mprpc__token_msg(uint32_t token, size_t pad);
+/* The token of a message made so; false if it is not one, padding included. */
 bool mprpc__parse_token(const char *m, uint32_t *t);
 /* The shared checker's report callback (ud: the run_t). */
 void mprpc__run_report(void *ud, const char *msg);

@@ -79,14 +79,23 @@ void mprpc__cons_issue(cons_t *c) {
   rec->c.idem = !mprpc_sim_chance(r->w, r->p.nonidem_frac);
   rec->c.start_ns = now(r);
   r->res->calls++;
-  char msg[24];
-  snprintf(msg, sizeof msg, "c%u", rec->token);
+  size_t pad = 0;
+  if (r->p.big_frac > 0 && mprpc_sim_chance(r->w, r->p.big_frac))
+    pad = (size_t)mprpc_sim_rand_range(r->w, 16 * 1024 + 1, r->p.big_max);
+  char *msg = mprpc__token_msg(rec->token, pad);
+  if (!msg) {
+    rec->c.done = 1;
+    rec->c.err = MPRPC_ENOMEM;
+    r->res->failed++;
+    return;
+  }
   Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
   req.message = msg;
   c->inflight++;
   mprpc_sim_note(r->w, "call", rec->token, (uint64_t)c->idx << 1 | rec->c.idem);
   int rc = mprpc_channel_call(rec->c.idem ? c->ch_idem : c->ch_non, 0, &req.base, NULL, on_done,
                               rec);
+  free(msg); /* packed by the call: the request may die now */
   if (rc < 0) {
     c->inflight--;
     rec->c.done = 1;

@@ -15,17 +15,16 @@
 
 static void reply(prov_t *p, const Example__EchoRequest *in, Example__EchoResponse_Closure closure,
                   void *cd) {
-  char msg[32];
-  snprintf(msg, sizeof msg, "%s", in->message ? in->message : "");
+  const char *msg = in->message ? in->message : "";
   Example__EchoResponse resp = EXAMPLE__ECHO_RESPONSE__INIT;
-  resp.message = msg;
+  resp.message = (char *)msg; /* the whole message back, large ones too */
   char other[32];
   if ((mprpc__sim_bug & MPRPC_SIM_BUG_WRONG_RESPONSE) && p->last[0] &&
       mprpc_sim_chance(p->run->w, 0.05)) {
     memcpy(other, p->last, sizeof other);
     resp.message = other; /* the bug: another call's answer */
   }
-  memcpy(p->last, msg, sizeof p->last);
+  snprintf(p->last, sizeof p->last, "%s", msg);
   if ((mprpc__sim_bug & MPRPC_SIM_BUG_LYING_LOGOFF) && mprpc_sim_chance(p->run->w, 0.05))
     mprpc_server_call_set_error(mprpc_server_call_from(cd), MPRPC_ELOGOFF, "ran, then lied");
   closure(&resp, cd);

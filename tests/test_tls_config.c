@@ -453,6 +453,55 @@ static void test_tls_config_optional_port_serves_both_at_once(void **state) {
   mprpc_config_free(cfg);
 }
 
+typedef struct big_res {
+  int called;
+  const char *want;
+  bool same;
+} big_res_t;
+
+static void on_big_echo(const Example__EchoResponse *r, void *arg) {
+  big_res_t *x = arg;
+  x->called++;
+  x->same = r && r->message && strcmp(r->message, x->want) == 0;
+}
+
+/* Large answers leave the provider from the handler's message through the
+ * TLS layer (src/core/pack_ref.c): whole, on both kinds of connection. */
+static void test_tls_config_large_messages_both_kinds(void **state) {
+  (void)state;
+  mprpc_config_t *cfg;
+  mprpc_server_t *s = srv_from(SRV_TLS "tls_mode=optional\n", &cfg);
+  mprpc_channel_t *chs[2] = {chan_from(CH_TLS, mprpc_server_port(s)),
+                             chan_from("", mprpc_server_port(s))};
+  const size_t sizes[] = {20 * 1024, 64 * 1024, 300 * 1024};
+  for (int k = 0; k < 2; k++) {
+    for (size_t j = 0; j < sizeof sizes / sizeof sizes[0]; j++) {
+      char *text = malloc(sizes[j] + 1);
+      assert_non_null(text);
+      for (size_t i = 0; i < sizes[j]; i++)
+        text[i] = (char)('A' + (i * 13 + j) % 26);
+      text[sizes[j]] = 0;
+      Example__EchoRequest req = EXAMPLE__ECHO_REQUEST__INIT;
+      req.message = text;
+      big_res_t r = {.want = text};
+      mprpc_controller_t *ctl = mprpc_controller_new();
+      assert_non_null(ctl);
+      mprpc_controller_use_next(ctl);
+      example__echo_service__echo(mprpc_channel_service(chs[k]), &req, on_big_echo, &r);
+      if (mprpc_controller_error_code(ctl))
+        fail_msg("%s, %zu bytes: %s", k ? "plain" : "tls", sizes[j],
+                 mprpc_controller_error_text(ctl));
+      mprpc_controller_free(ctl);
+      assert_int_equal(r.called, 1);
+      assert_true(r.same);
+      free(text);
+    }
+    mprpc_channel_destroy(chs[k]);
+  }
+  mprpc_server_destroy(s);
+  mprpc_config_free(cfg);
+}
+
 /* ---- reload ------------------------------------------------------------------- */
 
 static void copy_file(const char *from, const char *to) {
@@ -659,6 +708,7 @@ int main(void) {
       cmocka_unit_test(test_tls_config_plain_client_on_required_closed_promptly),
       cmocka_unit_test(test_tls_config_handshake_timeout_closes_silent_client),
       cmocka_unit_test(test_tls_config_optional_port_serves_both_at_once),
+      cmocka_unit_test(test_tls_config_large_messages_both_kinds),
       cmocka_unit_test(test_tls_config_reload_on_call),
       cmocka_unit_test(test_tls_config_channel_resumes_session_on_reconnect),
       cmocka_unit_test(test_tls_config_registry_tls_only_provider_skipped_by_plain_channel),

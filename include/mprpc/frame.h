@@ -107,8 +107,9 @@ size_t mprpc_meta_write(const mprpc_meta_t *m, uint8_t *out);
 /* Encoder: header + meta in one buffer, then payload and attachment as
  * separate iovecs so a transport can writev them without copying. */
 #define MPRPC_FRAME_INLINE_HEAD 256
+#define MPRPC_FRAME_MAX_PAYLOAD_IOV 6
 typedef struct mprpc_frame_out {
-  struct iovec iov[3];
+  struct iovec iov[2 + MPRPC_FRAME_MAX_PAYLOAD_IOV];
   int iovcnt;
   size_t total;
   uint8_t *head; /* points at inline or at a heap block */
@@ -121,6 +122,11 @@ typedef struct mprpc_frame_out {
  * MPRPC_ENOMEM. Call mprpc_frame_out_free after use, even on error. */
 int mprpc_frame_encode(mprpc_frame_out_t *out, const mprpc_meta_t *m, const void *payload,
                        size_t payload_len, const void *attachment, size_t att_len);
+/* The same with the payload in pieces (at most MPRPC_FRAME_MAX_PAYLOAD_IOV,
+ * else MPRPC_EINVAL), referenced in order. */
+int mprpc_frame_encode_iov(mprpc_frame_out_t *out, const mprpc_meta_t *m,
+                           const struct iovec *payload, int payload_cnt, const void *attachment,
+                           size_t att_len);
 void mprpc_frame_out_free(mprpc_frame_out_t *out);
 
 MPRPC_END_DECLS

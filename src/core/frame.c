@@ -497,9 +497,24 @@ long mprpc_frame_parse(const uint8_t *buf, size_t len, uint32_t max_body, mprpc_
 
 int mprpc_frame_encode(mprpc_frame_out_t *out, const mprpc_meta_t *m, const void *payload,
                        size_t payload_len, const void *attachment, size_t att_len) {
+  struct iovec pl = {(void *)(uintptr_t)payload, payload_len};
+  return mprpc_frame_encode_iov(out, m, &pl, 1, attachment, att_len);
+}
+
+int mprpc_frame_encode_iov(mprpc_frame_out_t *out, const mprpc_meta_t *m,
+                           const struct iovec *payload, int payload_cnt, const void *attachment,
+                           size_t att_len) {
   out->head = out->inline_head;
   out->iovcnt = 0;
   out->total = 0;
+  if (payload_cnt < 0 || payload_cnt > MPRPC_FRAME_MAX_PAYLOAD_IOV || (payload_cnt && !payload))
+    return MPRPC_EINVAL;
+  size_t payload_len = 0;
+  for (int i = 0; i < payload_cnt; i++) {
+    if (payload[i].iov_len > UINT32_MAX - payload_len)
+      return MPRPC_ETOOBIG;
+    payload_len += payload[i].iov_len;
+  }
   if (att_len > INT32_MAX)
     return MPRPC_ETOOBIG;
   size_t bound = MPRPC_FRAME_HEADER_LEN + meta_bound(m);
@@ -527,11 +542,9 @@ int mprpc_frame_encode(mprpc_frame_out_t *out, const mprpc_meta_t *m, const void
   out->iov[0].iov_base = h;
   out->iov[0].iov_len = head_len;
   out->iovcnt = 1;
-  if (payload_len) {
-    out->iov[out->iovcnt].iov_base = (void *)(uintptr_t)payload;
-    out->iov[out->iovcnt].iov_len = payload_len;
-    out->iovcnt++;
-  }
+  for (int i = 0; i < payload_cnt; i++)
+    if (payload[i].iov_len)
+      out->iov[out->iovcnt++] = payload[i];
   if (att_len) {
     out->iov[out->iovcnt].iov_base = (void *)(uintptr_t)attachment;
     out->iov[out->iovcnt].iov_len = att_len;

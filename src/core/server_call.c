@@ -17,8 +17,10 @@
 #include <string.h>
 
 #include "core/compress.h"
+#include "core/pack_ref.h"
 #include "core/rpcz.h"
 #include "core/server_internal.h"
+#include "core/sniff.h"
 #include "mprpc/errors.h"
 #include "mprpc/log.h"
 
@@ -115,10 +117,15 @@ static void free_payload(mprpc_server_call_t *call) {
 }
 
 /* Builds the response frame; runs on the thread that called the closure, so
- * the handler's output message may die as soon as the closure returns. */
-static void encode_response(mprpc_server_call_t *call, const ProtobufCMessage *msg) {
+ * the handler's output message may die as soon as the closure returns.
+ * by_ref: the frame is written before the closure returns, so large string
+ * and bytes fields may be referenced in msg instead of copied (pack_ref.h);
+ * worth it only for a frame too large to be batched (copied) anyway. */
+static void encode_response(mprpc_server_call_t *call, const ProtobufCMessage *msg, bool by_ref) {
   mprpc_meta_t meta;
   size_t plen = 0;
+  struct iovec pl[MPRPC__PACK_MAX_SEG];
+  int plcnt = 0;
   memset(&meta, 0, sizeof meta);
   if (!call->err_wire && !msg) {
     call->err_wire = mprpc_err_to_wire(MPRPC_EINTERNAL);
@@ -130,12 +137,20 @@ static void encode_response(mprpc_server_call_t *call, const ProtobufCMessage *m
     call->payload = plen ? mprpc__arena_alloc(&call->arena, plen) : NULL;
     if (!call->payload)
       call->payload = malloc(plen ? plen : 1);
+    by_ref = by_ref && plen > MPRPC__SRV_BATCH_MAX_FRAME &&
+             call->compress_type == MPRPC_COMPRESS_NONE;
     if (!call->payload) {
       call->err_wire = mprpc_err_to_wire(MPRPC_EINTERNAL);
+    } else if (by_ref) {
+      if (mprpc__pack_ref(msg, plen, call->payload, pl, &plcnt) != 0)
+        call->err_wire = mprpc_err_to_wire(MPRPC_EINTERNAL);
     } else {
       size_t got = protobuf_c_message_pack(msg, call->payload);
       if (got != plen)
         call->err_wire = mprpc_err_to_wire(MPRPC_EINTERNAL);
+      pl[0].iov_base = call->payload;
+      pl[0].iov_len = plen;
+      plcnt = 1;
     }
   }
   if (!call->err_wire && call->compress_type != MPRPC_COMPRESS_NONE) {
@@ -146,7 +161,9 @@ static void encode_response(mprpc_server_call_t *call, const ProtobufCMessage *m
     if (mprpc__compress(call->compress_type, call->payload, plen, &z, &zlen) == 0) {
       free_payload(call);
       call->payload = z;
-      plen = zlen;
+      pl[0].iov_base = z;
+      pl[0].iov_len = zlen;
+      plcnt = 1;
       meta.compress_type = call->compress_type;
     }
   }
@@ -158,8 +175,7 @@ static void encode_response(mprpc_server_call_t *call, const ProtobufCMessage *m
   if (call->err_wire)
     rc = mprpc_frame_encode(&call->out, &meta, NULL, 0, call->resp_att, call->resp_att_len);
   else
-    rc = mprpc_frame_encode(&call->out, &meta, call->payload, plen, call->resp_att,
-                            call->resp_att_len);
+    rc = mprpc_frame_encode_iov(&call->out, &meta, pl, plcnt, call->resp_att, call->resp_att_len);
   if (rc < 0) {
     mprpc_frame_out_free(&call->out);
     meta.error_code = call->err_wire = mprpc_err_to_wire(MPRPC_EINTERNAL);
@@ -234,9 +250,12 @@ void mprpc__srv_closure(const ProtobufCMessage *msg, void *closure_data) {
     atomic_fetch_add(&call->s->st_twice, 1);
     return;
   }
-  encode_response(call, msg);
   mprpc_loop_t loop = call->conn->l->loop;
-  if (mprpc_loop_in_loop(loop)) {
+  bool in_loop = mprpc_loop_in_loop(loop);
+  /* On the loop, complete_now writes the frame before this returns. An
+   * HTTP/JSON call's answer is read back from the frame instead. */
+  encode_response(call, msg, in_loop && call->conn->proto != MPRPC__PROTO_HTTP);
+  if (in_loop) {
     complete_now(call);
     return;
   }

@@ -81,10 +81,10 @@ void mprpc__srv_conn_maybe_free(srv_conn_t *conn) {
 
 /* ---- outbound frames ------------------------------------------------------ */
 
-/* Frames up to this size answered while a connection's on_data runs are
- * copied into one buffer and written with one writev at the end of the pass:
- * a pipelined batch costs one syscall instead of one per response. */
-#define BATCH_MAX_FRAME (16 * 1024)
+/* Frames up to MPRPC__SRV_BATCH_MAX_FRAME answered while a connection's
+ * on_data runs are copied into one buffer and written with one writev at the
+ * end of the pass: a pipelined batch costs one syscall instead of one per
+ * response. */
 #define BATCH_MAX_BYTES (256 * 1024)
 
 static void conn_count_out(srv_conn_t *conn, size_t n) {
@@ -117,7 +117,7 @@ void mprpc__srv_flush(srv_conn_t *conn) {
 static bool batch_append(srv_conn_t *conn, const mprpc_frame_out_t *out) {
   if (conn->proto == MPRPC__PROTO_HTTP)
     return false; /* an HTTP/JSON call's answer: console.c writes it */
-  if (!conn->batching || out->total > BATCH_MAX_FRAME)
+  if (!conn->batching || out->total > MPRPC__SRV_BATCH_MAX_FRAME)
     return false;
   if (conn->wlen + out->total > BATCH_MAX_BYTES)
     mprpc__srv_flush(conn);

@@ -297,6 +297,9 @@ void mprpc__srv_conn_close(srv_conn_t *conn, bool flush);
 /* Copies the transport's peer identity into conn once (loop thread). */
 void mprpc__srv_conn_identity(srv_conn_t *conn);
 void mprpc__srv_conn_maybe_free(srv_conn_t *conn);
+/* The largest frame that is batched (copied into wbuf) inside on_data;
+ * larger ones are written from where they are. */
+#define MPRPC__SRV_BATCH_MAX_FRAME (16 * 1024)
 /* Writes one frame now, or batches it while on_data runs (keeping order). */
 void mprpc__srv_write_frame(srv_conn_t *conn, mprpc_frame_out_t *out, uint64_t now);
 void mprpc__srv_flush(srv_conn_t *conn);
