@@ -256,7 +256,6 @@ static inline uint64_t now(const run_t *r) { return mprpc_sim_now(r->w); }
 rec_t *mprpc__rec_get(run_t *r, uint32_t token);
 /* A new call record (the next token), NULL when the table is full. */
 rec_t *mprpc__rec_new(run_t *r);
-/* "c<token>" -> token. */
 /* A call's message: "c<token>", or with pad > 0 "c<token>.<pad>:" then
  * pad bytes that follow from the token (large messages). NULL without memory;
  * the caller frees it. */

@@ -1288,16 +1288,23 @@ static void test_channel_cancel_and_destroy_with_pending(void **state) {
   prov_stop(&stall);
 }
 
+/* A live provider and a dead port (returned) for one channel's options:
+ * the ejection tests' setup. The options still need their timings. */
+static uint16_t live_and_dead_setup(prov_t *a, env_t *e, mprpc_channel_opts_t *o) {
+  prov_start(a, MODE_ECHO, 0);
+  uint16_t dport = dead_port();
+  uint16_t ports[2] = {dport, a->port};
+  env_start(e);
+  opts_for(o, e, servers_str(ports, 2));
+  return dport;
+}
+
 static void test_channel_ejection_and_readmission(void **state) {
   (void)state;
   prov_t a;
-  prov_start(&a, MODE_ECHO, 0);
-  uint16_t dport = dead_port();
-  uint16_t ports[2] = {dport, a.port};
   env_t e;
-  env_start(&e);
   mprpc_channel_opts_t o;
-  opts_for(&o, &e, servers_str(ports, 2));
+  uint16_t dport = live_and_dead_setup(&a, &e, &o);
   o.eject_base_ms = 100;
   o.reconnect_base_ms = 20;
   o.reconnect_max_ms = 50;
@@ -1363,13 +1370,9 @@ static void test_channel_ejection_and_readmission(void **state) {
 static void test_channel_probe_readmission_republished(void **state) {
   (void)state;
   prov_t a;
-  prov_start(&a, MODE_ECHO, 0);
-  uint16_t dport = dead_port();
-  uint16_t ports[2] = {dport, a.port};
   env_t e;
-  env_start(&e);
   mprpc_channel_opts_t o;
-  opts_for(&o, &e, servers_str(ports, 2));
+  uint16_t dport = live_and_dead_setup(&a, &e, &o);
   o.eject_base_ms = o.eject_max_ms = 30; /* over before the probe connects */
   o.reconnect_base_ms = o.reconnect_max_ms = 150;
   mprpc_channel_t *ch;

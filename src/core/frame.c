@@ -529,8 +529,7 @@ int mprpc_frame_encode_iov(mprpc_frame_out_t *out, const mprpc_meta_t *m,
   }
   uint8_t *h = out->head;
   size_t meta_len = meta_write(m, (int32_t)att_len, h + MPRPC_FRAME_HEADER_LEN);
-  if (meta_len > UINT32_MAX || payload_len > UINT32_MAX ||
-      meta_len + payload_len + att_len > UINT32_MAX) {
+  if (meta_len > UINT32_MAX || meta_len + payload_len + att_len > UINT32_MAX) {
     mprpc_frame_out_free(out);
     return MPRPC_ETOOBIG;
   }
